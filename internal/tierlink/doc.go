@@ -1,0 +1,44 @@
+// Package tierlink defines the binary framing of the link between the
+// connection tier (connsrv) and the logic tier (logic). It is a leaf package:
+// it imports nothing else of Parley's.
+//
+// A connsrv node dials every logic node with a small pool of TCP connections.
+// Each connection multiplexes many client sessions; frames of one session
+// always travel on the same connection, so per-session order is kept.
+//
+// # Frame layout
+//
+// All integers are big endian.
+//
+//	+-----------+--------+----------------+-----------------+
+//	| length u32| type u8| session u64    | payload ...     |
+//	+-----------+--------+----------------+-----------------+
+//	 length counts type, session and payload: 9 + len(payload).
+//	 length must be in [9, MaxFrame]; anything else is a protocol error and
+//	 the link is closed.
+//
+// # Frame types
+//
+//	Hello    c->l  session 0   payload: version u8 | idlen u8 | node id
+//	HelloAck l->c  session 0   payload: version u8 | idlen u8 | node id
+//	Open     c->l  session s   payload: ulen u8 | user | dlen u8 | device | alen u8 | remote addr
+//	Close    c->l  session s   payload: ws close code u16
+//	Data     c->l  session s   payload: one client frame (JSON text)
+//	Deliver  l->c  session s   payload: one server frame (JSON text)
+//	Kick     l->c  session s   payload: ws close code u16 | reason (UTF-8, <= 123 bytes)
+//	Ping     both  session 0   payload: nonce u64
+//	Pong     both  session 0   payload: the ping's nonce u64
+//	Multi    l->c  session 0   payload: count u16 | count × session u64 | server frame
+//
+// Multi delivers one server frame to several sessions of the same connsrv
+// node (group fan-out) without repeating the payload.
+//
+// # Versions
+//
+//	1  initial version.
+//
+// # Concurrency
+//
+// The append functions and Parse are pure and safe for concurrent use.
+// A Reader is owned by one goroutine.
+package tierlink

@@ -1,0 +1,68 @@
+package logic
+
+import (
+	"context"
+
+	"github.com/parley-chat/parley/internal/record"
+)
+
+// Store is what the logic tier needs from persistent storage. The embedded
+// default is storage/pebble; fleets use storage/scylla. Every backend passes
+// storage/storetest.
+//
+// Error contract: methods return record.ErrNotFound (wrapped) when the named
+// chat, message or key does not exist, record.ErrConflict when a write would
+// overwrite an immutable row, record.ErrClosed after Close, and any other
+// error for I/O failures (the caller treats those as retryable). All methods
+// are safe for concurrent use.
+//
+// Sequencing is not the store's job: the logic tier assigns seqs and only
+// ever appends seq = LastSeq+1 for a chat it owns. The store must refuse to
+// overwrite an existing (chat, seq) with ErrConflict.
+type Store interface {
+	// AppendMessages durably stores msgs (possibly of several chats) and,
+	// for each with a RequestID, the dedup entry (ChatID, Sender,
+	// RequestID) -> message. All-or-nothing; it returns only after the
+	// write is durable (synced). Concurrent calls share syncs (group
+	// commit). ErrConflict if any (chat, seq) already exists.
+	AppendMessages(ctx context.Context, msgs []record.Message) error
+	// LastSeq returns the highest seq stored for chat, 0 if none.
+	LastSeq(ctx context.Context, chatID string) (uint64, error)
+	// LookupDedup returns the message stored under key, or ErrNotFound.
+	LookupDedup(ctx context.Context, key record.DedupKey) (record.Message, error)
+	// Message returns one message, or ErrNotFound.
+	Message(ctx context.Context, chatID string, seq uint64) (record.Message, error)
+	// Messages returns a page of history in ascending seq order (see
+	// record.Page). A chat without messages gives an empty slice.
+	Messages(ctx context.Context, chatID string, page record.Page) ([]record.Message, error)
+
+	// CreateChat durably stores a chat with its initial members and adds it
+	// to each member's chat list. ErrConflict if the chat exists.
+	CreateChat(ctx context.Context, chat record.Chat, members []string) error
+	// Chat returns a chat's metadata, or ErrNotFound.
+	Chat(ctx context.Context, chatID string) (record.Chat, error)
+	// Members returns the chat's members in ascending order, or ErrNotFound
+	// when the chat does not exist.
+	Members(ctx context.Context, chatID string) ([]string, error)
+	// AddMember durably adds user to chat and the chat to the user's list.
+	// Adding an existing member is not an error.
+	AddMember(ctx context.Context, chatID, user string) error
+	// RemoveMember durably removes user from chat and the chat from the
+	// user's list. Removing a non-member is not an error.
+	RemoveMember(ctx context.Context, chatID, user string) error
+	// UserChats returns the user's chat list with each chat's last seq and
+	// the user's read marker, in no particular order.
+	UserChats(ctx context.Context, user string) ([]record.ChatEntry, error)
+
+	// SetReadSeq raises the user's read marker in chat to seq (never lowers
+	// it). Need not be synced.
+	SetReadSeq(ctx context.Context, user, chatID string, seq uint64) error
+	// SetDeviceCursor raises the device's delivery cursor in chat to seq
+	// (never lowers it). Need not be synced.
+	SetDeviceCursor(ctx context.Context, user, device, chatID string, seq uint64) error
+	// DeviceCursor returns the device's delivery cursor in chat, 0 if none.
+	DeviceCursor(ctx context.Context, user, device, chatID string) (uint64, error)
+
+	// Close flushes and releases the store.
+	Close() error
+}
