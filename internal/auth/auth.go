@@ -150,3 +150,7 @@ func Issue(cfg Config, user, device string, ttl time.Duration, now time.Time) (s
 	}
 	return s, nil
 }
+
+// Config returns the verifier's configuration (used to sign dev tokens
+// with the same secret).
+func (v *Verifier) Config() Config { return v.cfg }

@@ -1,0 +1,110 @@
+package logic
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"time"
+)
+
+// Config configures a logic node.
+type Config struct {
+	// NodeID names this node in tier-link hellos and logs. Default: hostname-pid.
+	NodeID string `yaml:"node_id"`
+	// LinkListen is the TCP address connection nodes dial. Default "127.0.0.1:7070".
+	LinkListen string `yaml:"link_listen"`
+	// HTTPListen is the address of the HTTP API (history, chats, REST send,
+	// health, metrics). Default "127.0.0.1:8081"; empty disables HTTP.
+	HTTPListen string `yaml:"http_listen"`
+	// Shards is the number of chat shard workers. Default 256.
+	Shards int `yaml:"shards"`
+	// ShardQueue is the depth of each shard's request queue; a full queue
+	// answers "overloaded". Default 1024.
+	ShardQueue int `yaml:"shard_queue"`
+	// BatchMax is the most sends a shard worker appends in one store call. Default 128.
+	BatchMax int `yaml:"batch_max"`
+	// ReadWorkers bounds concurrent read requests (history, chats, ...). Default 64.
+	ReadWorkers int `yaml:"read_workers"`
+	// MaxBodyBytes is the largest message body in bytes. Default 16384.
+	MaxBodyBytes int `yaml:"max_body_bytes"`
+	// StoreTimeout bounds every store call. Default 5s.
+	StoreTimeout time.Duration `yaml:"store_timeout"`
+	// LinkQueueLimit is the most bytes queued for one link before the link
+	// is closed as too slow. Default 64 MiB.
+	LinkQueueLimit int `yaml:"link_queue_limit"`
+	// LinkIdleTimeout closes a link that sent nothing (not even a ping) for
+	// this long. Default 60s.
+	LinkIdleTimeout time.Duration `yaml:"link_idle_timeout"`
+	// HeartbeatInterval is announced to clients in the hello frame. Default 30s.
+	HeartbeatInterval time.Duration `yaml:"heartbeat_interval"`
+	// DevTokens enables POST /v1/dev/token, which signs a token for any user.
+	// For standalone development only. Default false.
+	DevTokens bool `yaml:"dev_tokens"`
+	// ChatCacheSize is the most chats whose seq and members a node keeps in
+	// memory. Default 100000.
+	ChatCacheSize int `yaml:"chat_cache_size"`
+}
+
+// Default returns the default configuration.
+func Default() Config {
+	host, _ := os.Hostname()
+	return Config{
+		NodeID:            host + "-" + strconv.Itoa(os.Getpid()),
+		LinkListen:        "127.0.0.1:7070",
+		HTTPListen:        "127.0.0.1:8081",
+		Shards:            256,
+		ShardQueue:        1024,
+		BatchMax:          128,
+		ReadWorkers:       64,
+		MaxBodyBytes:      16 << 10,
+		StoreTimeout:      5 * time.Second,
+		LinkQueueLimit:    64 << 20,
+		LinkIdleTimeout:   60 * time.Second,
+		HeartbeatInterval: 30 * time.Second,
+		ChatCacheSize:     100000,
+	}
+}
+
+// Validate reports every problem at once.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if c.NodeID == "" || len(c.NodeID) > 255 {
+		bad("logic.node_id must be 1..255 bytes")
+	}
+	if c.LinkListen == "" {
+		bad("logic.link_listen is required")
+	}
+	if c.Shards < 1 || c.Shards > 65536 {
+		bad("logic.shards must be in 1..65536, got %d", c.Shards)
+	}
+	if c.ShardQueue < 1 {
+		bad("logic.shard_queue must be positive, got %d", c.ShardQueue)
+	}
+	if c.BatchMax < 1 {
+		bad("logic.batch_max must be positive, got %d", c.BatchMax)
+	}
+	if c.ReadWorkers < 1 {
+		bad("logic.read_workers must be positive, got %d", c.ReadWorkers)
+	}
+	if c.MaxBodyBytes < 1 || c.MaxBodyBytes > 1<<20 {
+		bad("logic.max_body_bytes must be in 1..1048576, got %d", c.MaxBodyBytes)
+	}
+	if c.StoreTimeout <= 0 {
+		bad("logic.store_timeout must be positive, got %s", c.StoreTimeout)
+	}
+	if c.LinkQueueLimit < 1<<16 {
+		bad("logic.link_queue_limit must be at least 65536, got %d", c.LinkQueueLimit)
+	}
+	if c.LinkIdleTimeout <= 0 {
+		bad("logic.link_idle_timeout must be positive, got %s", c.LinkIdleTimeout)
+	}
+	if c.HeartbeatInterval <= 0 {
+		bad("logic.heartbeat_interval must be positive, got %s", c.HeartbeatInterval)
+	}
+	if c.ChatCacheSize < 1 {
+		bad("logic.chat_cache_size must be positive, got %d", c.ChatCacheSize)
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,24 @@
+// Package logic is Parley's logic tier. It accepts tier links from
+// connection nodes (connsrv), authenticates nothing itself (connsrv verified
+// the session's token at upgrade and names the user in the Open frame), and
+// runs the message path:
+//
+//	Data frame -> proto.Decode -> chat shard worker (one goroutine owns a chat)
+//	  -> membership + dedup checks -> seq = last+1 -> Store.AppendMessages
+//	  (synced, group-committed) -> "sent" to the sender -> "msg" fan-out to
+//	  every online device of every member.
+//
+// Read requests (history, chat list, members, presence) run on a bounded
+// pool of goroutines and never touch the shard workers.
+//
+// # Concurrency
+//
+// A chat is owned by exactly one shard worker (hash of the chat id), which
+// serializes every mutation of that chat: sends, membership changes, acks.
+// That single owner is what makes seqs strictly increasing and gapless. The
+// session registry and the per-link write queues are guarded by mutexes;
+// no I/O happens under a lock. Lock order: registry.mu before link.mu (never
+// the reverse).
+//
+// Service methods are safe for concurrent use unless documented otherwise.
+package logic

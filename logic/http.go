@@ -1,0 +1,312 @@
+package logic
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/valyala/fasthttp"
+
+	"github.com/parley-chat/parley/internal/auth"
+	"github.com/parley-chat/parley/internal/proto"
+	"github.com/parley-chat/parley/internal/record"
+)
+
+// DevTokenTTL is the lifetime of tokens from POST /v1/dev/token.
+const DevTokenTTL = 24 * time.Hour
+
+func httpRequests(route string, status int) *metrics.Counter {
+	return metrics.GetOrCreateCounter(`parley_http_requests_total{route="` + route + `",status="` + strconv.Itoa(status) + `"}`)
+}
+
+func httpDuration(route string) *metrics.Histogram {
+	return metrics.GetOrCreateHistogram(`parley_http_request_duration_seconds{route="` + route + `"}`)
+}
+
+func (s *Service) newHTTPServer() *fasthttp.Server {
+	return &fasthttp.Server{
+		Handler:            s.serveHTTP,
+		Name:               "parley",
+		ReadTimeout:        10 * time.Second,
+		WriteTimeout:       10 * time.Second,
+		IdleTimeout:        60 * time.Second,
+		MaxRequestBodySize: 64 << 10,
+		Logger:             httpLogger{s},
+	}
+}
+
+type httpLogger struct{ s *Service }
+
+func (l httpLogger) Printf(format string, args ...any) {
+	l.s.log.Debug("fasthttp", "msg", strings.TrimSpace(format), "args", args)
+}
+
+// httpReply collects the answer frame of a request made over HTTP.
+type httpReply chan []byte
+
+func (h httpReply) reply(frame []byte) {
+	select {
+	case h <- bytes.Clone(frame):
+	default:
+	}
+}
+
+func (s *Service) serveHTTP(ctx *fasthttp.RequestCtx) {
+	start := time.Now()
+	path := string(ctx.Path())
+	route := "other"
+	defer func() {
+		httpRequests(route, ctx.Response.StatusCode()).Inc()
+		httpDuration(route).UpdateDuration(start)
+	}()
+	method := string(ctx.Method())
+	switch {
+	case path == "/healthz":
+		route = "healthz"
+		ctx.SetBodyString("ok\n")
+		return
+	case path == "/readyz":
+		route = "readyz"
+		s.serveReady(ctx)
+		return
+	case path == "/metrics":
+		route = "metrics"
+		ctx.SetContentType("text/plain; version=0.0.4")
+		metrics.WritePrometheus(ctx, true)
+		return
+	case path == "/v1/dev/token" && method == fasthttp.MethodPost:
+		route = "dev_token"
+		s.serveDevToken(ctx)
+		return
+	}
+	if !strings.HasPrefix(path, "/v1/") {
+		httpError(ctx, fasthttp.StatusNotFound, proto.Errorf("not_found", "no such endpoint"))
+		return
+	}
+	claims, err := s.httpAuth(ctx)
+	if err != nil {
+		httpError(ctx, fasthttp.StatusUnauthorized, proto.Errorf("unauthorized", "%v", err))
+		return
+	}
+	rctx, cancel := context.WithTimeout(context.Background(), s.cfg.StoreTimeout)
+	defer cancel()
+	switch {
+	case path == "/v1/chats" && method == fasthttp.MethodGet:
+		route = "chats"
+		chats, err := s.Chats(rctx, claims.User)
+		s.writeJSON(ctx, proto.ChatsAnswer{Chats: chats}, err)
+	case path == "/v1/presence" && method == fasthttp.MethodGet:
+		route = "presence"
+		users := strings.Split(string(ctx.QueryArgs().Peek("users")), ",")
+		info, err := s.Presence(rctx, users)
+		s.writeJSON(ctx, proto.PresenceAnswer{Users: info}, err)
+	case strings.HasPrefix(path, "/v1/chats/"):
+		rest := strings.TrimPrefix(path, "/v1/chats/")
+		chat, sub, _ := strings.Cut(rest, "/")
+		switch {
+		case sub == "messages" && method == fasthttp.MethodGet:
+			route = "history"
+			s.serveHistory(rctx, ctx, claims.User, chat)
+		case sub == "messages" && method == fasthttp.MethodPost:
+			route = "send"
+			s.serveSend(ctx, claims, chat)
+		case sub == "members" && method == fasthttp.MethodGet:
+			route = "members"
+			members, err := s.ChatMembers(rctx, claims.User, chat)
+			s.writeJSON(ctx, proto.MembersAnswer{Chat: chat, Members: members}, err)
+		default:
+			httpError(ctx, fasthttp.StatusNotFound, proto.Errorf("not_found", "no such endpoint"))
+		}
+	default:
+		httpError(ctx, fasthttp.StatusNotFound, proto.Errorf("not_found", "no such endpoint"))
+	}
+}
+
+func (s *Service) httpAuth(ctx *fasthttp.RequestCtx) (auth.Claims, error) {
+	h := string(ctx.Request.Header.Peek("Authorization"))
+	tok, ok := strings.CutPrefix(h, "Bearer ")
+	if !ok {
+		tok = string(ctx.QueryArgs().Peek("token"))
+	}
+	return s.verifier.Verify(strings.TrimSpace(tok))
+}
+
+func (s *Service) serveReady(ctx *fasthttp.RequestCtx) {
+	s.health.mu.Lock()
+	draining := s.health.draining
+	s.health.mu.Unlock()
+	if draining {
+		ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
+		ctx.SetBodyString("draining\n")
+		return
+	}
+	pctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if _, err := s.store.LastSeq(pctx, "g:readyz-probe"); err != nil && !errors.Is(err, record.ErrNotFound) {
+		ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
+		ctx.SetBodyString("store unreachable\n")
+		return
+	}
+	ctx.SetBodyString("ready\n")
+}
+
+func (s *Service) serveDevToken(ctx *fasthttp.RequestCtx) {
+	if !s.cfg.DevTokens {
+		httpError(ctx, fasthttp.StatusNotFound, proto.Errorf("not_found", "dev tokens are disabled (logic.dev_tokens)"))
+		return
+	}
+	var req struct {
+		User   string `json:"user"`
+		Device string `json:"device"`
+	}
+	if body := ctx.PostBody(); len(body) > 0 {
+		if err := json.Unmarshal(body, &req); err != nil {
+			httpError(ctx, fasthttp.StatusBadRequest, proto.Errorf(proto.CodeBadRequest, "invalid JSON body"))
+			return
+		}
+	}
+	if req.User == "" {
+		req.User = string(ctx.QueryArgs().Peek("user"))
+	}
+	if req.Device == "" {
+		req.Device = string(ctx.QueryArgs().Peek("device"))
+	}
+	tok, err := auth.Issue(s.verifier.Config(), req.User, req.Device, DevTokenTTL, s.now())
+	if err != nil {
+		httpError(ctx, fasthttp.StatusBadRequest, proto.Errorf(proto.CodeBadRequest, "%v", err))
+		return
+	}
+	s.writeJSON(ctx, map[string]any{"token": tok, "user": req.User, "expires_at": s.now().Add(DevTokenTTL).UnixMilli()}, nil)
+}
+
+func (s *Service) serveHistory(rctx context.Context, ctx *fasthttp.RequestCtx, user, chat string) {
+	q := ctx.QueryArgs()
+	var p record.Page
+	var err error
+	parse := func(name string) uint64 {
+		v := q.Peek(name)
+		if len(v) == 0 || err != nil {
+			return 0
+		}
+		n, perr := strconv.ParseUint(string(v), 10, 64)
+		if perr != nil {
+			err = proto.Errorf(proto.CodeBadRequest, "%s must be a non-negative integer", name)
+		}
+		return n
+	}
+	p.Before, p.After = parse("before"), parse("after")
+	limit := parse("limit")
+	if err == nil && limit > record.MaxPageLimit {
+		err = proto.Errorf(proto.CodeBadRequest, "limit must be in 1..%d", record.MaxPageLimit)
+	}
+	p.Limit = int(limit)
+	if err != nil {
+		s.writeJSON(ctx, nil, err)
+		return
+	}
+	msgs, more, err := s.History(rctx, user, chat, p)
+	if err != nil {
+		s.writeJSON(ctx, nil, err)
+		return
+	}
+	b := append([]byte(`{"chat":`), proto.AppendString(nil, chat)...)
+	b = append(b, `,"messages":[`...)
+	for i := range msgs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = proto.AppendMessageObject(b, &msgs[i])
+	}
+	b = append(b, `],"more":`...)
+	b = strconv.AppendBool(b, more)
+	b = append(b, '}')
+	ctx.SetContentType("application/json")
+	ctx.SetBody(b)
+}
+
+// serveSend is the REST fallback for sending: the same path as a WebSocket
+// send, answered with the sent frame.
+func (s *Service) serveSend(ctx *fasthttp.RequestCtx, claims auth.Claims, chat string) {
+	var in proto.Inbound
+	if err := json.Unmarshal(ctx.PostBody(), &in); err != nil {
+		httpError(ctx, fasthttp.StatusBadRequest, proto.Errorf(proto.CodeBadRequest, "invalid JSON body"))
+		return
+	}
+	in.Type, in.Chat, in.To = proto.TypeSend, chat, ""
+	device := claims.Device
+	if device == "" {
+		device = "http"
+	}
+	out := make(httpReply, 1)
+	s.dispatch(&request{in: in, user: claims.User, device: device, out: out, recv: s.now(), chat: chat})
+	select {
+	case frame := <-out:
+		var f struct {
+			Type string `json:"type"`
+			Code string `json:"code"`
+		}
+		_ = json.Unmarshal(frame, &f)
+		status := fasthttp.StatusOK
+		if f.Type == proto.TypeError {
+			status = statusFor(f.Code)
+		}
+		ctx.SetStatusCode(status)
+		ctx.SetContentType("application/json")
+		ctx.SetBody(frame)
+	case <-time.After(s.cfg.StoreTimeout + time.Second):
+		httpError(ctx, fasthttp.StatusServiceUnavailable, &proto.Error{Code: proto.CodeUnavailable, Message: "timed out, retry with the same id"})
+	}
+}
+
+func (s *Service) writeJSON(ctx *fasthttp.RequestCtx, v any, err error) {
+	if err != nil {
+		var pe *proto.Error
+		if !errors.As(err, &pe) {
+			pe = s.storeError(err)
+		}
+		httpError(ctx, statusFor(pe.Code), pe)
+		return
+	}
+	b, merr := json.Marshal(v)
+	if merr != nil {
+		httpError(ctx, fasthttp.StatusInternalServerError, proto.Errorf(proto.CodeInternal, "cannot encode answer"))
+		return
+	}
+	ctx.SetContentType("application/json")
+	ctx.SetBody(b)
+}
+
+func statusFor(code string) int {
+	switch code {
+	case proto.CodeBadRequest, proto.CodeUnknownType:
+		return fasthttp.StatusBadRequest
+	case proto.CodeNotMember, proto.CodeForbidden:
+		return fasthttp.StatusForbidden
+	case proto.CodeChatNotFound:
+		return fasthttp.StatusNotFound
+	case proto.CodeTooLarge:
+		return fasthttp.StatusRequestEntityTooLarge
+	case proto.CodeGroupFull:
+		return fasthttp.StatusConflict
+	case proto.CodeRateLimited:
+		return fasthttp.StatusTooManyRequests
+	case proto.CodeOverloaded, proto.CodeUnavailable:
+		return fasthttp.StatusServiceUnavailable
+	}
+	return fasthttp.StatusInternalServerError
+}
+
+func httpError(ctx *fasthttp.RequestCtx, status int, e *proto.Error) {
+	b, _ := json.Marshal(map[string]any{"error": map[string]any{"code": e.Code, "message": e.Message, "retryable": proto.Retryable(e.Code)}})
+	ctx.SetStatusCode(status)
+	ctx.SetContentType("application/json")
+	if e.RetryAfterMS > 0 {
+		ctx.Response.Header.Set("Retry-After", strconv.FormatInt((e.RetryAfterMS+999)/1000, 10))
+	}
+	ctx.SetBody(b)
+}

@@ -1,0 +1,268 @@
+package logic
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/parley-chat/parley/internal/tierlink"
+)
+
+var (
+	linksOpen         = metrics.NewCounter(`parley_logic_links_opened_total`)
+	linksClosed       = metrics.NewCounter(`parley_logic_links_closed_total`)
+	linkSlowCloses    = metrics.NewCounter(`parley_logic_link_drops_total{reason="queue_full"}`)
+	linkFramesIn      = metrics.NewCounter(`parley_logic_link_frames_in_total`)
+	linkFramesOut     = metrics.NewCounter(`parley_logic_link_frames_out_total`)
+	linkProtocolError = metrics.NewCounter(`parley_logic_link_drops_total{reason="protocol"}`)
+)
+
+// link is one tier-link TCP connection from a connection node. Frames are
+// queued into buf by any goroutine and written by the link's writer
+// goroutine in batches.
+type link struct {
+	conn   net.Conn
+	node   string // peer node id from its hello
+	limit  int
+	notify chan struct{} // capacity 1: "buf is not empty"
+	done   chan struct{} // closed when the link is closed
+
+	mu     sync.Mutex // guards the following
+	buf    []byte     // frames waiting for the writer
+	closed bool
+}
+
+func newLink(conn net.Conn, limit int) *link {
+	return &link{conn: conn, limit: limit, notify: make(chan struct{}, 1), done: make(chan struct{})}
+}
+
+// appendFrames runs fn to append frames to the queue under the lock.
+// It returns false when the link is closed or its queue is over the limit
+// (in which case the link is closed). Safe for concurrent use.
+func (l *link) appendFrames(fn func([]byte) []byte) bool {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return false
+	}
+	l.buf = fn(l.buf)
+	over := len(l.buf) > l.limit
+	l.mu.Unlock()
+	if over {
+		linkSlowCloses.Inc()
+		l.close()
+		return false
+	}
+	linkFramesOut.Inc()
+	select {
+	case l.notify <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// deliver queues one server frame for one session.
+func (l *link) deliver(session uint64, payload []byte) bool {
+	return l.appendFrames(func(b []byte) []byte {
+		return tierlink.AppendFrame(b, tierlink.TypeDeliver, session, payload)
+	})
+}
+
+// deliverMulti queues one server frame for several sessions of this link.
+func (l *link) deliverMulti(sessions []uint64, payload []byte) bool {
+	if len(sessions) == 1 {
+		return l.deliver(sessions[0], payload)
+	}
+	return l.appendFrames(func(b []byte) []byte {
+		for len(sessions) > 0 {
+			n := min(len(sessions), tierlink.MaxMultiSessions)
+			b = tierlink.AppendMulti(b, sessions[:n], payload)
+			sessions = sessions[n:]
+		}
+		return b
+	})
+}
+
+// kick asks the connection node to close a session.
+func (l *link) kick(session uint64, code uint16, reason string) bool {
+	return l.appendFrames(func(b []byte) []byte {
+		return tierlink.AppendKick(b, session, code, reason)
+	})
+}
+
+func (l *link) close() {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return
+	}
+	l.closed = true
+	l.mu.Unlock()
+	close(l.done)
+	_ = l.conn.Close()
+}
+
+// writeLoop writes queued frames until the link closes. It swaps two
+// buffers so that steady-state writing does not allocate.
+func (l *link) writeLoop() {
+	var spare []byte
+	for {
+		select {
+		case <-l.notify:
+		case <-l.done:
+			return
+		}
+		l.mu.Lock()
+		out := l.buf
+		l.buf = spare[:0]
+		l.mu.Unlock()
+		if len(out) == 0 {
+			spare = out
+			continue
+		}
+		_ = l.conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		if _, err := l.conn.Write(out); err != nil {
+			l.close()
+			return
+		}
+		if cap(out) > 4<<20 { // do not keep a burst's buffer forever
+			out = nil
+		}
+		spare = out
+	}
+}
+
+// linkHandler is what the link server calls for each received frame.
+type linkHandler interface {
+	onOpen(l *link, session uint64, o tierlink.Open)
+	onData(l *link, session uint64, payload []byte)
+	onClose(l *link, session uint64, code uint16)
+	onLinkDown(l *link)
+}
+
+// serveLinks accepts tier links on ln until ctx is done.
+func serveLinks(ctx context.Context, ln net.Listener, cfg Config, h linkHandler, log *slog.Logger) error {
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	conns := map[net.Conn]struct{}{}
+	go func() {
+		<-ctx.Done()
+		_ = ln.Close()
+		mu.Lock()
+		for c := range conns {
+			_ = c.Close()
+		}
+		mu.Unlock()
+	}()
+	defer wg.Wait()
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				time.Sleep(10 * time.Millisecond)
+				continue
+			}
+			return fmt.Errorf("cannot accept tier link: %w", err)
+		}
+		if tc, ok := c.(*net.TCPConn); ok {
+			_ = tc.SetNoDelay(true)
+		}
+		mu.Lock()
+		conns[c] = struct{}{}
+		mu.Unlock()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			serveLink(c, cfg, h, log)
+			mu.Lock()
+			delete(conns, c)
+			mu.Unlock()
+		}()
+	}
+}
+
+func serveLink(c net.Conn, cfg Config, h linkHandler, log *slog.Logger) {
+	l := newLink(c, cfg.LinkQueueLimit)
+	defer l.close()
+	r := tierlink.NewReader(c, 64<<10, tierlink.MaxFrame)
+
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	f, err := r.Next()
+	if err != nil || f.Type != tierlink.TypeHello {
+		log.Warn("tier link without hello", "remote", c.RemoteAddr().String(), "err", err)
+		linkProtocolError.Inc()
+		return
+	}
+	hello, err := tierlink.ParseHello(f.Payload)
+	if err != nil || hello.Version != tierlink.Version {
+		log.Warn("tier link with bad hello", "remote", c.RemoteAddr().String(), "version", hello.Version, "err", err)
+		linkProtocolError.Inc()
+		return
+	}
+	l.node = hello.NodeID
+	l.appendFrames(func(b []byte) []byte {
+		return tierlink.AppendHello(b, tierlink.TypeHelloAck, tierlink.Hello{Version: tierlink.Version, NodeID: cfg.NodeID})
+	})
+	go l.writeLoop()
+	linksOpen.Inc()
+	log.Info("tier link up", "node", l.node, "remote", c.RemoteAddr().String())
+	defer func() {
+		linksClosed.Inc()
+		h.onLinkDown(l)
+		log.Info("tier link down", "node", l.node, "remote", c.RemoteAddr().String())
+	}()
+
+	for {
+		_ = c.SetReadDeadline(time.Now().Add(cfg.LinkIdleTimeout))
+		f, err := r.Next()
+		if err != nil {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+				log.Warn("tier link read failed", "node", l.node, "err", err)
+			}
+			return
+		}
+		linkFramesIn.Inc()
+		switch f.Type {
+		case tierlink.TypeData:
+			h.onData(l, f.Session, f.Payload)
+		case tierlink.TypeOpen:
+			o, err := tierlink.ParseOpen(f.Payload)
+			if err != nil {
+				linkProtocolError.Inc()
+				log.Warn("bad open frame", "node", l.node, "err", err)
+				return
+			}
+			h.onOpen(l, f.Session, o)
+		case tierlink.TypeClose:
+			code, err := tierlink.ParseClose(f.Payload)
+			if err != nil {
+				linkProtocolError.Inc()
+				return
+			}
+			h.onClose(l, f.Session, code)
+		case tierlink.TypePing:
+			nonce, err := tierlink.ParsePing(f.Payload)
+			if err != nil {
+				linkProtocolError.Inc()
+				return
+			}
+			l.appendFrames(func(b []byte) []byte { return tierlink.AppendPing(b, tierlink.TypePong, nonce) })
+		case tierlink.TypePong:
+		default:
+			linkProtocolError.Inc()
+			log.Warn("unexpected tier-link frame", "node", l.node, "type", f.Type.String())
+			return
+		}
+	}
+}

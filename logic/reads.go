@@ -1,0 +1,191 @@
+package logic
+
+import (
+	"context"
+	"errors"
+	"slices"
+
+	"github.com/parley-chat/parley/internal/proto"
+	"github.com/parley-chat/parley/internal/record"
+)
+
+// maxPresenceUsers bounds one presence query.
+const maxPresenceUsers = 256
+
+// handleRead answers history, chats, members and presence. It runs on the
+// bounded read pool.
+func (s *Service) handleRead(r *request) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.StoreTimeout)
+	defer cancel()
+	frame, err := s.read(ctx, r)
+	if err != nil {
+		s.replyErr(r.out, r.in.ID, err)
+		return
+	}
+	r.out.reply(frame)
+}
+
+func (s *Service) read(ctx context.Context, r *request) ([]byte, error) {
+	in := &r.in
+	switch in.Type {
+	case proto.TypeHistory:
+		msgs, more, err := s.History(ctx, r.user, in.Chat, record.Page{Before: in.Before, After: in.After, Limit: in.Limit})
+		if err != nil {
+			return nil, err
+		}
+		return proto.AppendHistory(nil, in.ID, in.Chat, msgs, more), nil
+	case proto.TypeChats:
+		chats, err := s.Chats(ctx, r.user)
+		if err != nil {
+			return nil, err
+		}
+		return proto.Marshal(proto.TypeChats, in.ID, proto.ChatsAnswer{Chats: chats})
+	case proto.TypeMembers:
+		members, err := s.ChatMembers(ctx, r.user, in.Chat)
+		if err != nil {
+			return nil, err
+		}
+		return proto.Marshal(proto.TypeMembers, in.ID, proto.MembersAnswer{Chat: in.Chat, Members: members})
+	case proto.TypePresence:
+		users, err := s.Presence(ctx, in.Users)
+		if err != nil {
+			return nil, err
+		}
+		return proto.Marshal(proto.TypePresence, in.ID, proto.PresenceAnswer{Users: users})
+	}
+	return nil, proto.Errorf(proto.CodeUnknownType, "unexpected frame type %q", in.Type)
+}
+
+// checkMember returns nil if user may read chat.
+func (s *Service) checkMember(ctx context.Context, user, chat string) error {
+	kind, ok := record.ParseChatID(chat)
+	if !ok {
+		return proto.Errorf(proto.CodeBadRequest, "chat is missing or not a valid chat id")
+	}
+	if kind == record.KindDirect {
+		a, b, _ := record.DirectMembers(chat)
+		if user != a && user != b {
+			return proto.Errorf(proto.CodeNotMember, "you are not a member of %s", chat)
+		}
+		return nil
+	}
+	members, err := s.store.Members(ctx, chat)
+	if err != nil {
+		return err
+	}
+	if _, found := slices.BinarySearch(members, user); !found && !slices.Contains(members, user) {
+		return proto.Errorf(proto.CodeNotMember, "you are not a member of %s", chat)
+	}
+	return nil
+}
+
+// History returns a page of chat's messages for user, in ascending seq
+// order, and whether more messages lie beyond the page in the paging
+// direction. Safe for concurrent use.
+func (s *Service) History(ctx context.Context, user, chat string, p record.Page) ([]record.Message, bool, error) {
+	if p.Before > 0 && p.After > 0 {
+		return nil, false, proto.Errorf(proto.CodeBadRequest, "history takes before or after, not both")
+	}
+	if p.Limit == 0 {
+		p.Limit = 50
+	}
+	if p.Limit < 0 || p.Limit > record.MaxPageLimit {
+		return nil, false, proto.Errorf(proto.CodeBadRequest, "limit must be in 1..%d", record.MaxPageLimit)
+	}
+	if err := s.checkMember(ctx, user, chat); err != nil {
+		return nil, false, err
+	}
+	want := p.Limit
+	if want < record.MaxPageLimit {
+		p.Limit = want + 1 // one extra tells whether there is more
+	}
+	msgs, err := s.store.Messages(ctx, chat, p)
+	if err != nil {
+		return nil, false, err
+	}
+	more := false
+	if len(msgs) > want {
+		more = true
+		if p.After > 0 {
+			msgs = msgs[:want]
+		} else {
+			msgs = msgs[len(msgs)-want:]
+		}
+	} else if want == record.MaxPageLimit && len(msgs) == want {
+		more = true // cannot tell without a second query; the client asks again
+		if p.After == 0 && msgs[0].Seq == 1 {
+			more = false
+		}
+	}
+	if msgs == nil {
+		msgs = []record.Message{}
+	}
+	return msgs, more, nil
+}
+
+// Chats returns user's chat list. Safe for concurrent use.
+func (s *Service) Chats(ctx context.Context, user string) ([]proto.ChatInfo, error) {
+	entries, err := s.store.UserChats(ctx, user)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]proto.ChatInfo, 0, len(entries))
+	for _, e := range entries {
+		ci := proto.ChatInfo{Chat: e.Chat.ID, Kind: e.Chat.Kind.String(), Name: e.Chat.Name, LastSeq: e.LastSeq, ReadSeq: e.ReadSeq, Unread: e.Unread()}
+		if a, b, ok := record.DirectMembers(e.Chat.ID); ok {
+			ci.Members = []string{a, b}
+		}
+		out = append(out, ci)
+	}
+	slices.SortFunc(out, func(a, b proto.ChatInfo) int {
+		if a.Chat < b.Chat {
+			return -1
+		}
+		if a.Chat > b.Chat {
+			return 1
+		}
+		return 0
+	})
+	return out, nil
+}
+
+// ChatMembers returns chat's members if user is one. Safe for concurrent use.
+func (s *Service) ChatMembers(ctx context.Context, user, chat string) ([]string, error) {
+	if err := s.checkMember(ctx, user, chat); err != nil {
+		return nil, err
+	}
+	if a, b, ok := record.DirectMembers(chat); ok {
+		return []string{a, b}, nil
+	}
+	return s.store.Members(ctx, chat)
+}
+
+// Presence returns the presence of users (at most 256). Presence is best
+// effort: on a presence-store error users read as offline.
+func (s *Service) Presence(ctx context.Context, users []string) ([]proto.PresenceInfo, error) {
+	if len(users) == 0 || len(users) > maxPresenceUsers {
+		return nil, proto.Errorf(proto.CodeBadRequest, "presence takes 1..%d users", maxPresenceUsers)
+	}
+	for _, u := range users {
+		if !record.ValidID(u) {
+			return nil, proto.Errorf(proto.CodeBadRequest, "%q is not a valid user id", truncate(u, 64))
+		}
+	}
+	info, err := s.presence.Lookup(ctx, users)
+	if err != nil {
+		s.log.Warn("presence lookup failed; reporting offline", "err", err)
+		info = make([]proto.PresenceInfo, len(users))
+		for i, u := range users {
+			info[i] = proto.PresenceInfo{User: u}
+		}
+	}
+	// This node knows its own sessions for sure.
+	for i := range info {
+		if s.reg.online(info[i].User) {
+			info[i].Online, info[i].LastSeen = true, 0
+		}
+	}
+	return info, nil
+}
+
+var _ = errors.Is

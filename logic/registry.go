@@ -1,0 +1,130 @@
+package logic
+
+import (
+	"sync"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+)
+
+// session is one client connection held by a connection node.
+type session struct {
+	link   *link
+	id     uint64
+	user   string
+	device string
+	remote string
+	opened time.Time
+}
+
+// deliver queues a server frame for the session's client.
+func (s *session) deliver(payload []byte) bool { return s.link.deliver(s.id, payload) }
+
+type sessionKey struct {
+	link *link
+	id   uint64
+}
+
+// registry maps sessions to users. Safe for concurrent use.
+type registry struct {
+	mu       sync.RWMutex // guards the following
+	sessions map[sessionKey]*session
+	byUser   map[string][]*session
+}
+
+func newRegistry() *registry {
+	r := &registry{sessions: map[sessionKey]*session{}, byUser: map[string][]*session{}}
+	metrics.NewGauge(`parley_logic_sessions`, func() float64 {
+		r.mu.RLock()
+		defer r.mu.RUnlock()
+		return float64(len(r.sessions))
+	})
+	metrics.NewGauge(`parley_logic_online_users`, func() float64 {
+		r.mu.RLock()
+		defer r.mu.RUnlock()
+		return float64(len(r.byUser))
+	})
+	return r
+}
+
+// add registers s and reports whether it is the user's first session.
+func (r *registry) add(s *session) (first bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	k := sessionKey{s.link, s.id}
+	if old, ok := r.sessions[k]; ok {
+		r.removeLocked(old)
+	}
+	r.sessions[k] = s
+	first = len(r.byUser[s.user]) == 0
+	r.byUser[s.user] = append(r.byUser[s.user], s)
+	return first
+}
+
+// get returns the session or nil.
+func (r *registry) get(l *link, id uint64) *session {
+	r.mu.RLock()
+	s := r.sessions[sessionKey{l, id}]
+	r.mu.RUnlock()
+	return s
+}
+
+// remove unregisters a session; it returns the session (nil if unknown)
+// and whether it was the user's last one.
+func (r *registry) remove(l *link, id uint64) (s *session, last bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s = r.sessions[sessionKey{l, id}]
+	if s == nil {
+		return nil, false
+	}
+	return s, r.removeLocked(s)
+}
+
+func (r *registry) removeLocked(s *session) (last bool) {
+	delete(r.sessions, sessionKey{s.link, s.id})
+	list := r.byUser[s.user]
+	for i, x := range list {
+		if x == s {
+			list[i] = list[len(list)-1]
+			list[len(list)-1] = nil
+			list = list[:len(list)-1]
+			break
+		}
+	}
+	if len(list) == 0 {
+		delete(r.byUser, s.user)
+		return true
+	}
+	r.byUser[s.user] = list
+	return false
+}
+
+// removeLink unregisters every session of a link and returns the users
+// that have no session left.
+func (r *registry) removeLink(l *link) (offline []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for k, s := range r.sessions {
+		if k.link == l && r.removeLocked(s) {
+			offline = append(offline, s.user)
+		}
+	}
+	return offline
+}
+
+// appendSessions appends the user's sessions to dst.
+func (r *registry) appendSessions(dst []*session, user string) []*session {
+	r.mu.RLock()
+	dst = append(dst, r.byUser[user]...)
+	r.mu.RUnlock()
+	return dst
+}
+
+// online reports whether the user has a session on this node.
+func (r *registry) online(user string) bool {
+	r.mu.RLock()
+	n := len(r.byUser[user])
+	r.mu.RUnlock()
+	return n > 0
+}

@@ -1,0 +1,494 @@
+package logic
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/valyala/fasthttp"
+
+	"github.com/parley-chat/parley/internal/auth"
+	"github.com/parley-chat/parley/internal/proto"
+	"github.com/parley-chat/parley/internal/record"
+	"github.com/parley-chat/parley/internal/tierlink"
+)
+
+var (
+	requestsOverloaded = metrics.NewCounter(`parley_logic_requests_rejected_total{reason="overloaded"}`)
+	presenceDropped    = metrics.NewCounter(`parley_logic_presence_events_dropped_total`)
+)
+
+func errorsTotal(code string) *metrics.Counter {
+	return metrics.GetOrCreateCounter(`parley_logic_errors_total{code="` + code + `"}`)
+}
+
+// replier receives the answer frames of one request. The frame is only
+// valid during the call: implementations copy it.
+type replier interface {
+	reply(frame []byte)
+}
+
+// reply implements replier for a session.
+func (s *session) reply(frame []byte) { s.deliver(frame) }
+
+// request is one client request on its way to a shard worker or a reader.
+type request struct {
+	in     proto.Inbound
+	user   string
+	device string
+	from   *session // nil for HTTP requests
+	out    replier
+	chat   string // resolved chat id (send to a user -> direct chat id)
+	recv   time.Time
+}
+
+// Service is a logic node. Construct with New, bind with Listen, then Run.
+type Service struct {
+	cfg      Config
+	store    Store
+	presence Presence
+	verifier *auth.Verifier
+	log      *slog.Logger
+	now      func() time.Time
+
+	reg       *registry
+	shards    []*shard
+	readSem   chan struct{}
+	presenceQ chan presenceEvent
+
+	linkLn net.Listener
+	httpLn net.Listener
+	http   *fasthttp.Server
+	ready  chan struct{}
+	health healthState
+}
+
+type presenceEvent struct {
+	user   string
+	online bool
+	at     time.Time
+}
+
+type healthState struct {
+	mu       sync.Mutex // guards the following
+	draining bool
+}
+
+// New returns a logic node using store and presence. verifier authenticates
+// HTTP API requests (WebSocket sessions are authenticated by connsrv).
+func New(cfg Config, store Store, presence Presence, verifier *auth.Verifier, log *slog.Logger) (*Service, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("cannot create logic node: %w", err)
+	}
+	if store == nil || verifier == nil {
+		return nil, errors.New("cannot create logic node: store and verifier are required")
+	}
+	if presence == nil {
+		presence = NewMemPresence()
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	s := &Service{
+		cfg: cfg, store: store, presence: presence, verifier: verifier, log: log, now: time.Now,
+		reg:     newRegistry(),
+		readSem: make(chan struct{}, cfg.ReadWorkers),
+		ready:   make(chan struct{}),
+	}
+	s.presenceQ = make(chan presenceEvent, 4096)
+	s.shards = make([]*shard, cfg.Shards)
+	for i := range s.shards {
+		s.shards[i] = newShard(s)
+	}
+	return s, nil
+}
+
+// Listen binds the tier-link and HTTP listeners, so that their addresses
+// are known before Run. Not safe for concurrent use.
+func (s *Service) Listen() error {
+	ln, err := net.Listen("tcp", s.cfg.LinkListen)
+	if err != nil {
+		return fmt.Errorf("cannot listen for tier links on %s: %w", s.cfg.LinkListen, err)
+	}
+	s.linkLn = ln
+	if s.cfg.HTTPListen != "" {
+		hl, err := net.Listen("tcp", s.cfg.HTTPListen)
+		if err != nil {
+			_ = ln.Close()
+			return fmt.Errorf("cannot listen for HTTP on %s: %w", s.cfg.HTTPListen, err)
+		}
+		s.httpLn = hl
+	}
+	return nil
+}
+
+// LinkAddr returns the bound tier-link address (after Listen).
+func (s *Service) LinkAddr() string { return s.linkLn.Addr().String() }
+
+// HTTPAddr returns the bound HTTP address (after Listen), or "".
+func (s *Service) HTTPAddr() string {
+	if s.httpLn == nil {
+		return ""
+	}
+	return s.httpLn.Addr().String()
+}
+
+// Ready is closed once Run serves requests.
+func (s *Service) Ready() <-chan struct{} { return s.ready }
+
+// Run serves until ctx is cancelled, then stops accepting, lets shard
+// workers finish the batch they hold, and returns. It calls Listen if the
+// caller did not.
+func (s *Service) Run(ctx context.Context) error {
+	if s.linkLn == nil {
+		if err := s.Listen(); err != nil {
+			return err
+		}
+	}
+	stop := make(chan struct{})
+	var workers sync.WaitGroup
+	for _, sh := range s.shards {
+		workers.Add(1)
+		go func() {
+			defer workers.Done()
+			sh.run(stop)
+		}()
+	}
+	workers.Add(1)
+	go func() {
+		defer workers.Done()
+		s.presenceLoop(stop)
+	}()
+
+	errc := make(chan error, 2)
+	var servers sync.WaitGroup
+	servers.Add(1)
+	go func() {
+		defer servers.Done()
+		errc <- serveLinks(ctx, s.linkLn, s.cfg, s, s.log)
+	}()
+	if s.httpLn != nil {
+		s.http = s.newHTTPServer()
+		servers.Add(1)
+		go func() {
+			defer servers.Done()
+			if err := s.http.Serve(s.httpLn); err != nil {
+				errc <- fmt.Errorf("cannot serve HTTP: %w", err)
+			}
+		}()
+	}
+	close(s.ready)
+	s.log.Info("logic node up", "node", s.cfg.NodeID, "link", s.LinkAddr(), "http", s.HTTPAddr())
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+	}
+	s.health.mu.Lock()
+	s.health.draining = true
+	s.health.mu.Unlock()
+	if s.http != nil {
+		_ = s.http.Shutdown()
+	}
+	_ = s.linkLn.Close()
+	servers.Wait()
+	close(stop)
+	workers.Wait()
+	s.log.Info("logic node stopped", "node", s.cfg.NodeID)
+	return runErr
+}
+
+// onOpen registers a session and greets its client.
+func (s *Service) onOpen(l *link, id uint64, o tierlink.Open) {
+	if !record.ValidID(o.User) || !record.ValidID(o.Device) {
+		l.kick(id, proto.CloseAuthFailed, "invalid user or device id")
+		return
+	}
+	sess := &session{link: l, id: id, user: o.User, device: o.Device, remote: o.Remote, opened: s.now()}
+	first := s.reg.add(sess)
+	var buf [256]byte
+	sess.deliver(proto.AppendHello(buf[:0], o.User, o.Device, id, s.cfg.HeartbeatInterval.Milliseconds()))
+	if first {
+		s.queuePresence(presenceEvent{user: o.User, online: true, at: s.now()})
+	}
+	s.log.Debug("session open", "node", l.node, "session", id, "user_id", o.User, "device_id", o.Device)
+}
+
+// onClose unregisters a session.
+func (s *Service) onClose(l *link, id uint64, code uint16) {
+	sess, last := s.reg.remove(l, id)
+	if sess == nil {
+		return
+	}
+	if last {
+		s.queuePresence(presenceEvent{user: sess.user, online: false, at: s.now()})
+	}
+	s.log.Debug("session closed", "session", id, "user_id", sess.user, "code", code)
+}
+
+// onLinkDown drops every session of a link: its connection node closes
+// those clients, which reconnect.
+func (s *Service) onLinkDown(l *link) {
+	for _, u := range s.reg.removeLink(l) {
+		s.queuePresence(presenceEvent{user: u, online: false, at: s.now()})
+	}
+}
+
+// onData decodes one client frame and dispatches it. It runs on the link's
+// reader goroutine and must not block.
+func (s *Service) onData(l *link, id uint64, payload []byte) {
+	sess := s.reg.get(l, id)
+	if sess == nil {
+		l.kick(id, proto.CloseServiceRestart, "unknown session")
+		return
+	}
+	in, err := proto.Decode(payload)
+	if err != nil {
+		s.replyErr(sess, in.ID, err)
+		return
+	}
+	s.dispatch(&request{in: in, user: sess.user, device: sess.device, from: sess, out: sess, recv: s.now()})
+}
+
+// dispatch routes a decoded request to its shard worker or the read pool.
+func (s *Service) dispatch(r *request) {
+	in := &r.in
+	switch in.Type {
+	case proto.TypePing:
+		var buf [96]byte
+		r.out.reply(proto.AppendPong(buf[:0], in.ID, s.now().UnixMilli()))
+		return
+	case proto.TypeHistory, proto.TypeChats, proto.TypeMembers, proto.TypePresence:
+		select {
+		case s.readSem <- struct{}{}:
+			go func() {
+				defer func() { <-s.readSem }()
+				s.handleRead(r)
+			}()
+		default:
+			requestsOverloaded.Inc()
+			s.replyErr(r.out, in.ID, &proto.Error{Code: proto.CodeOverloaded, Message: "too many concurrent reads", RetryAfterMS: 100})
+		}
+		return
+	case proto.TypeSend:
+		if in.To != "" {
+			if in.Chat != "" {
+				s.replyErr(r.out, in.ID, proto.Errorf(proto.CodeBadRequest, "send takes chat or to, not both"))
+				return
+			}
+			if !record.ValidID(in.To) {
+				s.replyErr(r.out, in.ID, proto.Errorf(proto.CodeBadRequest, "to is not a valid user id"))
+				return
+			}
+			if in.To == r.user {
+				s.replyErr(r.out, in.ID, proto.Errorf(proto.CodeBadRequest, "cannot open a 1-on-1 chat with yourself"))
+				return
+			}
+			r.chat = record.DirectChatID(r.user, in.To)
+		} else {
+			r.chat = in.Chat
+		}
+	case proto.TypeGroupCreate:
+		if !record.ValidID(in.ID) {
+			s.replyErr(r.out, in.ID, proto.Errorf(proto.CodeBadRequest, "group_create needs an id (request id)"))
+			return
+		}
+		r.chat = groupIDFor(r.user, in.ID)
+	default: // ack, read, group_add, group_remove, group_leave
+		r.chat = in.Chat
+	}
+	if _, ok := record.ParseChatID(r.chat); !ok {
+		s.replyErr(r.out, in.ID, proto.Errorf(proto.CodeBadRequest, "chat is missing or not a valid chat id"))
+		return
+	}
+	sh := s.shards[shardOf(r.chat, len(s.shards))]
+	select {
+	case sh.q <- r:
+	default:
+		requestsOverloaded.Inc()
+		s.replyErr(r.out, in.ID, &proto.Error{Code: proto.CodeOverloaded, Message: "chat queue full", RetryAfterMS: 100})
+	}
+}
+
+// groupIDFor derives a group chat id from the creator and the request id,
+// so that a retried group_create finds the group it already created.
+func groupIDFor(user, requestID string) string {
+	h := sha256.Sum256([]byte(user + "\x00" + requestID))
+	return record.GroupChatID(hex.EncodeToString(h[:10]))
+}
+
+func shardOf(chat string, n int) int {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(chat))
+	return int(h.Sum32() % uint32(n))
+}
+
+// replyErr sends an error frame. err is a *proto.Error or becomes "internal".
+func (s *Service) replyErr(out replier, requestID string, err error) {
+	var pe *proto.Error
+	if !errors.As(err, &pe) {
+		pe = s.storeError(err)
+	}
+	errorsTotal(pe.Code).Inc()
+	var buf [512]byte
+	out.reply(proto.AppendError(buf[:0], requestID, pe))
+}
+
+// storeError maps a store error to a client error.
+func (s *Service) storeError(err error) *proto.Error {
+	switch {
+	case errors.Is(err, record.ErrNotFound):
+		return proto.Errorf(proto.CodeChatNotFound, "no such chat")
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, record.ErrClosed):
+		return &proto.Error{Code: proto.CodeUnavailable, Message: "store unavailable, retry", RetryAfterMS: 500}
+	}
+	s.log.Error("store call failed", "err", err)
+	return &proto.Error{Code: proto.CodeUnavailable, Message: "store error, retry", RetryAfterMS: 500}
+}
+
+// deliverToUsers sends frame to every session of users, except skip.
+// Sessions of the same link share one Multi frame.
+func (s *Service) deliverToUsers(users []string, frame []byte, skip *session, scratch *fanoutScratch) int {
+	scratch.reset()
+	for _, u := range users {
+		scratch.sessions = s.reg.appendSessions(scratch.sessions, u)
+	}
+	n := 0
+	for _, sess := range scratch.sessions {
+		if sess == skip {
+			continue
+		}
+		scratch.add(sess)
+		n++
+	}
+	for i, l := range scratch.links {
+		l.deliverMulti(scratch.ids[i], frame)
+	}
+	return n
+}
+
+// fanoutScratch groups sessions by link without allocating in steady state.
+type fanoutScratch struct {
+	sessions []*session
+	links    []*link
+	ids      [][]uint64
+}
+
+func (f *fanoutScratch) reset() {
+	clear(f.sessions)
+	f.sessions = f.sessions[:0]
+	clear(f.links)
+	f.links = f.links[:0]
+	for i := range f.ids {
+		f.ids[i] = f.ids[i][:0]
+	}
+}
+
+func (f *fanoutScratch) add(s *session) {
+	for i, l := range f.links {
+		if l == s.link {
+			f.ids[i] = append(f.ids[i], s.id)
+			return
+		}
+	}
+	f.links = append(f.links, s.link)
+	if len(f.ids) < len(f.links) {
+		f.ids = append(f.ids, nil)
+	}
+	f.ids[len(f.links)-1] = append(f.ids[len(f.links)-1][:0], s.id)
+}
+
+func (s *Service) queuePresence(ev presenceEvent) {
+	select {
+	case s.presenceQ <- ev:
+	default:
+		presenceDropped.Inc()
+	}
+}
+
+// presenceLoop records presence changes and pushes them to the user's
+// chat peers that are online here.
+func (s *Service) presenceLoop(stop <-chan struct{}) {
+	var scratch fanoutScratch
+	for {
+		var ev presenceEvent
+		select {
+		case ev = <-s.presenceQ:
+		case <-stop:
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.StoreTimeout)
+		var err error
+		if ev.online {
+			err = s.presence.SetOnline(ctx, ev.user, ev.at)
+		} else {
+			err = s.presence.SetOffline(ctx, ev.user, ev.at)
+		}
+		if err != nil {
+			s.log.Warn("cannot record presence", "user_id", ev.user, "err", err)
+		}
+		// A user whose state flipped again meanwhile gets the newer event later.
+		if ev.online != s.reg.online(ev.user) {
+			cancel()
+			continue
+		}
+		peers, err := s.peersOf(ctx, ev.user)
+		cancel()
+		if err != nil {
+			s.log.Warn("cannot list presence peers", "user_id", ev.user, "err", err)
+			continue
+		}
+		info := proto.PresenceInfo{User: ev.user, Online: ev.online}
+		if !ev.online {
+			info.LastSeen = ev.at.UnixMilli()
+		}
+		frame, err := proto.Marshal(proto.TypePresence, "", proto.PresenceAnswer{Users: []proto.PresenceInfo{info}})
+		if err != nil {
+			continue
+		}
+		s.deliverToUsers(peers, frame, nil, &scratch)
+	}
+}
+
+// maxPresencePeers bounds the fan-out of one presence change.
+const maxPresencePeers = 2000
+
+// peersOf returns the distinct members of user's chats, without user.
+func (s *Service) peersOf(ctx context.Context, user string) ([]string, error) {
+	chats, err := s.store.UserChats(ctx, user)
+	if err != nil {
+		return nil, err
+	}
+	seen := map[string]struct{}{user: {}}
+	var peers []string
+	addPeer := func(p string) {
+		if _, ok := seen[p]; !ok && len(peers) < maxPresencePeers {
+			seen[p] = struct{}{}
+			peers = append(peers, p)
+		}
+	}
+	for _, c := range chats {
+		if a, b, ok := record.DirectMembers(c.Chat.ID); ok {
+			addPeer(a)
+			addPeer(b)
+			continue
+		}
+		members, err := s.store.Members(ctx, c.Chat.ID)
+		if err != nil {
+			continue
+		}
+		for _, m := range members {
+			addPeer(m)
+		}
+	}
+	return peers, nil
+}

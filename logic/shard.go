@@ -1,0 +1,516 @@
+package logic
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"slices"
+	"time"
+	"unicode/utf8"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/parley-chat/parley/internal/proto"
+	"github.com/parley-chat/parley/internal/record"
+)
+
+var (
+	messagesStored   = metrics.NewCounter(`parley_logic_messages_stored_total`)
+	messagesDeduped  = metrics.NewCounter(`parley_logic_messages_deduplicated_total`)
+	deliveriesQueued = metrics.NewCounter(`parley_logic_deliveries_total`)
+	receiptsSent     = metrics.NewCounter(`parley_logic_receipts_total`)
+	timeToSent       = metrics.NewHistogram(`parley_logic_time_to_sent_seconds`)
+	appendBatchSize  = metrics.NewHistogram(`parley_logic_append_batch_messages`)
+)
+
+// chatState is what a shard worker caches about a chat it owns.
+type chatState struct {
+	chat    record.Chat
+	exists  bool     // false for a direct chat not created yet
+	lastSeq uint64   // highest durable seq
+	tent    uint64   // highest seq assigned in the current batch
+	members []string // sorted
+}
+
+func (c *chatState) isMember(user string) bool {
+	_, ok := slices.BinarySearch(c.members, user)
+	return ok
+}
+
+// shard is one chat shard worker: it owns the chats that hash to it and
+// handles their mutations one batch at a time. Its fields are used only by
+// its own goroutine.
+type shard struct {
+	svc   *Service
+	q     chan *request
+	chats map[string]*chatState
+
+	// per-batch state, reused
+	pending []pendingSend
+	dedup   map[record.DedupKey]int // index into pending
+	newDMs  []*chatState
+	scratch []byte
+	fan     fanoutScratch
+}
+
+type pendingSend struct {
+	r     *request
+	msg   record.Message
+	dupOf int // -1, or index of the earlier send in this batch with the same key
+}
+
+func newShard(s *Service) *shard {
+	return &shard{svc: s, q: make(chan *request, s.cfg.ShardQueue), chats: map[string]*chatState{}, dedup: map[record.DedupKey]int{}}
+}
+
+func (sh *shard) run(stop <-chan struct{}) {
+	batch := make([]*request, 0, sh.svc.cfg.BatchMax)
+	for {
+		select {
+		case r := <-sh.q:
+			batch = append(batch[:0], r)
+		case <-stop:
+			return
+		}
+	drain:
+		for len(batch) < cap(batch) {
+			select {
+			case r := <-sh.q:
+				batch = append(batch, r)
+			default:
+				break drain
+			}
+		}
+		sh.process(batch)
+		clear(batch)
+	}
+}
+
+func (sh *shard) ctx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), sh.svc.cfg.StoreTimeout)
+}
+
+// process handles a batch in order. Consecutive sends are appended in one
+// store call; any other mutation first flushes the sends before it.
+func (sh *shard) process(batch []*request) {
+	for _, r := range batch {
+		switch r.in.Type {
+		case proto.TypeSend:
+			sh.addSend(r)
+		default:
+			sh.flush()
+			sh.handleOther(r)
+		}
+	}
+	sh.flush()
+}
+
+// loadChat returns the cached state of chat, loading it from the store.
+// A direct chat that does not exist yet gets a state with exists=false.
+func (sh *shard) loadChat(ctx context.Context, id string) (*chatState, error) {
+	if cs, ok := sh.chats[id]; ok {
+		return cs, nil
+	}
+	st := sh.svc.store
+	cs := &chatState{}
+	c, err := st.Chat(ctx, id)
+	switch {
+	case err == nil:
+		cs.chat, cs.exists = c, true
+	case errors.Is(err, record.ErrNotFound):
+		a, b, ok := record.DirectMembers(id)
+		if !ok {
+			return nil, err
+		}
+		cs.chat = record.Chat{ID: id, Kind: record.KindDirect}
+		cs.members = []string{a, b}
+	default:
+		return nil, err
+	}
+	if cs.exists {
+		if cs.lastSeq, err = st.LastSeq(ctx, id); err != nil {
+			return nil, err
+		}
+		if cs.chat.Kind == record.KindDirect {
+			a, b, _ := record.DirectMembers(id)
+			cs.members = []string{a, b}
+		} else if cs.members, err = st.Members(ctx, id); err != nil {
+			return nil, err
+		}
+		slices.Sort(cs.members)
+	}
+	cs.tent = cs.lastSeq
+	if len(sh.chats) >= max(1, sh.svc.cfg.ChatCacheSize/len(sh.svc.shards)) {
+		for k := range sh.chats { // evict an arbitrary entry
+			delete(sh.chats, k)
+			break
+		}
+	}
+	sh.chats[id] = cs
+	return cs, nil
+}
+
+func (sh *shard) fail(r *request, err error) { sh.svc.replyErr(r.out, r.in.ID, err) }
+
+// addSend validates a send and adds it to the pending batch.
+func (sh *shard) addSend(r *request) {
+	in := &r.in
+	if !record.ValidID(in.ID) {
+		sh.fail(r, proto.Errorf(proto.CodeBadRequest, "send needs an id (request id): 1-64 of [A-Za-z0-9-_.@]"))
+		return
+	}
+	if in.Body == nil || *in.Body == "" {
+		sh.fail(r, proto.Errorf(proto.CodeBadRequest, "send needs a non-empty body"))
+		return
+	}
+	if len(*in.Body) > sh.svc.cfg.MaxBodyBytes {
+		sh.fail(r, proto.Errorf(proto.CodeTooLarge, "body is %d bytes, limit %d", len(*in.Body), sh.svc.cfg.MaxBodyBytes))
+		return
+	}
+	if !utf8.ValidString(*in.Body) {
+		sh.fail(r, proto.Errorf(proto.CodeBadRequest, "body is not valid UTF-8"))
+		return
+	}
+	ctx, cancel := sh.ctx()
+	defer cancel()
+	cs, err := sh.loadChat(ctx, r.chat)
+	if err != nil {
+		sh.fail(r, err)
+		return
+	}
+	if !cs.isMember(r.user) {
+		sh.fail(r, proto.Errorf(proto.CodeNotMember, "you are not a member of %s", r.chat))
+		return
+	}
+	key := record.DedupKey{ChatID: r.chat, Sender: r.user, RequestID: in.ID}
+	if i, ok := sh.dedup[key]; ok {
+		sh.pending = append(sh.pending, pendingSend{r: r, dupOf: i})
+		return
+	}
+	if cs.exists {
+		orig, err := sh.svc.store.LookupDedup(ctx, key)
+		if err == nil {
+			messagesDeduped.Inc()
+			sh.replySent(r, orig.ChatID, orig.Seq, orig.TS)
+			return
+		}
+		if !errors.Is(err, record.ErrNotFound) {
+			sh.fail(r, err)
+			return
+		}
+	} else if !slices.Contains(sh.newDMs, cs) {
+		sh.newDMs = append(sh.newDMs, cs)
+	}
+	cs.tent++
+	sh.dedup[key] = len(sh.pending)
+	sh.pending = append(sh.pending, pendingSend{r: r, dupOf: -1, msg: record.Message{
+		ChatID: r.chat, Seq: cs.tent, Sender: r.user, Device: r.device, RequestID: in.ID,
+		TS: sh.svc.now().UnixMilli(), Kind: record.MsgText, Body: *in.Body,
+	}})
+}
+
+func (sh *shard) replySent(r *request, chat string, seq uint64, ts int64) {
+	sh.scratch = proto.AppendSent(sh.scratch[:0], r.in.ID, chat, seq, ts)
+	r.out.reply(sh.scratch)
+}
+
+// flush makes the pending sends durable, then acknowledges and fans them out.
+func (sh *shard) flush() {
+	if len(sh.pending) == 0 {
+		return
+	}
+	defer func() {
+		clear(sh.pending)
+		sh.pending = sh.pending[:0]
+		clear(sh.dedup)
+		clear(sh.newDMs)
+		sh.newDMs = sh.newDMs[:0]
+	}()
+	ctx, cancel := sh.ctx()
+	defer cancel()
+	err := sh.createDMs(ctx)
+	var msgs []record.Message
+	if err == nil {
+		msgs = make([]record.Message, 0, len(sh.pending))
+		for _, p := range sh.pending {
+			if p.dupOf < 0 {
+				msgs = append(msgs, p.msg)
+			}
+		}
+		err = sh.svc.store.AppendMessages(ctx, msgs)
+	}
+	if err != nil {
+		sh.svc.log.Warn("cannot append messages", "count", len(sh.pending), "err", err)
+		for _, p := range sh.pending {
+			if cs := sh.chats[p.r.chat]; cs != nil {
+				delete(sh.chats, p.r.chat) // reload seq and members on the next use
+			}
+			sh.fail(p.r, &proto.Error{Code: proto.CodeUnavailable, Message: "message not stored, retry", RetryAfterMS: 200})
+		}
+		return
+	}
+	messagesStored.Add(len(msgs))
+	appendBatchSize.Update(float64(len(msgs)))
+	for _, p := range sh.pending {
+		cs := sh.chats[p.r.chat]
+		if p.dupOf >= 0 {
+			orig := sh.pending[p.dupOf].msg
+			messagesDeduped.Inc()
+			sh.replySent(p.r, orig.ChatID, orig.Seq, orig.TS)
+			continue
+		}
+		if cs != nil && p.msg.Seq > cs.lastSeq {
+			cs.lastSeq = p.msg.Seq
+			cs.exists = true
+		}
+		sh.replySent(p.r, p.msg.ChatID, p.msg.Seq, p.msg.TS)
+		timeToSent.UpdateDuration(p.r.recv)
+		sh.fanout(cs, &p.msg, p.r.from)
+	}
+}
+
+// createDMs creates the direct chats first used in this batch.
+func (sh *shard) createDMs(ctx context.Context) error {
+	for _, cs := range sh.newDMs {
+		cs.chat.CreatedAt = sh.svc.now().UnixMilli()
+		err := sh.svc.store.CreateChat(ctx, cs.chat, cs.members)
+		if err != nil && !errors.Is(err, record.ErrConflict) {
+			return err
+		}
+		cs.exists = true
+	}
+	return nil
+}
+
+// fanout delivers a stored message to every online device of every member
+// except the sending session (which got "sent").
+func (sh *shard) fanout(cs *chatState, m *record.Message, skip *session) {
+	sh.scratch = proto.AppendMsg(sh.scratch[:0], m)
+	members := cs.members
+	n := sh.svc.deliverToUsers(members, sh.scratch, skip, &sh.fan)
+	deliveriesQueued.Add(n)
+}
+
+// appendSystem stores a system message in chat now and fans it out.
+func (sh *shard) appendSystem(ctx context.Context, cs *chatState, actor string, event map[string]any, extra []string) (uint64, error) {
+	body, err := json.Marshal(event)
+	if err != nil {
+		return 0, err
+	}
+	m := record.Message{ChatID: cs.chat.ID, Seq: cs.lastSeq + 1, Sender: actor, TS: sh.svc.now().UnixMilli(), Kind: record.MsgSystem, Body: string(body)}
+	if err := sh.svc.store.AppendMessages(ctx, []record.Message{m}); err != nil {
+		delete(sh.chats, cs.chat.ID)
+		return 0, err
+	}
+	cs.lastSeq, cs.tent = m.Seq, m.Seq
+	sh.scratch = proto.AppendMsg(sh.scratch[:0], &m)
+	users := append(slices.Clone(cs.members), extra...)
+	deliveriesQueued.Add(sh.svc.deliverToUsers(users, sh.scratch, nil, &sh.fan))
+	return m.Seq, nil
+}
+
+func (sh *shard) replyOK(r *request, chat string, seq uint64) {
+	sh.scratch = proto.AppendOK(sh.scratch[:0], r.in.ID, chat, seq)
+	r.out.reply(sh.scratch)
+}
+
+// handleOther handles every chat mutation except send.
+func (sh *shard) handleOther(r *request) {
+	ctx, cancel := sh.ctx()
+	defer cancel()
+	var err error
+	switch r.in.Type {
+	case proto.TypeGroupCreate:
+		err = sh.groupCreate(ctx, r)
+	case proto.TypeGroupAdd, proto.TypeGroupRemove, proto.TypeGroupLeave:
+		err = sh.groupChange(ctx, r)
+	case proto.TypeAck:
+		err = sh.ack(ctx, r)
+	case proto.TypeRead:
+		err = sh.read(ctx, r)
+	default:
+		err = proto.Errorf(proto.CodeUnknownType, "unexpected frame type %q", r.in.Type)
+	}
+	if err != nil {
+		sh.fail(r, err)
+	}
+}
+
+func (sh *shard) groupCreate(ctx context.Context, r *request) error {
+	in := &r.in
+	if len(in.Name) > record.MaxGroupNameLen || !utf8.ValidString(in.Name) {
+		return proto.Errorf(proto.CodeTooLarge, "group name must be valid UTF-8 of at most %d bytes", record.MaxGroupNameLen)
+	}
+	members := []string{r.user}
+	for _, m := range in.Members {
+		if !record.ValidID(m) {
+			return proto.Errorf(proto.CodeBadRequest, "member %q is not a valid user id", truncate(m, 64))
+		}
+		if !slices.Contains(members, m) {
+			members = append(members, m)
+		}
+		if len(members) > record.MaxGroupMembers {
+			return proto.Errorf(proto.CodeGroupFull, "a group has at most %d members", record.MaxGroupMembers)
+		}
+	}
+	slices.Sort(members)
+	chat := record.Chat{ID: r.chat, Kind: record.KindGroup, Name: in.Name, CreatedBy: r.user, CreatedAt: sh.svc.now().UnixMilli()}
+	err := sh.svc.store.CreateChat(ctx, chat, members)
+	if errors.Is(err, record.ErrConflict) {
+		// A retried create: the group exists already with this id.
+		existing, gerr := sh.svc.store.Chat(ctx, r.chat)
+		if gerr != nil {
+			return gerr
+		}
+		if existing.CreatedBy != r.user {
+			return proto.Errorf(proto.CodeForbidden, "group id taken")
+		}
+		sh.replyOK(r, r.chat, 0)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	delete(sh.chats, r.chat)
+	cs, err := sh.loadChat(ctx, r.chat)
+	if err != nil {
+		return err
+	}
+	seq, err := sh.appendSystem(ctx, cs, r.user, map[string]any{"event": "created", "by": r.user, "name": in.Name, "members": members}, nil)
+	if err != nil {
+		return err
+	}
+	sh.replyOK(r, r.chat, seq)
+	return nil
+}
+
+func (sh *shard) groupChange(ctx context.Context, r *request) error {
+	in := &r.in
+	kind, _ := record.ParseChatID(r.chat)
+	if kind != record.KindGroup {
+		return proto.Errorf(proto.CodeForbidden, "membership of a 1-on-1 chat cannot change")
+	}
+	cs, err := sh.loadChat(ctx, r.chat)
+	if err != nil {
+		return err
+	}
+	if !cs.isMember(r.user) {
+		return proto.Errorf(proto.CodeNotMember, "you are not a member of %s", r.chat)
+	}
+	target := in.User
+	if r.in.Type == proto.TypeGroupLeave {
+		target = r.user
+	}
+	if !record.ValidID(target) {
+		return proto.Errorf(proto.CodeBadRequest, "user is missing or not a valid user id")
+	}
+	var event map[string]any
+	var extra []string
+	switch r.in.Type {
+	case proto.TypeGroupAdd:
+		if cs.isMember(target) {
+			sh.replyOK(r, r.chat, 0)
+			return nil
+		}
+		if len(cs.members) >= record.MaxGroupMembers {
+			return proto.Errorf(proto.CodeGroupFull, "group %s has %d members, the limit", r.chat, record.MaxGroupMembers)
+		}
+		if err := sh.svc.store.AddMember(ctx, r.chat, target); err != nil {
+			return err
+		}
+		i, _ := slices.BinarySearch(cs.members, target)
+		cs.members = slices.Insert(cs.members, i, target)
+		event = map[string]any{"event": "member_added", "user": target, "by": r.user}
+	case proto.TypeGroupRemove, proto.TypeGroupLeave:
+		if target != r.user && cs.chat.CreatedBy != r.user {
+			return proto.Errorf(proto.CodeForbidden, "only the group's creator can remove members")
+		}
+		if !cs.isMember(target) {
+			sh.replyOK(r, r.chat, 0)
+			return nil
+		}
+		if err := sh.svc.store.RemoveMember(ctx, r.chat, target); err != nil {
+			return err
+		}
+		i, _ := slices.BinarySearch(cs.members, target)
+		cs.members = slices.Delete(cs.members, i, i+1)
+		name := "member_removed"
+		if target == r.user {
+			name = "member_left"
+		}
+		event = map[string]any{"event": name, "user": target, "by": r.user}
+		extra = []string{target} // the removed user learns it too
+	}
+	seq, err := sh.appendSystem(ctx, cs, r.user, event, extra)
+	if err != nil {
+		return err
+	}
+	sh.replyOK(r, r.chat, seq)
+	return nil
+}
+
+// ack records a device's delivery cursor and sends cumulative "delivered"
+// receipts to the senders of the newly covered messages.
+func (sh *shard) ack(ctx context.Context, r *request) error {
+	cs, err := sh.loadChat(ctx, r.chat)
+	if err != nil {
+		return err
+	}
+	if !cs.exists {
+		return proto.Errorf(proto.CodeChatNotFound, "no such chat")
+	}
+	if !cs.isMember(r.user) {
+		return proto.Errorf(proto.CodeNotMember, "you are not a member of %s", r.chat)
+	}
+	seq := r.in.Seq
+	if seq == 0 || seq > cs.lastSeq {
+		return proto.Errorf(proto.CodeBadRequest, "ack seq %d outside 1..%d", seq, cs.lastSeq)
+	}
+	st := sh.svc.store
+	cur, err := st.DeviceCursor(ctx, r.user, r.device, r.chat)
+	if err != nil {
+		return err
+	}
+	if seq <= cur {
+		return nil
+	}
+	if err := st.SetDeviceCursor(ctx, r.user, r.device, r.chat, seq); err != nil {
+		return err
+	}
+	msgs, err := st.Messages(ctx, r.chat, record.Page{Before: seq + 1, Limit: record.MaxPageLimit})
+	if err != nil {
+		return err
+	}
+	var senders []string
+	for _, m := range msgs {
+		if m.Seq > cur && m.Kind == record.MsgText && m.Sender != r.user && !slices.Contains(senders, m.Sender) {
+			senders = append(senders, m.Sender)
+		}
+	}
+	if len(senders) == 0 {
+		return nil
+	}
+	sh.scratch = proto.AppendReceipt(sh.scratch[:0], r.chat, r.user, r.device, seq)
+	receiptsSent.Add(sh.svc.deliverToUsers(senders, sh.scratch, nil, &sh.fan))
+	return nil
+}
+
+func (sh *shard) read(ctx context.Context, r *request) error {
+	cs, err := sh.loadChat(ctx, r.chat)
+	if err != nil {
+		return err
+	}
+	if !cs.exists || !cs.isMember(r.user) {
+		return proto.Errorf(proto.CodeNotMember, "you are not a member of %s", r.chat)
+	}
+	return sh.svc.store.SetReadSeq(ctx, r.user, r.chat, min(r.in.Seq, cs.lastSeq))
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+var _ = time.Now
