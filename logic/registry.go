@@ -33,19 +33,14 @@ type registry struct {
 }
 
 func newRegistry() *registry {
-	r := &registry{sessions: map[sessionKey]*session{}, byUser: map[string][]*session{}}
-	metrics.NewGauge(`parley_logic_sessions`, func() float64 {
-		r.mu.RLock()
-		defer r.mu.RUnlock()
-		return float64(len(r.sessions))
-	})
-	metrics.NewGauge(`parley_logic_online_users`, func() float64 {
-		r.mu.RLock()
-		defer r.mu.RUnlock()
-		return float64(len(r.byUser))
-	})
-	return r
+	return &registry{sessions: map[sessionKey]*session{}, byUser: map[string][]*session{}}
 }
+
+// Gauges summed over every logic node of the process.
+var (
+	sessionsGauge    = metrics.NewGauge(`parley_logic_sessions`, nil)
+	onlineUsersGauge = metrics.NewGauge(`parley_logic_online_users`, nil)
+)
 
 // add registers s and reports whether it is the user's first session.
 func (r *registry) add(s *session) (first bool) {
@@ -56,7 +51,11 @@ func (r *registry) add(s *session) (first bool) {
 		r.removeLocked(old)
 	}
 	r.sessions[k] = s
+	sessionsGauge.Inc()
 	first = len(r.byUser[s.user]) == 0
+	if first {
+		onlineUsersGauge.Inc()
+	}
 	r.byUser[s.user] = append(r.byUser[s.user], s)
 	return first
 }
@@ -83,6 +82,7 @@ func (r *registry) remove(l *link, id uint64) (s *session, last bool) {
 
 func (r *registry) removeLocked(s *session) (last bool) {
 	delete(r.sessions, sessionKey{s.link, s.id})
+	sessionsGauge.Dec()
 	list := r.byUser[s.user]
 	for i, x := range list {
 		if x == s {
@@ -94,6 +94,7 @@ func (r *registry) removeLocked(s *session) (last bool) {
 	}
 	if len(list) == 0 {
 		delete(r.byUser, s.user)
+		onlineUsersGauge.Dec()
 		return true
 	}
 	r.byUser[s.user] = list

@@ -1,0 +1,199 @@
+package logic
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+
+	"github.com/parley-chat/parley/internal/record"
+)
+
+// memStore is an in-memory Store for logic's own tests (the real backends
+// are tested by storage/storetest).
+type memStore struct {
+	mu      sync.Mutex
+	msgs    map[string][]record.Message // chat -> ascending
+	dedup   map[record.DedupKey]record.Message
+	chats   map[string]record.Chat
+	members map[string][]string
+	lists   map[string]map[string]bool
+	read    map[string]uint64
+	cursors map[string]uint64
+	failing bool
+}
+
+func newMemStore() *memStore {
+	return &memStore{
+		msgs: map[string][]record.Message{}, dedup: map[record.DedupKey]record.Message{},
+		chats: map[string]record.Chat{}, members: map[string][]string{}, lists: map[string]map[string]bool{},
+		read: map[string]uint64{}, cursors: map[string]uint64{},
+	}
+}
+
+func (m *memStore) AppendMessages(_ context.Context, msgs []record.Message) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.failing {
+		return fmt.Errorf("injected failure")
+	}
+	next := map[string]uint64{}
+	for _, x := range msgs {
+		last, ok := next[x.ChatID]
+		if !ok {
+			last = uint64(len(m.msgs[x.ChatID]))
+		}
+		if x.Seq != last+1 {
+			return fmt.Errorf("chat %s seq %d after %d: %w", x.ChatID, x.Seq, last, record.ErrConflict)
+		}
+		next[x.ChatID] = x.Seq
+	}
+	for _, x := range msgs {
+		m.msgs[x.ChatID] = append(m.msgs[x.ChatID], x)
+		if x.RequestID != "" {
+			m.dedup[record.DedupKey{ChatID: x.ChatID, Sender: x.Sender, RequestID: x.RequestID}] = x
+		}
+	}
+	return nil
+}
+
+func (m *memStore) LastSeq(_ context.Context, chat string) (uint64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return uint64(len(m.msgs[chat])), nil
+}
+
+func (m *memStore) LookupDedup(_ context.Context, k record.DedupKey) (record.Message, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if x, ok := m.dedup[k]; ok {
+		return x, nil
+	}
+	return record.Message{}, record.ErrNotFound
+}
+
+func (m *memStore) Message(_ context.Context, chat string, seq uint64) (record.Message, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	l := m.msgs[chat]
+	if seq == 0 || seq > uint64(len(l)) {
+		return record.Message{}, record.ErrNotFound
+	}
+	return l[seq-1], nil
+}
+
+func (m *memStore) Messages(_ context.Context, chat string, p record.Page) ([]record.Message, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	l := m.msgs[chat]
+	lim := min(p.Limit, record.MaxPageLimit)
+	if lim <= 0 {
+		lim = record.MaxPageLimit
+	}
+	var out []record.Message
+	switch {
+	case p.Before > 0:
+		end := min(int(p.Before)-1, len(l))
+		out = l[max(0, end-lim):end]
+	case p.After > 0:
+		start := min(int(p.After), len(l))
+		out = l[start:min(len(l), start+lim)]
+	default:
+		out = l[max(0, len(l)-lim):]
+	}
+	return slices.Clone(out), nil
+}
+
+func (m *memStore) CreateChat(_ context.Context, c record.Chat, members []string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.chats[c.ID]; ok {
+		return record.ErrConflict
+	}
+	m.chats[c.ID] = c
+	for _, u := range members {
+		m.addLocked(c.ID, u)
+	}
+	return nil
+}
+
+func (m *memStore) addLocked(chat, u string) {
+	if !slices.Contains(m.members[chat], u) {
+		m.members[chat] = append(m.members[chat], u)
+		slices.Sort(m.members[chat])
+	}
+	if m.lists[u] == nil {
+		m.lists[u] = map[string]bool{}
+	}
+	m.lists[u][chat] = true
+}
+
+func (m *memStore) Chat(_ context.Context, id string) (record.Chat, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c, ok := m.chats[id]
+	if !ok {
+		return c, record.ErrNotFound
+	}
+	return c, nil
+}
+
+func (m *memStore) Members(_ context.Context, id string) ([]string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.chats[id]; !ok {
+		return nil, record.ErrNotFound
+	}
+	return slices.Clone(m.members[id]), nil
+}
+
+func (m *memStore) AddMember(_ context.Context, chat, u string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.addLocked(chat, u)
+	return nil
+}
+
+func (m *memStore) RemoveMember(_ context.Context, chat, u string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.members[chat] = slices.DeleteFunc(m.members[chat], func(x string) bool { return x == u })
+	delete(m.lists[u], chat)
+	return nil
+}
+
+func (m *memStore) UserChats(_ context.Context, u string) ([]record.ChatEntry, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []record.ChatEntry
+	for c := range m.lists[u] {
+		out = append(out, record.ChatEntry{Chat: m.chats[c], LastSeq: uint64(len(m.msgs[c])), ReadSeq: m.read[u+"|"+c]})
+	}
+	return out, nil
+}
+
+func (m *memStore) SetReadSeq(_ context.Context, u, chat string, seq uint64) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	k := u + "|" + chat
+	m.read[k] = max(m.read[k], seq)
+	return nil
+}
+
+func (m *memStore) SetDeviceCursor(_ context.Context, u, d, chat string, seq uint64) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	k := u + "|" + d + "|" + chat
+	m.cursors[k] = max(m.cursors[k], seq)
+	return nil
+}
+
+func (m *memStore) DeviceCursor(_ context.Context, u, d, chat string) (uint64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.cursors[u+"|"+d+"|"+chat], nil
+}
+
+func (m *memStore) Close() error { return nil }
+
+var _ Store = (*memStore)(nil)
