@@ -1,0 +1,45 @@
+# Parley — run `make help` for the targets.
+GO        ?= go
+FUZZTIME  ?= 5s
+STATICCHECK_VERSION ?= v0.8.2
+GOBIN     := $(shell $(GO) env GOPATH)/bin
+
+.PHONY: help run build fmt vet lint test test-race fuzz bench check clean
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+run: ## run the standalone system (both tiers + embedded store) on localhost
+	$(GO) run ./cmd/parley standalone -config configs/standalone.yaml
+
+build: ## build bin/parley
+	$(GO) build -o bin/parley ./cmd/parley
+
+fmt: ## gofmt the tree
+	gofmt -s -w $$(git ls-files '*.go')
+
+vet: ## go vet
+	$(GO) vet ./...
+
+lint: ## staticcheck (installed into GOPATH/bin on first use)
+	@test -x $(GOBIN)/staticcheck || $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+	$(GOBIN)/staticcheck ./...
+
+test: ## unit, end-to-end and crash tests
+	$(GO) test -count=1 ./...
+
+test-race: ## the tests under the race detector
+	$(GO) test -race -count=1 ./...
+
+fuzz: ## run every fuzz target for FUZZTIME each
+	bash scripts/fuzz.sh $(FUZZTIME)
+
+bench: ## hot-path benchmarks (short)
+	$(GO) test -run '^$$' -bench . -benchtime 2000x ./connsrv/... ./internal/... ./storage/... ./logic/...
+
+check: ## what CI runs: gofmt check, vet, staticcheck, race tests, short fuzzing
+	@test -z "$$(gofmt -s -l $$(git ls-files '*.go'))" || { gofmt -s -l $$(git ls-files '*.go'); echo 'gofmt needed'; exit 1; }
+	$(MAKE) vet lint test-race fuzz
+
+clean: ## remove build output and the standalone data dir
+	rm -rf bin parley-data

@@ -1,0 +1,401 @@
+// Package fakeserver is an in-memory stand-in for a Parley server that
+// speaks the client WebSocket protocol well enough to test the SDK and the
+// terminal client: a token is "tok-<user>" (or "tok-<user>.<anything>"),
+// every connection sees every chat, messages live in memory, and sends are
+// deduplicated by (sender, request id). Hooks let tests inject drops and
+// errors. Test use only; all methods are safe for concurrent use.
+package fakeserver
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
+	"github.com/parley-chat/parley/internal/proto"
+	"github.com/parley-chat/parley/internal/record"
+)
+
+// Server speaks the client protocol well enough to test the SDK: a
+// token is "tok-<user>", every connection sees every chat, messages are
+// kept in memory, sends are deduplicated by (sender, request id).
+type Server struct {
+	ln          net.Listener
+	URL         string
+	heartbeatMS atomic.Int64
+
+	// hook, when set, sees every decoded client frame first; returning
+	// true means it handled the frame.
+	hook func(fc *Conn, in proto.Inbound) bool
+
+	wg sync.WaitGroup
+
+	mu       sync.Mutex // guards the following
+	conns    map[*Conn]bool
+	msgs     map[string][]record.Message // chat -> messages, seq order
+	dedup    map[string]record.Message   // sender/request id -> message
+	frames   []proto.Inbound             // every client frame, in order
+	members  map[string][]string
+	upgrades []url.Values // query of every upgrade
+	authz    []string     // Authorization header of every upgrade
+	nextGrp  int
+}
+
+type Conn struct {
+	srv    *Server
+	nc     net.Conn
+	User   string
+	Device string
+	wmu    sync.Mutex
+}
+
+// Close drops the connection without a close frame.
+func (fc *Conn) Close() { _ = fc.nc.Close() }
+
+// New starts a server on 127.0.0.1 and an ephemeral port; call Close.
+func New() (*Server, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("cannot listen: %w", err)
+	}
+	s := &Server{ln: ln, URL: "ws://" + ln.Addr().String() + "/ws",
+		conns: map[*Conn]bool{}, msgs: map[string][]record.Message{},
+		dedup: map[string]record.Message{}, members: map[string][]string{}}
+	s.wg.Add(1)
+	go s.accept()
+	return s, nil
+}
+
+// SetHeartbeat sets the heartbeat_ms announced in later hello frames.
+func (s *Server) SetHeartbeat(ms int64) { s.heartbeatMS.Store(ms) }
+
+// Upgrades returns the query and Authorization header of every upgrade so
+// far.
+func (s *Server) Upgrades() ([]url.Values, []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]url.Values(nil), s.upgrades...), append([]string(nil), s.authz...)
+}
+
+// Messages returns a copy of chat's stored messages.
+func (s *Server) Messages(chat string) []record.Message {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]record.Message(nil), s.msgs[chat]...)
+}
+
+// Close stops the server and drops every connection.
+func (s *Server) Close() {
+	_ = s.ln.Close()
+	s.mu.Lock()
+	for fc := range s.conns {
+		_ = fc.nc.Close()
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+}
+
+func (s *Server) accept() {
+	defer s.wg.Done()
+	for {
+		nc, err := s.ln.Accept()
+		if err != nil {
+			return
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.serve(nc)
+		}()
+	}
+}
+
+func (s *Server) serve(nc net.Conn) {
+	defer nc.Close()
+	var query url.Values
+	var authz string
+	u := ws.Upgrader{
+		OnRequest: func(uri []byte) error {
+			pu, err := url.ParseRequestURI(string(uri))
+			if err == nil {
+				query = pu.Query()
+			}
+			return nil
+		},
+		OnHeader: func(key, value []byte) error {
+			if strings.EqualFold(string(key), "Authorization") {
+				authz = string(value)
+			}
+			return nil
+		},
+	}
+	if _, err := u.Upgrade(nc); err != nil {
+		return
+	}
+	token := query.Get("token")
+	if t, ok := strings.CutPrefix(authz, "Bearer "); ok {
+		token = t
+	}
+	s.mu.Lock()
+	s.upgrades = append(s.upgrades, query)
+	s.authz = append(s.authz, authz)
+	s.mu.Unlock()
+	user, ok := strings.CutPrefix(token, "tok-")
+	user, _, _ = strings.Cut(user, ".") // tok-<user>.<version> is accepted too
+	if !ok || user == "" {
+		_ = wsutil.WriteServerMessage(nc, ws.OpClose, ws.NewCloseFrameBody(proto.CloseAuthFailed, "bad token"))
+		return
+	}
+	device := query.Get("device")
+	if device == "" {
+		device = "d-" + user
+	}
+	fc := &Conn{srv: s, nc: nc, User: user, Device: device}
+	s.mu.Lock()
+	s.conns[fc] = true
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.conns, fc)
+		s.mu.Unlock()
+	}()
+	fc.Write(proto.AppendHello(nil, user, device, 1, s.heartbeatMS.Load()))
+	for {
+		b, op, err := wsutil.ReadClientData(nc)
+		if err != nil {
+			return
+		}
+		if op != ws.OpText {
+			continue
+		}
+		in, err := proto.Decode(b)
+		if err != nil {
+			fc.Write(proto.AppendError(nil, in.ID, err.(*proto.Error)))
+			continue
+		}
+		s.mu.Lock()
+		s.frames = append(s.frames, in)
+		hook := s.hook
+		s.mu.Unlock()
+		if hook != nil && hook(fc, in) {
+			continue
+		}
+		s.handle(fc, in)
+	}
+}
+
+func (fc *Conn) Write(b []byte) {
+	fc.wmu.Lock()
+	defer fc.wmu.Unlock()
+	_ = wsutil.WriteServerText(fc.nc, b)
+}
+
+// closeWith sends a close frame and closes the connection.
+func (fc *Conn) CloseWith(code int, reason string) {
+	fc.wmu.Lock()
+	_ = wsutil.WriteServerMessage(fc.nc, ws.OpClose, ws.NewCloseFrameBody(ws.StatusCode(code), reason))
+	fc.wmu.Unlock()
+	_ = fc.nc.Close()
+}
+
+func (s *Server) handle(fc *Conn, in proto.Inbound) {
+	switch in.Type {
+	case proto.TypeSend:
+		m := s.Store(fc.User, fc.Device, in)
+		fc.Write(proto.AppendSent(nil, in.ID, m.ChatID, m.Seq, m.TS))
+		s.mu.Lock()
+		var others []*Conn
+		for c := range s.conns {
+			if c != fc {
+				others = append(others, c)
+			}
+		}
+		s.mu.Unlock()
+		for _, c := range others {
+			c.Write(proto.AppendMsg(nil, &m))
+		}
+	case proto.TypeAck:
+		s.mu.Lock()
+		var others []*Conn
+		for c := range s.conns {
+			if c != fc {
+				others = append(others, c)
+			}
+		}
+		s.mu.Unlock()
+		for _, c := range others {
+			c.Write(proto.AppendReceipt(nil, in.Chat, fc.User, fc.Device, in.Seq))
+		}
+	case proto.TypeRead:
+	case proto.TypeHistory:
+		s.mu.Lock()
+		all := s.msgs[in.Chat]
+		limit := in.Limit
+		if limit == 0 {
+			limit = 50
+		}
+		var page []record.Message
+		for _, m := range all {
+			if (in.Before == 0 || m.Seq < in.Before) && m.Seq > in.After {
+				page = append(page, m)
+			}
+		}
+		more := false
+		if len(page) > limit {
+			more = true
+			if in.Before == 0 && in.After > 0 {
+				page = page[:limit]
+			} else {
+				page = page[len(page)-limit:]
+			}
+		}
+		page = append([]record.Message(nil), page...)
+		s.mu.Unlock()
+		fc.Write(proto.AppendHistory(nil, in.ID, in.Chat, page, more))
+	case proto.TypeChats:
+		s.mu.Lock()
+		var ans proto.ChatsAnswer
+		for id, ms := range s.msgs {
+			ans.Chats = append(ans.Chats, proto.ChatInfo{Chat: id, Kind: "direct", LastSeq: uint64(len(ms)), Unread: uint64(len(ms))})
+		}
+		s.mu.Unlock()
+		b, _ := proto.Marshal(proto.TypeChats, in.ID, ans)
+		fc.Write(b)
+	case proto.TypeGroupCreate:
+		s.mu.Lock()
+		s.nextGrp++
+		id := record.GroupChatID(fmt.Sprintf("grp%d", s.nextGrp))
+		s.members[id] = append([]string{fc.User}, in.Members...)
+		s.mu.Unlock()
+		fc.Write(proto.AppendOK(nil, in.ID, id, 0))
+	case proto.TypeGroupAdd, proto.TypeGroupRemove, proto.TypeGroupLeave:
+		s.mu.Lock()
+		if _, ok := s.members[in.Chat]; !ok {
+			s.mu.Unlock()
+			fc.Write(proto.AppendError(nil, in.ID, proto.Errorf(proto.CodeChatNotFound, "no chat %s", in.Chat)))
+			return
+		}
+		switch in.Type {
+		case proto.TypeGroupAdd:
+			s.members[in.Chat] = append(s.members[in.Chat], in.User)
+		case proto.TypeGroupRemove, proto.TypeGroupLeave:
+			who := in.User
+			if in.Type == proto.TypeGroupLeave {
+				who = fc.User
+			}
+			var keep []string
+			for _, m := range s.members[in.Chat] {
+				if m != who {
+					keep = append(keep, m)
+				}
+			}
+			s.members[in.Chat] = keep
+		}
+		seq := uint64(len(s.msgs[in.Chat]) + 1)
+		s.msgs[in.Chat] = append(s.msgs[in.Chat], record.Message{ChatID: in.Chat, Seq: seq, Kind: record.MsgSystem,
+			Body: `{"event":"` + in.Type + `"}`, TS: time.Now().UnixMilli()})
+		s.mu.Unlock()
+		fc.Write(proto.AppendOK(nil, in.ID, in.Chat, seq))
+	case proto.TypeMembers:
+		s.mu.Lock()
+		ms, ok := s.members[in.Chat]
+		s.mu.Unlock()
+		if !ok {
+			fc.Write(proto.AppendError(nil, in.ID, proto.Errorf(proto.CodeChatNotFound, "no chat %s", in.Chat)))
+			return
+		}
+		b, _ := proto.Marshal(proto.TypeMembers, in.ID, proto.MembersAnswer{Chat: in.Chat, Members: ms})
+		fc.Write(b)
+	case proto.TypePresence:
+		var ans proto.PresenceAnswer
+		s.mu.Lock()
+		for _, u := range in.Users {
+			online := false
+			for c := range s.conns {
+				if c.User == u {
+					online = true
+				}
+			}
+			p := proto.PresenceInfo{User: u, Online: online}
+			if !online {
+				p.LastSeen = 1700000000000
+			}
+			ans.Users = append(ans.Users, p)
+		}
+		s.mu.Unlock()
+		b, _ := proto.Marshal(proto.TypePresence, in.ID, ans)
+		fc.Write(b)
+	case proto.TypePing:
+		fc.Write(proto.AppendPong(nil, in.ID, time.Now().UnixMilli()))
+	}
+}
+
+// store appends a send (deduplicated) and returns the stored message.
+func (s *Server) Store(user, device string, in proto.Inbound) record.Message {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	key := user + "/" + in.ID
+	if m, ok := s.dedup[key]; ok {
+		return m
+	}
+	chat := in.Chat
+	if chat == "" {
+		chat = record.DirectChatID(user, in.To)
+	}
+	m := record.Message{ChatID: chat, Seq: uint64(len(s.msgs[chat]) + 1), Sender: user, Device: device,
+		RequestID: in.ID, TS: time.Now().UnixMilli(), Kind: record.MsgText, Body: *in.Body}
+	s.msgs[chat] = append(s.msgs[chat], m)
+	s.dedup[key] = m
+	return m
+}
+
+// put stores a message without delivering it.
+func (s *Server) Put(m record.Message) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.msgs[m.ChatID] = append(s.msgs[m.ChatID], m)
+}
+
+// framesOf returns the client frames of type typ received so far.
+func (s *Server) Frames(typ string) []proto.Inbound {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []proto.Inbound
+	for _, f := range s.frames {
+		if f.Type == typ {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func (s *Server) SetHook(h func(fc *Conn, in proto.Inbound) bool) {
+	s.mu.Lock()
+	s.hook = h
+	s.mu.Unlock()
+}
+
+// connsOf returns the live connections of user.
+func (s *Server) ConnsOf(user string) []*Conn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []*Conn
+	for c := range s.conns {
+		if c.User == user {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// broadcast writes a raw frame to every connection of user.
+func (s *Server) Broadcast(user string, frame []byte) {
+	for _, c := range s.ConnsOf(user) {
+		c.Write(frame)
+	}
+}

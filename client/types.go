@@ -1,0 +1,189 @@
+package client
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/parley-chat/parley/internal/proto"
+)
+
+// Sentinel errors; test with errors.Is.
+var (
+	// ErrClosed: the client was closed, or stopped for good because the
+	// server refused the session (the error then also wraps a *CloseError
+	// or *HandshakeError saying why).
+	ErrClosed = errors.New("client: closed")
+	// ErrDisconnected: the connection dropped before the answer to a
+	// request arrived. Retryable; a send may or may not have been stored
+	// (retry with the same request id to find out).
+	ErrDisconnected = errors.New("client: disconnected before the answer")
+	// ErrTimeout: one attempt of a request got no answer within
+	// Config.RequestTimeout. Retryable.
+	ErrTimeout = errors.New("client: request timed out")
+	// ErrProtocol: the server answered with a frame the client cannot use.
+	ErrProtocol = errors.New("client: protocol error")
+)
+
+// Error codes the server sends in error frames (see internal/proto).
+const (
+	CodeBadRequest   = proto.CodeBadRequest
+	CodeUnknownType  = proto.CodeUnknownType
+	CodeNotMember    = proto.CodeNotMember
+	CodeChatNotFound = proto.CodeChatNotFound
+	CodeGroupFull    = proto.CodeGroupFull
+	CodeTooLarge     = proto.CodeTooLarge
+	CodeForbidden    = proto.CodeForbidden
+	CodeRateLimited  = proto.CodeRateLimited
+	CodeOverloaded   = proto.CodeOverloaded
+	CodeUnavailable  = proto.CodeUnavailable
+	CodeInternal     = proto.CodeInternal
+)
+
+// Error is an error frame from the server. Use errors.As to get it.
+type Error struct {
+	Code       string        // one of the Code* constants
+	Message    string        // human-readable detail
+	Retryable  bool          // retrying the request (same id) may succeed
+	RetryAfter time.Duration // server's hint for the next attempt; 0 if none
+}
+
+func (e *Error) Error() string {
+	if e.RetryAfter > 0 {
+		return fmt.Sprintf("parley: %s: %s (retry after %v)", e.Code, e.Message, e.RetryAfter)
+	}
+	return "parley: " + e.Code + ": " + e.Message
+}
+
+// CloseError is a WebSocket close frame received from the server.
+type CloseError struct {
+	Code   int // e.g. proto.CloseTokenExpired (4001)
+	Reason string
+}
+
+func (e *CloseError) Error() string {
+	return fmt.Sprintf("connection closed by server: code %d %q", e.Code, e.Reason)
+}
+
+// HandshakeError is a refused WebSocket upgrade (HTTP status other than 101).
+type HandshakeError struct {
+	Status int // HTTP status, e.g. 401
+}
+
+func (e *HandshakeError) Error() string {
+	return fmt.Sprintf("websocket upgrade refused: HTTP %d", e.Status)
+}
+
+// Hello describes the current session, from the server's hello frame.
+type Hello struct {
+	Protocol  int
+	User      string        // the authenticated user id
+	Device    string        // the device id the server uses for this session
+	Session   string        // server-assigned session id
+	Heartbeat time.Duration // interval at which the client pings; 0 = none
+}
+
+// Message is a delivered message (a msg frame or an entry of a history
+// page).
+type Message struct {
+	Chat      string
+	Seq       uint64
+	From      string // sender user id; may be "" for system messages
+	Device    string // sender's device
+	RequestID string // sender's request id; "" for system messages
+	Time      time.Time
+	Kind      string // "text" or "system"
+	Body      string // text, or a JSON event for system messages
+}
+
+// IsSystem reports whether m is a server-generated event (membership
+// change) rather than a user's text.
+func (m Message) IsSystem() bool { return m.Kind == "system" }
+
+// Sent is the server's confirmation that a send is durable.
+type Sent struct {
+	RequestID string // the request id (client generated, reused on retries)
+	Chat      string // chat id (for SendTo, the 1-on-1 chat id)
+	Seq       uint64 // the message's seq in the chat
+	Time      time.Time
+}
+
+// Receipt says that a device of another member received every message of
+// Chat up to and including Seq.
+type Receipt struct {
+	Chat   string
+	User   string
+	Device string
+	Seq    uint64
+	Status string // "delivered"
+}
+
+// UserPresence is one user's presence, from Presence or a push on change.
+type UserPresence struct {
+	User     string
+	Online   bool
+	LastSeen time.Time // zero when online or unknown
+}
+
+// ChatInfo is one entry of the user's chat list.
+type ChatInfo struct {
+	Chat    string   `json:"chat"`
+	Kind    string   `json:"kind"` // "direct" or "group"
+	Name    string   `json:"name,omitempty"`
+	Members []string `json:"members,omitempty"`
+	LastSeq uint64   `json:"last_seq"`
+	ReadSeq uint64   `json:"read_seq"`
+	Unread  uint64   `json:"unread"`
+}
+
+// HistoryQuery selects a page of history: with Before > 0 the messages with
+// seq < Before, else with After > 0 those with seq > After, else the newest.
+// Limit is 1..200; zero means the server default (50). Pages are in
+// ascending seq order.
+type HistoryQuery struct {
+	Before uint64
+	After  uint64
+	Limit  int
+}
+
+// StateKind is the connection state.
+type StateKind int
+
+// Connection states.
+const (
+	StateConnected    StateKind = iota + 1 // a session is up
+	StateReconnecting                      // the connection dropped; retrying with backoff
+	StateClosed                            // closed by Close or stopped for good (see State.Err)
+)
+
+func (k StateKind) String() string {
+	switch k {
+	case StateConnected:
+		return "connected"
+	case StateReconnecting:
+		return "reconnecting"
+	case StateClosed:
+		return "closed"
+	}
+	return fmt.Sprintf("state(%d)", int(k))
+}
+
+// State is a connection state change.
+type State struct {
+	Kind    StateKind
+	Hello   Hello // the session, when Kind is StateConnected
+	Err     error // why the connection dropped or the client stopped; nil after Close
+	Attempt int   // reconnect attempt number, when Kind is StateReconnecting
+}
+
+// Stats counts client events since Dial.
+type Stats struct {
+	Reconnects      uint64 // successful reconnects after a drop
+	DroppedReceipts uint64 // receipts dropped because Receipts() was full
+	DroppedPresence uint64 // presence pushes dropped because PresenceEvents() was full
+	Duplicates      uint64 // msg frames dropped because their seq was already delivered
+	GapsFilled      uint64 // gaps filled from history
+	GapsSkipped     uint64 // gaps that could not be filled (logged at Warn)
+	Retries         uint64 // request retries
+	Resyncs         uint64 // chat-list resyncs after a reconnect
+}

@@ -1,0 +1,122 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/parley-chat/parley/cmd/internal/confload"
+	"github.com/parley-chat/parley/connsrv"
+	"github.com/parley-chat/parley/internal/auth"
+	"github.com/parley-chat/parley/logic"
+	"github.com/parley-chat/parley/storage/pebble"
+)
+
+// LogConfig configures logging.
+type LogConfig struct {
+	// Level is debug, info, warn or error. Default info.
+	Level string `yaml:"level"`
+	// Format is text or json. Default text.
+	Format string `yaml:"format"`
+}
+
+// StoreConfig selects and configures the store.
+type StoreConfig struct {
+	// Backend is "pebble" (embedded). Default pebble.
+	Backend string `yaml:"backend"`
+	// Pebble configures the embedded store.
+	Pebble pebble.Config `yaml:"pebble"`
+}
+
+// fileConfig is the union of every tier's settings; each command uses the
+// sections it needs and rejects the others.
+type fileConfig struct {
+	Log     LogConfig      `yaml:"log"`
+	Auth    auth.Config    `yaml:"auth"`
+	Connsrv connsrv.Config `yaml:"connsrv"`
+	Logic   logic.Config   `yaml:"logic"`
+	Store   StoreConfig    `yaml:"store"`
+}
+
+func defaultFileConfig() fileConfig {
+	return fileConfig{
+		Log:     LogConfig{Level: "info", Format: "text"},
+		Auth:    auth.Default(),
+		Connsrv: connsrv.Default(),
+		Logic:   logic.Default(),
+		Store:   StoreConfig{Backend: "pebble", Pebble: pebble.Default()},
+	}
+}
+
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
+func (m *multiFlag) Set(s string) error { *m = append(*m, s); return nil }
+
+// loadConfig parses the common flags (-config, -set, -check-config) and
+// returns the configuration: defaults < file < PARLEY_* env < -set.
+// It returns done=true when -check-config was given and the config is valid.
+func loadConfig(fs *flag.FlagSet, args []string, defaultPath string, validate func(*fileConfig) error) (cfg fileConfig, done bool, err error) {
+	path := fs.String("config", defaultPath, "configuration file (YAML); empty for none")
+	var sets multiFlag
+	fs.Var(&sets, "set", "override a setting, e.g. -set connsrv.listen=:9000 (repeatable)")
+	check := fs.Bool("check-config", false, "validate the configuration and exit")
+	if err := fs.Parse(args); err != nil {
+		return cfg, false, err
+	}
+	cfg = defaultFileConfig()
+	if *path != "" {
+		if err := confload.File(*path, &cfg); err != nil {
+			return cfg, false, err
+		}
+	}
+	if err := confload.Env("PARLEY", &cfg); err != nil {
+		return cfg, false, err
+	}
+	if err := confload.SetAll(&cfg, sets); err != nil {
+		return cfg, false, err
+	}
+	if err := validate(&cfg); err != nil {
+		return cfg, false, fmt.Errorf("invalid configuration:\n%w", err)
+	}
+	if *check {
+		fmt.Println("configuration ok")
+		return cfg, true, nil
+	}
+	return cfg, false, nil
+}
+
+func newLogger(c LogConfig, w io.Writer) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(c.Level)); err != nil {
+		return nil, fmt.Errorf("log.level %q: want debug, info, warn or error", c.Level)
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	switch c.Format {
+	case "", "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("log.format %q: want text or json", c.Format)
+}
+
+func validateLog(c LogConfig) error {
+	_, err := newLogger(c, io.Discard)
+	return err
+}
+
+func validateStore(c StoreConfig) error {
+	if c.Backend != "pebble" {
+		return fmt.Errorf("store.backend %q: want pebble", c.Backend)
+	}
+	return c.Pebble.Validate()
+}
+
+func joinErrs(errs ...error) error { return errors.Join(errs...) }
+
+var stderr io.Writer = os.Stderr

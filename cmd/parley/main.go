@@ -1,0 +1,54 @@
+// Command parley runs Parley's tiers and tools:
+//
+//	parley standalone   both tiers and the embedded store in one process
+//	parley connsrv      the connection tier (WebSocket on gnet)
+//	parley logic        the logic tier with its store
+//	parley token        print a development JWT
+//	parley chat         a terminal chat client
+//
+// Run "parley <command> -h" for a command's flags.
+package main
+
+import (
+	"fmt"
+	"os"
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		usage()
+		os.Exit(2)
+	}
+	cmds := map[string]func([]string) error{
+		"standalone": runStandalone,
+		"connsrv":    runConnsrv,
+		"logic":      runLogic,
+		"token":      runToken,
+		"chat":       runChat,
+	}
+	name := os.Args[1]
+	run, ok := cmds[name]
+	if !ok {
+		if name != "-h" && name != "--help" && name != "help" {
+			fmt.Fprintf(os.Stderr, "parley: unknown command %q\n", name)
+		}
+		usage()
+		os.Exit(2)
+	}
+	if err := run(os.Args[2:]); err != nil {
+		fmt.Fprintf(os.Stderr, "parley %s: %v\n", name, err)
+		os.Exit(1)
+	}
+}
+
+func usage() {
+	fmt.Fprint(os.Stderr, `usage: parley <command> [flags]
+
+commands:
+  standalone  run both tiers and the embedded store in one process
+  connsrv     run the connection tier
+  logic       run the logic tier
+  token       print a development JWT for a user
+  chat        chat in the terminal
+`)
+}

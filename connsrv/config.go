@@ -1,0 +1,216 @@
+package connsrv
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config configures the connection tier. Zero values mean "use the default"
+// where a field says so; Default returns a complete configuration.
+type Config struct {
+	// Listen is the WebSocket listen address in gnet form,
+	// "tcp://host:port" (a bare "host:port" is accepted too).
+	// Default "tcp://127.0.0.1:8080". Port 0 picks a free port; Addr
+	// reports it.
+	Listen string `yaml:"listen"`
+	// Multicore runs one event loop per CPU (or NumEventLoop loops).
+	// Default true.
+	Multicore bool `yaml:"multicore"`
+	// NumEventLoop is the number of event loops; 0 means GOMAXPROCS.
+	NumEventLoop int `yaml:"num_event_loop"`
+	// ReusePort sets SO_REUSEPORT so several processes can share the port.
+	// Default false.
+	ReusePort bool `yaml:"reuse_port"`
+
+	// LogicAddrs are the logic tier's link addresses ("host:port").
+	// Sessions are spread over every link of every address by session id.
+	// Default ["127.0.0.1:7070"].
+	LogicAddrs []string `yaml:"logic_addrs"`
+	// LinkPoolSize is the number of TCP links per logic address. Default 4.
+	LinkPoolSize int `yaml:"link_pool_size"`
+	// NodeID names this node in the link Hello. Default hostname-pid.
+	NodeID string `yaml:"node_id"`
+	// LinkQueueLimit is the most bytes queued on one link; above it client
+	// messages are refused with an "overloaded" error frame. Default 16 MiB.
+	LinkQueueLimit int `yaml:"link_queue_limit"`
+	// LinkDialTimeout bounds one dial plus the Hello exchange. Default 5s.
+	LinkDialTimeout time.Duration `yaml:"link_dial_timeout"`
+	// LinkPingInterval is how often an idle link is pinged; a link silent
+	// for three intervals is considered dead. Default 5s.
+	LinkPingInterval time.Duration `yaml:"link_ping_interval"`
+	// LinkWriteTimeout bounds one write to a link. Default 10s.
+	LinkWriteTimeout time.Duration `yaml:"link_write_timeout"`
+	// LinkBackoffMax caps the reconnect backoff (which starts at 100ms and
+	// doubles, with jitter). Default 5s.
+	LinkBackoffMax time.Duration `yaml:"link_backoff_max"`
+
+	// MaxFrameSize is the largest client frame payload in bytes; larger
+	// frames are closed with 1009. Default 64 KiB.
+	MaxFrameSize int `yaml:"max_frame_size"`
+	// MaxMessageSize is the largest reassembled client message in bytes;
+	// larger messages are closed with 1009. Default 64 KiB.
+	MaxMessageSize int `yaml:"max_message_size"`
+	// HeartbeatInterval: a client silent this long is sent a WebSocket
+	// ping. Default 30s.
+	HeartbeatInterval time.Duration `yaml:"heartbeat_interval"`
+	// IdleTimeout: a client silent this long is closed with 4000.
+	// Default 90s.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// HandshakeTimeout: a connection that has not completed the upgrade
+	// within this time is closed. Default 10s.
+	HandshakeTimeout time.Duration `yaml:"handshake_timeout"`
+	// WriteQueueLimit is the most bytes waiting for one client (not yet
+	// accepted by the kernel); above it the client is closed with 4002.
+	// Default 1 MiB.
+	WriteQueueLimit int `yaml:"write_queue_limit"`
+	// MaxHandshakeSize is the largest HTTP upgrade request head in bytes;
+	// larger heads get 431. Default 8 KiB.
+	MaxHandshakeSize int `yaml:"max_handshake_size"`
+
+	// ReadBufferCap and WriteBufferCap are gnet's per-connection buffer
+	// caps in bytes; 0 means gnet's default (64 KiB).
+	ReadBufferCap  int `yaml:"read_buffer_cap"`
+	WriteBufferCap int `yaml:"write_buffer_cap"`
+	// SocketRecvBuffer and SocketSendBuffer set SO_RCVBUF/SO_SNDBUF in
+	// bytes; 0 keeps the kernel default.
+	SocketRecvBuffer int `yaml:"socket_recv_buffer"`
+	SocketSendBuffer int `yaml:"socket_send_buffer"`
+	// TCPNoDelay disables Nagle's algorithm. Default true.
+	TCPNoDelay bool `yaml:"tcp_no_delay"`
+	// AllowedOrigins lists the Origin header values allowed to upgrade
+	// (compared case-insensitively). Empty allows every origin; requests
+	// without an Origin header (non-browser clients) are always allowed.
+	AllowedOrigins []string `yaml:"allowed_origins"`
+
+	// HTTPListen is the address ("host:port") of the small HTTP server with
+	// /healthz, /readyz and /metrics. Empty turns it off (the default).
+	HTTPListen string `yaml:"http_listen"`
+}
+
+// Default returns the default configuration.
+func Default() Config {
+	host, _ := os.Hostname()
+	if host == "" {
+		host = "connsrv"
+	}
+	return Config{
+		Listen:            "tcp://127.0.0.1:8080",
+		Multicore:         true,
+		LogicAddrs:        []string{"127.0.0.1:7070"},
+		LinkPoolSize:      4,
+		NodeID:            host + "-" + strconv.Itoa(os.Getpid()),
+		LinkQueueLimit:    16 << 20,
+		LinkDialTimeout:   5 * time.Second,
+		LinkPingInterval:  5 * time.Second,
+		LinkWriteTimeout:  10 * time.Second,
+		LinkBackoffMax:    5 * time.Second,
+		MaxFrameSize:      64 << 10,
+		MaxMessageSize:    64 << 10,
+		HeartbeatInterval: 30 * time.Second,
+		IdleTimeout:       90 * time.Second,
+		HandshakeTimeout:  10 * time.Second,
+		WriteQueueLimit:   1 << 20,
+		MaxHandshakeSize:  8 << 10,
+		TCPNoDelay:        true,
+	}
+}
+
+// withDefaults fills zero fields from Default (booleans excepted).
+func (c Config) withDefaults() Config {
+	d := Default()
+	if c.Listen == "" {
+		c.Listen = d.Listen
+	}
+	if !strings.Contains(c.Listen, "://") {
+		c.Listen = "tcp://" + c.Listen // gnet wants a scheme
+	}
+	if len(c.LogicAddrs) == 0 {
+		c.LogicAddrs = d.LogicAddrs
+	}
+	setInt := func(p *int, v int) {
+		if *p == 0 {
+			*p = v
+		}
+	}
+	setDur := func(p *time.Duration, v time.Duration) {
+		if *p == 0 {
+			*p = v
+		}
+	}
+	setInt(&c.LinkPoolSize, d.LinkPoolSize)
+	setInt(&c.LinkQueueLimit, d.LinkQueueLimit)
+	setInt(&c.MaxFrameSize, d.MaxFrameSize)
+	setInt(&c.MaxMessageSize, d.MaxMessageSize)
+	setInt(&c.WriteQueueLimit, d.WriteQueueLimit)
+	setInt(&c.MaxHandshakeSize, d.MaxHandshakeSize)
+	setDur(&c.LinkDialTimeout, d.LinkDialTimeout)
+	setDur(&c.LinkPingInterval, d.LinkPingInterval)
+	setDur(&c.LinkWriteTimeout, d.LinkWriteTimeout)
+	setDur(&c.LinkBackoffMax, d.LinkBackoffMax)
+	setDur(&c.HeartbeatInterval, d.HeartbeatInterval)
+	setDur(&c.IdleTimeout, d.IdleTimeout)
+	setDur(&c.HandshakeTimeout, d.HandshakeTimeout)
+	if c.NodeID == "" {
+		c.NodeID = d.NodeID
+	}
+	return c
+}
+
+// Validate reports every problem of c at once. Zero values that have a
+// default are accepted.
+func (c Config) Validate() error {
+	var errs []error
+	neg := func(name string, v int) {
+		if v < 0 {
+			errs = append(errs, fmt.Errorf("connsrv.%s must not be negative, got %d", name, v))
+		}
+	}
+	negDur := func(name string, v time.Duration) {
+		if v < 0 {
+			errs = append(errs, fmt.Errorf("connsrv.%s must not be negative, got %s", name, v))
+		}
+	}
+	neg("num_event_loop", c.NumEventLoop)
+	neg("link_pool_size", c.LinkPoolSize)
+	neg("link_queue_limit", c.LinkQueueLimit)
+	neg("max_frame_size", c.MaxFrameSize)
+	neg("max_message_size", c.MaxMessageSize)
+	neg("write_queue_limit", c.WriteQueueLimit)
+	neg("max_handshake_size", c.MaxHandshakeSize)
+	neg("read_buffer_cap", c.ReadBufferCap)
+	neg("write_buffer_cap", c.WriteBufferCap)
+	neg("socket_recv_buffer", c.SocketRecvBuffer)
+	neg("socket_send_buffer", c.SocketSendBuffer)
+	negDur("link_dial_timeout", c.LinkDialTimeout)
+	negDur("link_ping_interval", c.LinkPingInterval)
+	negDur("link_write_timeout", c.LinkWriteTimeout)
+	negDur("link_backoff_max", c.LinkBackoffMax)
+	negDur("heartbeat_interval", c.HeartbeatInterval)
+	negDur("idle_timeout", c.IdleTimeout)
+	negDur("handshake_timeout", c.HandshakeTimeout)
+	if c.MaxFrameSize > 1<<30 {
+		errs = append(errs, fmt.Errorf("connsrv.max_frame_size must be at most 1 GiB, got %d", c.MaxFrameSize))
+	}
+	if c.MaxMessageSize > 0 && c.MaxMessageSize > tierlinkMaxPayload {
+		errs = append(errs, fmt.Errorf("connsrv.max_message_size must be at most %d (the link frame limit), got %d", tierlinkMaxPayload, c.MaxMessageSize))
+	}
+	if c.LinkPoolSize > 1024 {
+		errs = append(errs, fmt.Errorf("connsrv.link_pool_size must be at most 1024, got %d", c.LinkPoolSize))
+	}
+	if len(c.NodeID) > 255 {
+		errs = append(errs, fmt.Errorf("connsrv.node_id must be at most 255 bytes, got %d", len(c.NodeID)))
+	}
+	for i, a := range c.LogicAddrs {
+		if a == "" || !strings.Contains(a, ":") {
+			errs = append(errs, fmt.Errorf("connsrv.logic_addrs[%d] must be host:port, got %q", i, a))
+		}
+	}
+	if c.HeartbeatInterval > 0 && c.IdleTimeout > 0 && c.IdleTimeout <= c.HeartbeatInterval {
+		errs = append(errs, fmt.Errorf("connsrv.idle_timeout (%s) must be longer than heartbeat_interval (%s)", c.IdleTimeout, c.HeartbeatInterval))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,134 @@
+package connsrv
+
+import (
+	"sync"
+	"sync/atomic"
+
+	"github.com/gobwas/ws"
+	"github.com/panjf2000/gnet/v2"
+
+	"github.com/parley-chat/parley/connsrv/wsframe"
+)
+
+// Session states.
+const (
+	stateHandshake uint32 = iota // waiting for the HTTP upgrade
+	stateOpen                    // upgraded; Open sent to logic
+	stateClosing                 // close frame queued or connection closing
+)
+
+// session is one client connection. It is kept small: no goroutine, timer
+// or eagerly allocated buffer per connection.
+//
+// Fields marked "loop" are touched only by the connection's event loop.
+type session struct {
+	c    gnet.Conn // set at OnOpen, immutable
+	id   uint64    // unique in this process, immutable
+	link *link     // chosen at OnOpen from id, immutable
+
+	state      atomic.Uint32
+	gen        atomic.Uint64 // link generation the Open went out on; 0 before
+	lastActive atomic.Int64  // unix nanos of the last inbound byte (or accept)
+	expires    int64         // token expiry, unix nanos, 0 = none; set before stateOpen
+	pingedAt   int64         // sweeper only: lastActive value when the last ping was sent
+
+	asm   wsframe.Assembler // loop
+	spare []byte            // loop: the idle half of the double buffer
+	sent  bool              // loop: Open reached the link (so Close must follow)
+	// peerCode is the close code the client sent. Loop only.
+	peerCode uint16
+
+	mu sync.Mutex // guards the following
+	// out holds framed bytes waiting for the loop to write them.
+	out []byte
+	// wake is true while a Wake is scheduled and not yet run.
+	wake bool
+	// closeCode, when non-zero, asks the loop to close the connection
+	// with this code after (or, for 4002, instead of) writing out.
+	closeCode   uint16
+	closeReason string
+}
+
+// spareCap is the largest buffer kept for reuse between flushes; larger
+// ones (after a burst) are left to the GC so idle connections stay small.
+const spareCap = 4 << 10
+
+// enqueue appends one server text frame to the pending output and schedules
+// a flush. It returns false when the frame was dropped (session closing or
+// write queue over limit, in which case the session is closed with 4002).
+// Safe for concurrent use.
+func (s *session) enqueue(srv *Server, op ws.OpCode, payload []byte) bool {
+	s.mu.Lock()
+	if s.closeCode != 0 {
+		s.mu.Unlock()
+		srv.m.drop(dropClosing)
+		return false
+	}
+	if len(s.out)+len(payload)+wsframe.MaxHeaderSize > srv.cfg.WriteQueueLimit {
+		s.out = s.out[:0]
+		s.closeCode, s.closeReason = closeSlowConsumer, "write queue over limit"
+		w := s.scheduleLocked()
+		s.mu.Unlock()
+		srv.m.drop(dropSlow)
+		if w {
+			_ = s.c.Wake(nil)
+		}
+		return false
+	}
+	s.out = wsframe.AppendFrame(s.out, op, payload)
+	w := s.scheduleLocked()
+	s.mu.Unlock()
+	if w {
+		_ = s.c.Wake(nil)
+	}
+	return true
+}
+
+// closeAsync asks the loop to close the session with code and reason after
+// writing what is pending. The first request wins. Safe for concurrent use.
+func (s *session) closeAsync(code uint16, reason string) {
+	s.mu.Lock()
+	if s.closeCode != 0 {
+		s.mu.Unlock()
+		return
+	}
+	s.closeCode, s.closeReason = code, reason
+	if code == closeSlowConsumer {
+		s.out = s.out[:0]
+	}
+	w := s.scheduleLocked()
+	s.mu.Unlock()
+	if w {
+		_ = s.c.Wake(nil)
+	}
+}
+
+// scheduleLocked marks a flush as scheduled and reports whether the caller
+// must call Wake (outside the lock).
+func (s *session) scheduleLocked() bool {
+	if s.wake {
+		return false
+	}
+	s.wake = true
+	return true
+}
+
+// takeOut swaps the pending output for the spare buffer and returns it with
+// any close request. Loop only.
+func (s *session) takeOut() (buf []byte, code uint16, reason string) {
+	s.mu.Lock()
+	buf = s.out
+	s.out = s.spare[:0]
+	s.wake = false
+	code, reason = s.closeCode, s.closeReason
+	s.mu.Unlock()
+	s.spare = nil
+	return buf, code, reason
+}
+
+// recycle keeps buf as the spare buffer if it is small. Loop only.
+func (s *session) recycle(buf []byte) {
+	if cap(buf) > 0 && cap(buf) <= spareCap {
+		s.spare = buf[:0]
+	}
+}

@@ -1,0 +1,771 @@
+package pebble
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	pdb "github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/parley-chat/parley/internal/record"
+)
+
+// Stripe counts. Chat stripes serialize the conflict check and commit of
+// appends and chat creation per chat; marker stripes serialize the
+// read-modify-write of read markers and device cursors per key. They are
+// separate so that a marker update never waits behind an append's fsync.
+const (
+	chatStripes   = 256
+	markerStripes = 64
+)
+
+// Store is the Pebble-backed storage. All methods are safe for concurrent
+// use; see the package documentation for the concurrency contract.
+type Store struct {
+	db  *pdb.DB
+	log *slog.Logger
+	wo  *pdb.WriteOptions // for appends and membership: pdb.Sync unless Config.Sync is false
+
+	chatMu   [chatStripes]sync.Mutex   // guards check+commit of appends and CreateChat, by hash(chat)
+	markerMu [markerStripes]sync.Mutex // guards read-modify-write of markers, by hash(key)
+
+	mu     sync.RWMutex // read-held by every operation, write-held by Close
+	closed bool         // guarded by mu
+}
+
+// Open opens (creating if needed) the store in cfg.Dir on the local disk.
+func Open(cfg Config, log *slog.Logger) (*Store, error) {
+	return OpenFS(cfg, vfs.Default, log)
+}
+
+// OpenFS is Open on the given file system; tests pass an in-memory or
+// crashable one (vfs.NewMem, vfs.NewCrashableMem).
+func OpenFS(cfg Config, fs vfs.FS, log *slog.Logger) (*Store, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("cannot open pebble store: %w", err)
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	cfg = cfg.withDefaults()
+	opts := &pdb.Options{
+		FS:                 fs,
+		CacheSize:          cfg.CacheSize,
+		MemTableSize:       cfg.MemTableSize,
+		MaxOpenFiles:       cfg.MaxOpenFiles,
+		FormatMajorVersion: pdb.FormatNewest,
+		Logger:             slogLogger{log: log.With("component", "pebble")},
+	}
+	if d := cfg.WALMinSyncInterval; d > 0 {
+		opts.WALMinSyncInterval = func() time.Duration { return d }
+	}
+	db, err := pdb.Open(cfg.Dir, opts)
+	if err != nil {
+		return nil, fmt.Errorf("cannot open pebble store in %s: %w", cfg.Dir, err)
+	}
+	s := &Store{db: db, log: log, wo: pdb.Sync}
+	if !cfg.Sync {
+		s.wo = pdb.NoSync
+		log.Warn("pebble store opened with sync disabled: acknowledged writes may be lost on power failure", "dir", cfg.Dir)
+	}
+	log.Info("pebble store opened", "dir", cfg.Dir, "sync", cfg.Sync)
+	return s, nil
+}
+
+// Close flushes the WAL, closes the database and releases its files. It is
+// idempotent; every other method returns record.ErrClosed afterwards. It
+// waits for operations in flight. Safe for concurrent use.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("cannot close pebble store: %w", err)
+	}
+	s.log.Info("pebble store closed")
+	return nil
+}
+
+// enter starts an operation: it fails on a done ctx or a closed store, and
+// otherwise holds mu for reading until leave.
+func (s *Store) enter(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.RLock()
+	if s.closed {
+		s.mu.RUnlock()
+		return record.ErrClosed
+	}
+	return nil
+}
+
+func (s *Store) leave() { s.mu.RUnlock() }
+
+// fnv32 is FNV-1a, used to pick stripes.
+func fnv32[T string | []byte](b T) uint32 {
+	h := uint32(2166136261)
+	for i := 0; i < len(b); i++ {
+		h ^= uint32(b[i])
+		h *= 16777619
+	}
+	return h
+}
+
+// lockChats locks the stripes of the given chats in ascending stripe order
+// (so that concurrent multi-chat batches cannot deadlock) and returns the
+// function that unlocks them.
+func (s *Store) lockChats(msgs []record.Message) func() {
+	var buf [8]uint32
+	idx := buf[:0]
+	for i := range msgs {
+		st := fnv32(msgs[i].ChatID) % chatStripes
+		if !slices.Contains(idx, st) {
+			idx = append(idx, st)
+		}
+	}
+	slices.Sort(idx)
+	for _, st := range idx {
+		s.chatMu[st].Lock()
+	}
+	return func() {
+		for _, st := range idx {
+			s.chatMu[st].Unlock()
+		}
+	}
+}
+
+func (s *Store) lockChat(chat string) *sync.Mutex {
+	m := &s.chatMu[fnv32(chat)%chatStripes]
+	m.Lock()
+	return m
+}
+
+// get returns a copy of the value under key, or pdb.ErrNotFound.
+func (s *Store) get(key []byte, dst []byte) ([]byte, error) {
+	v, closer, err := s.db.Get(key)
+	if err != nil {
+		return nil, err
+	}
+	dst = append(dst[:0], v...)
+	closer.Close()
+	return dst, nil
+}
+
+// exists reports whether key has a value.
+func (s *Store) exists(key []byte) (bool, error) {
+	_, closer, err := s.db.Get(key)
+	if errors.Is(err, pdb.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	closer.Close()
+	return true, nil
+}
+
+func validMessage(m *record.Message) error {
+	if err := checkID("chat id", m.ChatID); err != nil {
+		return err
+	}
+	if m.Seq == 0 {
+		return fmt.Errorf("invalid seq 0 in chat %s", m.ChatID)
+	}
+	if strings.IndexByte(m.Sender, sep) >= 0 {
+		return fmt.Errorf("invalid sender %q: contains a NUL byte", m.Sender)
+	}
+	if m.RequestID != "" {
+		if err := checkID("request id", m.RequestID); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// AppendMessages durably stores msgs and their dedup entries in one batch:
+// all or nothing, returning only after the batch is synced (unless
+// Config.Sync is false). It returns record.ErrConflict, writing nothing, if
+// any (chat, seq) is already stored or repeated within msgs.
+//
+// The conflict check and the commit run under the stripe locks of every chat
+// in msgs, so they are atomic against concurrent appends to the same chats;
+// appends to other chats proceed in parallel, and their synced commits share
+// WAL fsyncs through Pebble's commit pipeline (group commit). A dedup entry
+// whose key is already stored is overwritten (the logic tier looks it up
+// before appending). Safe for concurrent use.
+func (s *Store) AppendMessages(ctx context.Context, msgs []record.Message) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	if err := s.enter(ctx); err != nil {
+		return fmt.Errorf("cannot append messages: %w", err)
+	}
+	defer s.leave()
+	for i := range msgs {
+		if err := validMessage(&msgs[i]); err != nil {
+			return fmt.Errorf("cannot append messages: %w", err)
+		}
+	}
+	if err := repeated(msgs); err != nil {
+		return err
+	}
+
+	unlock := s.lockChats(msgs)
+	defer unlock()
+
+	var key []byte
+	for i := range msgs {
+		m := &msgs[i]
+		key = msgKey(key[:0], m.ChatID, m.Seq)
+		ok, err := s.exists(key)
+		if err != nil {
+			return fmt.Errorf("cannot check message %d of chat %s: %w", m.Seq, m.ChatID, err)
+		}
+		if ok {
+			return fmt.Errorf("cannot append message %d to chat %s: %w", m.Seq, m.ChatID, record.ErrConflict)
+		}
+	}
+
+	b := s.db.NewBatch()
+	defer b.Close()
+	var val []byte
+	for i := range msgs {
+		m := &msgs[i]
+		key = msgKey(key[:0], m.ChatID, m.Seq)
+		val = appendMessage(val[:0], m)
+		if err := b.Set(key, val, nil); err != nil {
+			return fmt.Errorf("cannot append message %d to chat %s: %w", m.Seq, m.ChatID, err)
+		}
+		if m.RequestID != "" {
+			key = dedupKey(key[:0], m.ChatID, m.Sender, m.RequestID)
+			val = appendSeq(val[:0], m.Seq)
+			if err := b.Set(key, val, nil); err != nil {
+				return fmt.Errorf("cannot append dedup entry of message %d to chat %s: %w", m.Seq, m.ChatID, err)
+			}
+		}
+	}
+	if err := s.db.Apply(b, s.wo); err != nil {
+		return fmt.Errorf("cannot append %d messages (first chat %s): %w", len(msgs), msgs[0].ChatID, err)
+	}
+	return nil
+}
+
+// repeated returns ErrConflict if a (chat, seq) appears twice in msgs.
+func repeated(msgs []record.Message) error {
+	type id struct {
+		chat string
+		seq  uint64
+	}
+	conflict := func(m *record.Message) error {
+		return fmt.Errorf("cannot append message %d to chat %s twice in one batch: %w", m.Seq, m.ChatID, record.ErrConflict)
+	}
+	if len(msgs) <= 16 {
+		for i := 1; i < len(msgs); i++ {
+			for j := range i {
+				if msgs[i].Seq == msgs[j].Seq && msgs[i].ChatID == msgs[j].ChatID {
+					return conflict(&msgs[i])
+				}
+			}
+		}
+		return nil
+	}
+	seen := make(map[id]struct{}, len(msgs))
+	for i := range msgs {
+		k := id{msgs[i].ChatID, msgs[i].Seq}
+		if _, ok := seen[k]; ok {
+			return conflict(&msgs[i])
+		}
+		seen[k] = struct{}{}
+	}
+	return nil
+}
+
+// LastSeq returns the highest seq stored for chat, 0 if none: one reverse
+// seek. Safe for concurrent use.
+func (s *Store) LastSeq(ctx context.Context, chatID string) (uint64, error) {
+	if err := s.enter(ctx); err != nil {
+		return 0, fmt.Errorf("cannot read last seq of chat %s: %w", chatID, err)
+	}
+	defer s.leave()
+	if err := checkID("chat id", chatID); err != nil {
+		return 0, fmt.Errorf("cannot read last seq: %w", err)
+	}
+	lower := msgPrefix(nil, chatID)
+	it, err := s.db.NewIter(&pdb.IterOptions{LowerBound: lower, UpperBound: prefixEnd(lower)})
+	if err != nil {
+		return 0, fmt.Errorf("cannot read last seq of chat %s: %w", chatID, err)
+	}
+	var seq uint64
+	if it.Last() {
+		seq, _ = seqOfMsgKey(it.Key(), len(lower))
+	}
+	if err := errors.Join(it.Error(), it.Close()); err != nil {
+		return 0, fmt.Errorf("cannot read last seq of chat %s: %w", chatID, err)
+	}
+	return seq, nil
+}
+
+// LookupDedup returns the message stored under key, or record.ErrNotFound.
+// Safe for concurrent use.
+func (s *Store) LookupDedup(ctx context.Context, key record.DedupKey) (record.Message, error) {
+	if err := s.enter(ctx); err != nil {
+		return record.Message{}, fmt.Errorf("cannot look up dedup entry: %w", err)
+	}
+	defer s.leave()
+	if key.RequestID == "" || checkID("chat id", key.ChatID) != nil ||
+		strings.IndexByte(key.Sender, sep) >= 0 || strings.IndexByte(key.RequestID, sep) >= 0 {
+		return record.Message{}, fmt.Errorf("cannot look up dedup entry %+v: %w", key, record.ErrNotFound)
+	}
+	v, err := s.get(dedupKey(nil, key.ChatID, key.Sender, key.RequestID), nil)
+	if errors.Is(err, pdb.ErrNotFound) {
+		return record.Message{}, fmt.Errorf("cannot look up dedup entry %+v: %w", key, record.ErrNotFound)
+	}
+	if err != nil {
+		return record.Message{}, fmt.Errorf("cannot look up dedup entry %+v: %w", key, err)
+	}
+	seq, err := decodeSeq(v)
+	if err != nil {
+		return record.Message{}, fmt.Errorf("cannot look up dedup entry %+v: %w", key, err)
+	}
+	m, err := s.message(key.ChatID, seq)
+	if errors.Is(err, record.ErrNotFound) {
+		// The dedup row and the message are written in one batch; a dedup
+		// row without its message means the database is damaged.
+		return record.Message{}, fmt.Errorf("cannot look up dedup entry %+v: %w: message %d missing", key, errCorrupt, seq)
+	}
+	return m, err
+}
+
+// Message returns one message, or record.ErrNotFound. Safe for concurrent
+// use.
+func (s *Store) Message(ctx context.Context, chatID string, seq uint64) (record.Message, error) {
+	if err := s.enter(ctx); err != nil {
+		return record.Message{}, fmt.Errorf("cannot read message %d of chat %s: %w", seq, chatID, err)
+	}
+	defer s.leave()
+	if err := checkID("chat id", chatID); err != nil {
+		return record.Message{}, fmt.Errorf("cannot read message: %w", err)
+	}
+	return s.message(chatID, seq)
+}
+
+func (s *Store) message(chatID string, seq uint64) (record.Message, error) {
+	v, closer, err := s.db.Get(msgKey(nil, chatID, seq))
+	if errors.Is(err, pdb.ErrNotFound) {
+		return record.Message{}, fmt.Errorf("cannot read message %d of chat %s: %w", seq, chatID, record.ErrNotFound)
+	}
+	if err != nil {
+		return record.Message{}, fmt.Errorf("cannot read message %d of chat %s: %w", seq, chatID, err)
+	}
+	defer closer.Close()
+	return decodeMessage(chatID, seq, v)
+}
+
+// pageLimit applies the documented limit semantics: <= 0 or above
+// record.MaxPageLimit means record.MaxPageLimit.
+func pageLimit(n int) int {
+	if n <= 0 || n > record.MaxPageLimit {
+		return record.MaxPageLimit
+	}
+	return n
+}
+
+// Messages returns a page of history in ascending seq order (record.Page):
+// with Before > 0 the newest Limit messages below Before (After ignored),
+// else with After > 0 the oldest Limit messages above After, else the newest
+// Limit messages. Limit <= 0 or above record.MaxPageLimit means
+// record.MaxPageLimit. One bounded range scan. Safe for concurrent use.
+func (s *Store) Messages(ctx context.Context, chatID string, page record.Page) ([]record.Message, error) {
+	if err := s.enter(ctx); err != nil {
+		return nil, fmt.Errorf("cannot read messages of chat %s: %w", chatID, err)
+	}
+	defer s.leave()
+	if err := checkID("chat id", chatID); err != nil {
+		return nil, fmt.Errorf("cannot read messages: %w", err)
+	}
+	limit := pageLimit(page.Limit)
+	prefix := msgPrefix(nil, chatID)
+	opts := pdb.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)}
+	forward := page.Before == 0 && page.After > 0
+	switch {
+	case page.Before > 0:
+		opts.UpperBound = msgKey(nil, chatID, page.Before)
+	case forward:
+		if page.After == ^uint64(0) {
+			return []record.Message{}, nil
+		}
+		opts.LowerBound = msgKey(nil, chatID, page.After+1)
+	}
+	it, err := s.db.NewIter(&opts)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read messages of chat %s: %w", chatID, err)
+	}
+	out := make([]record.Message, 0, min(limit, 64))
+	var derr error
+	var valid bool
+	if forward {
+		valid = it.First()
+	} else {
+		valid = it.Last()
+	}
+	for ; valid && len(out) < limit; valid = step(it, forward) {
+		seq, ok := seqOfMsgKey(it.Key(), len(prefix))
+		if !ok {
+			derr = fmt.Errorf("%w: message key of %d bytes", errCorrupt, len(it.Key()))
+			break
+		}
+		var m record.Message
+		m, derr = decodeMessage(chatID, seq, it.Value())
+		if derr != nil {
+			break
+		}
+		out = append(out, m)
+	}
+	if err := errors.Join(derr, it.Error(), it.Close()); err != nil {
+		return nil, fmt.Errorf("cannot read messages of chat %s: %w", chatID, err)
+	}
+	if !forward {
+		slices.Reverse(out)
+	}
+	return out, nil
+}
+
+func step(it *pdb.Iterator, forward bool) bool {
+	if forward {
+		return it.Next()
+	}
+	return it.Prev()
+}
+
+func checkMembers(members []string) error {
+	for _, u := range members {
+		if err := checkID("user id", u); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// CreateChat durably stores chat, its members and each member's chat-list
+// entry in one synced batch. record.ErrConflict if the chat exists; the check
+// and the commit are atomic under the chat's stripe lock. Safe for concurrent
+// use.
+func (s *Store) CreateChat(ctx context.Context, chat record.Chat, members []string) error {
+	if err := s.enter(ctx); err != nil {
+		return fmt.Errorf("cannot create chat %s: %w", chat.ID, err)
+	}
+	defer s.leave()
+	if err := errors.Join(checkID("chat id", chat.ID), checkMembers(members)); err != nil {
+		return fmt.Errorf("cannot create chat %s: %w", chat.ID, err)
+	}
+	defer s.lockChat(chat.ID).Unlock()
+	key := chatKey(nil, chat.ID)
+	ok, err := s.exists(key)
+	if err != nil {
+		return fmt.Errorf("cannot create chat %s: %w", chat.ID, err)
+	}
+	if ok {
+		return fmt.Errorf("cannot create chat %s: %w", chat.ID, record.ErrConflict)
+	}
+	b := s.db.NewBatch()
+	defer b.Close()
+	if err := b.Set(key, appendChat(nil, &chat), nil); err != nil {
+		return fmt.Errorf("cannot create chat %s: %w", chat.ID, err)
+	}
+	for _, u := range members {
+		key = memberKey(key[:0], chat.ID, u)
+		if err := b.Set(key, nil, nil); err != nil {
+			return fmt.Errorf("cannot create chat %s: %w", chat.ID, err)
+		}
+		key = listKey(key[:0], u, chat.ID)
+		if err := b.Set(key, nil, nil); err != nil {
+			return fmt.Errorf("cannot create chat %s: %w", chat.ID, err)
+		}
+	}
+	if err := s.db.Apply(b, s.wo); err != nil {
+		return fmt.Errorf("cannot create chat %s: %w", chat.ID, err)
+	}
+	return nil
+}
+
+// Chat returns a chat's metadata, or record.ErrNotFound. Safe for concurrent
+// use.
+func (s *Store) Chat(ctx context.Context, chatID string) (record.Chat, error) {
+	if err := s.enter(ctx); err != nil {
+		return record.Chat{}, fmt.Errorf("cannot read chat %s: %w", chatID, err)
+	}
+	defer s.leave()
+	if err := checkID("chat id", chatID); err != nil {
+		return record.Chat{}, fmt.Errorf("cannot read chat: %w", err)
+	}
+	return s.chat(chatID)
+}
+
+func (s *Store) chat(chatID string) (record.Chat, error) {
+	v, closer, err := s.db.Get(chatKey(nil, chatID))
+	if errors.Is(err, pdb.ErrNotFound) {
+		return record.Chat{}, fmt.Errorf("cannot read chat %s: %w", chatID, record.ErrNotFound)
+	}
+	if err != nil {
+		return record.Chat{}, fmt.Errorf("cannot read chat %s: %w", chatID, err)
+	}
+	defer closer.Close()
+	return decodeChat(chatID, v)
+}
+
+// chatExists returns record.ErrNotFound (wrapped) unless the chat exists.
+func (s *Store) chatExists(chatID string) error {
+	ok, err := s.exists(chatKey(nil, chatID))
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("chat %s: %w", chatID, record.ErrNotFound)
+	}
+	return nil
+}
+
+// Members returns the chat's members in ascending order, or
+// record.ErrNotFound when the chat does not exist. Safe for concurrent use.
+func (s *Store) Members(ctx context.Context, chatID string) ([]string, error) {
+	if err := s.enter(ctx); err != nil {
+		return nil, fmt.Errorf("cannot read members of chat %s: %w", chatID, err)
+	}
+	defer s.leave()
+	if err := checkID("chat id", chatID); err != nil {
+		return nil, fmt.Errorf("cannot read members: %w", err)
+	}
+	if err := s.chatExists(chatID); err != nil {
+		return nil, fmt.Errorf("cannot read members: %w", err)
+	}
+	prefix := memberPrefix(nil, chatID)
+	it, err := s.db.NewIter(&pdb.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	if err != nil {
+		return nil, fmt.Errorf("cannot read members of chat %s: %w", chatID, err)
+	}
+	out := []string{}
+	for valid := it.First(); valid; valid = it.Next() {
+		out = append(out, string(it.Key()[len(prefix):]))
+	}
+	if err := errors.Join(it.Error(), it.Close()); err != nil {
+		return nil, fmt.Errorf("cannot read members of chat %s: %w", chatID, err)
+	}
+	return out, nil
+}
+
+// AddMember durably adds user to chat and the chat to the user's list in
+// one synced batch. Adding an existing member is not an error;
+// record.ErrNotFound if the chat does not exist. Safe for concurrent use.
+func (s *Store) AddMember(ctx context.Context, chatID, user string) error {
+	return s.setMember(ctx, chatID, user, true)
+}
+
+// RemoveMember durably removes user from chat and the chat from the user's
+// list in one synced batch. Removing a non-member is not an error;
+// record.ErrNotFound if the chat does not exist. The user's read marker and
+// device cursors in the chat are kept. Safe for concurrent use.
+func (s *Store) RemoveMember(ctx context.Context, chatID, user string) error {
+	return s.setMember(ctx, chatID, user, false)
+}
+
+func (s *Store) setMember(ctx context.Context, chatID, user string, add bool) error {
+	verb := "remove"
+	if add {
+		verb = "add"
+	}
+	if err := s.enter(ctx); err != nil {
+		return fmt.Errorf("cannot %s member %s of chat %s: %w", verb, user, chatID, err)
+	}
+	defer s.leave()
+	if err := errors.Join(checkID("chat id", chatID), checkID("user id", user)); err != nil {
+		return fmt.Errorf("cannot %s member: %w", verb, err)
+	}
+	// Chats are never deleted, so the existence check needs no lock; the
+	// two rows change together in one batch, so concurrent adds and removes
+	// of the same user leave both directions agreeing.
+	if err := s.chatExists(chatID); err != nil {
+		return fmt.Errorf("cannot %s member %s: %w", verb, user, err)
+	}
+	b := s.db.NewBatch()
+	defer b.Close()
+	op := b.Set
+	if !add {
+		op = func(key, _ []byte, o *pdb.WriteOptions) error { return b.Delete(key, o) }
+	}
+	err := errors.Join(op(memberKey(nil, chatID, user), nil, nil), op(listKey(nil, user, chatID), nil, nil))
+	if err == nil {
+		err = s.db.Apply(b, s.wo)
+	}
+	if err != nil {
+		return fmt.Errorf("cannot %s member %s of chat %s: %w", verb, user, chatID, err)
+	}
+	return nil
+}
+
+// UserChats returns the user's chat list with each chat's last seq and the
+// user's read marker, in chat id order: a prefix scan plus, per chat, a
+// point read of its metadata and read marker and one reverse seek. Safe for
+// concurrent use.
+func (s *Store) UserChats(ctx context.Context, user string) ([]record.ChatEntry, error) {
+	if err := s.enter(ctx); err != nil {
+		return nil, fmt.Errorf("cannot read chat list of user %s: %w", user, err)
+	}
+	defer s.leave()
+	if err := checkID("user id", user); err != nil {
+		return nil, fmt.Errorf("cannot read chat list: %w", err)
+	}
+	prefix := listPrefix(nil, user)
+	list, err := s.db.NewIter(&pdb.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	if err != nil {
+		return nil, fmt.Errorf("cannot read chat list of user %s: %w", user, err)
+	}
+	var chats []string
+	for valid := list.First(); valid; valid = list.Next() {
+		chats = append(chats, string(list.Key()[len(prefix):]))
+	}
+	if err := errors.Join(list.Error(), list.Close()); err != nil {
+		return nil, fmt.Errorf("cannot read chat list of user %s: %w", user, err)
+	}
+	out := make([]record.ChatEntry, 0, len(chats))
+	if len(chats) == 0 {
+		return out, nil
+	}
+
+	msgs, err := s.db.NewIter(&pdb.IterOptions{LowerBound: []byte{tableMessage}, UpperBound: []byte{tableMessage + 1}})
+	if err != nil {
+		return nil, fmt.Errorf("cannot read chat list of user %s: %w", user, err)
+	}
+	defer msgs.Close()
+	var key, val []byte
+	for _, id := range chats {
+		c, err := s.chat(id)
+		if errors.Is(err, record.ErrNotFound) {
+			s.log.Warn("chat list entry without chat", "user_id", user, "chat_id", id)
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("cannot read chat list of user %s: %w", user, err)
+		}
+		e := record.ChatEntry{Chat: c}
+		key = msgPrefix(key[:0], id)
+		plen := len(key)
+		key[plen-1] = sep + 1 // prefixEnd in place
+		if msgs.SeekLT(key) {
+			key[plen-1] = sep
+			if k := msgs.Key(); bytes.HasPrefix(k, key[:plen]) {
+				e.LastSeq, _ = seqOfMsgKey(k, plen)
+			}
+		}
+		if err := msgs.Error(); err != nil {
+			return nil, fmt.Errorf("cannot read chat list of user %s: %w", user, err)
+		}
+		val, err = s.get(readKey(key[:0], user, id), val)
+		switch {
+		case err == nil:
+			if e.ReadSeq, err = decodeSeq(val); err != nil {
+				return nil, fmt.Errorf("cannot read read marker of user %s in chat %s: %w", user, id, err)
+			}
+		case !errors.Is(err, pdb.ErrNotFound):
+			return nil, fmt.Errorf("cannot read read marker of user %s in chat %s: %w", user, id, err)
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// raise sets key to seq unless it already holds a seq >= seq. The write is
+// not synced.
+func (s *Store) raise(key []byte, seq uint64) error {
+	m := &s.markerMu[fnv32(key)%markerStripes]
+	m.Lock()
+	defer m.Unlock()
+	var buf [8]byte
+	v, err := s.get(key, buf[:0])
+	switch {
+	case err == nil:
+		cur, err := decodeSeq(v)
+		if err != nil {
+			return err
+		}
+		if cur >= seq {
+			return nil
+		}
+	case errors.Is(err, pdb.ErrNotFound):
+		if seq == 0 {
+			return nil
+		}
+	default:
+		return err
+	}
+	return s.db.Set(key, appendSeq(buf[:0], seq), pdb.NoSync)
+}
+
+// SetReadSeq raises the user's read marker in chat to seq (never lowers
+// it). Not synced: a crash may lose recent raises. Safe for concurrent use.
+func (s *Store) SetReadSeq(ctx context.Context, user, chatID string, seq uint64) error {
+	if err := s.enter(ctx); err != nil {
+		return fmt.Errorf("cannot set read marker of user %s in chat %s: %w", user, chatID, err)
+	}
+	defer s.leave()
+	err := errors.Join(checkID("user id", user), checkID("chat id", chatID))
+	if err == nil {
+		err = s.raise(readKey(nil, user, chatID), seq)
+	}
+	if err != nil {
+		return fmt.Errorf("cannot set read marker of user %s in chat %s: %w", user, chatID, err)
+	}
+	return nil
+}
+
+// SetDeviceCursor raises the device's delivery cursor in chat to seq (never
+// lowers it). Not synced: a crash may lose recent raises, so the device may
+// be sent some messages again. Safe for concurrent use.
+func (s *Store) SetDeviceCursor(ctx context.Context, user, device, chatID string, seq uint64) error {
+	if err := s.enter(ctx); err != nil {
+		return fmt.Errorf("cannot set cursor of device %s/%s in chat %s: %w", user, device, chatID, err)
+	}
+	defer s.leave()
+	err := errors.Join(checkID("user id", user), checkID("device id", device), checkID("chat id", chatID))
+	if err == nil {
+		err = s.raise(cursorKey(nil, user, device, chatID), seq)
+	}
+	if err != nil {
+		return fmt.Errorf("cannot set cursor of device %s/%s in chat %s: %w", user, device, chatID, err)
+	}
+	return nil
+}
+
+// DeviceCursor returns the device's delivery cursor in chat, 0 if none. Safe
+// for concurrent use.
+func (s *Store) DeviceCursor(ctx context.Context, user, device, chatID string) (uint64, error) {
+	if err := s.enter(ctx); err != nil {
+		return 0, fmt.Errorf("cannot read cursor of device %s/%s in chat %s: %w", user, device, chatID, err)
+	}
+	defer s.leave()
+	if err := errors.Join(checkID("user id", user), checkID("device id", device), checkID("chat id", chatID)); err != nil {
+		return 0, fmt.Errorf("cannot read device cursor: %w", err)
+	}
+	var buf [8]byte
+	v, err := s.get(cursorKey(nil, user, device, chatID), buf[:0])
+	if errors.Is(err, pdb.ErrNotFound) {
+		return 0, nil
+	}
+	if err == nil {
+		var seq uint64
+		if seq, err = decodeSeq(v); err == nil {
+			return seq, nil
+		}
+	}
+	return 0, fmt.Errorf("cannot read cursor of device %s/%s in chat %s: %w", user, device, chatID, err)
+}

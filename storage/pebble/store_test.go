@@ -1,0 +1,141 @@
+package pebble
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/parley-chat/parley/internal/record"
+	"github.com/parley-chat/parley/storage/storetest"
+)
+
+var _ storetest.Store = (*Store)(nil)
+
+// openMem opens a synced store on a fresh in-memory file system: the same
+// code path as on disk, without the disk's fsync latency.
+func openMem(t *testing.T) *Store {
+	t.Helper()
+	cfg := Default()
+	cfg.Dir = "/db"
+	cfg.CacheSize = 1 << 20
+	cfg.MemTableSize = 1 << 20
+	s, err := OpenFS(cfg, vfs.NewMem(), nil)
+	if err != nil {
+		t.Fatalf("OpenFS: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) storetest.Store { return openMem(t) })
+}
+
+func TestPersistent(t *testing.T) {
+	storetest.RunPersistent(t, func(t *testing.T, dir string) storetest.Store {
+		cfg := Default()
+		cfg.Dir = dir
+		cfg.CacheSize = 1 << 20
+		s, err := Open(cfg, nil)
+		if err != nil {
+			t.Fatalf("Open: %v", err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	})
+}
+
+func TestConfigValidate(t *testing.T) {
+	tests := []struct {
+		name string
+		edit func(*Config)
+		want []string // substrings of the error; none means valid
+	}{
+		{"default with dir", func(c *Config) { c.Dir = "/x" }, nil},
+		{"zero values mean defaults", func(c *Config) { *c = Config{Dir: "/x"} }, nil},
+		{"no dir", func(c *Config) {}, []string{"dir: required"}},
+		{"everything wrong", func(c *Config) {
+			c.CacheSize = -1
+			c.MemTableSize = 5 << 30
+			c.MaxOpenFiles = -3
+			c.WALMinSyncInterval = 2 * time.Second
+		}, []string{"dir: required", "cache_size", "memtable_size", "max_open_files", "wal_min_sync_interval"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := Default()
+			tc.edit(&c)
+			err := c.Validate()
+			if len(tc.want) == 0 {
+				if err != nil {
+					t.Fatalf("Validate: got %v, want nil", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("Validate: got nil, want errors %q", tc.want)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("Validate: got %q, want it to mention %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestDefault(t *testing.T) {
+	c := Default()
+	if !c.Sync || c.CacheSize != 64<<20 {
+		t.Fatalf("Default: got %+v, want Sync true and 64 MiB cache", c)
+	}
+	if _, err := OpenFS(c, vfs.NewMem(), nil); err == nil {
+		t.Fatalf("OpenFS without dir: got nil error, want one")
+	}
+}
+
+func TestInvalidIDs(t *testing.T) {
+	s := openMem(t)
+	ctx := t.Context()
+	bad := []record.Message{
+		{ChatID: "", Seq: 1},
+		{ChatID: "g:a\x00b", Seq: 1},
+		{ChatID: "g:a", Seq: 0},
+		{ChatID: "g:a", Seq: 1, Sender: "a\x00"},
+		{ChatID: "g:a", Seq: 1, RequestID: "r\x00"},
+	}
+	for _, m := range bad {
+		err := s.AppendMessages(ctx, []record.Message{m})
+		if err == nil || errors.Is(err, record.ErrConflict) {
+			t.Errorf("AppendMessages(%+v): got %v, want a validation error", m, err)
+		}
+	}
+	if got, err := s.LastSeq(ctx, "g:a"); err != nil || got != 0 {
+		t.Fatalf("LastSeq after refused appends: got %d, %v, want 0", got, err)
+	}
+	if err := s.CreateChat(ctx, record.Chat{ID: "g:x"}, []string{"a\x00"}); err == nil {
+		t.Fatalf("CreateChat with NUL member: got nil error")
+	}
+	if _, err := s.Chat(ctx, "g:x"); !errors.Is(err, record.ErrNotFound) {
+		t.Fatalf("Chat after refused CreateChat: got %v, want ErrNotFound", err)
+	}
+	if err := s.AppendMessages(ctx, nil); err != nil {
+		t.Fatalf("AppendMessages(nil): got %v, want nil", err)
+	}
+}
+
+func TestCanceledContext(t *testing.T) {
+	s := openMem(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if err := s.AppendMessages(ctx, storetest.Msgs("g:a", 1, 1)); err == nil {
+		t.Fatalf("AppendMessages with canceled ctx: got nil error")
+	}
+	if got, err := s.LastSeq(t.Context(), "g:a"); err != nil || got != 0 {
+		t.Fatalf("LastSeq: got %d, %v, want 0", got, err)
+	}
+}

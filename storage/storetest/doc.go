@@ -1,0 +1,19 @@
+// Package storetest is the conformance suite every Parley storage backend
+// passes (storage/pebble, storage/scylla, and any fake used in logic tests).
+//
+// Run checks the contract of the logic tier's Store interface (logic/store.go)
+// against a fresh store per sub-test: appends and history pages, the error
+// contract (record.ErrNotFound, record.ErrConflict, record.ErrClosed),
+// all-or-nothing batches, dedup lookups, chats and membership, chat lists,
+// monotonic read markers and device cursors, and concurrent appends.
+// RunPersistent additionally closes a store and reopens it on the same
+// directory to check that everything survived.
+//
+// The package declares its own Store interface with the same method set as
+// logic.Store, because storage must not import the logic tier; logic's tests
+// assert that the two stay identical.
+//
+// Tier: storage (test support). The suite itself runs sub-tests
+// sequentially; individual sub-tests start goroutines against the store under
+// test to exercise its concurrency contract.
+package storetest

@@ -1,0 +1,735 @@
+package storetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+
+	"github.com/parley-chat/parley/internal/record"
+)
+
+// Store has the method set of logic.Store; see logic/store.go for the
+// contract each method must honour.
+type Store interface {
+	AppendMessages(ctx context.Context, msgs []record.Message) error
+	LastSeq(ctx context.Context, chatID string) (uint64, error)
+	LookupDedup(ctx context.Context, key record.DedupKey) (record.Message, error)
+	Message(ctx context.Context, chatID string, seq uint64) (record.Message, error)
+	Messages(ctx context.Context, chatID string, page record.Page) ([]record.Message, error)
+
+	CreateChat(ctx context.Context, chat record.Chat, members []string) error
+	Chat(ctx context.Context, chatID string) (record.Chat, error)
+	Members(ctx context.Context, chatID string) ([]string, error)
+	AddMember(ctx context.Context, chatID, user string) error
+	RemoveMember(ctx context.Context, chatID, user string) error
+	UserChats(ctx context.Context, user string) ([]record.ChatEntry, error)
+
+	SetReadSeq(ctx context.Context, user, chatID string, seq uint64) error
+	SetDeviceCursor(ctx context.Context, user, device, chatID string, seq uint64) error
+	DeviceCursor(ctx context.Context, user, device, chatID string) (uint64, error)
+
+	Close() error
+}
+
+// Run runs the conformance suite. newStore must return a fresh, empty store
+// for every call; Run closes each store it creates (Close must therefore be
+// idempotent if newStore also registers a cleanup that closes it).
+//
+// Semantics pinned down by the suite beyond the interface comments:
+//   - Page.Limit <= 0 or > record.MaxPageLimit means record.MaxPageLimit.
+//   - With Page.Before > 0, Page.After is ignored (record.Page).
+//   - A batch that repeats a (chat, seq) is refused with ErrConflict.
+//   - AddMember and RemoveMember on a chat that does not exist return
+//     ErrNotFound; UserChats of an unknown user is empty, not an error.
+func Run(t *testing.T, newStore func(t *testing.T) Store) {
+	t.Helper()
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, s Store)
+	}{
+		{"AppendAndRead", testAppendAndRead},
+		{"Pages", testPages},
+		{"PageLimitCap", testPageLimitCap},
+		{"ConflictAllOrNothing", testConflict},
+		{"Dedup", testDedup},
+		{"ManyChatsOneBatch", testManyChats},
+		{"ConcurrentAppends", testConcurrentAppends},
+		{"RacingAppendsSameSeq", testRacingAppends},
+		{"CreateChat", testCreateChat},
+		{"Membership", testMembership},
+		{"UserChats", testUserChats},
+		{"MonotonicMarkers", testMonotonicMarkers},
+		{"Closed", testClosed},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newStore(t)
+			tc.fn(t, s)
+			if err := s.Close(); err != nil {
+				t.Fatalf("Close: %v", err)
+			}
+		})
+	}
+}
+
+// Msg returns a test message of chatID at seq with every field set, so that
+// round trips are checked field by field. Messages with an even seq carry a
+// request id (and so a dedup entry); odd ones are system messages.
+func Msg(chatID string, seq uint64) record.Message {
+	m := record.Message{
+		ChatID: chatID,
+		Seq:    seq,
+		Sender: "alice",
+		Device: "phone-1",
+		TS:     1_700_000_000_000 + int64(seq),
+		Kind:   record.MsgText,
+		Body:   fmt.Sprintf("hello %d \u00e9\u6f22\x00 from %s", seq, chatID),
+	}
+	if seq%2 == 0 {
+		m.RequestID = fmt.Sprintf("req-%d", seq)
+	} else {
+		m.Kind = record.MsgSystem
+		m.Sender = ""
+		m.Device = ""
+		m.Body = `{"event":"join","user":"bob"}`
+	}
+	return m
+}
+
+// Msgs returns Msg(chatID, seq) for seq in [from, to].
+func Msgs(chatID string, from, to uint64) []record.Message {
+	var out []record.Message
+	for seq := from; seq <= to; seq++ {
+		out = append(out, Msg(chatID, seq))
+	}
+	return out
+}
+
+func mustAppend(t *testing.T, s Store, msgs []record.Message) {
+	t.Helper()
+	if err := s.AppendMessages(t.Context(), msgs); err != nil {
+		t.Fatalf("AppendMessages(%d msgs): %v", len(msgs), err)
+	}
+}
+
+func wantLastSeq(t *testing.T, s Store, chatID string, want uint64) {
+	t.Helper()
+	got, err := s.LastSeq(t.Context(), chatID)
+	if err != nil {
+		t.Fatalf("LastSeq(%q): %v", chatID, err)
+	}
+	if got != want {
+		t.Fatalf("LastSeq(%q): got %d, want %d", chatID, got, want)
+	}
+}
+
+func wantErr(t *testing.T, what string, err, want error) {
+	t.Helper()
+	if !errors.Is(err, want) {
+		t.Fatalf("%s: got error %v, want %v", what, err, want)
+	}
+}
+
+func seqs(msgs []record.Message) []uint64 {
+	out := make([]uint64, 0, len(msgs))
+	for _, m := range msgs {
+		out = append(out, m.Seq)
+	}
+	return out
+}
+
+func seqRange(from, to uint64) []uint64 {
+	out := []uint64{}
+	for s := from; s <= to; s++ {
+		out = append(out, s)
+	}
+	return out
+}
+
+func testAppendAndRead(t *testing.T, s Store) {
+	ctx := t.Context()
+	const chat = "g:read"
+	wantLastSeq(t, s, chat, 0)
+	in := Msgs(chat, 1, 5)
+	in[2].Body = "" // empty body survives too
+	mustAppend(t, s, in[:2])
+	mustAppend(t, s, in[2:])
+	for _, want := range in {
+		got, err := s.Message(ctx, chat, want.Seq)
+		if err != nil {
+			t.Fatalf("Message(%q, %d): %v", chat, want.Seq, err)
+		}
+		if got != want {
+			t.Fatalf("Message(%q, %d): got %+v, want %+v", chat, want.Seq, got, want)
+		}
+	}
+	wantLastSeq(t, s, chat, 5)
+	wantLastSeq(t, s, "g:rea", 0)
+	wantLastSeq(t, s, "g:read2", 0)
+
+	_, err := s.Message(ctx, chat, 6)
+	wantErr(t, "Message past the end", err, record.ErrNotFound)
+	_, err = s.Message(ctx, chat, 0)
+	wantErr(t, "Message seq 0", err, record.ErrNotFound)
+	_, err = s.Message(ctx, "g:nochat", 1)
+	wantErr(t, "Message of unknown chat", err, record.ErrNotFound)
+
+	got, err := s.Messages(ctx, chat, record.Page{Limit: 10})
+	if err != nil {
+		t.Fatalf("Messages: %v", err)
+	}
+	if !slices.Equal(got, in) {
+		t.Fatalf("Messages: got %+v, want %+v", got, in)
+	}
+	got, err = s.Messages(ctx, "g:nochat", record.Page{Limit: 10})
+	if err != nil {
+		t.Fatalf("Messages of unknown chat: %v", err)
+	}
+	if len(got) != 0 {
+		t.Fatalf("Messages of unknown chat: got %d messages, want 0", len(got))
+	}
+}
+
+func testPages(t *testing.T, s Store) {
+	const chat = "g:p"
+	mustAppend(t, s, Msgs(chat, 1, 10))
+	// Neighbours whose ids share a prefix must not leak into the pages.
+	mustAppend(t, s, append(Msgs("g:pa", 1, 12), Msgs("g:", 1, 3)...))
+
+	tests := []struct {
+		name string
+		page record.Page
+		want []uint64
+	}{
+		{"newest", record.Page{Limit: 3}, seqRange(8, 10)},
+		{"newest all", record.Page{Limit: 50}, seqRange(1, 10)},
+		{"before", record.Page{Before: 5, Limit: 2}, seqRange(3, 4)},
+		{"before short", record.Page{Before: 5, Limit: 10}, seqRange(1, 4)},
+		{"before past end", record.Page{Before: 100, Limit: 3}, seqRange(8, 10)},
+		{"before first", record.Page{Before: 1, Limit: 3}, []uint64{}},
+		{"before wins over after", record.Page{Before: 5, After: 2, Limit: 10}, seqRange(1, 4)},
+		{"after", record.Page{After: 2, Limit: 3}, seqRange(3, 5)},
+		{"after short", record.Page{After: 7, Limit: 10}, seqRange(8, 10)},
+		{"after last", record.Page{After: 10, Limit: 3}, []uint64{}},
+		{"after past end", record.Page{After: 100, Limit: 3}, []uint64{}},
+		{"limit zero means max", record.Page{}, seqRange(1, 10)},
+		{"negative limit means max", record.Page{After: 4, Limit: -1}, seqRange(5, 10)},
+		{"limit one", record.Page{Before: 10, Limit: 1}, []uint64{9}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := s.Messages(t.Context(), chat, tc.page)
+			if err != nil {
+				t.Fatalf("Messages(%+v): %v", tc.page, err)
+			}
+			if !slices.Equal(seqs(got), tc.want) {
+				t.Fatalf("Messages(%+v): got seqs %v, want %v", tc.page, seqs(got), tc.want)
+			}
+			for _, m := range got {
+				if want := Msg(chat, m.Seq); m != want {
+					t.Fatalf("Messages(%+v): got %+v, want %+v", tc.page, m, want)
+				}
+			}
+		})
+	}
+}
+
+func testPageLimitCap(t *testing.T, s Store) {
+	const chat = "g:big"
+	const n = record.MaxPageLimit + 50
+	mustAppend(t, s, Msgs(chat, 1, n))
+	tests := []struct {
+		page record.Page
+		want []uint64
+	}{
+		{record.Page{Limit: 1000}, seqRange(n-record.MaxPageLimit+1, n)},
+		{record.Page{After: 10, Limit: 1000}, seqRange(11, 10+record.MaxPageLimit)},
+		{record.Page{Before: n, Limit: record.MaxPageLimit + 1}, seqRange(n-record.MaxPageLimit, n-1)},
+	}
+	for _, tc := range tests {
+		got, err := s.Messages(t.Context(), chat, tc.page)
+		if err != nil {
+			t.Fatalf("Messages(%+v): %v", tc.page, err)
+		}
+		if !slices.Equal(seqs(got), tc.want) {
+			t.Fatalf("Messages(%+v): got seqs %v, want %v", tc.page, seqs(got), tc.want)
+		}
+	}
+}
+
+func testConflict(t *testing.T, s Store) {
+	ctx := t.Context()
+	const a, b = "g:ca", "g:cb"
+	mustAppend(t, s, Msgs(a, 1, 4))
+
+	tests := []struct {
+		name  string
+		batch []record.Message
+	}{
+		{"taken seq", []record.Message{Msg(a, 2)}},
+		{"taken seq after new one", []record.Message{Msg(a, 5), Msg(a, 4)}},
+		{"taken seq in second chat", []record.Message{Msg(b, 1), Msg(b, 2), Msg(a, 1)}},
+		{"repeated seq in batch", []record.Message{Msg(a, 5), Msg(a, 5)}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := s.AppendMessages(ctx, tc.batch)
+			wantErr(t, "AppendMessages", err, record.ErrConflict)
+			// Nothing of the rejected batch is visible.
+			wantLastSeq(t, s, a, 4)
+			wantLastSeq(t, s, b, 0)
+			_, err = s.Message(ctx, a, 5)
+			wantErr(t, "Message of rejected batch", err, record.ErrNotFound)
+			_, err = s.LookupDedup(ctx, record.DedupKey{ChatID: b, Sender: "alice", RequestID: "req-2"})
+			wantErr(t, "LookupDedup of rejected batch", err, record.ErrNotFound)
+			// The original row is untouched.
+			for _, want := range Msgs(a, 1, 4) {
+				got, err := s.Message(ctx, a, want.Seq)
+				if err != nil || got != want {
+					t.Fatalf("Message(%q, %d): got %+v, %v, want %+v", a, want.Seq, got, err, want)
+				}
+			}
+		})
+	}
+	// The store stays usable after a conflict.
+	mustAppend(t, s, []record.Message{Msg(a, 5), Msg(b, 1)})
+	wantLastSeq(t, s, a, 5)
+	wantLastSeq(t, s, b, 1)
+}
+
+func testDedup(t *testing.T, s Store) {
+	ctx := t.Context()
+	const chat = "dm:alice:bob"
+	in := Msgs(chat, 1, 4)
+	in[1].RequestID = "r-1"
+	in[3].RequestID = "r-2"
+	in[3].Sender = "bob"
+	mustAppend(t, s, in)
+
+	tests := []struct {
+		key  record.DedupKey
+		want *record.Message
+	}{
+		{record.DedupKey{ChatID: chat, Sender: "alice", RequestID: "r-1"}, &in[1]},
+		{record.DedupKey{ChatID: chat, Sender: "bob", RequestID: "r-2"}, &in[3]},
+		{record.DedupKey{ChatID: chat, Sender: "bob", RequestID: "r-1"}, nil},
+		{record.DedupKey{ChatID: chat, Sender: "alice", RequestID: "r-2"}, nil},
+		{record.DedupKey{ChatID: "g:other", Sender: "alice", RequestID: "r-1"}, nil},
+		{record.DedupKey{ChatID: chat, Sender: "alice", RequestID: "r"}, nil},
+		{record.DedupKey{ChatID: chat, Sender: "", RequestID: ""}, nil},
+	}
+	for _, tc := range tests {
+		got, err := s.LookupDedup(ctx, tc.key)
+		if tc.want == nil {
+			wantErr(t, fmt.Sprintf("LookupDedup(%+v)", tc.key), err, record.ErrNotFound)
+			continue
+		}
+		if err != nil {
+			t.Fatalf("LookupDedup(%+v): %v", tc.key, err)
+		}
+		if got != *tc.want {
+			t.Fatalf("LookupDedup(%+v): got %+v, want %+v", tc.key, got, *tc.want)
+		}
+	}
+}
+
+func testManyChats(t *testing.T, s Store) {
+	var batch []record.Message
+	for i := range 20 {
+		chat := fmt.Sprintf("g:many%d", i)
+		batch = append(batch, Msgs(chat, 1, uint64(i%3+1))...)
+	}
+	mustAppend(t, s, batch)
+	for i := range 20 {
+		chat := fmt.Sprintf("g:many%d", i)
+		wantLastSeq(t, s, chat, uint64(i%3+1))
+		got, err := s.Messages(t.Context(), chat, record.Page{Limit: 10})
+		if err != nil {
+			t.Fatalf("Messages(%q): %v", chat, err)
+		}
+		if want := Msgs(chat, 1, uint64(i%3+1)); !slices.Equal(got, want) {
+			t.Fatalf("Messages(%q): got %+v, want %+v", chat, got, want)
+		}
+	}
+}
+
+func testConcurrentAppends(t *testing.T, s Store) {
+	const goroutines, perChat = 16, 12
+	var wg sync.WaitGroup
+	errs := make(chan error, goroutines)
+	for g := range goroutines {
+		wg.Go(func() {
+			chat := fmt.Sprintf("g:conc%d", g)
+			for seq := uint64(1); seq <= perChat; seq += 2 {
+				// Alternate one-message and two-message batches, each with
+				// a message of a chat of its own to exercise cross-chat batches.
+				batch := Msgs(chat, seq, seq+1)
+				batch = append(batch, Msg(fmt.Sprintf("g:side%d", g), seq/2+1))
+				if err := s.AppendMessages(context.Background(), batch); err != nil {
+					errs <- fmt.Errorf("chat %s seq %d: %w", chat, seq, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("AppendMessages: %v", err)
+	}
+	for g := range goroutines {
+		chat := fmt.Sprintf("g:conc%d", g)
+		wantLastSeq(t, s, chat, perChat)
+		wantLastSeq(t, s, fmt.Sprintf("g:side%d", g), perChat/2)
+		got, err := s.Messages(t.Context(), chat, record.Page{Limit: perChat})
+		if err != nil {
+			t.Fatalf("Messages(%q): %v", chat, err)
+		}
+		if want := Msgs(chat, 1, perChat); !slices.Equal(got, want) {
+			t.Fatalf("Messages(%q): got seqs %v, want %v", chat, seqs(got), seqs(want))
+		}
+	}
+}
+
+// testRacingAppends races appenders for the same (chat, seq): exactly one
+// wins each seq, the others get ErrConflict, and the stored row is the
+// winner's.
+func testRacingAppends(t *testing.T, s Store) {
+	const racers, rounds = 8, 5
+	const chat = "g:race"
+	for seq := uint64(1); seq <= rounds; seq++ {
+		var wg sync.WaitGroup
+		results := make(chan error, racers)
+		for r := range racers {
+			wg.Go(func() {
+				m := Msg(chat, seq)
+				m.Body = fmt.Sprintf("racer %d", r)
+				m.RequestID = fmt.Sprintf("race-%d-%d", seq, r)
+				results <- s.AppendMessages(context.Background(), []record.Message{m})
+			})
+		}
+		wg.Wait()
+		close(results)
+		wins := 0
+		for err := range results {
+			switch {
+			case err == nil:
+				wins++
+			case !errors.Is(err, record.ErrConflict):
+				t.Fatalf("AppendMessages(seq %d): got %v, want nil or ErrConflict", seq, err)
+			}
+		}
+		if wins != 1 {
+			t.Fatalf("racing appends of seq %d: got %d winners, want 1", seq, wins)
+		}
+		stored, err := s.Message(t.Context(), chat, seq)
+		if err != nil {
+			t.Fatalf("Message(%d): %v", seq, err)
+		}
+		// The winner's dedup entry points at the stored row; the losers' do not exist.
+		for r := range racers {
+			key := record.DedupKey{ChatID: chat, Sender: stored.Sender, RequestID: fmt.Sprintf("race-%d-%d", seq, r)}
+			got, err := s.LookupDedup(t.Context(), key)
+			if key.RequestID == stored.RequestID {
+				if err != nil || got != stored {
+					t.Fatalf("LookupDedup(winner): got %+v, %v, want %+v", got, err, stored)
+				}
+				continue
+			}
+			wantErr(t, "LookupDedup(loser)", err, record.ErrNotFound)
+		}
+	}
+	wantLastSeq(t, s, chat, rounds)
+}
+
+func group(id, name string) record.Chat {
+	return record.Chat{ID: id, Kind: record.KindGroup, Name: name, CreatedBy: "carol", CreatedAt: 1_700_000_000_123}
+}
+
+func wantMembers(t *testing.T, s Store, chatID string, want ...string) {
+	t.Helper()
+	got, err := s.Members(t.Context(), chatID)
+	if err != nil {
+		t.Fatalf("Members(%q): %v", chatID, err)
+	}
+	if want == nil {
+		want = []string{}
+	}
+	if got == nil {
+		got = []string{}
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("Members(%q): got %q, want %q", chatID, got, want)
+	}
+}
+
+func userChatIDs(t *testing.T, s Store, user string) []string {
+	t.Helper()
+	entries, err := s.UserChats(t.Context(), user)
+	if err != nil {
+		t.Fatalf("UserChats(%q): %v", user, err)
+	}
+	ids := []string{}
+	for _, e := range entries {
+		ids = append(ids, e.Chat.ID)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+func testCreateChat(t *testing.T, s Store) {
+	ctx := t.Context()
+	g := group("g:team", "Team \u2713")
+	if err := s.CreateChat(ctx, g, []string{"carol", "alice", "bob"}); err != nil {
+		t.Fatalf("CreateChat: %v", err)
+	}
+	got, err := s.Chat(ctx, g.ID)
+	if err != nil {
+		t.Fatalf("Chat: %v", err)
+	}
+	if got != g {
+		t.Fatalf("Chat: got %+v, want %+v", got, g)
+	}
+	wantMembers(t, s, g.ID, "alice", "bob", "carol")
+
+	dup := group("g:team", "Other")
+	err = s.CreateChat(ctx, dup, []string{"mallory"})
+	wantErr(t, "CreateChat of existing chat", err, record.ErrConflict)
+	if got, _ := s.Chat(ctx, g.ID); got != g {
+		t.Fatalf("Chat after refused CreateChat: got %+v, want %+v", got, g)
+	}
+	wantMembers(t, s, g.ID, "alice", "bob", "carol")
+	if ids := userChatIDs(t, s, "mallory"); len(ids) != 0 {
+		t.Fatalf("UserChats(mallory) after refused CreateChat: got %q, want none", ids)
+	}
+
+	dm := record.Chat{ID: record.DirectChatID("bob", "alice"), Kind: record.KindDirect, CreatedBy: "bob", CreatedAt: 42}
+	if err := s.CreateChat(ctx, dm, []string{"bob", "alice"}); err != nil {
+		t.Fatalf("CreateChat(direct): %v", err)
+	}
+	wantMembers(t, s, dm.ID, "alice", "bob")
+	if got, want := userChatIDs(t, s, "alice"), []string{dm.ID, g.ID}; !slices.Equal(got, want) {
+		t.Fatalf("UserChats(alice): got %q, want %q", got, want)
+	}
+
+	_, err = s.Chat(ctx, "g:nochat")
+	wantErr(t, "Chat of unknown chat", err, record.ErrNotFound)
+	_, err = s.Members(ctx, "g:nochat")
+	wantErr(t, "Members of unknown chat", err, record.ErrNotFound)
+	// A prefix of an existing id is a different chat.
+	_, err = s.Chat(ctx, "g:tea")
+	wantErr(t, "Chat of id prefix", err, record.ErrNotFound)
+}
+
+func testMembership(t *testing.T, s Store) {
+	ctx := t.Context()
+	g := group("g:club", "Club")
+	if err := s.CreateChat(ctx, g, []string{"carol"}); err != nil {
+		t.Fatalf("CreateChat: %v", err)
+	}
+	// A neighbour chat whose id extends this one must not leak into Members.
+	if err := s.CreateChat(ctx, group("g:club2", "Club 2"), []string{"zed", "alice"}); err != nil {
+		t.Fatalf("CreateChat: %v", err)
+	}
+	for range 2 {
+		if err := s.AddMember(ctx, g.ID, "dave"); err != nil {
+			t.Fatalf("AddMember: %v", err)
+		}
+	}
+	if err := s.AddMember(ctx, g.ID, "alice"); err != nil {
+		t.Fatalf("AddMember: %v", err)
+	}
+	wantMembers(t, s, g.ID, "alice", "carol", "dave")
+	if got, want := userChatIDs(t, s, "dave"), []string{g.ID}; !slices.Equal(got, want) {
+		t.Fatalf("UserChats(dave): got %q, want %q", got, want)
+	}
+
+	for range 2 {
+		if err := s.RemoveMember(ctx, g.ID, "dave"); err != nil {
+			t.Fatalf("RemoveMember: %v", err)
+		}
+	}
+	if err := s.RemoveMember(ctx, g.ID, "nobody"); err != nil {
+		t.Fatalf("RemoveMember of non-member: %v", err)
+	}
+	wantMembers(t, s, g.ID, "alice", "carol")
+	if got := userChatIDs(t, s, "dave"); len(got) != 0 {
+		t.Fatalf("UserChats(dave) after removal: got %q, want none", got)
+	}
+	if got, want := userChatIDs(t, s, "alice"), []string{"g:club", "g:club2"}; !slices.Equal(got, want) {
+		t.Fatalf("UserChats(alice): got %q, want %q", got, want)
+	}
+	// Removing everyone leaves an existing chat with no members.
+	for _, u := range []string{"alice", "carol"} {
+		if err := s.RemoveMember(ctx, g.ID, u); err != nil {
+			t.Fatalf("RemoveMember: %v", err)
+		}
+	}
+	wantMembers(t, s, g.ID)
+
+	wantErr(t, "AddMember to unknown chat", s.AddMember(ctx, "g:nochat", "dave"), record.ErrNotFound)
+	wantErr(t, "RemoveMember from unknown chat", s.RemoveMember(ctx, "g:nochat", "dave"), record.ErrNotFound)
+	if got := userChatIDs(t, s, "dave"); len(got) != 0 {
+		t.Fatalf("UserChats(dave) after AddMember to unknown chat: got %q, want none", got)
+	}
+}
+
+func testUserChats(t *testing.T, s Store) {
+	ctx := t.Context()
+	a, b := group("g:ua", "A"), group("g:ub", "B")
+	for _, c := range []record.Chat{a, b} {
+		if err := s.CreateChat(ctx, c, []string{"alice", "bob"}); err != nil {
+			t.Fatalf("CreateChat: %v", err)
+		}
+	}
+	if err := s.CreateChat(ctx, group("g:uc", "C"), []string{"bob"}); err != nil {
+		t.Fatalf("CreateChat: %v", err)
+	}
+	mustAppend(t, s, Msgs(a.ID, 1, 3))
+	if err := s.SetReadSeq(ctx, "alice", a.ID, 2); err != nil {
+		t.Fatalf("SetReadSeq: %v", err)
+	}
+	if err := s.SetReadSeq(ctx, "bob", b.ID, 0); err != nil {
+		t.Fatalf("SetReadSeq: %v", err)
+	}
+
+	entries, err := s.UserChats(ctx, "alice")
+	if err != nil {
+		t.Fatalf("UserChats: %v", err)
+	}
+	slices.SortFunc(entries, func(x, y record.ChatEntry) int {
+		if x.Chat.ID < y.Chat.ID {
+			return -1
+		}
+		return 1
+	})
+	want := []record.ChatEntry{
+		{Chat: a, LastSeq: 3, ReadSeq: 2},
+		{Chat: b, LastSeq: 0, ReadSeq: 0},
+	}
+	if !slices.Equal(entries, want) {
+		t.Fatalf("UserChats(alice): got %+v, want %+v", entries, want)
+	}
+	if entries[0].Unread() != 1 {
+		t.Fatalf("Unread: got %d, want 1", entries[0].Unread())
+	}
+
+	none, err := s.UserChats(ctx, "nobody")
+	if err != nil {
+		t.Fatalf("UserChats(nobody): %v", err)
+	}
+	if len(none) != 0 {
+		t.Fatalf("UserChats(nobody): got %+v, want none", none)
+	}
+	// A user id that is a prefix of another sees only its own chats.
+	if err := s.AddMember(ctx, a.ID, "ali"); err != nil {
+		t.Fatalf("AddMember: %v", err)
+	}
+	if got, want := userChatIDs(t, s, "ali"), []string{a.ID}; !slices.Equal(got, want) {
+		t.Fatalf("UserChats(ali): got %q, want %q", got, want)
+	}
+}
+
+func testMonotonicMarkers(t *testing.T, s Store) {
+	ctx := t.Context()
+	const chat = "g:mono"
+	if err := s.CreateChat(ctx, group(chat, "Mono"), []string{"alice"}); err != nil {
+		t.Fatalf("CreateChat: %v", err)
+	}
+	mustAppend(t, s, Msgs(chat, 1, 9))
+
+	readSeq := func() uint64 {
+		t.Helper()
+		entries, err := s.UserChats(ctx, "alice")
+		if err != nil || len(entries) != 1 {
+			t.Fatalf("UserChats(alice): got %+v, %v, want one entry", entries, err)
+		}
+		return entries[0].ReadSeq
+	}
+	cursor := func(device string) uint64 {
+		t.Helper()
+		got, err := s.DeviceCursor(ctx, "alice", device, chat)
+		if err != nil {
+			t.Fatalf("DeviceCursor: %v", err)
+		}
+		return got
+	}
+	if got := cursor("phone"); got != 0 {
+		t.Fatalf("DeviceCursor before any set: got %d, want 0", got)
+	}
+
+	steps := []struct{ set, want uint64 }{{5, 5}, {3, 5}, {5, 5}, {7, 7}, {0, 7}, {9, 9}}
+	for _, st := range steps {
+		if err := s.SetReadSeq(ctx, "alice", chat, st.set); err != nil {
+			t.Fatalf("SetReadSeq(%d): %v", st.set, err)
+		}
+		if got := readSeq(); got != st.want {
+			t.Fatalf("ReadSeq after SetReadSeq(%d): got %d, want %d", st.set, got, st.want)
+		}
+		if err := s.SetDeviceCursor(ctx, "alice", "phone", chat, st.set); err != nil {
+			t.Fatalf("SetDeviceCursor(%d): %v", st.set, err)
+		}
+		if got := cursor("phone"); got != st.want {
+			t.Fatalf("DeviceCursor after SetDeviceCursor(%d): got %d, want %d", st.set, got, st.want)
+		}
+	}
+	// Cursors are per device, per user and per chat.
+	if err := s.SetDeviceCursor(ctx, "alice", "laptop", chat, 2); err != nil {
+		t.Fatalf("SetDeviceCursor: %v", err)
+	}
+	if got := cursor("laptop"); got != 2 {
+		t.Fatalf("DeviceCursor(laptop): got %d, want 2", got)
+	}
+	if got := cursor("phon"); got != 0 {
+		t.Fatalf("DeviceCursor(phon): got %d, want 0", got)
+	}
+	if got, err := s.DeviceCursor(ctx, "bob", "phone", chat); err != nil || got != 0 {
+		t.Fatalf("DeviceCursor(bob): got %d, %v, want 0", got, err)
+	}
+	if got, err := s.DeviceCursor(ctx, "alice", "phone", "g:other"); err != nil || got != 0 {
+		t.Fatalf("DeviceCursor(other chat): got %d, %v, want 0", got, err)
+	}
+}
+
+func testClosed(t *testing.T, s Store) {
+	ctx := t.Context()
+	const chat = "g:closed"
+	if err := s.CreateChat(ctx, group(chat, "C"), []string{"alice"}); err != nil {
+		t.Fatalf("CreateChat: %v", err)
+	}
+	mustAppend(t, s, Msgs(chat, 1, 2))
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("second Close: got %v, want nil", err)
+	}
+	calls := []struct {
+		name string
+		fn   func() error
+	}{
+		{"AppendMessages", func() error { return s.AppendMessages(ctx, Msgs(chat, 3, 3)) }},
+		{"LastSeq", func() error { _, err := s.LastSeq(ctx, chat); return err }},
+		{"LookupDedup", func() error {
+			_, err := s.LookupDedup(ctx, record.DedupKey{ChatID: chat, Sender: "alice", RequestID: "req-2"})
+			return err
+		}},
+		{"Message", func() error { _, err := s.Message(ctx, chat, 1); return err }},
+		{"Messages", func() error { _, err := s.Messages(ctx, chat, record.Page{Limit: 5}); return err }},
+		{"CreateChat", func() error { return s.CreateChat(ctx, group("g:new", "N"), []string{"alice"}) }},
+		{"Chat", func() error { _, err := s.Chat(ctx, chat); return err }},
+		{"Members", func() error { _, err := s.Members(ctx, chat); return err }},
+		{"AddMember", func() error { return s.AddMember(ctx, chat, "bob") }},
+		{"RemoveMember", func() error { return s.RemoveMember(ctx, chat, "alice") }},
+		{"UserChats", func() error { _, err := s.UserChats(ctx, "alice"); return err }},
+		{"SetReadSeq", func() error { return s.SetReadSeq(ctx, "alice", chat, 1) }},
+		{"SetDeviceCursor", func() error { return s.SetDeviceCursor(ctx, "alice", "d", chat, 1) }},
+		{"DeviceCursor", func() error { _, err := s.DeviceCursor(ctx, "alice", "d", chat); return err }},
+	}
+	for _, c := range calls {
+		wantErr(t, c.name+" after Close", c.fn(), record.ErrClosed)
+	}
+}
