@@ -62,7 +62,7 @@ func FuzzParse(f *testing.F) {
 		clientFrame(0x88, []byte{0x03, 0xe8}),
 		clientFrame(0x82, []byte{1, 2}),
 		text(true, "\xff"),
-		[]byte{0x81, 0x05, 'h', 'e', 'l', 'l', 'o'},
+		{0x81, 0x05, 'h', 'e', 'l', 'l', 'o'},
 		append([]byte{0x81, 0x80 | 127}, 0xff, 0, 0, 0, 0, 0, 0, 1),
 		clientFrame(0x81, bytes.Repeat([]byte("x"), 300)),
 		cont(true, "x"),

@@ -42,17 +42,17 @@ const (
 
 // Error codes carried by error frames.
 const (
-	CodeBadRequest   = "bad_request"   // malformed JSON, missing or invalid field
-	CodeUnknownType  = "unknown_type"  // the frame type is not known
-	CodeNotMember    = "not_member"    // the user is not a member of the chat
+	CodeBadRequest   = "bad_request"    // malformed JSON, missing or invalid field
+	CodeUnknownType  = "unknown_type"   // the frame type is not known
+	CodeNotMember    = "not_member"     // the user is not a member of the chat
 	CodeChatNotFound = "chat_not_found" // no such chat
-	CodeGroupFull    = "group_full"    // the group has MaxGroupMembers members
-	CodeTooLarge     = "too_large"     // a field exceeds its limit (body, name, members)
-	CodeForbidden    = "forbidden"     // the operation is not allowed for this user
-	CodeRateLimited  = "rate_limited"  // too many requests; retry after retry_after_ms
-	CodeOverloaded   = "overloaded"    // the server is shedding load; retry with backoff
-	CodeUnavailable  = "unavailable"   // the store or the logic tier is unreachable; retry
-	CodeInternal     = "internal"      // unexpected server error; retry with backoff
+	CodeGroupFull    = "group_full"     // the group has MaxGroupMembers members
+	CodeTooLarge     = "too_large"      // a field exceeds its limit (body, name, members)
+	CodeForbidden    = "forbidden"      // the operation is not allowed for this user
+	CodeRateLimited  = "rate_limited"   // too many requests; retry after retry_after_ms
+	CodeOverloaded   = "overloaded"     // the server is shedding load; retry with backoff
+	CodeUnavailable  = "unavailable"    // the store or the logic tier is unreachable; retry
+	CodeInternal     = "internal"       // unexpected server error; retry with backoff
 )
 
 // Retryable reports whether a client should retry a request that failed with

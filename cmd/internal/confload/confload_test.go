@@ -15,7 +15,7 @@ type inner struct {
 }
 
 type outer struct {
-	Server inner `yaml:"server"`
+	Server inner  `yaml:"server"`
 	Name   string `yaml:"name"`
 }
 
