@@ -1,0 +1,156 @@
+package e2e
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/parley-chat/parley/client"
+	"github.com/parley-chat/parley/connsrv"
+	"github.com/parley-chat/parley/internal/auth"
+	"github.com/parley-chat/parley/logic"
+	"github.com/parley-chat/parley/storage/pebble"
+)
+
+const secret = "e2e-secret-0123456789abcdef0123456789"
+
+// system is a running standalone Parley on ephemeral loopback ports.
+type system struct {
+	t        *testing.T
+	wsURL    string
+	httpURL  string
+	store    *pebble.Store
+	authCfg  auth.Config
+	stopConn context.CancelFunc
+}
+
+func logger() *slog.Logger {
+	if os.Getenv("PARLEY_E2E_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+func startSystem(t *testing.T, tune func(*connsrv.Config, *logic.Config)) *system {
+	t.Helper()
+	log := logger()
+	ac := auth.Default()
+	ac.Secret = secret
+	v, err := auth.NewVerifier(ac, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc := pebble.Default()
+	pc.Dir = t.TempDir()
+	st, err := pebble.Open(pc, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lc := logic.Default()
+	lc.LinkListen, lc.HTTPListen, lc.Shards = "127.0.0.1:0", "127.0.0.1:0", 32
+	cc := connsrv.Default()
+	cc.Listen, cc.HTTPListen = "tcp://127.0.0.1:0", ""
+	if tune != nil {
+		tune(&cc, &lc)
+	}
+	svc, err := logic.New(lc, st, logic.NewMemPresence(), v, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	lctx, stopLogic := context.WithCancel(context.Background())
+	lerr := make(chan error, 1)
+	go func() { lerr <- svc.Run(lctx) }()
+	<-svc.Ready()
+
+	cc.LogicAddrs = []string{svc.LinkAddr()}
+	cs, err := connsrv.New(cc, v, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cctx, stopConn := context.WithCancel(context.Background())
+	cerr := make(chan error, 1)
+	go func() { cerr <- cs.Run(cctx) }()
+	select {
+	case <-cs.Ready():
+	case err := <-cerr:
+		t.Fatalf("connsrv: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("connsrv not ready within 10s")
+	}
+	sys := &system{t: t, wsURL: "ws://" + cs.Addr() + "/ws", httpURL: "http://" + svc.HTTPAddr(), store: st, authCfg: ac, stopConn: stopConn}
+	t.Cleanup(func() {
+		stopConn()
+		if err := <-cerr; err != nil {
+			t.Errorf("connsrv Run: %v", err)
+		}
+		stopLogic()
+		if err := <-lerr; err != nil {
+			t.Errorf("logic Run: %v", err)
+		}
+		if err := st.Close(); err != nil {
+			t.Errorf("store Close: %v", err)
+		}
+	})
+	return sys
+}
+
+func (s *system) token(user, device string, ttl time.Duration) string {
+	s.t.Helper()
+	tok, err := auth.Issue(s.authCfg, user, device, ttl, time.Now())
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return tok
+}
+
+// dial connects user's device with the SDK.
+func (s *system) dial(user, device string) *client.Client {
+	s.t.Helper()
+	cfg := client.Default()
+	cfg.URL, cfg.Token, cfg.Device = s.wsURL, s.token(user, device, time.Hour), device
+	cfg.Logger = logger()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := client.Dial(ctx, cfg)
+	if err != nil {
+		s.t.Fatalf("dial %s/%s: %v", user, device, err)
+	}
+	s.t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// recv returns the next text message on c (system messages skipped unless
+// wantSystem), failing after 10 s.
+func recv(t *testing.T, c *client.Client) client.Message {
+	t.Helper()
+	for {
+		select {
+		case m, ok := <-c.Messages():
+			if !ok {
+				t.Fatalf("message channel closed: %v", c.Err())
+			}
+			if m.IsSystem() {
+				continue
+			}
+			return m
+		case <-time.After(10 * time.Second):
+			t.Fatal("no message within 10s")
+		}
+	}
+}
+
+func issueWith(c auth.Config, user string) (string, error) {
+	return auth.Issue(c, user, "", time.Hour, time.Now())
+}
