@@ -221,6 +221,7 @@ func (s *Server) gnetOptions() []gnet.Option {
 		gnet.WithMulticore(s.cfg.Multicore),
 		gnet.WithNumEventLoop(s.cfg.NumEventLoop),
 		gnet.WithReusePort(s.cfg.ReusePort),
+		gnet.WithReuseAddr(true), // rebind at once after a crash or restart (TIME_WAIT)
 		gnet.WithReadBufferCap(s.cfg.ReadBufferCap),
 		gnet.WithWriteBufferCap(s.cfg.WriteBufferCap),
 		gnet.WithSocketRecvBuffer(s.cfg.SocketRecvBuffer),
