@@ -73,12 +73,16 @@ func (r *rawConn) closeCode() ws.StatusCode {
 	r.t.Helper()
 	_ = r.c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	for {
-		f, err := ws.ReadFrame(r.c)
-		if err != nil {
+		h, err := ws.ReadHeader(r.c)
+		if err != nil || h.Length > 1<<20 {
+			r.t.Fatalf("got %v (length %d), want a close frame", err, h.Length)
+		}
+		payload := make([]byte, h.Length)
+		if _, err := io.ReadFull(r.c, payload); err != nil {
 			r.t.Fatalf("got %v, want a close frame", err)
 		}
-		if f.Header.OpCode == ws.OpClose {
-			code, _ := ws.ParseCloseFrameData(f.Payload)
+		if h.OpCode == ws.OpClose {
+			code, _ := ws.ParseCloseFrameData(payload)
 			return code
 		}
 	}

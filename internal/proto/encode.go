@@ -2,6 +2,7 @@ package proto
 
 import (
 	"encoding/json"
+	"fmt"
 	"strconv"
 
 	"github.com/parley-chat/parley/internal/record"
@@ -154,14 +155,19 @@ type PresenceInfo struct {
 }
 
 // Marshal encodes one of the less frequent answers (chats, members,
-// presence) with encoding/json. v must marshal to an object; Marshal adds
-// "type" (and "id" when non-empty) in front of v's own fields.
+// presence) with encoding/json. v must marshal to an object (a nil pointer,
+// a slice or a scalar is an error); Marshal adds "type" (and "id" when
+// non-empty) in front of v's own fields.
 func Marshal(typ, requestID string, v any) ([]byte, error) {
 	body, err := json.Marshal(v)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("cannot marshal %s answer: %w", typ, err)
 	}
-	out := appendType(make([]byte, 0, len(body)+64), typ)
+	if len(body) < 2 || body[0] != '{' {
+		return nil, fmt.Errorf("cannot marshal %s answer: %T does not encode to a JSON object", typ, v)
+	}
+	out := append(make([]byte, 0, len(body)+64), `{"type":`...)
+	out = AppendString(out, typ)
 	if requestID != "" {
 		out = appendStrField(out, "id", requestID)
 	}

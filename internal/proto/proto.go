@@ -142,12 +142,14 @@ func Decode(b []byte) (Inbound, error) {
 		}
 		return in, Errorf(CodeBadRequest, "invalid JSON: %s", trimErr(err))
 	}
-	if dec.More() {
-		return in, Errorf(CodeBadRequest, "trailing data after the JSON object")
-	}
 	if in.ID != "" && (len(in.ID) > 64 || !utf8.ValidString(in.ID)) {
 		in.ID = ""
 		return in, Errorf(CodeBadRequest, "id must be at most 64 bytes")
+	}
+	// dec.More is not enough here: it reports false for a trailing ']' or
+	// '}', so look at the bytes after the object directly.
+	if !jsonSpace(b[dec.InputOffset():]) {
+		return in, Errorf(CodeBadRequest, "trailing data after the JSON object")
 	}
 	switch in.Type {
 	case TypeSend, TypeAck, TypeRead, TypeHistory, TypeChats, TypeGroupCreate, TypeGroupAdd,
@@ -162,6 +164,18 @@ func Decode(b []byte) (Inbound, error) {
 		return in, Errorf(CodeUnknownType, "unknown frame type %q", t)
 	}
 	return in, nil
+}
+
+// jsonSpace reports whether b holds only JSON whitespace.
+func jsonSpace(b []byte) bool {
+	for _, c := range b {
+		switch c {
+		case ' ', '\t', '\n', '\r':
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 func trimErr(err error) string {

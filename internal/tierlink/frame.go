@@ -183,19 +183,26 @@ func (r *Reader) fill() error {
 		r.start = 0
 		r.buf = nb
 	}
-	n, err := r.r.Read(r.buf[r.end:])
-	r.end += n
-	if n > 0 {
-		return nil
+	// Like bufio, tolerate a few empty reads (allowed but discouraged by
+	// io.Reader) before giving up with io.ErrNoProgress.
+	for range maxEmptyReads {
+		n, err := r.r.Read(r.buf[r.end:])
+		r.end += n
+		if n > 0 {
+			return nil
+		}
+		if err != nil {
+			if err == io.EOF && r.end > r.start {
+				err = io.ErrUnexpectedEOF
+			}
+			return err
+		}
 	}
-	if err == nil {
-		err = io.ErrNoProgress
-	}
-	if err == io.EOF && r.end > r.start {
-		err = io.ErrUnexpectedEOF
-	}
-	return err
+	return io.ErrNoProgress
 }
+
+// maxEmptyReads is how many consecutive (0, nil) reads fill tolerates.
+const maxEmptyReads = 100
 
 // Buffered reports how many bytes are buffered but not yet returned.
 func (r *Reader) Buffered() int { return r.end - r.start }

@@ -3,6 +3,7 @@ package tierlink
 import (
 	"encoding/binary"
 	"fmt"
+	"unicode/utf8"
 )
 
 // Hello is the payload of Hello and HelloAck.
@@ -11,12 +12,13 @@ type Hello struct {
 	NodeID  string
 }
 
-// AppendHello appends a Hello or HelloAck frame.
+// AppendHello appends a Hello or HelloAck frame. A node id longer than 255
+// bytes is cut.
 func AppendHello(dst []byte, t Type, h Hello) []byte {
-	p := len(h.NodeID)
-	dst = AppendHeader(dst, t, 0, 2+p)
-	dst = append(dst, h.Version, byte(p))
-	return append(dst, h.NodeID...)
+	id := cut255(h.NodeID)
+	dst = AppendHeader(dst, t, 0, 2+len(id))
+	dst = append(dst, h.Version, byte(len(id)))
+	return append(dst, id...)
 }
 
 // ParseHello decodes a Hello or HelloAck payload.
@@ -86,10 +88,17 @@ func ParseClose(p []byte) (code uint16, err error) {
 }
 
 // AppendKick appends a Kick frame: close the session with a WebSocket close
-// code and reason (cut to MaxKickReason bytes).
+// code and reason. A reason longer than MaxKickReason bytes is cut to at most
+// MaxKickReason bytes at a UTF-8 character boundary, so a valid UTF-8 reason
+// stays valid (RFC 6455 requires a valid UTF-8 close reason).
 func AppendKick(dst []byte, session uint64, code uint16, reason string) []byte {
 	if len(reason) > MaxKickReason {
-		reason = reason[:MaxKickReason]
+		n := MaxKickReason
+		// Back up over continuation bytes (at most 3) to a rune start.
+		for i := 0; i < utf8.UTFMax-1 && n > 0 && !utf8.RuneStart(reason[n]); i++ {
+			n--
+		}
+		reason = reason[:n]
 	}
 	dst = AppendHeader(dst, TypeKick, session, 2+len(reason))
 	dst = binary.BigEndian.AppendUint16(dst, code)
@@ -119,7 +128,8 @@ func ParsePing(p []byte) (uint64, error) {
 }
 
 // AppendMulti appends a Multi frame delivering data to every session in
-// sessions (at most MaxMultiSessions; the caller splits larger sets).
+// sessions. sessions must hold 1 to MaxMultiSessions entries (the caller
+// splits larger sets); ParseMulti rejects any other count.
 func AppendMulti(dst []byte, sessions []uint64, data []byte) []byte {
 	dst = AppendHeader(dst, TypeMulti, 0, 2+8*len(sessions)+len(data))
 	dst = binary.BigEndian.AppendUint16(dst, uint16(len(sessions)))
