@@ -49,8 +49,22 @@ func TestDirectChatBothWays(t *testing.T) {
 		t.Fatal("no delivered receipt within 10s")
 	}
 	chats, err := alice.Chats(ctx)
-	if err != nil || len(chats) != 1 || chats[0].LastSeq != 2 {
-		t.Fatalf("got chats %+v, %v; want one chat with last_seq 2", chats, err)
+	if err != nil || len(chats) != 1 || chats[0].LastSeq != 2 || chats[0].Unread != 1 {
+		t.Fatalf("got chats %+v, %v; want one chat with last_seq 2 and 1 unread (bob's)", chats, err)
+	}
+	if err := alice.MarkRead(ctx, sent.Chat, 2); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		chats, err = alice.Chats(ctx)
+		if err == nil && len(chats) == 1 && chats[0].Unread == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after read: got %+v, %v; want 0 unread", chats, err)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 

@@ -251,6 +251,7 @@ func (sh *shard) flush() {
 	}
 	messagesStored.Add(len(msgs))
 	appendBatchSize.Update(float64(len(msgs)))
+	sh.markSendersRead(ctx)
 	for _, p := range sh.pending {
 		cs := sh.chats[p.r.chat]
 		if p.dupOf >= 0 {
@@ -266,6 +267,24 @@ func (sh *shard) flush() {
 		sh.replySent(p.r, p.msg.ChatID, p.msg.Seq, p.msg.TS)
 		timeToSent.UpdateDuration(p.r.recv)
 		sh.fanout(cs, &p.msg, p.r.from)
+	}
+}
+
+// markSendersRead raises each sender's read marker to their newest message
+// of the batch: your own messages are never unread.
+func (sh *shard) markSendersRead(ctx context.Context) {
+	type key struct{ user, chat string }
+	latest := make(map[key]uint64, 4)
+	for _, p := range sh.pending {
+		if p.dupOf < 0 {
+			k := key{p.msg.Sender, p.msg.ChatID}
+			latest[k] = max(latest[k], p.msg.Seq)
+		}
+	}
+	for k, seq := range latest {
+		if err := sh.svc.store.SetReadSeq(ctx, k.user, k.chat, seq); err != nil {
+			sh.svc.log.Warn("cannot raise read marker", "user_id", k.user, "chat_id", k.chat, "err", err)
+		}
 	}
 }
 
