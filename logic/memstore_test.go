@@ -21,6 +21,7 @@ type memStore struct {
 	read    map[string]uint64
 	cursors map[string]uint64
 	failing bool
+	closed  bool
 }
 
 func newMemStore() *memStore {
@@ -34,6 +35,9 @@ func newMemStore() *memStore {
 func (m *memStore) AppendMessages(_ context.Context, msgs []record.Message) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.closed {
+		return record.ErrClosed
+	}
 	if m.failing {
 		return fmt.Errorf("injected failure")
 	}
@@ -60,12 +64,18 @@ func (m *memStore) AppendMessages(_ context.Context, msgs []record.Message) erro
 func (m *memStore) LastSeq(_ context.Context, chat string) (uint64, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.closed {
+		return 0, record.ErrClosed
+	}
 	return uint64(len(m.msgs[chat])), nil
 }
 
 func (m *memStore) LookupDedup(_ context.Context, k record.DedupKey) (record.Message, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.closed {
+		return record.Message{}, record.ErrClosed
+	}
 	if x, ok := m.dedup[k]; ok {
 		return x, nil
 	}
@@ -75,6 +85,9 @@ func (m *memStore) LookupDedup(_ context.Context, k record.DedupKey) (record.Mes
 func (m *memStore) Message(_ context.Context, chat string, seq uint64) (record.Message, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.closed {
+		return record.Message{}, record.ErrClosed
+	}
 	l := m.msgs[chat]
 	if seq == 0 || seq > uint64(len(l)) {
 		return record.Message{}, record.ErrNotFound
@@ -85,6 +98,9 @@ func (m *memStore) Message(_ context.Context, chat string, seq uint64) (record.M
 func (m *memStore) Messages(_ context.Context, chat string, p record.Page) ([]record.Message, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.closed {
+		return nil, record.ErrClosed
+	}
 	l := m.msgs[chat]
 	lim := min(p.Limit, record.MaxPageLimit)
 	if lim <= 0 {
@@ -107,6 +123,9 @@ func (m *memStore) Messages(_ context.Context, chat string, p record.Page) ([]re
 func (m *memStore) CreateChat(_ context.Context, c record.Chat, members []string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.closed {
+		return record.ErrClosed
+	}
 	if _, ok := m.chats[c.ID]; ok {
 		return record.ErrConflict
 	}
@@ -131,6 +150,9 @@ func (m *memStore) addLocked(chat, u string) {
 func (m *memStore) Chat(_ context.Context, id string) (record.Chat, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.closed {
+		return record.Chat{}, record.ErrClosed
+	}
 	c, ok := m.chats[id]
 	if !ok {
 		return c, record.ErrNotFound
@@ -141,6 +163,9 @@ func (m *memStore) Chat(_ context.Context, id string) (record.Chat, error) {
 func (m *memStore) Members(_ context.Context, id string) ([]string, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.closed {
+		return nil, record.ErrClosed
+	}
 	if _, ok := m.chats[id]; !ok {
 		return nil, record.ErrNotFound
 	}
@@ -150,6 +175,12 @@ func (m *memStore) Members(_ context.Context, id string) ([]string, error) {
 func (m *memStore) AddMember(_ context.Context, chat, u string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.closed {
+		return record.ErrClosed
+	}
+	if _, ok := m.chats[chat]; !ok {
+		return record.ErrNotFound
+	}
 	m.addLocked(chat, u)
 	return nil
 }
@@ -157,6 +188,12 @@ func (m *memStore) AddMember(_ context.Context, chat, u string) error {
 func (m *memStore) RemoveMember(_ context.Context, chat, u string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.closed {
+		return record.ErrClosed
+	}
+	if _, ok := m.chats[chat]; !ok {
+		return record.ErrNotFound
+	}
 	m.members[chat] = slices.DeleteFunc(m.members[chat], func(x string) bool { return x == u })
 	delete(m.lists[u], chat)
 	return nil
@@ -165,6 +202,9 @@ func (m *memStore) RemoveMember(_ context.Context, chat, u string) error {
 func (m *memStore) UserChats(_ context.Context, u string) ([]record.ChatEntry, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.closed {
+		return nil, record.ErrClosed
+	}
 	var out []record.ChatEntry
 	for c := range m.lists[u] {
 		out = append(out, record.ChatEntry{Chat: m.chats[c], LastSeq: uint64(len(m.msgs[c])), ReadSeq: m.read[u+"|"+c]})
@@ -175,6 +215,9 @@ func (m *memStore) UserChats(_ context.Context, u string) ([]record.ChatEntry, e
 func (m *memStore) SetReadSeq(_ context.Context, u, chat string, seq uint64) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.closed {
+		return record.ErrClosed
+	}
 	k := u + "|" + chat
 	m.read[k] = max(m.read[k], seq)
 	return nil
@@ -183,6 +226,9 @@ func (m *memStore) SetReadSeq(_ context.Context, u, chat string, seq uint64) err
 func (m *memStore) SetDeviceCursor(_ context.Context, u, d, chat string, seq uint64) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.closed {
+		return record.ErrClosed
+	}
 	k := u + "|" + d + "|" + chat
 	m.cursors[k] = max(m.cursors[k], seq)
 	return nil
@@ -191,9 +237,17 @@ func (m *memStore) SetDeviceCursor(_ context.Context, u, d, chat string, seq uin
 func (m *memStore) DeviceCursor(_ context.Context, u, d, chat string) (uint64, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.closed {
+		return 0, record.ErrClosed
+	}
 	return m.cursors[u+"|"+d+"|"+chat], nil
 }
 
-func (m *memStore) Close() error { return nil }
+func (m *memStore) Close() error {
+	m.mu.Lock()
+	m.closed = true
+	m.mu.Unlock()
+	return nil
+}
 
 var _ Store = (*memStore)(nil)
