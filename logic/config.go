@@ -10,7 +10,8 @@ import (
 
 // Config configures a logic node.
 type Config struct {
-	// NodeID names this node in tier-link hellos and logs. Default: hostname-pid.
+	// NodeID names this node in tier-link hellos and logs. Default (and
+	// when empty): hostname-pid.
 	NodeID string `yaml:"node_id"`
 	// LinkListen is the TCP address connection nodes dial. Default "127.0.0.1:7070".
 	LinkListen string `yaml:"link_listen"`
@@ -70,8 +71,8 @@ func Default() Config {
 func (c Config) Validate() error {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
-	if c.NodeID == "" || len(c.NodeID) > 255 {
-		bad("logic.node_id must be 1..255 bytes")
+	if len(c.NodeID) > 255 {
+		bad("logic.node_id must be at most 255 bytes")
 	}
 	if c.LinkListen == "" {
 		bad("logic.link_listen is required")

@@ -94,6 +94,9 @@ func New(cfg Config, store Store, presence Presence, verifier *auth.Verifier, lo
 	if presence == nil {
 		presence = NewMemPresence()
 	}
+	if cfg.NodeID == "" {
+		cfg.NodeID = Default().NodeID
+	}
 	if log == nil {
 		log = slog.Default()
 	}
