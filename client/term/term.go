@@ -3,6 +3,7 @@ package term
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -171,7 +172,7 @@ func onlineWord(b bool) string {
 
 func formatMessage(m client.Message) string {
 	if m.IsSystem() {
-		return fmt.Sprintf("[%s #%d] * system: %s", m.Chat, m.Seq, m.Body)
+		return fmt.Sprintf("[%s #%d] * %s", m.Chat, m.Seq, describeEvent(m.Body))
 	}
 	return fmt.Sprintf("[%s #%d] %s: %s", m.Chat, m.Seq, m.From, m.Body)
 }
@@ -396,4 +397,30 @@ func (s *session) history(ctx context.Context, args []string) {
 	rctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
 	_ = s.c.MarkRead(rctx, chat, msgs[len(msgs)-1].Seq)
+}
+
+// describeEvent renders a system message body (a JSON event, see
+// docs/protocol.md) as a sentence; unknown events are shown raw.
+func describeEvent(body string) string {
+	var ev struct {
+		Event   string   `json:"event"`
+		By      string   `json:"by"`
+		User    string   `json:"user"`
+		Name    string   `json:"name"`
+		Members []string `json:"members"`
+	}
+	if json.Unmarshal([]byte(body), &ev) != nil {
+		return "system: " + body
+	}
+	switch ev.Event {
+	case "created":
+		return fmt.Sprintf("%s created group %q with %s", ev.By, ev.Name, strings.Join(ev.Members, ", "))
+	case "member_added":
+		return fmt.Sprintf("%s added %s", ev.By, ev.User)
+	case "member_removed":
+		return fmt.Sprintf("%s removed %s", ev.By, ev.User)
+	case "member_left":
+		return fmt.Sprintf("%s left", ev.User)
+	}
+	return "system: " + body
 }
