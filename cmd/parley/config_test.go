@@ -19,7 +19,9 @@ func TestShippedConfigs(t *testing.T) {
 			return joinErrs(validateLog(c.Log), c.Auth.Validate(), c.Logic.Validate(), validateStore(c.Store), c.Connsrv.Validate())
 		}},
 		// The tier files ship without a secret: supply one as ops would.
-		{"connsrv.yaml", func(c *fileConfig) error { return joinErrs(validateLog(c.Log), c.Auth.Validate(), c.Connsrv.Validate()) }},
+		{"connsrv.yaml", func(c *fileConfig) error {
+			return joinErrs(validateLog(c.Log), c.Auth.Validate(), c.Connsrv.Validate())
+		}},
 		{"logic.yaml", func(c *fileConfig) error {
 			return joinErrs(validateLog(c.Log), c.Auth.Validate(), c.Logic.Validate(), validateStore(c.Store))
 		}},
