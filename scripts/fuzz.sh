@@ -9,7 +9,7 @@ while IFS= read -r file; do
   dir=$(dirname "$file")
   for target in $(grep -oE '^func (Fuzz[A-Za-z0-9_]+)\(' "$file" | sed -E 's/^func (Fuzz[A-Za-z0-9_]+)\(/\1/'); do
     echo "== fuzz ./$dir $target ($t)"
-    if ! go test -run '^$' -fuzz "^${target}\$" -fuzztime "$t" "./$dir" >/tmp/parley-fuzz.$$ 2>&1; then
+    if ! go test -run '^$' -fuzz "^${target}\$" -fuzztime "$t" -fuzzminimizetime 1s "./$dir" >/tmp/parley-fuzz.$$ 2>&1; then
       cat /tmp/parley-fuzz.$$; fail=1
     else
       tail -1 /tmp/parley-fuzz.$$

@@ -100,7 +100,9 @@ func AppendHeader(dst []byte, t Type, session uint64, payloadLen int) []byte {
 // Parse decodes the first frame in b. It returns the frame and the number of
 // bytes it used. n == 0 with a nil error means b holds only part of a frame:
 // read more and call again. Parse validates the length field and the type
-// but not the payload; use the payload decoders for that.
+// but not the payload; use the payload decoders for that. It reports a bad
+// length or type as soon as the header bytes holding them are present, even
+// before the rest of the frame has arrived.
 func Parse(b []byte, maxFrame int) (f Frame, n int, err error) {
 	if maxFrame <= 0 || maxFrame > MaxFrame {
 		maxFrame = MaxFrame
@@ -115,13 +117,18 @@ func Parse(b []byte, maxFrame int) (f Frame, n int, err error) {
 	if l > uint32(maxFrame) {
 		return Frame{}, 0, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, l, maxFrame)
 	}
-	total := 4 + int(l)
-	if len(b) < total {
+	if len(b) < 5 {
 		return Frame{}, 0, nil
 	}
+	// Check the type before the whole frame is buffered, so a Reader fails
+	// fast instead of buffering a large frame it will reject anyway.
 	t := Type(b[4])
 	if t < TypeHello || t > TypeMulti {
 		return Frame{}, 0, fmt.Errorf("%w: 0x%02x", ErrUnknown, b[4])
+	}
+	total := 4 + int(l)
+	if len(b) < total {
+		return Frame{}, 0, nil
 	}
 	f = Frame{Type: t, Session: binary.BigEndian.Uint64(b[5:13]), Payload: b[13:total:total]}
 	return f, total, nil
