@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/parley-chat/parley/internal/record"
@@ -241,6 +242,22 @@ func (m *memStore) DeviceCursor(_ context.Context, u, d, chat string) (uint64, e
 		return 0, record.ErrClosed
 	}
 	return m.cursors[u+"|"+d+"|"+chat], nil
+}
+
+func (m *memStore) ChatCursors(_ context.Context, chat string) ([]record.DeviceCursor, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil, record.ErrClosed
+	}
+	out := []record.DeviceCursor{}
+	for k, seq := range m.cursors {
+		parts := strings.SplitN(k, "|", 3)
+		if parts[2] == chat {
+			out = append(out, record.DeviceCursor{User: parts[0], Device: parts[1], Seq: seq})
+		}
+	}
+	return out, nil
 }
 
 func (m *memStore) Close() error {

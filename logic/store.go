@@ -62,6 +62,10 @@ type Store interface {
 	SetDeviceCursor(ctx context.Context, user, device, chatID string, seq uint64) error
 	// DeviceCursor returns the device's delivery cursor in chat, 0 if none.
 	DeviceCursor(ctx context.Context, user, device, chatID string) (uint64, error)
+	// ChatCursors returns the delivery cursor of every device that has one
+	// in chat (any order); empty for a chat without cursors. Receipts for a
+	// sender who was offline are rebuilt from it.
+	ChatCursors(ctx context.Context, chatID string) ([]record.DeviceCursor, error)
 
 	// Close flushes and releases the store.
 	Close() error

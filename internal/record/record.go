@@ -108,6 +108,14 @@ func (e ChatEntry) Unread() uint64 {
 	return 0
 }
 
+// DeviceCursor is how far one device of a user has received a chat: every
+// message up to and including Seq.
+type DeviceCursor struct {
+	User   string
+	Device string
+	Seq    uint64
+}
+
 // Page selects a slice of a chat's history. With Before > 0 it returns up to
 // Limit messages with seq < Before, newest first in storage but returned in
 // ascending seq order. With After set (and Before 0) it returns up to Limit

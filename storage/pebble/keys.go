@@ -25,6 +25,7 @@ import (
 //	'u' list 'u' user 00 chat                        empty
 //	'r' read 'r' user 00 chat                        read seq(8, BE)
 //	'd' cur  'd' user 00 device 00 chat              delivery seq(8, BE)
+//	'e' ccur 'e' chat 00 user 00 device              delivery seq(8, BE) (same value as 'd', by chat)
 //
 // Consequences:
 //   - LastSeq is one reverse seek (Last) within ['m' chat 00, 'm' chat 01).
@@ -46,6 +47,7 @@ const (
 	tableList    = 'u'
 	tableRead    = 'r'
 	tableCursor  = 'd'
+	tableChatCur = 'e'
 )
 
 const sep = 0x00
@@ -128,6 +130,18 @@ func readKey(b []byte, user, chat string) []byte {
 	b = append(b, tableRead)
 	b = appendID(b, user)
 	return append(b, chat...)
+}
+
+// chatCursorPrefix returns 'e' chat 00.
+func chatCursorPrefix(b []byte, chat string) []byte {
+	b = append(b, tableChatCur)
+	return appendID(b, chat)
+}
+
+// chatCursorKey returns 'e' chat 00 user 00 device.
+func chatCursorKey(b []byte, chat, user, device string) []byte {
+	b = appendID(chatCursorPrefix(b, chat), user)
+	return append(b, device...)
 }
 
 func cursorKey(b []byte, user, device, chat string) []byte {

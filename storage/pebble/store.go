@@ -740,10 +740,46 @@ func (s *Store) SetDeviceCursor(ctx context.Context, user, device, chatID string
 	if err == nil {
 		err = s.raise(cursorKey(nil, user, device, chatID), seq)
 	}
+	if err == nil {
+		err = s.raise(chatCursorKey(nil, chatID, user, device), seq)
+	}
 	if err != nil {
 		return fmt.Errorf("cannot set cursor of device %s/%s in chat %s: %w", user, device, chatID, err)
 	}
 	return nil
+}
+
+// ChatCursors returns the delivery cursor of every device in chat. Safe for
+// concurrent use.
+func (s *Store) ChatCursors(ctx context.Context, chatID string) ([]record.DeviceCursor, error) {
+	if err := s.enter(ctx); err != nil {
+		return nil, fmt.Errorf("cannot read cursors of chat %s: %w", chatID, err)
+	}
+	defer s.leave()
+	if err := checkID("chat id", chatID); err != nil {
+		return nil, fmt.Errorf("cannot read cursors: %w", err)
+	}
+	prefix := chatCursorPrefix(nil, chatID)
+	it, err := s.db.NewIter(&pdb.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	if err != nil {
+		return nil, fmt.Errorf("cannot read cursors of chat %s: %w", chatID, err)
+	}
+	out := []record.DeviceCursor{}
+	var derr error
+	for valid := it.First(); valid; valid = it.Next() {
+		rest := it.Key()[len(prefix):]
+		i := bytes.IndexByte(rest, sep)
+		seq, err := decodeSeq(it.Value())
+		if i <= 0 || err != nil {
+			derr = fmt.Errorf("corrupt cursor row %q", it.Key())
+			break
+		}
+		out = append(out, record.DeviceCursor{User: string(rest[:i]), Device: string(rest[i+1:]), Seq: seq})
+	}
+	if err := errors.Join(derr, it.Error(), it.Close()); err != nil {
+		return nil, fmt.Errorf("cannot read cursors of chat %s: %w", chatID, err)
+	}
+	return out, nil
 }
 
 // DeviceCursor returns the device's delivery cursor in chat, 0 if none. Safe

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -30,6 +31,7 @@ type Store interface {
 	SetReadSeq(ctx context.Context, user, chatID string, seq uint64) error
 	SetDeviceCursor(ctx context.Context, user, device, chatID string, seq uint64) error
 	DeviceCursor(ctx context.Context, user, device, chatID string) (uint64, error)
+	ChatCursors(ctx context.Context, chatID string) ([]record.DeviceCursor, error)
 
 	Close() error
 }
@@ -691,6 +693,22 @@ func testMonotonicMarkers(t *testing.T, s Store) {
 	}
 	if got, err := s.DeviceCursor(ctx, "alice", "phone", "g:other"); err != nil || got != 0 {
 		t.Fatalf("DeviceCursor(other chat): got %d, %v, want 0", got, err)
+	}
+	// ChatCursors lists every device's cursor of the chat, and only those.
+	if err := s.SetDeviceCursor(ctx, "alice", "phone", "g:other", 1); err != nil {
+		t.Fatalf("SetDeviceCursor: %v", err)
+	}
+	all, err := s.ChatCursors(ctx, chat)
+	if err != nil {
+		t.Fatalf("ChatCursors: %v", err)
+	}
+	slices.SortFunc(all, func(a, b record.DeviceCursor) int { return strings.Compare(a.Device, b.Device) })
+	want := []record.DeviceCursor{{User: "alice", Device: "laptop", Seq: 2}, {User: "alice", Device: "phone", Seq: 9}}
+	if !slices.Equal(all, want) {
+		t.Fatalf("ChatCursors: got %+v, want %+v", all, want)
+	}
+	if none, err := s.ChatCursors(ctx, "g:nobody"); err != nil || len(none) != 0 {
+		t.Fatalf("ChatCursors(unknown chat): got %+v, %v, want empty", none, err)
 	}
 }
 
