@@ -42,6 +42,20 @@ type Config struct {
 	// DevTokens enables POST /v1/dev/token, which signs a token for any user.
 	// For standalone development only. Default false.
 	DevTokens bool `yaml:"dev_tokens"`
+	// DeliveryWindow is the most unacked messages in flight per chat per
+	// session. Default 512.
+	DeliveryWindow int `yaml:"delivery_window"`
+	// RetransmitTimeout: pushes not acked this long are pushed again.
+	// Default 5s.
+	RetransmitTimeout time.Duration `yaml:"retransmit_timeout"`
+	// SyncGrace: a session that sent no sync this long after opening is
+	// caught up from its stored cursors anyway. Default 500ms.
+	SyncGrace time.Duration `yaml:"sync_grace"`
+	// CatchupWorkers bounds concurrent catch-up runs. Default 32.
+	CatchupWorkers int `yaml:"catchup_workers"`
+	// CatchupPage is the most messages read per store call during a
+	// catch-up. Default 200.
+	CatchupPage int `yaml:"catchup_page"`
 	// ChatCacheSize is the most chats whose seq and members a node keeps in
 	// memory. Default 100000.
 	ChatCacheSize int `yaml:"chat_cache_size"`
@@ -64,6 +78,11 @@ func Default() Config {
 		LinkIdleTimeout:   60 * time.Second,
 		HeartbeatInterval: 30 * time.Second,
 		ChatCacheSize:     100000,
+		DeliveryWindow:    512,
+		RetransmitTimeout: 5 * time.Second,
+		SyncGrace:         500 * time.Millisecond,
+		CatchupWorkers:    32,
+		CatchupPage:       200,
 	}
 }
 
@@ -106,6 +125,21 @@ func (c Config) Validate() error {
 	}
 	if c.ChatCacheSize < 1 {
 		bad("logic.chat_cache_size must be positive, got %d", c.ChatCacheSize)
+	}
+	if c.DeliveryWindow < 1 {
+		bad("logic.delivery_window must be positive, got %d", c.DeliveryWindow)
+	}
+	if c.RetransmitTimeout <= 0 {
+		bad("logic.retransmit_timeout must be positive, got %s", c.RetransmitTimeout)
+	}
+	if c.SyncGrace <= 0 {
+		bad("logic.sync_grace must be positive, got %s", c.SyncGrace)
+	}
+	if c.CatchupWorkers < 1 {
+		bad("logic.catchup_workers must be positive, got %d", c.CatchupWorkers)
+	}
+	if c.CatchupPage < 1 || c.CatchupPage > 200 {
+		bad("logic.catchup_page must be in 1..200, got %d", c.CatchupPage)
 	}
 	return errors.Join(errs...)
 }

@@ -15,6 +15,9 @@ type session struct {
 	device string
 	remote string
 	opened time.Time
+
+	dmu    sync.Mutex // guards dstate; taken before link.mu, never under registry.mu
+	dstate deliveryState
 }
 
 // deliver queues a server frame for the session's client.
@@ -107,7 +110,11 @@ func (r *registry) removeLink(l *link) (offline []string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for k, s := range r.sessions {
-		if k.link == l && r.removeLocked(s) {
+		if k.link != l {
+			continue
+		}
+		go s.closeDelivery() // dmu is never taken under registry.mu
+		if r.removeLocked(s) {
 			offline = append(offline, s.user)
 		}
 	}
@@ -118,6 +125,16 @@ func (r *registry) removeLink(l *link) (offline []string) {
 func (r *registry) appendSessions(dst []*session, user string) []*session {
 	r.mu.RLock()
 	dst = append(dst, r.byUser[user]...)
+	r.mu.RUnlock()
+	return dst
+}
+
+// appendAll appends every session to dst.
+func (r *registry) appendAll(dst []*session) []*session {
+	r.mu.RLock()
+	for _, s := range r.sessions {
+		dst = append(dst, s)
+	}
 	r.mu.RUnlock()
 	return dst
 }

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -59,10 +60,13 @@ type Service struct {
 	log      *slog.Logger
 	now      func() time.Time
 
-	reg       *registry
-	shards    []*shard
-	readSem   chan struct{}
-	presenceQ chan presenceEvent
+	reg        *registry
+	shards     []*shard
+	readSem    chan struct{}
+	presenceQ  chan presenceEvent
+	catchupSem chan struct{}
+	pushQ      chan PushEvent
+	notifier   atomic.Pointer[notifierBox]
 
 	linkLn net.Listener
 	httpLn net.Listener
@@ -81,6 +85,13 @@ type healthState struct {
 	mu       sync.Mutex // guards the following
 	draining bool
 }
+
+// SetNotifier installs the push notifier (nil: push events are counted and
+// dropped). Call before Run.
+// Safe for concurrent use.
+func (s *Service) SetNotifier(n Notifier) { s.notifier.Store(&notifierBox{n}) }
+
+type notifierBox struct{ Notifier }
 
 // New returns a logic node using store and presence. verifier authenticates
 // HTTP API requests (WebSocket sessions are authenticated by connsrv).
@@ -107,6 +118,8 @@ func New(cfg Config, store Store, presence Presence, verifier *auth.Verifier, lo
 		ready:   make(chan struct{}),
 	}
 	s.presenceQ = make(chan presenceEvent, 4096)
+	s.catchupSem = make(chan struct{}, cfg.CatchupWorkers)
+	s.pushQ = make(chan PushEvent, 4096)
 	s.shards = make([]*shard, cfg.Shards)
 	for i := range s.shards {
 		s.shards[i] = newShard(s)
@@ -165,10 +178,18 @@ func (s *Service) Run(ctx context.Context) error {
 			sh.run(stop)
 		}()
 	}
-	workers.Add(1)
+	workers.Add(3)
 	go func() {
 		defer workers.Done()
 		s.presenceLoop(stop)
+	}()
+	go func() {
+		defer workers.Done()
+		s.deliveryLoop(stop)
+	}()
+	go func() {
+		defer workers.Done()
+		s.pushLoop(stop)
 	}()
 
 	errc := make(chan error, 2)
@@ -199,6 +220,12 @@ func (s *Service) Run(ctx context.Context) error {
 	s.health.mu.Lock()
 	s.health.draining = true
 	s.health.mu.Unlock()
+	if runErr == nil {
+		// Ask clients to come back in a spread-out way; connection nodes
+		// will close them (1012) when the links go.
+		s.goawayAll(2 * time.Second)
+		time.Sleep(50 * time.Millisecond)
+	}
 	if s.http != nil {
 		_ = s.http.Shutdown()
 	}
@@ -232,6 +259,7 @@ func (s *Service) onClose(l *link, id uint64, code uint16) {
 	if sess == nil {
 		return
 	}
+	sess.closeDelivery()
 	if last {
 		s.queuePresence(presenceEvent{user: sess.user, online: false, at: s.now()})
 	}
@@ -270,6 +298,13 @@ func (s *Service) dispatch(r *request) {
 		var buf [96]byte
 		r.out.reply(proto.AppendPong(buf[:0], in.ID, s.now().UnixMilli()))
 		return
+	case proto.TypeSync:
+		if r.from == nil {
+			s.replyErr(r.out, in.ID, proto.Errorf(proto.CodeBadRequest, "sync needs a WebSocket session"))
+			return
+		}
+		s.startSync(r.from, r)
+		return
 	case proto.TypeHistory, proto.TypeChats, proto.TypeMembers, proto.TypePresence:
 		select {
 		case s.readSem <- struct{}{}:
@@ -306,7 +341,12 @@ func (s *Service) dispatch(r *request) {
 			return
 		}
 		r.chat = groupIDFor(r.user, in.ID)
-	default: // ack, read, group_add, group_remove, group_leave
+	case proto.TypeAck:
+		r.chat = in.Chat
+		if r.from != nil && in.Seq > 0 {
+			s.ackLocal(r.from, in.Chat, in.Seq)
+		}
+	default: // read, group_add, group_remove, group_leave
 		r.chat = in.Chat
 	}
 	if _, ok := record.ParseChatID(r.chat); !ok {

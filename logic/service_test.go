@@ -20,10 +20,13 @@ import (
 
 const testSecret = "0123456789abcdef0123456789abcdef"
 
-func startService(t *testing.T, st Store) *Service {
+func startService(t *testing.T, st Store, tune ...func(*Config)) *Service {
 	t.Helper()
 	cfg := Default()
 	cfg.LinkListen, cfg.HTTPListen, cfg.Shards, cfg.DevTokens = "127.0.0.1:0", "127.0.0.1:0", 8, true
+	for _, f := range tune {
+		f(&cfg)
+	}
 	v, err := auth.NewVerifier(auth.Config{Secret: testSecret}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -130,13 +133,42 @@ func (n *fakeNode) write(b []byte) {
 	}
 }
 
-// open opens a session and consumes its hello.
+// open opens a session, syncs it and consumes hello, ok and synced.
 func (n *fakeNode) open(s uint64, user, device string) {
+	n.t.Helper()
+	n.openSync(s, user, device, "")
+	n.nextType(s, "synced")
+}
+
+// openSync opens a session and sends sync with the given chats JSON (or
+// none), consuming hello and the ok; the catch-up frames follow.
+func (n *fakeNode) openSync(s uint64, user, device, chats string) {
 	n.t.Helper()
 	n.write(tierlink.AppendOpen(nil, s, tierlink.Open{User: user, Device: device, Remote: "127.0.0.1:1"}))
 	if m := n.next(s); m["type"] != "hello" {
 		n.t.Fatalf("first frame %v, want hello", m)
 	}
+	frame := `{"type":"sync","id":"sync"}`
+	if chats != "" {
+		frame = `{"type":"sync","id":"sync","chats":` + chats + `}`
+	}
+	n.send(s, frame)
+	n.nextType(s, "ok")
+}
+
+func (n *fakeNode) close(s uint64) {
+	n.write(tierlink.AppendClose(nil, s, 1000))
+}
+
+func (n *fakeNode) unusedOpen(s uint64, user, device string) {
+	n.t.Helper()
+	n.write(tierlink.AppendOpen(nil, s, tierlink.Open{User: user, Device: device, Remote: "127.0.0.1:1"}))
+	if m := n.next(s); m["type"] != "hello" {
+		n.t.Fatalf("first frame %v, want hello", m)
+	}
+	n.send(s, `{"type":"sync","id":"sync"}`)
+	n.nextType(s, "ok")
+	n.nextType(s, "synced")
 }
 
 func (n *fakeNode) send(s uint64, frame string) {
@@ -159,7 +191,7 @@ func (n *fakeNode) nextType(s uint64, typ string) map[string]any {
 	n.t.Helper()
 	for {
 		m := n.next(s)
-		if m["type"] == "presence" && typ != "presence" {
+		if (m["type"] == "presence" || m["type"] == "receipt") && typ != m["type"] {
 			continue
 		}
 		if m["type"] != typ {

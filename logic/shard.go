@@ -266,6 +266,9 @@ func (sh *shard) flush() {
 		}
 		sh.replySent(p.r, p.msg.ChatID, p.msg.Seq, p.msg.TS)
 		timeToSent.UpdateDuration(p.r.recv)
+		if p.r.from != nil {
+			sh.svc.ownSent(p.r.from, &p.msg)
+		}
 		sh.fanout(cs, &p.msg, p.r.from)
 	}
 }
@@ -301,13 +304,28 @@ func (sh *shard) createDMs(ctx context.Context) error {
 	return nil
 }
 
-// fanout delivers a stored message to every online device of every member
-// except the sending session (which got "sent").
+// fanout offers a stored message to every session of every member except
+// the sending session (which got "sent"), and emits a push event for
+// members with no session online.
 func (sh *shard) fanout(cs *chatState, m *record.Message, skip *session) {
+	sh.offerAll(cs.members, m, skip)
+}
+
+func (sh *shard) offerAll(users []string, m *record.Message, skip *session) {
 	sh.scratch = proto.AppendMsg(sh.scratch[:0], m)
-	members := cs.members
-	n := sh.svc.deliverToUsers(members, sh.scratch, skip, &sh.fan)
-	deliveriesQueued.Add(n)
+	for _, u := range users {
+		sessions := sh.svc.reg.appendSessions(sh.fan.sessions[:0], u)
+		if len(sessions) == 0 && u != m.Sender && m.Kind == record.MsgText {
+			sh.svc.queuePush(PushEvent{Recipient: u, ChatID: m.ChatID, Seq: m.Seq, Sender: m.Sender, Preview: preview(m.Body), TS: m.TS})
+		}
+		for _, s := range sessions {
+			if s != skip {
+				sh.svc.offer(s, m, sh.scratch)
+			}
+		}
+		clear(sessions)
+		sh.fan.sessions = sessions[:0]
+	}
 }
 
 // appendSystem stores a system message in chat now and fans it out.
@@ -322,9 +340,7 @@ func (sh *shard) appendSystem(ctx context.Context, cs *chatState, actor string, 
 		return 0, err
 	}
 	cs.lastSeq, cs.tent = m.Seq, m.Seq
-	sh.scratch = proto.AppendMsg(sh.scratch[:0], &m)
-	users := append(slices.Clone(cs.members), extra...)
-	deliveriesQueued.Add(sh.svc.deliverToUsers(users, sh.scratch, nil, &sh.fan))
+	sh.offerAll(append(slices.Clone(cs.members), extra...), &m, nil)
 	return m.Seq, nil
 }
 

@@ -195,3 +195,24 @@ type MembersAnswer struct {
 type PresenceAnswer struct {
 	Users []PresenceInfo `json:"users"`
 }
+
+// AppendSynced appends the synced frame that ends the catch-up started by
+// the sync request requestID.
+func AppendSynced(dst []byte, requestID string) []byte {
+	dst = appendType(dst, TypeSynced)
+	if requestID != "" {
+		dst = appendStrField(dst, "id", requestID)
+	}
+	return append(dst, '}')
+}
+
+// AppendGoaway appends a goaway frame: reconnect after retryAfterMS, to url
+// when it is not empty.
+func AppendGoaway(dst []byte, retryAfterMS int64, url string) []byte {
+	dst = appendType(dst, TypeGoaway)
+	dst = appendIntField(dst, "retry_after_ms", retryAfterMS)
+	if url != "" {
+		dst = appendStrField(dst, "url", url)
+	}
+	return append(dst, '}')
+}

@@ -26,6 +26,7 @@ const (
 	TypeMembers     = "members"      // list a chat's members
 	TypePresence    = "presence"     // ask for users' presence
 	TypePing        = "ping"         // application-level heartbeat
+	TypeSync        = "sync"         // start or resume delivery from the device's positions
 )
 
 // Server frame types (server -> client). history, chats, members and
@@ -38,6 +39,8 @@ const (
 	TypeOK      = "ok"      // a request without its own answer type succeeded
 	TypePong    = "pong"    // answer to ping
 	TypeError   = "error"   // a request failed
+	TypeSynced  = "synced"  // the catch-up started by sync is complete
+	TypeGoaway  = "goaway"  // reconnect after retry_after_ms, to url if given
 )
 
 // Error codes carried by error frames.
@@ -101,6 +104,9 @@ type Inbound struct {
 	Members []string `json:"members,omitempty"` // group_create: initial members besides the creator
 	User    string   `json:"user,omitempty"`    // group_add, group_remove
 	Users   []string `json:"users,omitempty"`   // presence
+	// Chats is sync's resume state: the highest seq the device already has
+	// (contiguously) per chat id.
+	Chats map[string]uint64 `json:"chats,omitempty"`
 }
 
 // Error is a client-visible error: it becomes an error frame.
@@ -153,7 +159,7 @@ func Decode(b []byte) (Inbound, error) {
 	}
 	switch in.Type {
 	case TypeSend, TypeAck, TypeRead, TypeHistory, TypeChats, TypeGroupCreate, TypeGroupAdd,
-		TypeGroupRemove, TypeGroupLeave, TypeMembers, TypePresence, TypePing:
+		TypeGroupRemove, TypeGroupLeave, TypeMembers, TypePresence, TypePing, TypeSync:
 	case "":
 		return in, Errorf(CodeBadRequest, "missing type")
 	default:

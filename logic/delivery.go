@@ -1,0 +1,479 @@
+package logic
+
+import (
+	"context"
+	"math/rand/v2"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/parley-chat/parley/internal/proto"
+	"github.com/parley-chat/parley/internal/record"
+)
+
+// Reliable delivery (ACK-ACK) per session.
+//
+// Every device has a cursor per chat: the highest seq it acked. For each
+// session the node tracks, per chat, how far it has pushed (pushed), how far
+// the device acked (acked) and the highest seq known to exist (seen). A
+// message goes out live only when it is the next one (seq == pushed+1) and
+// the window of unacked messages has room; otherwise the session is handed
+// to a catch-up run, which reads the missing messages from the store and
+// pushes them in order. Pushes not acked within the retransmit timeout are
+// pushed again from the acked cursor. Clients drop duplicates by (chat, seq).
+//
+// Catch-up of a new session starts when the client sends sync (with the
+// positions it already has) or, for clients that never do, after a grace
+// period, from the device's stored cursors. A device without cursors gets
+// the whole history of its chats, oldest first.
+
+var (
+	catchupRuns     = metrics.NewCounter(`parley_logic_catchup_runs_total`)
+	catchupMessages = metrics.NewCounter(`parley_logic_catchup_messages_total`)
+	retransmits     = metrics.NewCounter(`parley_logic_retransmits_total`)
+	syncsTotal      = metrics.NewCounter(`parley_logic_syncs_total`)
+	pushEvents      = metrics.NewCounter(`parley_logic_push_events_total`)
+	pushDropped     = metrics.NewCounter(`parley_logic_push_events_dropped_total`)
+)
+
+// maxSyncChats bounds the resume state of one sync request.
+const maxSyncChats = 10000
+
+// chatDelivery is a session's delivery state for one chat.
+type chatDelivery struct {
+	pushed uint64    // every seq <= pushed went out on this session (or was the device's own)
+	acked  uint64    // the device has every seq <= acked
+	seen   uint64    // highest seq known to be stored
+	since  time.Time // when the oldest unacked push went out, or acked last advanced
+}
+
+// deliveryState is the per-session part guarded by session.dmu.
+type deliveryState struct {
+	started     bool // catch-up may run (sync received or grace over)
+	initialized bool // cursors loaded from the store
+	syncID      string
+	syncPos     map[string]uint64
+	chats       map[string]*chatDelivery
+	queued      bool // a catch-up run is queued or running
+	rerun       bool // work arrived while a run was going
+	syncedSent  bool
+	closed      bool
+}
+
+func (d *deliveryState) chat(id string) *chatDelivery {
+	cd := d.chats[id]
+	if cd == nil {
+		if d.chats == nil {
+			d.chats = map[string]*chatDelivery{}
+		}
+		cd = &chatDelivery{}
+		d.chats[id] = cd
+	}
+	return cd
+}
+
+// pending reports whether the chat has messages to push and window room.
+func (cd *chatDelivery) pending(window uint64) bool {
+	return cd.pushed < cd.seen && cd.pushed-cd.acked < window
+}
+
+// pushLocked sends m to the session, or, for the device's own message,
+// only counts it as delivered. s.dmu must be held.
+func (s *session) pushLocked(cd *chatDelivery, m *record.Message, frame []byte, now time.Time) {
+	if m.Sender == s.user && m.Device == s.device && m.Kind == record.MsgText {
+		cd.pushed = m.Seq
+		if cd.acked == m.Seq-1 {
+			cd.acked = m.Seq
+			cd.since = now
+		}
+		return
+	}
+	if cd.pushed == cd.acked {
+		cd.since = now
+	}
+	cd.pushed = m.Seq
+	s.deliver(frame)
+}
+
+// offer hands a freshly stored message to a session (live fan-out). It is
+// pushed at once when it is the next one for the session, otherwise a
+// catch-up run is scheduled. Called by the chat's shard worker.
+func (svc *Service) offer(s *session, m *record.Message, frame []byte) {
+	s.dmu.Lock()
+	defer s.dmu.Unlock()
+	d := &s.dstate
+	if d.closed {
+		return
+	}
+	cd := d.chat(m.ChatID)
+	if d.initialized && cd.seen == 0 && cd.pushed == 0 {
+		// A chat this session did not know at sync time (a new 1-on-1 chat,
+		// or a group the user was just added to): start at this message.
+		cd.pushed, cd.acked = m.Seq-1, m.Seq-1
+	}
+	cd.seen = max(cd.seen, m.Seq)
+	switch {
+	case m.Seq <= cd.pushed:
+	case d.started && d.initialized && m.Seq == cd.pushed+1 && cd.pushed-cd.acked < svc.window():
+		svc.pushLive(s, cd, m, frame)
+	default:
+		if d.started {
+			svc.scheduleLocked(s)
+		}
+	}
+}
+
+func (svc *Service) pushLive(s *session, cd *chatDelivery, m *record.Message, frame []byte) {
+	s.pushLocked(cd, m, frame, svc.now())
+	deliveriesQueued.Inc()
+}
+
+// ownSent records that the session's device has its own message m (it got
+// "sent" for it).
+func (svc *Service) ownSent(s *session, m *record.Message) {
+	s.dmu.Lock()
+	defer s.dmu.Unlock()
+	d := &s.dstate
+	cd := d.chat(m.ChatID)
+	if d.initialized && cd.seen == 0 && cd.pushed == 0 {
+		cd.pushed, cd.acked = m.Seq-1, m.Seq-1
+	}
+	cd.seen = max(cd.seen, m.Seq)
+	if m.Seq == cd.pushed+1 {
+		s.pushLocked(cd, m, nil, svc.now())
+	} else if d.started && m.Seq > cd.pushed {
+		svc.scheduleLocked(s)
+	}
+}
+
+// ackLocal applies a device's cumulative ack to the session state.
+func (svc *Service) ackLocal(s *session, chat string, seq uint64) {
+	s.dmu.Lock()
+	defer s.dmu.Unlock()
+	d := &s.dstate
+	cd := d.chats[chat]
+	if cd == nil || seq <= cd.acked {
+		return
+	}
+	cd.acked = min(seq, max(cd.seen, cd.pushed))
+	cd.pushed = max(cd.pushed, cd.acked)
+	cd.since = svc.now()
+	if d.started && cd.pending(svc.window()) {
+		svc.scheduleLocked(s)
+	}
+}
+
+// startSync handles a sync request: remember the positions, answer ok and
+// start the catch-up.
+func (svc *Service) startSync(s *session, r *request) {
+	if len(r.in.Chats) > maxSyncChats {
+		svc.replyErr(r.out, r.in.ID, proto.Errorf(proto.CodeTooLarge, "sync names %d chats, limit %d", len(r.in.Chats), maxSyncChats))
+		return
+	}
+	for c := range r.in.Chats {
+		if _, ok := record.ParseChatID(c); !ok {
+			svc.replyErr(r.out, r.in.ID, proto.Errorf(proto.CodeBadRequest, "sync: %q is not a chat id", truncate(c, 80)))
+			return
+		}
+	}
+	syncsTotal.Inc()
+	var buf [128]byte
+	s.reply(proto.AppendOK(buf[:0], r.in.ID, "", 0))
+	s.dmu.Lock()
+	defer s.dmu.Unlock()
+	d := &s.dstate
+	if d.syncPos == nil {
+		d.syncPos = map[string]uint64{}
+	}
+	for c, seq := range r.in.Chats {
+		d.syncPos[c] = max(d.syncPos[c], seq)
+		if cd := d.chats[c]; cd != nil && d.initialized && seq > cd.acked {
+			cd.acked = min(seq, max(cd.seen, cd.pushed))
+			cd.pushed = max(cd.pushed, cd.acked)
+		}
+	}
+	d.syncID, d.syncedSent, d.started = r.in.ID, false, true
+	svc.scheduleLocked(s)
+}
+
+// scheduleLocked queues a catch-up run for s. s.dmu must be held.
+func (svc *Service) scheduleLocked(s *session) {
+	d := &s.dstate
+	if d.closed {
+		return
+	}
+	if d.queued {
+		d.rerun = true
+		return
+	}
+	d.queued = true
+	go func() {
+		svc.catchupSem <- struct{}{}
+		defer func() { <-svc.catchupSem }()
+		svc.runCatchup(s)
+	}()
+}
+
+// runCatchup pushes whatever the session is missing, chat by chat, page by
+// page, within the window, until nothing is left.
+func (svc *Service) runCatchup(s *session) {
+	catchupRuns.Inc()
+	ctx, cancel := context.WithTimeout(context.Background(), 4*svc.cfg.StoreTimeout)
+	defer cancel()
+	var frame []byte
+	window := svc.window()
+	for ctx.Err() == nil {
+		s.dmu.Lock()
+		d := &s.dstate
+		if d.closed {
+			s.dmu.Unlock()
+			return
+		}
+		needInit := !d.initialized
+		s.dmu.Unlock()
+		if needInit {
+			if err := svc.initDelivery(ctx, s); err != nil {
+				svc.log.Warn("cannot start delivery catch-up", "user_id", s.user, "device_id", s.device, "err", err)
+				break
+			}
+		}
+		type job struct {
+			chat  string
+			after uint64
+			limit int
+		}
+		s.dmu.Lock()
+		d.rerun = false
+		var jobs []job
+		for id, cd := range d.chats {
+			if cd.pending(window) {
+				room := int(window - (cd.pushed - cd.acked))
+				jobs = append(jobs, job{id, cd.pushed, min(room, svc.cfg.CatchupPage)})
+			}
+		}
+		s.dmu.Unlock()
+		for _, j := range jobs {
+			// Seqs are dense, so the page below after+limit+1 is exactly
+			// after+1..after+limit (After 0 would mean "the newest page").
+			msgs, err := svc.store.Messages(ctx, j.chat, record.Page{Before: j.after + uint64(j.limit) + 1, Limit: j.limit})
+			if err != nil {
+				svc.log.Warn("catch-up read failed", "user_id", s.user, "chat_id", j.chat, "err", err)
+				continue
+			}
+			s.dmu.Lock()
+			cd := d.chats[j.chat]
+			now := svc.now()
+			for i := range msgs {
+				m := &msgs[i]
+				if m.Seq <= cd.pushed {
+					continue
+				}
+				if m.Seq != cd.pushed+1 || cd.pushed-cd.acked >= window {
+					break
+				}
+				frame = proto.AppendMsg(frame[:0], m)
+				s.pushLocked(cd, m, frame, now)
+				catchupMessages.Inc()
+			}
+			if n := len(msgs); n > 0 {
+				cd.seen = max(cd.seen, msgs[n-1].Seq)
+			}
+			s.dmu.Unlock()
+		}
+		s.dmu.Lock()
+		more := d.rerun
+		for _, cd := range d.chats {
+			if cd.pending(window) {
+				more = true
+				break
+			}
+		}
+		if !more {
+			d.queued = false
+			caughtUp := true
+			for _, cd := range d.chats {
+				caughtUp = caughtUp && cd.pushed >= cd.seen
+			}
+			if d.started && !d.syncedSent && caughtUp {
+				d.syncedSent = true
+				var buf [96]byte
+				s.deliver(proto.AppendSynced(buf[:0], d.syncID))
+			}
+			s.dmu.Unlock()
+			return
+		}
+		s.dmu.Unlock()
+	}
+	s.dmu.Lock()
+	s.dstate.queued = false
+	s.dmu.Unlock()
+}
+
+// initDelivery loads the device's cursors and chat list, merges the sync
+// positions, persists them as cursors, and replays the stored delivery
+// receipts of the user's chats to this session.
+func (svc *Service) initDelivery(ctx context.Context, s *session) error {
+	entries, err := svc.store.UserChats(ctx, s.user)
+	if err != nil {
+		return err
+	}
+	cursors := make([]uint64, len(entries))
+	for i, e := range entries {
+		if cursors[i], err = svc.store.DeviceCursor(ctx, s.user, s.device, e.Chat.ID); err != nil {
+			return err
+		}
+	}
+	type raise struct {
+		chat string
+		seq  uint64
+	}
+	var raises []raise
+	s.dmu.Lock()
+	d := &s.dstate
+	for i, e := range entries {
+		cd := d.chat(e.Chat.ID)
+		base := min(max(cursors[i], d.syncPos[e.Chat.ID]), e.LastSeq)
+		if base > cursors[i] {
+			raises = append(raises, raise{e.Chat.ID, base})
+		}
+		cd.acked = max(cd.acked, base)
+		cd.pushed = max(cd.pushed, cd.acked)
+		cd.seen = max(cd.seen, e.LastSeq)
+		cd.since = svc.now()
+	}
+	d.initialized = true
+	s.dmu.Unlock()
+	for _, r := range raises {
+		if err := svc.store.SetDeviceCursor(ctx, s.user, s.device, r.chat, r.seq); err != nil {
+			svc.log.Warn("cannot persist sync position", "user_id", s.user, "chat_id", r.chat, "err", err)
+		}
+	}
+	// Receipts that reached the store while the user was away.
+	var buf []byte
+	for _, e := range entries {
+		cs, err := svc.store.ChatCursors(ctx, e.Chat.ID)
+		if err != nil {
+			continue
+		}
+		for _, c := range cs {
+			if c.User == s.user || c.Seq == 0 {
+				continue
+			}
+			buf = proto.AppendReceipt(buf[:0], e.Chat.ID, c.User, c.Device, c.Seq)
+			s.deliver(buf)
+		}
+	}
+	return nil
+}
+
+func (svc *Service) window() uint64 { return uint64(svc.cfg.DeliveryWindow) }
+
+// deliveryLoop starts catch-up for sessions that never sent sync and
+// retransmits pushes that were not acked in time.
+func (svc *Service) deliveryLoop(stop <-chan struct{}) {
+	tick := max(min(svc.cfg.RetransmitTimeout, svc.cfg.SyncGrace)/4, 20*time.Millisecond)
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	var list []*session
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		now := svc.now()
+		list = svc.reg.appendAll(list[:0])
+		for _, s := range list {
+			s.dmu.Lock()
+			d := &s.dstate
+			if !d.started && now.Sub(s.opened) >= svc.cfg.SyncGrace {
+				d.started = true
+				svc.scheduleLocked(s)
+			}
+			for _, cd := range d.chats {
+				if cd.pushed > cd.acked && now.Sub(cd.since) >= svc.cfg.RetransmitTimeout {
+					retransmits.Inc()
+					cd.pushed, cd.since = cd.acked, now
+					svc.scheduleLocked(s)
+				}
+			}
+			s.dmu.Unlock()
+		}
+		clear(list)
+	}
+}
+
+// closeDelivery stops delivery to a closed session.
+func (s *session) closeDelivery() {
+	s.dmu.Lock()
+	s.dstate.closed = true
+	s.dmu.Unlock()
+}
+
+// PushEvent tells the push notifier that a recipient with no online device
+// has a new message. Fleets send these to Kafka (topic message_events).
+type PushEvent struct {
+	Recipient string
+	ChatID    string
+	Seq       uint64
+	Sender    string
+	Preview   string // the first 100 bytes of the text
+	TS        int64  // Unix ms
+}
+
+// Notifier receives push events. Notify must not block for long; the logic
+// tier calls it from one goroutine and drops events when it falls behind.
+type Notifier interface {
+	Notify(ctx context.Context, ev PushEvent) error
+}
+
+// queuePush hands a push event to the notifier goroutine without blocking.
+func (svc *Service) queuePush(ev PushEvent) {
+	select {
+	case svc.pushQ <- ev:
+		pushEvents.Inc()
+	default:
+		pushDropped.Inc()
+	}
+}
+
+func (svc *Service) pushLoop(stop <-chan struct{}) {
+	for {
+		select {
+		case <-stop:
+			return
+		case ev := <-svc.pushQ:
+			nb := svc.notifier.Load()
+			if nb == nil || nb.Notifier == nil {
+				continue
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), svc.cfg.StoreTimeout)
+			if err := nb.Notify(ctx, ev); err != nil {
+				svc.log.Warn("push notifier failed", "user_id", ev.Recipient, "chat_id", ev.ChatID, "seq", ev.Seq, "err", err)
+			}
+			cancel()
+		}
+	}
+}
+
+// preview cuts a text to at most 100 bytes on a rune boundary.
+func preview(s string) string {
+	if len(s) <= 100 {
+		return s
+	}
+	i := 100
+	for i > 0 && s[i]&0xC0 == 0x80 {
+		i--
+	}
+	return s[:i]
+}
+
+// goawayAll asks every client to reconnect after a jittered delay, so a
+// restarting node does not get every client back at the same instant.
+func (svc *Service) goawayAll(spread time.Duration) {
+	var buf [96]byte
+	for _, s := range svc.reg.appendAll(nil) {
+		ms := int64(250 + rand.N(max(spread, time.Millisecond)).Milliseconds())
+		s.deliver(proto.AppendGoaway(buf[:0], ms, ""))
+	}
+}

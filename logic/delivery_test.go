@@ -1,0 +1,170 @@
+package logic
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/parley-chat/parley/internal/record"
+)
+
+// recvMsgs reads n msg frames from session s and checks their seqs are
+// from..from+n-1 in order.
+func recvMsgs(t *testing.T, n *fakeNode, s uint64, chat string, from, count int) {
+	t.Helper()
+	for i := 0; i < count; i++ {
+		m := n.nextType(s, "msg")
+		if m["chat"] != chat || m["seq"] != float64(from+i) {
+			t.Fatalf("session %d message %d: got %v, want %s seq %d", s, i, m, chat, from+i)
+		}
+	}
+}
+
+func TestOfflineRecipientGetsMessagesOnLogin(t *testing.T) {
+	svc := startService(t, newMemStore())
+	n := dialNode(t, svc.LinkAddr())
+	n.open(1, "alice", "d")
+	for i := 0; i < 3; i++ {
+		n.send(1, fmt.Sprintf(`{"type":"send","id":"r%d","to":"bob","body":"m%d"}`, i, i))
+		n.nextType(1, "sent")
+	}
+	chat := record.DirectChatID("alice", "bob")
+	n.openSync(2, "bob", "phone", "")
+	recvMsgs(t, n, 2, chat, 1, 3)
+	n.nextType(2, "synced")
+	// Unread counts them.
+	n.send(2, `{"type":"chats","id":"c"}`)
+	c := n.nextType(2, "chats")["chats"].([]any)[0].(map[string]any)
+	if c["unread"] != float64(3) {
+		t.Fatalf("got %v, want 3 unread", c)
+	}
+}
+
+func TestSyncPositionsSkipWhatTheDeviceHas(t *testing.T) {
+	svc := startService(t, newMemStore())
+	n := dialNode(t, svc.LinkAddr())
+	n.open(1, "alice", "d")
+	for i := 0; i < 5; i++ {
+		n.send(1, fmt.Sprintf(`{"type":"send","id":"r%d","to":"bob","body":"m%d"}`, i, i))
+		n.nextType(1, "sent")
+	}
+	chat := record.DirectChatID("alice", "bob")
+	n.openSync(2, "bob", "phone", `{"`+chat+`":3}`)
+	recvMsgs(t, n, 2, chat, 4, 2)
+	n.nextType(2, "synced")
+}
+
+func TestRetransmitUnacked(t *testing.T) {
+	svc := startService(t, newMemStore(), func(c *Config) { c.RetransmitTimeout = 200 * time.Millisecond })
+	n := dialNode(t, svc.LinkAddr())
+	n.open(1, "alice", "d")
+	n.open(2, "bob", "d")
+	n.send(1, `{"type":"send","id":"r","to":"bob","body":"hello"}`)
+	n.nextType(1, "sent")
+	chat := record.DirectChatID("alice", "bob")
+	recvMsgs(t, n, 2, chat, 1, 1)
+	recvMsgs(t, n, 2, chat, 1, 1) // not acked: pushed again
+	n.send(2, `{"type":"ack","chat":"`+chat+`","seq":1}`)
+	n.nextType(1, "receipt")
+	select {
+	case m := <-n.ch(2):
+		if m["type"] == "msg" {
+			t.Fatalf("got %v after the ack, want no more retransmits", m)
+		}
+	case <-time.After(500 * time.Millisecond):
+	}
+}
+
+func TestWindowAndNewDeviceFullSync(t *testing.T) {
+	st := newMemStore()
+	svc := startService(t, st, func(c *Config) { c.DeliveryWindow = 100 })
+	n := dialNode(t, svc.LinkAddr())
+	n.open(1, "alice", "d")
+	const total = 450
+	for i := 0; i < total; i++ {
+		n.send(1, fmt.Sprintf(`{"type":"send","id":"r%d","to":"bob","body":"m%d"}`, i, i))
+	}
+	for i := 0; i < total; i++ {
+		n.nextType(1, "sent")
+	}
+	chat := record.DirectChatID("alice", "bob")
+	n.openSync(2, "bob", "new-phone", "")
+	for from := 1; from <= total; from += 100 {
+		count := min(100, total-from+1)
+		recvMsgs(t, n, 2, chat, from, count)
+		if from+count > total {
+			n.nextType(2, "synced") // everything is out; the last ack is still due
+		}
+		select { // the window is full: nothing more until the ack
+		case m := <-n.ch(2):
+			if m["type"] == "msg" {
+				t.Fatalf("got %v beyond the window", m)
+			}
+		case <-time.After(100 * time.Millisecond):
+		}
+		n.send(2, fmt.Sprintf(`{"type":"ack","chat":"%s","seq":%d}`, chat, from+count-1))
+	}
+	time.Sleep(100 * time.Millisecond) // let the last ack reach the store
+	if got, _ := st.DeviceCursor(context.Background(), "bob", "new-phone", chat); got != total {
+		t.Fatalf("stored cursor %d, want %d", got, total)
+	}
+}
+
+func TestReceiptsReachOfflineSender(t *testing.T) {
+	svc := startService(t, newMemStore())
+	n := dialNode(t, svc.LinkAddr())
+	n.open(1, "alice", "d")
+	n.send(1, `{"type":"send","id":"r","to":"bob","body":"hi"}`)
+	n.nextType(1, "sent")
+	n.close(1)
+	chat := record.DirectChatID("alice", "bob")
+	n.openSync(2, "bob", "phone", "")
+	recvMsgs(t, n, 2, chat, 1, 1)
+	n.send(2, `{"type":"ack","chat":"`+chat+`","seq":1}`)
+	time.Sleep(100 * time.Millisecond) // let the ack reach the store
+	n.openSync(3, "alice", "d", `{"`+chat+`":1}`)
+	r := n.nextType(3, "receipt")
+	if r["user"] != "bob" || r["device"] != "phone" || r["seq"] != float64(1) {
+		t.Fatalf("got %v, want bob/phone's receipt for seq 1", r)
+	}
+}
+
+type recordingNotifier struct {
+	mu  sync.Mutex
+	evs []PushEvent
+}
+
+func (r *recordingNotifier) Notify(_ context.Context, ev PushEvent) error {
+	r.mu.Lock()
+	r.evs = append(r.evs, ev)
+	r.mu.Unlock()
+	return nil
+}
+
+func TestPushEventForOfflineRecipient(t *testing.T) {
+	rn := &recordingNotifier{}
+	svc := startService(t, newMemStore(), func(*Config) {})
+	svc.SetNotifier(rn)
+	n := dialNode(t, svc.LinkAddr())
+	n.open(1, "alice", "d")
+	n.send(1, `{"type":"send","id":"r","to":"bob","body":"are you there?"}`)
+	n.nextType(1, "sent")
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		rn.mu.Lock()
+		evs := append([]PushEvent(nil), rn.evs...)
+		rn.mu.Unlock()
+		if len(evs) == 1 {
+			if ev := evs[0]; ev.Recipient != "bob" || ev.Seq != 1 || ev.Preview != "are you there?" || ev.Sender != "alice" {
+				t.Fatalf("got %+v", ev)
+			}
+			return
+		}
+		if len(evs) > 1 || time.Now().After(deadline) {
+			t.Fatalf("got %d push events, want 1: %+v", len(evs), evs)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
