@@ -31,9 +31,10 @@ type Client struct {
 	states   chan State
 	inbox    chan inEvent    // reader -> delivery goroutine, in arrival order
 	fills    chan fillResult // gap fetchers and resyncs -> delivery goroutine
-	resync   chan struct{}   // run -> delivery goroutine: a reconnect happened (capacity 1)
+	ackKick  chan struct{}   // delivery goroutine -> ack goroutine (capacity 1)
+	ho       *handoff        // positions handed to the app; own lock
 
-	wg        sync.WaitGroup // run, deliver and gap fetch goroutines
+	wg        sync.WaitGroup // run, deliver, ack and gap fetch goroutines
 	done      chan struct{}  // closed once every goroutine exited and channels are closed
 	closeOnce sync.Once
 
@@ -46,16 +47,34 @@ type Client struct {
 	state   State
 	stopErr error // non-nil once stopped for good (wraps ErrClosed)
 	token   string
+	url     string // current server URL (a goaway may change it)
 	stats   Stats
+	// syncedCh is closed once the current connection's catch-up is
+	// complete (synced is then true); replaced when the connection drops.
+	syncedCh chan struct{}
+	synced   bool
+	ownSends map[string]int // request ids of sends in flight -> count
 }
 
+type evKind uint8
+
+const (
+	evMsg         evKind = iota // a msg frame, or the seq of our own sent
+	evSynced                    // the catch-up of connection gen is complete
+	evSyncRefused               // the server of connection gen refused sync
+)
+
 type inEvent struct {
-	msg Message
-	own bool // sent by this client: advances the cursor only
+	kind evKind
+	msg  Message
+	own  bool   // sent by this client: advances the position only
+	push bool   // a msg frame (not a sent)
+	gen  uint64 // evSynced, evSyncRefused: the connection
 }
 
 type fillResult struct {
 	chat   string
+	before uint64 // gap fetch: the held seq the gap ends at
 	msgs   []Message
 	err    error
 	resync bool // from a resync after reconnect, not a gap fetch
@@ -71,8 +90,9 @@ type result struct {
 	err error
 }
 
-// Dial connects to cfg.URL, waits for the server's hello and returns a
-// running Client. If the first connection fails Dial returns the error
+// Dial connects to cfg.URL, waits for the server's hello, sends the sync
+// frame (positions from cfg.Resume) and returns a running Client; the
+// server's catch-up then flows to Messages (see WaitSynced). If the first connection fails Dial returns the error
 // (a *HandshakeError for a refused upgrade, a *CloseError or *Error if the
 // server refused the session); later drops are handled by reconnecting
 // with full-jitter exponential backoff, except after close codes 4001,
@@ -92,20 +112,32 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 		states:   make(chan State, 8),
 		inbox:    make(chan inEvent, 256),
 		fills:    make(chan fillResult),
-		resync:   make(chan struct{}, 1),
+		ackKick:  make(chan struct{}, 1),
+		ho:       newHandoff(cfg.Resume),
 		done:     make(chan struct{}),
 		ready:    make(chan struct{}),
 		pending:  make(map[string]*call),
+		url:      cfg.URL,
+		syncedCh: make(chan struct{}),
+		ownSends: make(map[string]int),
 	}
 	cn, hello, err := c.connect(ctx)
+	if err == nil {
+		var syncID string
+		if syncID, err = c.writeSync(cn); err == nil {
+			c.ctx, c.cancel = context.WithCancel(context.Background())
+			s := c.setConn(cn, hello, syncID)
+			c.wg.Add(3)
+			go c.run(s)
+			go c.deliverLoop()
+			go c.ackLoop()
+		} else {
+			cn.closeWith(proto.CloseNormal, "")
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("cannot dial %s: %w", cfg.URL, err)
 	}
-	c.ctx, c.cancel = context.WithCancel(context.Background())
-	c.setConn(cn, hello)
-	c.wg.Add(2)
-	go c.run(cn)
-	go c.deliverLoop()
 	go func() {
 		c.wg.Wait()
 		c.mu.Lock()
@@ -122,22 +154,25 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 }
 
 // Messages returns the channel of delivered messages. Each (chat, seq) is
-// delivered at most once and, per chat, in increasing seq order with no
-// gaps when the server has the messages: a message that arrives after a
-// gap waits up to Config.GapWait for the missing ones, which are then
-// fetched with a history request; if they cannot be fetched the gap is
-// skipped (logged, counted in Stats.GapsSkipped). The first message seen
-// for a chat is delivered whatever its seq. After a reconnect the client
-// resyncs: it lists the chats and fetches, for every chat it has seen, the
-// messages after the last one it delivered (the server does not replay
-// them). Chats never seen by this Client are not fetched; Chats shows
-// their unread counts. Messages this client sent
-// itself are not delivered (Send returned them); those from the same
-// user's other devices are. Each message is acknowledged to the server
-// (ack frame) after the app received it from the channel. If the app stops
-// reading, the client stops reading the connection once the buffer is full:
-// messages are never dropped. The channel is closed when the client stops.
-// Safe for concurrent use.
+// delivered exactly once and, per chat, in increasing seq order without
+// gaps, starting right after the chat's position: Config.Resume, else 0
+// (the server pushes a new device the whole history of its chats; see
+// Config.FromNow to skip it). On every (re)connect the client sends sync
+// with its positions and the server pushes what it missed; duplicates
+// (retransmits, overlap after a reconnect) are dropped and counted. A
+// message that arrives after a gap is held up to Config.GapWait for the
+// server to fill it, then the missing ones are fetched with a history
+// request; only when the server confirms they do not exist (or refuses the
+// chat) is the gap skipped (logged, Stats.GapsSkipped). Messages this
+// client sent itself are not delivered (Send returned them); those from
+// the same user's other devices are. Once the app has taken a message from
+// the channel its position is acknowledged to the server (batched,
+// cumulative per chat, within Config.AckInterval) and reported by
+// Positions; messages still in the buffer are not, so the server's flow
+// control pauses a chat when the app stops reading. If the app stops
+// reading, the client stops reading the connection once the buffer is
+// full: messages are never dropped. The channel is closed when the client
+// stops. Safe for concurrent use.
 func (c *Client) Messages() <-chan Message { return c.msgs }
 
 // Receipts returns the channel of delivery receipts for messages of chats
@@ -173,6 +208,54 @@ func (c *Client) Hello() Hello {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.hello
+}
+
+// WaitSynced blocks until the current connection's catch-up is complete:
+// the server answered the sync with synced and every message it pushed
+// before that has been put on Messages (so a reader of Messages sees them;
+// if nobody reads and the buffer is full, WaitSynced waits for the app).
+// While disconnected it waits for the next connection's catch-up. With a
+// server that refuses sync, it returns once the refusal arrived (the
+// client then catches up from history in the background). It returns
+// ctx's error, or ErrClosed (possibly wrapping why) when the client
+// stops. Safe for concurrent use.
+func (c *Client) WaitSynced(ctx context.Context) error {
+	c.mu.Lock()
+	ch, stopErr := c.syncedCh, c.stopErr
+	c.mu.Unlock()
+	if stopErr != nil {
+		return stopErr
+	}
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-c.ctx.Done():
+		return c.closedErr()
+	}
+}
+
+// Positions returns a snapshot of the client's positions: chat id -> the
+// highest seq such that the app has taken every message of the chat up to
+// it from Messages (or the chat's own sends and skipped history cover it).
+// Chats never seen are absent; Config.Resume entries are included. An app
+// that persists this map (ideally from the goroutine that reads Messages,
+// after processing what it read) and passes it back as Config.Resume on
+// its next start gets a gap-free continuation: the server pushes only the
+// messages after these positions, nothing is downloaded again, nothing is
+// lost (a server cursor that got ahead is filled from history). Safe for
+// concurrent use.
+func (c *Client) Positions() map[string]uint64 {
+	return c.ho.positions(len(c.msgs))
+}
+
+// URL returns the server URL the client (re)connects to: Config.URL, or
+// the url of the last goaway that named one. Safe for concurrent use.
+func (c *Client) URL() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.url
 }
 
 // Stats returns counters since Dial. Safe for concurrent use.
@@ -250,6 +333,16 @@ func (c *Client) SendWithID(ctx context.Context, requestID, dest, body string) (
 }
 
 func (c *Client) send(ctx context.Context, id, chat, to, body string) (Sent, error) {
+	c.mu.Lock()
+	c.ownSends[id]++
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		if c.ownSends[id]--; c.ownSends[id] <= 0 {
+			delete(c.ownSends, id)
+		}
+		c.mu.Unlock()
+	}()
 	f, err := c.do(ctx, proto.Inbound{Type: proto.TypeSend, ID: id, Chat: chat, To: to, Body: &body}, c.cfg.SendRetry)
 	if err != nil {
 		dest := chat

@@ -27,10 +27,25 @@ func BenchmarkDecodeServerFrame(b *testing.B) {
 
 func BenchmarkOrderer(b *testing.B) {
 	b.ReportAllocs()
-	o := newOrderer()
+	o := newOrderer(nil, false)
 	var seq uint64
 	for b.Loop() {
 		seq++
 		o.add(Message{Chat: "g:x", Seq: seq}, false, time.Time{})
+	}
+}
+
+func BenchmarkHandoff(b *testing.B) {
+	b.ReportAllocs()
+	h := newHandoff(nil)
+	var seq uint64
+	for b.Loop() {
+		seq++
+		h.sent(Message{Chat: "g:x", Seq: seq})
+		h.mark("g:x", seq, false)
+		if seq%64 == 0 {
+			acks, _ := h.collect(0, false, 64)
+			h.done(acks)
+		}
 	}
 }

@@ -330,17 +330,17 @@ func TestOrdering(t *testing.T) {
 		return proto.AppendMsg(nil, &record.Message{ChatID: "g:x", Seq: seq, Sender: "eve", Device: "d1",
 			Kind: record.MsgText, Body: "m"})
 	}
-	for _, seq := range []uint64{5, 6, 6, 5, 8, 7, 9} {
+	for _, seq := range []uint64{1, 2, 2, 1, 4, 3, 5} {
 		s.Broadcast("bob", msg(seq))
 	}
-	for _, want := range []uint64{5, 6, 7, 8, 9} {
+	for _, want := range []uint64{1, 2, 3, 4, 5} {
 		if m := recvMsg(t, c); m.Seq != want {
 			t.Fatalf("got seq %d, want %d", m.Seq, want)
 		}
 	}
-	waitFor(t, "ack of 9", func() bool {
+	waitFor(t, "ack of 5", func() bool {
 		acks := s.Frames(proto.TypeAck)
-		return len(acks) > 0 && acks[len(acks)-1].Seq == 9
+		return len(acks) > 0 && acks[len(acks)-1].Seq == 5
 	})
 	if got := c.Stats().Duplicates; got != 2 {
 		t.Fatalf("duplicates: got %d, want 2", got)
@@ -350,6 +350,7 @@ func TestOrdering(t *testing.T) {
 func TestGapFilledFromHistory(t *testing.T) {
 	s := newFakeServer(t)
 	c := dialT(t, testConfig(s, "bob"))
+	waitSynced(t, c)
 	for seq := uint64(1); seq <= 4; seq++ {
 		s.Put(record.Message{ChatID: "g:x", Seq: seq, Sender: "eve", Device: "d1", Kind: record.MsgText, Body: "m"})
 	}
@@ -361,14 +362,36 @@ func TestGapFilledFromHistory(t *testing.T) {
 			t.Fatalf("got seq %d, want %d", m.Seq, want)
 		}
 	}
-	if st := c.Stats(); st.GapsFilled != 1 || st.GapsSkipped != 0 {
-		t.Fatalf("got stats %+v, want one gap filled", st)
+	if st := c.Stats(); st.GapsFilled != 1 || st.GapsSkipped != 0 || st.Gaps != 1 || st.Duplicates != 0 {
+		t.Fatalf("got stats %+v, want one gap seen and filled, no duplicates", st)
+	}
+}
+
+func TestTwoGapsBothFilled(t *testing.T) {
+	s := newFakeServer(t)
+	c := dialT(t, testConfig(s, "bob"))
+	waitSynced(t, c)
+	for seq := uint64(1); seq <= 6; seq++ {
+		s.Put(record.Message{ChatID: "g:2", Seq: seq, Sender: "eve", Device: "d1", Kind: record.MsgText, Body: "m"})
+	}
+	all := s.Messages("g:2")
+	for _, i := range []int{0, 3, 5} { // 2, 3 and 5 are lost
+		s.Broadcast("bob", proto.AppendMsg(nil, &all[i]))
+	}
+	for want := uint64(1); want <= 6; want++ {
+		if m := recvMsg(t, c); m.Seq != want {
+			t.Fatalf("got seq %d, want %d", m.Seq, want)
+		}
+	}
+	if st := c.Stats(); st.GapsSkipped != 0 || st.GapsFilled != 2 {
+		t.Fatalf("got stats %+v, want two gaps filled, none skipped", st)
 	}
 }
 
 func TestGapSkipped(t *testing.T) {
 	s := newFakeServer(t)
 	c := dialT(t, testConfig(s, "bob"))
+	waitSynced(t, c)
 	msg := func(seq uint64) []byte {
 		return proto.AppendMsg(nil, &record.Message{ChatID: "g:y", Seq: seq, Sender: "eve", Kind: record.MsgText})
 	}
@@ -534,9 +557,13 @@ func TestCloseIdempotentNoLeak(t *testing.T) {
 	waitFor(t, "goroutines to exit", func() bool { return runtime.NumGoroutine() <= before+1 })
 }
 
-func TestResyncAfterReconnect(t *testing.T) {
+// TestResyncLegacyServer: a server that refuses sync is caught up with
+// history requests after a reconnect.
+func TestResyncLegacyServer(t *testing.T) {
 	s := newFakeServer(t)
+	s.SetLegacy(true)
 	c := dialT(t, testConfig(s, "bob"))
+	waitSynced(t, c)
 	put := func(seq uint64) record.Message {
 		m := record.Message{ChatID: "g:r", Seq: seq, Sender: "eve", Device: "d1", Kind: record.MsgText, Body: "m"}
 		s.Put(m)

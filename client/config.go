@@ -78,6 +78,29 @@ type Config struct {
 	// messages with a history request. Default 500ms; zero means the
 	// default.
 	GapWait time.Duration `yaml:"gap_wait"`
+	// AckInterval is the longest an ack waits before it is sent: acks are
+	// batched per chat (one cumulative ack for the highest seq the app
+	// received) and flushed at least this often. Default 50ms; zero means
+	// the default. Keep it well under the server's retransmit timeout (5s).
+	AckInterval time.Duration `yaml:"ack_interval"`
+	// AckBatch sends a chat's ack at once when this many of its messages
+	// are received by the app but not acked yet (the server keeps at most
+	// 512 unacked messages in flight per chat). Default 64; zero means the
+	// default.
+	AckBatch int `yaml:"ack_batch"`
+	// Resume holds the positions an earlier run handed to the app (from
+	// Positions, persisted by the app): chat id -> highest seq such that
+	// every message up to it was received. The client continues each chat
+	// right after its position, without gaps and without downloading the
+	// earlier messages again. Chats not listed start at position 0 (the
+	// server pushes their whole history), unless FromNow. Nil means none.
+	Resume map[string]uint64 `yaml:"-"`
+	// FromNow skips history for chats not in Resume: the messages the
+	// server pushes during the first catch-up (before the first synced)
+	// for such chats are acknowledged but not delivered, and the first
+	// message seen later for a still unknown chat is delivered whatever
+	// its seq. Default false (every chat is delivered from seq 1).
+	FromNow bool `yaml:"from_now"`
 	// MaxFrame is the largest server message accepted, in bytes; a larger
 	// one drops the connection (close 1009). Default 4 MiB; zero means the
 	// default.
@@ -100,6 +123,8 @@ func Default() Config {
 		MessageBuffer:  256,
 		EventBuffer:    256,
 		GapWait:        500 * time.Millisecond,
+		AckInterval:    50 * time.Millisecond,
+		AckBatch:       64,
 		MaxFrame:       4 << 20,
 	}
 }
@@ -120,6 +145,10 @@ func (c Config) withDefaults() Config {
 	setDur(&c.RetryBackoff.Min, d.RetryBackoff.Min)
 	setDur(&c.RetryBackoff.Max, d.RetryBackoff.Max)
 	setDur(&c.GapWait, d.GapWait)
+	setDur(&c.AckInterval, d.AckInterval)
+	if c.AckBatch == 0 {
+		c.AckBatch = d.AckBatch
+	}
 	if c.MessageBuffer == 0 {
 		c.MessageBuffer = d.MessageBuffer
 	}
@@ -159,6 +188,7 @@ func (c Config) Validate() error {
 		{"write_timeout", c.WriteTimeout}, {"backoff.min", c.Backoff.Min},
 		{"backoff.max", c.Backoff.Max}, {"retry_backoff.min", c.RetryBackoff.Min},
 		{"retry_backoff.max", c.RetryBackoff.Max}, {"gap_wait", c.GapWait},
+		{"ack_interval", c.AckInterval},
 	}
 	for _, d := range durs {
 		if d.v < 0 {
@@ -176,6 +206,14 @@ func (c Config) Validate() error {
 	}
 	if c.EventBuffer < 0 {
 		errs = append(errs, fmt.Errorf("event_buffer must not be negative, got %d", c.EventBuffer))
+	}
+	if c.AckBatch < 0 {
+		errs = append(errs, fmt.Errorf("ack_batch must not be negative, got %d", c.AckBatch))
+	}
+	for chat := range c.Resume {
+		if chat == "" {
+			errs = append(errs, errors.New("resume: empty chat id"))
+		}
 	}
 	if c.MaxFrame < 0 {
 		errs = append(errs, fmt.Errorf("max_frame must not be negative, got %d", c.MaxFrame))

@@ -33,6 +33,11 @@ func TestConfigValidate(t *testing.T) {
 			c.MessageBuffer = -1
 		}, []string{"dial_timeout must not be negative", "backoff.min must not be negative", "message_buffer"}},
 		{"min over max", func(c *Config) { c.Backoff = Backoff{Min: time.Minute, Max: time.Second} }, []string{"backoff.min 1m0s exceeds"}},
+		{"ack settings", func(c *Config) {
+			c.AckInterval = -time.Millisecond
+			c.AckBatch = -1
+			c.Resume = map[string]uint64{"": 3}
+		}, []string{"ack_interval must not be negative", "ack_batch must not be negative", "resume: empty chat id"}},
 		{"long device", func(c *Config) { c.Device = strings.Repeat("d", 65) }, []string{"device must be at most 64 bytes"}},
 	}
 	for _, tt := range tests {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/parley-chat/parley/client/internal/fakeserver"
+	"github.com/parley-chat/parley/internal/proto"
 )
 
 func newFakeServer(t *testing.T) *fakeserver.Server {
@@ -67,4 +68,34 @@ func recvMsg(t *testing.T, c *Client) Message {
 		t.Fatal("timed out waiting for a message")
 	}
 	return Message{}
+}
+
+func waitSynced(t *testing.T, c *Client) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := c.WaitSynced(ctx); err != nil {
+		t.Fatalf("WaitSynced: %v", err)
+	}
+}
+
+// noMsg fails if a message arrives within d.
+func noMsg(t *testing.T, c *Client, d time.Duration) {
+	t.Helper()
+	select {
+	case m := <-c.Messages():
+		t.Fatalf("got unexpected message %+v", m)
+	case <-time.After(d):
+	}
+}
+
+// acksOf returns the seqs of the ack frames for chat, in order.
+func acksOf(s *fakeserver.Server, chat string) []uint64 {
+	var out []uint64
+	for _, a := range s.Frames(proto.TypeAck) {
+		if a.Chat == chat {
+			out = append(out, a.Seq)
+		}
+	}
+	return out
 }

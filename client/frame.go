@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"time"
 
 	"github.com/parley-chat/parley/internal/proto"
@@ -42,6 +43,9 @@ type serverFrame struct {
 	Message      string `json:"message"`
 	Retryable    bool   `json:"retryable"`
 	RetryAfterMS int64  `json:"retry_after_ms"`
+
+	// goaway
+	URL string `json:"url"`
 }
 
 type wireMessage struct {
@@ -95,6 +99,15 @@ func decodeServerFrame(b []byte) (*serverFrame, error) {
 	case proto.TypeReceipt:
 		if f.Chat == "" || f.User == "" || f.Seq == 0 {
 			return bad("missing chat, user or seq")
+		}
+	case proto.TypeGoaway:
+		if f.RetryAfterMS < 0 {
+			return bad("negative retry_after_ms")
+		}
+		if f.URL != "" {
+			if u, err := url.Parse(f.URL); err != nil || (u.Scheme != "ws" && u.Scheme != "wss") || u.Host == "" {
+				return bad("url must be a ws:// or wss:// url")
+			}
 		}
 	case proto.TypeError:
 		if f.Code == "" {

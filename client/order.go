@@ -2,13 +2,16 @@ package client
 
 import "time"
 
-// orderer is the deterministic core of at-most-once, in-order delivery. It
-// tracks per chat the highest seq handed to the app (or sent by this
-// client), buffers messages that arrive after a gap, and releases them once
-// the gap fills. It is owned by the delivery goroutine; time comes in as a
-// parameter.
+// orderer is the deterministic core of exactly-once, in-order delivery.
+// It tracks per chat the position: the highest seq handed to the app (or
+// sent by this client) with every lower seq handed too. A chat it has never
+// seen is at position 0, so seq 1 is expected first (unless fromNow). It
+// drops seqs at or below the position, buffers messages that arrive after
+// a gap, and releases them once the gap fills. It is owned by the delivery
+// goroutine; time comes in as a parameter.
 type orderer struct {
-	chats map[string]*chatOrder
+	chats   map[string]*chatOrder
+	fromNow bool // an unknown chat starts just before the first seq seen
 }
 
 type chatOrder struct {
@@ -23,25 +26,35 @@ type pending struct {
 	skip bool // own message: advances the cursor, not delivered
 }
 
-func newOrderer() *orderer { return &orderer{chats: make(map[string]*chatOrder)} }
+// newOrderer starts at the resume positions (chat -> seq; may be nil).
+func newOrderer(resume map[string]uint64, fromNow bool) *orderer {
+	o := &orderer{chats: make(map[string]*chatOrder, len(resume)), fromNow: fromNow}
+	for id, seq := range resume {
+		o.chats[id] = &chatOrder{last: seq}
+	}
+	return o
+}
 
 // add takes one arrival. skip marks a message this client sent itself (or
-// that must not reach the app): it advances the cursor without being
+// that must not reach the app): it advances the position without being
 // delivered. add returns the messages now ready for the app, in seq order,
-// and dup = true when m was dropped as already seen.
-func (o *orderer) add(m Message, skip bool, now time.Time) (ready []Message, dup bool) {
+// dup = true when m was dropped as already seen, and gapOpened = true when
+// m opened a gap in a chat that had none.
+func (o *orderer) add(m Message, skip bool, now time.Time) (ready []Message, dup, gapOpened bool) {
 	co := o.chats[m.Chat]
 	if co == nil {
-		// First seen: nothing is known about earlier seqs.
-		co = &chatOrder{last: m.Seq - 1}
+		co = &chatOrder{}
+		if o.fromNow {
+			co.last = m.Seq - 1
+		}
 		o.chats[m.Chat] = co
 	}
 	if m.Seq <= co.last {
-		return nil, true
+		return nil, true, false
 	}
 	if m.Seq > co.last+1 {
 		if _, ok := co.pending[m.Seq]; ok {
-			return nil, true
+			return nil, true, false
 		}
 		if co.pending == nil {
 			co.pending = make(map[uint64]pending)
@@ -49,14 +62,15 @@ func (o *orderer) add(m Message, skip bool, now time.Time) (ready []Message, dup
 		co.pending[m.Seq] = pending{msg: m, skip: skip}
 		if co.gapSince.IsZero() {
 			co.gapSince = now
+			gapOpened = true
 		}
-		return nil, false
+		return nil, false, gapOpened
 	}
 	co.last = m.Seq
 	if !skip {
 		ready = append(ready, m)
 	}
-	return o.release(co, ready), false
+	return o.release(co, ready), false, false
 }
 
 // release moves contiguous pending entries to ready.
@@ -135,6 +149,14 @@ func (o *orderer) due(now time.Time, wait time.Duration) (gaps []gap, next time.
 func (o *orderer) filled(chat string) {
 	if co := o.chats[chat]; co != nil {
 		co.filling = false
+	}
+}
+
+// retryGap restarts the wait of chat's gap (if any) at now, after a
+// history fetch failed for a reason that may pass (disconnect, timeout).
+func (o *orderer) retryGap(chat string, now time.Time) {
+	if co := o.chats[chat]; co != nil && len(co.pending) > 0 {
+		co.gapSince = now
 	}
 }
 

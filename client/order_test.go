@@ -17,19 +17,19 @@ func TestOrderer(t *testing.T) {
 		steps []step
 	}{
 		{"in order", []step{{1, false, "1"}, {2, false, "2"}, {3, false, "3"}}},
-		{"first seen anywhere", []step{{7, false, "7"}, {8, false, "8"}}},
+		{"unknown chat starts at 0", []step{{2, false, ""}, {1, false, "1,2"}}},
 		{"duplicates", []step{{1, false, "1"}, {1, false, "dup"}, {2, false, "2"}, {1, false, "dup"}}},
 		{"reorder", []step{{1, false, "1"}, {3, false, ""}, {4, false, ""}, {3, false, "dup"}, {2, false, "2,3,4"}}},
 		{"own fills gap", []step{{1, false, "1"}, {3, false, ""}, {2, true, "3"}, {4, false, "4"}}},
-		{"own first", []step{{5, true, ""}, {6, false, "6"}, {5, false, "dup"}}},
+		{"own first", []step{{1, true, ""}, {2, false, "2"}, {1, false, "dup"}}},
 		{"own pending", []step{{1, false, "1"}, {3, true, ""}, {4, false, ""}, {2, false, "2,4"}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			o := newOrderer()
+			o := newOrderer(nil, false)
 			now := time.Unix(0, 0)
 			for i, s := range tt.steps {
-				ready, dup := o.add(Message{Chat: "c", Seq: s.seq}, s.own, now)
+				ready, dup, _ := o.add(Message{Chat: "c", Seq: s.seq}, s.own, now)
 				got := seqs(ready)
 				if dup {
 					got = "dup"
@@ -42,8 +42,43 @@ func TestOrderer(t *testing.T) {
 	}
 }
 
+func TestOrdererStart(t *testing.T) {
+	tests := []struct {
+		name    string
+		resume  map[string]uint64
+		fromNow bool
+		seqs    []uint64
+		want    string
+		gaps    int
+	}{
+		{"from 0", nil, false, []uint64{1, 2, 3}, "1,2,3", 0},
+		{"from 0 gap", nil, false, []uint64{7, 8}, "", 1},
+		{"from now", nil, true, []uint64{7, 8, 7}, "7,8", 0},
+		{"resume", map[string]uint64{"c": 5}, false, []uint64{4, 5, 6, 7}, "6,7", 0},
+		{"resume gap", map[string]uint64{"c": 5}, false, []uint64{8, 9, 6}, "6", 1},
+		{"resume wins over from now", map[string]uint64{"c": 5}, true, []uint64{7, 6}, "6,7", 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o := newOrderer(tt.resume, tt.fromNow)
+			var all []Message
+			gaps := 0
+			for _, seq := range tt.seqs {
+				r, _, g := o.add(Message{Chat: "c", Seq: seq}, false, time.Unix(1, 0))
+				all = append(all, r...)
+				if g {
+					gaps++
+				}
+			}
+			if got := seqs(all); got != tt.want || gaps != tt.gaps {
+				t.Fatalf("got %q with %d gaps, want %q with %d", got, gaps, tt.want, tt.gaps)
+			}
+		})
+	}
+}
+
 func TestOrdererGaps(t *testing.T) {
-	o := newOrderer()
+	o := newOrderer(nil, false)
 	t0 := time.Unix(100, 0)
 	wait := time.Second
 	o.add(Message{Chat: "a", Seq: 1}, false, t0)
@@ -61,7 +96,7 @@ func TestOrdererGaps(t *testing.T) {
 		t.Fatalf("got %+v while filling, want none", again)
 	}
 	// The fetch found seq 2 only: skip 3, release 4; 6 still waits for 5.
-	r, _ := o.add(Message{Chat: "a", Seq: 2}, false, t0)
+	r, _, _ := o.add(Message{Chat: "a", Seq: 2}, false, t0)
 	o.filled("a")
 	ready, skipped := o.skipGap("a")
 	if got := seqs(r) + "|" + seqs(ready); got != "2|4" || skipped != 1 {
@@ -72,6 +107,12 @@ func TestOrdererGaps(t *testing.T) {
 	}
 	if gaps, _ := o.due(t0.Add(10*wait), wait); len(gaps) != 1 || gaps[0].before != 6 {
 		t.Fatalf("got %+v, want gap before 6", gaps)
+	}
+	// A failed fetch restarts the wait instead of skipping.
+	o.filled("a")
+	o.retryGap("a", t0.Add(20*wait))
+	if gaps, next := o.due(t0.Add(20*wait), wait); len(gaps) != 0 || !next.Equal(t0.Add(21*wait)) {
+		t.Fatalf("after retryGap: got %+v next %v, want none before %v", gaps, next, t0.Add(21*wait))
 	}
 }
 

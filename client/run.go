@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strconv"
 	"sync"
 	"time"
@@ -27,7 +28,7 @@ func (c *Client) connect(ctx context.Context) (*wsConn, Hello, error) {
 	c.mu.Unlock()
 	dctx, cancel := context.WithTimeout(ctx, c.cfg.DialTimeout)
 	defer cancel()
-	cn, err := dialWS(dctx, c.cfg.URL, token, c.cfg.TokenInQuery, c.cfg.Device,
+	cn, err := dialWS(dctx, c.URL(), token, c.cfg.TokenInQuery, c.cfg.Device,
 		c.cfg.DialTimeout, c.cfg.MaxFrame, c.cfg.WriteTimeout)
 	if err != nil {
 		return nil, Hello{}, err
@@ -70,15 +71,41 @@ func (c *Client) connect(ctx context.Context) (*wsConn, Hello, error) {
 	return cn, h, nil
 }
 
-func (c *Client) setConn(cn *wsConn, h Hello) {
+// writeSync sends the sync frame on a new connection, before anything
+// else: the positions handed to the app per chat. It returns the sync's
+// request id.
+func (c *Client) writeSync(cn *wsConn) (string, error) {
+	id := NewRequestID()
+	b, err := json.Marshal(proto.Inbound{Type: proto.TypeSync, ID: id, Chats: c.ho.handedPositions()})
+	if err != nil {
+		return "", fmt.Errorf("cannot encode sync frame: %w", err)
+	}
+	if err := cn.writeText(b); err != nil {
+		return "", fmt.Errorf("cannot send sync: %w", err)
+	}
+	return id, nil
+}
+
+// session is one connection with its hello and sync.
+type session struct {
+	cn     *wsConn
+	hello  Hello
+	gen    uint64
+	syncID string
+}
+
+// setConn publishes cn (its sync already written) to requests.
+func (c *Client) setConn(cn *wsConn, h Hello, syncID string) session {
 	c.mu.Lock()
 	c.conn = cn
 	c.gen++
 	c.hello = h
+	s := session{cn: cn, hello: h, gen: c.gen, syncID: syncID}
 	close(c.ready)
 	c.mu.Unlock()
 	c.pushState(State{Kind: StateConnected, Hello: h})
 	c.log.Info("connected", "user_id", h.User, "device_id", h.Device, "session", h.Session)
+	return s
 }
 
 // dropConn forgets cn and fails the requests written on it.
@@ -90,12 +117,31 @@ func (c *Client) dropConn(cn *wsConn) {
 	}
 	c.conn = nil
 	c.ready = make(chan struct{})
+	if c.synced {
+		c.synced = false
+		c.syncedCh = make(chan struct{})
+	}
 	for id, cl := range c.pending {
 		if cl.gen == c.gen {
 			cl.ch <- result{err: ErrDisconnected}
 			delete(c.pending, id)
 		}
 	}
+}
+
+// markSynced records the end of connection gen's catch-up.
+func (c *Client) markSynced(gen uint64) {
+	c.mu.Lock()
+	if gen != c.gen || c.conn == nil || c.synced {
+		c.mu.Unlock()
+		return
+	}
+	c.synced = true
+	close(c.syncedCh)
+	c.stats.Syncs++
+	st := State{Kind: StateConnected, Hello: c.hello, Synced: true}
+	c.mu.Unlock()
+	c.pushState(st)
 }
 
 // pushState records st and offers it to States(), discarding the oldest
@@ -135,65 +181,93 @@ func permanent(err error) bool {
 
 // run serves connections and reconnects until Close or a permanent
 // refusal.
-func (c *Client) run(cn *wsConn) {
+func (c *Client) run(s session) {
 	defer c.wg.Done()
 	for {
-		err := c.serve(cn)
-		c.dropConn(cn)
-		cn.closeWith(proto.CloseNormal, "")
+		err := c.serve(s)
+		c.dropConn(s.cn)
+		s.cn.closeWith(proto.CloseNormal, "")
 		if c.ctx.Err() != nil {
 			return
 		}
+		var ga *GoawayError
+		if errors.As(err, &ga) {
+			c.mu.Lock()
+			c.stats.Goaways++
+			if ga.URL != "" {
+				c.url = ga.URL
+			}
+			c.mu.Unlock()
+		}
 		c.log.Info("connection lost", "err", err)
-		var h Hello
-		cn, h, err = c.reconnect(err)
-		if cn == nil {
+		var ok bool
+		s, ok, err = c.reconnect(err)
+		if !ok {
 			if c.ctx.Err() == nil {
 				c.stop(err)
 			}
 			return
 		}
-		c.mu.Lock()
-		c.stats.Reconnects++
-		c.mu.Unlock()
-		c.setConn(cn, h)
-		select {
-		case c.resync <- struct{}{}:
-		default: // one is pending already
-		}
 	}
 }
 
-// reconnect retries with backoff. It returns a nil conn when the client
-// was closed or the server refused the session for good (err says why).
-func (c *Client) reconnect(err error) (*wsConn, Hello, error) {
+// goawayDelay is the wait before reconnecting after a goaway: the
+// server's hint plus a random spread of up to half of it (at least up to
+// b.Min), capped at b.Max.
+func goawayDelay(b Backoff, after time.Duration) time.Duration {
+	spread := max(after/2, b.Min)
+	d := after
+	if spread > 0 {
+		d += rand.N(spread + 1)
+	}
+	return min(d, b.Max)
+}
+
+// reconnect retries with backoff until a connection is up and its sync
+// written. It returns ok = false when the client was closed or the server
+// refused the session for good (err says why).
+func (c *Client) reconnect(err error) (s session, ok bool, _ error) {
+	var ga *GoawayError
+	goaway := errors.As(err, &ga)
 	for attempt := 0; ; attempt++ {
 		if permanent(err) {
 			if c.cfg.TokenFunc == nil {
-				return nil, Hello{}, err
+				return session{}, false, err
 			}
 			tok, terr := c.cfg.TokenFunc(c.ctx)
 			c.mu.Lock()
 			same := tok == c.token
 			c.mu.Unlock()
 			if terr != nil || same {
-				return nil, Hello{}, err
+				return session{}, false, err
 			}
 		}
 		c.pushState(State{Kind: StateReconnecting, Err: err, Attempt: attempt + 1})
-		t := time.NewTimer(jitter(c.cfg.Backoff, attempt))
+		delay := jitter(c.cfg.Backoff, attempt)
+		if attempt == 0 && goaway {
+			delay = goawayDelay(c.cfg.Backoff, ga.RetryAfter)
+		}
+		t := time.NewTimer(delay)
 		select {
 		case <-t.C:
 		case <-c.ctx.Done():
 			t.Stop()
-			return nil, Hello{}, err
+			return session{}, false, err
 		}
 		cn, h, cerr := c.connect(c.ctx)
 		if cerr == nil {
-			return cn, h, nil
+			id, serr := c.writeSync(cn)
+			if serr == nil {
+				c.mu.Lock()
+				c.stats.Reconnects++ // before the state change, for its observers
+				c.mu.Unlock()
+				return c.setConn(cn, h, id), true, nil
+			}
+			cn.closeWith(proto.CloseNormal, "")
+			cerr = serr
 		}
 		if c.ctx.Err() != nil {
-			return nil, Hello{}, cerr
+			return session{}, false, cerr
 		}
 		c.log.Info("reconnect failed", "attempt", attempt+1, "err", cerr)
 		err = cerr
@@ -209,11 +283,12 @@ func (c *Client) stop(err error) {
 	c.cancel()
 }
 
-// serve reads frames from cn until it fails.
-func (c *Client) serve(cn *wsConn) error {
-	c.mu.Lock()
-	h := c.hello
-	c.mu.Unlock()
+// errStopping ends serve because the client is closing.
+var errStopping = errors.New("client: stopping")
+
+// serve reads frames from s.cn until it fails or the server sends goaway.
+func (c *Client) serve(s session) error {
+	cn, h := s.cn, s.hello
 	connDone := make(chan struct{})
 	var hb sync.WaitGroup
 	if h.Heartbeat > 0 {
@@ -237,8 +312,8 @@ func (c *Client) serve(cn *wsConn) error {
 			c.log.Debug("ignoring bad server frame", "err", err)
 			continue
 		}
-		if !c.dispatch(f, h) {
-			return ErrClosed
+		if err := c.dispatch(f, s); err != nil {
+			return err
 		}
 	}
 }
@@ -266,17 +341,24 @@ func (c *Client) heartbeat(cn *wsConn, interval time.Duration, done <-chan struc
 	}
 }
 
-// dispatch routes one frame; it returns false when the client is closing.
-func (c *Client) dispatch(f *serverFrame, h Hello) bool {
+// dispatch routes one frame. It returns errStopping when the client is
+// closing and a *GoawayError when the server asks for a reconnect.
+func (c *Client) dispatch(f *serverFrame, s session) error {
 	switch f.Type {
 	case proto.TypeMsg:
-		own := h.Device != "" && f.From == h.User && f.Device == h.Device
-		return c.toInbox(inEvent{msg: f.message(), own: own})
+		return c.toInbox(inEvent{msg: f.message(), own: c.isOwn(f.From, f.ID), push: true})
 	case proto.TypeSent:
-		if !c.toInbox(inEvent{msg: Message{Chat: f.Chat, Seq: f.Seq}, own: true}) {
-			return false
+		if err := c.toInbox(inEvent{msg: Message{Chat: f.Chat, Seq: f.Seq}, own: true}); err != nil {
+			return err
 		}
 		c.resolve(f)
+	case proto.TypeSynced:
+		if f.ID != "" && f.ID == s.syncID {
+			return c.toInbox(inEvent{kind: evSynced, gen: s.gen})
+		}
+		c.log.Debug("ignoring synced frame of another sync", "request_id", f.ID)
+	case proto.TypeGoaway:
+		return &GoawayError{RetryAfter: time.Duration(f.RetryAfterMS) * time.Millisecond, URL: f.URL}
 	case proto.TypeReceipt:
 		r := Receipt{Chat: f.Chat, User: f.User, Device: f.Device, Seq: f.Seq, Status: f.Status}
 		select {
@@ -288,7 +370,7 @@ func (c *Client) dispatch(f *serverFrame, h Hello) bool {
 		}
 	case proto.TypePresence:
 		if f.ID != "" && c.resolve(f) {
-			return true
+			return nil
 		}
 		for _, p := range f.presence() {
 			select {
@@ -300,8 +382,21 @@ func (c *Client) dispatch(f *serverFrame, h Hello) bool {
 			}
 		}
 	case proto.TypeError:
+		if f.ID != "" && f.ID == s.syncID {
+			// An older server without sync: catch up from history.
+			c.log.Info("server refused sync; resyncing from history", "code", f.Code, "message", f.Message)
+			return c.toInbox(inEvent{kind: evSyncRefused, gen: s.gen})
+		}
 		if f.ID == "" || !c.resolve(f) {
 			c.log.Warn("server error", "request_id", f.ID, "code", f.Code, "message", f.Message)
+		}
+	case proto.TypeOK:
+		if f.ID == s.syncID {
+			c.log.Debug("sync accepted", "request_id", f.ID)
+			return nil
+		}
+		if !c.resolve(f) {
+			c.log.Debug("ignoring unmatched frame", "type", f.Type, "request_id", f.ID)
 		}
 	case proto.TypeHello:
 		c.log.Debug("ignoring extra hello frame")
@@ -310,7 +405,20 @@ func (c *Client) dispatch(f *serverFrame, h Hello) bool {
 			c.log.Debug("ignoring unmatched frame", "type", f.Type, "request_id", f.ID)
 		}
 	}
-	return true
+	return nil
+}
+
+// isOwn reports whether a message from user with request id is a send
+// of this Client still in flight: it is not delivered (Send returns it).
+// Once the send returned, the sent frame has advanced the position, so a
+// later push of it is a duplicate anyway.
+func (c *Client) isOwn(user, requestID string) bool {
+	if requestID == "" {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return user == c.hello.User && c.ownSends[requestID] > 0
 }
 
 // resolve hands f to the request waiting for f.ID.
@@ -327,75 +435,83 @@ func (c *Client) resolve(f *serverFrame) bool {
 	return ok
 }
 
-func (c *Client) toInbox(ev inEvent) bool {
+func (c *Client) toInbox(ev inEvent) error {
 	select {
 	case c.inbox <- ev:
-		return true
+		return nil
 	case <-c.ctx.Done():
-		return false
+		return errStopping
 	}
 }
 
-// deliverLoop owns the orderer: it hands messages to the app in order,
-// acks them, and fills gaps from history.
+// deliverLoop owns the orderer: it hands messages to the app exactly once
+// and in order, records positions for acks, and fills gaps from history.
 func (c *Client) deliverLoop() {
 	defer c.wg.Done()
-	o := newOrderer()
+	o := newOrderer(c.cfg.Resume, c.cfg.FromNow)
+	// With FromNow, the first catch-up's messages of chats not resumed are
+	// history: acknowledged, not delivered.
+	catchingUp := c.cfg.FromNow
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()
 	for {
 		select {
 		case ev := <-c.inbox:
-			ready, dup := o.add(ev.msg, ev.own, time.Now())
-			if dup && !ev.own {
-				c.mu.Lock()
-				c.stats.Duplicates++
-				c.mu.Unlock()
-				// The server redelivered: our ack may have been lost.
-				c.ack(ev.msg.Chat, o.cursor(ev.msg.Chat))
-			}
-			if !c.deliver(o, ev.msg.Chat, ready) {
-				return
-			}
-		case <-c.resync:
-			cursors := make(map[string]uint64, len(o.chats))
-			for id, co := range o.chats {
-				cursors[id] = co.last
-			}
-			c.wg.Add(1)
-			go c.resyncChats(cursors)
-		case fr := <-c.fills:
-			if fr.resync {
-				var ready []Message
-				for _, m := range fr.msgs {
-					r, _ := o.add(m, c.isOwn(m), time.Now())
-					ready = append(ready, r...)
+			switch ev.kind {
+			case evSynced, evSyncRefused:
+				catchingUp = false
+				if ev.kind == evSyncRefused {
+					c.wg.Add(1)
+					go c.resyncChats(c.ho.handedPositions())
 				}
-				if !c.deliver(o, fr.chat, ready) {
+				c.markSynced(ev.gen)
+			default:
+				skip := ev.own
+				if catchingUp && !skip {
+					if _, ok := c.cfg.Resume[ev.msg.Chat]; !ok {
+						skip = true
+					}
+				}
+				if !c.add(o, ev.msg, skip, ev.own, ev.push) {
 					return
 				}
+			}
+		case fr := <-c.fills:
+			if !fr.resync {
+				o.filled(fr.chat)
+			}
+			for _, m := range fr.msgs {
+				if !c.add(o, m, c.isOwn(m.From, m.RequestID), false, false) {
+					return
+				}
+			}
+			if fr.resync {
 				break
 			}
-			o.filled(fr.chat)
-			var ready []Message
-			for _, m := range fr.msgs {
-				r, _ := o.add(m, c.isOwn(m), time.Now())
-				ready = append(ready, r...)
+			if fr.err != nil && retryable(fr.err) {
+				// Disconnected or timed out: wait again (the sync after
+				// the reconnect usually fills the gap first).
+				o.retryGap(fr.chat, time.Now())
+				c.log.Debug("cannot fill gap yet", "chat_id", fr.chat, "err", fr.err)
+				break
 			}
-			r, skipped := o.skipGap(fr.chat)
-			ready = append(ready, r...)
-			c.mu.Lock()
-			if skipped > 0 {
-				c.stats.GapsSkipped++
-			} else {
+			if o.cursor(fr.chat)+1 >= fr.before {
+				// Filled; a later gap of the chat (if any) is due next.
+				c.mu.Lock()
 				c.stats.GapsFilled++
+				c.mu.Unlock()
+				break
 			}
+			// The server has not got them: skip to the next held message.
+			r, skipped := o.skipGap(fr.chat)
+			c.mu.Lock()
+			c.stats.GapsSkipped++
 			c.mu.Unlock()
 			if skipped > 0 {
 				c.log.Warn("skipping gap in chat", "chat_id", fr.chat, "missing", skipped, "err", fr.err)
 			}
-			if !c.deliver(o, fr.chat, ready) {
+			if !c.deliver(o, fr.chat, r, false) {
 				return
 			}
 		case <-timer.C:
@@ -415,11 +531,30 @@ func (c *Client) deliverLoop() {
 	}
 }
 
-func (c *Client) isOwn(m Message) bool {
-	c.mu.Lock()
-	h := c.hello
-	c.mu.Unlock()
-	return h.Device != "" && m.From == h.User && m.Device == h.Device
+// add passes one arrival through the orderer and delivers what is ready;
+// false when the client is closing. own marks this client's sends (not
+// counted as duplicates), push a msg frame (a duplicate is a retransmit).
+func (c *Client) add(o *orderer, m Message, skip, own, push bool) bool {
+	ready, dup, gapOpened := o.add(m, skip, time.Now())
+	if (dup && !own) || gapOpened {
+		c.mu.Lock()
+		if dup {
+			c.stats.Duplicates++
+			if push {
+				c.stats.Retransmits++
+			}
+		}
+		if gapOpened {
+			c.stats.Gaps++
+		}
+		c.mu.Unlock()
+	}
+	if dup && push && !own {
+		// The server pushed it again: our ack may have been lost.
+		c.ho.reack(m.Chat)
+		c.kickAcks()
+	}
+	return c.deliver(o, m.Chat, ready, own)
 }
 
 // fillGap fetches the messages after < seq < before of a chat.
@@ -427,7 +562,7 @@ func (c *Client) fillGap(g gap) {
 	defer c.wg.Done()
 	msgs, err := c.fetchRange(g.chat, g.after, g.before)
 	select {
-	case c.fills <- fillResult{chat: g.chat, msgs: msgs, err: err}:
+	case c.fills <- fillResult{chat: g.chat, before: g.before, msgs: msgs, err: err}:
 	case <-c.ctx.Done():
 	}
 }
@@ -491,36 +626,18 @@ func (c *Client) fetchRange(chat string, after, before uint64) ([]Message, error
 	return msgs, nil
 }
 
-// deliver hands ready to the app and acks the chat's cursor.
-func (c *Client) deliver(o *orderer, chat string, ready []Message) bool {
-	if len(ready) == 0 {
-		return true
-	}
+// deliver hands ready to the app and records chat's position; quiet when
+// the arrival that released ready was this client's own send.
+func (c *Client) deliver(o *orderer, chat string, ready []Message, quiet bool) bool {
 	for _, m := range ready {
 		select {
 		case c.msgs <- m:
 		case <-c.ctx.Done():
 			return false
 		}
+		c.ho.sent(m)
 	}
-	c.ack(chat, o.cursor(chat))
+	c.ho.mark(chat, o.cursor(chat), quiet)
+	c.kickAcks()
 	return true
-}
-
-// ack tells the server this device received chat up to seq. Best effort:
-// without a connection the server redelivers and the duplicate is acked.
-func (c *Client) ack(chat string, seq uint64) {
-	if seq == 0 {
-		return
-	}
-	c.mu.Lock()
-	cn := c.conn
-	c.mu.Unlock()
-	if cn == nil {
-		return
-	}
-	b, _ := json.Marshal(proto.Inbound{Type: proto.TypeAck, Chat: chat, Seq: seq})
-	if err := cn.writeText(b); err != nil {
-		c.log.Debug("cannot send ack", "chat_id", chat, "seq", seq, "err", err)
-	}
 }

@@ -170,8 +170,12 @@ func (k StateKind) String() string {
 
 // State is a connection state change.
 type State struct {
-	Kind    StateKind
-	Hello   Hello // the session, when Kind is StateConnected
+	Kind  StateKind
+	Hello Hello // the session, when Kind is StateConnected
+	// Synced is set on a second StateConnected value for the same session,
+	// sent once the server's catch-up after the sync is complete and every
+	// caught-up message was handed to Messages (see WaitSynced).
+	Synced  bool
 	Err     error // why the connection dropped or the client stopped; nil after Close
 	Attempt int   // reconnect attempt number, when Kind is StateReconnecting
 }
@@ -179,11 +183,33 @@ type State struct {
 // Stats counts client events since Dial.
 type Stats struct {
 	Reconnects      uint64 // successful reconnects after a drop
+	Syncs           uint64 // catch-ups completed (synced frames for our sync)
 	DroppedReceipts uint64 // receipts dropped because Receipts() was full
 	DroppedPresence uint64 // presence pushes dropped because PresenceEvents() was full
-	Duplicates      uint64 // msg frames dropped because their seq was already delivered
+	Duplicates      uint64 // messages dropped because their (chat, seq) was already handed over (pushes and history)
+	Retransmits     uint64 // msg frames pushed again by the server for a seq already received (a subset of Duplicates)
+	Gaps            uint64 // gaps seen: a message arrived with seq > position+1
 	GapsFilled      uint64 // gaps filled from history
 	GapsSkipped     uint64 // gaps that could not be filled (logged at Warn)
+	AcksSent        uint64 // ack frames written
+	Goaways         uint64 // goaway frames obeyed
 	Retries         uint64 // request retries
-	Resyncs         uint64 // chat-list resyncs after a reconnect
+	Resyncs         uint64 // history resyncs after a server refused sync (older servers)
+}
+
+// GoawayError is why a connection was closed when the server asked the
+// client to reconnect (a goaway frame: draining, overload). The client
+// waits RetryAfter (plus jitter, at most Config.Backoff.Max) and reconnects
+// to URL, or to the current URL when URL is empty. It is the State.Err of
+// the StateReconnecting that follows.
+type GoawayError struct {
+	RetryAfter time.Duration
+	URL        string
+}
+
+func (e *GoawayError) Error() string {
+	if e.URL != "" {
+		return fmt.Sprintf("server asked to reconnect to %s after %v", e.URL, e.RetryAfter)
+	}
+	return fmt.Sprintf("server asked to reconnect after %v", e.RetryAfter)
 }

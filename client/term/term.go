@@ -149,7 +149,7 @@ func (s *session) events(ctx context.Context, clientDone chan<- struct{}) {
 					s.printf("* connection lost (%v); reconnecting", st.Err)
 				}
 			case client.StateConnected:
-				if st.Hello.Session != "" && s.c.Stats().Reconnects > 0 {
+				if !st.Synced && st.Hello.Session != "" && s.c.Stats().Reconnects > 0 {
 					s.printf("* reconnected")
 				}
 			case client.StateClosed:

@@ -2,14 +2,19 @@
 // speaks the client WebSocket protocol well enough to test the SDK and the
 // terminal client: a token is "tok-<user>" (or "tok-<user>.<anything>"),
 // every connection sees every chat, messages live in memory, and sends are
-// deduplicated by (sender, request id). Hooks let tests inject drops and
-// errors. Test use only; all methods are safe for concurrent use.
+// deduplicated by (sender, request id). It keeps a delivery cursor per
+// (user, device, chat), raised by acks and by sync, and answers sync with
+// ok, the messages after the cursors (every chat, oldest first) and synced;
+// Retransmit and Goaway drive the reliable-delivery paths. Hooks let tests
+// inject drops and errors. Test use only; all methods are safe for
+// concurrent use.
 package fakeserver
 
 import (
 	"fmt"
 	"net"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -44,6 +49,15 @@ type Server struct {
 	upgrades []url.Values // query of every upgrade
 	authz    []string     // Authorization header of every upgrade
 	nextGrp  int
+	cursors  map[string]uint64 // user/device/chat -> acked seq
+	syncs    []Sync
+	legacy   bool // refuse sync like a server without it
+}
+
+// Sync is a sync frame a client sent.
+type Sync struct {
+	User, Device, ID string
+	Chats            map[string]uint64
 }
 
 type Conn struct {
@@ -65,7 +79,7 @@ func New() (*Server, error) {
 	}
 	s := &Server{ln: ln, URL: "ws://" + ln.Addr().String() + "/ws",
 		conns: map[*Conn]bool{}, msgs: map[string][]record.Message{},
-		dedup: map[string]record.Message{}, members: map[string][]string{}}
+		dedup: map[string]record.Message{}, members: map[string][]string{}, cursors: map[string]uint64{}}
 	s.wg.Add(1)
 	go s.accept()
 	return s, nil
@@ -180,9 +194,16 @@ func (s *Server) serve(nc net.Conn) {
 		}
 		s.mu.Lock()
 		s.frames = append(s.frames, in)
-		hook := s.hook
+		if in.Type == proto.TypeSync {
+			s.syncs = append(s.syncs, Sync{User: fc.User, Device: fc.Device, ID: in.ID, Chats: in.Chats})
+		}
+		hook, legacy := s.hook, s.legacy
 		s.mu.Unlock()
 		if hook != nil && hook(fc, in) {
+			continue
+		}
+		if in.Type == proto.TypeSync && legacy {
+			fc.Write(proto.AppendError(nil, in.ID, proto.Errorf(proto.CodeUnknownType, "unknown frame type %q", in.Type)))
 			continue
 		}
 		s.handle(fc, in)
@@ -221,6 +242,8 @@ func (s *Server) handle(fc *Conn, in proto.Inbound) {
 		}
 	case proto.TypeAck:
 		s.mu.Lock()
+		key := fc.User + "/" + fc.Device + "/" + in.Chat
+		s.cursors[key] = max(s.cursors[key], in.Seq)
 		var others []*Conn
 		for c := range s.conns {
 			if c != fc {
@@ -231,6 +254,8 @@ func (s *Server) handle(fc *Conn, in proto.Inbound) {
 		for _, c := range others {
 			c.Write(proto.AppendReceipt(nil, in.Chat, fc.User, fc.Device, in.Seq))
 		}
+	case proto.TypeSync:
+		s.sync(fc, in.ID, in.Chats)
 	case proto.TypeRead:
 	case proto.TypeHistory:
 		s.mu.Lock()
@@ -398,4 +423,87 @@ func (s *Server) Broadcast(user string, frame []byte) {
 	for _, c := range s.ConnsOf(user) {
 		c.Write(frame)
 	}
+}
+
+// SetLegacy makes the server refuse sync frames (error unknown_type), like
+// a server from before reliable delivery.
+func (s *Server) SetLegacy(on bool) {
+	s.mu.Lock()
+	s.legacy = on
+	s.mu.Unlock()
+}
+
+// Syncs returns the sync frames received so far.
+func (s *Server) Syncs() []Sync {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Sync(nil), s.syncs...)
+}
+
+// Cursor returns the delivery cursor of (user, device, chat).
+func (s *Server) Cursor(user, device, chat string) uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cursors[user+"/"+device+"/"+chat]
+}
+
+// after returns, for every chat in id order, the stored messages after
+// fc's cursor, except the device's own (they count as delivered to it).
+// s.mu must be held.
+func (s *Server) after(fc *Conn) []record.Message {
+	chats := make([]string, 0, len(s.msgs))
+	for id := range s.msgs {
+		chats = append(chats, id)
+	}
+	slices.Sort(chats)
+	var out []record.Message
+	for _, id := range chats {
+		cur := s.cursors[fc.User+"/"+fc.Device+"/"+id]
+		for _, m := range s.msgs[id] {
+			if m.Seq > cur && (m.Sender != fc.User || m.Device != fc.Device) {
+				out = append(out, m)
+			}
+		}
+	}
+	return out
+}
+
+// sync raises fc's cursors to chats, answers ok, pushes everything after
+// the cursors and sends synced.
+func (s *Server) sync(fc *Conn, id string, chats map[string]uint64) {
+	s.mu.Lock()
+	for chat, seq := range chats {
+		key := fc.User + "/" + fc.Device + "/" + chat
+		s.cursors[key] = max(s.cursors[key], seq)
+	}
+	missed := s.after(fc)
+	s.mu.Unlock()
+	fc.Write(proto.AppendOK(nil, id, "", 0))
+	for i := range missed {
+		fc.Write(proto.AppendMsg(nil, &missed[i]))
+	}
+	fc.Write(proto.AppendSynced(nil, id))
+}
+
+// Retransmit pushes again, to every connection of user, every stored
+// message after its device's cursor (what a server does when acks are
+// late). It returns how many frames it wrote.
+func (s *Server) Retransmit(user string) int {
+	n := 0
+	for _, c := range s.ConnsOf(user) {
+		s.mu.Lock()
+		missed := s.after(c)
+		s.mu.Unlock()
+		for i := range missed {
+			c.Write(proto.AppendMsg(nil, &missed[i]))
+			n++
+		}
+	}
+	return n
+}
+
+// Goaway sends a goaway frame asking the client to reconnect after
+// retryMS, to url when it is not empty.
+func (fc *Conn) Goaway(retryMS int64, url string) {
+	fc.Write(proto.AppendGoaway(nil, retryMS, url))
 }

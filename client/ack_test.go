@@ -1,0 +1,113 @@
+package client
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"testing"
+)
+
+func TestHandoff(t *testing.T) {
+	type step struct {
+		op    string // "sent", "mark", "quiet", "reack", "collect", "force", "done"
+		chat  string
+		seq   uint64
+		buf   int    // channel length for collect
+		batch int    // batch for collect
+		want  string // collect: acks "chat=seq,..." sorted; "" none
+	}
+	tests := []struct {
+		name   string
+		resume map[string]uint64
+		steps  []step
+		pos    map[string]uint64
+	}{
+		{"received only", nil, []step{
+			{op: "sent", chat: "a", seq: 1}, {op: "sent", chat: "a", seq: 2}, {op: "sent", chat: "a", seq: 3},
+			{op: "force", buf: 2, want: "a=1"}, // two still in the channel
+			{op: "force", buf: 0, want: "a=3"},
+		}, map[string]uint64{"a": 3}},
+		{"batch threshold", nil, []step{
+			{op: "sent", chat: "a", seq: 1}, {op: "sent", chat: "a", seq: 2},
+			{op: "collect", buf: 0, batch: 3, want: ""},
+			{op: "sent", chat: "a", seq: 3},
+			{op: "collect", buf: 0, batch: 3, want: "a=3"},
+			{op: "done", chat: "a", seq: 3},
+			{op: "force", buf: 0, want: ""},
+		}, map[string]uint64{"a": 3}},
+		{"marker waits for earlier", nil, []step{
+			{op: "sent", chat: "a", seq: 1}, {op: "mark", chat: "b", seq: 9},
+			{op: "force", buf: 1, want: ""},
+			{op: "force", buf: 0, want: "a=1,b=9"},
+		}, map[string]uint64{"a": 1, "b": 9}},
+		{"own sends are quiet", nil, []step{
+			{op: "quiet", chat: "a", seq: 1}, {op: "force", buf: 0, want: ""},
+			{op: "sent", chat: "a", seq: 2}, {op: "force", buf: 0, want: "a=2"},
+		}, map[string]uint64{"a": 2}},
+		{"resume", map[string]uint64{"a": 5}, []step{
+			{op: "force", buf: 0, want: ""},
+			{op: "mark", chat: "a", seq: 4}, // behind: ignored
+			{op: "sent", chat: "a", seq: 6}, {op: "collect", buf: 0, batch: 64, want: ""},
+		}, map[string]uint64{"a": 6}},
+		{"reack is urgent", map[string]uint64{"a": 5}, []step{
+			{op: "reack", chat: "a"}, {op: "collect", buf: 0, batch: 64, want: "a=5"},
+			{op: "done", chat: "a", seq: 5}, {op: "collect", buf: 0, batch: 64, want: ""},
+		}, map[string]uint64{"a": 5}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHandoff(tt.resume)
+			for i, s := range tt.steps {
+				switch s.op {
+				case "sent":
+					h.sent(Message{Chat: s.chat, Seq: s.seq})
+				case "mark", "quiet":
+					h.mark(s.chat, s.seq, s.op == "quiet")
+				case "reack":
+					h.reack(s.chat)
+				case "done":
+					h.done([]ackEntry{{chat: s.chat, seq: s.seq}})
+				case "collect", "force":
+					acks, _ := h.collect(s.buf, s.op == "force", s.batch)
+					var parts []string
+					for _, a := range acks {
+						parts = append(parts, fmt.Sprintf("%s=%d", a.chat, a.seq))
+					}
+					slices.Sort(parts)
+					got := ""
+					for j, p := range parts {
+						if j > 0 {
+							got += ","
+						}
+						got += p
+					}
+					if got != s.want {
+						t.Fatalf("step %d (%s): got acks %q, want %q", i, s.op, got, s.want)
+					}
+					if s.op == "force" {
+						h.done(acks)
+					}
+				}
+			}
+			if got := h.positions(0); !maps.Equal(got, tt.pos) {
+				t.Fatalf("positions: got %v, want %v", got, tt.pos)
+			}
+		})
+	}
+}
+
+func TestHandoffCompacts(t *testing.T) {
+	h := newHandoff(nil)
+	for seq := uint64(1); seq <= 5000; seq++ {
+		h.sent(Message{Chat: "a", Seq: seq})
+		if seq%3 == 0 {
+			h.positions(1) // all but the newest received
+		}
+	}
+	if got := h.positions(0)["a"]; got != 5000 {
+		t.Fatalf("position: got %d, want 5000", got)
+	}
+	if h.head != 0 || len(h.queue) != 0 || h.inChan != 0 {
+		t.Fatalf("got head %d len %d inChan %d, want an empty queue", h.head, len(h.queue), h.inChan)
+	}
+}
