@@ -17,7 +17,7 @@ import (
 
 // rawConn is a bare WebSocket client for sending what the SDK never would.
 type rawConn struct {
-	t *testing.T
+	t testing.TB
 	c net.Conn
 }
 

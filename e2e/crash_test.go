@@ -132,6 +132,12 @@ func (p *proc) dial(t *testing.T, user string) *client.Client {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = c.Close() })
+	// The SDK stops reading the socket while the app does not take its
+	// messages; these tests look at history, so drain them.
+	go func() {
+		for range c.Messages() {
+		}
+	}()
 	return c
 }
 

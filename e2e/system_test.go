@@ -19,7 +19,7 @@ const secret = "e2e-secret-0123456789abcdef0123456789"
 
 // system is a running standalone Parley on ephemeral loopback ports.
 type system struct {
-	t        *testing.T
+	t        testing.TB
 	wsURL    string
 	httpURL  string
 	store    *pebble.Store
@@ -34,7 +34,7 @@ func logger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
-func startSystem(t *testing.T, tune func(*connsrv.Config, *logic.Config)) *system {
+func startSystem(t testing.TB, tune func(*connsrv.Config, *logic.Config)) *system {
 	t.Helper()
 	log := logger()
 	ac := auth.Default()
@@ -154,3 +154,5 @@ func recv(t *testing.T, c *client.Client) client.Message {
 func issueWith(c auth.Config, user string) (string, error) {
 	return auth.Issue(c, user, "", time.Hour, time.Now())
 }
+
+func startSystemB(b *testing.B) *system { return startSystem(b, nil) }
