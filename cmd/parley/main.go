@@ -5,6 +5,8 @@
 //	parley logic        the logic tier with its store
 //	parley token        print a development JWT
 //	parley chat         a terminal chat client
+//	parley loadtest     a chat workload with latency histograms
+//	parley bench        the connection-density harness
 //
 // Run "parley <command> -h" for a command's flags.
 package main
@@ -25,6 +27,8 @@ func main() {
 		"logic":      runLogic,
 		"token":      runToken,
 		"chat":       runChat,
+		"loadtest":   runLoadtest,
+		"bench":      runBench,
 	}
 	name := os.Args[1]
 	run, ok := cmds[name]
@@ -50,5 +54,7 @@ commands:
   logic       run the logic tier
   token       print a development JWT for a user
   chat        chat in the terminal
+  loadtest    generate a chat workload and measure latency
+  bench       connection-density harness
 `)
 }

@@ -1,0 +1,20 @@
+// Package bench is Parley's connection-density harness: it opens many
+// authenticated, idle WebSocket connections to a connection node, holds
+// them, and reports what they cost the server — resident memory from
+// /proc/PID/status, Go heap from the server's Prometheus metrics, and
+// kernel socket memory from /proc/net/sockstat — before and after, per
+// connection, plus the ramp-up rate and failures by reason.
+//
+// Each connection is a lean wsc.Conn without a read buffer and one small
+// reader goroutine that answers the server's pings. Connections are spread
+// over local source addresses (127.0.0.x) so the ephemeral port range is
+// not the limit; the open-files limit of one process is, and Run refuses a
+// count above it with an error that says so (multi-process runs are not
+// implemented yet).
+//
+// Concurrency: Run is safe to call from any goroutine (one run at a time
+// per process is sensible: it raises RLIMIT_NOFILE). The parsing helpers
+// are pure functions.
+//
+// Tier: tooling (client side); Linux only for the /proc readings.
+package bench

@@ -1,0 +1,170 @@
+package bench
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// ParseVmRSS returns the VmRSS of a /proc/PID/status text, in bytes.
+func ParseVmRSS(r io.Reader) (int64, error) {
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(rest)
+		if len(f) != 2 || f[1] != "kB" {
+			return 0, fmt.Errorf("cannot parse VmRSS line %q", sc.Text())
+		}
+		kb, err := strconv.ParseInt(f[0], 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("cannot parse VmRSS line %q: %w", sc.Text(), err)
+		}
+		return kb * 1024, nil
+	}
+	if err := sc.Err(); err != nil {
+		return 0, fmt.Errorf("cannot read status: %w", err)
+	}
+	return 0, fmt.Errorf("cannot find VmRSS in status")
+}
+
+// ReadRSS returns the resident set size of process pid in bytes.
+func ReadRSS(pid int) (int64, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 0, fmt.Errorf("cannot read status of process %d: %w", pid, err)
+	}
+	return ParseVmRSS(bytes.NewReader(b))
+}
+
+// Sockstat is the TCP line of /proc/net/sockstat.
+type Sockstat struct {
+	InUse    int64 `json:"inuse"`     // TCP sockets in use
+	Orphan   int64 `json:"orphan"`    // orphaned sockets
+	TimeWait int64 `json:"tw"`        // sockets in TIME_WAIT
+	Alloc    int64 `json:"alloc"`     // allocated sockets
+	MemPages int64 `json:"mem_pages"` // pages of socket buffer memory
+}
+
+// MemBytes is the socket buffer memory in bytes (pages of 4096 bytes).
+func (s Sockstat) MemBytes() int64 { return s.MemPages * 4096 }
+
+// ParseSockstat parses the text of /proc/net/sockstat.
+func ParseSockstat(r io.Reader) (Sockstat, error) {
+	var s Sockstat
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		rest, ok := strings.CutPrefix(sc.Text(), "TCP:")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(rest)
+		if len(f)%2 != 0 {
+			return s, fmt.Errorf("cannot parse sockstat line %q", sc.Text())
+		}
+		for i := 0; i < len(f); i += 2 {
+			v, err := strconv.ParseInt(f[i+1], 10, 64)
+			if err != nil {
+				return s, fmt.Errorf("cannot parse sockstat field %s: %w", f[i], err)
+			}
+			switch f[i] {
+			case "inuse":
+				s.InUse = v
+			case "orphan":
+				s.Orphan = v
+			case "tw":
+				s.TimeWait = v
+			case "alloc":
+				s.Alloc = v
+			case "mem":
+				s.MemPages = v
+			}
+		}
+		return s, nil
+	}
+	return s, fmt.Errorf("cannot find the TCP line in sockstat")
+}
+
+// ReadSockstat reads /proc/net/sockstat.
+func ReadSockstat() (Sockstat, error) {
+	b, err := os.ReadFile("/proc/net/sockstat")
+	if err != nil {
+		return Sockstat{}, fmt.Errorf("cannot read sockstat: %w", err)
+	}
+	return ParseSockstat(bytes.NewReader(b))
+}
+
+// ParseMetrics parses Prometheus text exposition into name{labels} -> value.
+// Comments and malformed lines are skipped.
+func ParseMetrics(r io.Reader) map[string]float64 {
+	out := map[string]float64{}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		if i <= 0 {
+			continue
+		}
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err != nil {
+			continue
+		}
+		out[strings.TrimSpace(line[:i])] = v
+	}
+	return out
+}
+
+// ScrapeMetrics fetches and parses a Prometheus /metrics URL.
+func ScrapeMetrics(ctx context.Context, url string) (map[string]float64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, fmt.Errorf("cannot scrape %s: %w", url, err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("cannot scrape %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("cannot scrape %s: HTTP %d", url, resp.StatusCode)
+	}
+	return ParseMetrics(resp.Body), nil
+}
+
+// fdReserve is the descriptors kept free for everything but connections
+// (stdio, metrics scrapes, the runtime's poller).
+const fdReserve = 64
+
+// RaiseNofile raises this process's RLIMIT_NOFILE soft limit to the hard
+// limit and checks that conns connections fit. It returns the new soft
+// limit.
+func RaiseNofile(conns int) (uint64, error) {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return 0, fmt.Errorf("cannot read RLIMIT_NOFILE: %w", err)
+	}
+	if lim.Cur < lim.Max {
+		lim.Cur = lim.Max
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+			return 0, fmt.Errorf("cannot raise RLIMIT_NOFILE to %d: %w", lim.Max, err)
+		}
+	}
+	if need := uint64(conns) + fdReserve; need > lim.Cur {
+		return lim.Cur, fmt.Errorf("cannot hold %d connections in one process: RLIMIT_NOFILE is %d (hard limit) and %d connections need %d descriptors; use at most %d connections per process (multi-process runs are not implemented yet)",
+			conns, lim.Cur, conns, need, lim.Cur-fdReserve)
+	}
+	return lim.Cur, nil
+}

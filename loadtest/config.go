@@ -1,0 +1,126 @@
+package loadtest
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/parley-chat/parley/loadtest/wsc"
+)
+
+// Modes.
+const (
+	ModePairs = "pairs" // N one-on-one pairs, one sender each
+	ModeGroup = "group" // G groups of M members, one sender each
+)
+
+// Config configures a load test run.
+type Config struct {
+	// URL is the connection node's WebSocket URL. Required.
+	URL string `yaml:"url"`
+	// Mode is "pairs" or "group". Default pairs.
+	Mode string `yaml:"mode"`
+	// Pairs is the number of one-on-one pairs (2 connections each) in
+	// pairs mode. Default 1000.
+	Pairs int `yaml:"pairs"`
+	// Groups is the number of groups in group mode. Default 100.
+	Groups int `yaml:"groups"`
+	// GroupSize is the members per group (sender included), 2..100, in
+	// group mode. Default 10.
+	GroupSize int `yaml:"group_size"`
+	// Rate is the total offered send rate in messages per second, spread
+	// evenly over the senders. Default 2000.
+	Rate float64 `yaml:"rate"`
+	// Warmup is sent at the full rate before measuring starts. Default 3s;
+	// zero means no warmup.
+	Warmup time.Duration `yaml:"warmup"`
+	// Duration is the measured window, at most 10m. Default 20s.
+	Duration time.Duration `yaml:"duration"`
+	// Grace is how long to wait after the last send for outstanding sent
+	// acks and deliveries before counting them lost. Default 5s.
+	Grace time.Duration `yaml:"grace"`
+	// BodySize pads message bodies to this many bytes (the minimum is the
+	// ~30-byte timestamp header). Default 0: no padding.
+	BodySize int `yaml:"body_size"`
+	// DialConcurrency is how many connections are set up at once.
+	// Default 64.
+	DialConcurrency int `yaml:"dial_concurrency"`
+	// DialTimeout bounds one connection setup (TCP, upgrade, hello).
+	// Default 10s.
+	DialTimeout time.Duration `yaml:"dial_timeout"`
+	// SourceIPs spreads connections over local addresses, e.g.
+	// "127.0.0.2-127.0.0.50". Empty: the kernel picks.
+	SourceIPs string `yaml:"source_ips"`
+	// UserPrefix starts every generated user id. Empty: "lt" plus a
+	// per-run random suffix, so runs never share chats (request ids
+	// repeat across runs and would be deduplicated).
+	UserPrefix string `yaml:"user_prefix"`
+}
+
+// Default returns the default configuration (without a URL).
+func Default() Config {
+	return Config{
+		Mode:            ModePairs,
+		Pairs:           1000,
+		Groups:          100,
+		GroupSize:       10,
+		Rate:            2000,
+		Warmup:          3 * time.Second,
+		Duration:        20 * time.Second,
+		Grace:           5 * time.Second,
+		DialConcurrency: 64,
+		DialTimeout:     10 * time.Second,
+	}
+}
+
+// MaxDuration bounds Config.Duration.
+const MaxDuration = 10 * time.Minute
+
+// Validate reports every problem of c at once.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(f string, a ...any) { errs = append(errs, fmt.Errorf(f, a...)) }
+	if c.URL == "" {
+		bad("loadtest.url is required")
+	}
+	switch c.Mode {
+	case ModePairs:
+		if c.Pairs < 1 {
+			bad("loadtest.pairs must be at least 1, got %d", c.Pairs)
+		}
+	case ModeGroup:
+		if c.Groups < 1 {
+			bad("loadtest.groups must be at least 1, got %d", c.Groups)
+		}
+		if c.GroupSize < 2 || c.GroupSize > 100 {
+			bad("loadtest.group_size must be in 2..100, got %d", c.GroupSize)
+		}
+	default:
+		bad("loadtest.mode must be %q or %q, got %q", ModePairs, ModeGroup, c.Mode)
+	}
+	if c.Rate <= 0 {
+		bad("loadtest.rate must be positive, got %v", c.Rate)
+	}
+	if c.Duration <= 0 || c.Duration > MaxDuration {
+		bad("loadtest.duration must be in (0, %s], got %s", MaxDuration, c.Duration)
+	}
+	if c.Warmup < 0 || c.Grace < 0 {
+		bad("loadtest.warmup and loadtest.grace must not be negative, got %s and %s", c.Warmup, c.Grace)
+	}
+	if c.BodySize < 0 || c.BodySize > 16384 {
+		bad("loadtest.body_size must be in 0..16384, got %d", c.BodySize)
+	}
+	if c.DialConcurrency < 1 {
+		bad("loadtest.dial_concurrency must be at least 1, got %d", c.DialConcurrency)
+	}
+	if c.DialTimeout <= 0 {
+		bad("loadtest.dial_timeout must be positive, got %s", c.DialTimeout)
+	}
+	if _, err := wsc.ParseIPRange(c.SourceIPs); err != nil {
+		bad("loadtest.source_ips: %v", err)
+	}
+	if len(c.UserPrefix) > 32 {
+		bad("loadtest.user_prefix must be at most 32 bytes, got %d", len(c.UserPrefix))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,27 @@
+// Package loadtest is Parley's workload generator: it opens many client
+// WebSocket connections to a connection node, sends messages on an
+// open-loop schedule and measures what the system delivers.
+//
+// Modes:
+//
+//   - pairs: N one-on-one pairs; in each pair one user sends to the other.
+//   - group: G groups of M members; one member of each group sends, the
+//     other M-1 receive.
+//
+// The offered rate is fixed (open loop): message k of a sender is due at a
+// scheduled time whatever happened to earlier ones, and that time travels in
+// the body ("lt:<due unix ns>:<stream>:<k>"). Latency is measured from the
+// due time to the recipient's receipt of the msg frame (send→deliver) and to
+// the sender's receipt of the sent frame (send→sent), so queueing in the
+// generator or the server is counted, not hidden. The report gives achieved
+// throughput, quantiles from a log-linear histogram (Histogram), errors by
+// kind, lost messages (acked by sent but never delivered within a grace
+// period), duplicates and out-of-order deliveries.
+//
+// Concurrency: Run is safe to call from any goroutine; it uses one
+// goroutine per connection (the reader) plus one per sender. Histogram and
+// Schedule are plain values, not safe for concurrent mutation.
+//
+// Tier: tooling (client side). It imports internal/proto for frame names
+// and loadtest/wsc for the lean WebSocket connection, and no tier.
+package loadtest

@@ -1,0 +1,104 @@
+package loadtest
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/parley-chat/parley/internal/auth"
+)
+
+// devSecret is the example secret of configs/standalone.yaml.
+const devSecret = "change-me-parley-dev-secret-0123456789"
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// TestStandalone runs a tiny pairs load test against a real standalone
+// process (built from ./cmd/parley) and expects every message delivered.
+func TestStandalone(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the parley binary")
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "parley")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/parley")
+	build.Dir = ".."
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("cannot build parley: %v\n%s", err, out)
+	}
+	ws, wsHTTP, link, api := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
+	srv := exec.Command(bin, "standalone", "-config", "../configs/standalone.yaml",
+		"-set", "connsrv.listen=tcp://"+ws, "-set", "connsrv.http_listen="+wsHTTP,
+		"-set", "logic.link_listen="+link, "-set", "logic.http_listen="+api,
+		"-set", "store.pebble.dir="+filepath.Join(dir, "data"), "-set", "log.level=warn")
+	var logs strings.Builder
+	srv.Stdout, srv.Stderr = &logs, &logs
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = srv.Process.Signal(os.Interrupt)
+		done := make(chan struct{})
+		go func() { _ = srv.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			_ = srv.Process.Kill()
+			<-done
+		}
+		if t.Failed() {
+			t.Logf("server logs:\n%s", logs.String())
+		}
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get("http://" + wsHTTP + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("standalone not ready after 10s: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	cfg := Default()
+	cfg.URL = "ws://" + ws + "/ws"
+	cfg.Pairs = 5
+	cfg.Rate = 50
+	cfg.Warmup = 500 * time.Millisecond
+	cfg.Duration = 2 * time.Second
+	cfg.Grace = 2 * time.Second
+	tok := func(user, device string) (string, error) {
+		return auth.Issue(auth.Config{Secret: devSecret}, user, device, time.Hour, time.Now())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	res, err := Run(ctx, cfg, tok, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Lost != 0 || res.Unacked != 0 || res.Duplicates != 0 || res.OutOfOrder != 0 || len(res.ErrorsByKind) != 0 {
+		t.Errorf("got lost %d unacked %d dups %d ooo %d errors %v, want none", res.Lost, res.Unacked, res.Duplicates, res.OutOfOrder, res.ErrorsByKind)
+	}
+	if res.Sent != 125 || res.Delivered != res.Sent || res.Deliver.Count != 100 {
+		t.Errorf("got sent %d delivered %d measured %d, want 125, 125, 100", res.Sent, res.Delivered, res.Deliver.Count)
+	}
+}
