@@ -160,16 +160,6 @@ func (n *fakeNode) close(s uint64) {
 	n.write(tierlink.AppendClose(nil, s, 1000))
 }
 
-func (n *fakeNode) unusedOpen(s uint64, user, device string) {
-	n.t.Helper()
-	n.write(tierlink.AppendOpen(nil, s, tierlink.Open{User: user, Device: device, Remote: "127.0.0.1:1"}))
-	if m := n.next(s); m["type"] != "hello" {
-		n.t.Fatalf("first frame %v, want hello", m)
-	}
-	n.send(s, `{"type":"sync","id":"sync"}`)
-	n.nextType(s, "ok")
-	n.nextType(s, "synced")
-}
 
 func (n *fakeNode) send(s uint64, frame string) {
 	n.write(tierlink.AppendFrame(nil, tierlink.TypeData, s, []byte(frame)))
