@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
 	"github.com/panjf2000/gnet/v2"
 	"github.com/valyala/fasthttp"
 
@@ -351,6 +352,7 @@ func (s *Server) serveHTTP(ctx *fasthttp.RequestCtx) {
 	case "/metrics":
 		ctx.SetContentType("text/plain; version=0.0.4")
 		s.m.set.WritePrometheus(ctx)
+		metrics.WriteProcessMetrics(ctx) // go_memstats_*, process_* for density tuning
 	default:
 		ctx.SetStatusCode(fasthttp.StatusNotFound)
 	}

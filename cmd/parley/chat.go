@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -23,8 +24,15 @@ func runChat(args []string) error {
 	user := fs.String("user", "", "user id (required unless -token is given)")
 	device := fs.String("device", "terminal", "device id")
 	token := fs.String("token", "", "JWT; default: ask the standalone node's /v1/dev/token")
+	state := fs.String("state", "auto", "file keeping this device's delivery positions between runs (auto: the user cache dir; empty: none)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *state == "auto" {
+		*state = ""
+		if dir, err := os.UserCacheDir(); err == nil && *user != "" {
+			*state = filepath.Join(dir, "parley", *user+"-"+*device+".json")
+		}
 	}
 	ctx, stop := signalContext()
 	defer stop()
@@ -40,12 +48,65 @@ func runChat(args []string) error {
 	}
 	cfg := client.Default()
 	cfg.URL, cfg.Token, cfg.Device = *wsURL, tok, *device
+	cfg.Resume = loadPositions(*state)
 	c, err := client.Dial(ctx, cfg)
 	if err != nil {
 		return fmt.Errorf("cannot connect to %s: %w", *wsURL, err)
 	}
 	defer c.Close()
-	return term.Run(ctx, c, os.Stdin, os.Stdout)
+	done := make(chan struct{})
+	defer close(done)
+	go func() { // keep the positions current so a crash re-downloads little
+		t := time.NewTicker(5 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				savePositions(*state, c.Positions())
+			}
+		}
+	}()
+	err = term.Run(ctx, c, os.Stdin, os.Stdout)
+	savePositions(*state, c.Positions())
+	return err
+}
+
+// loadPositions reads the positions saved by an earlier run (none if the
+// file is missing or unreadable: the server then sends what the device has
+// not acknowledged and history fills the rest).
+func loadPositions(path string) map[string]uint64 {
+	if path == "" {
+		return nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil
+	}
+	var pos map[string]uint64
+	if json.Unmarshal(data, &pos) != nil {
+		return nil
+	}
+	return pos
+}
+
+// savePositions writes positions atomically (temp file and rename).
+func savePositions(path string, pos map[string]uint64) {
+	if path == "" || len(pos) == 0 {
+		return
+	}
+	data, err := json.Marshal(pos)
+	if err != nil {
+		return
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return
+	}
+	tmp := path + ".tmp"
+	if os.WriteFile(tmp, data, 0o600) == nil {
+		_ = os.Rename(tmp, path)
+	}
 }
 
 // devToken asks a standalone node for a development token.

@@ -56,3 +56,16 @@ func TestConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestPositionsRoundTrip(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sub", "alice-terminal.json")
+	if got := loadPositions(path); got != nil {
+		t.Fatalf("missing file: got %v, want nil", got)
+	}
+	want := map[string]uint64{"dm:alice:bob": 7, "g:x": 3}
+	savePositions(path, want)
+	got := loadPositions(path)
+	if len(got) != 2 || got["dm:alice:bob"] != 7 || got["g:x"] != 3 {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+}
