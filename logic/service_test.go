@@ -160,7 +160,6 @@ func (n *fakeNode) close(s uint64) {
 	n.write(tierlink.AppendClose(nil, s, 1000))
 }
 
-
 func (n *fakeNode) send(s uint64, frame string) {
 	n.write(tierlink.AppendFrame(nil, tierlink.TypeData, s, []byte(frame)))
 }
