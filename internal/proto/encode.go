@@ -42,18 +42,10 @@ func appendMsgFields(dst []byte, m *record.Message) []byte {
 // AppendMessageObject appends m as a JSON object without a type (as used in
 // history pages).
 func AppendMessageObject(dst []byte, m *record.Message) []byte {
-	dst = append(dst, `{"chat":`...)
-	dst = AppendString(dst, m.ChatID)
-	dst = appendUintField(dst, "seq", m.Seq)
-	dst = appendStrField(dst, "from", m.Sender)
-	dst = appendStrField(dst, "device", m.Device)
-	if m.RequestID != "" {
-		dst = appendStrField(dst, "id", m.RequestID)
-	}
-	dst = appendIntField(dst, "ts", m.TS)
-	dst = appendStrField(dst, "kind", m.Kind.String())
-	dst = appendStrField(dst, "body", m.Body)
-	return append(dst, '}')
+	start := len(dst)
+	dst = appendMsgFields(dst, m) // starts with ',"chat":'
+	dst[start] = '{'
+	return dst
 }
 
 // AppendReceipt appends a receipt frame: device of user has received every
