@@ -56,6 +56,8 @@ type Config struct {
 	// CatchupPage is the most messages read per store call during a
 	// catch-up. Default 200.
 	CatchupPage int `yaml:"catchup_page"`
+	// Breaker fails store calls fast while the store is slow or failing.
+	Breaker BreakerConfig `yaml:"breaker"`
 	// ChatCacheSize is the most chats whose seq and members a node keeps in
 	// memory. Default 100000.
 	ChatCacheSize int `yaml:"chat_cache_size"`
@@ -83,6 +85,7 @@ func Default() Config {
 		SyncGrace:         500 * time.Millisecond,
 		CatchupWorkers:    32,
 		CatchupPage:       200,
+		Breaker:           BreakerConfig{Latency: 500 * time.Millisecond, Failures: 5, Window: 10 * time.Second, Cooldown: 2 * time.Second},
 	}
 }
 
@@ -138,6 +141,7 @@ func (c Config) Validate() error {
 	if c.CatchupWorkers < 1 {
 		bad("logic.catchup_workers must be positive, got %d", c.CatchupWorkers)
 	}
+	errs = append(errs, c.Breaker.validate()...)
 	if c.CatchupPage < 1 || c.CatchupPage > 200 {
 		bad("logic.catchup_page must be in 1..200, got %d", c.CatchupPage)
 	}

@@ -145,6 +145,11 @@ func (s *Service) serveReady(ctx *fasthttp.RequestCtx) {
 		ctx.SetBodyString("draining\n")
 		return
 	}
+	if s.breaker.isOpen() {
+		ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
+		ctx.SetBodyString("store circuit open\n")
+		return
+	}
 	pctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	if _, err := s.store.LastSeq(pctx, "g:readyz-probe"); err != nil && !errors.Is(err, record.ErrNotFound) {

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/parley-chat/parley/internal/record"
 )
@@ -22,6 +23,7 @@ type memStore struct {
 	read    map[string]uint64
 	cursors map[string]uint64
 	failing bool
+	delay   time.Duration // added to AppendMessages, outside the lock
 	closed  bool
 }
 
@@ -34,6 +36,10 @@ func newMemStore() *memStore {
 }
 
 func (m *memStore) AppendMessages(_ context.Context, msgs []record.Message) error {
+	m.mu.Lock()
+	d := m.delay
+	m.mu.Unlock()
+	time.Sleep(d)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {

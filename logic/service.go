@@ -54,7 +54,8 @@ type request struct {
 // Service is a logic node. Construct with New, bind with Listen, then Run.
 type Service struct {
 	cfg      Config
-	store    Store
+	store    Store // the caller's store behind the circuit breaker
+	breaker  *breaker
 	presence Presence
 	verifier *auth.Verifier
 	log      *slog.Logger
@@ -111,8 +112,9 @@ func New(cfg Config, store Store, presence Presence, verifier *auth.Verifier, lo
 	if log == nil {
 		log = slog.Default()
 	}
+	brk := &breaker{cfg: cfg.Breaker, now: time.Now}
 	s := &Service{
-		cfg: cfg, store: store, presence: presence, verifier: verifier, log: log, now: time.Now,
+		cfg: cfg, store: guardedStore{s: store, b: brk}, breaker: brk, presence: presence, verifier: verifier, log: log, now: time.Now,
 		reg:     newRegistry(),
 		readSem: make(chan struct{}, cfg.ReadWorkers),
 		ready:   make(chan struct{}),
@@ -391,6 +393,8 @@ func (s *Service) storeError(err error) *proto.Error {
 	switch {
 	case errors.Is(err, record.ErrNotFound):
 		return proto.Errorf(proto.CodeChatNotFound, "no such chat")
+	case errors.Is(err, ErrStoreUnavailable):
+		return &proto.Error{Code: proto.CodeUnavailable, Message: "store unavailable, retry", RetryAfterMS: int64(s.cfg.Breaker.Cooldown / time.Millisecond)}
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, record.ErrClosed):
 		return &proto.Error{Code: proto.CodeUnavailable, Message: "store unavailable, retry", RetryAfterMS: 500}
 	}

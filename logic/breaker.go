@@ -1,0 +1,220 @@
+package logic
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/parley-chat/parley/internal/record"
+)
+
+// ErrStoreUnavailable is returned without calling the store while the
+// circuit breaker is open. Clients see a retryable "unavailable" error.
+var ErrStoreUnavailable = errors.New("logic: store unavailable (circuit open)")
+
+var (
+	breakerOpens    = metrics.NewCounter(`parley_logic_store_breaker_opens_total`)
+	breakerRejected = metrics.NewCounter(`parley_logic_store_breaker_rejected_total`)
+	storeCalls      = metrics.NewCounter(`parley_logic_store_calls_total`)
+	storeErrors     = metrics.NewCounter(`parley_logic_store_errors_total`)
+	storeLatency    = metrics.NewHistogram(`parley_logic_store_call_duration_seconds`)
+)
+
+// BreakerConfig configures the store circuit breaker.
+type BreakerConfig struct {
+	// Latency: a store call slower than this counts as a failure.
+	// Default 500ms.
+	Latency time.Duration `yaml:"latency"`
+	// Failures: this many failures (errors or slow calls) within Window open
+	// the circuit, whatever succeeded in between. Default 5.
+	Failures int `yaml:"failures"`
+	// Window is the period over which failures are counted. Default 10s.
+	Window time.Duration `yaml:"window"`
+	// Cooldown: how long the circuit stays open before one probe call is let
+	// through (half-open). Default 2s.
+	Cooldown time.Duration `yaml:"cooldown"`
+}
+
+// breaker opens after Failures failures within Window and lets one probe
+// through after Cooldown; a successful probe closes it. Safe for
+// concurrent use.
+type breaker struct {
+	cfg BreakerConfig
+	now func() time.Time
+
+	mu       sync.Mutex  // guards the following
+	recent   []time.Time // failure times within the window, oldest first
+	open     bool
+	openedAt time.Time
+	probing  bool // a half-open probe is in flight
+}
+
+// allow reports whether a call may go to the store now.
+func (b *breaker) allow() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.open {
+		return true
+	}
+	if !b.probing && b.now().Sub(b.openedAt) >= b.cfg.Cooldown {
+		b.probing = true // half-open: one probe
+		return true
+	}
+	return false
+}
+
+// done records a call's outcome.
+func (b *breaker) done(took time.Duration, err error) {
+	bad := took > b.cfg.Latency || (err != nil && !errors.Is(err, record.ErrNotFound) && !errors.Is(err, record.ErrConflict))
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	wasProbe := b.probing
+	b.probing = false
+	now := b.now()
+	if !bad {
+		if wasProbe || !b.open {
+			b.open = false
+			if wasProbe {
+				b.recent = b.recent[:0]
+			}
+		}
+		return
+	}
+	b.recent = append(b.recent, now)
+	for len(b.recent) > 0 && now.Sub(b.recent[0]) > b.cfg.Window {
+		b.recent = b.recent[1:]
+	}
+	if len(b.recent) > b.cfg.Failures {
+		b.recent = b.recent[len(b.recent)-b.cfg.Failures:]
+	}
+	if b.open || len(b.recent) >= b.cfg.Failures {
+		if !b.open {
+			breakerOpens.Inc()
+		}
+		b.open, b.openedAt = true, now
+	}
+}
+
+// isOpen reports whether the circuit is open (for readiness).
+func (b *breaker) isOpen() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.open
+}
+
+// call runs fn through the breaker.
+func (b *breaker) call(fn func() error) error {
+	if !b.allow() {
+		breakerRejected.Inc()
+		return ErrStoreUnavailable
+	}
+	start := b.now()
+	err := fn()
+	took := b.now().Sub(start)
+	storeCalls.Inc()
+	storeLatency.Update(took.Seconds())
+	if err != nil && !errors.Is(err, record.ErrNotFound) && !errors.Is(err, record.ErrConflict) {
+		storeErrors.Inc()
+	}
+	b.done(took, err)
+	return err
+}
+
+// guardedStore wraps a Store with the breaker: when the store is slow or
+// failing, calls fail fast instead of queueing behind it.
+type guardedStore struct {
+	s Store
+	b *breaker
+}
+
+func (g guardedStore) AppendMessages(ctx context.Context, msgs []record.Message) error {
+	return g.b.call(func() error { return g.s.AppendMessages(ctx, msgs) })
+}
+
+func (g guardedStore) LastSeq(ctx context.Context, chatID string) (n uint64, err error) {
+	err = g.b.call(func() (e error) { n, e = g.s.LastSeq(ctx, chatID); return })
+	return
+}
+
+func (g guardedStore) LookupDedup(ctx context.Context, key record.DedupKey) (m record.Message, err error) {
+	err = g.b.call(func() (e error) { m, e = g.s.LookupDedup(ctx, key); return })
+	return
+}
+
+func (g guardedStore) Message(ctx context.Context, chatID string, seq uint64) (m record.Message, err error) {
+	err = g.b.call(func() (e error) { m, e = g.s.Message(ctx, chatID, seq); return })
+	return
+}
+
+func (g guardedStore) Messages(ctx context.Context, chatID string, p record.Page) (ms []record.Message, err error) {
+	err = g.b.call(func() (e error) { ms, e = g.s.Messages(ctx, chatID, p); return })
+	return
+}
+
+func (g guardedStore) CreateChat(ctx context.Context, c record.Chat, members []string) error {
+	return g.b.call(func() error { return g.s.CreateChat(ctx, c, members) })
+}
+
+func (g guardedStore) Chat(ctx context.Context, chatID string) (c record.Chat, err error) {
+	err = g.b.call(func() (e error) { c, e = g.s.Chat(ctx, chatID); return })
+	return
+}
+
+func (g guardedStore) Members(ctx context.Context, chatID string) (m []string, err error) {
+	err = g.b.call(func() (e error) { m, e = g.s.Members(ctx, chatID); return })
+	return
+}
+
+func (g guardedStore) AddMember(ctx context.Context, chatID, user string) error {
+	return g.b.call(func() error { return g.s.AddMember(ctx, chatID, user) })
+}
+
+func (g guardedStore) RemoveMember(ctx context.Context, chatID, user string) error {
+	return g.b.call(func() error { return g.s.RemoveMember(ctx, chatID, user) })
+}
+
+func (g guardedStore) UserChats(ctx context.Context, user string) (e []record.ChatEntry, err error) {
+	err = g.b.call(func() (x error) { e, x = g.s.UserChats(ctx, user); return })
+	return
+}
+
+func (g guardedStore) SetReadSeq(ctx context.Context, user, chatID string, seq uint64) error {
+	return g.b.call(func() error { return g.s.SetReadSeq(ctx, user, chatID, seq) })
+}
+
+func (g guardedStore) SetDeviceCursor(ctx context.Context, user, device, chatID string, seq uint64) error {
+	return g.b.call(func() error { return g.s.SetDeviceCursor(ctx, user, device, chatID, seq) })
+}
+
+func (g guardedStore) DeviceCursor(ctx context.Context, user, device, chatID string) (n uint64, err error) {
+	err = g.b.call(func() (e error) { n, e = g.s.DeviceCursor(ctx, user, device, chatID); return })
+	return
+}
+
+func (g guardedStore) ChatCursors(ctx context.Context, chatID string) (c []record.DeviceCursor, err error) {
+	err = g.b.call(func() (e error) { c, e = g.s.ChatCursors(ctx, chatID); return })
+	return
+}
+
+func (g guardedStore) Close() error { return g.s.Close() }
+
+func (c BreakerConfig) validate() []error {
+	var errs []error
+	if c.Latency <= 0 {
+		errs = append(errs, fmt.Errorf("logic.breaker.latency must be positive, got %s", c.Latency))
+	}
+	if c.Failures < 1 {
+		errs = append(errs, fmt.Errorf("logic.breaker.failures must be positive, got %d", c.Failures))
+	}
+	if c.Window <= 0 {
+		errs = append(errs, fmt.Errorf("logic.breaker.window must be positive, got %s", c.Window))
+	}
+	if c.Cooldown <= 0 {
+		errs = append(errs, fmt.Errorf("logic.breaker.cooldown must be positive, got %s", c.Cooldown))
+	}
+	return errs
+}

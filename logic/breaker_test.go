@@ -1,0 +1,87 @@
+package logic
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/parley-chat/parley/internal/proto"
+	"github.com/parley-chat/parley/internal/record"
+)
+
+func TestBreakerStates(t *testing.T) {
+	now := time.Unix(0, 0)
+	b := &breaker{cfg: BreakerConfig{Latency: 500 * time.Millisecond, Failures: 3, Window: 10 * time.Second, Cooldown: time.Second}, now: func() time.Time { return now }}
+	boom := errors.New("boom")
+	steps := []struct {
+		name     string
+		advance  time.Duration
+		took     time.Duration
+		err      error
+		wantCall bool
+		wantOpen bool
+	}{
+		{"ok call", 0, time.Millisecond, nil, true, false},
+		{"old failure", 0, time.Millisecond, boom, true, false},
+		{"outside the window", 11 * time.Second, time.Millisecond, nil, true, false},
+		{"not found is fine", 0, time.Millisecond, record.ErrNotFound, true, false},
+		{"slow 1", 0, 600 * time.Millisecond, nil, true, false},
+		{"success does not reset the count", 0, time.Millisecond, nil, true, false},
+		{"error 2", 0, time.Millisecond, boom, true, false},
+		{"slow 3 opens", 0, time.Second, nil, true, true},
+		{"open rejects", 100 * time.Millisecond, 0, nil, false, true},
+		{"probe after cooldown fails", time.Second, 0, boom, true, true},
+		{"open again", 0, 0, nil, false, true},
+		{"probe succeeds and closes", 2 * time.Second, time.Millisecond, nil, true, false},
+		{"closed", 0, time.Millisecond, nil, true, false},
+	}
+	for _, st := range steps {
+		now = now.Add(st.advance)
+		called := false
+		err := b.call(func() error {
+			called = true
+			now = now.Add(st.took)
+			return st.err
+		})
+		if called != st.wantCall {
+			t.Fatalf("%s: called=%v, want %v", st.name, called, st.wantCall)
+		}
+		if !called && !errors.Is(err, ErrStoreUnavailable) {
+			t.Fatalf("%s: got %v, want ErrStoreUnavailable", st.name, err)
+		}
+		if b.isOpen() != st.wantOpen {
+			t.Fatalf("%s: open=%v, want %v", st.name, b.isOpen(), st.wantOpen)
+		}
+	}
+}
+
+func TestSlowStoreFailsFastAndRecovers(t *testing.T) {
+	st := newMemStore()
+	svc := startService(t, st, func(c *Config) {
+		c.Breaker = BreakerConfig{Latency: 50 * time.Millisecond, Failures: 3, Window: 10 * time.Second, Cooldown: 300 * time.Millisecond}
+	})
+	n := dialNode(t, svc.LinkAddr())
+	n.open(1, "alice", "d")
+	st.mu.Lock()
+	st.delay = 100 * time.Millisecond
+	st.mu.Unlock()
+	for i := 0; i < 3; i++ { // slow but successful: they count against the breaker
+		n.send(1, fmt.Sprintf(`{"type":"send","id":"s%d","to":"bob","body":"slow"}`, i))
+		n.nextType(1, "sent")
+	}
+	start := time.Now()
+	n.send(1, `{"type":"send","id":"fast-fail","to":"bob","body":"x"}`)
+	m := n.nextType(1, "error")
+	if m["code"] != proto.CodeUnavailable || m["retryable"] != true || time.Since(start) > 50*time.Millisecond {
+		t.Fatalf("got %v after %v, want a fast retryable unavailable", m, time.Since(start))
+	}
+	st.mu.Lock()
+	st.delay = 0
+	st.mu.Unlock()
+	time.Sleep(350 * time.Millisecond) // cooldown: the next call probes
+	n.send(1, `{"type":"send","id":"fast-fail","to":"bob","body":"x"}`)
+	if m := n.nextType(1, "sent"); m["seq"] != float64(4) {
+		t.Fatalf("got %v, want seq 4 after recovery", m)
+	}
+}
