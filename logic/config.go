@@ -39,6 +39,9 @@ type Config struct {
 	LinkIdleTimeout time.Duration `yaml:"link_idle_timeout"`
 	// HeartbeatInterval is announced to clients in the hello frame. Default 30s.
 	HeartbeatInterval time.Duration `yaml:"heartbeat_interval"`
+	// WebDir, when set, is a directory of static files (the web client)
+	// served at / by the HTTP API. Default empty (none).
+	WebDir string `yaml:"web_dir"`
 	// DevTokens enables POST /v1/dev/token, which signs a token for any user.
 	// For standalone development only. Default false.
 	DevTokens bool `yaml:"dev_tokens"`

@@ -29,6 +29,19 @@ func httpDuration(route string) *metrics.Histogram {
 }
 
 func (s *Service) newHTTPServer() *fasthttp.Server {
+	if s.cfg.WebDir != "" {
+		fs := &fasthttp.FS{
+			Root:               s.cfg.WebDir,
+			IndexNames:         []string{"index.html"},
+			Compress:           false,
+			AcceptByteRange:    false,
+			GenerateIndexPages: false,
+			PathNotFound: func(ctx *fasthttp.RequestCtx) {
+				httpError(ctx, fasthttp.StatusNotFound, proto.Errorf("not_found", "no such file"))
+			},
+		}
+		s.web = fs.NewRequestHandler()
+	}
 	return &fasthttp.Server{
 		Handler:            s.serveHTTP,
 		Name:               "parley",
@@ -85,6 +98,11 @@ func (s *Service) serveHTTP(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	if !strings.HasPrefix(path, "/v1/") {
+		if s.web != nil && (method == fasthttp.MethodGet || method == fasthttp.MethodHead) {
+			route = "web"
+			s.web(ctx)
+			return
+		}
 		httpError(ctx, fasthttp.StatusNotFound, proto.Errorf("not_found", "no such endpoint"))
 		return
 	}

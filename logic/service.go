@@ -72,6 +72,7 @@ type Service struct {
 	linkLn net.Listener
 	httpLn net.Listener
 	http   *fasthttp.Server
+	web    fasthttp.RequestHandler // static files of the web client; nil when logic.web_dir is empty
 	ready  chan struct{}
 	health healthState
 }
