@@ -25,6 +25,7 @@ func runBench(args []string) error {
 	fs.StringVar(&d.SourceIPs, "source-ips", d.SourceIPs, "spread connections over local addresses, e.g. 127.0.0.2-127.0.0.50")
 	fs.IntVar(&d.DialConcurrency, "dial-concurrency", d.DialConcurrency, "connections set up at once")
 	fs.DurationVar(&d.DialTimeout, "dial-timeout", d.DialTimeout, "bound on one connection setup (TCP, upgrade, hello)")
+	fs.BoolVar(&d.Sync, "sync", d.Sync, "send sync after hello and wait for synced before counting a connection (as real clients do)")
 	fs.StringVar(&d.UserPrefix, "user-prefix", d.UserPrefix, "prefix of generated user ids (default: random per run)")
 	asJSON := fs.Bool("json", false, "print the result as JSON on stdout (progress stays on stderr)")
 	quiet := fs.Bool("q", false, "no progress lines")

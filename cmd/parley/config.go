@@ -14,6 +14,7 @@ import (
 	"github.com/parley-chat/parley/internal/auth"
 	"github.com/parley-chat/parley/logic"
 	"github.com/parley-chat/parley/storage/pebble"
+	"github.com/parley-chat/parley/storage/scylla"
 )
 
 // LogConfig configures logging.
@@ -26,10 +27,13 @@ type LogConfig struct {
 
 // StoreConfig selects and configures the store.
 type StoreConfig struct {
-	// Backend is "pebble" (embedded). Default pebble.
+	// Backend is "pebble" (embedded, one node) or "cql" (ScyllaDB or
+	// Cassandra, for fleets). Default pebble.
 	Backend string `yaml:"backend"`
 	// Pebble configures the embedded store.
 	Pebble pebble.Config `yaml:"pebble"`
+	// CQL configures the ScyllaDB/Cassandra store.
+	CQL scylla.Config `yaml:"cql"`
 }
 
 // fileConfig is the union of every tier's settings; each command uses the
@@ -48,7 +52,7 @@ func defaultFileConfig() fileConfig {
 		Auth:    auth.Default(),
 		Connsrv: connsrv.Default(),
 		Logic:   logic.Default(),
-		Store:   StoreConfig{Backend: "pebble", Pebble: pebble.Default()},
+		Store:   StoreConfig{Backend: "pebble", Pebble: pebble.Default(), CQL: scylla.Default()},
 	}
 }
 
@@ -111,10 +115,13 @@ func validateLog(c LogConfig) error {
 }
 
 func validateStore(c StoreConfig) error {
-	if c.Backend != "pebble" {
-		return fmt.Errorf("store.backend %q: want pebble", c.Backend)
+	switch c.Backend {
+	case "pebble":
+		return c.Pebble.Validate()
+	case "cql":
+		return c.CQL.Validate()
 	}
-	return c.Pebble.Validate()
+	return fmt.Errorf("store.backend %q: want pebble or cql", c.Backend)
 }
 
 func joinErrs(errs ...error) error { return errors.Join(errs...) }

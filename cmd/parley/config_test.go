@@ -2,6 +2,7 @@ package main
 
 import (
 	"flag"
+	"fmt"
 	"io"
 	"path/filepath"
 	"strings"
@@ -11,18 +12,26 @@ import (
 // TestShippedConfigs loads every file in configs/ the way the binary does,
 // so the documented files never drift from the code.
 func TestShippedConfigs(t *testing.T) {
-	tests := []struct {
+	type tc struct {
 		file     string
 		validate func(*fileConfig) error
-	}{
-		{"standalone.yaml", func(c *fileConfig) error {
+		extra    []string
+	}
+	tests := []tc{
+		{"logic.yaml", func(c *fileConfig) error {
+			if c.Store.Backend != "cql" || len(c.Store.CQL.Hosts) == 0 {
+				return fmt.Errorf("got backend %q hosts %v", c.Store.Backend, c.Store.CQL.Hosts)
+			}
+			return validateStore(c.Store)
+		}, []string{"-set", "store.backend=cql"}},
+		{file: "standalone.yaml", validate: func(c *fileConfig) error {
 			return joinErrs(validateLog(c.Log), c.Auth.Validate(), c.Logic.Validate(), validateStore(c.Store), c.Connsrv.Validate())
 		}},
 		// The tier files ship without a secret: supply one as ops would.
-		{"connsrv.yaml", func(c *fileConfig) error {
+		{file: "connsrv.yaml", validate: func(c *fileConfig) error {
 			return joinErrs(validateLog(c.Log), c.Auth.Validate(), c.Connsrv.Validate())
 		}},
-		{"logic.yaml", func(c *fileConfig) error {
+		{file: "logic.yaml", validate: func(c *fileConfig) error {
 			return joinErrs(validateLog(c.Log), c.Auth.Validate(), c.Logic.Validate(), validateStore(c.Store))
 		}},
 	}
@@ -30,7 +39,7 @@ func TestShippedConfigs(t *testing.T) {
 		t.Run(tt.file, func(t *testing.T) {
 			fs := flag.NewFlagSet("t", flag.ContinueOnError)
 			fs.SetOutput(io.Discard)
-			args := []string{"-config", filepath.Join("..", "..", "configs", tt.file), "-set", "auth.secret=" + strings.Repeat("s", 32)}
+			args := append([]string{"-config", filepath.Join("..", "..", "configs", tt.file), "-set", "auth.secret=" + strings.Repeat("s", 32)}, tt.extra...)
 			if _, _, err := loadConfig(fs, args, "", tt.validate); err != nil {
 				t.Fatalf("got %v, want a valid config", err)
 			}

@@ -48,6 +48,8 @@ func runLoadtest(args []string) error {
 	fs.DurationVar(&d.Grace, "grace", d.Grace, "wait for outstanding acks and deliveries before counting them lost")
 	fs.IntVar(&d.BodySize, "body-size", d.BodySize, "pad bodies to this many bytes")
 	fs.IntVar(&d.DialConcurrency, "dial-concurrency", d.DialConcurrency, "connections set up at once")
+	fs.DurationVar(&d.AckInterval, "ack-interval", d.AckInterval, "longest wait before a received message is acked")
+	fs.IntVar(&d.AckBatch, "ack-batch", d.AckBatch, "ack a chat at once when this many messages are unacked")
 	fs.StringVar(&d.SourceIPs, "source-ips", d.SourceIPs, "spread connections over local addresses, e.g. 127.0.0.2-127.0.0.50")
 	fs.StringVar(&d.UserPrefix, "user-prefix", d.UserPrefix, "prefix of generated user ids (default: random per run)")
 	asJSON := fs.Bool("json", false, "print the result as JSON on stdout (progress stays on stderr)")

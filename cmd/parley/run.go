@@ -9,11 +9,13 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/parley-chat/parley/connsrv"
 	"github.com/parley-chat/parley/internal/auth"
 	"github.com/parley-chat/parley/logic"
 	"github.com/parley-chat/parley/storage/pebble"
+	"github.com/parley-chat/parley/storage/scylla"
 )
 
 // exampleSecret is the secret in configs/standalone.yaml. Standalone warns
@@ -24,9 +26,19 @@ func signalContext() (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 }
 
+// openStore opens the configured backend.
+func openStore(cfg StoreConfig, log *slog.Logger) (logic.Store, error) {
+	if cfg.Backend == "cql" {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		return scylla.Open(ctx, cfg.CQL, log.With("component", "cql"))
+	}
+	return pebble.Open(cfg.Pebble, log)
+}
+
 // startLogic opens the store and binds the logic node's listeners.
-func startLogic(cfg fileConfig, v *auth.Verifier, log *slog.Logger) (*logic.Service, *pebble.Store, error) {
-	st, err := pebble.Open(cfg.Store.Pebble, log)
+func startLogic(cfg fileConfig, v *auth.Verifier, log *slog.Logger) (*logic.Service, logic.Store, error) {
+	st, err := openStore(cfg.Store, log)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -90,7 +102,7 @@ func runStandalone(args []string) error {
 	log.Info("parley standalone up",
 		"websocket", "ws://"+cs.Addr()+"/ws",
 		"http", "http://"+svc.HTTPAddr(),
-		"data", cfg.Store.Pebble.Dir,
+		"store", cfg.Store.Backend,
 		"try", "parley chat -user alice   (in another terminal)")
 
 	var errs []error

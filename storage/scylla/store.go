@@ -1,0 +1,531 @@
+package scylla
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/gocql/gocql"
+
+	"github.com/parley-chat/parley/internal/record"
+)
+
+// Store is the CQL implementation of the logic tier's Store contract
+// (logic/store.go). Every method is safe for concurrent use.
+type Store struct {
+	cfg        Config
+	log        *slog.Logger
+	sess       *gocql.Session
+	bucketSize uint64
+	dedupTTL   int                              // seconds
+	spec       gocql.SpeculativeExecutionPolicy // nil when off
+
+	mu     sync.RWMutex // guards closed; read-held by every call in flight so Close waits for them
+	closed bool
+
+	bmu     sync.Mutex             // guards buckets
+	buckets map[bucketKey]struct{} // chat buckets whose chat_buckets row this process has written
+}
+
+type bucketKey struct {
+	chat   string
+	bucket int64
+}
+
+// maxKnownBuckets bounds Store.buckets; the set is cleared when full (a
+// forgotten bucket costs one idempotent rewrite of its marker).
+const maxKnownBuckets = 1 << 16
+
+// Open connects to the cluster, creates the keyspace and applies pending
+// schema migrations, then returns a ready store. cfg is validated; zero
+// fields take their defaults. log receives warnings (rollbacks, dangling
+// rows); nil means slog.Default().
+func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Store, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("cannot open cql store: %w", err)
+	}
+	cfg = cfg.withDefaults()
+	if log == nil {
+		log = slog.Default()
+	}
+	log = log.With("component", "storage.scylla", "keyspace", cfg.Keyspace)
+
+	// The keyspace must exist before a session can be bound to it. Host
+	// policies cannot be shared between sessions: one cluster config each.
+	cluster, err := newCluster(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("cannot open cql store: %w", err)
+	}
+	boot, err := cluster.CreateSession()
+	if err != nil {
+		return nil, fmt.Errorf("cannot connect to cql hosts %v: %w", cfg.Hosts, err)
+	}
+	err = createKeyspace(ctx, boot, cfg)
+	boot.Close()
+	if err != nil {
+		return nil, fmt.Errorf("cannot open cql store: %w", err)
+	}
+	cluster, _ = newCluster(cfg)
+	cluster.Keyspace = cfg.Keyspace
+	sess, err := cluster.CreateSession()
+	if err != nil {
+		return nil, fmt.Errorf("cannot connect to cql hosts %v: %w", cfg.Hosts, err)
+	}
+	start := time.Now()
+	applied, err := migrate(ctx, sess, cfg)
+	if err != nil {
+		sess.Close()
+		return nil, fmt.Errorf("cannot open cql store: %w", err)
+	}
+	if applied > 0 {
+		log.Info("schema migrated", "migrations", applied, "took", time.Since(start))
+	}
+	s := &Store{
+		cfg:        cfg,
+		log:        log,
+		sess:       sess,
+		bucketSize: cfg.BucketSize,
+		dedupTTL:   int(cfg.DedupTTL / time.Second),
+		buckets:    make(map[bucketKey]struct{}),
+	}
+	if cfg.SpeculativeAttempts > 0 {
+		s.spec = &gocql.SimpleSpeculativeExecution{NumAttempts: cfg.SpeculativeAttempts, TimeoutDelay: cfg.SpeculativeDelay}
+	}
+	return s, nil
+}
+
+func newCluster(cfg Config) (*gocql.ClusterConfig, error) {
+	cons, err := parseConsistency(cfg.Consistency)
+	if err != nil {
+		return nil, err
+	}
+	serial, err := parseSerial(cfg.SerialConsistency)
+	if err != nil {
+		return nil, err
+	}
+	c := gocql.NewCluster(cfg.Hosts...)
+	c.ProtoVersion = cfg.ProtoVersion
+	c.Consistency = cons
+	c.SerialConsistency = serial
+	c.ConnectTimeout = cfg.ConnectTimeout
+	c.Timeout = cfg.Timeout
+	c.NumConns = cfg.NumConns
+	fallback := gocql.RoundRobinHostPolicy()
+	if cfg.LocalDC != "" {
+		fallback = gocql.DCAwareRoundRobinPolicy(cfg.LocalDC)
+	}
+	c.PoolConfig.HostSelectionPolicy = gocql.TokenAwareHostPolicy(fallback)
+	if cfg.Retries > 0 {
+		c.RetryPolicy = &gocql.ExponentialBackoffRetryPolicy{NumRetries: cfg.Retries, Min: 50 * time.Millisecond, Max: time.Second}
+	} else {
+		c.RetryPolicy = nil
+	}
+	if cfg.Username != "" {
+		c.Authenticator = gocql.PasswordAuthenticator{Username: cfg.Username, Password: cfg.Password}
+	}
+	return c, nil
+}
+
+// enter registers a call in flight; it fails with record.ErrClosed after
+// Close. The caller must call s.mu.RUnlock when done.
+func (s *Store) enter() error {
+	s.mu.RLock()
+	if s.closed {
+		s.mu.RUnlock()
+		return record.ErrClosed
+	}
+	return nil
+}
+
+// Close waits for the calls in flight and closes the session. Later calls
+// return record.ErrClosed; a second Close is a no-op. Safe for concurrent
+// use.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.mu.Unlock()
+	s.sess.Close()
+	return nil
+}
+
+// read returns an idempotent read statement, speculated when configured.
+func (s *Store) read(ctx context.Context, stmt string, args ...any) *gocql.Query {
+	q := s.sess.Query(stmt, args...).WithContext(ctx).Idempotent(true)
+	if s.spec != nil {
+		q = q.SetSpeculativeExecutionPolicy(s.spec)
+	}
+	return q
+}
+
+// write returns a write statement. Every write the store sends is
+// idempotent (see doc.go), so the retry policy may resend it; writes are
+// never speculated.
+func (s *Store) write(ctx context.Context, stmt string, args ...any) *gocql.Query {
+	return s.sess.Query(stmt, args...).WithContext(ctx).Idempotent(true)
+}
+
+// mapErr turns driver errors into the contract's sentinels.
+func mapErr(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, gocql.ErrNotFound):
+		return record.ErrNotFound
+	case errors.Is(err, gocql.ErrSessionClosed):
+		return record.ErrClosed
+	}
+	return err
+}
+
+// fanout runs fn(0..n-1) with at most cfg.Concurrency in flight and returns
+// the errors by index (nil slice when all succeeded).
+func (s *Store) fanout(n int, fn func(i int) error) []error {
+	if n == 0 {
+		return nil
+	}
+	if n == 1 {
+		if err := fn(0); err != nil {
+			return []error{err}
+		}
+		return nil
+	}
+	errs := make([]error, n)
+	sem := make(chan struct{}, s.cfg.Concurrency)
+	var wg sync.WaitGroup
+	failed := false
+	var fmu sync.Mutex
+	for i := range n {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if err := fn(i); err != nil {
+				errs[i] = err
+				fmu.Lock()
+				failed = true
+				fmu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if !failed {
+		return nil
+	}
+	return errs
+}
+
+func firstErr(errs []error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// seqArg converts a seq to its bigint column value.
+func seqArg(seq uint64) int64 {
+	if seq > math.MaxInt64 {
+		return math.MaxInt64
+	}
+	return int64(seq)
+}
+
+// Statements of chats, membership, markers and cursors. Constant strings:
+// gocql prepares each once per connection and reuses it.
+const (
+	insertChat = `INSERT INTO chats (chat_id, kind, name, created_by, created_at, wid) VALUES (?, ?, ?, ?, ?, ?) IF NOT EXISTS`
+	selectChat = `SELECT kind, name, created_by, created_at FROM chats WHERE chat_id = ?`
+
+	insertMember  = `INSERT INTO chat_members (chat_id, user_id) VALUES (?, ?)`
+	deleteMember  = `DELETE FROM chat_members WHERE chat_id = ? AND user_id = ?`
+	selectMembers = `SELECT user_id FROM chat_members WHERE chat_id = ?`
+
+	insertUserChat  = `INSERT INTO user_chats (user_id, chat_id) VALUES (?, ?)`
+	deleteUserChat  = `DELETE FROM user_chats WHERE user_id = ? AND chat_id = ?`
+	selectUserChats = `SELECT chat_id FROM user_chats WHERE user_id = ?`
+
+	upsertReadMarker  = `INSERT INTO read_markers (user_id, chat_id, seq) VALUES (?, ?, ?) USING TIMESTAMP ?`
+	selectReadMarkers = `SELECT chat_id, seq FROM read_markers WHERE user_id = ?`
+
+	upsertDeviceCursor = `INSERT INTO device_cursors (user_id, device, chat_id, seq) VALUES (?, ?, ?, ?) USING TIMESTAMP ?`
+	selectDeviceCursor = `SELECT seq FROM device_cursors WHERE user_id = ? AND device = ? AND chat_id = ?`
+	upsertChatCursor   = `INSERT INTO chat_cursors (chat_id, user_id, device, seq) VALUES (?, ?, ?, ?) USING TIMESTAMP ?`
+	selectChatCursors  = `SELECT user_id, device, seq FROM chat_cursors WHERE chat_id = ?`
+)
+
+// CreateChat stores chat (by a lightweight transaction on its chats row)
+// and then its members in a logged batch. ErrConflict if the chat exists;
+// nothing else is written then. Safe for concurrent use.
+func (s *Store) CreateChat(ctx context.Context, chat record.Chat, members []string) error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.mu.RUnlock()
+	if chat.ID == "" {
+		return fmt.Errorf("cannot create chat: empty id")
+	}
+	wid, err := gocql.RandomUUID()
+	if err != nil {
+		return fmt.Errorf("cannot create chat %s: %w", chat.ID, err)
+	}
+	existing := map[string]any{}
+	applied, err := s.write(ctx, insertChat, chat.ID, int8(chat.Kind), chat.Name, chat.CreatedBy, chat.CreatedAt, wid).MapScanCAS(existing)
+	if err != nil {
+		return fmt.Errorf("cannot create chat %s: %w", chat.ID, mapErr(err))
+	}
+	// A retry of our own committed transaction reports "not applied" with
+	// our wid: that is a success.
+	if !applied && existing["wid"] != wid {
+		return fmt.Errorf("cannot create chat %s: %w", chat.ID, record.ErrConflict)
+	}
+	members = slices.Compact(slices.Sorted(slices.Values(members)))
+	if len(members) == 0 {
+		return nil
+	}
+	b := s.sess.NewBatch(gocql.LoggedBatch).WithContext(ctx)
+	for _, u := range members {
+		b.Query(insertMember, chat.ID, u)
+		b.Query(insertUserChat, u, chat.ID)
+	}
+	if err := s.sess.ExecuteBatch(b); err != nil {
+		return fmt.Errorf("cannot add members of chat %s: %w", chat.ID, mapErr(err))
+	}
+	return nil
+}
+
+// Chat returns a chat's metadata, or ErrNotFound. Safe for concurrent use.
+func (s *Store) Chat(ctx context.Context, chatID string) (record.Chat, error) {
+	if err := s.enter(); err != nil {
+		return record.Chat{}, err
+	}
+	defer s.mu.RUnlock()
+	c, err := s.chat(ctx, chatID)
+	if err != nil {
+		return record.Chat{}, fmt.Errorf("cannot read chat %s: %w", chatID, err)
+	}
+	return c, nil
+}
+
+func (s *Store) chat(ctx context.Context, chatID string) (record.Chat, error) {
+	if chatID == "" {
+		return record.Chat{}, record.ErrNotFound
+	}
+	c := record.Chat{ID: chatID}
+	var kind int8
+	if err := s.read(ctx, selectChat, chatID).Scan(&kind, &c.Name, &c.CreatedBy, &c.CreatedAt); err != nil {
+		return record.Chat{}, mapErr(err)
+	}
+	c.Kind = record.ChatKind(uint8(kind))
+	return c, nil
+}
+
+// Members returns the chat's members in ascending order, or ErrNotFound.
+// Safe for concurrent use.
+func (s *Store) Members(ctx context.Context, chatID string) ([]string, error) {
+	if err := s.enter(); err != nil {
+		return nil, err
+	}
+	defer s.mu.RUnlock()
+	if _, err := s.chat(ctx, chatID); err != nil {
+		return nil, fmt.Errorf("cannot read members of chat %s: %w", chatID, err)
+	}
+	iter := s.read(ctx, selectMembers, chatID).Iter()
+	out := []string{}
+	var u string
+	for iter.Scan(&u) {
+		out = append(out, u)
+	}
+	if err := iter.Close(); err != nil {
+		return nil, fmt.Errorf("cannot read members of chat %s: %w", chatID, mapErr(err))
+	}
+	return out, nil // clustering order is ascending
+}
+
+// AddMember adds user to chat and the chat to the user's list in one logged
+// batch. ErrNotFound if the chat does not exist. Safe for concurrent use.
+func (s *Store) AddMember(ctx context.Context, chatID, user string) error {
+	return s.membership(ctx, chatID, user, insertMember, insertUserChat, "add")
+}
+
+// RemoveMember removes user from chat and the chat from the user's list in
+// one logged batch. ErrNotFound if the chat does not exist. Safe for
+// concurrent use.
+func (s *Store) RemoveMember(ctx context.Context, chatID, user string) error {
+	return s.membership(ctx, chatID, user, deleteMember, deleteUserChat, "remove")
+}
+
+func (s *Store) membership(ctx context.Context, chatID, user, memberStmt, userStmt, verb string) error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.mu.RUnlock()
+	if _, err := s.chat(ctx, chatID); err != nil {
+		return fmt.Errorf("cannot %s member %s of chat %s: %w", verb, user, chatID, err)
+	}
+	if user == "" {
+		return fmt.Errorf("cannot %s member of chat %s: empty user id", verb, chatID)
+	}
+	b := s.sess.NewBatch(gocql.LoggedBatch).WithContext(ctx)
+	b.Query(memberStmt, chatID, user)
+	b.Query(userStmt, user, chatID)
+	if err := s.sess.ExecuteBatch(b); err != nil {
+		return fmt.Errorf("cannot %s member %s of chat %s: %w", verb, user, chatID, mapErr(err))
+	}
+	return nil
+}
+
+// UserChats returns the user's chats with their last seq and the user's
+// read marker. A user_chats row whose chat is missing is skipped. Safe for
+// concurrent use.
+func (s *Store) UserChats(ctx context.Context, user string) ([]record.ChatEntry, error) {
+	if err := s.enter(); err != nil {
+		return nil, err
+	}
+	defer s.mu.RUnlock()
+	if user == "" {
+		return []record.ChatEntry{}, nil
+	}
+	var ids []string
+	iter := s.read(ctx, selectUserChats, user).Iter()
+	var id string
+	for iter.Scan(&id) {
+		ids = append(ids, id)
+	}
+	if err := iter.Close(); err != nil {
+		return nil, fmt.Errorf("cannot read chat list of %s: %w", user, mapErr(err))
+	}
+	if len(ids) == 0 {
+		return []record.ChatEntry{}, nil
+	}
+	marks := make(map[string]uint64, len(ids))
+	iter = s.read(ctx, selectReadMarkers, user).Iter()
+	var seq int64
+	for iter.Scan(&id, &seq) {
+		marks[id] = uint64(seq)
+	}
+	if err := iter.Close(); err != nil {
+		return nil, fmt.Errorf("cannot read read markers of %s: %w", user, mapErr(err))
+	}
+	entries := make([]record.ChatEntry, len(ids))
+	found := make([]bool, len(ids))
+	errs := s.fanout(len(ids), func(i int) error {
+		c, err := s.chat(ctx, ids[i])
+		if errors.Is(err, record.ErrNotFound) {
+			s.log.Warn("chat list names a missing chat", "user_id", user, "chat_id", ids[i])
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		last, err := s.lastSeq(ctx, ids[i])
+		if err != nil {
+			return err
+		}
+		entries[i] = record.ChatEntry{Chat: c, LastSeq: last, ReadSeq: marks[ids[i]]}
+		found[i] = true
+		return nil
+	})
+	if err := firstErr(errs); err != nil {
+		return nil, fmt.Errorf("cannot read chat list of %s: %w", user, err)
+	}
+	out := entries[:0]
+	for i, e := range entries {
+		if found[i] {
+			out = append(out, e)
+		}
+	}
+	return out, nil
+}
+
+// SetReadSeq raises the user's read marker in chat to seq. The write uses
+// seq as its CQL timestamp, so concurrent or reordered raises converge on
+// the highest seq without a read or a transaction. Safe for concurrent use.
+func (s *Store) SetReadSeq(ctx context.Context, user, chatID string, seq uint64) error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.mu.RUnlock()
+	if user == "" || chatID == "" {
+		return fmt.Errorf("cannot set read marker: empty user or chat id")
+	}
+	v := seqArg(seq)
+	if err := s.write(ctx, upsertReadMarker, user, chatID, v, v).Exec(); err != nil {
+		return fmt.Errorf("cannot set read marker of %s in chat %s: %w", user, chatID, mapErr(err))
+	}
+	return nil
+}
+
+// SetDeviceCursor raises the device's delivery cursor in chat to seq, in
+// both cursor tables, with seq as the write timestamp (see SetReadSeq).
+// Safe for concurrent use.
+func (s *Store) SetDeviceCursor(ctx context.Context, user, device, chatID string, seq uint64) error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.mu.RUnlock()
+	if user == "" || device == "" || chatID == "" {
+		return fmt.Errorf("cannot set device cursor: empty user, device or chat id")
+	}
+	v := seqArg(seq)
+	if err := s.write(ctx, upsertDeviceCursor, user, device, chatID, v, v).Exec(); err != nil {
+		return fmt.Errorf("cannot set cursor of %s/%s in chat %s: %w", user, device, chatID, mapErr(err))
+	}
+	if err := s.write(ctx, upsertChatCursor, chatID, user, device, v, v).Exec(); err != nil {
+		return fmt.Errorf("cannot set cursor of %s/%s in chat %s: %w", user, device, chatID, mapErr(err))
+	}
+	return nil
+}
+
+// DeviceCursor returns the device's delivery cursor in chat, 0 if none.
+// Safe for concurrent use.
+func (s *Store) DeviceCursor(ctx context.Context, user, device, chatID string) (uint64, error) {
+	if err := s.enter(); err != nil {
+		return 0, err
+	}
+	defer s.mu.RUnlock()
+	if user == "" || device == "" || chatID == "" {
+		return 0, nil
+	}
+	var seq int64
+	err := s.read(ctx, selectDeviceCursor, user, device, chatID).Scan(&seq)
+	switch {
+	case errors.Is(err, gocql.ErrNotFound):
+		return 0, nil
+	case err != nil:
+		return 0, fmt.Errorf("cannot read cursor of %s/%s in chat %s: %w", user, device, chatID, mapErr(err))
+	}
+	return uint64(seq), nil
+}
+
+// ChatCursors returns the delivery cursor of every device that has one in
+// chat. Safe for concurrent use.
+func (s *Store) ChatCursors(ctx context.Context, chatID string) ([]record.DeviceCursor, error) {
+	if err := s.enter(); err != nil {
+		return nil, err
+	}
+	defer s.mu.RUnlock()
+	out := []record.DeviceCursor{}
+	if chatID == "" {
+		return out, nil
+	}
+	iter := s.read(ctx, selectChatCursors, chatID).Iter()
+	var c record.DeviceCursor
+	var seq int64
+	for iter.Scan(&c.User, &c.Device, &seq) {
+		c.Seq = uint64(seq)
+		out = append(out, c)
+	}
+	if err := iter.Close(); err != nil {
+		return nil, fmt.Errorf("cannot read cursors of chat %s: %w", chatID, mapErr(err))
+	}
+	return out, nil
+}
