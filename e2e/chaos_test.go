@@ -24,7 +24,6 @@ import (
 	"github.com/parley-chat/parley/client"
 	"github.com/parley-chat/parley/internal/auth"
 	"github.com/parley-chat/parley/internal/record"
-	"github.com/parley-chat/parley/storage/pebble"
 )
 
 // chaosConfig holds the knobs of TestChaosNeverLosesAMessage, read from
@@ -582,7 +581,7 @@ func TestChaosNeverLosesAMessage(t *testing.T) {
 	cfg := chaosConfigFromEnv(t)
 	t.Logf("chaos seed %d (replay with PARLEY_CHAOS_SEED=%d); process logs in %s", cfg.seed, cfg.seed, cfg.logDir)
 	bin := parleyBinary(t)
-	data := t.TempDir()
+	data := newTestStore(t)
 	linkPort, logicHTTP, wsPort, connHTTP := freePort(t), freePort(t), freePort(t), freePort(t)
 
 	h := &chaosHarness{t: t, cfg: cfg, t0: time.Now(),
@@ -590,14 +589,13 @@ func TestChaosNeverLosesAMessage(t *testing.T) {
 		direct:  fmt.Sprintf("ws://127.0.0.1:%d/ws", wsPort)}
 	h.authCfg = auth.Default()
 	h.authCfg.Secret = secret
-	h.logic = newTierProc(t, "logic", bin, h.httpAPI+"/readyz", cfg.logDir,
-		"logic", "-config", "../configs/logic.yaml",
-		"-set", "auth.secret="+secret,
+	logicArgs := append([]string{"logic", "-config", "../configs/logic.yaml",
+		"-set", "auth.secret=" + secret,
 		"-set", fmt.Sprintf("logic.link_listen=127.0.0.1:%d", linkPort),
 		"-set", fmt.Sprintf("logic.http_listen=127.0.0.1:%d", logicHTTP),
 		"-set", "logic.dev_tokens=true",
-		"-set", "store.pebble.dir="+data,
-		"-set", "log.format=text")
+		"-set", "log.format=text"}, data.flags()...)
+	h.logic = newTierProc(t, "logic", bin, h.httpAPI+"/readyz", cfg.logDir, logicArgs...)
 	h.connsrv = newTierProc(t, "connsrv", bin, fmt.Sprintf("http://127.0.0.1:%d/readyz", connHTTP), cfg.logDir,
 		"connsrv", "-config", "../configs/connsrv.yaml",
 		"-set", "auth.secret="+secret,
@@ -914,14 +912,9 @@ func (h *chaosHarness) settle() histView {
 
 // readStore opens the pebble directory (logic is stopped) and returns
 // every message of every chat, seq ascending.
-func (h *chaosHarness) readStore(dir string) map[string][]record.Message {
+func (h *chaosHarness) readStore(ts testStore) map[string][]record.Message {
 	t := h.t
-	pc := pebble.Default()
-	pc.Dir = dir
-	st, err := pebble.Open(pc, logger())
-	if err != nil {
-		t.Fatalf("cannot open the store after the run: %v", err)
-	}
+	st := ts.open(t)
 	defer func() {
 		if err := st.Close(); err != nil {
 			t.Errorf("store Close: %v", err)

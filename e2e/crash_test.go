@@ -64,14 +64,14 @@ type proc struct {
 	httpBase string
 }
 
-func startStandalone(t *testing.T, bin, dataDir string, ports [4]int) *proc {
+func startStandalone(t *testing.T, bin string, ts testStore, ports [4]int) *proc {
 	t.Helper()
 	cmd := exec.Command(bin, "standalone", "-config", "../configs/standalone.yaml",
 		"-set", fmt.Sprintf("connsrv.listen=127.0.0.1:%d", ports[0]),
 		"-set", fmt.Sprintf("connsrv.http_listen=127.0.0.1:%d", ports[1]),
 		"-set", fmt.Sprintf("logic.link_listen=127.0.0.1:%d", ports[2]),
-		"-set", fmt.Sprintf("logic.http_listen=127.0.0.1:%d", ports[3]),
-		"-set", "store.pebble.dir="+dataDir)
+		"-set", fmt.Sprintf("logic.http_listen=127.0.0.1:%d", ports[3]))
+	cmd.Args = append(cmd.Args, ts.flags()...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -150,7 +150,7 @@ func TestCrashKeepsHistory(t *testing.T) {
 		t.Skip("builds and runs the binary")
 	}
 	bin := parleyBinary(t)
-	data := t.TempDir()
+	data := newTestStore(t)
 	ports := [4]int{freePort(t), freePort(t), freePort(t), freePort(t)}
 	p := startStandalone(t, bin, data, ports)
 

@@ -12,7 +12,6 @@ import (
 	"github.com/parley-chat/parley/connsrv"
 	"github.com/parley-chat/parley/internal/auth"
 	"github.com/parley-chat/parley/logic"
-	"github.com/parley-chat/parley/storage/pebble"
 )
 
 const secret = "e2e-secret-0123456789abcdef0123456789"
@@ -22,7 +21,7 @@ type system struct {
 	t        testing.TB
 	wsURL    string
 	httpURL  string
-	store    *pebble.Store
+	store    logic.Store
 	authCfg  auth.Config
 	stopConn context.CancelFunc
 }
@@ -43,12 +42,7 @@ func startSystem(t testing.TB, tune func(*connsrv.Config, *logic.Config)) *syste
 	if err != nil {
 		t.Fatal(err)
 	}
-	pc := pebble.Default()
-	pc.Dir = t.TempDir()
-	st, err := pebble.Open(pc, log)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := newTestStore(t).open(t)
 	lc := logic.Default()
 	lc.LinkListen, lc.HTTPListen, lc.Shards = "127.0.0.1:0", "127.0.0.1:0", 32
 	cc := connsrv.Default()

@@ -1,0 +1,84 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/parley-chat/parley/logic"
+	"github.com/parley-chat/parley/storage/pebble"
+	"github.com/parley-chat/parley/storage/scylla"
+)
+
+// The end-to-end tests run against the embedded store by default and
+// against ScyllaDB/Cassandra with PARLEY_E2E_STORE=cql and
+// PARLEY_CQL_HOSTS=host:port (scripts/test-integration.sh sets both).
+
+func storeBackend(t testing.TB) string {
+	switch b := os.Getenv("PARLEY_E2E_STORE"); b {
+	case "", "pebble":
+		return "pebble"
+	case "cql":
+		if os.Getenv("PARLEY_CQL_HOSTS") == "" {
+			t.Fatal("PARLEY_E2E_STORE=cql needs PARLEY_CQL_HOSTS")
+		}
+		return "cql"
+	default:
+		t.Fatalf("PARLEY_E2E_STORE=%q: want pebble or cql", b)
+		return ""
+	}
+}
+
+// testStore describes where one test's data lives.
+type testStore struct {
+	backend  string
+	dir      string // pebble
+	keyspace string // cql
+}
+
+func newTestStore(t testing.TB) testStore {
+	ts := testStore{backend: storeBackend(t)}
+	if ts.backend == "pebble" {
+		ts.dir = t.TempDir()
+	} else {
+		ts.keyspace = fmt.Sprintf("e2e_%d_%08x", time.Now().Unix(), rand.Uint32())
+	}
+	return ts
+}
+
+func cqlHosts() []string { return strings.Split(os.Getenv("PARLEY_CQL_HOSTS"), ",") }
+
+// open opens the store in-process.
+func (ts testStore) open(t testing.TB) logic.Store {
+	t.Helper()
+	if ts.backend == "pebble" {
+		pc := pebble.Default()
+		pc.Dir = ts.dir
+		st, err := pebble.Open(pc, logger())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	cfg := scylla.Default()
+	cfg.Hosts, cfg.Keyspace = cqlHosts(), ts.keyspace
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	st, err := scylla.Open(ctx, cfg, logger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// flags are the -set flags that point a parley binary at the store.
+func (ts testStore) flags() []string {
+	if ts.backend == "pebble" {
+		return []string{"-set", "store.backend=pebble", "-set", "store.pebble.dir=" + ts.dir}
+	}
+	return []string{"-set", "store.backend=cql", "-set", "store.cql.hosts=" + os.Getenv("PARLEY_CQL_HOSTS"), "-set", "store.cql.keyspace=" + ts.keyspace}
+}
