@@ -48,8 +48,8 @@ type part struct {
 // rows go in one conditional batch (a lightweight transaction); if any
 // partition conflicts, the partitions of this call that did apply are
 // deleted again (by conditional deletes that match this call's write id)
-// before ErrConflict is returned, and dedup keys are written only after
-// every message row is in. Safe for concurrent use.
+// before ErrConflict is returned. Dedup keys are written first and verified
+// on lookup (see step 1). Safe for concurrent use.
 func (s *Store) AppendMessages(ctx context.Context, msgs []record.Message) error {
 	if err := s.enter(); err != nil {
 		return err
@@ -67,13 +67,33 @@ func (s *Store) AppendMessages(ctx context.Context, msgs []record.Message) error
 		return fmt.Errorf("cannot append messages: %w", err)
 	}
 
-	// 1. Bucket markers first, so that a message row never exists in a
-	// bucket LastSeq and the page walks cannot find.
+	// 1. Dedup keys first. A dedup row is only a hint: LookupDedup trusts
+	// it only when the message row at that seq carries the same sender and
+	// request id. Written before the rows, a crash between the rows and the
+	// client's "sent" can never leave a stored message that a retry fails
+	// to find (which would store it twice). A refused append leaves its
+	// dedup rows behind; they point at rows that are not theirs and read as
+	// missing.
+	var keyed []*record.Message
+	for i := range msgs {
+		if msgs[i].RequestID != "" {
+			keyed = append(keyed, &msgs[i])
+		}
+	}
+	if errs := s.fanout(len(keyed), func(i int) error {
+		m := keyed[i]
+		return s.write(ctx, insertDedup, m.ChatID, m.Sender, m.RequestID, int64(m.Seq), s.dedupTTL).Exec()
+	}); errs != nil {
+		return fmt.Errorf("cannot append messages: cannot store dedup keys: %w", mapErr(firstErr(errs)))
+	}
+
+	// 2. Bucket markers, so that a message row never exists in a bucket
+	// LastSeq and the page walks cannot find.
 	if err := s.markBuckets(ctx, parts); err != nil {
 		return fmt.Errorf("cannot append messages: %w", err)
 	}
 
-	// 2. The message rows: one conditional batch per partition.
+	// 3. The message rows: one conditional batch per partition.
 	applied := make([]bool, len(parts))
 	errs := s.fanout(len(parts), func(i int) error {
 		var err error
@@ -101,23 +121,6 @@ func (s *Store) AppendMessages(ctx context.Context, msgs []record.Message) error
 		return errors.Join(fmt.Errorf("cannot append messages: %w", mapErr(firstErr(errs))), rbErr)
 	}
 
-	// 3. Dedup keys, now that every row is in.
-	var keyed []*record.Message
-	for i := range msgs {
-		if msgs[i].RequestID != "" {
-			keyed = append(keyed, &msgs[i])
-		}
-	}
-	errs = s.fanout(len(keyed), func(i int) error {
-		m := keyed[i]
-		return s.write(ctx, insertDedup, m.ChatID, m.Sender, m.RequestID, int64(m.Seq), s.dedupTTL).Exec()
-	})
-	if errs != nil {
-		// The caller will retry with the same request ids: take the rows
-		// back so that the retry does not store the messages twice.
-		rbErr := s.rollback(ctx, parts, wid, keyed)
-		return errors.Join(fmt.Errorf("cannot append messages: cannot store dedup keys: %w", mapErr(firstErr(errs))), rbErr)
-	}
 	return nil
 }
 
