@@ -4,7 +4,7 @@ FUZZTIME  ?= 5s
 STATICCHECK_VERSION ?= v0.8.2
 GOBIN     := $(shell $(GO) env GOPATH)/bin
 
-.PHONY: help run build fmt vet lint test test-race fuzz bench check clean
+.PHONY: help run build fmt vet lint test test-race test-integration fuzz bench check clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -31,15 +31,18 @@ test: ## unit, end-to-end and crash tests
 test-race: ## the tests under the race detector
 	$(GO) test -race -count=1 ./...
 
+test-integration: ## CQL backend and e2e/chaos on a real Cassandra 5 that the script fetches and starts
+	bash scripts/test-integration.sh
+
 fuzz: ## run every fuzz target for FUZZTIME each
 	bash scripts/fuzz.sh $(FUZZTIME)
 
 bench: ## hot-path benchmarks (short)
 	$(GO) test -run '^$$' -bench . -benchtime 2000x ./connsrv/... ./internal/... ./storage/... ./logic/...
 
-check: ## what CI runs: gofmt check, vet, staticcheck, race tests, short fuzzing
+check: ## what CI runs: gofmt check, vet, staticcheck, race tests, integration tests on real services, short fuzzing
 	@test -z "$$(gofmt -s -l $$(git ls-files '*.go'))" || { gofmt -s -l $$(git ls-files '*.go'); echo 'gofmt needed'; exit 1; }
-	$(MAKE) vet lint test-race fuzz
+	$(MAKE) vet lint test-race test-integration fuzz
 
 clean: ## remove build output and the standalone data dir
 	rm -rf bin parley-data
