@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -40,9 +41,14 @@ type Config struct {
 	// DialConcurrency is how many connections are set up at once.
 	// Default 64.
 	DialConcurrency int `yaml:"dial_concurrency"`
-	// DialTimeout bounds one connection setup (TCP, upgrade, hello).
-	// Default 10s.
+	// DialTimeout bounds one connection setup (TCP, upgrade, hello, and
+	// with Sync until synced). Default 10s.
 	DialTimeout time.Duration `yaml:"dial_timeout"`
+	// Sync sends sync after hello and waits for synced, as a real client
+	// does (docs/protocol.md, "Reliable delivery"); a connection counts as
+	// established only then. Default true; false measures bare sessions
+	// (the server still starts their delivery state after its sync grace).
+	Sync bool `yaml:"sync"`
 	// UserPrefix starts the generated user ids. Empty: "bn" plus a random
 	// suffix.
 	UserPrefix string `yaml:"user_prefix"`
@@ -50,7 +56,7 @@ type Config struct {
 
 // Default returns the default configuration (without a URL).
 func Default() Config {
-	return Config{Conns: 10000, Hold: 30 * time.Second, DialConcurrency: 64, DialTimeout: 10 * time.Second}
+	return Config{Conns: 10000, Hold: 30 * time.Second, DialConcurrency: 64, DialTimeout: 10 * time.Second, Sync: true}
 }
 
 // Validate reports every problem of c at once.
@@ -195,7 +201,7 @@ func Run(ctx context.Context, cfg Config, tok TokenFunc, log *slog.Logger, progr
 		sem <- struct{}{}
 		dials.Go(func() {
 			defer func() { <-sem }()
-			c, err := dialOne(ctx, d, tok, cfg, fmt.Sprintf("%s-%d", cfg.UserPrefix, i), local)
+			c, buf, err := dialOne(ctx, d, tok, cfg, fmt.Sprintf("%s-%d", cfg.UserPrefix, i), local)
 			if err != nil {
 				h.err(err.Error())
 				return
@@ -203,7 +209,7 @@ func Run(ctx context.Context, cfg Config, tok TokenFunc, log *slog.Logger, progr
 			conns[i] = c
 			established.Add(1)
 			h.alive.Add(1)
-			h.wg.Go(func() { h.hold(c) })
+			h.wg.Go(func() { h.hold(c, buf) })
 		})
 	}
 	dials.Wait()
@@ -239,41 +245,103 @@ func Run(ctx context.Context, cfg Config, tok TokenFunc, log *slog.Logger, progr
 	return res, ctx.Err()
 }
 
-// dialOne opens one connection and waits for its hello; errors are short
-// reasons usable as counter keys.
-func dialOne(ctx context.Context, d *wsc.Dialer, tok TokenFunc, cfg Config, user string, local net.IP) (*wsc.Conn, error) {
+// dialOne opens one connection and waits for its hello (and with
+// cfg.Sync, sends sync and waits for synced); errors are short reasons
+// usable as counter keys. It returns the ack scratch buffer for hold.
+func dialOne(ctx context.Context, d *wsc.Dialer, tok TokenFunc, cfg Config, user string, local net.IP) (*wsc.Conn, []byte, error) {
 	token, err := tok(user, "bench")
 	if err != nil {
-		return nil, errors.New("token")
+		return nil, nil, errors.New("token")
 	}
 	dctx, cancel := context.WithTimeout(ctx, cfg.DialTimeout)
 	defer cancel()
 	c, err := d.Dial(dctx, token, "bench", local)
 	if err != nil {
-		return nil, errors.New(dialReason(err))
+		return nil, nil, errors.New(dialReason(err))
 	}
 	stop := context.AfterFunc(dctx, func() { _ = c.Close() })
+	defer stop()
 	msg, err := c.ReadMessage()
-	stop()
 	if err != nil || !strings.Contains(string(msg), `"type":"hello"`) {
 		_ = c.Close()
 		if err != nil && dctx.Err() != nil {
-			return nil, errors.New("hello:timeout")
+			return nil, nil, errors.New("hello:timeout")
 		}
-		return nil, errors.New("hello:" + readReason(err))
+		return nil, nil, errors.New("hello:" + readReason(err))
 	}
-	return c, nil
+	if !cfg.Sync {
+		return c, nil, nil
+	}
+	if err := c.WriteText([]byte(`{"type":"sync","id":"b"}`)); err != nil {
+		_ = c.Close()
+		return nil, nil, errors.New("sync:write")
+	}
+	var buf []byte
+	for {
+		msg, err := c.ReadMessage()
+		if err != nil {
+			_ = c.Close()
+			if dctx.Err() != nil {
+				return nil, nil, errors.New("sync:timeout")
+			}
+			return nil, nil, errors.New("sync:" + readReason(err))
+		}
+		var f frame
+		if json.Unmarshal(msg, &f) != nil {
+			continue
+		}
+		switch {
+		case f.Type == "synced" && f.ID == "b":
+			return c, buf, nil
+		case f.Type == "error" && f.ID == "b":
+			_ = c.Close()
+			return nil, nil, errors.New("sync:error_" + f.Code)
+		case f.Type == "msg":
+			if buf, err = ack(c, buf, &f); err != nil {
+				_ = c.Close()
+				return nil, nil, errors.New("sync:write")
+			}
+		}
+	}
 }
 
-// hold reads (and so answers pings) until the connection ends.
-func (h *holder) hold(c *wsc.Conn) {
+// frame is the part of a server frame bench looks at.
+type frame struct {
+	Type string `json:"type"`
+	ID   string `json:"id"`
+	Code string `json:"code"`
+	Chat string `json:"chat"`
+	Seq  uint64 `json:"seq"`
+}
+
+// ack acknowledges a msg frame at once (idle connections get few, if any:
+// history of a reused user prefix).
+func ack(c *wsc.Conn, buf []byte, f *frame) ([]byte, error) {
+	buf = append(buf[:0], `{"type":"ack","chat":`...)
+	buf = strconv.AppendQuote(buf, f.Chat)
+	buf = append(buf, `,"seq":`...)
+	buf = strconv.AppendUint(buf, f.Seq, 10)
+	buf = append(buf, '}')
+	return buf, c.WriteText(buf)
+}
+
+// hold reads (and so answers pings, and acks any msg) until the
+// connection ends.
+func (h *holder) hold(c *wsc.Conn, buf []byte) {
 	for {
-		if _, err := c.ReadMessage(); err != nil {
+		msg, err := c.ReadMessage()
+		if err != nil {
 			h.alive.Add(-1)
 			if !h.stop.Load() {
 				h.err("drop:" + readReason(err))
 			}
 			return
+		}
+		if strings.Contains(string(msg), `"type":"msg"`) {
+			var f frame
+			if json.Unmarshal(msg, &f) == nil {
+				buf, _ = ack(c, buf, &f)
+			}
 		}
 	}
 }

@@ -2,11 +2,13 @@ package bench
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -86,13 +88,16 @@ func TestConfigValidate(t *testing.T) {
 }
 
 // idleServer upgrades, says hello, pings once and then reads until EOF.
-func idleServer(t *testing.T) string {
+// It answers sync with ok, one msg (seq 1 of chat "c") and synced, and
+// counts syncs and acks of that msg.
+func idleServer(t *testing.T) (url string, syncs, acks *atomic.Int64) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
+	syncs, acks = new(atomic.Int64), new(atomic.Int64)
 	go func() {
 		for {
 			nc, err := ln.Accept()
@@ -107,14 +112,24 @@ func idleServer(t *testing.T) string {
 				_ = wsutil.WriteServerText(nc, []byte(`{"type":"hello"}`))
 				_ = wsutil.WriteServerMessage(nc, ws.OpPing, []byte("p"))
 				for {
-					if _, _, err := wsutil.ReadClientData(nc); err != nil {
+					b, _, err := wsutil.ReadClientData(nc)
+					if err != nil {
 						return
+					}
+					switch string(b) {
+					case `{"type":"sync","id":"b"}`:
+						syncs.Add(1)
+						_ = wsutil.WriteServerText(nc, []byte(`{"type":"ok","id":"b"}`))
+						_ = wsutil.WriteServerText(nc, []byte(`{"type":"msg","chat":"c","seq":1,"from":"x","kind":"text","body":"hi"}`))
+						_ = wsutil.WriteServerText(nc, []byte(`{"type":"synced","id":"b"}`))
+					case `{"type":"ack","chat":"c","seq":1}`:
+						acks.Add(1)
 					}
 				}
 			}()
 		}
 	}()
-	return "ws://" + ln.Addr().String() + "/ws"
+	return "ws://" + ln.Addr().String() + "/ws", syncs, acks
 }
 
 func TestRun(t *testing.T) {
@@ -122,20 +137,38 @@ func TestRun(t *testing.T) {
 		_, _ = w.Write([]byte("go_memstats_heap_inuse_bytes 1000\ngo_memstats_next_gc_bytes 4000\ngo_goroutines 7\n"))
 	}))
 	defer metrics.Close()
-	cfg := Default()
-	cfg.URL = idleServer(t)
-	cfg.Conns = 50
-	cfg.Hold = 200 * time.Millisecond
-	cfg.ServerPID = os.Getpid()
-	cfg.MetricsURL = metrics.URL
-	cfg.SourceIPs = "127.0.0.2-127.0.0.4"
-	res, err := Run(context.Background(), cfg, func(u, _ string) (string, error) { return u, nil }, nil, nil)
-	if err != nil {
-		t.Fatal(err)
+	for _, sync := range []bool{true, false} {
+		t.Run(fmt.Sprintf("sync=%v", sync), func(t *testing.T) {
+			url, syncs, acks := idleServer(t)
+			cfg := Default()
+			cfg.URL = url
+			cfg.Sync = sync
+			cfg.Conns = 50
+			cfg.Hold = 200 * time.Millisecond
+			cfg.ServerPID = os.Getpid()
+			cfg.MetricsURL = metrics.URL
+			cfg.SourceIPs = "127.0.0.2-127.0.0.4"
+			res, err := Run(context.Background(), cfg, func(u, _ string) (string, error) { return u, nil }, nil, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Established != 50 || res.Held != 50 || len(res.ErrorsByKind) != 0 {
+				t.Errorf("got established %d held %d errors %v, want 50, 50, none", res.Established, res.Held, res.ErrorsByKind)
+			}
+			want := int64(0)
+			if sync {
+				want = 50
+			}
+			if syncs.Load() != want || acks.Load() != want {
+				t.Errorf("got %d syncs and %d acks, want %d each", syncs.Load(), acks.Load(), want)
+			}
+			checkResult(t, res)
+		})
 	}
-	if res.Established != 50 || res.Held != 50 || len(res.ErrorsByKind) != 0 {
-		t.Errorf("got established %d held %d errors %v, want 50, 50, none", res.Established, res.Held, res.ErrorsByKind)
-	}
+}
+
+func checkResult(t *testing.T, res *Result) {
+	t.Helper()
 	if res.After.RSS == 0 || res.After.HeapIn != 1000 || res.After.HeapLive != 2000 || res.After.Gorout != 7 {
 		t.Errorf("got after snapshot %+v, want RSS and the scraped metrics", res.After)
 	}

@@ -6,7 +6,9 @@
 // connection, plus the ramp-up rate and failures by reason.
 //
 // Each connection is a lean wsc.Conn without a read buffer and one small
-// reader goroutine that answers the server's pings. Connections are spread
+// reader goroutine that answers the server's pings. Like a real client it
+// sends sync after hello and counts as established once synced arrived
+// (Config.Sync), and acks any msg it gets. Connections are spread
 // over local source addresses (127.0.0.x) so the ephemeral port range is
 // not the limit; the open-files limit of one process is, and Run refuses a
 // count above it with an error that says so (multi-process runs are not

@@ -45,9 +45,16 @@ type Config struct {
 	// DialConcurrency is how many connections are set up at once.
 	// Default 64.
 	DialConcurrency int `yaml:"dial_concurrency"`
-	// DialTimeout bounds one connection setup (TCP, upgrade, hello).
-	// Default 10s.
+	// DialTimeout bounds one connection setup (TCP, upgrade, hello, sync
+	// until synced). Default 10s.
 	DialTimeout time.Duration `yaml:"dial_timeout"`
+	// AckInterval is the longest a received message waits for its
+	// (cumulative, per chat) ack. Default 50ms, as the Go SDK.
+	AckInterval time.Duration `yaml:"ack_interval"`
+	// AckBatch acks a chat at once when this many of its messages are
+	// received but unacked. Default 64, as the Go SDK; it must stay below
+	// the server's delivery window (512).
+	AckBatch int `yaml:"ack_batch"`
 	// SourceIPs spreads connections over local addresses, e.g.
 	// "127.0.0.2-127.0.0.50". Empty: the kernel picks.
 	SourceIPs string `yaml:"source_ips"`
@@ -70,6 +77,8 @@ func Default() Config {
 		Grace:           5 * time.Second,
 		DialConcurrency: 64,
 		DialTimeout:     10 * time.Second,
+		AckInterval:     50 * time.Millisecond,
+		AckBatch:        64,
 	}
 }
 
@@ -115,6 +124,12 @@ func (c Config) Validate() error {
 	}
 	if c.DialTimeout <= 0 {
 		bad("loadtest.dial_timeout must be positive, got %s", c.DialTimeout)
+	}
+	if c.AckInterval <= 0 || c.AckInterval > time.Second {
+		bad("loadtest.ack_interval must be in (0, 1s], got %s", c.AckInterval)
+	}
+	if c.AckBatch < 1 || c.AckBatch > 4096 {
+		bad("loadtest.ack_batch must be in 1..4096, got %d", c.AckBatch)
 	}
 	if _, err := wsc.ParseIPRange(c.SourceIPs); err != nil {
 		bad("loadtest.source_ips: %v", err)

@@ -8,18 +8,29 @@
 //   - group: G groups of M members; one member of each group sends, the
 //     other M-1 receive.
 //
+// Every connection is a correct client of the reliable-delivery protocol
+// (docs/protocol.md): it sends sync right after hello and waits for synced
+// before the measured phase, acks cumulatively per chat (batched: every
+// AckInterval, or at once after AckBatch messages, as the Go SDK), and
+// drops msg frames whose (chat, seq) it already has. Those server resends
+// are counted as retransmits, not as duplicates; a duplicate is one send
+// delivered under two different seqs (stored twice). Out-of-order means a
+// first copy arrived below a seq of its chat already received.
+//
 // The offered rate is fixed (open loop): message k of a sender is due at a
 // scheduled time whatever happened to earlier ones, and that time travels in
 // the body ("lt:<due unix ns>:<stream>:<k>"). Latency is measured from the
-// due time to the recipient's receipt of the msg frame (send→deliver) and to
+// due time to the recipient's receipt of the first copy of the msg frame
+// (send→deliver) and to
 // the sender's receipt of the sent frame (send→sent), so queueing in the
 // generator or the server is counted, not hidden. The report gives achieved
 // throughput, quantiles from a log-linear histogram (Histogram), errors by
 // kind, lost messages (acked by sent but never delivered within a grace
-// period), duplicates and out-of-order deliveries.
+// period), duplicates, out-of-order deliveries and retransmits.
 //
 // Concurrency: Run is safe to call from any goroutine; it uses one
-// goroutine per connection (the reader) plus one per sender. Histogram and
+// goroutine per connection (the reader, which also writes batch acks) plus
+// one per sender and one ack flusher. Histogram and
 // Schedule are plain values, not safe for concurrent mutation.
 //
 // Tier: tooling (client side). It imports internal/proto for frame names

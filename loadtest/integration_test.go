@@ -44,7 +44,10 @@ func TestStandalone(t *testing.T) {
 	srv := exec.Command(bin, "standalone", "-config", "../configs/standalone.yaml",
 		"-set", "connsrv.listen=tcp://"+ws, "-set", "connsrv.http_listen="+wsHTTP,
 		"-set", "logic.link_listen="+link, "-set", "logic.http_listen="+api,
-		"-set", "store.pebble.dir="+filepath.Join(dir, "data"), "-set", "log.level=warn")
+		"-set", "store.pebble.dir="+filepath.Join(dir, "data"), "-set", "log.level=warn",
+		// A small window and a short retransmit timeout: a generator that
+		// does not ack stalls after 64 messages per chat and sees resends.
+		"-set", "logic.delivery_window=64", "-set", "logic.retransmit_timeout=1s")
 	var logs strings.Builder
 	srv.Stdout, srv.Stderr = &logs, &logs
 	if err := srv.Start(); err != nil {
@@ -79,26 +82,40 @@ func TestStandalone(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 
-	cfg := Default()
-	cfg.URL = "ws://" + ws + "/ws"
-	cfg.Pairs = 5
-	cfg.Rate = 50
-	cfg.Warmup = 500 * time.Millisecond
-	cfg.Duration = 2 * time.Second
-	cfg.Grace = 2 * time.Second
 	tok := func(user, device string) (string, error) {
 		return auth.Issue(auth.Config{Secret: devSecret}, user, device, time.Hour, time.Now())
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	res, err := Run(ctx, cfg, tok, nil, nil)
-	if err != nil {
-		t.Fatal(err)
+	tests := []struct {
+		name  string
+		pairs int
+		rate  float64
+		sent  int64 // whole run, warmup 0.5 s + 2 s
+	}{
+		{"5 pairs", 5, 50, 125},
+		{"one chat past the window", 1, 400, 1000},
 	}
-	if res.Lost != 0 || res.Unacked != 0 || res.Duplicates != 0 || res.OutOfOrder != 0 || len(res.ErrorsByKind) != 0 {
-		t.Errorf("got lost %d unacked %d dups %d ooo %d errors %v, want none", res.Lost, res.Unacked, res.Duplicates, res.OutOfOrder, res.ErrorsByKind)
-	}
-	if res.Sent != 125 || res.Delivered != res.Sent || res.Deliver.Count != 100 {
-		t.Errorf("got sent %d delivered %d measured %d, want 125, 125, 100", res.Sent, res.Delivered, res.Deliver.Count)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := Default()
+			cfg.URL = "ws://" + ws + "/ws"
+			cfg.Pairs = tt.pairs
+			cfg.Rate = tt.rate
+			cfg.Warmup = 500 * time.Millisecond
+			cfg.Duration = 2 * time.Second
+			cfg.Grace = 2 * time.Second
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			res, err := Run(ctx, cfg, tok, nil, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Lost != 0 || res.Unacked != 0 || res.Duplicates != 0 || res.OutOfOrder != 0 || res.Retransmits != 0 || len(res.ErrorsByKind) != 0 {
+				t.Errorf("got lost %d unacked %d dups %d ooo %d retransmits %d errors %v, want none",
+					res.Lost, res.Unacked, res.Duplicates, res.OutOfOrder, res.Retransmits, res.ErrorsByKind)
+			}
+			if want := tt.sent * 4 / 5; res.Sent != tt.sent || res.Delivered != res.Sent || int64(res.Deliver.Count) != want {
+				t.Errorf("got sent %d delivered %d measured %d, want %d, %d, %d", res.Sent, res.Delivered, res.Deliver.Count, tt.sent, tt.sent, want)
+			}
+		})
 	}
 }

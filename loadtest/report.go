@@ -26,9 +26,12 @@ type Result struct {
 	DeliverRate  float64          `json:"deliver_rate"` // deliveries of window messages / duration
 	Lost         int64            `json:"lost"`         // acked but never delivered within the grace period (per recipient)
 	Unacked      int64            `json:"unacked"`      // written but no sent frame (errors included)
-	Duplicates   int64            `json:"duplicates"`   // msg frames received twice
+	Duplicates   int64            `json:"duplicates"`   // one send delivered under two different (chat, seq): stored twice
 	DupAcks      int64            `json:"dup_acks"`     // sent frames received twice
-	OutOfOrder   int64            `json:"out_of_order"` // deliveries below a k already seen
+	OutOfOrder   int64            `json:"out_of_order"` // first copies of a (chat, seq) below a seq of the chat already received
+	Retransmits  int64            `json:"retransmits"`  // msg frames for a (chat, seq) already received (server resends; dropped)
+	Backlog      int64            `json:"backlog"`      // msg frames received before synced (history of a reused user prefix)
+	AcksSent     int64            `json:"acks_sent"`    // ack frames written
 	ErrorsByKind map[string]int64 `json:"errors"`
 
 	Deliver Summary `json:"send_to_deliver"` // due time -> recipient's msg frame
@@ -72,6 +75,7 @@ func (r *run) result(live []*stream, setup time.Duration) *Result {
 	defer st.mu.Unlock()
 	res.Sent, res.Acked, res.Delivered = st.sent, st.acked, st.delivered
 	res.Duplicates, res.DupAcks, res.OutOfOrder = st.dups, st.dupAcks, st.ooo
+	res.Retransmits, res.Backlog, res.AcksSent = st.retransmits, st.backlog, st.acksSent
 	res.SentRate = float64(st.sentWin) / r.cfg.Duration.Seconds()
 	res.DeliverRate = float64(st.deliveredWin) / r.cfg.Duration.Seconds()
 	res.ErrorsByKind = maps.Clone(st.errs)
@@ -86,13 +90,19 @@ func (res *Result) WriteText(w io.Writer) error {
 	p("## loadtest %s: %d conns, %d senders x %d recipients, target %.0f msg/s, %.0fs (+%.0fs warmup)\n\n",
 		res.Mode, res.Conns, res.Streams, res.Fanout, res.TargetRate, res.DurationSec, res.WarmupSec)
 	p("| metric | value |\n|---|---|\n")
-	p("| setup (connect%s) | %.2f s |\n", map[bool]string{true: ", create groups", false: ""}[res.Mode == ModeGroup], res.SetupSec)
+	p("| setup (connect, sync%s) | %.2f s |\n", map[bool]string{true: ", create groups", false: ""}[res.Mode == ModeGroup], res.SetupSec)
 	p("| offered sends (window) | %.0f msg/s |\n", res.SentRate)
 	p("| delivered (window) | %.0f msg/s |\n", res.DeliverRate)
 	p("| sent / acked / delivered (whole run) | %d / %d / %d |\n", res.Sent, res.Acked, res.Delivered)
 	p("| lost (acked, not delivered) | %d |\n", res.Lost)
 	p("| unacked | %d |\n", res.Unacked)
-	p("| duplicates / dup acks / out of order | %d / %d / %d |\n\n", res.Duplicates, res.DupAcks, res.OutOfOrder)
+	p("| duplicates / dup acks / out of order | %d / %d / %d |\n", res.Duplicates, res.DupAcks, res.OutOfOrder)
+	p("| retransmits received (dropped by (chat, seq)) | %d |\n", res.Retransmits)
+	p("| acks sent | %d |\n", res.AcksSent)
+	if res.Backlog > 0 {
+		p("| backlog before synced (not counted) | %d |\n", res.Backlog)
+	}
+	p("\n")
 	p("| latency (ms) | count | p50 | p90 | p99 | p99.9 | max | mean |\n|---|---|---|---|---|---|---|---|\n")
 	for _, row := range []struct {
 		name string

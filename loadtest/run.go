@@ -43,18 +43,23 @@ func (b bitset) has(i int) bool {
 
 // conn is one generated client.
 type conn struct {
-	user string
-	c    *wsc.Conn
-	out  *stream     // the stream this conn sends, or nil
-	okCh chan string // group_create answer (chat id), sender only
+	user     string
+	c        *wsc.Conn     // set once hello and synced arrived; nil if setup failed
+	ws       *wsc.Conn     // the connection while it is being set up, then == c
+	out      *stream       // the stream this conn sends, or nil
+	okCh     chan string   // group_create answer (chat id), sender only
+	syncedCh chan struct{} // closed by the reader when synced arrives
+	live     atomic.Bool   // synced arrived: msg frames count as deliveries
+	dropped  atomic.Bool   // setup failed after the reader started: its errors are not counted
 
-	mu  sync.Mutex // guards the following
-	got map[int]*rxState
+	mu    sync.Mutex // guards the following
+	got   map[int]*rxState
+	chats map[string]*chatRx
 }
 
+// rxState is what a conn received of one stream, by message index k.
 type rxState struct {
-	got  bitset
-	maxK int
+	got bitset
 }
 
 // stream is one sender and its receivers.
@@ -81,9 +86,12 @@ type stats struct {
 	acked         int64
 	delivered     int64
 	deliveredWin  int64
-	dups          int64
+	dups          int64 // the same k delivered under two different (chat, seq)
 	ooo           int64
 	dupAcks       int64
+	retransmits   int64 // msg frames for a (chat, seq) already received
+	backlog       int64 // msg frames received before synced
+	acksSent      int64
 	errs          map[string]int64
 }
 
@@ -104,6 +112,9 @@ type run struct {
 	winEnd   time.Time
 	stopping atomic.Bool
 	readers  sync.WaitGroup
+
+	ackMu    sync.Mutex // guards ackConns
+	ackConns []*conn    // connected conns, for the ack flusher
 }
 
 // Run executes one load test and returns its result. Progress lines go to
@@ -124,7 +135,18 @@ func Run(ctx context.Context, cfg Config, tok TokenFunc, log *slog.Logger, progr
 	r.st.errs = map[string]int64{}
 	r.topology()
 	setupStart := time.Now()
+	actx, stopAcks := context.WithCancel(context.WithoutCancel(ctx))
+	acksDone := make(chan struct{})
+	go func() {
+		defer close(acksDone)
+		r.ackLoop(actx)
+	}()
+	defer func() {
+		stopAcks()
+		<-acksDone
+	}()
 	if err := r.dialAll(ctx, tok); err != nil {
+		r.stopping.Store(true)
 		r.closeAll()
 		return nil, err
 	}
@@ -133,6 +155,7 @@ func Run(ctx context.Context, cfg Config, tok TokenFunc, log *slog.Logger, progr
 	}
 	live := r.liveStreams()
 	if len(live) == 0 {
+		r.stopping.Store(true)
 		r.closeAll()
 		return nil, fmt.Errorf("cannot run load test: no stream could be set up (errors: %v)", r.st.errs)
 	}
@@ -162,6 +185,11 @@ func Run(ctx context.Context, cfg Config, tok TokenFunc, log *slog.Logger, progr
 	r.drain(ctx, len(live))
 	cancel()
 	<-progDone
+	// Ack everything received so the server's cursors are current (a
+	// rerun with the same user prefix then gets no backlog).
+	stopAcks()
+	<-acksDone
+	r.flushAcks()
 	r.stopping.Store(true)
 	r.closeAll()
 	r.readers.Wait()
@@ -173,7 +201,7 @@ func Run(ctx context.Context, cfg Config, tok TokenFunc, log *slog.Logger, progr
 func (r *run) topology() {
 	p := r.cfg.UserPrefix
 	newConn := func(user string) *conn {
-		c := &conn{user: user, got: map[int]*rxState{}}
+		c := &conn{user: user, got: map[int]*rxState{}, syncedCh: make(chan struct{})}
 		r.conns = append(r.conns, c)
 		return c
 	}
@@ -258,10 +286,32 @@ func (r *run) dialOne(ctx context.Context, d *wsc.Dialer, tok TokenFunc, c *conn
 		r.st.err("dial:hello")
 		return err
 	}
+	// Sync, then wait for synced: the server has loaded the session's
+	// cursors and pushed any backlog, so live messages are next. The
+	// reader acks the backlog meanwhile (it may exceed the window).
+	c.ws = wc
+	r.readers.Go(func() { r.read(c, wc) })
+	if err := wc.WriteText([]byte(`{"type":"sync","id":"` + syncID + `"}`)); err != nil {
+		c.dropped.Store(true)
+		_ = wc.Close()
+		r.st.err("write")
+		return fmt.Errorf("cannot send sync: %w", err)
+	}
+	select {
+	case <-c.syncedCh:
+	case <-dctx.Done():
+		c.dropped.Store(true)
+		_ = wc.Close()
+		r.st.err("sync:timeout")
+		return fmt.Errorf("cannot sync session: no synced within %s: %w", r.cfg.DialTimeout, dctx.Err())
+	}
 	c.c = wc
-	r.readers.Go(func() { r.read(c) })
+	r.addAckConn(c)
 	return nil
 }
+
+// syncID is the request id of every conn's sync frame.
+const syncID = "s"
 
 func dialErrKind(err error) string {
 	var he *wsc.HandshakeError
@@ -399,19 +449,21 @@ type inFrame struct {
 	Type string `json:"type"`
 	ID   string `json:"id"`
 	Chat string `json:"chat"`
+	Seq  uint64 `json:"seq"`
 	Kind string `json:"kind"`
 	Body string `json:"body"`
 	Code string `json:"code"`
 }
 
-// read consumes one conn's frames until it closes.
-func (r *run) read(c *conn) {
+// read consumes one conn's frames until it closes, acking msg frames.
+func (r *run) read(c *conn, wc *wsc.Conn) {
 	var f inFrame
+	var ackBuf []byte
 	for {
-		msg, err := c.c.ReadMessage()
+		msg, err := wc.ReadMessage()
 		now := time.Now()
 		if err != nil {
-			if !r.stopping.Load() {
+			if !r.stopping.Load() && !c.dropped.Load() {
 				var ce *wsc.CloseError
 				if errors.As(err, &ce) {
 					r.st.err("closed:" + strconv.Itoa(ce.Code))
@@ -428,11 +480,17 @@ func (r *run) read(c *conn) {
 		}
 		switch f.Type {
 		case proto.TypeMsg:
-			if f.Kind == "text" && strings.HasPrefix(f.Body, "lt:") {
-				r.onDeliver(c, f.Body, now)
-			}
+			ackBuf = r.onMsg(c, wc, &f, now, ackBuf)
 		case proto.TypeSent:
-			r.onSent(c, f.ID, now)
+			r.onSent(c, f.ID, f.Chat, f.Seq, now)
+		case proto.TypeSynced:
+			if f.ID == syncID && !c.live.Swap(true) {
+				close(c.syncedCh)
+			}
+		case proto.TypeGoaway:
+			// The generator does not reconnect: a goaway ends the conn's
+			// part in the run, so it shows up in the report.
+			r.st.err("goaway")
 		case proto.TypeOK:
 			if c.okCh != nil && f.ID == "g" {
 				select {
@@ -446,12 +504,58 @@ func (r *run) read(c *conn) {
 	}
 }
 
-func (r *run) onSent(c *conn, id string, now time.Time) {
+// onMsg handles one msg frame: dedup by (chat, seq), ack, and for first
+// copies of generator messages the delivery accounting.
+func (r *run) onMsg(c *conn, wc *wsc.Conn, f *inFrame, now time.Time, ackBuf []byte) []byte {
+	if f.Chat == "" || f.Seq == 0 {
+		r.st.err("bad_msg")
+		return ackBuf
+	}
+	c.mu.Lock()
+	rx, ack := c.addLocked(f.Chat, f.Seq, false, r.cfg.AckBatch)
+	c.mu.Unlock()
+	if ack != nil {
+		var ok bool
+		if ackBuf, ok = writeAcks(wc, []ackEntry{*ack}, ackBuf); !ok && !r.stopping.Load() {
+			r.st.err("write:ack")
+		}
+		r.st.mu.Lock()
+		r.st.acksSent++
+		r.st.mu.Unlock()
+	}
+	switch {
+	case !rx.first:
+		r.st.mu.Lock()
+		r.st.retransmits++
+		r.st.mu.Unlock()
+	case !c.live.Load():
+		r.st.mu.Lock()
+		r.st.backlog++
+		r.st.mu.Unlock()
+	default:
+		if rx.outOfOrder {
+			r.st.mu.Lock()
+			r.st.ooo++
+			r.st.mu.Unlock()
+		}
+		if f.Kind == "text" && strings.HasPrefix(f.Body, "lt:") {
+			r.onDeliver(c, f.Body, now)
+		}
+	}
+	return ackBuf
+}
+
+func (r *run) onSent(c *conn, id, chat string, seq uint64, now time.Time) {
 	s := c.out
 	k, err := strconv.Atoi(id)
 	if s == nil || err != nil || k < 0 {
 		r.st.err("bad_sent")
 		return
+	}
+	if chat != "" && seq > 0 {
+		c.mu.Lock()
+		c.addLocked(chat, seq, true, r.cfg.AckBatch)
+		c.mu.Unlock()
 	}
 	s.mu.Lock()
 	dup := s.acked.set(k)
@@ -497,23 +601,20 @@ func (r *run) onDeliver(c *conn, body string, now time.Time) {
 	c.mu.Lock()
 	rx := c.got[si]
 	if rx == nil {
-		rx = &rxState{maxK: -1}
+		rx = &rxState{}
 		c.got[si] = rx
 	}
 	dup := rx.got.set(k)
-	outOfOrder := !dup && k < rx.maxK
-	rx.maxK = max(rx.maxK, k)
 	c.mu.Unlock()
 
 	due := time.Unix(0, dueNs)
 	r.st.mu.Lock()
 	defer r.st.mu.Unlock()
-	switch {
-	case dup:
+	if dup {
+		// Not a retransmit (those repeat a (chat, seq) and were dropped
+		// before): the server stored the same send twice.
 		r.st.dups++
 		return
-	case outOfOrder:
-		r.st.ooo++
 	}
 	r.st.delivered++
 	if !due.Before(r.winStart) && due.Before(r.winEnd) {
@@ -561,7 +662,7 @@ func (r *run) progress(ctx context.Context, t0 time.Time, w io.Writer) {
 			return
 		case now := <-tick.C:
 			r.st.mu.Lock()
-			sent, del := r.st.sent, r.st.delivered
+			sent, del, rtx := r.st.sent, r.st.delivered, r.st.retransmits
 			d := r.st.ideliver.Summarize()
 			a := r.st.iak.Summarize()
 			r.st.ideliver.Reset()
@@ -581,8 +682,8 @@ func (r *run) progress(ctx context.Context, t0 time.Time, w io.Writer) {
 			if !now.Before(r.winEnd) {
 				phase = "drain"
 			}
-			fmt.Fprintf(w, "%5.1fs %-7s sent %6d/s delivered %6d/s deliver p50 %7.2fms p99 %8.2fms max %8.2fms | sent-ack p99 %8.2fms | errors %d\n",
-				now.Sub(t0).Seconds(), phase, sent-lastSent, del-lastDel, d.P50, d.P99, d.Max, a.P99, nerr)
+			fmt.Fprintf(w, "%5.1fs %-7s sent %6d/s delivered %6d/s deliver p50 %7.2fms p99 %8.2fms max %8.2fms | sent-ack p99 %8.2fms | retransmits %d errors %d\n",
+				now.Sub(t0).Seconds(), phase, sent-lastSent, del-lastDel, d.P50, d.P99, d.Max, a.P99, rtx, nerr)
 			lastSent, lastDel = sent, del
 		}
 	}
