@@ -25,6 +25,7 @@ import (
 var (
 	requestsOverloaded = metrics.NewCounter(`parley_logic_requests_rejected_total{reason="overloaded"}`)
 	presenceDropped    = metrics.NewCounter(`parley_logic_presence_events_dropped_total`)
+	acksDropped        = metrics.NewCounter(`parley_logic_acks_dropped_total{reason="queue_full"}`)
 )
 
 func errorsTotal(code string) *metrics.Counter {
@@ -361,6 +362,12 @@ func (s *Service) dispatch(r *request) {
 	case sh.q <- r:
 	default:
 		requestsOverloaded.Inc()
+		if in.Type == proto.TypeAck {
+			// Acks are cumulative and the session's delivery state already
+			// took this one: the next ack persists the cursor.
+			acksDropped.Inc()
+			return
+		}
 		s.replyErr(r.out, in.ID, &proto.Error{Code: proto.CodeOverloaded, Message: "chat queue full", RetryAfterMS: 100})
 	}
 }

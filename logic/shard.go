@@ -512,7 +512,9 @@ func (sh *shard) ack(ctx context.Context, r *request) error {
 	if err := st.SetDeviceCursor(ctx, r.user, r.device, r.chat, seq); err != nil {
 		return err
 	}
-	msgs, err := st.Messages(ctx, r.chat, record.Page{Before: seq + 1, Limit: record.MaxPageLimit})
+	// Seqs are dense: the page below seq+1 of this size is exactly the newly
+	// covered range (its newest 200 when the ack covers more).
+	msgs, err := st.Messages(ctx, r.chat, record.Page{Before: seq + 1, Limit: int(min(seq-cur, record.MaxPageLimit))})
 	if err != nil {
 		return err
 	}
