@@ -6,7 +6,8 @@
 #
 # On a fresh Debian machine it installs what it needs (as root or through
 # sudo): chromium (only when /usr/bin/chromium is missing) and nodejs/npm
-# (only when node is missing); then `npm ci` in web/. Browser downloads are
+# (only when node is missing; playwright-core needs node >= 20, so Debian 12's
+# nodejs 18 is refused with a clear message); then `npm ci` in web/. Browser downloads are
 # never attempted (no `playwright install`). Needs Go to build the server.
 #
 # Environment: SCREENSHOTS=dir writes the app screenshots there (e.g.
@@ -32,6 +33,12 @@ if [ ${#pkgs[@]} -gt 0 ]; then
 	echo "web-test: installing ${pkgs[*]}"
 	as_root apt-get update
 	as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${pkgs[@]}"
+fi
+
+if [ "$(node -p 'process.versions.node.split(".")[0]')" -lt 20 ]; then
+	echo "web-test: node >= 20 is needed (playwright-core); found $(node --version)" >&2
+	echo "0 passed, 1 failed"
+	exit 1
 fi
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/parley-web-test.XXXXXX")
