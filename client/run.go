@@ -346,7 +346,8 @@ func (c *Client) heartbeat(cn *wsConn, interval time.Duration, done <-chan struc
 func (c *Client) dispatch(f *serverFrame, s session) error {
 	switch f.Type {
 	case proto.TypeMsg:
-		return c.toInbox(inEvent{msg: f.message(), own: c.isOwn(f.From, f.ID), push: true})
+		m := f.message()
+		return c.toInbox(inEvent{msg: m, own: c.isOwn(m), push: true})
 	case proto.TypeSent:
 		if err := c.toInbox(inEvent{msg: Message{Chat: f.Chat, Seq: f.Seq}, own: true}); err != nil {
 			return err
@@ -408,17 +409,21 @@ func (c *Client) dispatch(f *serverFrame, s session) error {
 	return nil
 }
 
-// isOwn reports whether a message from user with request id is a send
-// of this Client still in flight: it is not delivered (Send returns it).
-// Once the send returned, the sent frame has advanced the position, so a
-// later push of it is a duplicate anyway.
-func (c *Client) isOwn(user, requestID string) bool {
-	if requestID == "" {
-		return false
-	}
+// isOwn reports whether m was sent by this device: a send of this Client
+// still in flight (Send returns it), or any text message whose sender is
+// this user on this device id (the server never pushes those either; a
+// history gap fill may contain them). Own messages advance the position
+// but are never handed to the app.
+func (c *Client) isOwn(m Message) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return user == c.hello.User && c.ownSends[requestID] > 0
+	if m.From != c.hello.User || m.Kind == "system" {
+		return false
+	}
+	if m.Device != "" && m.Device == c.hello.Device {
+		return true
+	}
+	return m.RequestID != "" && c.ownSends[m.RequestID] > 0
 }
 
 // resolve hands f to the request waiting for f.ID.
@@ -482,7 +487,7 @@ func (c *Client) deliverLoop() {
 				o.filled(fr.chat)
 			}
 			for _, m := range fr.msgs {
-				if !c.add(o, m, c.isOwn(m.From, m.RequestID), false, false) {
+				if !c.add(o, m, c.isOwn(m), false, false) {
 					return
 				}
 			}

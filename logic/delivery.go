@@ -54,8 +54,9 @@ type deliveryState struct {
 	syncID      string
 	syncPos     map[string]uint64
 	chats       map[string]*chatDelivery
-	queued      bool // a catch-up run is queued or running
-	rerun       bool // work arrived while a run was going
+	queued      bool      // a catch-up run is queued or running
+	rerun       bool      // work arrived while a run was going
+	retryAt     time.Time // a failed catch-up is retried from then (zero: none)
 	syncedSent  bool
 	closed      bool
 }
@@ -105,19 +106,19 @@ func (svc *Service) offer(s *session, m *record.Message, frame []byte) {
 	if d.closed {
 		return
 	}
+	// A chat this session did not know at sync time (a new 1-on-1 chat, a
+	// group the user was just added to) starts at 0: the device gets the
+	// chat from its first message, never a later one first.
 	cd := d.chat(m.ChatID)
-	if d.initialized && cd.seen == 0 && cd.pushed == 0 {
-		// A chat this session did not know at sync time (a new 1-on-1 chat,
-		// or a group the user was just added to): start at this message.
-		cd.pushed, cd.acked = m.Seq-1, m.Seq-1
-	}
 	cd.seen = max(cd.seen, m.Seq)
 	switch {
 	case m.Seq <= cd.pushed:
 	case d.started && d.initialized && m.Seq == cd.pushed+1 && cd.pushed-cd.acked < svc.window():
 		svc.pushLive(s, cd, m, frame)
 	default:
-		if d.started {
+		// A gap, a full window (the next ack reschedules) or a session not
+		// caught up yet.
+		if d.started && cd.pending(svc.window()) {
 			svc.scheduleLocked(s)
 		}
 	}
@@ -135,9 +136,6 @@ func (svc *Service) ownSent(s *session, m *record.Message) {
 	defer s.dmu.Unlock()
 	d := &s.dstate
 	cd := d.chat(m.ChatID)
-	if d.initialized && cd.seen == 0 && cd.pushed == 0 {
-		cd.pushed, cd.acked = m.Seq-1, m.Seq-1
-	}
 	cd.seen = max(cd.seen, m.Seq)
 	if m.Seq == cd.pushed+1 {
 		s.pushLocked(cd, m, nil, svc.now())
@@ -182,12 +180,18 @@ func (svc *Service) startSync(s *session, r *request) {
 	s.dmu.Lock()
 	defer s.dmu.Unlock()
 	d := &s.dstate
-	if d.syncPos == nil {
+	if d.syncPos == nil && !d.initialized {
 		d.syncPos = map[string]uint64{}
 	}
 	for c, seq := range r.in.Chats {
-		d.syncPos[c] = max(d.syncPos[c], seq)
-		if cd := d.chats[c]; cd != nil && d.initialized && seq > cd.acked {
+		if !d.initialized {
+			// Merged (and dropped) by initDelivery; bounded by maxSyncChats.
+			if len(d.syncPos) < maxSyncChats {
+				d.syncPos[c] = max(d.syncPos[c], seq)
+			}
+			continue
+		}
+		if cd := d.chats[c]; cd != nil && seq > cd.acked {
 			cd.acked = min(seq, max(cd.seen, cd.pushed))
 			cd.pushed = max(cd.pushed, cd.acked)
 		}
@@ -218,11 +222,17 @@ func (svc *Service) scheduleLocked(s *session) {
 // page, within the window, until nothing is left.
 func (svc *Service) runCatchup(s *session) {
 	catchupRuns.Inc()
-	ctx, cancel := context.WithTimeout(context.Background(), 4*svc.cfg.StoreTimeout)
-	defer cancel()
 	var frame []byte
 	window := svc.window()
-	for ctx.Err() == nil {
+	// retryLater ends the run after a store failure; the delivery loop
+	// starts a new one after catchupRetry.
+	retryLater := func() {
+		s.dmu.Lock()
+		s.dstate.queued = false
+		s.dstate.retryAt = svc.now().Add(catchupRetry)
+		s.dmu.Unlock()
+	}
+	for {
 		s.dmu.Lock()
 		d := &s.dstate
 		if d.closed {
@@ -232,9 +242,10 @@ func (svc *Service) runCatchup(s *session) {
 		needInit := !d.initialized
 		s.dmu.Unlock()
 		if needInit {
-			if err := svc.initDelivery(ctx, s); err != nil {
-				svc.log.Warn("cannot start delivery catch-up", "user_id", s.user, "device_id", s.device, "err", err)
-				break
+			if err := svc.initDelivery(s); err != nil {
+				svc.log.Warn("cannot start delivery catch-up; retrying", "user_id", s.user, "device_id", s.device, "err", err)
+				retryLater()
+				return
 			}
 		}
 		type job struct {
@@ -252,15 +263,23 @@ func (svc *Service) runCatchup(s *session) {
 			}
 		}
 		s.dmu.Unlock()
+		progress := false
 		for _, j := range jobs {
 			// Seqs are dense, so the page below after+limit+1 is exactly
 			// after+1..after+limit (After 0 would mean "the newest page").
+			ctx, cancel := context.WithTimeout(context.Background(), svc.cfg.StoreTimeout)
 			msgs, err := svc.store.Messages(ctx, j.chat, record.Page{Before: j.after + uint64(j.limit) + 1, Limit: j.limit})
+			cancel()
 			if err != nil {
-				svc.log.Warn("catch-up read failed", "user_id", s.user, "chat_id", j.chat, "err", err)
-				continue
+				svc.log.Warn("catch-up read failed; retrying", "user_id", s.user, "chat_id", j.chat, "err", err)
+				retryLater()
+				return
 			}
 			s.dmu.Lock()
+			if d.closed {
+				s.dmu.Unlock()
+				return
+			}
 			cd := d.chats[j.chat]
 			now := svc.now()
 			for i := range msgs {
@@ -274,6 +293,7 @@ func (svc *Service) runCatchup(s *session) {
 				frame = proto.AppendMsg(frame[:0], m)
 				s.pushLocked(cd, m, frame, now)
 				catchupMessages.Inc()
+				progress = true
 			}
 			if n := len(msgs); n > 0 {
 				cd.seen = max(cd.seen, msgs[n-1].Seq)
@@ -287,6 +307,14 @@ func (svc *Service) runCatchup(s *session) {
 				more = true
 				break
 			}
+		}
+		if more && !progress && !d.rerun && len(jobs) > 0 {
+			// The store did not give the next seq (should not happen: seqs
+			// are dense). Do not spin; try again later.
+			s.dmu.Unlock()
+			svc.log.Warn("catch-up made no progress; retrying", "user_id", s.user, "device_id", s.device)
+			retryLater()
+			return
 		}
 		if !more {
 			d.queued = false
@@ -304,15 +332,18 @@ func (svc *Service) runCatchup(s *session) {
 		}
 		s.dmu.Unlock()
 	}
-	s.dmu.Lock()
-	s.dstate.queued = false
-	s.dmu.Unlock()
 }
+
+// catchupRetry is the pause before a catch-up that failed on the store is
+// tried again.
+const catchupRetry = time.Second
 
 // initDelivery loads the device's cursors and chat list, merges the sync
 // positions, persists them as cursors, and replays the stored delivery
 // receipts of the user's chats to this session.
-func (svc *Service) initDelivery(ctx context.Context, s *session) error {
+func (svc *Service) initDelivery(s *session) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 4*svc.cfg.StoreTimeout)
+	defer cancel()
 	entries, err := svc.store.UserChats(ctx, s.user)
 	if err != nil {
 		return err
@@ -342,6 +373,7 @@ func (svc *Service) initDelivery(ctx context.Context, s *session) error {
 		cd.since = svc.now()
 	}
 	d.initialized = true
+	d.syncPos = nil
 	s.dmu.Unlock()
 	for _, r := range raises {
 		if err := svc.store.SetDeviceCursor(ctx, s.user, s.device, r.chat, r.seq); err != nil {
@@ -388,6 +420,10 @@ func (svc *Service) deliveryLoop(stop <-chan struct{}) {
 			d := &s.dstate
 			if !d.started && now.Sub(s.opened) >= svc.cfg.SyncGrace {
 				d.started = true
+				svc.scheduleLocked(s)
+			}
+			if !d.retryAt.IsZero() && !now.Before(d.retryAt) {
+				d.retryAt = time.Time{}
 				svc.scheduleLocked(s)
 			}
 			for _, cd := range d.chats {

@@ -52,6 +52,7 @@ func (r *registry) add(s *session) (first bool) {
 	k := sessionKey{s.link, s.id}
 	if old, ok := r.sessions[k]; ok {
 		r.removeLocked(old)
+		go old.closeDelivery() // dmu is never taken under registry.mu
 	}
 	r.sessions[k] = s
 	sessionsGauge.Inc()

@@ -55,6 +55,7 @@ type shard struct {
 
 type pendingSend struct {
 	r     *request
+	cs    *chatState // the chat's state when the send was added (never looked up again)
 	msg   record.Message
 	dupOf int // -1, or index of the earlier send in this batch with the same key
 }
@@ -141,9 +142,11 @@ func (sh *shard) loadChat(ctx context.Context, id string) (*chatState, error) {
 	}
 	cs.tent = cs.lastSeq
 	if len(sh.chats) >= max(1, sh.svc.cfg.ChatCacheSize/len(sh.svc.shards)) {
-		for k := range sh.chats { // evict an arbitrary entry
-			delete(sh.chats, k)
-			break
+		for k, c := range sh.chats { // evict an arbitrary entry without pending sends
+			if c.tent == c.lastSeq && c.exists {
+				delete(sh.chats, k)
+				break
+			}
 		}
 	}
 	sh.chats[id] = cs
@@ -192,6 +195,14 @@ func (sh *shard) addSend(r *request) {
 		if err == nil {
 			messagesDeduped.Inc()
 			sh.replySent(r, orig.ChatID, orig.Seq, orig.TS)
+			// The first attempt may have been stored without being fanned
+			// out (its append reported an error, or the node died between
+			// the write and the fan-out): offer it again. Sessions that
+			// have it ignore it.
+			if r.from != nil {
+				sh.svc.ownSent(r.from, &orig)
+			}
+			sh.fanout(cs, &orig, r.from)
 			return
 		}
 		if !errors.Is(err, record.ErrNotFound) {
@@ -203,7 +214,7 @@ func (sh *shard) addSend(r *request) {
 	}
 	cs.tent++
 	sh.dedup[key] = len(sh.pending)
-	sh.pending = append(sh.pending, pendingSend{r: r, dupOf: -1, msg: record.Message{
+	sh.pending = append(sh.pending, pendingSend{r: r, cs: cs, dupOf: -1, msg: record.Message{
 		ChatID: r.chat, Seq: cs.tent, Sender: r.user, Device: r.device, RequestID: in.ID,
 		TS: sh.svc.now().UnixMilli(), Kind: record.MsgText, Body: *in.Body,
 	}})
@@ -242,9 +253,7 @@ func (sh *shard) flush() {
 	if err != nil {
 		sh.svc.log.Warn("cannot append messages", "count", len(sh.pending), "err", err)
 		for _, p := range sh.pending {
-			if cs := sh.chats[p.r.chat]; cs != nil {
-				delete(sh.chats, p.r.chat) // reload seq and members on the next use
-			}
+			delete(sh.chats, p.r.chat) // reload seq and members on the next use
 			sh.fail(p.r, &proto.Error{Code: proto.CodeUnavailable, Message: "message not stored, retry", RetryAfterMS: 200})
 		}
 		return
@@ -253,14 +262,14 @@ func (sh *shard) flush() {
 	appendBatchSize.Update(float64(len(msgs)))
 	sh.markSendersRead(ctx)
 	for _, p := range sh.pending {
-		cs := sh.chats[p.r.chat]
+		cs := p.cs
 		if p.dupOf >= 0 {
 			orig := sh.pending[p.dupOf].msg
 			messagesDeduped.Inc()
 			sh.replySent(p.r, orig.ChatID, orig.Seq, orig.TS)
 			continue
 		}
-		if cs != nil && p.msg.Seq > cs.lastSeq {
+		if p.msg.Seq > cs.lastSeq {
 			cs.lastSeq = p.msg.Seq
 			cs.exists = true
 		}

@@ -1,0 +1,193 @@
+package logic
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/parley-chat/parley/internal/auth"
+	"github.com/parley-chat/parley/internal/proto"
+	"github.com/parley-chat/parley/internal/record"
+)
+
+type capture struct {
+	mu     sync.Mutex
+	frames []string
+}
+
+func (c *capture) reply(f []byte) { c.mu.Lock(); c.frames = append(c.frames, string(f)); c.mu.Unlock() }
+
+func newBareService(t *testing.T, st Store, tune func(*Config)) *Service {
+	cfg := Default()
+	cfg.LinkListen, cfg.HTTPListen, cfg.Shards = "127.0.0.1:0", "", 1
+	tune(&cfg)
+	v, _ := auth.NewVerifier(auth.Config{Secret: testSecret}, nil)
+	svc, err := New(cfg, st, nil, v, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return svc
+}
+
+func mkSend(id, from, to string, out replier) *request {
+	body := "hi " + id
+	r := &request{in: proto.Inbound{Type: proto.TypeSend, ID: id, To: to, Body: &body}, user: from, device: "d", out: out, recv: time.Now()}
+	r.chat = record.DirectChatID(from, to)
+	return r
+}
+
+// Regression tests for findings of a review of the delivery engine: each
+// failed (panicked, stalled, spun or lost a message) before its fix.
+
+// A full chat cache must not evict a chat with pending sends in the same
+// batch (it panicked in flush, or reloaded the chat and reused a seq).
+func TestCacheEvictionKeepsPendingChats(t *testing.T) {
+	svc := newBareService(t, newMemStore(), func(c *Config) { c.ChatCacheSize = 1 })
+	sh := svc.shards[0]
+	c := &capture{}
+	sh.process([]*request{mkSend("r1", "alice", "bob", c), mkSend("r2", "alice", "carol", c), mkSend("r3", "alice", "bob", c)})
+	want := []string{`"id":"r1","chat":"dm:alice:bob","seq":1`, `"id":"r2","chat":"dm:alice:carol","seq":1`, `"id":"r3","chat":"dm:alice:bob","seq":2`}
+	if len(c.frames) != len(want) {
+		t.Fatalf("got frames %v, want 3 sent", c.frames)
+	}
+	for i, w := range want {
+		if !strings.Contains(c.frames[i], `"type":"sent"`) || !strings.Contains(c.frames[i], w) {
+			t.Fatalf("frame %d: got %s, want sent with %s", i, c.frames[i], w)
+		}
+	}
+}
+
+type flakyStore struct {
+	Store
+	failUserChats atomic.Int32
+	failUntil     atomic.Int64
+	failMessages  atomic.Bool
+	msgCalls      atomic.Int64
+	commitThenErr atomic.Bool
+}
+
+func (f *flakyStore) UserChats(ctx context.Context, u string) ([]record.ChatEntry, error) {
+	if time.Now().UnixNano() < f.failUntil.Load() {
+		return nil, errors.New("injected userchats failure")
+	}
+	return f.Store.UserChats(ctx, u)
+}
+func (f *flakyStore) Messages(ctx context.Context, c string, p record.Page) ([]record.Message, error) {
+	f.msgCalls.Add(1)
+	if f.failMessages.Load() {
+		return nil, errors.New("injected read failure")
+	}
+	return f.Store.Messages(ctx, c, p)
+}
+func (f *flakyStore) AppendMessages(ctx context.Context, m []record.Message) error {
+	err := f.Store.AppendMessages(ctx, m)
+	if err == nil && f.commitThenErr.Load() {
+		return context.DeadlineExceeded
+	}
+	return err
+}
+
+// expectMsg waits up to d for session s's next msg frame and checks its seq.
+func expectMsg(t *testing.T, n *fakeNode, s uint64, seq int, d time.Duration) {
+	t.Helper()
+	deadline := time.After(d)
+	for {
+		select {
+		case m := <-n.ch(s):
+			if m["type"] != "msg" {
+				continue
+			}
+			if m["seq"] != float64(seq) {
+				t.Fatalf("session %d: got %v, want msg seq %d", s, m, seq)
+			}
+			return
+		case <-deadline:
+			t.Fatalf("session %d: no msg seq %d within %s", s, seq, d)
+		}
+	}
+}
+
+// A transient failure when a catch-up starts is retried.
+func TestCatchupRetriesAfterInitFailure(t *testing.T) {
+	fs := &flakyStore{Store: newMemStore()}
+	svc := startService(t, fs, func(c *Config) { c.RetransmitTimeout = 200 * time.Millisecond })
+	n := dialNode(t, svc.LinkAddr())
+	n.open(1, "alice", "d")
+	for i := 0; i < 3; i++ {
+		n.send(1, fmt.Sprintf(`{"type":"send","id":"r%d","to":"bob","body":"m%d"}`, i, i))
+		n.nextType(1, "sent")
+	}
+	fs.failUntil.Store(time.Now().Add(300 * time.Millisecond).UnixNano())
+	n.openSync(2, "bob", "phone", "")
+	expectMsg(t, n, 2, 1, 3*time.Second)
+}
+
+// A failing store read stops the catch-up (no spinning) and it resumes
+// once the store is back.
+func TestCatchupBacksOffOnReadErrors(t *testing.T) {
+	fs := &flakyStore{Store: newMemStore()}
+	svc := startService(t, fs, func(c *Config) { c.Breaker.Failures = 1 << 30; c.StoreTimeout = time.Second })
+	n := dialNode(t, svc.LinkAddr())
+	n.open(1, "alice", "d")
+	n.send(1, `{"type":"send","id":"r1","to":"bob","body":"m"}`)
+	n.nextType(1, "sent")
+	fs.failMessages.Store(true)
+	before := fs.msgCalls.Load()
+	n.openSync(2, "bob", "phone", "")
+	time.Sleep(500 * time.Millisecond)
+	if calls := fs.msgCalls.Load() - before; calls > 5 {
+		t.Fatalf("catch-up read the store %d times in 500ms while it failed, want a back-off", calls)
+	}
+	fs.failMessages.Store(false)
+	expectMsg(t, n, 2, 1, 3*time.Second)
+}
+
+// A write that was stored but reported an error is fanned out when the
+// client's retry finds it by its request id.
+func TestDedupHitFansOut(t *testing.T) {
+	fs := &flakyStore{Store: newMemStore()}
+	svc := startService(t, fs, func(c *Config) { c.RetransmitTimeout = 200 * time.Millisecond })
+	n := dialNode(t, svc.LinkAddr())
+	n.open(1, "alice", "d")
+	n.open(2, "bob", "phone")
+	n.send(1, `{"type":"send","id":"r0","to":"bob","body":"m0"}`)
+	n.nextType(1, "sent")
+	m := n.nextType(2, "msg")
+	n.send(2, fmt.Sprintf(`{"type":"ack","chat":%q,"seq":1}`, m["chat"]))
+	fs.commitThenErr.Store(true)
+	n.send(1, `{"type":"send","id":"r1","to":"bob","body":"m1"}`)
+	n.nextType(1, "error")
+	fs.commitThenErr.Store(false)
+	n.send(1, `{"type":"send","id":"r1","to":"bob","body":"m1"}`)
+	if m := n.nextType(1, "sent"); m["seq"] != float64(2) {
+		t.Fatalf("retry got %v, want the original seq 2", m)
+	}
+	expectMsg(t, n, 2, 2, 2*time.Second)
+}
+
+// A chat the session learns about after sync starts at its first message,
+// even when that message was not fanned out live.
+func TestNewChatStartsAtItsFirstMessage(t *testing.T) {
+	fs := &flakyStore{Store: newMemStore()}
+	svc := startService(t, fs, func(c *Config) { c.RetransmitTimeout = 200 * time.Millisecond })
+	n := dialNode(t, svc.LinkAddr())
+	n.open(1, "alice", "d")
+	n.open(2, "bob", "phone")
+	fs.commitThenErr.Store(true)
+	n.send(1, `{"type":"send","id":"r1","to":"bob","body":"m1"}`)
+	n.nextType(1, "error")
+	fs.commitThenErr.Store(false)
+	n.send(1, `{"type":"send","id":"r1","to":"bob","body":"m1"}`)
+	n.nextType(1, "sent")
+	n.send(1, `{"type":"send","id":"r2","to":"bob","body":"m2"}`)
+	n.nextType(1, "sent")
+	expectMsg(t, n, 2, 1, 2*time.Second)
+	expectMsg(t, n, 2, 2, 2*time.Second)
+}
