@@ -66,7 +66,6 @@ func TestCacheEvictionKeepsPendingChats(t *testing.T) {
 
 type flakyStore struct {
 	Store
-	failUserChats atomic.Int32
 	failUntil     atomic.Int64
 	failMessages  atomic.Bool
 	msgCalls      atomic.Int64
