@@ -15,6 +15,27 @@ import (
 	"github.com/gobwas/ws/wsutil"
 )
 
+// brConn reads through the dialer's buffer: frames the server sent right
+// after the handshake response may already sit there.
+type brConn struct {
+	net.Conn
+	r io.Reader
+}
+
+func (c brConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+// rawWS dials a WebSocket without any client logic.
+func rawWS(ctx context.Context, url string) (net.Conn, error) {
+	c, br, _, err := ws.Dialer{}.Dial(ctx, url)
+	if err != nil {
+		return nil, err
+	}
+	if br != nil {
+		return brConn{Conn: c, r: br}, nil
+	}
+	return c, nil
+}
+
 // rawConn is a bare WebSocket client for sending what the SDK never would.
 type rawConn struct {
 	t testing.TB
@@ -25,7 +46,7 @@ func (s *system) rawDial(user string) *rawConn {
 	s.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	c, _, _, err := ws.Dialer{}.Dial(ctx, s.wsURL+"?token="+s.token(user, "raw", time.Hour))
+	c, err := rawWS(ctx, s.wsURL+"?token="+s.token(user, "raw", time.Hour))
 	if err != nil {
 		s.t.Fatalf("raw dial: %v", err)
 	}

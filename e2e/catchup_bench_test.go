@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
 )
 
@@ -37,7 +36,7 @@ func BenchmarkCatchup(b *testing.B) {
 func fill(b *testing.B, sys *system, n int) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	c, _, _, err := ws.Dialer{}.Dial(ctx, sys.wsURL+"?token="+sys.token("alice", "a", time.Hour))
+	c, err := rawWS(ctx, sys.wsURL+"?token="+sys.token("alice", "a", time.Hour))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -72,7 +71,7 @@ func fill(b *testing.B, sys *system, n int) {
 func catchUp(b *testing.B, sys *system, device string, n int) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	c, _, _, err := ws.Dialer{}.Dial(ctx, sys.wsURL+"?device="+device+"&token="+sys.token("bob", device, time.Hour))
+	c, err := rawWS(ctx, sys.wsURL+"?device="+device+"&token="+sys.token("bob", device, time.Hour))
 	if err != nil {
 		b.Fatal(err)
 	}
