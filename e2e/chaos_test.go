@@ -594,6 +594,7 @@ func TestChaosNeverLosesAMessage(t *testing.T) {
 		"-set", fmt.Sprintf("logic.link_listen=127.0.0.1:%d", linkPort),
 		"-set", fmt.Sprintf("logic.http_listen=127.0.0.1:%d", logicHTTP),
 		"-set", "logic.dev_tokens=true",
+		"-set", "logic.send_rate=0", // faults, not limits, are under test here
 		"-set", "log.format=text"}, data.flags()...)
 	h.logic = newTierProc(t, "logic", bin, h.httpAPI+"/readyz", cfg.logDir, logicArgs...)
 	h.connsrv = newTierProc(t, "connsrv", bin, fmt.Sprintf("http://127.0.0.1:%d/readyz", connHTTP), cfg.logDir,

@@ -70,7 +70,8 @@ func startStandalone(t *testing.T, bin string, ts testStore, ports [4]int) *proc
 		"-set", fmt.Sprintf("connsrv.listen=127.0.0.1:%d", ports[0]),
 		"-set", fmt.Sprintf("connsrv.http_listen=127.0.0.1:%d", ports[1]),
 		"-set", fmt.Sprintf("logic.link_listen=127.0.0.1:%d", ports[2]),
-		"-set", fmt.Sprintf("logic.http_listen=127.0.0.1:%d", ports[3]))
+		"-set", fmt.Sprintf("logic.http_listen=127.0.0.1:%d", ports[3]),
+		"-set", "logic.send_rate=0")
 	cmd.Args = append(cmd.Args, ts.flags()...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {

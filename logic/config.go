@@ -59,6 +59,11 @@ type Config struct {
 	// CatchupPage is the most messages read per store call during a
 	// catch-up. Default 200.
 	CatchupPage int `yaml:"catchup_page"`
+	// SendRate is each user's sustained send rate in messages per second
+	// (token bucket); 0 disables the limit. Default 20.
+	SendRate float64 `yaml:"send_rate"`
+	// SendBurst is the bucket size: sends allowed back to back. Default 20.
+	SendBurst int `yaml:"send_burst"`
 	// Breaker fails store calls fast while the store is slow or failing.
 	Breaker BreakerConfig `yaml:"breaker"`
 	// ChatCacheSize is the most chats whose seq and members a node keeps in
@@ -88,6 +93,8 @@ func Default() Config {
 		SyncGrace:         500 * time.Millisecond,
 		CatchupWorkers:    32,
 		CatchupPage:       200,
+		SendRate:          20,
+		SendBurst:         20,
 		Breaker:           BreakerConfig{Latency: 500 * time.Millisecond, Failures: 5, Window: 10 * time.Second, Cooldown: 2 * time.Second},
 	}
 }
@@ -145,6 +152,12 @@ func (c Config) Validate() error {
 		bad("logic.catchup_workers must be positive, got %d", c.CatchupWorkers)
 	}
 	errs = append(errs, c.Breaker.validate()...)
+	if c.SendRate < 0 {
+		bad("logic.send_rate must not be negative, got %g", c.SendRate)
+	}
+	if c.SendRate > 0 && c.SendBurst < 1 {
+		bad("logic.send_burst must be positive when send_rate is set, got %d", c.SendBurst)
+	}
 	if c.CatchupPage < 1 || c.CatchupPage > 200 {
 		bad("logic.catchup_page must be in 1..200, got %d", c.CatchupPage)
 	}

@@ -407,6 +407,7 @@ func (svc *Service) deliveryLoop(stop <-chan struct{}) {
 	t := time.NewTicker(tick)
 	defer t.Stop()
 	var list []*session
+	var lastSweep time.Time
 	for {
 		select {
 		case <-stop:
@@ -414,6 +415,10 @@ func (svc *Service) deliveryLoop(stop <-chan struct{}) {
 		case <-t.C:
 		}
 		now := svc.now()
+		if now.Sub(lastSweep) > 10*time.Second {
+			svc.sendLimit.sweep(now)
+			lastSweep = now
+		}
 		list = svc.reg.appendAll(list[:0])
 		for _, s := range list {
 			s.dmu.Lock()

@@ -67,6 +67,7 @@ type Service struct {
 	readSem    chan struct{}
 	presenceQ  chan presenceEvent
 	catchupSem chan struct{}
+	sendLimit  *rateLimiter
 	pushQ      chan PushEvent
 	notifier   atomic.Pointer[notifierBox]
 
@@ -123,6 +124,7 @@ func New(cfg Config, store Store, presence Presence, verifier *auth.Verifier, lo
 	}
 	s.presenceQ = make(chan presenceEvent, 4096)
 	s.catchupSem = make(chan struct{}, cfg.CatchupWorkers)
+	s.sendLimit = newRateLimiter(cfg.SendRate, cfg.SendBurst)
 	s.pushQ = make(chan PushEvent, 4096)
 	s.shards = make([]*shard, cfg.Shards)
 	for i := range s.shards {
@@ -322,6 +324,13 @@ func (s *Service) dispatch(r *request) {
 		}
 		return
 	case proto.TypeSend:
+		if ok, wait := s.sendLimit.allow(r.user, s.now()); !ok {
+			rateLimited.Inc()
+			s.replyErr(r.out, in.ID, &proto.Error{Code: proto.CodeRateLimited,
+				Message:      fmt.Sprintf("more than %g messages per second (burst %d)", s.cfg.SendRate, s.cfg.SendBurst),
+				RetryAfterMS: max(1, wait.Milliseconds())})
+			return
+		}
 		if in.To != "" {
 			if in.Chat != "" {
 				s.replyErr(r.out, in.ID, proto.Errorf(proto.CodeBadRequest, "send takes chat or to, not both"))

@@ -24,6 +24,7 @@ func startService(t *testing.T, st Store, tune ...func(*Config)) *Service {
 	t.Helper()
 	cfg := Default()
 	cfg.LinkListen, cfg.HTTPListen, cfg.Shards, cfg.DevTokens = "127.0.0.1:0", "127.0.0.1:0", 8, true
+	cfg.SendRate = 0 // tests send in bursts; TestTwentyFirstSendIsRateLimited turns it on
 	for _, f := range tune {
 		f(&cfg)
 	}
