@@ -45,6 +45,7 @@ func TestStandalone(t *testing.T) {
 		"-set", "connsrv.listen=tcp://"+ws, "-set", "connsrv.http_listen="+wsHTTP,
 		"-set", "logic.link_listen="+link, "-set", "logic.http_listen="+api,
 		"-set", "store.pebble.dir="+filepath.Join(dir, "data"), "-set", "log.level=warn",
+		"-set", "logic.send_rate=0", // one chat gets 1000 messages at once
 		// A small window and a short retransmit timeout: a generator that
 		// does not ack stalls after 64 messages per chat and sees resends.
 		"-set", "logic.delivery_window=64", "-set", "logic.retransmit_timeout=1s")

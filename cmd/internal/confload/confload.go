@@ -144,6 +144,12 @@ func setValue(v reflect.Value, s string) error {
 			return fmt.Errorf("cannot parse unsigned integer %q", s)
 		}
 		v.SetUint(n)
+	case reflect.Float32, reflect.Float64:
+		f, err := strconv.ParseFloat(s, v.Type().Bits())
+		if err != nil {
+			return fmt.Errorf("cannot parse number %q", s)
+		}
+		v.SetFloat(f)
 	case reflect.Slice:
 		if v.Type().Elem().Kind() != reflect.String {
 			return fmt.Errorf("cannot set list of %s from a string", v.Type().Elem())

@@ -11,6 +11,7 @@ type inner struct {
 	Timeout time.Duration `yaml:"timeout"`
 	Addrs   []string      `yaml:"addrs"`
 	N       int           `yaml:"n"`
+	Rate    float64       `yaml:"rate"`
 	On      bool          `yaml:"on"`
 }
 
@@ -32,10 +33,10 @@ func TestLoadAndOverride(t *testing.T) {
 	if err := Env("PX", &c); err != nil {
 		t.Fatal(err)
 	}
-	if err := SetAll(&c, []string{"server.addrs=a:1, b:2", "server.on=true"}); err != nil {
+	if err := SetAll(&c, []string{"server.addrs=a:1, b:2", "server.on=true", "server.rate=2.5"}); err != nil {
 		t.Fatal(err)
 	}
-	if c.Server.N != 7 || len(c.Server.Addrs) != 2 || c.Server.Addrs[1] != "b:2" || !c.Server.On {
+	if c.Server.N != 7 || len(c.Server.Addrs) != 2 || c.Server.Addrs[1] != "b:2" || !c.Server.On || c.Server.Rate != 2.5 {
 		t.Fatalf("got %+v", c)
 	}
 }
