@@ -1,15 +1,7 @@
 package main
 
 import (
-	"context"
-	"encoding/json"
-	"errors"
 	"flag"
-	"fmt"
-	"io"
-	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/parley-chat/parley/bench"
 )
@@ -17,7 +9,7 @@ import (
 func runBench(args []string) error {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	d := bench.Default()
-	url := fs.String("url", "", "WebSocket URL of a connection node (default: from connsrv.listen in the config)")
+	t := addToolFlags(fs)
 	fs.IntVar(&d.Conns, "conns", d.Conns, "idle connections to open and hold (one process holds at most its open-files limit minus 64)")
 	fs.DurationVar(&d.Hold, "hold", d.Hold, "how long to hold all connections before the after readings")
 	fs.IntVar(&d.ServerPID, "server-pid", d.ServerPID, "server process id, for its RSS from /proc (0: skip)")
@@ -27,45 +19,22 @@ func runBench(args []string) error {
 	fs.DurationVar(&d.DialTimeout, "dial-timeout", d.DialTimeout, "bound on one connection setup (TCP, upgrade, hello)")
 	fs.BoolVar(&d.Sync, "sync", d.Sync, "send sync after hello and wait for synced before counting a connection (as real clients do)")
 	fs.StringVar(&d.UserPrefix, "user-prefix", d.UserPrefix, "prefix of generated user ids (default: random per run)")
-	asJSON := fs.Bool("json", false, "print the result as JSON on stdout (progress stays on stderr)")
-	quiet := fs.Bool("q", false, "no progress lines")
-	cfg, done, err := loadConfig(fs, args, "configs/standalone.yaml", func(c *fileConfig) error { return c.Auth.Validate() })
+	done, err := t.setup(fs, args)
 	if err != nil || done {
 		return err
 	}
-	log, err := newLogger(cfg.Log, os.Stderr)
-	if err != nil {
-		return err
-	}
-	d.URL = *url
-	if d.URL == "" {
-		d.URL = wsURLFromListen(cfg.Connsrv.Listen)
-	}
+	defer t.stop()
+	d.URL = *t.url
 	switch *metrics {
 	case "":
-		d.MetricsURL = "http://" + cfg.Logic.HTTPListen + "/metrics"
+		d.MetricsURL = "http://" + t.cfg.Logic.HTTPListen + "/metrics"
 	case "none":
 	default:
 		d.MetricsURL = *metrics
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	var progress io.Writer = os.Stderr
-	if *quiet {
-		progress = nil
-	}
-	res, err := bench.Run(ctx, d, bench.TokenFunc(devTokens(cfg.Auth)), log, progress)
+	res, err := bench.Run(t.ctx, d, bench.TokenFunc(devTokens(t.cfg.Auth)), t.log, t.progress)
 	if res == nil {
 		return err
 	}
-	if err != nil && !errors.Is(err, context.Canceled) {
-		return err
-	}
-	if *asJSON {
-		enc := json.NewEncoder(os.Stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(res)
-	}
-	fmt.Println()
-	return res.WriteMarkdown(os.Stdout)
+	return t.report(res, err, res.WriteMarkdown)
 }
