@@ -297,8 +297,10 @@ type chaosHarness struct {
 	proxy   *chaosProxy
 	httpAPI string // logic's HTTP base URL
 	direct  string // connsrv's WebSocket URL
-	devices []*chaosDevice
-	chats   []chaosChat
+	// startWithin bounds a tier process's start (longer on a fresh CQL keyspace).
+	startWithin time.Duration
+	devices     []*chaosDevice
+	chats       []chaosChat
 
 	stopNew atomic.Bool // senders stop starting sends
 	counter sync.Map    // user -> *atomic.Uint64, numbering the user's messages across devices
@@ -584,7 +586,7 @@ func TestChaosNeverLosesAMessage(t *testing.T) {
 	data := newTestStore(t)
 	linkPort, logicHTTP, wsPort, connHTTP := freePort(t), freePort(t), freePort(t), freePort(t)
 
-	h := &chaosHarness{t: t, cfg: cfg, t0: time.Now(),
+	h := &chaosHarness{t: t, cfg: cfg, t0: time.Now(), startWithin: data.startTimeout(),
 		httpAPI: fmt.Sprintf("http://127.0.0.1:%d", logicHTTP),
 		direct:  fmt.Sprintf("ws://127.0.0.1:%d/ws", wsPort)}
 	h.authCfg = auth.Default()
@@ -606,10 +608,10 @@ func TestChaosNeverLosesAMessage(t *testing.T) {
 		// Relink within 1s of a logic restart instead of up to 5s.
 		"-set", "connsrv.link_backoff_max=1s",
 		"-set", "log.format=text")
-	if err := h.logic.start(20 * time.Second); err != nil {
+	if err := h.logic.start(h.startWithin); err != nil {
 		t.Fatal(err)
 	}
-	if err := h.connsrv.start(20 * time.Second); err != nil {
+	if err := h.connsrv.start(h.startWithin); err != nil {
 		t.Fatal(err)
 	}
 	h.proxy = startProxy(t, fmt.Sprintf("127.0.0.1:%d", wsPort), proxyConfig{
@@ -849,14 +851,14 @@ func (h *chaosHarness) chaos(senders *sync.WaitGroup) killCounts {
 		}
 		time.Sleep(time.Duration(rng.IntN(301)) * time.Millisecond) // down time
 		if killLogic {
-			if err := h.logic.start(20 * time.Second); err != nil {
+			if err := h.logic.start(h.startWithin); err != nil {
 				t.Errorf("cycle %d: %v", cycle, err)
 				return k
 			}
 			h.event("logic up")
 		}
 		if killConn {
-			if err := h.connsrv.start(20 * time.Second); err != nil {
+			if err := h.connsrv.start(h.startWithin); err != nil {
 				t.Errorf("cycle %d: %v", cycle, err)
 				return k
 			}

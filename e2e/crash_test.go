@@ -85,22 +85,40 @@ func startStandalone(t *testing.T, bin string, ts testStore, ports [4]int) *proc
 		_ = cmd.Wait()
 	})
 	up := make(chan struct{})
+	exited := make(chan struct{})
+	var tailMu sync.Mutex
+	var tail []string // the last lines it printed, for a failure message
 	go func() {
+		defer close(exited)
 		sc := bufio.NewScanner(stderr)
 		once := sync.Once{}
 		for sc.Scan() {
+			line := sc.Text()
 			if testing.Verbose() {
-				t.Log(sc.Text())
+				t.Log(line)
 			}
-			if strings.Contains(sc.Text(), "parley standalone up") {
+			tailMu.Lock()
+			if tail = append(tail, line); len(tail) > 20 {
+				tail = tail[1:]
+			}
+			tailMu.Unlock()
+			if strings.Contains(line, "parley standalone up") {
 				once.Do(func() { close(up) })
 			}
 		}
 	}()
+	lastLines := func() string {
+		tailMu.Lock()
+		defer tailMu.Unlock()
+		return strings.Join(tail, "\n")
+	}
+	within := ts.startTimeout()
 	select {
 	case <-up:
-	case <-time.After(20 * time.Second):
-		t.Fatal("standalone did not come up within 20s")
+	case <-exited:
+		t.Fatalf("standalone exited before it came up; its last lines:\n%s", lastLines())
+	case <-time.After(within):
+		t.Fatalf("standalone did not come up within %v; its last lines:\n%s", within, lastLines())
 	}
 	return &proc{cmd: cmd, wsURL: fmt.Sprintf("ws://127.0.0.1:%d/ws", ports[0]), httpBase: fmt.Sprintf("http://127.0.0.1:%d", ports[3])}
 }

@@ -75,6 +75,16 @@ func (ts testStore) open(t testing.TB) logic.Store {
 	return st
 }
 
+// startTimeout bounds how long a parley process pointed at this store may
+// take to come up. A fresh CQL keyspace means schema changes that a loaded
+// two-core Cassandra can take tens of seconds to agree on.
+func (ts testStore) startTimeout() time.Duration {
+	if ts.backend == "cql" {
+		return 90 * time.Second
+	}
+	return 20 * time.Second
+}
+
 // flags are the -set flags that point a parley binary at the store.
 func (ts testStore) flags() []string {
 	if ts.backend == "pebble" {
