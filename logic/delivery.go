@@ -453,14 +453,7 @@ func (s *session) closeDelivery() {
 
 // PushEvent tells the push notifier that a recipient with no online device
 // has a new message. Fleets send these to Kafka (topic message_events).
-type PushEvent struct {
-	Recipient string
-	ChatID    string
-	Seq       uint64
-	Sender    string
-	Preview   string // the first 100 bytes of the text
-	TS        int64  // Unix ms
-}
+type PushEvent = record.PushEvent
 
 // Notifier receives push events. Notify must not block for long; the logic
 // tier calls it from one goroutine and drops events when it falls behind.
