@@ -33,9 +33,35 @@
 // Multi delivers one server frame to several sessions of the same connsrv
 // node (group fan-out) without repeating the payload.
 //
+// # Frames between logic nodes
+//
+// Logic nodes of a fleet dial each other's link port. A peer connection
+// starts with PeerHello (answered by HelloAck) instead of Hello; the dialer
+// sends requests on it and the accepting node answers on the same
+// connection.
+//
+//	PeerHello l->l session 0     payload: as Hello
+//	Forward   l->l session token payload: ulen u8 | user | dlen u8 | device | client frame
+//	Reply     l->l session token payload: seq u64 | server frame (seq > 0: "sent" for that seq)
+//	Fanout    l->l session 0     payload: count u16 | count × (flags u8 | ulen u8 | user) | message
+//	Users     l->l session 0     payload: count u16 | count × (flags u8 | ulen u8 | user) | server frame
+//
+// Forward carries a client request to the node that sequences its chat;
+// Reply carries the answer back under the request's token. Fanout hands a
+// stored message to the node holding the named users' sessions; Users does
+// the same for any other server frame (receipts, presence). The message of
+// Fanout is
+//
+//	seq u64 | ts i64 | kind u8 | clen u16 | chat | slen u8 | sender |
+//	dlen u8 | device | rlen u8 | request id | body (the rest)
+//
+// User flag FlagPush asks the receiver to emit a push event when it holds no
+// session of that user.
+//
 // # Versions
 //
-//	1  initial version.
+//	1  initial version; the logic-to-logic frames 0x0B-0x0F were added with
+//	   the fleet (nodes of one fleet run one release).
 //
 // # Concurrency
 //

@@ -25,6 +25,13 @@ const (
 	TypePing     Type = 0x08
 	TypePong     Type = 0x09
 	TypeMulti    Type = 0x0A
+
+	// Frames between logic nodes (see peer.go).
+	TypePeerHello Type = 0x0B
+	TypeForward   Type = 0x0C
+	TypeReply     Type = 0x0D
+	TypeFanout    Type = 0x0E
+	TypeUsers     Type = 0x0F
 )
 
 func (t Type) String() string {
@@ -49,6 +56,16 @@ func (t Type) String() string {
 		return "pong"
 	case TypeMulti:
 		return "multi"
+	case TypePeerHello:
+		return "peer_hello"
+	case TypeForward:
+		return "forward"
+	case TypeReply:
+		return "reply"
+	case TypeFanout:
+		return "fanout"
+	case TypeUsers:
+		return "users"
 	}
 	return fmt.Sprintf("type(0x%02x)", uint8(t))
 }
@@ -123,7 +140,7 @@ func Parse(b []byte, maxFrame int) (f Frame, n int, err error) {
 	// Check the type before the whole frame is buffered, so a Reader fails
 	// fast instead of buffering a large frame it will reject anyway.
 	t := Type(b[4])
-	if t < TypeHello || t > TypeMulti {
+	if t < TypeHello || t > TypeUsers {
 		return Frame{}, 0, fmt.Errorf("%w: 0x%02x", ErrUnknown, b[4])
 	}
 	total := 4 + int(l)

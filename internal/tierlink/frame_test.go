@@ -123,7 +123,7 @@ func TestParseErrors(t *testing.T) {
 		{"too_large_custom", header(9+100, TypeData, 1), 9 + 99, ErrTooLarge},
 		{"custom_over_max_clamped", header(MaxFrame+1, TypeData, 1), MaxFrame * 2, ErrTooLarge},
 		{"type_0", header(9, 0, 1), 0, ErrUnknown},
-		{"type_after_multi", header(9, TypeMulti+1, 1), 0, ErrUnknown},
+		{"type_after_users", header(9, TypeUsers+1, 1), 0, ErrUnknown},
 		{"type_ff", header(9, 0xff, 1), 0, ErrUnknown},
 		{"type_unknown_partial_frame", header(MaxFrame, 0x7f, 1)[:5], 0, ErrUnknown},
 	}
