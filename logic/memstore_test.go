@@ -22,6 +22,8 @@ type memStore struct {
 	lists   map[string]map[string]bool
 	read    map[string]uint64
 	cursors map[string]uint64
+	subs    map[string]map[string]record.PushSubscription // user -> device -> subscription
+	ledger  map[string]time.Time                          // push ledger key -> expiry
 	failing bool
 	delay   time.Duration // added to AppendMessages, outside the lock
 	closed  bool
@@ -32,6 +34,7 @@ func newMemStore() *memStore {
 		msgs: map[string][]record.Message{}, dedup: map[record.DedupKey]record.Message{},
 		chats: map[string]record.Chat{}, members: map[string][]string{}, lists: map[string]map[string]bool{},
 		read: map[string]uint64{}, cursors: map[string]uint64{},
+		subs: map[string]map[string]record.PushSubscription{}, ledger: map[string]time.Time{},
 	}
 }
 
@@ -264,6 +267,62 @@ func (m *memStore) ChatCursors(_ context.Context, chat string) ([]record.DeviceC
 		}
 	}
 	return out, nil
+}
+
+func (m *memStore) PutPushSubscription(_ context.Context, sub record.PushSubscription) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return record.ErrClosed
+	}
+	if sub.User == "" || sub.Device == "" {
+		return fmt.Errorf("cannot store push subscription: empty user or device id")
+	}
+	if m.subs[sub.User] == nil {
+		m.subs[sub.User] = map[string]record.PushSubscription{}
+	}
+	m.subs[sub.User][sub.Device] = sub
+	return nil
+}
+
+func (m *memStore) PushSubscriptions(_ context.Context, user string) ([]record.PushSubscription, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil, record.ErrClosed
+	}
+	out := []record.PushSubscription{}
+	for _, sub := range m.subs[user] {
+		out = append(out, sub)
+	}
+	return out, nil
+}
+
+func (m *memStore) DeletePushSubscription(_ context.Context, user, device string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return record.ErrClosed
+	}
+	delete(m.subs[user], device)
+	return nil
+}
+
+func (m *memStore) MarkPushed(_ context.Context, key string, ttl time.Duration) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return false, record.ErrClosed
+	}
+	if key == "" || ttl <= 0 {
+		return false, fmt.Errorf("cannot mark %q pushed for %s: empty key or ttl not positive", key, ttl)
+	}
+	now := time.Now()
+	if exp, ok := m.ledger[key]; ok && exp.After(now) {
+		return false, nil
+	}
+	m.ledger[key] = now.Add(ttl)
+	return true, nil
 }
 
 func (m *memStore) Close() error {

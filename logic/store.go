@@ -2,6 +2,7 @@ package logic
 
 import (
 	"context"
+	"time"
 
 	"github.com/parley-chat/parley/internal/record"
 )
@@ -66,6 +67,21 @@ type Store interface {
 	// in chat (any order); empty for a chat without cursors. Receipts for a
 	// sender who was offline are rebuilt from it.
 	ChatCursors(ctx context.Context, chatID string) ([]record.DeviceCursor, error)
+
+	// PutPushSubscription stores sub as the push subscription of
+	// (sub.User, sub.Device), replacing any earlier one. Durable.
+	PutPushSubscription(ctx context.Context, sub record.PushSubscription) error
+	// PushSubscriptions returns the user's subscriptions, one per device,
+	// in no particular order; empty for a user without any.
+	PushSubscriptions(ctx context.Context, user string) ([]record.PushSubscription, error)
+	// DeletePushSubscription removes the device's subscription. Deleting
+	// an absent one is not an error.
+	DeletePushSubscription(ctx context.Context, user, device string) error
+	// MarkPushed is the push ledger: it records key for ttl and reports
+	// first=true only to the first caller of key while the record lives
+	// (an expired record counts as absent). Concurrent callers of one key,
+	// on one node or several, get exactly one first=true.
+	MarkPushed(ctx context.Context, key string, ttl time.Duration) (first bool, err error)
 
 	// Close flushes and releases the store.
 	Close() error

@@ -30,12 +30,21 @@ import (
 //	  createdBy uvarint length, bytes
 //	  name      the remaining bytes
 //
+//	push subscription v1 (user and device are in the key):
+//	  version   1 byte  = 1
+//	  createdAt varint  (zigzag) Unix milliseconds
+//	  endpoint  uvarint length, bytes
+//	  p256dh    uvarint length, bytes
+//	  auth      the remaining bytes
+//
 //	seq (dedup rows, read markers, device cursors): 8 bytes big-endian.
+//	push ledger expiry: 8 bytes big-endian Unix nanoseconds.
 //
 // Version history: 1 is the first and only version.
 const (
-	msgVersion  = 1
-	chatVersion = 1
+	msgVersion     = 1
+	chatVersion    = 1
+	pushSubVersion = 1
 )
 
 // errCorrupt is wrapped by every decoding error.
@@ -107,6 +116,37 @@ func decodeChat(id string, v []byte) (record.Chat, error) {
 	}
 	c.Name = s[d.off:]
 	return c, nil
+}
+
+// appendPushSub appends the value encoding of sub to b.
+func appendPushSub(b []byte, sub *record.PushSubscription) []byte {
+	b = append(b, pushSubVersion)
+	b = binary.AppendVarint(b, sub.CreatedAt)
+	b = appendString(b, sub.Endpoint)
+	b = appendString(b, sub.P256dh)
+	return append(b, sub.Auth...)
+}
+
+// decodePushSub decodes the push subscription stored under (user, device).
+// It never panics.
+func decodePushSub(user, device string, v []byte) (record.PushSubscription, error) {
+	sub := record.PushSubscription{User: user, Device: device}
+	if len(v) < 1 {
+		return sub, fmt.Errorf("cannot decode push subscription %s/%s: %w: empty", user, device, errCorrupt)
+	}
+	if v[0] != pushSubVersion {
+		return sub, fmt.Errorf("cannot decode push subscription %s/%s: %w: unknown version %d", user, device, errCorrupt, v[0])
+	}
+	s := string(v)
+	d := decoder{s: s, off: 1}
+	sub.CreatedAt = d.varint()
+	sub.Endpoint = d.str()
+	sub.P256dh = d.str()
+	if d.err != nil {
+		return sub, fmt.Errorf("cannot decode push subscription %s/%s: %w", user, device, d.err)
+	}
+	sub.Auth = s[d.off:]
+	return sub, nil
 }
 
 func appendSeq(b []byte, seq uint64) []byte { return binary.BigEndian.AppendUint64(b, seq) }

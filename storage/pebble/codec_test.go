@@ -149,3 +149,24 @@ func FuzzDecodeChat(f *testing.F) {
 		}
 	})
 }
+
+// FuzzDecodePushSub is FuzzDecodeMessage for push subscriptions.
+func FuzzDecodePushSub(f *testing.F) {
+	f.Add(appendPushSub(nil, &record.PushSubscription{User: "u", Device: "d", Endpoint: "https://p.example/x", P256dh: "BCVx", Auth: "BTBZ", CreatedAt: -7}))
+	f.Add([]byte{pushSubVersion, 0x80})
+	f.Add([]byte{pushSubVersion, 2, 5, 'a'})
+	f.Fuzz(func(t *testing.T, v []byte) {
+		for i := 0; i <= len(v); i += max(1, len(v)/8) {
+			_, _ = decodePushSub("u", "d", v[:i])
+			_, _ = decodePushSub("u", "d", v[i:])
+		}
+		sub, err := decodePushSub("u", "d", v)
+		if err != nil {
+			return
+		}
+		again, err := decodePushSub("u", "d", appendPushSub(nil, &sub))
+		if err != nil || again != sub {
+			t.Fatalf("re-encoded push subscription: got %+v, %v, want %+v", again, err, sub)
+		}
+	})
+}

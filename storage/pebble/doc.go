@@ -22,7 +22,8 @@
 // after their batch is synced to the WAL (Config.Sync, default true; turning
 // it off voids this promise and is for benchmarks only). SetReadSeq and
 // SetDeviceCursor are not synced; a crash may lose their latest raises.
-// Close syncs everything.
+// Push subscriptions and push ledger claims (MarkPushed) are synced. Close
+// syncs everything.
 //
 // Concurrency: every method of Store is safe for concurrent use. The
 // conflict check and commit of AppendMessages (and the existence check and
@@ -30,8 +31,8 @@
 // chat id, so they are atomic against concurrent writers of the same chat
 // even though the logic tier already serializes per chat; writers of
 // different chats run in parallel and share fsyncs. Read markers and device
-// cursors are raised with a read-modify-write under a second, separate set of
-// striped mutexes. Reads take no locks beyond a shared read lock that lets
+// cursors are raised, and push ledger keys claimed, with a read-modify-write
+// under a second, separate set of striped mutexes. Reads take no locks beyond a shared read lock that lets
 // Close wait for operations in flight; after Close every method returns
 // record.ErrClosed.
 //

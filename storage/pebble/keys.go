@@ -26,6 +26,9 @@ import (
 //	'r' read 'r' user 00 chat                        read seq(8, BE)
 //	'd' cur  'd' user 00 device 00 chat              delivery seq(8, BE)
 //	'e' ccur 'e' chat 00 user 00 device              delivery seq(8, BE) (same value as 'd', by chat)
+//	's' push 's' user 00 device                      push subscription (see codec.go)
+//	'l' ldgr 'l' key                                 expiry, Unix ns (8, BE)
+//	'x' lexp 'x' expiry(8, BE) key                   empty (the ledger by expiry, for the sweep)
 //
 // Consequences:
 //   - LastSeq is one reverse seek (Last) within ['m' chat 00, 'm' chat 01).
@@ -34,6 +37,10 @@ import (
 //   - Members is a prefix scan of 'b' chat 00, naturally in ascending user
 //     order; UserChats is a prefix scan of 'u' user 00 followed by point
 //     reads of chat meta, read marker and last seq for each chat.
+//   - PushSubscriptions is a prefix scan of 's' user 00.
+//   - A push ledger row ('l') whose expiry has passed counts as absent; the
+//     sweep walks 'x' from its start up to now and deletes both rows of
+//     every expired entry, so the ledger does not grow without bound.
 //   - A dedup row stores only the seq; the message itself is read from its
 //     'm' row. Both rows are written in the same batch.
 //
@@ -48,6 +55,9 @@ const (
 	tableRead    = 'r'
 	tableCursor  = 'd'
 	tableChatCur = 'e'
+	tablePushSub = 's'
+	tableLedger  = 'l'
+	tableLedgerX = 'x'
 )
 
 const sep = 0x00
@@ -149,4 +159,27 @@ func cursorKey(b []byte, user, device, chat string) []byte {
 	b = appendID(b, user)
 	b = appendID(b, device)
 	return append(b, chat...)
+}
+
+func pushSubPrefix(b []byte, user string) []byte {
+	b = append(b, tablePushSub)
+	return appendID(b, user)
+}
+
+// pushSubKey returns 's' user 00 device.
+func pushSubKey(b []byte, user, device string) []byte {
+	return append(pushSubPrefix(b, user), device...)
+}
+
+// ledgerKey returns 'l' key.
+func ledgerKey(b []byte, key string) []byte {
+	b = append(b, tableLedger)
+	return append(b, key...)
+}
+
+// ledgerExpiryKey returns 'x' expiry(8, BE) key.
+func ledgerExpiryKey(b []byte, expiry uint64, key string) []byte {
+	b = append(b, tableLedgerX)
+	b = binary.BigEndian.AppendUint64(b, expiry)
+	return append(b, key...)
 }

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	pdb "github.com/cockroachdb/pebble/v2"
@@ -35,6 +36,8 @@ type Store struct {
 
 	chatMu   [chatStripes]sync.Mutex   // guards check+commit of appends and CreateChat, by hash(chat)
 	markerMu [markerStripes]sync.Mutex // guards read-modify-write of markers, by hash(key)
+
+	marks atomic.Uint64 // MarkPushed calls, to pace the ledger sweep
 
 	mu     sync.RWMutex // read-held by every operation, write-held by Close
 	closed bool         // guarded by mu

@@ -25,7 +25,7 @@
 // Statement strings are constants, so gocql prepares each once per
 // connection.
 //
-// # Schema (migration 1, schema.go)
+// # Schema (migrations 1 and 2, schema.go)
 //
 // Open creates the keyspace (Config.Replication: SimpleStrategy with a
 // factor or NetworkTopologyStrategy with per-DC factors) and applies
@@ -43,6 +43,8 @@
 //	device_cursors ((user_id, device), chat_id) seq  DeviceCursor
 //	chat_cursors   (chat_id, user_id, device) seq    ChatCursors
 //	settings       (name) value                      bucket_size
+//	push_subscriptions (user_id, device) endpoint, p256dh, auth, created_at
+//	push_ledger    (key) wid uuid    LWT only, USING TTL (MarkPushed)
 //
 // bucket = seq / Config.BucketSize (default 1000), so a chat's messages
 // spread over partitions of at most BucketSize rows and no chat grows an
@@ -63,7 +65,10 @@
 // lightweight transactions (inserts, and the conditional deletes of a
 // rollback below), never by plain writes, so the Paxos and timestamp
 // orderings never mix on those cells. Everything else (dedup keys, bucket
-// markers, membership, markers) is written by plain writes only. chats rows
+// markers, membership, markers, push subscriptions) is written by plain
+// writes only. push_ledger rows are written only by INSERT ... IF NOT EXISTS
+// USING TTL (MarkPushed; a retried transaction is recognised by its wid as
+// for messages), so exactly one caller of a key is first. chats rows
 // likewise are written only by INSERT ... IF NOT EXISTS, which makes
 // CreateChat's ErrConflict exact.
 //

@@ -98,6 +98,29 @@ var migrations = []migration{{
 			seq bigint,
 			PRIMARY KEY (chat_id, user_id, device))`,
 	},
+}, {
+	id:          2,
+	description: "push subscriptions and the push ledger",
+	stmts: []string{
+		// One Web Push subscription per (user, device). Plain writes only
+		// (an INSERT of every column replaces, DELETE removes).
+		`CREATE TABLE IF NOT EXISTS push_subscriptions (
+			user_id text,
+			device text,
+			endpoint text,
+			p256dh text,
+			auth text,
+			created_at bigint,
+			PRIMARY KEY (user_id, device))`,
+		// The push ledger: a row per pushed (chat, seq, user, device) key,
+		// written only by INSERT ... IF NOT EXISTS USING TTL, never by a
+		// plain write or delete, so Paxos and timestamp orderings never
+		// mix on its cells. wid makes a driver retry of our own applied
+		// transaction count as applied.
+		`CREATE TABLE IF NOT EXISTS push_ledger (
+			key text PRIMARY KEY,
+			wid uuid)`,
+	},
 }}
 
 const (

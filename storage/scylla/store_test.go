@@ -92,7 +92,7 @@ func openStore(tb testing.TB, cfg Config) *Store {
 
 // dataTables are the tables a fresh store starts without rows in.
 var dataTables = []string{"messages", "chat_buckets", "dedup", "chats", "chat_members",
-	"user_chats", "read_markers", "device_cursors", "chat_cursors"}
+	"user_chats", "read_markers", "device_cursors", "chat_cursors", "push_subscriptions", "push_ledger"}
 
 // truncate empties the data tables of s's keyspace: much cheaper than a new
 // keyspace per sub-test (schema changes take seconds on Cassandra).

@@ -3,6 +3,7 @@ package storetest
 import (
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/parley-chat/parley/internal/record"
 )
@@ -41,6 +42,13 @@ func RunPersistent(t *testing.T, open func(t *testing.T, dir string) Store) {
 	}
 	if err := s.SetDeviceCursor(ctx, "alice", "phone", g.ID, 5); err != nil {
 		t.Fatalf("SetDeviceCursor: %v", err)
+	}
+	sub := PushSub("alice", "phone")
+	if err := s.PutPushSubscription(ctx, sub); err != nil {
+		t.Fatalf("PutPushSubscription: %v", err)
+	}
+	if first, err := s.MarkPushed(ctx, "g:keep/1/alice/phone", time.Hour); err != nil || !first {
+		t.Fatalf("MarkPushed: got first=%v, %v, want true", first, err)
 	}
 	if err := s.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
@@ -86,6 +94,10 @@ func RunPersistent(t *testing.T, open func(t *testing.T, dir string) Store) {
 		}
 		if got, err := s.DeviceCursor(ctx, "alice", "phone", g.ID); err != nil || got != 5 {
 			t.Fatalf("round %d: DeviceCursor: got %d, %v, want 5", round, got, err)
+		}
+		wantSubs(t, s, "alice", sub)
+		if first, err := s.MarkPushed(ctx, "g:keep/1/alice/phone", time.Hour); err != nil || first {
+			t.Fatalf("round %d: MarkPushed after reopen: got first=%v, %v, want false", round, first, err)
 		}
 		// The reopened store still refuses taken seqs and takes new ones.
 		wantErr(t, "AppendMessages of a taken seq after reopen", s.AppendMessages(ctx, Msgs(g.ID, lastG, lastG)), record.ErrConflict)

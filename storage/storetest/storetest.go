@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/parley-chat/parley/internal/record"
 )
@@ -33,6 +34,11 @@ type Store interface {
 	DeviceCursor(ctx context.Context, user, device, chatID string) (uint64, error)
 	ChatCursors(ctx context.Context, chatID string) ([]record.DeviceCursor, error)
 
+	PutPushSubscription(ctx context.Context, sub record.PushSubscription) error
+	PushSubscriptions(ctx context.Context, user string) ([]record.PushSubscription, error)
+	DeletePushSubscription(ctx context.Context, user, device string) error
+	MarkPushed(ctx context.Context, key string, ttl time.Duration) (first bool, err error)
+
 	Close() error
 }
 
@@ -46,6 +52,9 @@ type Store interface {
 //   - A batch that repeats a (chat, seq) is refused with ErrConflict.
 //   - AddMember and RemoveMember on a chat that does not exist return
 //     ErrNotFound; UserChats of an unknown user is empty, not an error.
+//   - PushSubscriptions returns an empty, non-nil slice for a user without
+//     subscriptions. MarkPushed refuses an empty key and a ttl <= 0; CQL
+//     backends round ttl up to whole seconds.
 func Run(t *testing.T, newStore func(t *testing.T) Store) {
 	t.Helper()
 	tests := []struct {
@@ -64,6 +73,9 @@ func Run(t *testing.T, newStore func(t *testing.T) Store) {
 		{"Membership", testMembership},
 		{"UserChats", testUserChats},
 		{"MonotonicMarkers", testMonotonicMarkers},
+		{"PushSubscriptions", testPushSubscriptions},
+		{"MarkPushed", testMarkPushed},
+		{"MarkPushedConcurrent", testMarkPushedConcurrent},
 		{"Closed", testClosed},
 	}
 	for _, tc := range tests {
@@ -746,6 +758,10 @@ func testClosed(t *testing.T, s Store) {
 		{"SetReadSeq", func() error { return s.SetReadSeq(ctx, "alice", chat, 1) }},
 		{"SetDeviceCursor", func() error { return s.SetDeviceCursor(ctx, "alice", "d", chat, 1) }},
 		{"DeviceCursor", func() error { _, err := s.DeviceCursor(ctx, "alice", "d", chat); return err }},
+		{"PutPushSubscription", func() error { return s.PutPushSubscription(ctx, PushSub("alice", "d")) }},
+		{"PushSubscriptions", func() error { _, err := s.PushSubscriptions(ctx, "alice"); return err }},
+		{"DeletePushSubscription", func() error { return s.DeletePushSubscription(ctx, "alice", "d") }},
+		{"MarkPushed", func() error { _, err := s.MarkPushed(ctx, "k", time.Minute); return err }},
 	}
 	for _, c := range calls {
 		wantErr(t, c.name+" after Close", c.fn(), record.ErrClosed)
