@@ -123,6 +123,12 @@ func (s *Service) serveHTTP(ctx *fasthttp.RequestCtx) {
 		users := strings.Split(string(ctx.QueryArgs().Peek("users")), ",")
 		info, err := s.Presence(rctx, users)
 		s.writeJSON(ctx, proto.PresenceAnswer{Users: info}, err)
+	case path == "/v1/push/subscriptions":
+		route = "push_subscriptions"
+		s.servePushSubscriptions(rctx, ctx, claims)
+	case path == "/v1/push/vapid" && method == fasthttp.MethodGet:
+		route = "push_vapid"
+		s.serveVAPID(ctx)
 	case strings.HasPrefix(path, "/v1/chats/"):
 		rest := strings.TrimPrefix(path, "/v1/chats/")
 		chat, sub, _ := strings.Cut(rest, "/")

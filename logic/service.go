@@ -50,6 +50,12 @@ type request struct {
 	out    replier
 	chat   string // resolved chat id (send to a user -> direct chat id)
 	recv   time.Time
+	// raw is the client frame as received; valid only during dispatch
+	// (forwarding copies it).
+	raw []byte
+	// forwarded is set on a request another logic node forwarded here: it
+	// runs here whoever owns the chat now, and is not rate limited again.
+	forwarded bool
 }
 
 // Service is a logic node. Construct with New, bind with Listen, then Run.
@@ -70,6 +76,11 @@ type Service struct {
 	sendLimit  *rateLimiter
 	pushQ      chan PushEvent
 	notifier   atomic.Pointer[notifierBox]
+	dir        Directory // nil without a fleet directory
+	cluster    *cluster  // nil for a single node without peers or directory
+	// vapidPublicKey is served by GET /v1/push/vapid; atomic, so
+	// SetVAPIDPublicKey (push_http.go) is safe before or after Run.
+	vapidPublicKey atomic.Pointer[string]
 
 	linkLn net.Listener
 	httpLn net.Listener
@@ -96,6 +107,11 @@ type healthState struct {
 func (s *Service) SetNotifier(n Notifier) { s.notifier.Store(&notifierBox{n}) }
 
 type notifierBox struct{ Notifier }
+
+// SetDirectory makes the node part of a fleet that shares device locations
+// and the node registry through d (Redis). Call before Run.
+// Not safe for concurrent use.
+func (s *Service) SetDirectory(d Directory) { s.dir = d }
 
 // New returns a logic node using store and presence. verifier authenticates
 // HTTP API requests (WebSocket sessions are authenticated by connsrv).
@@ -175,6 +191,9 @@ func (s *Service) Run(ctx context.Context) error {
 			return err
 		}
 	}
+	if s.dir != nil || len(s.cfg.Cluster.Peers) > 0 {
+		s.cluster = newCluster(s, s.dir)
+	}
 	stop := make(chan struct{})
 	var workers sync.WaitGroup
 	for _, sh := range s.shards {
@@ -197,6 +216,19 @@ func (s *Service) Run(ctx context.Context) error {
 		defer workers.Done()
 		s.pushLoop(stop)
 	}()
+	clusterCtx, stopCluster := context.WithCancel(context.Background())
+	defer stopCluster()
+	if c := s.cluster; c != nil {
+		workers.Add(2)
+		go func() {
+			defer workers.Done()
+			c.run(clusterCtx)
+		}()
+		go func() {
+			defer workers.Done()
+			c.directoryLoop(stop)
+		}()
+	}
 
 	errc := make(chan error, 2)
 	var servers sync.WaitGroup
@@ -237,6 +269,7 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	_ = s.linkLn.Close()
 	servers.Wait()
+	stopCluster()
 	close(stop)
 	workers.Wait()
 	s.log.Info("logic node stopped", "node", s.cfg.NodeID)
@@ -253,6 +286,9 @@ func (s *Service) onOpen(l *link, id uint64, o tierlink.Open) {
 	first := s.reg.add(sess)
 	var buf [256]byte
 	sess.deliver(proto.AppendHello(buf[:0], o.User, o.Device, id, s.cfg.HeartbeatInterval.Milliseconds()))
+	if c := s.cluster; c != nil {
+		c.queueDir(dirEvent{loc: c.location(sess), attach: true})
+	}
 	if first {
 		s.queuePresence(presenceEvent{user: o.User, online: true, at: s.now()})
 	}
@@ -266,6 +302,9 @@ func (s *Service) onClose(l *link, id uint64, code uint16) {
 		return
 	}
 	sess.closeDelivery()
+	if c := s.cluster; c != nil {
+		c.queueDir(dirEvent{loc: c.location(sess)})
+	}
 	if last {
 		s.queuePresence(presenceEvent{user: sess.user, online: false, at: s.now()})
 	}
@@ -275,6 +314,11 @@ func (s *Service) onClose(l *link, id uint64, code uint16) {
 // onLinkDown drops every session of a link: its connection node closes
 // those clients, which reconnect.
 func (s *Service) onLinkDown(l *link) {
+	if c := s.cluster; c != nil {
+		for _, sess := range s.reg.linkSessions(l) {
+			c.queueDir(dirEvent{loc: c.location(sess)})
+		}
+	}
 	for _, u := range s.reg.removeLink(l) {
 		s.queuePresence(presenceEvent{user: u, online: false, at: s.now()})
 	}
@@ -293,7 +337,7 @@ func (s *Service) onData(l *link, id uint64, payload []byte) {
 		s.replyErr(sess, in.ID, err)
 		return
 	}
-	s.dispatch(&request{in: in, user: sess.user, device: sess.device, from: sess, out: sess, recv: s.now()})
+	s.dispatch(&request{in: in, user: sess.user, device: sess.device, from: sess, out: sess, recv: s.now(), raw: payload})
 }
 
 // dispatch routes a decoded request to its shard worker or the read pool.
@@ -324,7 +368,7 @@ func (s *Service) dispatch(r *request) {
 		}
 		return
 	case proto.TypeSend:
-		if ok, wait := s.sendLimit.allow(r.user, s.now()); !ok {
+		if ok, wait := s.sendLimit.allow(r.user, s.now()); !r.forwarded && !ok {
 			rateLimited.Inc()
 			s.replyErr(r.out, in.ID, &proto.Error{Code: proto.CodeRateLimited,
 				Message:      fmt.Sprintf("more than %g messages per second (burst %d)", s.cfg.SendRate, s.cfg.SendBurst),
@@ -366,6 +410,13 @@ func (s *Service) dispatch(r *request) {
 		s.replyErr(r.out, in.ID, proto.Errorf(proto.CodeBadRequest, "chat is missing or not a valid chat id"))
 		return
 	}
+	if c := s.cluster; c != nil && !r.forwarded {
+		if owner := c.ownerOf(r.chat); owner != c.self && c.forward(owner, r) {
+			r.raw = nil
+			return
+		}
+	}
+	r.raw = nil
 	sh := s.shards[shardOf(r.chat, len(s.shards))]
 	select {
 	case sh.q <- r:
@@ -419,9 +470,32 @@ func (s *Service) storeError(err error) *proto.Error {
 	return &proto.Error{Code: proto.CodeUnavailable, Message: "store error, retry", RetryAfterMS: 500}
 }
 
-// deliverToUsers sends frame to every session of users, except skip.
-// Sessions of the same link share one Multi frame.
+// deliverToUsers sends frame to every session of users, except skip, on
+// this node and, in a fleet, on the nodes holding the users' sessions. It
+// returns how many local sessions got it.
 func (s *Service) deliverToUsers(users []string, frame []byte, skip *session, scratch *fanoutScratch) int {
+	c := s.cluster
+	if c == nil {
+		return s.deliverLocal(users, frame, skip, scratch)
+	}
+	n := 0
+	for node, list := range c.route(users, false) {
+		if node != c.self {
+			c.sendUsers(node, list, frame)
+			continue
+		}
+		local := make([]string, len(list))
+		for i, u := range list {
+			local[i] = u.User
+		}
+		n += s.deliverLocal(local, frame, skip, scratch)
+	}
+	return n
+}
+
+// deliverLocal sends frame to every session of users on this node, except
+// skip. Sessions of the same link share one Multi frame.
+func (s *Service) deliverLocal(users []string, frame []byte, skip *session, scratch *fanoutScratch) int {
 	scratch.reset()
 	for _, u := range users {
 		scratch.sessions = s.reg.appendSessions(scratch.sessions, u)
