@@ -47,7 +47,7 @@ func (h *handler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		return nil, gnet.Close
 	}
 	id := srv.nextID.Add(1)
-	s := &session{c: c, id: id, link: srv.links[id%uint64(len(srv.links))]}
+	s := &session{c: c, id: id}
 	s.lastActive.Store(time.Now().UnixNano())
 	c.SetContext(s)
 	srv.reg.add(s)
@@ -81,7 +81,7 @@ func (h *handler) OnClose(c gnet.Conn, _ error) gnet.Action {
 	srv.m.open.Dec()
 	srv.m.closedWith(code)
 	if s.sent {
-		s.link.sendClose(s.gen.Load(), s.id, code)
+		s.link.Load().sendClose(s.gen.Load(), s.id, code)
 	}
 	s.asm.Reset()
 	s.spare = nil
@@ -237,7 +237,7 @@ func (h *handler) handleFrame(s *session, hd ws.Header, p []byte) bool {
 	if !done {
 		return true
 	}
-	switch err := s.link.sendData(s.gen.Load(), s.id, msg); {
+	switch err := s.link.Load().sendData(s.gen.Load(), s.id, msg); {
 	case err == nil:
 		return true
 	case errors.Is(err, errLinkFull):
@@ -312,7 +312,7 @@ func (h *handler) handshake(c gnet.Conn, s *session) int {
 	if a := c.RemoteAddr(); a != nil {
 		remote = a.String()
 	}
-	if err := s.link.sendOpen(s, tierlink.Open{User: u.claims.User, Device: u.device, Remote: remote}); err != nil {
+	if err := s.link.Load().sendOpen(s, tierlink.Open{User: u.claims.User, Device: u.device, Remote: remote}); err != nil {
 		srv.m.drop(dropLinkDown)
 		s.requestClose(closeRestart, "logic unavailable")
 		return hsUpgraded
@@ -447,9 +447,11 @@ func (u *upgrade) beforeUpgrade() (ws.HandshakeHeader, error) {
 	if srv.shutdown.Load() {
 		return nil, reject(503, "server shutting down")
 	}
-	if !u.s.link.isUp() {
+	l := srv.pickLink(claims.User, u.s.id)
+	if l == nil {
 		return nil, reject(503, "logic tier unavailable")
 	}
+	u.s.link.Store(l)
 	u.claims, u.device = claims, device
 	return nil, nil
 }

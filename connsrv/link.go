@@ -46,6 +46,8 @@ type link struct {
 	buf []byte
 	// up is true between a completed Hello exchange and the link's failure.
 	up bool
+	// node is the logic node id from the HelloAck of the current connection.
+	node string
 	// gen counts connections; frames of a session carry the gen of its
 	// Open and are refused once the link has reconnected.
 	gen uint64
@@ -59,6 +61,17 @@ func newLink(srv *Server, addr string, idx int) *link {
 		log:  srv.log.With("link", idx, "logic_addr", addr),
 		kick: make(chan struct{}, 1),
 	}
+}
+
+// upNode returns the logic node id of a connected link, or "" when the
+// link is down. Safe for concurrent use.
+func (l *link) upNode() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.up {
+		return ""
+	}
+	return l.node
 }
 
 // isUp reports whether the link is connected. Safe for concurrent use.
@@ -218,6 +231,9 @@ func (l *link) connect(ctx context.Context) (net.Conn, *tierlink.Reader, error) 
 	}
 	_ = conn.SetWriteDeadline(time.Time{})
 	dr.d = 3 * l.srv.cfg.LinkPingInterval
+	l.mu.Lock()
+	l.node = h.NodeID
+	l.mu.Unlock()
 	return conn, r, nil
 }
 

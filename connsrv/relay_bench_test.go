@@ -44,7 +44,8 @@ func BenchmarkInbound(b *testing.B) {
 			srv := benchServer(b)
 			l := srv.links[0]
 			l.markUp()
-			s := &session{c: nopConn{}, id: 7, link: l}
+			s := &session{c: nopConn{}, id: 7}
+			s.link.Store(l)
 			s.gen.Store(1)
 			frame := maskedFrame(0x81, bytes.Repeat([]byte("a"), size))
 			buf := make([]byte, len(frame))
@@ -80,7 +81,8 @@ func BenchmarkDeliver(b *testing.B) {
 	for _, size := range []int{64, 256, 4096} {
 		b.Run(fmt.Sprintf("msg=%db", size), func(b *testing.B) {
 			srv := benchServer(b)
-			s := &session{c: nopConn{}, id: 9, link: srv.links[0]}
+			s := &session{c: nopConn{}, id: 9}
+			s.link.Store(srv.links[0])
 			s.state.Store(stateOpen)
 			srv.reg.add(s)
 			frame := tierlink.AppendFrame(nil, tierlink.TypeDeliver, 9, bytes.Repeat([]byte("m"), size))

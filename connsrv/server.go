@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/parley-chat/parley/internal/auth"
 	"github.com/parley-chat/parley/internal/proto"
+	"github.com/parley-chat/parley/internal/ring"
 )
 
 // Close codes used by the server (see internal/proto for their meaning).
@@ -283,7 +285,7 @@ func (s *Server) deliver(id uint64, payload []byte) {
 func (s *Server) linkLost(l *link, gen uint64) {
 	n := 0
 	s.reg.each(func(ss *session) {
-		if ss.link == l && ss.gen.Load() == gen {
+		if ss.link.Load() == l && ss.gen.Load() == gen {
 			ss.closeAsync(closeRestart, "logic link lost")
 			n++
 		}
@@ -366,3 +368,30 @@ func (g gnetLogger) Infof(f string, a ...any)  { g.l.Debug(fmt.Sprintf(f, a...))
 func (g gnetLogger) Warnf(f string, a ...any)  { g.l.Warn(fmt.Sprintf(f, a...)) }
 func (g gnetLogger) Errorf(f string, a ...any) { g.l.Error(fmt.Sprintf(f, a...)) }
 func (g gnetLogger) Fatalf(f string, a ...any) { g.l.Error(fmt.Sprintf(f, a...)) }
+
+// pickLink returns an up link to the user's home logic node: the node that
+// wins the rendezvous hash of the user among the logic nodes with an up
+// link (the logic tier computes the same ring), then one of that node's
+// pooled links by session id. nil when no link is up. Safe for concurrent
+// use.
+func (s *Server) pickLink(user string, session uint64) *link {
+	var buf [16]string
+	nodes := buf[:0]
+	for _, l := range s.links {
+		if id := l.upNode(); id != "" && !slices.Contains(nodes, id) {
+			nodes = append(nodes, id)
+		}
+	}
+	home := ring.Owner(user, nodes)
+	if home == "" {
+		return nil
+	}
+	var up [16]*link
+	cand := up[:0]
+	for _, l := range s.links {
+		if l.upNode() == home {
+			cand = append(cand, l)
+		}
+	}
+	return cand[session%uint64(len(cand))]
+}

@@ -22,9 +22,12 @@ const (
 //
 // Fields marked "loop" are touched only by the connection's event loop.
 type session struct {
-	c    gnet.Conn // set at OnOpen, immutable
-	id   uint64    // unique in this process, immutable
-	link *link     // chosen at OnOpen from id, immutable
+	c  gnet.Conn // set at OnOpen, immutable
+	id uint64    // unique in this process, immutable
+	// link is the logic link the session's frames go over: the one leading
+	// to the user's home logic node, chosen at the upgrade (before Open) and
+	// never changed after; nil before.
+	link atomic.Pointer[link]
 
 	state      atomic.Uint32
 	gen        atomic.Uint64 // link generation the Open went out on; 0 before

@@ -3,6 +3,7 @@ package logic
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"strconv"
 	"time"
@@ -69,6 +70,40 @@ type Config struct {
 	// ChatCacheSize is the most chats whose seq and members a node keeps in
 	// memory. Default 100000.
 	ChatCacheSize int `yaml:"chat_cache_size"`
+	// Cluster configures how this node finds and talks to the other logic
+	// nodes of a fleet. Empty peers and no directory: a single node.
+	Cluster ClusterConfig `yaml:"cluster"`
+}
+
+// ClusterConfig configures a logic node's place in a fleet.
+type ClusterConfig struct {
+	// Enabled makes the node take part in a ring (accept peer links) even
+	// with no peers listed and no directory; either of those enables it too.
+	// Default false: a single node.
+	Enabled bool `yaml:"enabled"`
+	// Peers are the link addresses of other logic nodes (host:port), dialed
+	// at start; nodes found in the directory or that dial this one are added.
+	// Listing this node itself is harmless. Default none.
+	Peers []string `yaml:"peers"`
+	// Advertise is the link address others dial to reach this node. Default:
+	// link_listen when it names a host, else the host name with its port.
+	Advertise string `yaml:"advertise"`
+	// ForwardTimeout bounds a request forwarded to the node that owns its
+	// chat; the client gets a retryable error after it. Default 10s.
+	ForwardTimeout time.Duration `yaml:"forward_timeout"`
+	// PeerPingInterval is how often an idle peer link is pinged; a peer
+	// silent for three intervals is dropped from the ring. Default 1s.
+	PeerPingInterval time.Duration `yaml:"peer_ping_interval"`
+	// RegisterInterval is how often the node re-registers in the directory
+	// and reads the live node list. Default 1s.
+	RegisterInterval time.Duration `yaml:"register_interval"`
+	// LocationRefresh is how often the locations of this node's sessions are
+	// refreshed in the directory (keep it under the directory's location
+	// TTL). Default 30s.
+	LocationRefresh time.Duration `yaml:"location_refresh"`
+	// RehomeSpread spreads the goaway sent to sessions whose home moved to a
+	// node that joined. Default 3s.
+	RehomeSpread time.Duration `yaml:"rehome_spread"`
 }
 
 // Default returns the default configuration.
@@ -95,7 +130,9 @@ func Default() Config {
 		CatchupPage:       200,
 		SendRate:          20,
 		SendBurst:         20,
-		Breaker:           BreakerConfig{Latency: 500 * time.Millisecond, Failures: 5, Window: 10 * time.Second, Cooldown: 2 * time.Second},
+		Cluster: ClusterConfig{ForwardTimeout: 10 * time.Second, PeerPingInterval: time.Second,
+			RegisterInterval: time.Second, LocationRefresh: 30 * time.Second, RehomeSpread: 3 * time.Second},
+		Breaker: BreakerConfig{Latency: 500 * time.Millisecond, Failures: 5, Window: 10 * time.Second, Cooldown: 2 * time.Second},
 	}
 }
 
@@ -152,6 +189,7 @@ func (c Config) Validate() error {
 		bad("logic.catchup_workers must be positive, got %d", c.CatchupWorkers)
 	}
 	errs = append(errs, c.Breaker.validate()...)
+	errs = append(errs, c.Cluster.validate()...)
 	if c.SendRate < 0 {
 		bad("logic.send_rate must not be negative, got %g", c.SendRate)
 	}
@@ -162,4 +200,29 @@ func (c Config) Validate() error {
 		bad("logic.catchup_page must be in 1..200, got %d", c.CatchupPage)
 	}
 	return errors.Join(errs...)
+}
+
+func (c ClusterConfig) validate() []error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	for _, p := range c.Peers {
+		if _, _, err := net.SplitHostPort(p); err != nil {
+			bad("logic.cluster.peers: %q is not host:port", p)
+		}
+	}
+	if c.Advertise != "" {
+		if h, _, err := net.SplitHostPort(c.Advertise); err != nil || h == "" {
+			bad("logic.cluster.advertise: %q is not host:port", c.Advertise)
+		}
+	}
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+	}{{"forward_timeout", c.ForwardTimeout}, {"peer_ping_interval", c.PeerPingInterval},
+		{"register_interval", c.RegisterInterval}, {"location_refresh", c.LocationRefresh}, {"rehome_spread", c.RehomeSpread}} {
+		if d.v <= 0 {
+			bad("logic.cluster.%s must be positive, got %s", d.key, d.v)
+		}
+	}
+	return errs
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -145,6 +146,12 @@ type linkHandler interface {
 	onData(l *link, session uint64, payload []byte)
 	onClose(l *link, session uint64, code uint16)
 	onLinkDown(l *link)
+	// onPeerHello accepts (true) or refuses a link from another logic node
+	// that announced its id and link address.
+	onPeerHello(l *link, id, addr string) bool
+	// onPeerFrame handles one frame from another logic node; an error
+	// closes the link.
+	onPeerFrame(l *link, f tierlink.Frame) error
 }
 
 // serveLinks accepts tier links on ln until ctx is done.
@@ -199,6 +206,10 @@ func serveLink(c net.Conn, cfg Config, h linkHandler, log *slog.Logger) {
 
 	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	f, err := r.Next()
+	if err == nil && f.Type == tierlink.TypePeerHello {
+		servePeer(c, r, l, f, cfg, h, log)
+		return
+	}
 	if err != nil || f.Type != tierlink.TypeHello {
 		log.Warn("tier link without hello", "remote", c.RemoteAddr().String(), "err", err)
 		linkProtocolError.Inc()
@@ -262,6 +273,44 @@ func serveLink(c net.Conn, cfg Config, h linkHandler, log *slog.Logger) {
 		default:
 			linkProtocolError.Inc()
 			log.Warn("unexpected tier-link frame", "node", l.node, "type", f.Type.String())
+			return
+		}
+	}
+}
+
+// servePeer serves a link another logic node dialed: it sends requests and
+// fan-outs, this node answers on the same link.
+func servePeer(c net.Conn, r *tierlink.Reader, l *link, f tierlink.Frame, cfg Config, h linkHandler, log *slog.Logger) {
+	hello, err := tierlink.ParseHello(f.Payload)
+	id, addr, _ := strings.Cut(hello.NodeID, "|")
+	if err != nil || hello.Version != tierlink.Version || id == "" {
+		log.Warn("peer link with bad hello", "remote", c.RemoteAddr().String(), "version", hello.Version, "err", err)
+		linkProtocolError.Inc()
+		return
+	}
+	l.node = id
+	if !h.onPeerHello(l, id, addr) {
+		log.Warn("peer link refused: this node has no cluster configured", "peer", id, "remote", c.RemoteAddr().String())
+		return
+	}
+	l.appendFrames(func(b []byte) []byte {
+		return tierlink.AppendHello(b, tierlink.TypeHelloAck, tierlink.Hello{Version: tierlink.Version, NodeID: cfg.NodeID})
+	})
+	go l.writeLoop()
+	log.Debug("peer link accepted", "peer", id, "remote", c.RemoteAddr().String())
+	for {
+		_ = c.SetReadDeadline(time.Now().Add(cfg.LinkIdleTimeout))
+		f, err := r.Next()
+		if err != nil {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+				log.Debug("peer link read failed", "peer", id, "err", err)
+			}
+			return
+		}
+		linkFramesIn.Inc()
+		if err := h.onPeerFrame(l, f); err != nil {
+			linkProtocolError.Inc()
+			log.Warn("bad frame on peer link", "peer", id, "type", f.Type.String(), "err", err)
 			return
 		}
 	}

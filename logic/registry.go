@@ -147,3 +147,16 @@ func (r *registry) online(user string) bool {
 	r.mu.RUnlock()
 	return n > 0
 }
+
+// linkSessions returns the sessions of a link.
+func (r *registry) linkSessions(l *link) []*session {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	var out []*session
+	for k, s := range r.sessions {
+		if k.link == l {
+			out = append(out, s)
+		}
+	}
+	return out
+}

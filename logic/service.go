@@ -191,7 +191,7 @@ func (s *Service) Run(ctx context.Context) error {
 			return err
 		}
 	}
-	if s.dir != nil || len(s.cfg.Cluster.Peers) > 0 {
+	if s.dir != nil || len(s.cfg.Cluster.Peers) > 0 || s.cfg.Cluster.Enabled {
 		s.cluster = newCluster(s, s.dir)
 	}
 	stop := make(chan struct{})

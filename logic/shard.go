@@ -12,6 +12,7 @@ import (
 
 	"github.com/parley-chat/parley/internal/proto"
 	"github.com/parley-chat/parley/internal/record"
+	"github.com/parley-chat/parley/internal/tierlink"
 )
 
 var (
@@ -51,6 +52,7 @@ type shard struct {
 	newDMs  []*chatState
 	scratch []byte
 	fan     fanoutScratch
+	epoch   uint64 // the cluster ring epoch the cached chats belong to
 }
 
 type pendingSend struct {
@@ -94,6 +96,14 @@ func (sh *shard) ctx() (context.Context, context.CancelFunc) {
 // process handles a batch in order. Consecutive sends are appended in one
 // store call; any other mutation first flushes the sends before it.
 func (sh *shard) process(batch []*request) {
+	if c := sh.svc.cluster; c != nil {
+		// Ownership may have moved and back: what this shard cached about
+		// a chat may be stale, so reload from the store.
+		if e := c.epoch.Load(); e != sh.epoch {
+			clear(sh.chats)
+			sh.epoch = e
+		}
+	}
 	for _, r := range batch {
 		switch r.in.Type {
 		case proto.TypeSend:
@@ -222,6 +232,10 @@ func (sh *shard) addSend(r *request) {
 
 func (sh *shard) replySent(r *request, chat string, seq uint64, ts int64) {
 	sh.scratch = proto.AppendSent(sh.scratch[:0], r.in.ID, chat, seq, ts)
+	if sr, ok := r.out.(sentReplier); ok {
+		sr.replySent(sh.scratch, seq)
+		return
+	}
 	r.out.reply(sh.scratch)
 }
 
@@ -322,19 +336,39 @@ func (sh *shard) fanout(cs *chatState, m *record.Message, skip *session) {
 
 func (sh *shard) offerAll(users []string, m *record.Message, skip *session) {
 	sh.scratch = proto.AppendMsg(sh.scratch[:0], m)
-	for _, u := range users {
-		sessions := sh.svc.reg.appendSessions(sh.fan.sessions[:0], u)
-		if len(sessions) == 0 && u != m.Sender && m.Kind == record.MsgText {
-			sh.svc.queuePush(PushEvent{Recipient: u, ChatID: m.ChatID, Seq: m.Seq, Sender: m.Sender, Preview: preview(m.Body), TS: m.TS})
+	c := sh.svc.cluster
+	if c == nil {
+		for _, u := range users {
+			sh.fan.sessions = sh.svc.offerUser(sh.fan.sessions, u, true, m, sh.scratch, skip)
 		}
-		for _, s := range sessions {
-			if s != skip {
-				sh.svc.offer(s, m, sh.scratch)
-			}
-		}
-		clear(sessions)
-		sh.fan.sessions = sessions[:0]
+		return
 	}
+	for node, list := range c.route(users, m.Kind == record.MsgText) {
+		if node != c.self {
+			c.sendFanout(node, list, m)
+			continue
+		}
+		for _, u := range list {
+			sh.fan.sessions = sh.svc.offerUser(sh.fan.sessions, u.User, u.Flags&tierlink.FlagPush != 0, m, sh.scratch, skip)
+		}
+	}
+}
+
+// offerUser offers m to every local session of user except skip; with push
+// set and no session here it emits the push event. scratch is returned
+// emptied for reuse.
+func (svc *Service) offerUser(scratch []*session, user string, push bool, m *record.Message, frame []byte, skip *session) []*session {
+	sessions := svc.reg.appendSessions(scratch[:0], user)
+	if push && len(sessions) == 0 && user != m.Sender && m.Kind == record.MsgText {
+		svc.queuePush(PushEvent{Recipient: user, ChatID: m.ChatID, Seq: m.Seq, Sender: m.Sender, Preview: preview(m.Body), TS: m.TS})
+	}
+	for _, s := range sessions {
+		if s != skip {
+			svc.offer(s, m, frame)
+		}
+	}
+	clear(sessions)
+	return sessions[:0]
 }
 
 // appendSystem stores a system message in chat now and fans it out.

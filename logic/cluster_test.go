@@ -1,0 +1,234 @@
+package logic
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/parley-chat/parley/internal/auth"
+	"github.com/parley-chat/parley/internal/record"
+	"github.com/parley-chat/parley/internal/ring"
+)
+
+// startPair starts two logic nodes sharing one store, the second dialing
+// the first, and waits until both see a ring of two.
+func startPair(t *testing.T, st Store) (*Service, *Service) {
+	t.Helper()
+	a := startService(t, st, func(c *Config) { c.NodeID, c.Cluster.Enabled = "n1", true })
+	b := startService(t, st, func(c *Config) { c.NodeID, c.Cluster.Peers = "n2", []string{a.LinkAddr()} })
+	waitRing(t, a, 2)
+	waitRing(t, b, 2)
+	return a, b
+}
+
+func waitRing(t *testing.T, s *Service, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		s.cluster.mu.RLock()
+		got := len(s.cluster.members)
+		s.cluster.mu.RUnlock()
+		if got == n {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("node %s: ring did not reach %d members", s.cfg.NodeID, n)
+}
+
+// usersHomedAt returns n user ids whose home is node among {n1, n2}.
+func usersHomedAt(node string, n int, prefix string) []string {
+	var out []string
+	for i := 0; len(out) < n; i++ {
+		u := fmt.Sprintf("%s%d", prefix, i)
+		if ring.Owner(u, []string{"n1", "n2"}) == node {
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
+// TestClusterDirectChatAcrossNodes: alice's home is n1, bob's is n2; they
+// chat both ways, with receipts, whichever node sequences their chat.
+func TestClusterDirectChatAcrossNodes(t *testing.T) {
+	st := newMemStore()
+	a, b := startPair(t, st)
+	na, nb := dialNode(t, a.LinkAddr()), dialNode(t, b.LinkAddr())
+	forwards, fanouts := peerForwards.Get(), peerFanouts.Get()
+	for k, pair := range [][2]string{{usersHomedAt("n1", 1, "a")[0], usersHomedAt("n2", 1, "b")[0]}, {usersHomedAt("n1", 2, "c")[1], usersHomedAt("n2", 2, "d")[1]}} {
+		alice, bob := pair[0], pair[1]
+		sa, sb := uint64(10*k+1), uint64(10*k+2)
+		na.open(sa, alice, "phone")
+		nb.open(sb, bob, "laptop")
+		chat := record.DirectChatID(alice, bob)
+		for i := 1; i <= 20; i++ {
+			na.send(sa, fmt.Sprintf(`{"type":"send","id":"a%d","to":"%s","body":"m%d"}`, i, bob, i))
+			if s := na.nextType(sa, "sent"); s["seq"] != float64(2*i-1) || s["chat"] != chat {
+				t.Fatalf("alice's send %d: got %v, want seq %d", i, s, 2*i-1)
+			}
+			if m := nb.nextType(sb, "msg"); m["seq"] != float64(2*i-1) || m["body"] != fmt.Sprintf("m%d", i) {
+				t.Fatalf("bob got %v, want m%d", m, i)
+			}
+			nb.send(sb, fmt.Sprintf(`{"type":"send","id":"b%d","chat":"%s","body":"r%d"}`, i, chat, i))
+			if s := nb.nextType(sb, "sent"); s["seq"] != float64(2*i) {
+				t.Fatalf("bob's send %d: got %v, want seq %d", i, s, 2*i)
+			}
+			if m := na.nextType(sa, "msg"); m["seq"] != float64(2*i) {
+				t.Fatalf("alice got %v, want seq %d", m, 2*i)
+			}
+		}
+		nb.send(sb, fmt.Sprintf(`{"type":"ack","chat":"%s","seq":39}`, chat))
+		if r := na.nextType(sa, "receipt"); r["user"] != bob || r["seq"] != float64(39) {
+			t.Fatalf("alice got %v, want bob's receipt for 39", r)
+		}
+		na.close(sa)
+		nb.close(sb)
+	}
+	if peerForwards.Get() == forwards || peerFanouts.Get() == fanouts {
+		t.Fatalf("no request crossed nodes: forwards %d, fan-outs %d", peerForwards.Get()-forwards, peerFanouts.Get()-fanouts)
+	}
+}
+
+// TestClusterGroupAcrossNodes: a 5-member group spread over both nodes;
+// every member gets every message once and in order.
+func TestClusterGroupAcrossNodes(t *testing.T) {
+	st := newMemStore()
+	a, b := startPair(t, st)
+	na, nb := dialNode(t, a.LinkAddr()), dialNode(t, b.LinkAddr())
+	members := append(usersHomedAt("n1", 3, "g"), usersHomedAt("n2", 2, "g")...)
+	type dev struct {
+		n *fakeNode
+		s uint64
+	}
+	devs := map[string]dev{}
+	for i, u := range members {
+		n := na
+		if i >= 3 {
+			n = nb
+		}
+		devs[u] = dev{n, uint64(10 + i)}
+		n.open(uint64(10+i), u, "d")
+	}
+	creator := devs[members[0]]
+	others := fmt.Sprintf(`["%s","%s","%s","%s"]`, members[1], members[2], members[3], members[4])
+	creator.n.send(creator.s, `{"type":"group_create","id":"g1","name":"five","members":`+others+`}`)
+	// The ok comes from the owner node and the "created" message on the
+	// fan-out path: either may arrive first.
+	var early []uint64
+	var chat string
+	for chat == "" {
+		switch m := creator.n.next(creator.s); m["type"] {
+		case "ok":
+			chat = m["chat"].(string)
+		case "msg":
+			early = append(early, uint64(m["seq"].(float64)))
+		}
+	}
+	const perSender = 10
+	for i := range perSender {
+		for _, u := range members {
+			d := devs[u]
+			d.n.send(d.s, fmt.Sprintf(`{"type":"send","id":"%s-%d","chat":"%s","body":"%s %d"}`, u, i, chat, u, i))
+		}
+	}
+	total := perSender*len(members) + 1 // plus the "created" system message
+	for _, u := range members {
+		d := devs[u]
+		var seqs []uint64
+		if u == members[0] {
+			seqs = early
+		}
+		sent := 0
+		for len(seqs) < total-perSender || sent < perSender {
+			m := d.n.next(d.s)
+			switch m["type"] {
+			case "msg":
+				seqs = append(seqs, uint64(m["seq"].(float64)))
+			case "sent":
+				sent++
+			case "ok", "presence", "receipt":
+			default:
+				t.Fatalf("%s got %v", u, m)
+			}
+		}
+		if !slices.IsSorted(seqs) || len(slices.Compact(slices.Clone(seqs))) != len(seqs) {
+			t.Fatalf("%s got seqs %v, want ascending and unique", u, seqs)
+		}
+	}
+}
+
+// TestClusterOwnerLeaves: when n2 stops, n1 sequences every chat and the
+// seqs continue from the store.
+func TestClusterOwnerLeaves(t *testing.T) {
+	st := newMemStore()
+	a := startService(t, st, func(c *Config) { c.NodeID, c.Cluster.Enabled = "n1", true })
+	bStop := make(chan struct{})
+	b := startServiceStoppable(t, st, bStop, func(c *Config) { c.NodeID, c.Cluster.Peers = "n2", []string{a.LinkAddr()} })
+	waitRing(t, a, 2)
+	waitRing(t, b, 2)
+	na := dialNode(t, a.LinkAddr())
+	alice := usersHomedAt("n1", 1, "x")[0]
+	na.open(1, alice, "d")
+	// Chats to users whose DM is owned by n2.
+	var peers []string
+	for i := 0; len(peers) < 3; i++ {
+		u := fmt.Sprintf("y%d", i)
+		if ring.Owner(record.DirectChatID(alice, u), []string{"n1", "n2"}) == "n2" {
+			peers = append(peers, u)
+		}
+	}
+	for i, u := range peers {
+		na.send(1, fmt.Sprintf(`{"type":"send","id":"p%d","to":"%s","body":"before"}`, i, u))
+		if s := na.nextType(1, "sent"); s["seq"] != float64(1) {
+			t.Fatalf("got %v, want seq 1", s)
+		}
+	}
+	close(bStop)
+	waitRing(t, a, 1)
+	for i, u := range peers {
+		na.send(1, fmt.Sprintf(`{"type":"send","id":"q%d","to":"%s","body":"after"}`, i, u))
+		if s := na.nextType(1, "sent"); s["seq"] != float64(2) {
+			t.Fatalf("got %v, want seq 2", s)
+		}
+	}
+}
+
+// startServiceStoppable is startService for a node the test stops by
+// closing stop.
+func startServiceStoppable(t *testing.T, st Store, stop <-chan struct{}, tune ...func(*Config)) *Service {
+	t.Helper()
+	cfg := Default()
+	cfg.LinkListen, cfg.HTTPListen, cfg.Shards = "127.0.0.1:0", "", 8
+	cfg.SendRate = 0
+	for _, f := range tune {
+		f(&cfg)
+	}
+	v, err := auth.NewVerifier(auth.Config{Secret: testSecret}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := New(cfg, st, nil, v, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx) }()
+	<-svc.Ready()
+	go func() {
+		<-stop
+		cancel()
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	return svc
+}
