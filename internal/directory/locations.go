@@ -197,4 +197,3 @@ func (d *Directory) locate(ctx context.Context, c rueidis.Client, users []string
 	}
 	return out, last, nil
 }
-
