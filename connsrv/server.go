@@ -395,3 +395,7 @@ func (s *Server) pickLink(user string, session uint64) *link {
 	}
 	return cand[session%uint64(len(cand))]
 }
+
+// NodeID returns the node id this server announces to logic nodes.
+// Safe for concurrent use.
+func (s *Server) NodeID() string { return s.cfg.NodeID }

@@ -12,6 +12,8 @@ import (
 	"github.com/parley-chat/parley/cmd/internal/confload"
 	"github.com/parley-chat/parley/connsrv"
 	"github.com/parley-chat/parley/internal/auth"
+	"github.com/parley-chat/parley/internal/directory"
+	"github.com/parley-chat/parley/internal/events"
 	"github.com/parley-chat/parley/logic"
 	"github.com/parley-chat/parley/storage/pebble"
 	"github.com/parley-chat/parley/storage/scylla"
@@ -44,6 +46,12 @@ type fileConfig struct {
 	Connsrv connsrv.Config `yaml:"connsrv"`
 	Logic   logic.Config   `yaml:"logic"`
 	Store   StoreConfig    `yaml:"store"`
+	// Redis is the fleet directory (presence, device locations, node
+	// registry). No addresses: none (a single node).
+	Redis directory.Config `yaml:"redis"`
+	// Kafka carries push events to the notifier. No brokers: push events go
+	// to the in-process notifier (standalone) or nowhere.
+	Kafka events.Config `yaml:"kafka"`
 }
 
 func defaultFileConfig() fileConfig {
@@ -53,7 +61,33 @@ func defaultFileConfig() fileConfig {
 		Connsrv: connsrv.Default(),
 		Logic:   logic.Default(),
 		Store:   StoreConfig{Backend: "pebble", Pebble: pebble.Default(), CQL: scylla.Default()},
+		Redis:   withoutAddrs(directory.Default()),
+		Kafka:   withoutBrokers(events.Default()),
 	}
+}
+
+// The fleet services are off unless the configuration names them.
+func withoutAddrs(c directory.Config) directory.Config { c.Addrs = nil; return c }
+func withoutBrokers(c events.Config) events.Config     { c.Brokers = nil; return c }
+
+// validateFleet checks the Redis and Kafka sections that are in use.
+func validateFleet(c *fileConfig) error {
+	var errs []error
+	if len(c.Redis.Addrs) > 0 {
+		errs = append(errs, prefixErr("redis.", c.Redis.Validate()))
+	}
+	if len(c.Kafka.Brokers) > 0 {
+		errs = append(errs, prefixErr("kafka.", c.Kafka.Validate()))
+	}
+	return errors.Join(errs...)
+}
+
+// prefixErr prefixes a section's key names when its errors lack them.
+func prefixErr(prefix string, err error) error {
+	if err == nil || strings.Contains(err.Error(), prefix) {
+		return err
+	}
+	return fmt.Errorf("%s: %w", strings.TrimSuffix(prefix, "."), err)
 }
 
 type multiFlag []string

@@ -13,6 +13,9 @@ import (
 
 	"github.com/parley-chat/parley/connsrv"
 	"github.com/parley-chat/parley/internal/auth"
+	"github.com/parley-chat/parley/internal/directory"
+	"github.com/parley-chat/parley/internal/events"
+	"github.com/parley-chat/parley/internal/record"
 	"github.com/parley-chat/parley/logic"
 	"github.com/parley-chat/parley/storage/pebble"
 	"github.com/parley-chat/parley/storage/scylla"
@@ -36,28 +39,78 @@ func openStore(cfg StoreConfig, log *slog.Logger) (logic.Store, error) {
 	return pebble.Open(cfg.Pebble, log)
 }
 
-// startLogic opens the store and binds the logic node's listeners.
-func startLogic(cfg fileConfig, v *auth.Verifier, log *slog.Logger) (*logic.Service, logic.Store, error) {
+// logicNode is a logic node with what it was built on, closed in order.
+type logicNode struct {
+	svc      *logic.Service
+	store    logic.Store
+	dir      *directory.Directory // nil without redis
+	producer *events.Producer     // nil without kafka
+}
+
+// close releases what the node was built on, after it stopped.
+func (n *logicNode) close() error {
+	var errs []error
+	if n.producer != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		errs = append(errs, n.producer.Close(ctx))
+		cancel()
+	}
+	if n.dir != nil {
+		n.dir.Close()
+	}
+	return errors.Join(append(errs, n.store.Close())...)
+}
+
+// startLogic opens the store (and, when configured, the fleet directory
+// and the Kafka producer) and binds the logic node's listeners.
+func startLogic(cfg fileConfig, v *auth.Verifier, log *slog.Logger) (*logicNode, error) {
 	st, err := openStore(cfg.Store, log)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	svc, err := logic.New(cfg.Logic, st, logic.NewMemPresence(), v, log.With("component", "logic"))
+	n := &logicNode{store: st}
+	var presence logic.Presence = logic.NewMemPresence()
+	if len(cfg.Redis.Addrs) > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		n.dir, err = directory.Open(ctx, cfg.Redis, log.With("component", "directory"))
+		cancel()
+		if err != nil {
+			_ = n.close()
+			return nil, err
+		}
+		presence = n.dir
+	}
+	if len(cfg.Kafka.Brokers) > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		n.producer, err = events.NewProducer(ctx, cfg.Kafka, log.With("component", "kafka"))
+		cancel()
+		if err != nil {
+			_ = n.close()
+			return nil, err
+		}
+	}
+	n.svc, err = logic.New(cfg.Logic, st, presence, v, log.With("component", "logic"))
 	if err != nil {
-		_ = st.Close()
-		return nil, nil, err
+		_ = n.close()
+		return nil, err
 	}
-	if err := svc.Listen(); err != nil {
-		_ = st.Close()
-		return nil, nil, err
+	if n.dir != nil {
+		n.svc.SetDirectory(n.dir)
 	}
-	return svc, st, nil
+	if n.producer != nil {
+		n.svc.SetNotifier(n.producer)
+	}
+	if err := n.svc.Listen(); err != nil {
+		_ = n.close()
+		return nil, err
+	}
+	return n, nil
 }
 
 func runStandalone(args []string) error {
 	fs := flag.NewFlagSet("standalone", flag.ContinueOnError)
 	cfg, done, err := loadConfig(fs, args, "", func(c *fileConfig) error {
-		return joinErrs(validateLog(c.Log), c.Auth.Validate(), c.Logic.Validate(), validateStore(c.Store))
+		return joinErrs(validateLog(c.Log), c.Auth.Validate(), c.Logic.Validate(), validateStore(c.Store), validateFleet(c))
 	})
 	if err != nil || done {
 		return err
@@ -70,16 +123,17 @@ func runStandalone(args []string) error {
 	if err != nil {
 		return err
 	}
-	svc, st, err := startLogic(cfg, v, log)
+	node, err := startLogic(cfg, v, log)
 	if err != nil {
 		return err
 	}
+	svc := node.svc
 	// The connection tier reaches the logic tier over the same TCP tier link
 	// a fleet uses, here on loopback.
 	cfg.Connsrv.LogicAddrs = []string{svc.LinkAddr()}
 	cs, err := connsrv.New(cfg.Connsrv, v, log.With("component", "connsrv"))
 	if err != nil {
-		_ = st.Close()
+		_ = node.close()
 		return err
 	}
 
@@ -97,7 +151,7 @@ func runStandalone(args []string) error {
 	case <-cs.Ready():
 	case err := <-connErr:
 		stopLogic()
-		return errors.Join(err, <-logicErr, st.Close())
+		return errors.Join(err, <-logicErr, node.close())
 	}
 	log.Info("parley standalone up",
 		"websocket", "ws://"+cs.Addr()+"/ws",
@@ -118,7 +172,7 @@ func runStandalone(args []string) error {
 	// Ordered shutdown: clients first, then in-flight writes, then the store.
 	stop()
 	stopLogic()
-	errs = append(errs, <-logicErr, st.Close())
+	errs = append(errs, <-logicErr, node.close())
 	log.Info("parley standalone stopped")
 	return errors.Join(errs...)
 }
@@ -126,7 +180,7 @@ func runStandalone(args []string) error {
 func runLogic(args []string) error {
 	fs := flag.NewFlagSet("logic", flag.ContinueOnError)
 	cfg, done, err := loadConfig(fs, args, "", func(c *fileConfig) error {
-		return joinErrs(validateLog(c.Log), c.Auth.Validate(), c.Logic.Validate(), validateStore(c.Store))
+		return joinErrs(validateLog(c.Log), c.Auth.Validate(), c.Logic.Validate(), validateStore(c.Store), validateFleet(c))
 	})
 	if err != nil || done {
 		return err
@@ -136,20 +190,20 @@ func runLogic(args []string) error {
 	if err != nil {
 		return err
 	}
-	svc, st, err := startLogic(cfg, v, log)
+	node, err := startLogic(cfg, v, log)
 	if err != nil {
 		return err
 	}
 	ctx, stop := signalContext()
 	defer stop()
-	runErr := svc.Run(ctx)
-	return errors.Join(runErr, st.Close())
+	runErr := node.svc.Run(ctx)
+	return errors.Join(runErr, node.close())
 }
 
 func runConnsrv(args []string) error {
 	fs := flag.NewFlagSet("connsrv", flag.ContinueOnError)
 	cfg, done, err := loadConfig(fs, args, "", func(c *fileConfig) error {
-		return joinErrs(validateLog(c.Log), c.Auth.Validate(), c.Connsrv.Validate())
+		return joinErrs(validateLog(c.Log), c.Auth.Validate(), c.Connsrv.Validate(), validateFleet(c))
 	})
 	if err != nil || done {
 		return err
@@ -165,5 +219,17 @@ func runConnsrv(args []string) error {
 	}
 	ctx, stop := signalContext()
 	defer stop()
+	if len(cfg.Redis.Addrs) > 0 {
+		// The registry lists connection nodes for ops and tools; routing
+		// to logic nodes does not depend on it.
+		dir, err := directory.Open(ctx, cfg.Redis, log.With("component", "directory"))
+		if err != nil {
+			return err
+		}
+		defer dir.Close()
+		hbCtx, stopHB := context.WithCancel(ctx)
+		defer stopHB()
+		go dir.Heartbeat(hbCtx, record.Node{Kind: record.NodeConnsrv, ID: cs.NodeID(), Addr: cfg.Connsrv.Listen, Started: time.Now().UnixMilli()}, cfg.Redis.NodeTTL/3)
+	}
 	return cs.Run(ctx)
 }
