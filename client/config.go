@@ -25,6 +25,11 @@ type Config struct {
 	// URL is the server's WebSocket endpoint, ws://host:port/ws or
 	// wss://... (the server accepts any path). Required.
 	URL string `yaml:"url"`
+	// Fallbacks are other connection nodes' URLs (ws:// or wss://). When a
+	// dial fails the client tries the next URL of URL, Fallbacks... in turn.
+	// Fleets usually put one address (a load balancer) in URL instead.
+	// Default none.
+	Fallbacks []string `yaml:"fallbacks"`
 	// Token is the JWT sent at every (re)connect. Exactly one of Token and
 	// TokenFunc must be set.
 	Token string `yaml:"token"`
@@ -167,6 +172,11 @@ func (c Config) withDefaults() Config {
 // Validate reports every problem of c at once.
 func (c Config) Validate() error {
 	var errs []error
+	for _, f := range c.Fallbacks {
+		if u, err := url.Parse(f); err != nil || (u.Scheme != "ws" && u.Scheme != "wss") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("fallbacks: %q is not a ws:// or wss:// URL", f))
+		}
+	}
 	if c.URL == "" {
 		errs = append(errs, errors.New("url is required"))
 	} else if u, err := url.Parse(c.URL); err != nil {

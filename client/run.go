@@ -31,6 +31,7 @@ func (c *Client) connect(ctx context.Context) (*wsConn, Hello, error) {
 	cn, err := dialWS(dctx, c.URL(), token, c.cfg.TokenInQuery, c.cfg.Device,
 		c.cfg.DialTimeout, c.cfg.MaxFrame, c.cfg.WriteTimeout)
 	if err != nil {
+		c.nextURL()
 		return nil, Hello{}, err
 	}
 	stop := context.AfterFunc(dctx, func() { _ = cn.nc.Close() })
@@ -69,6 +70,24 @@ func (c *Client) connect(ctx context.Context) (*wsConn, Hello, error) {
 		_ = cn.nc.SetReadDeadline(time.Time{})
 	}
 	return cn, h, nil
+}
+
+// nextURL moves to the next of Config.URL and Config.Fallbacks after a
+// failed dial.
+func (c *Client) nextURL() {
+	if len(c.cfg.Fallbacks) == 0 {
+		return
+	}
+	all := append([]string{c.cfg.URL}, c.cfg.Fallbacks...)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i, u := range all {
+		if u == c.url {
+			c.url = all[(i+1)%len(all)]
+			return
+		}
+	}
+	c.url = all[0]
 }
 
 // writeSync sends the sync frame on a new connection, before anything
