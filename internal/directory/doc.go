@@ -73,9 +73,11 @@
 //
 // One address is a single Redis; several are Redis Cluster seeds; with
 // Config.SentinelMaster set they are Sentinels and the directory follows
-// the master they name. Only the single-node mode is tested here (Debian's
-// redis-server 7.0, scripts/redis.sh); cluster and Sentinel use the same
-// commands through rueidis and nothing needs a feature newer than Redis 7.0.
+// the master they name. Tested here: a single node (Debian's redis-server
+// 7.0, scripts/redis.sh) and one Sentinel in front of it (the same binary
+// with --sentinel, TestSentinel). Redis Cluster is not tested here (it needs
+// several nodes); it uses the same commands, every multi-key script stays
+// in one slot, and nothing needs a feature newer than Redis 7.0.
 //
 // # Concurrency
 //

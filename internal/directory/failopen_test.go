@@ -79,6 +79,48 @@ func TestFailOpen(t *testing.T) {
 	}
 }
 
+// TestSentinel runs a redis-server and a Sentinel monitoring it (the same
+// binary with --sentinel), opens the directory through the Sentinel before
+// the Sentinel is up (the background connection path cluster and Sentinel
+// clients take), and checks it connects and works once it is.
+func TestSentinel(t *testing.T) {
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		t.Skip("redis-server not installed (bash scripts/redis.sh start installs it)")
+	}
+	port := freePort(t, 16380, 16399)
+	startRedis(t, bin, port)
+	sport := freePort(t, 16380, 16399)
+
+	cfg := testConfig(t, net.JoinHostPort("127.0.0.1", strconv.Itoa(sport)))
+	cfg.SentinelMaster = "parley-test"
+	d, err := Open(t.Context(), cfg, testLogger(t))
+	mustNil(t, "Open while the Sentinel is down", err)
+	t.Cleanup(d.Close)
+	ctx := t.Context()
+	node := logicNode("logic-a")
+	loc := record.DeviceLocation{User: "alice", Device: "phone", Logic: "logic-a", Conn: "c", Session: 1}
+	checkAllFail(t, "sentinel down", d, node, loc)
+
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "sentinel.conf")
+	mustNil(t, "write sentinel.conf", os.WriteFile(conf, []byte(fmt.Sprintf(
+		"bind 127.0.0.1\nport %d\ndir %s\nsentinel monitor %s 127.0.0.1 %d 1\n",
+		sport, dir, cfg.SentinelMaster, port)), 0o600))
+	startRedisArgs(t, bin, sport, dir, conf, "--sentinel")
+
+	eventually(t, 15*time.Second, "connects through the Sentinel", func() error { return d.Register(ctx, node) })
+	mustNil(t, "attach", d.Attach(ctx, loc))
+	eventually(t, settle, "locate", locateIs(d, []string{"alice"}, "alice/phone@logic-a/c#1"))
+	// The data is on the master the Sentinel names.
+	c := raw(t, net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	n, err := c.Do(ctx, c.B().Exists().Key(d.locKey("alice")).Build()).AsInt64()
+	if err != nil || n != 1 {
+		t.Fatalf("EXISTS on the master = %v, %v; want 1", n, err)
+	}
+	deleteKeys(t, Config{Addrs: []string{net.JoinHostPort("127.0.0.1", strconv.Itoa(port))}, KeyPrefix: cfg.KeyPrefix})
+}
+
 // checkAllFail calls every method and wants an ErrUnavailable error from
 // each within a generous bound (Timeout is 200ms; the bound is about
 // hanging, not speed).
@@ -143,9 +185,16 @@ type redisProc struct {
 func startRedis(t *testing.T, bin string, port int) *redisProc {
 	t.Helper()
 	dir := t.TempDir()
-	cmd := exec.Command(bin, "--bind", "127.0.0.1", "--port", strconv.Itoa(port),
-		"--save", "", "--appendonly", "no", "--daemonize", "no", "--dir", dir,
-		"--logfile", filepath.Join(dir, "redis.log"))
+	return startRedisArgs(t, bin, port, dir, "--bind", "127.0.0.1", "--port", strconv.Itoa(port),
+		"--save", "", "--appendonly", "no", "--dir", dir)
+}
+
+// startRedisArgs starts bin with args (logging to dir) and waits until
+// 127.0.0.1:port answers PING.
+func startRedisArgs(t *testing.T, bin string, port int, dir string, args ...string) *redisProc {
+	t.Helper()
+	args = append(args, "--daemonize", "no", "--logfile", filepath.Join(dir, "redis.log"))
+	cmd := exec.Command(bin, args...)
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("cannot start redis-server: %v", err)
 	}
