@@ -35,7 +35,7 @@ type Config struct {
 	ClientID string `yaml:"client_id"`
 	// ProduceTimeout is how long a published record may wait for the
 	// brokers (buffered, retried) before it is dropped and counted.
-	// Default 10s.
+	// At least 1s. Default 10s.
 	ProduceTimeout time.Duration `yaml:"produce_timeout"`
 	// MaxBufferedRecords bounds the records published but not yet
 	// acknowledged; Publish fails fast with ErrFull beyond it. Default
@@ -179,8 +179,8 @@ func (c Config) Validate() error {
 	}
 	if c.ProduceTimeout < 0 {
 		bad("produce_timeout", "%s is negative (0: default %s)", c.ProduceTimeout, DefaultProduceTimeout)
-	} else if c.ProduceTimeout > 0 && c.ProduceTimeout < 100*time.Millisecond {
-		bad("produce_timeout", "%s is below 100ms", c.ProduceTimeout)
+	} else if c.ProduceTimeout > 0 && c.ProduceTimeout < time.Second {
+		bad("produce_timeout", "%s is below 1s (the client's minimum)", c.ProduceTimeout)
 	}
 	if c.MaxBufferedRecords < 0 || c.MaxBufferedRecords > 10_000_000 {
 		bad("max_buffered_records", "%d must be 1..10000000 (0: default %d)", c.MaxBufferedRecords, DefaultMaxBufferedRecords)

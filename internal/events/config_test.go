@@ -45,7 +45,7 @@ func TestConfigValidate(t *testing.T) {
 		{name: "produce timeout negative", edit: func(c *Config) { c.ProduceTimeout = -time.Second },
 			want: []string{"events.produce_timeout:"}},
 		{name: "produce timeout tiny", edit: func(c *Config) { c.ProduceTimeout = time.Millisecond },
-			want: []string{"events.produce_timeout: 1ms is below 100ms"}},
+			want: []string{"events.produce_timeout: 1ms is below 1s"}},
 		{name: "buffer", edit: func(c *Config) { c.MaxBufferedRecords = -1 },
 			want: []string{"events.max_buffered_records:"}},
 		{name: "attempts", edit: func(c *Config) { c.MaxAttempts = 101 },
