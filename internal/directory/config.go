@@ -15,7 +15,8 @@ import (
 type Config struct {
 	// Addrs are Redis addresses as host:port. One address is a single node;
 	// several are seeds of a Redis Cluster; with SentinelMaster set they are
-	// Sentinel addresses. Default ["127.0.0.1:6379"].
+	// Sentinel addresses. A cluster needs at least two seeds here: one
+	// address is always treated as a single node. Default ["127.0.0.1:6379"].
 	Addrs []string `yaml:"addrs"`
 	// SentinelMaster, when set, is the master set name the Sentinels at Addrs
 	// monitor; the directory follows failovers of that master. Default empty

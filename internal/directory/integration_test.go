@@ -133,26 +133,37 @@ func TestDeadNodeLocations(t *testing.T) {
 			return nil
 		})
 	})
-	t.Run("refresh keeps alive", func(t *testing.T) {
+	t.Run("refresh moves the deadline", func(t *testing.T) {
 		cfg := testConfig(t, addr)
-		cfg.LocationTTL = 300 * time.Millisecond
-		a, b := open(t, cfg), open(t, cfg)
+		a := open(t, cfg)
 		ctx := t.Context()
-		mustNil(t, "register", a.Register(ctx, logicNode("logic-a")))
+		c := raw(t, addr)
 		loc := record.DeviceLocation{User: "alice", Device: "phone", Logic: "logic-a", Conn: "c", Session: 1}
-		mustNil(t, "attach", a.Attach(ctx, loc))
-		// Refreshing for three TTLs keeps it live; checked after the last
-		// refresh, when at most one refresh period has passed.
-		for end := time.Now().Add(3 * cfg.LocationTTL); time.Now().Before(end); time.Sleep(cfg.LocationTTL / 6) {
-			mustNil(t, "refresh", a.Refresh(ctx, []record.DeviceLocation{loc}))
+		stored := func() locEntry {
+			v, err := c.Do(ctx, c.B().Hget().Key(a.locKey("alice")).Field("phone").Build()).ToString()
+			mustNil(t, "HGET", err)
+			e, err := parseLocValue(v)
+			mustNil(t, "parse", err)
+			return e
 		}
+		mustNil(t, "attach", a.Attach(ctx, loc))
+		before := stored()
+		if got := before.Deadline - before.Written; got != cfg.LocationTTL.Milliseconds() {
+			t.Fatalf("deadline - written = %dms, want the location TTL %v", got, cfg.LocationTTL)
+		}
+		// Shorten the key's TTL behind the directory's back: Refresh raises
+		// it again and moves the field's deadline forward.
+		mustNil(t, "PEXPIRE", c.Do(ctx, c.B().Pexpire().Key(a.locKey("alice")).Milliseconds(5000).Build()).Error())
+		time.Sleep(5 * time.Millisecond) // the clock moves past the attach's millisecond
 		mustNil(t, "refresh", a.Refresh(ctx, []record.DeviceLocation{loc}))
-		m, err := b.Locate(ctx, []string{"alice"})
-		mustNil(t, "locate", err)
-		if got := locsString(m); got != "alice/phone@logic-a/c#1" {
-			// A 2-core machine may stall >300ms between the refresh and the
-			// read; say so rather than fail on timing.
-			t.Logf("Locate after refresh = %q (a stall longer than the TTL?)", got)
+		after := stored()
+		if after.Deadline <= before.Deadline || after.Written <= before.Written {
+			t.Fatalf("after Refresh: %+v, want deadline and write time past %+v", after, before)
+		}
+		pttl, err := c.Do(ctx, c.B().Pttl().Key(a.locKey("alice")).Build()).AsInt64()
+		mustNil(t, "PTTL", err)
+		if pttl <= 5000 || pttl > cfg.LocationTTL.Milliseconds() {
+			t.Fatalf("PTTL after Refresh = %dms, want in (5000, %d]", pttl, cfg.LocationTTL.Milliseconds())
 		}
 	})
 	t.Run("restarted node id", func(t *testing.T) {

@@ -14,8 +14,11 @@ import (
 
 // Register (re)registers n as live for NodeTTL: it stores the record at
 // <prefix>node:{kind}:<id> with that TTL and adds the id to the kind's
-// member set. Callers repeat it every NodeTTL/3 (see Heartbeat). Safe for
-// concurrent use.
+// member set. Callers repeat it every NodeTTL/3 (see Heartbeat). For a
+// logic node, n.Started must be the process start in unix ms by the clock
+// its Attach calls use: locations written before it are a previous
+// process's and read as dead (0 turns that check off). Safe for concurrent
+// use.
 func (d *Directory) Register(ctx context.Context, n record.Node) error {
 	err := d.call(ctx, opRegister, func(ctx context.Context, c rueidis.Client) error {
 		rec, err := json.Marshal(n)
