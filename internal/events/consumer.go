@@ -112,14 +112,17 @@ func (c *consumer) run(ctx context.Context) error {
 		if fetches.IsClientClosed() {
 			return errors.New("cannot consume push events: client closed")
 		}
+		failed := false
 		fetches.EachError(func(topic string, partition int32, err error) {
-			if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-				return
-			}
+			failed = true
 			if ok, suppressed := c.errLog.allow(); ok {
 				c.log.Warn("cannot fetch push events", "partition", partition, "suppressed", suppressed, "err", err)
 			}
 		})
+		if failed && fetches.NumRecords() == 0 {
+			// Do not spin on a failing cluster.
+			sleep(ctx, 250*time.Millisecond)
+		}
 		done := c.handlePoll(ctx, fetches)
 		if len(done) > 0 {
 			// After ctx ended, still commit what was handled: it must

@@ -36,7 +36,8 @@
 // handler succeeded or it went to the dead-letter topic. A consumer that
 // stops (or crashes) before committing sees its uncommitted records again,
 // so handlers must tolerate duplicates (the notifier keys on recipient,
-// chat and seq). Records of one partition are handled one at a time, in
+// chat and seq). The same holds for dead letters: a record dead-lettered
+// just before a stop may be dead-lettered again by the next member. Records of one partition are handled one at a time, in
 // order; partitions are handled concurrently.
 //
 // Tested against one broker: these tests exercise our producer, consumer
