@@ -46,6 +46,7 @@ var (
 	peerRehomed      = metrics.NewCounter(`parley_logic_sessions_rehomed_total`)
 	dirErrors        = metrics.NewCounter(`parley_logic_directory_errors_total`)
 	forwardSeconds   = metrics.NewHistogram(`parley_logic_forward_seconds`)
+	ringMembers      = metrics.NewGauge(`parley_logic_ring_members`, nil)
 )
 
 // Directory is the fleet's shared, rebuildable view (Redis in fleets;
@@ -122,6 +123,7 @@ func newCluster(svc *Service, dir Directory) *cluster {
 func (c *cluster) run(ctx context.Context) {
 	c.mu.Lock()
 	c.ctx = ctx
+	c.setMembersLocked()
 	c.mu.Unlock()
 	for _, a := range c.cfg.Peers {
 		c.ensureDialer(ctx, a)
@@ -352,6 +354,7 @@ func (c *cluster) setMembersLocked() {
 	}
 	slices.Sort(m)
 	c.members = m
+	ringMembers.Set(float64(len(m)))
 }
 
 // ringChanged invalidates cached chat state (ownership may have moved) and,
