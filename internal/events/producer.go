@@ -31,6 +31,7 @@ type Producer struct {
 	max     int64
 	pending atomic.Int64 // records handed to the client and not yet promised
 	errLog  throttle
+	promise func(*kgo.Record, error) // p.onDelivery, bound once
 
 	mu     sync.RWMutex // guards the following; Publish holds it shared
 	closed bool
@@ -74,13 +75,15 @@ func NewProducer(ctx context.Context, cfg Config, log *slog.Logger) (*Producer, 
 			return nil, err
 		}
 	}
-	return &Producer{
+	p := &Producer{
 		cfg:    cfg,
 		cl:     cl,
 		log:    log,
 		max:    int64(cfg.MaxBufferedRecords),
 		errLog: throttle{interval: 10 * time.Second},
-	}, nil
+	}
+	p.promise = p.onDelivery
+	return p, nil
 }
 
 // Publish queues ev for Config.Topic, keyed by ev.Recipient, and returns
@@ -113,7 +116,11 @@ func (p *Producer) Publish(ctx context.Context, ev record.PushEvent) error {
 		return ErrFull
 	}
 	r := &kgo.Record{Key: []byte(ev.Recipient), Value: value, Topic: p.cfg.Topic}
-	p.cl.TryProduce(context.WithoutCancel(ctx), r, p.promise)
+	if ctx.Done() != nil {
+		// The client fails a record whose ctx ends before it is sent.
+		ctx = context.WithoutCancel(ctx)
+	}
+	p.cl.TryProduce(ctx, r, p.promise)
 	return nil
 }
 
@@ -122,9 +129,9 @@ func (p *Producer) Notify(ctx context.Context, ev record.PushEvent) error {
 	return p.Publish(ctx, ev)
 }
 
-// promise runs (serially, on the client's promise goroutine) once per
+// onDelivery runs (serially, on the client's promise goroutine) once per
 // record: acknowledged or failed.
-func (p *Producer) promise(r *kgo.Record, err error) {
+func (p *Producer) onDelivery(r *kgo.Record, err error) {
 	p.pending.Add(-1)
 	if err == nil {
 		published.Inc()
