@@ -5,7 +5,9 @@
 // against a fresh store per sub-test: appends and history pages, the error
 // contract (record.ErrNotFound, record.ErrConflict, record.ErrClosed),
 // all-or-nothing batches, dedup lookups, chats and membership, chat lists,
-// monotonic read markers and device cursors, and concurrent appends.
+// monotonic read markers and device cursors, concurrent appends, push
+// subscriptions, and the push ledger (MarkPushed: one first caller per key,
+// expiry).
 // RunPersistent additionally closes a store and reopens it on the same
 // directory to check that everything survived.
 //
