@@ -3,6 +3,7 @@ package loadtest
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/parley-chat/parley/loadtest/wsc"
@@ -16,7 +17,9 @@ const (
 
 // Config configures a load test run.
 type Config struct {
-	// URL is the connection node's WebSocket URL. Required.
+	// URL is the connection node's WebSocket URL, or several separated by
+	// commas: connections then go round robin over them (in pairs mode each
+	// pair's sender and receiver land on different nodes). Required.
 	URL string `yaml:"url"`
 	// Mode is "pairs" or "group". Default pairs.
 	Mode string `yaml:"mode"`
@@ -91,6 +94,11 @@ func (c Config) Validate() error {
 	bad := func(f string, a ...any) { errs = append(errs, fmt.Errorf(f, a...)) }
 	if c.URL == "" {
 		bad("loadtest.url is required")
+	}
+	for _, u := range strings.Split(c.URL, ",") {
+		if u = strings.TrimSpace(u); c.URL != "" && !strings.HasPrefix(u, "ws://") && !strings.HasPrefix(u, "wss://") {
+			bad("loadtest.url: %q is not a ws:// or wss:// URL", u)
+		}
 	}
 	switch c.Mode {
 	case ModePairs:

@@ -234,7 +234,13 @@ func (r *run) topology() {
 // dialAll connects every conn and starts its reader once hello arrived.
 func (r *run) dialAll(ctx context.Context, tok TokenFunc) error {
 	ips, _ := wsc.ParseIPRange(r.cfg.SourceIPs)
-	d := &wsc.Dialer{URL: r.cfg.URL, Timeout: r.cfg.DialTimeout, ReadBuffer: 4096}
+	// Several URLs (comma separated): connections go round robin over the
+	// connection nodes, so a pair's sender and receiver sit on different
+	// nodes.
+	var dialers []*wsc.Dialer
+	for _, u := range strings.Split(r.cfg.URL, ",") {
+		dialers = append(dialers, &wsc.Dialer{URL: strings.TrimSpace(u), Timeout: r.cfg.DialTimeout, ReadBuffer: 4096})
+	}
 	sem := make(chan struct{}, r.cfg.DialConcurrency)
 	var wg sync.WaitGroup
 	var failed atomic.Int64
@@ -246,6 +252,7 @@ func (r *run) dialAll(ctx context.Context, tok TokenFunc) error {
 		if len(ips) > 0 {
 			local = ips[i%len(ips)]
 		}
+		d := dialers[i%len(dialers)]
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
