@@ -101,6 +101,9 @@ type pendingForward struct {
 	r    *request
 	peer *peer
 	at   time.Time
+	// oneWay requests (ack, read) are answered only when they fail: the
+	// entry waits for a possible error and expires silently.
+	oneWay bool
 }
 
 func newCluster(svc *Service, dir Directory) *cluster {
@@ -413,7 +416,8 @@ func (c *cluster) forward(owner string, r *request) bool {
 	}
 	tok := c.token.Add(1)
 	c.pmu.Lock()
-	c.pending[tok] = &pendingForward{r: r, peer: p, at: time.Now()}
+	oneWay := r.in.Type == proto.TypeAck || r.in.Type == proto.TypeRead
+	c.pending[tok] = &pendingForward{r: r, peer: p, at: time.Now(), oneWay: oneWay}
 	c.pmu.Unlock()
 	ok := p.l.appendFrames(func(b []byte) []byte { return tierlink.AppendForward(b, tok, r.user, r.device, raw) })
 	if !ok {
@@ -436,7 +440,9 @@ func (c *cluster) completeForward(tok, seq uint64, frame []byte) {
 	if pf == nil {
 		return // expired: the client retries with the same request id
 	}
-	forwardSeconds.UpdateDuration(pf.at)
+	if !pf.oneWay {
+		forwardSeconds.UpdateDuration(pf.at)
+	}
 	r := pf.r
 	if seq > 0 && r.from != nil {
 		c.svc.ownSent(r.from, &record.Message{ChatID: r.chat, Seq: seq, Sender: r.user, Device: r.device, Kind: record.MsgText})
@@ -455,7 +461,9 @@ func (c *cluster) failPending(p *peer) {
 	var failed []*pendingForward
 	for tok, pf := range c.pending {
 		if p == nil || pf.peer == p {
-			failed = append(failed, pf)
+			if !pf.oneWay {
+				failed = append(failed, pf)
+			}
 			delete(c.pending, tok)
 		}
 	}
@@ -471,7 +479,9 @@ func (c *cluster) expireForwards(now time.Time) {
 	var failed []*pendingForward
 	for tok, pf := range c.pending {
 		if now.Sub(pf.at) > c.cfg.ForwardTimeout {
-			failed = append(failed, pf)
+			if !pf.oneWay {
+				failed = append(failed, pf)
+			}
 			delete(c.pending, tok)
 		}
 	}

@@ -232,3 +232,38 @@ func startServiceStoppable(t *testing.T, st Store, stop <-chan struct{}, tune ..
 	})
 	return svc
 }
+
+// TestClusterForwardedAckIsOneWay: an ack forwarded to the chat's owner
+// gets no answer when it succeeds, and must not time out into an error.
+func TestClusterForwardedAckIsOneWay(t *testing.T) {
+	st := newMemStore()
+	short := func(c *Config) { c.Cluster.ForwardTimeout = 200 * time.Millisecond }
+	a := startService(t, st, func(c *Config) { c.NodeID, c.Cluster.Enabled = "n1", true }, short)
+	b := startService(t, st, func(c *Config) { c.NodeID, c.Cluster.Peers = "n2", []string{a.LinkAddr()} }, short)
+	waitRing(t, a, 2)
+	waitRing(t, b, 2)
+	na := dialNode(t, a.LinkAddr())
+	alice := usersHomedAt("n1", 1, "oa")[0]
+	var bob string
+	for i := 0; bob == ""; i++ {
+		u := fmt.Sprintf("ob%d", i)
+		if ring.Owner(u, []string{"n1", "n2"}) == "n1" && ring.Owner(record.DirectChatID(alice, u), []string{"n1", "n2"}) == "n2" {
+			bob = u
+		}
+	}
+	na.open(1, alice, "d")
+	na.open(2, bob, "d")
+	na.send(1, `{"type":"send","id":"x","to":"`+bob+`","body":"hi"}`)
+	na.nextType(1, "sent")
+	na.nextType(2, "msg")
+	na.send(2, `{"type":"ack","chat":"`+record.DirectChatID(alice, bob)+`","seq":1}`)
+	na.nextType(1, "receipt")
+	time.Sleep(600 * time.Millisecond) // three forward timeouts
+	select {
+	case m := <-na.ch(2):
+		if m["type"] == "error" {
+			t.Fatalf("bob got %v after a successful ack", m)
+		}
+	default:
+	}
+}
