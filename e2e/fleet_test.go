@@ -17,6 +17,8 @@ import (
 
 	"github.com/parley-chat/parley/client"
 	"github.com/parley-chat/parley/internal/auth"
+	"github.com/parley-chat/parley/notifier"
+	"github.com/parley-chat/parley/notifier/pushtest"
 )
 
 // The fleet tests run two logic and two connection nodes as separate
@@ -27,6 +29,9 @@ import (
 
 type fleet struct {
 	t        *testing.T
+	bin      string
+	data     testStore
+	logDir   string
 	authCfg  auth.Config
 	logic    [2]*tierProc
 	conn     [2]*tierProc
@@ -64,6 +69,7 @@ func startFleet(t *testing.T, extra ...string) *fleet {
 	f.authCfg = auth.Default()
 	f.authCfg.Secret = secret
 	logDir := t.TempDir()
+	f.bin, f.data, f.logDir = bin, data, logDir
 	var link, lhttp, ws, chttp [2]int
 	for i := range 2 {
 		link[i], lhttp[i], ws[i], chttp[i] = freePort(t), freePort(t), freePort(t), freePort(t)
@@ -218,6 +224,7 @@ func TestFleet(t *testing.T) {
 	t.Run("RedisDown", f.redisDown)
 	t.Run("KillLogic", f.killLogic)
 	t.Run("KillConnsrv", f.killConnsrv)
+	t.Run("WebPush", f.webPush)
 }
 
 // crossNodeChat: alice on connsrv-1 and bob on connsrv-2 chat both ways.
@@ -477,4 +484,79 @@ func firstDiff(a, b []string) int {
 	return min(len(a), len(b))
 }
 
-var _ = http.StatusOK
+// webPush: an offline recipient's registered Web Push endpoint (a local
+// push service that checks the VAPID JWT and decrypts the RFC 8291
+// payload) gets each message exactly once, through Kafka and the notifier.
+func (f *fleet) webPush(t *testing.T) {
+	pub, priv, err := notifier.GenerateVAPID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	push := pushtest.NewServer()
+	defer push.Close()
+	push.SetVAPIDKey(pub)
+	nhttp := freePort(t)
+	n := newTierProc(t, "notifier", f.bin, fmt.Sprintf("http://127.0.0.1:%d/readyz", nhttp), f.logDir,
+		append([]string{"notifier", "-config", "../configs/fleet/notifier.yaml",
+			"-set", "log.format=text",
+			"-set", "notifier.vapid_public_key=" + pub, "-set", "notifier.vapid_private_key=" + priv,
+			"-set", fmt.Sprintf("notifier.http_listen=127.0.0.1:%d", nhttp),
+			"-set", "kafka.brokers=" + os.Getenv("PARLEY_KAFKA_BROKERS"),
+			"-set", "kafka.topic=" + f.topic, "-set", "kafka.dlq_topic=" + f.topic + ".dlq",
+			"-set", "kafka.group=" + f.topic + "-notifier"}, f.data.flags()...)...)
+	if err := n.start(f.within); err != nil {
+		t.Fatal(err)
+	}
+	defer n.stop(syscall.SIGTERM)
+
+	// pia registers her phone's subscription, then goes offline (she never
+	// connects a WebSocket here).
+	sub := push.Subscribe("pia", "phone")
+	tok, err := auth.Issue(f.authCfg, "pia", "phone", time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := fmt.Sprintf(`{"endpoint":%q,"keys":{"p256dh":%q,"auth":%q}}`, sub.Endpoint, sub.P256dh, sub.Auth)
+	req, _ := http.NewRequest(http.MethodPost, f.logicAPI[1]+"/v1/push/subscriptions", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("register subscription: %d %s", resp.StatusCode, b)
+	}
+
+	quinn := f.dial("quinn", "d", 0)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	var sent []client.Sent
+	for i := range 2 {
+		s, err := quinn.c.SendTo(ctx, "pia", fmt.Sprintf("push me %d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sent = append(sent, s)
+	}
+	got, err := push.WaitFor(ctx, 2)
+	if err != nil {
+		t.Fatalf("push service got %d of 2 pushes: %v (rejected: %v)", len(push.Received()), err, push.Rejected())
+	}
+	// Anything duplicated would arrive within a few more seconds.
+	time.Sleep(3 * time.Second)
+	if all := push.Received(); len(all) != 2 {
+		t.Fatalf("push service got %d pushes, want exactly 2", len(all))
+	}
+	if r := push.Rejected(); len(r) != 0 {
+		t.Fatalf("push service rejected %v", r)
+	}
+	for i, p := range got {
+		pt := string(p.Plaintext)
+		if !strings.Contains(pt, sent[i].Chat) || !strings.Contains(pt, fmt.Sprintf(`"seq":%d`, sent[i].Seq)) || !strings.Contains(pt, "quinn") {
+			t.Fatalf("push %d decrypted to %s, want chat %s seq %d from quinn", i, pt, sent[i].Chat, sent[i].Seq)
+		}
+	}
+}

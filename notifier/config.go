@@ -60,6 +60,9 @@ type Config struct {
 	// cannot read either way: Web Push payloads are end-to-end
 	// encrypted, but the device's lock screen may). Default true.
 	Preview bool `yaml:"preview"`
+	// HTTPListen is where `parley notifier` serves /healthz, /readyz and
+	// /metrics. Empty: none. Not used by the in-process notifier.
+	HTTPListen string `yaml:"http_listen"`
 }
 
 // MaxRetryAfter caps how long a Retry-After answer can hold a retry.

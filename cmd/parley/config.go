@@ -15,6 +15,7 @@ import (
 	"github.com/parley-chat/parley/internal/directory"
 	"github.com/parley-chat/parley/internal/events"
 	"github.com/parley-chat/parley/logic"
+	"github.com/parley-chat/parley/notifier"
 	"github.com/parley-chat/parley/storage/pebble"
 	"github.com/parley-chat/parley/storage/scylla"
 )
@@ -52,17 +53,21 @@ type fileConfig struct {
 	// Kafka carries push events to the notifier. No brokers: push events go
 	// to the in-process notifier (standalone) or nowhere.
 	Kafka events.Config `yaml:"kafka"`
+	// Notifier configures push delivery: `parley notifier` in fleets, or
+	// in-process in a logic node without Kafka (standalone).
+	Notifier notifier.Config `yaml:"notifier"`
 }
 
 func defaultFileConfig() fileConfig {
 	return fileConfig{
-		Log:     LogConfig{Level: "info", Format: "text"},
-		Auth:    auth.Default(),
-		Connsrv: connsrv.Default(),
-		Logic:   logic.Default(),
-		Store:   StoreConfig{Backend: "pebble", Pebble: pebble.Default(), CQL: scylla.Default()},
-		Redis:   withoutAddrs(directory.Default()),
-		Kafka:   withoutBrokers(events.Default()),
+		Log:      LogConfig{Level: "info", Format: "text"},
+		Auth:     auth.Default(),
+		Connsrv:  connsrv.Default(),
+		Logic:    logic.Default(),
+		Store:    StoreConfig{Backend: "pebble", Pebble: pebble.Default(), CQL: scylla.Default()},
+		Redis:    withoutAddrs(directory.Default()),
+		Kafka:    withoutBrokers(events.Default()),
+		Notifier: notifier.Default(),
 	}
 }
 
@@ -78,6 +83,11 @@ func validateFleet(c *fileConfig) error {
 	}
 	if len(c.Kafka.Brokers) > 0 {
 		errs = append(errs, prefixErr("kafka.", c.Kafka.Validate()))
+	}
+	// A logic node of a fleet holds only the public VAPID key (it serves it
+	// to browsers); the notifier section is checked in full where it runs.
+	if c.Notifier.WebPush() || c.Notifier.Webhook() {
+		errs = append(errs, c.Notifier.Validate())
 	}
 	return errors.Join(errs...)
 }

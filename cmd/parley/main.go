@@ -3,6 +3,7 @@
 //	parley standalone   both tiers and the embedded store in one process
 //	parley connsrv      the connection tier (WebSocket on gnet)
 //	parley logic        the logic tier with its store
+//	parley notifier     push notifications (Web Push, webhook) from Kafka
 //	parley token        print a development JWT
 //	parley chat         a terminal chat client
 //	parley loadtest     a chat workload with latency histograms
@@ -25,6 +26,7 @@ func main() {
 		"standalone": runStandalone,
 		"connsrv":    runConnsrv,
 		"logic":      runLogic,
+		"notifier":   runNotifier,
 		"token":      runToken,
 		"chat":       runChat,
 		"loadtest":   runLoadtest,
@@ -52,6 +54,7 @@ commands:
   standalone  run both tiers and the embedded store in one process
   connsrv     run the connection tier
   logic       run the logic tier
+  notifier    deliver push notifications from Kafka (Web Push, webhook)
   token       print a development JWT for a user
   chat        chat in the terminal
   loadtest    generate a chat workload and measure latency

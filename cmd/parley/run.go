@@ -100,6 +100,10 @@ func startLogic(cfg fileConfig, v *auth.Verifier, log *slog.Logger) (*logicNode,
 	if n.producer != nil {
 		n.svc.SetNotifier(n.producer)
 	}
+	// Browsers fetch the key they subscribe with from GET /v1/push/vapid.
+	if cfg.Notifier.VAPIDPublicKey != "" {
+		n.svc.SetVAPIDPublicKey(cfg.Notifier.VAPIDPublicKey)
+	}
 	if err := n.svc.Listen(); err != nil {
 		_ = n.close()
 		return nil, err
@@ -141,6 +145,12 @@ func runStandalone(args []string) error {
 	defer stop()
 	logicCtx, stopLogic := context.WithCancel(context.Background())
 	defer stopLogic()
+	if node.producer == nil && (cfg.Notifier.WebPush() || cfg.Notifier.Webhook()) {
+		if err := startInProcessNotifier(logicCtx, cfg, node, log); err != nil {
+			_ = node.close()
+			return err
+		}
+	}
 	logicErr := make(chan error, 1)
 	go func() { logicErr <- svc.Run(logicCtx) }()
 	<-svc.Ready()
@@ -196,6 +206,12 @@ func runLogic(args []string) error {
 	}
 	ctx, stop := signalContext()
 	defer stop()
+	if node.producer == nil && (cfg.Notifier.WebPush() || cfg.Notifier.Webhook()) {
+		if err := startInProcessNotifier(ctx, cfg, node, log); err != nil {
+			_ = node.close()
+			return err
+		}
+	}
 	runErr := node.svc.Run(ctx)
 	return errors.Join(runErr, node.close())
 }
