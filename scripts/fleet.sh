@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# scripts/fleet.sh — a local Parley fleet on loopback: Redis, Cassandra and
+# Kafka (started with scripts/redis.sh, cassandra.sh and kafka.sh), two
+# logic nodes, two connection nodes and the push notifier, each from its
+# file in configs/fleet/.
+#
+# Usage: scripts/fleet.sh <command>
+#   start    build bin/parley, start the services, then the tiers; waits until
+#            every node answers /readyz
+#   stop     stop the tiers (TERM, so connection nodes drain), then the services
+#   status   one line per process: running or not, PID, RSS
+#   logs     the last lines of every tier's log
+#
+# Endpoints once started:
+#   WebSocket   ws://127.0.0.1:18081/ws  ws://127.0.0.1:18082/ws
+#   HTTP API    http://127.0.0.1:18181   http://127.0.0.1:18182  (the web client
+#               too, after `make web`)
+#   Redis 16379, Cassandra 19042, Kafka 19092
+#
+# Environment: PARLEY_FLEET_DIR (default /tmp/parley-fleet) holds the PID
+# files and logs; the services keep their own defaults (see their scripts).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+DIR="${PARLEY_FLEET_DIR:-/tmp/parley-fleet}"
+BIN="$ROOT/bin/parley"
+export PARLEY_REDIS_DIR="$DIR/redis" PARLEY_KAFKA_DIR="$DIR/kafka" PARLEY_CASSANDRA_DIR="$DIR/cassandra"
+export PARLEY_CASSANDRA_HEAP="${PARLEY_CASSANDRA_HEAP:-1g}" PARLEY_CASSANDRA_HEAP_MIN="${PARLEY_CASSANDRA_HEAP_MIN:-256m}"
+
+# name, command, config, readiness URL
+TIERS=(
+  "logic-1 logic configs/fleet/logic-1.yaml http://127.0.0.1:18181/readyz"
+  "logic-2 logic configs/fleet/logic-2.yaml http://127.0.0.1:18182/readyz"
+  "connsrv-1 connsrv configs/fleet/connsrv-1.yaml http://127.0.0.1:18281/readyz"
+  "connsrv-2 connsrv configs/fleet/connsrv-2.yaml http://127.0.0.1:18282/readyz"
+  "notifier notifier configs/fleet/notifier.yaml http://127.0.0.1:18381/readyz"
+)
+
+log() { echo "fleet.sh: $*" >&2; }
+die() { log "$*"; exit 1; }
+
+running() { [ -f "$DIR/$1.pid" ] && kill -0 "$(cat "$DIR/$1.pid")" 2>/dev/null; }
+
+wait_ready() { # name url seconds
+  local i
+  for ((i = 0; i < $3 * 10; i++)); do
+    if curl -fsS -o /dev/null --max-time 1 "$2" 2>/dev/null; then return 0; fi
+    running "$1" || { tail -20 "$DIR/$1.log" >&2; die "$1 exited; log $DIR/$1.log"; }
+    sleep 0.1
+  done
+  tail -20 "$DIR/$1.log" >&2
+  die "$1 not ready after $3s; log $DIR/$1.log"
+}
+
+start() {
+  mkdir -p "$DIR"
+  command -v curl >/dev/null || die "curl is needed (apt-get install -y curl)"
+  log "building $BIN"
+  go build -o "$BIN" ./cmd/parley
+  bash scripts/redis.sh start
+  bash scripts/cassandra.sh start
+  bash scripts/kafka.sh start
+  local t name cmd cfg url
+  for t in "${TIERS[@]}"; do
+    read -r name cmd cfg url <<<"$t"
+    if running "$name"; then log "$name already running (pid $(cat "$DIR/$name.pid"))"; continue; fi
+    "$BIN" "$cmd" -config "$cfg" >"$DIR/$name.log" 2>&1 &
+    echo $! >"$DIR/$name.pid"
+    # The first logic node creates the keyspace: wait for it before the next.
+    wait_ready "$name" "$url" 120
+    log "$name up (pid $(cat "$DIR/$name.pid"))"
+  done
+  log "fleet up: ws://127.0.0.1:18081/ws and ws://127.0.0.1:18082/ws; web http://127.0.0.1:18181/"
+  log "try: bin/parley chat -url ws://127.0.0.1:18081/ws -http http://127.0.0.1:18181 -user alice"
+}
+
+stop_pid() { # name
+  local pid i
+  running "$1" || { rm -f "$DIR/$1.pid"; return 0; }
+  pid=$(cat "$DIR/$1.pid")
+  kill -TERM "$pid"
+  for ((i = 0; i < 300; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
+  rm -f "$DIR/$1.pid"
+  log "$1 stopped"
+}
+
+stop() {
+  local i name
+  # Connection nodes first (their clients reconnect elsewhere), then the rest.
+  for ((i = ${#TIERS[@]} - 1; i >= 0; i--)); do
+    read -r name _ <<<"${TIERS[$i]}"
+    stop_pid "$name"
+  done
+  bash scripts/kafka.sh stop || true
+  bash scripts/cassandra.sh stop || true
+  bash scripts/redis.sh stop || true
+}
+
+status() {
+  local t name rc=0
+  for t in "${TIERS[@]}"; do
+    read -r name _ <<<"$t"
+    if running "$name"; then
+      echo "$name running pid $(cat "$DIR/$name.pid") rss $(($(awk '/VmRSS/ {print $2}' "/proc/$(cat "$DIR/$name.pid")/status") / 1024)) MiB"
+    else
+      echo "$name not running"; rc=3
+    fi
+  done
+  bash scripts/redis.sh status || rc=3
+  bash scripts/cassandra.sh status || rc=3
+  bash scripts/kafka.sh status || rc=3
+  return $rc
+}
+
+logs() {
+  local t name
+  for t in "${TIERS[@]}"; do
+    read -r name _ <<<"$t"
+    echo "== $name ($DIR/$name.log)"
+    tail -n 20 "$DIR/$name.log" 2>/dev/null || true
+  done
+}
+
+case "${1:-}" in
+  start) start ;;
+  stop) stop ;;
+  status) status ;;
+  logs) logs ;;
+  *) sed -n '2,22p' "$0" >&2; exit 2 ;;
+esac
