@@ -125,6 +125,7 @@ func (p *tierProc) start(within time.Duration) error {
 		return err
 	}
 	inc.cmd = exec.Command(p.bin, p.args...)
+	inc.cmd.Env = childEnv()
 	inc.cmd.Stdout, inc.cmd.Stderr = f, f
 	if err := inc.cmd.Start(); err != nil {
 		_ = f.Close()

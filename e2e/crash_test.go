@@ -47,6 +47,21 @@ func parleyBinary(t *testing.T) string {
 	return buildOnce.path
 }
 
+// childEnv is the environment for the parley processes the tests start:
+// this one without PARLEY_* variables. The test scripts export service
+// addresses such as PARLEY_KAFKA_BROKERS for the tests themselves, and the
+// binary would read those as configuration (kafka.brokers); every setting
+// a process needs is passed with -set instead.
+func childEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "PARLEY_") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
 func freePort(t *testing.T) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -73,6 +88,7 @@ func startStandalone(t *testing.T, bin string, ts testStore, ports [4]int) *proc
 		"-set", fmt.Sprintf("logic.http_listen=127.0.0.1:%d", ports[3]),
 		"-set", "logic.send_rate=0")
 	cmd.Args = append(cmd.Args, ts.flags()...)
+	cmd.Env = childEnv()
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
