@@ -345,9 +345,13 @@ func (s *Server) serveHTTP(ctx *fasthttp.RequestCtx) {
 			ctx.SetBodyString("not ready: listener or logic links not up yet\n")
 			return
 		}
-		if s.shutdown.Load() || s.LinksUp() < len(s.links) {
+		// Ready while any logic node is reachable: users are routed among
+		// the logic nodes with an up link, so a rolling restart of the
+		// logic tier must not take every connection node out of its load
+		// balancer at once.
+		if s.shutdown.Load() || s.LinksUp() == 0 {
 			ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
-			ctx.SetBodyString("not ready: shutting down or logic links down\n")
+			ctx.SetBodyString("not ready: shutting down or no logic link up\n")
 			return
 		}
 		ctx.SetBodyString("ok\n")
