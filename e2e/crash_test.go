@@ -79,7 +79,7 @@ type proc struct {
 	httpBase string
 }
 
-func startStandalone(t *testing.T, bin string, ts testStore, ports [4]int) *proc {
+func startStandalone(t *testing.T, bin string, ts testStore, ports [4]int, extra ...string) *proc {
 	t.Helper()
 	cmd := exec.Command(bin, "standalone", "-config", "../configs/standalone.yaml",
 		"-set", fmt.Sprintf("connsrv.listen=127.0.0.1:%d", ports[0]),
@@ -87,7 +87,7 @@ func startStandalone(t *testing.T, bin string, ts testStore, ports [4]int) *proc
 		"-set", fmt.Sprintf("logic.link_listen=127.0.0.1:%d", ports[2]),
 		"-set", fmt.Sprintf("logic.http_listen=127.0.0.1:%d", ports[3]),
 		"-set", "logic.send_rate=0")
-	cmd.Args = append(cmd.Args, ts.flags()...)
+	cmd.Args = append(append(cmd.Args, ts.flags()...), extra...)
 	cmd.Env = childEnv()
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
