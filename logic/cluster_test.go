@@ -267,3 +267,32 @@ func TestClusterForwardedAckIsOneWay(t *testing.T) {
 	default:
 	}
 }
+
+// TestMaxSessionsPerUser: the session over the per-user limit closes the
+// user's oldest one with 4004; other users are unaffected.
+func TestMaxSessionsPerUser(t *testing.T) {
+	svc := startService(t, newMemStore(), func(c *Config) { c.MaxSessionsPerUser = 3 })
+	n := dialNode(t, svc.LinkAddr())
+	for i := uint64(1); i <= 3; i++ {
+		n.open(i, "max", fmt.Sprintf("d%d", i))
+	}
+	n.open(10, "other", "d")
+	n.open(4, "max", "d4")
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		n.mu.Lock()
+		code, kicked := n.kick[1]
+		others := len(n.kick)
+		n.mu.Unlock()
+		if kicked {
+			if code != 4004 || others != 1 {
+				t.Fatalf("got kick %d and %d kicked sessions, want 4004 for session 1 only", code, others)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the oldest session was not closed within 5s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -70,6 +70,11 @@ type Config struct {
 	// ChatCacheSize is the most chats whose seq and members a node keeps in
 	// memory. Default 100000.
 	ChatCacheSize int `yaml:"chat_cache_size"`
+	// MaxSessionsPerUser caps a user's concurrent connections (devices and
+	// tabs). A user's sessions all live on the user's home node, so the cap
+	// holds across the fleet; the oldest session over it is closed with
+	// 4004. Default 16; 0 means no limit.
+	MaxSessionsPerUser int `yaml:"max_sessions_per_user"`
 	// Cluster configures how this node finds and talks to the other logic
 	// nodes of a fleet. Empty peers and no directory: a single node.
 	Cluster ClusterConfig `yaml:"cluster"`
@@ -110,26 +115,27 @@ type ClusterConfig struct {
 func Default() Config {
 	host, _ := os.Hostname()
 	return Config{
-		NodeID:            host + "-" + strconv.Itoa(os.Getpid()),
-		LinkListen:        "127.0.0.1:7070",
-		HTTPListen:        "127.0.0.1:8081",
-		Shards:            256,
-		ShardQueue:        1024,
-		BatchMax:          128,
-		ReadWorkers:       64,
-		MaxBodyBytes:      16 << 10,
-		StoreTimeout:      5 * time.Second,
-		LinkQueueLimit:    64 << 20,
-		LinkIdleTimeout:   60 * time.Second,
-		HeartbeatInterval: 30 * time.Second,
-		ChatCacheSize:     100000,
-		DeliveryWindow:    512,
-		RetransmitTimeout: 5 * time.Second,
-		SyncGrace:         500 * time.Millisecond,
-		CatchupWorkers:    32,
-		CatchupPage:       200,
-		SendRate:          20,
-		SendBurst:         20,
+		NodeID:             host + "-" + strconv.Itoa(os.Getpid()),
+		LinkListen:         "127.0.0.1:7070",
+		HTTPListen:         "127.0.0.1:8081",
+		Shards:             256,
+		ShardQueue:         1024,
+		BatchMax:           128,
+		ReadWorkers:        64,
+		MaxBodyBytes:       16 << 10,
+		StoreTimeout:       5 * time.Second,
+		LinkQueueLimit:     64 << 20,
+		LinkIdleTimeout:    60 * time.Second,
+		HeartbeatInterval:  30 * time.Second,
+		ChatCacheSize:      100000,
+		MaxSessionsPerUser: 16,
+		DeliveryWindow:     512,
+		RetransmitTimeout:  5 * time.Second,
+		SyncGrace:          500 * time.Millisecond,
+		CatchupWorkers:     32,
+		CatchupPage:        200,
+		SendRate:           20,
+		SendBurst:          20,
 		Cluster: ClusterConfig{ForwardTimeout: 10 * time.Second, PeerPingInterval: time.Second,
 			RegisterInterval: time.Second, LocationRefresh: 30 * time.Second, RehomeSpread: 3 * time.Second},
 		Breaker: BreakerConfig{Latency: 500 * time.Millisecond, Failures: 5, Window: 10 * time.Second, Cooldown: 2 * time.Second},
@@ -172,6 +178,9 @@ func (c Config) Validate() error {
 	}
 	if c.HeartbeatInterval <= 0 {
 		bad("logic.heartbeat_interval must be positive, got %s", c.HeartbeatInterval)
+	}
+	if c.MaxSessionsPerUser < 0 {
+		bad("logic.max_sessions_per_user must not be negative, got %d", c.MaxSessionsPerUser)
 	}
 	if c.ChatCacheSize < 1 {
 		bad("logic.chat_cache_size must be positive, got %d", c.ChatCacheSize)

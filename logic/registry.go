@@ -160,3 +160,21 @@ func (r *registry) linkSessions(l *link) []*session {
 	}
 	return out
 }
+
+// oldestOver returns the user's oldest session when the user has more than
+// max sessions, else nil.
+func (r *registry) oldestOver(user string, max int) *session {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	list := r.byUser[user]
+	if len(list) <= max {
+		return nil
+	}
+	oldest := list[0]
+	for _, s := range list[1:] {
+		if s.opened.Before(oldest.opened) || (s.opened.Equal(oldest.opened) && s.id < oldest.id) {
+			oldest = s
+		}
+	}
+	return oldest
+}

@@ -26,6 +26,7 @@ var (
 	requestsOverloaded = metrics.NewCounter(`parley_logic_requests_rejected_total{reason="overloaded"}`)
 	presenceDropped    = metrics.NewCounter(`parley_logic_presence_events_dropped_total`)
 	acksDropped        = metrics.NewCounter(`parley_logic_acks_dropped_total{reason="queue_full"}`)
+	sessionsReplaced   = metrics.NewCounter(`parley_logic_sessions_replaced_total`)
 )
 
 func errorsTotal(code string) *metrics.Counter {
@@ -284,6 +285,13 @@ func (s *Service) onOpen(l *link, id uint64, o tierlink.Open) {
 	}
 	sess := &session{link: l, id: id, user: o.User, device: o.Device, remote: o.Remote, opened: s.now()}
 	first := s.reg.add(sess)
+	if max := s.cfg.MaxSessionsPerUser; max > 0 {
+		if old := s.reg.oldestOver(o.User, max); old != nil {
+			sessionsReplaced.Inc()
+			s.log.Info("session over the per-user limit closed", "user_id", o.User, "device_id", old.device, "limit", max)
+			old.link.kick(old.id, proto.CloseReplaced, fmt.Sprintf("more than %d connections for this user", max))
+		}
+	}
 	var buf [256]byte
 	sess.deliver(proto.AppendHello(buf[:0], o.User, o.Device, id, s.cfg.HeartbeatInterval.Milliseconds()))
 	if c := s.cluster; c != nil {

@@ -78,6 +78,9 @@ func withoutBrokers(c events.Config) events.Config     { c.Brokers = nil; return
 // validateFleet checks the Redis and Kafka sections that are in use.
 func validateFleet(c *fileConfig) error {
 	var errs []error
+	if len(c.Logic.Cluster.Peers) > 0 && c.Store.Backend == "pebble" {
+		errs = append(errs, errors.New("logic.cluster.peers: several logic nodes need a shared store (store.backend: cql); the embedded pebble store belongs to one node"))
+	}
 	if len(c.Redis.Addrs) > 0 {
 		errs = append(errs, prefixErr("redis.", c.Redis.Validate()))
 	}
