@@ -126,6 +126,7 @@ func (svc *Service) offer(s *session, m *record.Message, frame []byte) {
 
 func (svc *Service) pushLive(s *session, cd *chatDelivery, m *record.Message, frame []byte) {
 	s.pushLocked(cd, m, frame, svc.now())
+	svc.observePush(s, m)
 	deliveriesQueued.Inc()
 }
 
@@ -165,16 +166,17 @@ func (svc *Service) ackLocal(s *session, chat string, seq uint64) {
 // start the catch-up.
 func (svc *Service) startSync(s *session, r *request) {
 	if len(r.in.Chats) > maxSyncChats {
-		svc.replyErr(r.out, r.in.ID, proto.Errorf(proto.CodeTooLarge, "sync names %d chats, limit %d", len(r.in.Chats), maxSyncChats))
+		svc.rejectRequest(r, proto.Errorf(proto.CodeTooLarge, "sync names %d chats, limit %d", len(r.in.Chats), maxSyncChats))
 		return
 	}
 	for c := range r.in.Chats {
 		if _, ok := record.ParseChatID(c); !ok {
-			svc.replyErr(r.out, r.in.ID, proto.Errorf(proto.CodeBadRequest, "sync: %q is not a chat id", truncate(c, 80)))
+			svc.rejectRequest(r, proto.Errorf(proto.CodeBadRequest, "sync: %q is not a chat id", truncate(c, 80)))
 			return
 		}
 	}
 	syncsTotal.Inc()
+	svc.requestDone(r, nil)
 	var buf [128]byte
 	s.reply(proto.AppendOK(buf[:0], r.in.ID, "", 0))
 	s.dmu.Lock()
@@ -212,7 +214,9 @@ func (svc *Service) scheduleLocked(s *session) {
 	}
 	d.queued = true
 	go func() {
+		catchupWaiting.Add(1)
 		svc.catchupSem <- struct{}{}
+		catchupWaiting.Add(-1)
 		defer func() { <-svc.catchupSem }()
 		svc.runCatchup(s)
 	}()
@@ -403,6 +407,7 @@ func (svc *Service) window() uint64 { return uint64(svc.cfg.DeliveryWindow) }
 // deliveryLoop starts catch-up for sessions that never sent sync and
 // retransmits pushes that were not acked in time.
 func (svc *Service) deliveryLoop(stop <-chan struct{}) {
+	defer trackService(svc)() // queue-depth gauges read svc while it runs
 	tick := max(min(svc.cfg.RetransmitTimeout, svc.cfg.SyncGrace)/4, 20*time.Millisecond)
 	t := time.NewTicker(tick)
 	defer t.Stop()

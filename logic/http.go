@@ -20,14 +20,6 @@ import (
 // DevTokenTTL is the lifetime of tokens from POST /v1/dev/token.
 const DevTokenTTL = 24 * time.Hour
 
-func httpRequests(route string, status int) *metrics.Counter {
-	return metrics.GetOrCreateCounter(`parley_http_requests_total{route="` + route + `",status="` + strconv.Itoa(status) + `"}`)
-}
-
-func httpDuration(route string) *metrics.Histogram {
-	return metrics.GetOrCreateHistogram(`parley_http_request_duration_seconds{route="` + route + `"}`)
-}
-
 func (s *Service) newHTTPServer() *fasthttp.Server {
 	if s.cfg.WebDir != "" {
 		fs := &fasthttp.FS{
@@ -73,10 +65,7 @@ func (s *Service) serveHTTP(ctx *fasthttp.RequestCtx) {
 	start := time.Now()
 	path := string(ctx.Path())
 	route := "other"
-	defer func() {
-		httpRequests(route, ctx.Response.StatusCode()).Inc()
-		httpDuration(route).UpdateDuration(start)
-	}()
+	defer func() { observeHTTP(route, ctx.Response.StatusCode(), start) }()
 	method := string(ctx.Method())
 	switch {
 	case path == "/healthz":

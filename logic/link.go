@@ -41,7 +41,9 @@ type link struct {
 }
 
 func newLink(conn net.Conn, limit int) *link {
-	return &link{conn: conn, limit: limit, notify: make(chan struct{}, 1), done: make(chan struct{})}
+	l := &link{conn: conn, limit: limit, notify: make(chan struct{}, 1), done: make(chan struct{})}
+	trackLink(l) // parley_logic_link_queue_bytes; close untracks
+	return l
 }
 
 // appendFrames runs fn to append frames to the queue under the lock.
@@ -106,6 +108,7 @@ func (l *link) close() {
 	}
 	l.closed = true
 	l.mu.Unlock()
+	untrackLink(l)
 	close(l.done)
 	_ = l.conn.Close()
 }

@@ -18,6 +18,7 @@ func (s *Service) handleRead(r *request) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.StoreTimeout)
 	defer cancel()
 	frame, err := s.read(ctx, r)
+	s.requestDone(r, err)
 	if err != nil {
 		s.replyErr(r.out, r.in.ID, err)
 		return

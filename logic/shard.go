@@ -20,7 +20,6 @@ var (
 	messagesDeduped  = metrics.NewCounter(`parley_logic_messages_deduplicated_total`)
 	deliveriesQueued = metrics.NewCounter(`parley_logic_deliveries_total`)
 	receiptsSent     = metrics.NewCounter(`parley_logic_receipts_total`)
-	timeToSent       = metrics.NewHistogram(`parley_logic_time_to_sent_seconds`)
 	appendBatchSize  = metrics.NewHistogram(`parley_logic_append_batch_messages`)
 )
 
@@ -163,7 +162,10 @@ func (sh *shard) loadChat(ctx context.Context, id string) (*chatState, error) {
 	return cs, nil
 }
 
-func (sh *shard) fail(r *request, err error) { sh.svc.replyErr(r.out, r.in.ID, err) }
+func (sh *shard) fail(r *request, err error) {
+	sh.svc.requestDone(r, err)
+	sh.svc.replyErr(r.out, r.in.ID, err)
+}
 
 // addSend validates a send and adds it to the pending batch.
 func (sh *shard) addSend(r *request) {
@@ -231,6 +233,7 @@ func (sh *shard) addSend(r *request) {
 }
 
 func (sh *shard) replySent(r *request, chat string, seq uint64, ts int64) {
+	sh.svc.requestDone(r, nil)
 	sh.scratch = proto.AppendSent(sh.scratch[:0], r.in.ID, chat, seq, ts)
 	if sr, ok := r.out.(sentReplier); ok {
 		sr.replySent(sh.scratch, seq)
@@ -288,7 +291,7 @@ func (sh *shard) flush() {
 			cs.exists = true
 		}
 		sh.replySent(p.r, p.msg.ChatID, p.msg.Seq, p.msg.TS)
-		timeToSent.UpdateDuration(p.r.recv)
+		sh.svc.observeSent(p.r)
 		if p.r.from != nil {
 			sh.svc.ownSent(p.r.from, &p.msg)
 		}
@@ -411,7 +414,9 @@ func (sh *shard) handleOther(r *request) {
 	}
 	if err != nil {
 		sh.fail(r, err)
+		return
 	}
+	sh.svc.requestDone(r, nil)
 }
 
 func (sh *shard) groupCreate(ctx context.Context, r *request) error {
@@ -561,6 +566,7 @@ func (sh *shard) ack(ctx context.Context, r *request) error {
 	if err != nil {
 		return err
 	}
+	sh.svc.observeDelivered(r, cur, msgs)
 	var senders []string
 	for _, m := range msgs {
 		if m.Seq > cur && m.Kind == record.MsgText && m.Sender != r.user && !slices.Contains(senders, m.Sender) {
