@@ -3,6 +3,8 @@ package connsrv
 import (
 	"errors"
 	"fmt"
+	"math"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
@@ -86,6 +88,37 @@ type Config struct {
 	// without an Origin header (non-browser clients) are always allowed.
 	AllowedOrigins []string `yaml:"allowed_origins"`
 
+	// ProxyProtocol requires every connection to start with a PROXY
+	// protocol header (v1 or v2, as sent by HAProxy's send-proxy or
+	// send-proxy-v2) before the HTTP upgrade; the client address in it
+	// replaces the socket's peer address everywhere (per-IP limit, the
+	// Open frame to logic, logs). A missing or malformed header closes the
+	// connection. Default false.
+	ProxyProtocol bool `yaml:"proxy_protocol"`
+	// TrustedProxies lists the CIDRs (or bare addresses) of the proxies
+	// allowed to connect when ProxyProtocol is on; a connection from any
+	// other peer is closed at once. Empty trusts every peer (use a
+	// firewall then). Default empty.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+	// IPConnRate is the number of new connections per second one client
+	// IP may open (token bucket, checked at accept, after the PROXY header
+	// when ProxyProtocol is on); over it the upgrade is answered with 429
+	// Too Many Requests and Retry-After. 0 turns the limit off. Default 20
+	// (Default(); a zero Config has it off).
+	IPConnRate float64 `yaml:"ip_conn_rate"`
+	// IPConnBurst is the bucket size: connections one IP may open at once.
+	// 0 with IPConnRate set means max(1, IPConnRate). Default 40.
+	IPConnBurst int `yaml:"ip_conn_burst"`
+	// IPRateExempt lists CIDRs (or bare addresses) not subject to
+	// IPConnRate. Default empty: loopback is limited too.
+	IPRateExempt []string `yaml:"ip_rate_exempt"`
+	// DrainWindow: on shutdown the server stops accepting at once, then
+	// tells its clients to reconnect elsewhere (goaway, then close 1001)
+	// in random batches spread evenly over this window, so they reconnect
+	// at about sessions/window per second. 0 closes every client with
+	// 1001 at once. Default 10s (Default(); a zero Config has 0).
+	DrainWindow time.Duration `yaml:"drain_window"`
+
 	// HTTPListen is the address ("host:port") of the small HTTP server with
 	// /healthz, /readyz and /metrics. Empty turns it off (the default).
 	HTTPListen string `yaml:"http_listen"`
@@ -116,6 +149,9 @@ func Default() Config {
 		WriteQueueLimit:   1 << 20,
 		MaxHandshakeSize:  8 << 10,
 		TCPNoDelay:        true,
+		IPConnRate:        20,
+		IPConnBurst:       40,
+		DrainWindow:       10 * time.Second,
 	}
 }
 
@@ -157,7 +193,31 @@ func (c Config) withDefaults() Config {
 	if c.NodeID == "" {
 		c.NodeID = d.NodeID
 	}
+	if c.IPConnRate > 0 && c.IPConnBurst == 0 {
+		c.IPConnBurst = max(1, int(math.Ceil(c.IPConnRate)))
+	}
 	return c
+}
+
+// parsePrefixes parses CIDRs or bare addresses (a single-address prefix).
+func parsePrefixes(key string, list []string) ([]netip.Prefix, []error) {
+	var out []netip.Prefix
+	var errs []error
+	for i, v := range list {
+		v = strings.TrimSpace(v)
+		if p, err := netip.ParsePrefix(v); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("connsrv.%s[%d] must be a CIDR or an IP address, got %q", key, i, v))
+			continue
+		}
+		a = a.Unmap()
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, errs
 }
 
 // Validate reports every problem of c at once. Zero values that have a
@@ -192,6 +252,17 @@ func (c Config) Validate() error {
 	negDur("heartbeat_interval", c.HeartbeatInterval)
 	negDur("idle_timeout", c.IdleTimeout)
 	negDur("handshake_timeout", c.HandshakeTimeout)
+	negDur("drain_window", c.DrainWindow)
+	neg("ip_conn_burst", c.IPConnBurst)
+	if c.IPConnRate < 0 || math.IsNaN(c.IPConnRate) || math.IsInf(c.IPConnRate, 0) {
+		errs = append(errs, fmt.Errorf("connsrv.ip_conn_rate must be a non-negative number, got %v", c.IPConnRate))
+	}
+	if c.DrainWindow > time.Hour {
+		errs = append(errs, fmt.Errorf("connsrv.drain_window must be at most 1h, got %s", c.DrainWindow))
+	}
+	_, e1 := parsePrefixes("trusted_proxies", c.TrustedProxies)
+	_, e2 := parsePrefixes("ip_rate_exempt", c.IPRateExempt)
+	errs = append(append(errs, e1...), e2...)
 	if c.MaxFrameSize > 1<<30 {
 		errs = append(errs, fmt.Errorf("connsrv.max_frame_size must be at most 1 GiB, got %d", c.MaxFrameSize))
 	}

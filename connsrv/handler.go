@@ -3,13 +3,17 @@ package connsrv
 import (
 	"bytes"
 	"errors"
+	"net"
+	"net/netip"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/gobwas/ws"
 	"github.com/panjf2000/gnet/v2"
 
+	"github.com/parley-chat/parley/connsrv/proxyproto"
 	"github.com/parley-chat/parley/connsrv/wsframe"
 	"github.com/parley-chat/parley/internal/auth"
 	"github.com/parley-chat/parley/internal/proto"
@@ -44,14 +48,44 @@ func (h *handler) OnBoot(eng gnet.Engine) gnet.Action {
 func (h *handler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	srv := h.srv
 	if srv.shutdown.Load() {
+		srv.m.reject(rejectDraining)
+		return nil, gnet.Close
+	}
+	peer := addrPortOf(c.RemoteAddr())
+	if srv.cfg.ProxyProtocol && len(srv.trusted) > 0 && !prefixesContain(srv.trusted, peer.Addr()) {
+		srv.m.reject(rejectProxyUntrusted)
+		srv.log.Debug("connection from an untrusted proxy refused", "remote", peer.String())
 		return nil, gnet.Close
 	}
 	id := srv.nextID.Add(1)
-	s := &session{c: c, id: id}
+	s := &session{c: c, id: id, remote: peer}
 	s.lastActive.Store(time.Now().UnixNano())
 	c.SetContext(s)
 	srv.reg.add(s)
+	if !srv.cfg.ProxyProtocol {
+		srv.admit(s)
+	}
 	return nil, gnet.None
+}
+
+// addrPortOf returns a socket address as an AddrPort (IPv4-mapped
+// addresses unmapped); the zero value for other address types.
+func addrPortOf(a net.Addr) netip.AddrPort {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		ap := ta.AddrPort()
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	return netip.AddrPort{}
+}
+
+func prefixesContain(ps []netip.Prefix, a netip.Addr) bool {
+	a = a.Unmap()
+	for _, p := range ps {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
 }
 
 func (h *handler) OnClose(c gnet.Conn, _ error) gnet.Action {
@@ -96,6 +130,15 @@ func (h *handler) OnTraffic(c gnet.Conn) gnet.Action {
 	}
 	switch s.state.Load() {
 	case stateHandshake:
+		if h.srv.cfg.ProxyProtocol && !s.proxied {
+			switch h.proxyHeader(c, s) {
+			case hsWait:
+				return h.flush(c, s) // carries out a handshake timeout
+			case hsFailed:
+				_ = c.Close()
+				return gnet.Close
+			}
+		}
 		switch h.handshake(c, s) {
 		case hsWait:
 			return h.flush(c, s) // carries out a handshake timeout
@@ -237,6 +280,9 @@ func (h *handler) handleFrame(s *session, hd ws.Header, p []byte) bool {
 	if !done {
 		return true
 	}
+	if bytes.Contains(msg, refreshMarker) && h.refresh(s, msg) {
+		return true // answered here, not forwarded to logic
+	}
 	switch err := s.link.Load().sendData(s.gen.Load(), s.id, msg); {
 	case err == nil:
 		return true
@@ -263,6 +309,43 @@ var headEnd = []byte("\r\n\r\n")
 
 const response431 = "HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
 
+// proxyHeader consumes the PROXY protocol header: hsWait until it is
+// complete, hsFailed when it is missing or malformed, hsUpgraded (go on)
+// once consumed. The header's client address becomes the session's remote
+// address, which the per-IP limit then checks. Loop only.
+func (h *handler) proxyHeader(c gnet.Conn, s *session) int {
+	srv := h.srv
+	buf, _ := c.Peek(-1)
+	hd, n, err := proxyproto.Parse(buf)
+	if err != nil {
+		reason := rejectProxyInvalid
+		if errors.Is(err, proxyproto.ErrMissing) {
+			reason = rejectProxyMissing
+		}
+		srv.m.reject(reason)
+		srv.log.Debug("connection without a valid PROXY header refused", "conn_id", s.id, "remote", s.remote.String(), "err", err)
+		return hsFailed
+	}
+	if n == 0 {
+		return hsWait
+	}
+	_, _ = c.Discard(n)
+	s.proxied = true
+	if !hd.Local {
+		s.remote = netip.AddrPortFrom(hd.Src.Addr().Unmap(), hd.Src.Port())
+	}
+	srv.admit(s)
+	return hsUpgraded
+}
+
+// response429 answers a connection over its IP's rate.
+func response429(retryAfter int32) []byte {
+	b := make([]byte, 0, 128)
+	b = append(b, "HTTP/1.1 429 Too Many Requests\r\nRetry-After: "...)
+	b = strconv.AppendInt(b, int64(retryAfter), 10)
+	return append(b, "\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"...)
+}
+
 // handshake upgrades the connection once the whole request head is
 // buffered. Loop only.
 func (h *handler) handshake(c gnet.Conn, s *session) int {
@@ -281,6 +364,13 @@ func (h *handler) handshake(c gnet.Conn, s *session) int {
 	if end > srv.cfg.MaxHandshakeSize {
 		_, _ = c.Write([]byte(response431))
 		srv.m.rejected.Inc()
+		return hsFailed
+	}
+	if s.limitedFor > 0 {
+		// Answered once the request is read, so the close does not reset
+		// the connection before the client sees the 429.
+		_, _ = c.Discard(end)
+		_, _ = c.Write(response429(s.limitedFor))
 		return hsFailed
 	}
 	u := upgrade{srv: srv, s: s}
@@ -302,15 +392,16 @@ func (h *handler) handshake(c gnet.Conn, s *session) int {
 		return hsFailed
 	}
 	if !u.claims.Expires.IsZero() {
-		s.expires = u.claims.Expires.UnixNano()
+		s.expires.Store(u.claims.Expires.UnixNano())
 	}
+	s.user, s.device = u.claims.User, u.device
 	s.lastActive.Store(time.Now().UnixNano())
 	s.state.Store(stateOpen)
 	srv.m.handshakes.Inc()
 	srv.m.open.Inc()
 	remote := ""
-	if a := c.RemoteAddr(); a != nil {
-		remote = a.String()
+	if s.remote.IsValid() {
+		remote = s.remote.String()
 	}
 	if err := s.link.Load().sendOpen(s, tierlink.Open{User: u.claims.User, Device: u.device, Remote: remote}); err != nil {
 		srv.m.drop(dropLinkDown)
@@ -318,7 +409,7 @@ func (h *handler) handshake(c gnet.Conn, s *session) int {
 		return hsUpgraded
 	}
 	s.sent = true
-	srv.log.Debug("session open", "conn_id", s.id, "user_id", u.claims.User, "device", u.device)
+	srv.log.Debug("session open", "conn_id", s.id, "user_id", u.claims.User, "device", u.device, "remote", remote)
 	return hsUpgraded
 }
 

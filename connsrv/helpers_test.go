@@ -177,6 +177,7 @@ func startServer(t *testing.T, mod func(*Config)) *testServer {
 	cfg.NodeID = "test-node"
 	cfg.LinkPingInterval = time.Second
 	cfg.LinkBackoffMax = 200 * time.Millisecond
+	cfg.DrainWindow = 0 // tests that drain set their window
 	if mod != nil {
 		mod(&cfg)
 	}

@@ -51,6 +51,9 @@ type link struct {
 	// gen counts connections; frames of a session carry the gen of its
 	// Open and are refused once the link has reconnected.
 	gen uint64
+	// writing is true while the writer goroutine writes a batch it took
+	// from buf.
+	writing bool
 }
 
 func newLink(srv *Server, addr string, idx int) *link {
@@ -237,10 +240,19 @@ func (l *link) connect(ctx context.Context) (net.Conn, *tierlink.Reader, error) 
 	return conn, r, nil
 }
 
+// idle reports whether the link has nothing left to write (or is down).
+// Safe for concurrent use.
+func (l *link) idle() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return !l.up || (len(l.buf) == 0 && !l.writing)
+}
+
 func (l *link) markUp() uint64 {
 	l.mu.Lock()
 	l.gen++
 	l.up = true
+	l.writing = false
 	l.buf = l.buf[:0]
 	gen := l.gen
 	l.mu.Unlock()
@@ -298,13 +310,18 @@ func (l *link) writeLoop(ctx context.Context, conn net.Conn, done <-chan struct{
 		l.mu.Lock()
 		buf := l.buf
 		l.buf = spare[:0]
+		l.writing = len(buf) > 0
 		l.mu.Unlock()
 		if len(buf) == 0 {
 			spare = buf
 			continue
 		}
 		_ = conn.SetWriteDeadline(time.Now().Add(l.srv.cfg.LinkWriteTimeout))
-		if _, err := conn.Write(buf); err != nil {
+		_, err := conn.Write(buf)
+		l.mu.Lock()
+		l.writing = false
+		l.mu.Unlock()
+		if err != nil {
 			return fmt.Errorf("cannot write to logic %s: %w", l.addr, err)
 		}
 		l.srv.m.linkFramesW.Inc()

@@ -16,6 +16,24 @@ const (
 	dropBadLinkMsg = "bad_link_frame" // malformed frame from logic
 )
 
+// Rejection reasons: connections refused before the upgrade, by the
+// connection tier itself (parley_connsrv_rejected_total{reason}).
+const (
+	rejectIPRate         = "ip_rate"         // the client IP opened connections too fast (429)
+	rejectProxyMissing   = "proxy_missing"   // proxy_protocol on and no PROXY header
+	rejectProxyInvalid   = "proxy_invalid"   // malformed or unsupported PROXY header
+	rejectProxyUntrusted = "proxy_untrusted" // peer not in trusted_proxies
+	rejectDraining       = "draining"        // accepted while draining
+)
+
+// Token refresh results (parley_connsrv_token_refresh_total{result}).
+const (
+	refreshOK        = "ok"        // the session's expiry moved later
+	refreshUnchanged = "unchanged" // valid, but not later than the current expiry
+	refreshInvalid   = "invalid"   // the token did not verify (auth_failed)
+	refreshMismatch  = "mismatch"  // another user or device (auth_failed)
+)
+
 // serverMetrics holds the counters of one Server in its own set, so several
 // servers in one process (tests) do not share numbers.
 type serverMetrics struct {
@@ -36,6 +54,14 @@ type serverMetrics struct {
 	closed map[uint16]*metrics.Counter
 	other  *metrics.Counter
 	drops  map[string]*metrics.Counter
+
+	rejects     map[string]*metrics.Counter
+	refreshes   map[string]*metrics.Counter
+	ipBuckets   *metrics.Gauge
+	ipFull      *metrics.Counter
+	drainLeft   *metrics.Gauge
+	drained     *metrics.Counter
+	drainActive *metrics.Gauge
 }
 
 func newServerMetrics() *serverMetrics {
@@ -55,6 +81,19 @@ func newServerMetrics() *serverMetrics {
 		linkFramesW: s.NewCounter("parley_connsrv_link_frames_out_total"),
 		closed:      map[uint16]*metrics.Counter{},
 		drops:       map[string]*metrics.Counter{},
+		rejects:     map[string]*metrics.Counter{},
+		refreshes:   map[string]*metrics.Counter{},
+		ipBuckets:   s.NewGauge("parley_connsrv_ip_buckets", nil),
+		ipFull:      s.NewCounter("parley_connsrv_ip_buckets_full_total"),
+		drainLeft:   s.NewGauge("parley_connsrv_drain_sessions_left", nil),
+		drained:     s.NewCounter("parley_connsrv_drained_total"),
+		drainActive: s.NewGauge("parley_connsrv_draining", nil),
+	}
+	for _, r := range []string{rejectIPRate, rejectProxyMissing, rejectProxyInvalid, rejectProxyUntrusted, rejectDraining} {
+		m.rejects[r] = s.NewCounter(fmt.Sprintf(`parley_connsrv_rejected_total{reason=%q}`, r))
+	}
+	for _, r := range []string{refreshOK, refreshUnchanged, refreshInvalid, refreshMismatch} {
+		m.refreshes[r] = s.NewCounter(fmt.Sprintf(`parley_connsrv_token_refresh_total{result=%q}`, r))
 	}
 	for code, reason := range closeReasons {
 		m.closed[code] = s.NewCounter(fmt.Sprintf(`parley_connsrv_connections_closed_total{reason=%q}`, reason))
@@ -97,3 +136,7 @@ func (m *serverMetrics) closedWith(code uint16) {
 }
 
 func (m *serverMetrics) drop(reason string) { m.drops[reason].Inc() }
+
+func (m *serverMetrics) reject(reason string) { m.rejects[reason].Inc() }
+
+func (m *serverMetrics) refreshed(result string) { m.refreshes[result].Inc() }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"slices"
 	"strconv"
 	"sync"
@@ -50,6 +51,9 @@ type Server struct {
 	addr     string
 	eng      gnet.Engine
 	shutdown atomic.Bool
+
+	trusted []netip.Prefix // cfg.TrustedProxies
+	ipl     *ipLimiter     // nil when cfg.IPConnRate is 0
 }
 
 // New returns a Server for cfg (zero fields take their defaults). verifier
@@ -74,6 +78,9 @@ func New(cfg Config, verifier *auth.Verifier, log *slog.Logger) (*Server, error)
 		booted:   make(chan struct{}),
 		ready:    make(chan struct{}),
 	}
+	s.trusted, _ = parsePrefixes("trusted_proxies", cfg.TrustedProxies)
+	exempt, _ := parsePrefixes("ip_rate_exempt", cfg.IPRateExempt)
+	s.ipl = newIPLimiter(cfg.IPConnRate, cfg.IPConnBurst, exempt)
 	for _, a := range cfg.LogicAddrs {
 		for range cfg.LinkPoolSize {
 			s.links = append(s.links, newLink(s, a, len(s.links)))
@@ -193,14 +200,17 @@ func (s *Server) Run(ctx context.Context) error {
 	case <-ctx.Done():
 	}
 
-	// Going away: ask every client to close, give the loops a moment to
-	// write the close frames, then stop the engine.
+	// Going away: refuse new connections at once (readyz turns 503), tell
+	// the clients to reconnect elsewhere, spread over the drain window,
+	// let the loops write the close frames and the links carry the last
+	// client frames and Close frames to logic, then stop the engine.
 	s.shutdown.Store(true)
-	s.reg.each(func(ss *session) { ss.closeAsync(proto.CloseGoingAway, "server shutting down") })
+	s.drain(s.cfg.DrainWindow)
 	deadline := time.Now().Add(2 * time.Second)
 	for s.reg.count() > 0 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
+	s.flushLinks(time.Now().Add(time.Second))
 	s.addrMu.Lock()
 	eng := s.eng
 	s.addrMu.Unlock()
@@ -303,6 +313,7 @@ func (s *Server) sweep(ctx context.Context) {
 	t := time.NewTicker(tick)
 	defer t.Stop()
 	hb, idle, hsTimeout := int64(s.cfg.HeartbeatInterval), int64(s.cfg.IdleTimeout), int64(s.cfg.HandshakeTimeout)
+	var ipSwept int64
 	for {
 		select {
 		case <-ctx.Done():
@@ -310,6 +321,10 @@ func (s *Server) sweep(ctx context.Context) {
 		case <-t.C:
 		}
 		now := time.Now().UnixNano()
+		if s.ipl != nil && now-ipSwept >= int64(time.Second) {
+			ipSwept = now
+			s.m.ipBuckets.Set(float64(s.ipl.sweep(now)))
+		}
 		s.reg.each(func(ss *session) {
 			last := ss.lastActive.Load()
 			switch ss.state.Load() {
@@ -319,7 +334,7 @@ func (s *Server) sweep(ctx context.Context) {
 				}
 			case stateOpen:
 				switch {
-				case ss.expires != 0 && now > ss.expires:
+				case ss.expires.Load() != 0 && now > ss.expires.Load():
 					ss.closeAsync(proto.CloseTokenExpired, "token expired")
 				case now-last > idle:
 					ss.closeAsync(closeIdle, "idle timeout")
@@ -329,6 +344,23 @@ func (s *Server) sweep(ctx context.Context) {
 				}
 			}
 		})
+	}
+}
+
+// admit takes a token of the per-IP connection rate for a new connection
+// (its remote address is final: after the PROXY header when that is on);
+// over the rate, the upgrade will be answered with 429. Loop only.
+func (s *Server) admit(ss *session) {
+	if s.ipl == nil || !ss.remote.IsValid() {
+		return
+	}
+	switch res, wait := s.ipl.allow(ss.remote.Addr(), time.Now().UnixNano()); res {
+	case ipLimited:
+		ss.limitedFor = int32(retryAfterSeconds(wait))
+		s.m.reject(rejectIPRate)
+		s.log.Debug("connection over the per-ip rate", "conn_id", ss.id, "remote", ss.remote.String())
+	case ipTableFull:
+		s.m.ipFull.Inc()
 	}
 }
 

@@ -1,6 +1,7 @@
 package connsrv
 
 import (
+	"net/netip"
 	"sync"
 	"sync/atomic"
 
@@ -8,6 +9,7 @@ import (
 	"github.com/panjf2000/gnet/v2"
 
 	"github.com/parley-chat/parley/connsrv/wsframe"
+	"github.com/parley-chat/parley/internal/proto"
 )
 
 // Session states.
@@ -32,8 +34,23 @@ type session struct {
 	state      atomic.Uint32
 	gen        atomic.Uint64 // link generation the Open went out on; 0 before
 	lastActive atomic.Int64  // unix nanos of the last inbound byte (or accept)
-	expires    int64         // token expiry, unix nanos, 0 = none; set before stateOpen
-	pingedAt   int64         // sweeper only: lastActive value when the last ping was sent
+	// expires is the token expiry in unix nanos, 0 = none: set before
+	// stateOpen, moved later by an in-band refresh (loop), read by the
+	// sweeper.
+	expires  atomic.Int64
+	pingedAt int64 // sweeper only: lastActive value when the last ping was sent
+
+	// remote is the client address: the socket's peer, or the source
+	// address of the PROXY header. Loop only.
+	remote netip.AddrPort
+	// proxied is true once the PROXY header was consumed. Loop only.
+	proxied bool
+	// limitedFor, when non-zero, is the Retry-After (seconds) of a
+	// connection over its IP's rate: the upgrade is answered with 429.
+	// Loop only.
+	limitedFor int32
+	// user and device name the session after the upgrade. Loop only.
+	user, device string
 
 	asm   wsframe.Assembler // loop
 	spare []byte            // loop: the idle half of the double buffer
@@ -104,6 +121,28 @@ func (s *session) closeAsync(code uint16, reason string) {
 	if w {
 		_ = s.c.Wake(nil)
 	}
+}
+
+// goaway queues a goaway frame (reconnect after retryAfterMS, anywhere)
+// followed by a close with 1001, after what is already pending. It
+// returns false when the session was already closing. Safe for
+// concurrent use.
+func (s *session) goaway(retryAfterMS int64) bool {
+	s.mu.Lock()
+	if s.closeCode != 0 {
+		s.mu.Unlock()
+		return false
+	}
+	var buf [64]byte
+	frame := proto.AppendGoaway(buf[:0], retryAfterMS, "")
+	s.out = wsframe.AppendFrame(s.out, opText, frame)
+	s.closeCode, s.closeReason = proto.CloseGoingAway, "going away"
+	w := s.scheduleLocked()
+	s.mu.Unlock()
+	if w {
+		_ = s.c.Wake(nil)
+	}
+	return true
 }
 
 // scheduleLocked marks a flush as scheduled and reports whether the caller
