@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"hash"
 	"strings"
 	"testing"
@@ -182,6 +183,7 @@ func swapClaims(t *testing.T, tok string, c map[string]any) string {
 }
 
 func TestConfigValidate(t *testing.T) {
+	dir := t.TempDir()
 	tests := []struct {
 		name string
 		cfg  Config
@@ -189,10 +191,34 @@ func TestConfigValidate(t *testing.T) {
 	}{
 		{"ok", Config{Secret: secret}, nil},
 		{"ok_default_leeway", Config{Secret: secret, Leeway: Default().Leeway}, nil},
-		{"default_has_no_secret", Default(), []string{"auth.secret must be at least 32 bytes, got 0"}},
-		{"short_secret", Config{Secret: secret[:31]}, []string{"auth.secret must be at least 32 bytes, got 31"}},
-		{"negative_leeway", Config{Secret: secret, Leeway: -time.Second}, []string{"auth.leeway must not be negative, got -1s"}},
+		{"ok_defaults_and_secret", withSecret(Default()), nil},
+		{"default_has_no_key_source", Default(), []string{"auth.secret: required"}},
+		{"short_secret", Config{Secret: secret[:31]}, []string{"auth.secret: must be at least 32 bytes, got 31"}},
+		{"negative_leeway", Config{Secret: secret, Leeway: -time.Second}, []string{"auth.leeway: must not be negative, got -1s"}},
 		{"both", Config{Secret: "x", Leeway: -time.Second}, []string{"auth.secret", "auth.leeway"}},
+		{"alg_none", Config{Secret: secret, Algorithms: []string{"HS256", "none"}}, []string{`auth.algorithms: "none" is never allowed`}},
+		{"alg_unknown", Config{Secret: secret, Algorithms: []string{"HS256", "ES256"}}, []string{`auth.algorithms: "ES256" is not supported`}},
+		{"secret_without_hs256", Config{Secret: secret, Algorithms: []string{RS256}, PublicKeys: []string{dir + "/a.pem"}},
+			[]string{"auth.secret: set, but HS256 is not in auth.algorithms"}},
+		{"hs256_without_secret", Config{Algorithms: []string{HS256}}, []string{"auth.secret: must be at least 32 bytes, got 0"}},
+		{"rs256_without_keys", Config{Algorithms: []string{RS256}}, []string{"auth.algorithms: [RS256] need public keys"}},
+		{"keys_without_asym_alg", Config{Secret: secret, Algorithms: []string{HS256}, JWKSFile: dir + "/k.json"},
+			[]string{"auth.algorithms: public keys are configured but neither RS256 nor EdDSA is allowed"}},
+		{"ok_public_keys_only", Config{PublicKeys: []string{dir + "/a.pem"}}, nil},
+		{"ok_mixed", Config{Secret: secret, PublicKeys: []string{dir + "/a.pem"}}, nil},
+		{"ok_explicit_mixed", Config{Secret: secret, Algorithms: []string{HS256, EdDSA}, JWKSURL: "https://idp.example/jwks.json"}, nil},
+		{"ok_loopback_http", Config{JWKSURL: "http://127.0.0.1:9/jwks"}, nil},
+		{"ok_localhost_http", Config{JWKSURL: "http://localhost:9/jwks"}, nil},
+		{"ok_ipv6_loopback_http", Config{JWKSURL: "http://[::1]:9/jwks"}, nil},
+		{"remote_http", Config{JWKSURL: "http://idp.example/jwks"}, []string{"auth.jwks_url: \"http://idp.example/jwks\": http is allowed only for loopback hosts"}},
+		{"bad_scheme", Config{JWKSURL: "ftp://idp.example/jwks"}, []string{"auth.jwks_url:", "scheme must be https"}},
+		{"no_host", Config{JWKSURL: "https:///jwks"}, []string{"auth.jwks_url:", "has no host"}},
+		{"dup_kid", Config{PublicKeys: []string{dir + "/a.pem", dir + "/sub/a.pub"}}, []string{`auth.public_keys:`, `same kid "a"`}},
+		{"empty_key_path", Config{PublicKeys: []string{""}}, []string{"auth.public_keys: empty path"}},
+		{"short_refresh", Config{JWKSFile: "k.json", JWKSRefresh: time.Millisecond}, []string{"auth.jwks_refresh: must be at least 1s, got 1ms"}},
+		{"negative_timeout", Config{JWKSFile: "k.json", JWKSTimeout: -time.Second}, []string{"auth.jwks_timeout: must not be negative"}},
+		{"every_problem", Config{Secret: "short", Algorithms: []string{"none", HS256, RS256}, JWKSURL: "http://x.example", Leeway: -1},
+			[]string{"auth.algorithms", "auth.secret", "auth.jwks_url", "auth.leeway"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -215,6 +241,27 @@ func TestConfigValidate(t *testing.T) {
 				t.Errorf("NewVerifier: got nil error for an invalid config")
 			}
 		})
+	}
+}
+
+func withSecret(c Config) Config { c.Secret = secret; return c }
+
+func TestAllowedAlgorithms(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		{"secret", Config{Secret: secret}, "[HS256]"},
+		{"keys", Config{PublicKeys: []string{"a.pem"}}, "[RS256 EdDSA]"},
+		{"nothing", Config{}, "[RS256 EdDSA]"},
+		{"both", Config{Secret: secret, JWKSURL: "https://x"}, "[HS256 RS256 EdDSA]"},
+		{"explicit", Config{Secret: secret, JWKSURL: "https://x", Algorithms: []string{EdDSA}}, "[EdDSA]"},
+	}
+	for _, tc := range tests {
+		if got := fmt.Sprint(tc.cfg.AllowedAlgorithms()); got != tc.want {
+			t.Errorf("%s: got %s, want %s", tc.name, got, tc.want)
+		}
 	}
 }
 
