@@ -1,6 +1,7 @@
 package connsrv
 
 import (
+	"bufio"
 	"errors"
 	"net"
 	"testing"
@@ -29,3 +30,5 @@ func freeAddr(t *testing.T) string {
 	defer ln.Close()
 	return ln.Addr().String()
 }
+
+func bufioReader(c net.Conn) *bufio.Reader { return bufio.NewReader(c) }
