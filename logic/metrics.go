@@ -241,6 +241,17 @@ var (
 	_ = metrics.NewGauge(`parley_logic_directory_queue_depth`, func() float64 { return sumServices(directoryQueue) })
 	_ = metrics.NewGauge(`parley_logic_pending_forwards`, func() float64 { return sumServices(pendingForwards) })
 	_ = metrics.NewGauge(`parley_logic_link_queue_bytes`, func() float64 { return linkQueueBytes() })
+	// parley_logic_store_breaker_open is 1 while the store circuit breaker
+	// refuses calls (per process: the number of its services with an open
+	// breaker).
+	_ = metrics.NewGauge(`parley_logic_store_breaker_open`, func() float64 {
+		return sumServices(func(s *Service) int {
+			if s.breaker.isOpen() {
+				return 1
+			}
+			return 0
+		})
+	})
 )
 
 // trackService adds s to the services the gauges read until the returned

@@ -122,6 +122,7 @@ func TestRequestMetrics(t *testing.T) {
 		"parley_logic_shard_queue_depth", "parley_logic_shard_queue_depth_max", "parley_logic_catchup_running",
 		"parley_logic_catchup_waiting", "parley_logic_push_queue_depth", "parley_logic_presence_queue_depth",
 		"parley_logic_directory_queue_depth", "parley_logic_pending_forwards", "parley_logic_link_queue_bytes",
+		"parley_logic_store_breaker_open",
 	} {
 		if _, ok := got[g]; !ok {
 			t.Errorf("gauge %s missing from /metrics", g)
