@@ -3,6 +3,18 @@
 //
 // # Flow
 //
+//  0. With ProxyProtocol on, the connection must come from a trusted proxy
+//     (TrustedProxies, empty = any) and start with a PROXY v1 or v2 header
+//     (package proxyproto), parsed from gnet's inbound buffer across
+//     reads; a missing or malformed header closes the connection. The
+//     header's client address replaces the socket's peer address
+//     everywhere: the per-IP limit, Open.Remote sent to logic, logs.
+//     Then (or at accept when ProxyProtocol is off) the client IP takes a
+//     token of its connection bucket (IPConnRate per second, IPConnBurst,
+//     IPRateExempt CIDRs skipped); an empty bucket gets "429 Too Many
+//     Requests" with Retry-After once the request head is read (reading it
+//     first keeps the close from resetting the connection before the
+//     client sees the answer).
 //  1. A client connects; the HTTP upgrade request is parsed on the event
 //     loop once its head is complete (at most MaxHandshakeSize bytes, else
 //     431). The token is taken from "Authorization: Bearer <t>", the
@@ -20,10 +32,46 @@
 //     payload) and Kick (close with code and reason). Each payload becomes
 //     one WebSocket text frame.
 //
+// # Token refresh
+//
+// A client message {"type":"refresh","id":"<request id>","token":"<jwt>"}
+// is answered by this tier and never forwarded: messages are tested with
+// bytes.Contains for `"refresh"` and only those are JSON-decoded. The
+// token must verify and name the session's user and, if it has a dev
+// claim, the session's device; the session's expiry then moves to the
+// token's exp when that is later (an earlier exp is accepted and changes
+// nothing) and the answer is {"type":"ok","id":...}. Otherwise an error
+// frame with code "auth_failed" answers and the old expiry stands (4001
+// when it passes).
+//
+// # Drain
+//
+// When Run's context is cancelled (SIGTERM) the server refuses new
+// connections at once (closed at accept, readyz 503), then over
+// DrainWindow tells every open session, in random order, in batches every
+// 100ms spread evenly over the window, to reconnect elsewhere: a goaway
+// frame (retry_after_ms random in [0, 1000), no url) followed by close
+// 1001 in the same write, after what logic had queued for the session.
+// Client messages (acks) read before that keep flowing to logic; the
+// links are flushed after the last batch and the sessions' closes, then
+// closed. DrainWindow 0 closes every session with 1001 at once.
+//
+// # Refusals and metrics
+//
+// Every refusal and drop is counted by reason:
+// parley_connsrv_rejected_total{reason} (ip_rate, proxy_missing,
+// proxy_invalid, proxy_untrusted, draining), parley_connsrv_drops_total,
+// parley_connsrv_handshakes_rejected_total (401/403/431 upgrades),
+// parley_connsrv_token_refresh_total{result} (ok, unchanged, invalid,
+// mismatch), parley_connsrv_drain_sessions_left, parley_connsrv_drained_total,
+// parley_connsrv_draining, parley_connsrv_ip_buckets and
+// parley_connsrv_ip_buckets_full_total.
+//
 // # Close codes
 //
 // Protocol violations close with the wsframe code (1002, 1003, 1007, 1009).
-// 1000 echoes a client close; 1001 on shutdown; 1012 when the session's
+// 1000 echoes a client close; 1001 on shutdown (after a goaway frame when
+// draining); 1012 when the session's
 // logic link is lost (logic lost the session: reconnect and resync);
 // 4000 idle timeout; 4001 token expired; 4002 the client's write queue
 // passed WriteQueueLimit.
@@ -36,16 +84,17 @@
 // append framed bytes to the session's pending buffer under its mutex and
 // wake the loop once; the loop swaps the double buffer and writes the whole
 // batch in one call. One sweeper goroutine sends heartbeats and enforces
-// the idle and handshake timeouts for all connections. Each logic link has
+// the idle, handshake and token-expiry timeouts for all connections and
+// drops idle per-IP buckets (sharded map, bounded). Each logic link has
 // one writer goroutine (one write per batch from a bounded queue; a full
 // queue refuses the client message with an "overloaded" error frame) and
 // one reader goroutine.
 //
-// Lock order: registry shard mutex, then session mutex. A link's mutex is
-// never held while taking another lock.
+// Lock order: registry shard mutex, then session mutex. A link's mutex and
+// a per-IP bucket shard's mutex are never held while taking another lock.
 //
 // Server methods document whether they are safe for concurrent use.
 //
-// Tier: connsrv. Imports internal/{auth,proto,record,tierlink} and
-// connsrv/wsframe; never logic or storage.
+// Tier: connsrv. Imports internal/{auth,proto,record,ring,tierlink},
+// connsrv/wsframe and connsrv/proxyproto; never logic or storage.
 package connsrv

@@ -139,8 +139,10 @@ func (s *Server) maybeReady() {
 	s.readyMu.Unlock()
 }
 
-// Run serves until ctx is cancelled, then tells clients the server is going
-// away (1001), stops the event loops and closes the logic links. It returns
+// Run serves until ctx is cancelled, then drains: it refuses new
+// connections at once, tells the clients to reconnect elsewhere (goaway,
+// then 1001) in batches spread over DrainWindow (all at once when 0),
+// flushes the logic links, stops the event loops and closes the links. It returns
 // nil on a clean stop and an error when the listener cannot be started.
 // Run may be called once.
 func (s *Server) Run(ctx context.Context) error {
