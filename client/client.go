@@ -32,9 +32,12 @@ type Client struct {
 	inbox    chan inEvent    // reader -> delivery goroutine, in arrival order
 	fills    chan fillResult // gap fetchers and resyncs -> delivery goroutine
 	ackKick  chan struct{}   // delivery goroutine -> ack goroutine (capacity 1)
-	ho       *handoff        // positions handed to the app; own lock
+	// refreshKick tells the refresh goroutine the token or the connection
+	// changed (capacity 1).
+	refreshKick chan struct{}
+	ho          *handoff // positions handed to the app; own lock
 
-	wg        sync.WaitGroup // run, deliver, ack and gap fetch goroutines
+	wg        sync.WaitGroup // run, deliver, ack, refresh and gap fetch goroutines
 	done      chan struct{}  // closed once every goroutine exited and channels are closed
 	closeOnce sync.Once
 
@@ -45,9 +48,10 @@ type Client struct {
 	ready   chan struct{}
 	pending map[string]*call
 	state   State
-	stopErr error // non-nil once stopped for good (wraps ErrClosed)
-	token   string
-	url     string // current server URL (a goaway may change it)
+	stopErr error     // non-nil once stopped for good (wraps ErrClosed)
+	token   string    // the token of the current session (the last one accepted)
+	tokenAt time.Time // when token was obtained from TokenFunc or Config.Token
+	url     string    // current server URL (a goaway may change it)
 	stats   Stats
 	// syncedCh is closed once the current connection's catch-up is
 	// complete (synced is then true); replaced when the connection drops.
@@ -104,22 +108,23 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 		return nil, fmt.Errorf("cannot dial: invalid config: %w", err)
 	}
 	c := &Client{
-		cfg:      cfg,
-		log:      cfg.Logger,
-		msgs:     make(chan Message, cfg.MessageBuffer),
-		receipts: make(chan Receipt, cfg.EventBuffer),
-		presence: make(chan UserPresence, cfg.EventBuffer),
-		states:   make(chan State, 8),
-		inbox:    make(chan inEvent, 256),
-		fills:    make(chan fillResult),
-		ackKick:  make(chan struct{}, 1),
-		ho:       newHandoff(cfg.Resume),
-		done:     make(chan struct{}),
-		ready:    make(chan struct{}),
-		pending:  make(map[string]*call),
-		url:      cfg.URL,
-		syncedCh: make(chan struct{}),
-		ownSends: make(map[string]int),
+		cfg:         cfg,
+		log:         cfg.Logger,
+		msgs:        make(chan Message, cfg.MessageBuffer),
+		receipts:    make(chan Receipt, cfg.EventBuffer),
+		presence:    make(chan UserPresence, cfg.EventBuffer),
+		states:      make(chan State, 8),
+		inbox:       make(chan inEvent, 256),
+		fills:       make(chan fillResult),
+		ackKick:     make(chan struct{}, 1),
+		refreshKick: make(chan struct{}, 1),
+		ho:          newHandoff(cfg.Resume),
+		done:        make(chan struct{}),
+		ready:       make(chan struct{}),
+		pending:     make(map[string]*call),
+		url:         cfg.URL,
+		syncedCh:    make(chan struct{}),
+		ownSends:    make(map[string]int),
 	}
 	cn, hello, err := c.connect(ctx)
 	if err == nil {
@@ -131,6 +136,10 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 			go c.run(s)
 			go c.deliverLoop()
 			go c.ackLoop()
+			if cfg.TokenFunc != nil {
+				c.wg.Add(1)
+				go c.refreshLoop()
+			}
 		} else {
 			cn.closeWith(proto.CloseNormal, "")
 		}

@@ -38,7 +38,15 @@ type Config struct {
 	// auth failed, 1008 policy, 4004 replaced, or HTTP 400/401/403 at
 	// upgrade): when it
 	// returns a token different from the one refused, the client
-	// reconnects, otherwise it stops. May be called from any goroutine.
+	// reconnects, otherwise it stops. With TokenFunc set the client also
+	// refreshes the session in-band: at about 80% of the current token's
+	// lifetime (from its iat and exp claims, read without verification;
+	// and at least 5s before exp) it calls TokenFunc and sends the new
+	// token in a refresh frame on the live connection, retrying with
+	// RetryBackoff until exp (see Client.RefreshToken). A token without an
+	// exp claim is never refreshed in-band. TokenFunc should return
+	// promptly when ctx is done (Close waits for it). May be called from
+	// any goroutine.
 	TokenFunc func(ctx context.Context) (string, error) `yaml:"-"`
 	// TokenInQuery sends the token as the ?token= query parameter instead
 	// of the Authorization: Bearer header. Default false (header).

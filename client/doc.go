@@ -30,6 +30,15 @@
 // process restarts. A server that refuses sync (older versions) is caught
 // up with history requests instead.
 //
+// Token refresh: with Config.TokenFunc the session is refreshed in-band
+// before its token expires. The client reads the token's exp (and iat)
+// claims without verifying them and, at about 80% of its lifetime and at
+// least 5s before exp, sends {"type":"refresh","id":...,"token":...} with
+// a token from TokenFunc on the live connection; the server answers ok or
+// an error with code auth_failed. Failures are retried with
+// Config.RetryBackoff until exp; then the server closes with 4001 and the
+// reconnect path asks TokenFunc again. RefreshToken forces one refresh.
+//
 // Requests (Send, SendTo, History, Chats, CreateGroup, ...) are correlated
 // with their answers by a random 128-bit request id. With Config.SendRetry
 // a send is retried on retryable errors, timeouts and reconnects with the
@@ -44,7 +53,7 @@
 // Concurrency: every method of Client is safe for concurrent use. Close is
 // idempotent and waits for the client's goroutines (one reader per
 // connection, one heartbeat, one delivery goroutine, one ack goroutine,
-// short-lived gap fetchers) to exit. Locks: Client.mu and handoff.mu are
+// one token refresh goroutine with TokenFunc, short-lived gap fetchers) to exit. Locks: Client.mu and handoff.mu are
 // never held together.
 //
 // Tier: client side; it imports only the leaf packages internal/proto and

@@ -24,7 +24,7 @@ func (c *Client) connect(ctx context.Context) (*wsConn, Hello, error) {
 		token = t
 	}
 	c.mu.Lock()
-	c.token = token
+	c.token, c.tokenAt = token, time.Now()
 	c.mu.Unlock()
 	dctx, cancel := context.WithTimeout(ctx, c.cfg.DialTimeout)
 	defer cancel()
@@ -123,6 +123,7 @@ func (c *Client) setConn(cn *wsConn, h Hello, syncID string) session {
 	close(c.ready)
 	c.mu.Unlock()
 	c.pushState(State{Kind: StateConnected, Hello: h})
+	c.kickRefresh()
 	c.log.Info("connected", "user_id", h.User, "device_id", h.Device, "session", h.Session)
 	return s
 }

@@ -195,6 +195,7 @@ type Stats struct {
 	Goaways         uint64 // goaway frames obeyed
 	Retries         uint64 // request retries
 	Resyncs         uint64 // history resyncs after a server refused sync (older servers)
+	TokenRefreshes  uint64 // tokens the server accepted in a refresh frame
 }
 
 // GoawayError is why a connection was closed when the server asked the

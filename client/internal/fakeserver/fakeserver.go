@@ -1,6 +1,10 @@
 // Package fakeserver is an in-memory stand-in for a Parley server that
 // speaks the client WebSocket protocol well enough to test the SDK and the
 // terminal client: a token is "tok-<user>" (or "tok-<user>.<anything>"),
+// or a JWT whose sub names the user (its signature is not checked; an exp
+// in the past is refused), and a refresh frame with a token of the same
+// user is answered ok (Refreshes records them; SetRefuseRefresh makes the
+// server answer auth_failed),
 // every connection sees every chat, messages live in memory, and sends are
 // deduplicated by (sender, request id). It keeps a delivery cursor per
 // (user, device, chat), raised by acks and by sync, and answers sync with
@@ -11,6 +15,8 @@
 package fakeserver
 
 import (
+	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/url"
@@ -52,7 +58,22 @@ type Server struct {
 	cursors  map[string]uint64 // user/device/chat -> acked seq
 	syncs    []Sync
 	legacy   bool // refuse sync like a server without it
+	// refreshes are the refresh frames received; refuseRefresh answers
+	// them with auth_failed.
+	refreshes     []Refresh
+	refuseRefresh bool
 }
+
+// Refresh is a refresh frame a client sent, with when it arrived and
+// whether the server accepted it.
+type Refresh struct {
+	User, Device, ID, Token string
+	At                      time.Time
+	Accepted                bool
+}
+
+// CodeAuthFailed is the error code of a refused refresh.
+const CodeAuthFailed = "auth_failed"
 
 // Sync is a sync frame a client sent.
 type Sync struct {
@@ -159,9 +180,8 @@ func (s *Server) serve(nc net.Conn) {
 	s.upgrades = append(s.upgrades, query)
 	s.authz = append(s.authz, authz)
 	s.mu.Unlock()
-	user, ok := strings.CutPrefix(token, "tok-")
-	user, _, _ = strings.Cut(user, ".") // tok-<user>.<version> is accepted too
-	if !ok || user == "" {
+	user, ok := userOf(token, time.Now())
+	if !ok {
 		_ = wsutil.WriteServerMessage(nc, ws.OpClose, ws.NewCloseFrameBody(proto.CloseAuthFailed, "bad token"))
 		return
 	}
@@ -185,6 +205,15 @@ func (s *Server) serve(nc net.Conn) {
 			return
 		}
 		if op != ws.OpText {
+			continue
+		}
+		var rf struct {
+			Type  string `json:"type"`
+			ID    string `json:"id"`
+			Token string `json:"token"`
+		}
+		if json.Unmarshal(b, &rf) == nil && rf.Type == "refresh" {
+			s.refresh(fc, rf.ID, rf.Token)
 			continue
 		}
 		in, err := proto.Decode(b)
@@ -506,4 +535,66 @@ func (s *Server) Retransmit(user string) int {
 // retryMS, to url when it is not empty.
 func (fc *Conn) Goaway(retryMS int64, url string) {
 	fc.Write(proto.AppendGoaway(nil, retryMS, url))
+}
+
+// userOf returns the user a token names: "tok-<user>[.<anything>]", or a
+// JWT (not verified) whose sub is the user and whose exp, if any, is
+// after now.
+func userOf(token string, now time.Time) (string, bool) {
+	if rest, ok := strings.CutPrefix(token, "tok-"); ok {
+		user, _, _ := strings.Cut(rest, ".") // tok-<user>.<version> is accepted too
+		return user, user != ""
+	}
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return "", false
+	}
+	b, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return "", false
+	}
+	var c struct {
+		Sub string  `json:"sub"`
+		Exp float64 `json:"exp"`
+	}
+	if json.Unmarshal(b, &c) != nil || c.Sub == "" {
+		return "", false
+	}
+	if c.Exp != 0 && float64(now.Unix()) >= c.Exp {
+		return "", false
+	}
+	return c.Sub, true
+}
+
+// refresh answers a refresh frame: ok when token names fc's user and the
+// server does not refuse refreshes, else error auth_failed.
+func (s *Server) refresh(fc *Conn, id, token string) {
+	user, ok := userOf(token, time.Now())
+	ok = ok && user == fc.User
+	s.mu.Lock()
+	if s.refuseRefresh {
+		ok = false
+	}
+	s.refreshes = append(s.refreshes, Refresh{User: fc.User, Device: fc.Device, ID: id, Token: token, At: time.Now(), Accepted: ok})
+	s.mu.Unlock()
+	if !ok {
+		fc.Write(proto.AppendError(nil, id, proto.Errorf(CodeAuthFailed, "token refused")))
+		return
+	}
+	fc.Write(proto.AppendOK(nil, id, "", 0))
+}
+
+// Refreshes returns the refresh frames received so far.
+func (s *Server) Refreshes() []Refresh {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Refresh(nil), s.refreshes...)
+}
+
+// SetRefuseRefresh makes the server answer refresh frames with an
+// auth_failed error (on) or accept valid ones (off).
+func (s *Server) SetRefuseRefresh(on bool) {
+	s.mu.Lock()
+	s.refuseRefresh = on
+	s.mu.Unlock()
 }
