@@ -6,6 +6,7 @@
 # connsrv.proxy_protocol: true). See docs/tls.md.
 #
 # Usage: scripts/haproxy.sh <command>
+#   install  install haproxy, openssl and socat with apt-get if missing
 #   start    install haproxy (and openssl) with apt-get if missing, make a
 #            self-signed test CA and server certificate in the run dir when
 #            PARLEY_HAPROXY_CERT is empty, write the config from
@@ -245,6 +246,15 @@ wait_loaded() {
 	done
 }
 
+cmd_install() {
+	local missing=()
+	[[ -n "$(haproxy_bin || true)" ]] || missing+=(haproxy)
+	command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+	command -v socat >/dev/null 2>&1 || missing+=(socat)
+	if ((${#missing[@]} > 0)); then apt_install "${missing[@]}"; fi
+	log "install: $("$(haproxy_bin)" -v | head -n 1 | cut -d' ' -f1-3)"
+}
+
 cmd_start() {
 	check_config
 	local bin pid cert
@@ -412,6 +422,7 @@ main() {
 	local cmd="${1:-}"
 	[[ $# -gt 0 ]] && shift
 	case "$cmd" in
+	install) cmd_install ;;
 	start) cmd_start ;;
 	reload) cmd_reload ;;
 	cert) cmd_cert ;;
@@ -423,7 +434,7 @@ main() {
 		sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed -e '$d' -e 's/^# \{0,1\}//'
 		[[ -n "$cmd" ]]
 		;;
-	*) die "unknown command '$cmd' (try: start reload cert stop status env logs)" ;;
+	*) die "unknown command '$cmd' (try: install start reload cert stop status env logs)" ;;
 	esac
 }
 
