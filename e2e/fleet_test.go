@@ -96,7 +96,8 @@ func startFleet(t *testing.T, extra ...string) *fleet {
 			append([]string{"connsrv", "-config", fmt.Sprintf("../configs/fleet/connsrv-%d.yaml", i+1),
 				"-set", fmt.Sprintf("connsrv.listen=127.0.0.1:%d", ws[i]),
 				"-set", fmt.Sprintf("connsrv.http_listen=127.0.0.1:%d", chttp[i]),
-				"-set", "connsrv.logic_addrs=" + peers}, common...)...)
+				"-set", "connsrv.logic_addrs=" + peers,
+				"-set", "connsrv.drain_window=" + fleetDrainWindow.String()}, common...)...)
 	}
 	// The first logic node creates the keyspace; the second finds it.
 	for _, p := range []*tierProc{f.logic[0], f.logic[1], f.conn[0], f.conn[1]} {
@@ -225,6 +226,7 @@ func TestFleet(t *testing.T) {
 	t.Run("KillLogic", f.killLogic)
 	t.Run("KillConnsrv", f.killConnsrv)
 	t.Run("WebPush", f.webPush)
+	t.Run("Drain", f.drain)
 }
 
 // crossNodeChat: alice on connsrv-1 and bob on connsrv-2 chat both ways.

@@ -353,12 +353,13 @@ func (s *Service) dispatch(r *request) {
 	in := &r.in
 	switch in.Type {
 	case proto.TypePing:
+		s.requestDone(r, nil)
 		var buf [96]byte
 		r.out.reply(proto.AppendPong(buf[:0], in.ID, s.now().UnixMilli()))
 		return
 	case proto.TypeSync:
 		if r.from == nil {
-			s.replyErr(r.out, in.ID, proto.Errorf(proto.CodeBadRequest, "sync needs a WebSocket session"))
+			s.rejectRequest(r, proto.Errorf(proto.CodeBadRequest, "sync needs a WebSocket session"))
 			return
 		}
 		s.startSync(r.from, r)
@@ -372,28 +373,28 @@ func (s *Service) dispatch(r *request) {
 			}()
 		default:
 			requestsOverloaded.Inc()
-			s.replyErr(r.out, in.ID, &proto.Error{Code: proto.CodeOverloaded, Message: "too many concurrent reads", RetryAfterMS: 100})
+			s.rejectRequest(r, &proto.Error{Code: proto.CodeOverloaded, Message: "too many concurrent reads", RetryAfterMS: 100})
 		}
 		return
 	case proto.TypeSend:
 		if ok, wait := s.sendLimit.allow(r.user, s.now()); !r.forwarded && !ok {
 			rateLimited.Inc()
-			s.replyErr(r.out, in.ID, &proto.Error{Code: proto.CodeRateLimited,
+			s.rejectRequest(r, &proto.Error{Code: proto.CodeRateLimited,
 				Message:      fmt.Sprintf("more than %g messages per second (burst %d)", s.cfg.SendRate, s.cfg.SendBurst),
 				RetryAfterMS: max(1, wait.Milliseconds())})
 			return
 		}
 		if in.To != "" {
 			if in.Chat != "" {
-				s.replyErr(r.out, in.ID, proto.Errorf(proto.CodeBadRequest, "send takes chat or to, not both"))
+				s.rejectRequest(r, proto.Errorf(proto.CodeBadRequest, "send takes chat or to, not both"))
 				return
 			}
 			if !record.ValidID(in.To) {
-				s.replyErr(r.out, in.ID, proto.Errorf(proto.CodeBadRequest, "to is not a valid user id"))
+				s.rejectRequest(r, proto.Errorf(proto.CodeBadRequest, "to is not a valid user id"))
 				return
 			}
 			if in.To == r.user {
-				s.replyErr(r.out, in.ID, proto.Errorf(proto.CodeBadRequest, "cannot open a 1-on-1 chat with yourself"))
+				s.rejectRequest(r, proto.Errorf(proto.CodeBadRequest, "cannot open a 1-on-1 chat with yourself"))
 				return
 			}
 			r.chat = record.DirectChatID(r.user, in.To)
@@ -402,7 +403,7 @@ func (s *Service) dispatch(r *request) {
 		}
 	case proto.TypeGroupCreate:
 		if !record.ValidID(in.ID) {
-			s.replyErr(r.out, in.ID, proto.Errorf(proto.CodeBadRequest, "group_create needs an id (request id)"))
+			s.rejectRequest(r, proto.Errorf(proto.CodeBadRequest, "group_create needs an id (request id)"))
 			return
 		}
 		r.chat = groupIDFor(r.user, in.ID)
@@ -415,7 +416,7 @@ func (s *Service) dispatch(r *request) {
 		r.chat = in.Chat
 	}
 	if _, ok := record.ParseChatID(r.chat); !ok {
-		s.replyErr(r.out, in.ID, proto.Errorf(proto.CodeBadRequest, "chat is missing or not a valid chat id"))
+		s.rejectRequest(r, proto.Errorf(proto.CodeBadRequest, "chat is missing or not a valid chat id"))
 		return
 	}
 	if c := s.cluster; c != nil && !r.forwarded {
@@ -436,7 +437,7 @@ func (s *Service) dispatch(r *request) {
 			acksDropped.Inc()
 			return
 		}
-		s.replyErr(r.out, in.ID, &proto.Error{Code: proto.CodeOverloaded, Message: "chat queue full", RetryAfterMS: 100})
+		s.rejectRequest(r, &proto.Error{Code: proto.CodeOverloaded, Message: "chat queue full", RetryAfterMS: 100})
 	}
 }
 
