@@ -55,7 +55,7 @@ commands:
   connsrv     run the connection tier
   logic       run the logic tier
   notifier    deliver push notifications from Kafka (Web Push, webhook)
-  token       print a development JWT for a user
+  token       print a JWT for a user (HS256, or RS256/EdDSA with -key); -gen-key makes a key pair and JWKS
   chat        chat in the terminal
   loadtest    generate a chat workload and measure latency
   bench       connection-density harness

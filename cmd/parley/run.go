@@ -123,7 +123,7 @@ func runStandalone(args []string) error {
 	if cfg.Auth.Secret == exampleSecret {
 		log.Warn("using the example JWT secret from configs/standalone.yaml: fine on your laptop, never in production")
 	}
-	v, err := auth.NewVerifier(cfg.Auth, nil)
+	v, err := auth.NewVerifierWith(cfg.Auth, auth.Options{Logger: log.With("component", "auth")})
 	if err != nil {
 		return err
 	}
@@ -196,7 +196,7 @@ func runLogic(args []string) error {
 		return err
 	}
 	log, _ := newLogger(cfg.Log, stderr)
-	v, err := auth.NewVerifier(cfg.Auth, nil)
+	v, err := auth.NewVerifierWith(cfg.Auth, auth.Options{Logger: log.With("component", "auth")})
 	if err != nil {
 		return err
 	}
@@ -225,7 +225,7 @@ func runConnsrv(args []string) error {
 		return err
 	}
 	log, _ := newLogger(cfg.Log, stderr)
-	v, err := auth.NewVerifier(cfg.Auth, nil)
+	v, err := auth.NewVerifierWith(cfg.Auth, auth.Options{Logger: log.With("component", "auth")})
 	if err != nil {
 		return err
 	}
