@@ -78,11 +78,12 @@ func knownEnv() map[string]bool {
 }
 
 // Drain windows the stop timeouts must exceed (see deploy/README.md):
-// connsrv gives clients 2s to take the 1001 close; logic spreads goaway
+// connsrv spreads goaway + 1001 over its drain window (10s), then waits up
+// to 2s for the closes and 1s for the link flush; logic spreads goaway
 // over 2s, waits for in-flight store writes (store_timeout 5s) and flushes
 // Kafka (10s); the notifier stops its consumer.
 var minStop = map[string]time.Duration{
-	"connsrv":  10 * time.Second,
+	"connsrv":  13 * time.Second,
 	"logic":    20 * time.Second,
 	"notifier": 10 * time.Second,
 }

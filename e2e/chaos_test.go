@@ -608,6 +608,8 @@ func TestChaosNeverLosesAMessage(t *testing.T) {
 		"-set", fmt.Sprintf("connsrv.logic_addrs=127.0.0.1:%d", linkPort),
 		// Relink within 1s of a logic restart instead of up to 5s.
 		"-set", "connsrv.link_backoff_max=1s",
+		// Reconnect storms from one address are the point here.
+		"-set", "connsrv.ip_conn_rate=0",
 		"-set", "log.format=text")
 	if err := h.logic.start(h.startWithin); err != nil {
 		t.Fatal(err)
