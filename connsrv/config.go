@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/parley-chat/parley/internal/tlsconf"
 )
 
 // Config configures the connection tier. Zero values mean "use the default"
@@ -39,6 +41,10 @@ type Config struct {
 	// LinkQueueLimit is the most bytes queued on one link; above it client
 	// messages are refused with an "overloaded" error frame. Default 16 MiB.
 	LinkQueueLimit int `yaml:"link_queue_limit"`
+	// LinkTLS dials the logic nodes over TLS 1.3 when ca_file or
+	// server_name is set (cert_file/key_file add a client certificate for
+	// logic nodes that require one). Default off: plain TCP.
+	LinkTLS tlsconf.Config `yaml:"link_tls"`
 	// LinkDialTimeout bounds one dial plus the Hello exchange. Default 5s.
 	LinkDialTimeout time.Duration `yaml:"link_dial_timeout"`
 	// LinkPingInterval is how often an idle link is pinged; a link silent
@@ -138,6 +144,7 @@ func Default() Config {
 		NodeID:            host + "-" + strconv.Itoa(os.Getpid()),
 		LinkQueueLimit:    16 << 20,
 		LinkDialTimeout:   5 * time.Second,
+		LinkTLS:           tlsconf.Default(),
 		LinkPingInterval:  5 * time.Second,
 		LinkWriteTimeout:  10 * time.Second,
 		LinkBackoffMax:    5 * time.Second,
@@ -224,6 +231,9 @@ func parsePrefixes(key string, list []string) ([]netip.Prefix, []error) {
 // default are accepted.
 func (c Config) Validate() error {
 	var errs []error
+	if err := c.LinkTLS.ValidateAs("connsrv.link_tls"); err != nil {
+		errs = append(errs, err)
+	}
 	neg := func(name string, v int) {
 		if v < 0 {
 			errs = append(errs, fmt.Errorf("connsrv.%s must not be negative, got %d", name, v))

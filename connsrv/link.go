@@ -2,6 +2,7 @@ package connsrv
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -206,7 +207,15 @@ func (l *link) run(ctx context.Context) {
 func (l *link) connect(ctx context.Context) (net.Conn, *tierlink.Reader, error) {
 	timeout := l.srv.cfg.LinkDialTimeout
 	d := net.Dialer{Timeout: timeout}
-	conn, err := d.DialContext(ctx, "tcp", l.addr)
+	var conn net.Conn
+	var err error
+	if tc := l.srv.linkTLS; tc != nil {
+		dctx, cancel := context.WithTimeout(ctx, timeout)
+		conn, err = (&tls.Dialer{NetDialer: &d, Config: tc}).DialContext(dctx, "tcp", l.addr)
+		cancel()
+	} else {
+		conn, err = d.DialContext(ctx, "tcp", l.addr)
+	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("cannot dial logic %s: %w", l.addr, err)
 	}

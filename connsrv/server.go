@@ -2,6 +2,7 @@ package connsrv
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -21,6 +22,7 @@ import (
 	"github.com/parley-chat/parley/internal/auth"
 	"github.com/parley-chat/parley/internal/proto"
 	"github.com/parley-chat/parley/internal/ring"
+	"github.com/parley-chat/parley/internal/tlsconf"
 )
 
 // Close codes used by the server (see internal/proto for their meaning).
@@ -39,6 +41,7 @@ type Server struct {
 	m        *serverMetrics
 	reg      *registry
 	links    []*link
+	linkTLS  *tls.Config // dialing logic nodes; nil: plain TCP
 	nextID   atomic.Uint64
 	running  atomic.Bool
 	handler  *handler
@@ -81,6 +84,13 @@ func New(cfg Config, verifier *auth.Verifier, log *slog.Logger) (*Server, error)
 	s.trusted, _ = parsePrefixes("trusted_proxies", cfg.TrustedProxies)
 	exempt, _ := parsePrefixes("ip_rate_exempt", cfg.IPRateExempt)
 	s.ipl = newIPLimiter(cfg.IPConnRate, cfg.IPConnBurst, exempt)
+	if cfg.LinkTLS.ClientEnabled() {
+		tc, err := tlsconf.ClientConfig(cfg.LinkTLS)
+		if err != nil {
+			return nil, fmt.Errorf("cannot create connsrv server: connsrv.link_tls: %w", err)
+		}
+		s.linkTLS = tc
+	}
 	for _, a := range cfg.LogicAddrs {
 		for range cfg.LinkPoolSize {
 			s.links = append(s.links, newLink(s, a, len(s.links)))

@@ -2,6 +2,7 @@ package logic
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -241,7 +242,14 @@ var errSelf = errors.New("logic: peer address is this node")
 // fails.
 func (c *cluster) connectPeer(ctx context.Context, addr string) error {
 	d := net.Dialer{Timeout: 2 * time.Second}
-	conn, err := d.DialContext(ctx, "tcp", addr)
+	var conn net.Conn
+	var err error
+	if c.svc.peerTLS != nil {
+		td := tls.Dialer{NetDialer: &d, Config: c.svc.peerTLS}
+		conn, err = td.DialContext(ctx, "tcp", addr)
+	} else {
+		conn, err = d.DialContext(ctx, "tcp", addr)
+	}
 	if err != nil {
 		return fmt.Errorf("cannot dial peer %s: %w", addr, err)
 	}

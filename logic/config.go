@@ -7,6 +7,8 @@ import (
 	"os"
 	"strconv"
 	"time"
+
+	"github.com/parley-chat/parley/internal/tlsconf"
 )
 
 // Config configures a logic node.
@@ -75,6 +77,13 @@ type Config struct {
 	// holds across the fleet; the oldest session over it is closed with
 	// 4004. Default 16; 0 means no limit.
 	MaxSessionsPerUser int `yaml:"max_sessions_per_user"`
+	// HTTPTLS serves the HTTP API over TLS 1.3 when cert_file is set
+	// (certificates re-read when the files change). Default off.
+	HTTPTLS tlsconf.Config `yaml:"http_tls"`
+	// LinkTLS serves the tier link over TLS 1.3 when cert_file is set;
+	// ca_file/server_name verify peers this node dials (other logic nodes),
+	// client_ca_file requires client certificates. Default off.
+	LinkTLS tlsconf.Config `yaml:"link_tls"`
 	// Cluster configures how this node finds and talks to the other logic
 	// nodes of a fleet. Empty peers and no directory: a single node.
 	Cluster ClusterConfig `yaml:"cluster"`
@@ -136,6 +145,8 @@ func Default() Config {
 		CatchupPage:        200,
 		SendRate:           20,
 		SendBurst:          20,
+		HTTPTLS:            tlsconf.Default(),
+		LinkTLS:            tlsconf.Default(),
 		Cluster: ClusterConfig{ForwardTimeout: 10 * time.Second, PeerPingInterval: time.Second,
 			RegisterInterval: time.Second, LocationRefresh: 30 * time.Second, RehomeSpread: 3 * time.Second},
 		Breaker: BreakerConfig{Latency: 500 * time.Millisecond, Failures: 5, Window: 10 * time.Second, Cooldown: 2 * time.Second},
@@ -199,6 +210,12 @@ func (c Config) Validate() error {
 	}
 	errs = append(errs, c.Breaker.validate()...)
 	errs = append(errs, c.Cluster.validate()...)
+	if err := c.HTTPTLS.ValidateAs("logic.http_tls"); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.LinkTLS.ValidateAs("logic.link_tls"); err != nil {
+		errs = append(errs, err)
+	}
 	if c.SendRate < 0 {
 		bad("logic.send_rate must not be negative, got %g", c.SendRate)
 	}

@@ -3,6 +3,7 @@ package logic
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -20,6 +21,7 @@ import (
 	"github.com/parley-chat/parley/internal/proto"
 	"github.com/parley-chat/parley/internal/record"
 	"github.com/parley-chat/parley/internal/tierlink"
+	"github.com/parley-chat/parley/internal/tlsconf"
 )
 
 var (
@@ -83,12 +85,14 @@ type Service struct {
 	// SetVAPIDPublicKey (push_http.go) is safe before or after Run.
 	vapidPublicKey atomic.Pointer[string]
 
-	linkLn net.Listener
-	httpLn net.Listener
-	http   *fasthttp.Server
-	web    fasthttp.RequestHandler // static files of the web client; nil when logic.web_dir is empty
-	ready  chan struct{}
-	health healthState
+	linkLn   net.Listener
+	httpLn   net.Listener
+	peerTLS  *tls.Config // dialing other logic nodes; nil: plain TCP
+	tlsStops []func()    // certificate reloaders
+	http     *fasthttp.Server
+	web      fasthttp.RequestHandler // static files of the web client; nil when logic.web_dir is empty
+	ready    chan struct{}
+	health   healthState
 }
 
 type presenceEvent struct {
@@ -157,16 +161,52 @@ func (s *Service) Listen() error {
 	if err != nil {
 		return fmt.Errorf("cannot listen for tier links on %s: %w", s.cfg.LinkListen, err)
 	}
+	fail := func(err error) error {
+		_ = ln.Close()
+		if s.httpLn != nil {
+			_ = s.httpLn.Close()
+		}
+		s.stopTLS()
+		return err
+	}
+	if s.cfg.LinkTLS.ServerEnabled() {
+		conf, stop, err := tlsconf.ServerConfig(s.cfg.LinkTLS, s.log)
+		if err != nil {
+			return fail(fmt.Errorf("logic.link_tls: %w", err))
+		}
+		s.tlsStops = append(s.tlsStops, stop)
+		ln = tls.NewListener(ln, conf)
+	}
+	if s.cfg.LinkTLS.ClientEnabled() {
+		if s.peerTLS, err = tlsconf.ClientConfig(s.cfg.LinkTLS); err != nil {
+			return fail(fmt.Errorf("logic.link_tls: %w", err))
+		}
+	}
 	s.linkLn = ln
 	if s.cfg.HTTPListen != "" {
 		hl, err := net.Listen("tcp", s.cfg.HTTPListen)
 		if err != nil {
-			_ = ln.Close()
-			return fmt.Errorf("cannot listen for HTTP on %s: %w", s.cfg.HTTPListen, err)
+			return fail(fmt.Errorf("cannot listen for HTTP on %s: %w", s.cfg.HTTPListen, err))
 		}
 		s.httpLn = hl
+		if s.cfg.HTTPTLS.ServerEnabled() {
+			conf, stop, err := tlsconf.ServerConfig(s.cfg.HTTPTLS, s.log)
+			if err != nil {
+				return fail(fmt.Errorf("logic.http_tls: %w", err))
+			}
+			s.tlsStops = append(s.tlsStops, stop)
+			s.httpLn = tls.NewListener(hl, conf)
+		}
 	}
 	return nil
+}
+
+// stopTLS ends the certificate reloaders.
+func (s *Service) stopTLS() {
+	for _, stop := range s.tlsStops {
+		stop()
+	}
+	s.tlsStops = nil
 }
 
 // LinkAddr returns the bound tier-link address (after Listen).
@@ -273,6 +313,7 @@ func (s *Service) Run(ctx context.Context) error {
 	stopCluster()
 	close(stop)
 	workers.Wait()
+	s.stopTLS()
 	s.log.Info("logic node stopped", "node", s.cfg.NodeID)
 	return runErr
 }

@@ -50,5 +50,10 @@ cat "$PARLEY_KAFKA_DIR.start.log"; rm -f "$PARLEY_KAFKA_DIR.start.log"
 export $(bash scripts/cassandra.sh env) $(bash scripts/kafka.sh env) $(bash scripts/redis.sh env)
 echo "test-integration: Cassandra, Kafka and Redis ready after $(( $(date +%s) - start ))s at $PARLEY_CQL_HOSTS, $PARLEY_KAFKA_BROKERS, $PARLEY_REDIS_ADDR"
 
+# Client TLS: e2e/tls_test.go starts its own HAProxy (scripts/haproxy.sh,
+# private dir and port) in front of connsrv.
+bash scripts/haproxy.sh install
+export PARLEY_HAPROXY=1
+
 go test -count=1 ./storage/scylla/... ./internal/directory/... ./internal/events/...
 PARLEY_E2E_STORE=cql go test -count=1 ./e2e/...
