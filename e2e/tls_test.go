@@ -49,7 +49,7 @@ func TestTLSThroughHAProxy(t *testing.T) {
 	// connection of the test would be refused.
 	p := startStandalone(t, bin, newTestStore(t), ports,
 		"-set", "connsrv.proxy_protocol=true", "-set", "connsrv.trusted_proxies=127.0.0.1/32",
-		"-set", "connsrv.ip_conn_rate=0.01", "-set", "connsrv.ip_conn_burst=2")
+		"-set", "connsrv.ip_conn_rate=0.01", "-set", "connsrv.ip_conn_burst=2", "-set", "connsrv.ip_rate_exempt=")
 
 	ca := newE2ECA(t)
 	h := startHAProxy(t, ca, fmt.Sprintf("127.0.0.1:%d", ports[0]))
