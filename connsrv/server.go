@@ -423,25 +423,38 @@ func (g gnetLogger) Fatalf(f string, a ...any) { g.l.Error(fmt.Sprintf(f, a...))
 // pooled links by session id. nil when no link is up. Safe for concurrent
 // use.
 func (s *Server) pickLink(user string, session uint64) *link {
-	var buf [16]string
-	nodes := buf[:0]
+	// One pass over the links: a link that goes down between two reads
+	// must not leave the home node without a candidate.
+	var buf [64]struct {
+		l    *link
+		node string
+	}
+	up := buf[:0]
+	var nbuf [16]string
+	nodes := nbuf[:0]
 	for _, l := range s.links {
-		if id := l.upNode(); id != "" && !slices.Contains(nodes, id) {
-			nodes = append(nodes, id)
+		if id := l.upNode(); id != "" {
+			up = append(up, struct {
+				l    *link
+				node string
+			}{l, id})
+			if !slices.Contains(nodes, id) {
+				nodes = append(nodes, id)
+			}
 		}
 	}
 	home := ring.Owner(user, nodes)
 	if home == "" {
 		return nil
 	}
-	var up [16]*link
-	cand := up[:0]
-	for _, l := range s.links {
-		if l.upNode() == home {
-			cand = append(cand, l)
+	var cbuf [16]*link
+	cand := cbuf[:0]
+	for _, u := range up {
+		if u.node == home {
+			cand = append(cand, u.l)
 		}
 	}
-	return cand[session%uint64(len(cand))]
+	return cand[session%uint64(len(cand))] // home came from up: never empty
 }
 
 // NodeID returns the node id this server announces to logic nodes.
