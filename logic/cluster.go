@@ -46,6 +46,7 @@ var (
 	peerRingChanges  = metrics.NewCounter(`parley_logic_ring_changes_total`)
 	peerRehomed      = metrics.NewCounter(`parley_logic_sessions_rehomed_total`)
 	dirErrors        = metrics.NewCounter(`parley_logic_directory_errors_total`)
+	dirSlow          = metrics.NewCounter(`parley_logic_directory_slow_total`)
 	forwardSeconds   = metrics.NewHistogram(`parley_logic_forward_seconds`)
 	ringMembers      = metrics.NewGauge(`parley_logic_ring_members`, nil)
 )
@@ -377,6 +378,10 @@ func (c *cluster) ringChanged(gained bool) {
 	members := c.members
 	c.mu.RUnlock()
 	c.svc.log.Info("ring changed", "members", strings.Join(members, ","))
+	// Fan-outs in flight when the ring changed may be lost (a link that
+	// dropped with frames queued, homes computed on the old ring): re-read
+	// what exists for every local session.
+	c.svc.refreshAllSeen()
 	if !gained {
 		return
 	}
@@ -422,6 +427,9 @@ func (c *cluster) forward(owner string, r *request) bool {
 		}
 		raw = b
 	}
+	if len(raw)+2+len(r.user)+len(r.device)+tierlink.HeaderSize > tierlink.MaxFrame {
+		return false // too big for a peer frame: run it here (the store keeps seqs safe)
+	}
 	tok := c.token.Add(1)
 	c.pmu.Lock()
 	oneWay := r.in.Type == proto.TypeAck || r.in.Type == proto.TypeRead
@@ -430,10 +438,13 @@ func (c *cluster) forward(owner string, r *request) bool {
 	ok := p.l.appendFrames(func(b []byte) []byte { return tierlink.AppendForward(b, tok, r.user, r.device, raw) })
 	if !ok {
 		c.pmu.Lock()
+		_, mine := c.pending[tok]
 		delete(c.pending, tok)
 		c.pmu.Unlock()
 		peerForwardFails.Inc()
-		return false
+		// When the link went down meanwhile, failPending already answered
+		// the request (retryable): do not run it here as well.
+		return !mine
 	}
 	peerForwards.Inc()
 	return true
@@ -447,6 +458,9 @@ func (c *cluster) completeForward(tok, seq uint64, frame []byte) {
 	c.pmu.Unlock()
 	if pf == nil {
 		return // expired: the client retries with the same request id
+	}
+	if len(frame) == 0 {
+		return // a one-way request (ack, read) succeeded
 	}
 	if !pf.oneWay {
 		forwardSeconds.UpdateDuration(pf.at)
@@ -542,13 +556,20 @@ func (c *cluster) locate(users []string) (map[string][]record.DeviceLocation, bo
 	if c.dir == nil || time.Now().UnixNano() < c.dirDownUntil.Load() {
 		return nil, false
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 250*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
+	start := time.Now()
 	locs, err := c.dir.Locate(ctx, users)
 	if err != nil {
 		dirErrors.Inc()
 		c.dirDownUntil.Store(time.Now().Add(time.Second).UnixNano())
 		return nil, false
+	}
+	if time.Since(start) > 50*time.Millisecond {
+		// A slow directory stalls the shard worker that asked: route by
+		// the ring alone for a second, as if it were down.
+		dirSlow.Inc()
+		c.dirDownUntil.Store(time.Now().Add(time.Second).UnixNano())
 	}
 	return locs, true
 }
@@ -686,6 +707,14 @@ func (s *Service) onPeerHello(_ *link, id, addr string) bool {
 		}
 	}
 	return true
+}
+
+// onPeerGone implements linkHandler: fan-outs the peer had queued for this
+// node died with its link.
+func (s *Service) onPeerGone(*link) {
+	if s.cluster != nil {
+		s.refreshAllSeen()
+	}
 }
 
 // onPeerFrame implements linkHandler.

@@ -296,3 +296,77 @@ func TestMaxSessionsPerUser(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestClusterLostFanoutIsCaughtUp: a fan-out lost with a peer link that
+// dropped (here: closed by hand) reaches the recipient once the ring is
+// whole again, without waiting for the chat's next message.
+func TestClusterLostFanoutIsCaughtUp(t *testing.T) {
+	st := newMemStore()
+	a, b := startPair(t, st)
+	na, nb := dialNode(t, a.LinkAddr()), dialNode(t, b.LinkAddr())
+	alice := usersHomedAt("n1", 1, "pa")[0]
+	var bob string
+	for i := 0; bob == ""; i++ {
+		u := fmt.Sprintf("pb%d", i)
+		if ring.Owner(u, []string{"n1", "n2"}) == "n2" && ring.Owner(record.DirectChatID(alice, u), []string{"n1", "n2"}) == "n1" {
+			bob = u
+		}
+	}
+	na.open(1, alice, "d")
+	nb.open(2, bob, "d")
+	na.send(1, `{"type":"send","id":"w","to":"`+bob+`","body":"warm"}`)
+	na.nextType(1, "sent")
+	nb.nextType(2, "msg")
+
+	a.cluster.peer("n2").l.close() // n1 -> n2 drops (any cause)
+	waitRing(t, a, 1)
+	na.send(1, `{"type":"send","id":"x","to":"`+bob+`","body":"during"}`)
+	if s := na.nextType(1, "sent"); s["seq"] != float64(2) {
+		t.Fatalf("got %v, want sent seq 2", s)
+	}
+	waitRing(t, a, 2)
+	// nextType waits up to 5s: the seen refresh after the ring change
+	// (1s settle) must bring seq 2.
+	if m := nb.nextType(2, "msg"); m["seq"] != float64(2) || m["body"] != "during" {
+		t.Fatalf("bob got %v, want seq 2", m)
+	}
+}
+
+// TestClusterOneWayForwardsDoNotPile: forwarded acks are answered with an
+// empty reply when they succeed, so the pending table stays small.
+func TestClusterOneWayForwardsDoNotPile(t *testing.T) {
+	st := newMemStore()
+	a, _ := startPair(t, st)
+	na := dialNode(t, a.LinkAddr())
+	alice := usersHomedAt("n1", 1, "qa")[0]
+	var bob string
+	for i := 0; bob == ""; i++ {
+		u := fmt.Sprintf("qb%d", i)
+		if ring.Owner(u, []string{"n1", "n2"}) == "n1" && ring.Owner(record.DirectChatID(alice, u), []string{"n1", "n2"}) == "n2" {
+			bob = u
+		}
+	}
+	na.open(1, alice, "d")
+	na.open(2, bob, "d")
+	chat := record.DirectChatID(alice, bob)
+	for i := 1; i <= 20; i++ {
+		na.send(1, fmt.Sprintf(`{"type":"send","id":"m%d","to":"%s","body":"x"}`, i, bob))
+		na.nextType(1, "sent")
+	}
+	for i := range 500 {
+		na.send(2, fmt.Sprintf(`{"type":"ack","chat":"%s","seq":%d}`, chat, 1+i%20))
+	}
+	waitFor := time.Now().Add(5 * time.Second)
+	for {
+		a.cluster.pmu.Lock()
+		n := len(a.cluster.pending)
+		a.cluster.pmu.Unlock()
+		if n < 50 {
+			return
+		}
+		if time.Now().After(waitFor) {
+			t.Fatalf("%d forwarded acks still pending 5s after 500 were sent, want them answered", n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -34,6 +34,7 @@ var (
 	syncsTotal      = metrics.NewCounter(`parley_logic_syncs_total`)
 	pushEvents      = metrics.NewCounter(`parley_logic_push_events_total`)
 	pushDropped     = metrics.NewCounter(`parley_logic_push_events_dropped_total`)
+	seenRefreshes   = metrics.NewCounter(`parley_logic_seen_refresh_passes_total`)
 )
 
 // maxSyncChats bounds the resume state of one sync request.
@@ -514,5 +515,74 @@ func (svc *Service) goawayAll(spread time.Duration) {
 	for _, s := range svc.reg.appendAll(nil) {
 		ms := int64(250 + rand.N(max(spread, time.Millisecond)).Milliseconds())
 		s.deliver(proto.AppendGoaway(buf[:0], ms, ""))
+	}
+}
+
+// refreshAllSeen re-reads, for every local session, the newest seq of each
+// of its chats and catches the session up where it lags. It is the safety
+// net for live fan-outs lost in a fleet (a peer link that dropped with
+// frames queued, a ring change in flight): without it such a message would
+// wait for the chat's next message or a reconnect. Passes are coalesced,
+// start after a short settle delay and read at a bounded pace.
+func (svc *Service) refreshAllSeen() {
+	if !svc.seenRefresh.CompareAndSwap(false, true) {
+		svc.seenAgain.Store(true)
+		return
+	}
+	go func() {
+		for {
+			time.Sleep(time.Second) // let the ring settle and in-flight frames land
+			svc.seenAgain.Store(false)
+			sessions := svc.reg.appendAll(nil)
+			const perSecond = 2000
+			tick := time.NewTicker(time.Second / perSecond)
+			for _, s := range sessions {
+				<-tick.C
+				svc.catchupSem <- struct{}{}
+				go func() {
+					defer func() { <-svc.catchupSem }()
+					svc.refreshSeen(s)
+				}()
+			}
+			tick.Stop()
+			seenRefreshes.Inc()
+			if svc.seenAgain.Load() {
+				continue
+			}
+			svc.seenRefresh.Store(false)
+			// A trigger that came between the check and the store saw a
+			// pass running and only set seenAgain: take it over.
+			if svc.seenAgain.Load() && svc.seenRefresh.CompareAndSwap(false, true) {
+				continue
+			}
+			return
+		}
+	}()
+}
+
+// refreshSeen raises the session's known newest seq per chat from the store
+// and schedules a catch-up where messages are missing.
+func (svc *Service) refreshSeen(s *session) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*svc.cfg.StoreTimeout)
+	defer cancel()
+	entries, err := svc.store.UserChats(ctx, s.user)
+	if err != nil {
+		svc.log.Debug("cannot refresh a session's chats", "user_id", s.user, "err", err)
+		return
+	}
+	s.dmu.Lock()
+	defer s.dmu.Unlock()
+	d := &s.dstate
+	if d.closed || !d.initialized {
+		return // initDelivery reads the same list when it runs
+	}
+	lagging := false
+	for _, e := range entries {
+		cd := d.chat(e.Chat.ID)
+		cd.seen = max(cd.seen, e.LastSeq)
+		lagging = lagging || cd.pending(svc.window())
+	}
+	if lagging && d.started {
+		svc.scheduleLocked(s)
 	}
 }

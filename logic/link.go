@@ -155,6 +155,8 @@ type linkHandler interface {
 	// onPeerFrame handles one frame from another logic node; an error
 	// closes the link.
 	onPeerFrame(l *link, f tierlink.Frame) error
+	// onPeerGone is called when a link another logic node dialed closes.
+	onPeerGone(l *link)
 }
 
 // serveLinks accepts tier links on ln until ctx is done.
@@ -301,6 +303,7 @@ func servePeer(c net.Conn, r *tierlink.Reader, l *link, f tierlink.Frame, cfg Co
 	})
 	go l.writeLoop()
 	log.Debug("peer link accepted", "peer", id, "remote", c.RemoteAddr().String())
+	defer h.onPeerGone(l)
 	for {
 		_ = c.SetReadDeadline(time.Now().Add(cfg.LinkIdleTimeout))
 		f, err := r.Next()

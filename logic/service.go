@@ -80,7 +80,11 @@ type Service struct {
 	pushQ      chan PushEvent
 	notifier   atomic.Pointer[notifierBox]
 	dir        Directory // nil without a fleet directory
-	cluster    *cluster  // nil for a single node without peers or directory
+	// seenRefresh is set while a refreshAllSeen pass runs; seenAgain asks
+	// it for one more pass.
+	seenRefresh atomic.Bool
+	seenAgain   atomic.Bool
+	cluster     *cluster // nil for a single node without peers or directory
 	// vapidPublicKey is served by GET /v1/push/vapid; atomic, so
 	// SetVAPIDPublicKey (push_http.go) is safe before or after Run.
 	vapidPublicKey atomic.Pointer[string]

@@ -51,7 +51,8 @@ type shard struct {
 	newDMs  []*chatState
 	scratch []byte
 	fan     fanoutScratch
-	epoch   uint64 // the cluster ring epoch the cached chats belong to
+	epoch   uint64                                      // the cluster ring epoch the cached chats belong to
+	routes  map[routeKey]map[string][]tierlink.PeerUser // fleet: per-batch fan-out routes
 }
 
 type pendingSend struct {
@@ -253,6 +254,7 @@ func (sh *shard) flush() {
 		clear(sh.dedup)
 		clear(sh.newDMs)
 		sh.newDMs = sh.newDMs[:0]
+		clear(sh.routes)
 	}()
 	ctx, cancel := sh.ctx()
 	defer cancel()
@@ -334,7 +336,28 @@ func (sh *shard) createDMs(ctx context.Context) error {
 // the sending session (which got "sent"), and emits a push event for
 // members with no session online.
 func (sh *shard) fanout(cs *chatState, m *record.Message, skip *session) {
-	sh.offerAll(cs.members, m, skip)
+	c := sh.svc.cluster
+	if c == nil {
+		sh.offerAll(cs.members, m, skip)
+		return
+	}
+	// One directory lookup per chat and batch, not per message.
+	k := routeKey{cs.chat.ID, m.Kind == record.MsgText}
+	routes, ok := sh.routes[k]
+	if !ok {
+		routes = c.route(cs.members, k.push)
+		if sh.routes == nil {
+			sh.routes = map[routeKey]map[string][]tierlink.PeerUser{}
+		}
+		sh.routes[k] = routes
+	}
+	sh.scratch = proto.AppendMsg(sh.scratch[:0], m)
+	sh.offerRoutes(routes, m, skip)
+}
+
+type routeKey struct {
+	chat string
+	push bool
 }
 
 func (sh *shard) offerAll(users []string, m *record.Message, skip *session) {
@@ -346,7 +369,14 @@ func (sh *shard) offerAll(users []string, m *record.Message, skip *session) {
 		}
 		return
 	}
-	for node, list := range c.route(users, m.Kind == record.MsgText) {
+	sh.offerRoutes(c.route(users, m.Kind == record.MsgText), m, skip)
+}
+
+// offerRoutes hands m (framed in sh.scratch) to the nodes of routes: local
+// sessions directly, other nodes with a Fanout.
+func (sh *shard) offerRoutes(routes map[string][]tierlink.PeerUser, m *record.Message, skip *session) {
+	c := sh.svc.cluster
+	for node, list := range routes {
 		if node != c.self {
 			c.sendFanout(node, list, m)
 			continue
@@ -417,6 +447,9 @@ func (sh *shard) handleOther(r *request) {
 		return
 	}
 	sh.svc.requestDone(r, nil)
+	if r.forwarded && (r.in.Type == proto.TypeAck || r.in.Type == proto.TypeRead) {
+		r.out.reply(nil) // tells the forwarding node the one-way request is done
+	}
 }
 
 func (sh *shard) groupCreate(ctx context.Context, r *request) error {
