@@ -58,7 +58,7 @@ func (h *handler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		return nil, gnet.Close
 	}
 	id := srv.nextID.Add(1)
-	s := &session{c: c, id: id, remote: peer}
+	s := &session{c: c, id: id}
 	s.lastActive.Store(time.Now().UnixNano())
 	c.SetContext(s)
 	srv.reg.add(s)
@@ -98,6 +98,7 @@ func (h *handler) OnClose(c gnet.Conn, _ error) gnet.Action {
 	s.mu.Lock()
 	code := s.closeCode
 	s.closeCode = 1 // refuse further enqueues
+	putOut(s.out)
 	s.out = nil
 	s.mu.Unlock()
 	if s.peerCode != 0 {
@@ -117,8 +118,7 @@ func (h *handler) OnClose(c gnet.Conn, _ error) gnet.Action {
 	if s.sent {
 		s.link.Load().sendClose(s.gen.Load(), s.id, code)
 	}
-	s.asm.Reset()
-	s.spare = nil
+	s.asm = nil
 	return gnet.None
 }
 
@@ -130,7 +130,7 @@ func (h *handler) OnTraffic(c gnet.Conn) gnet.Action {
 	}
 	switch s.state.Load() {
 	case stateHandshake:
-		if h.srv.cfg.ProxyProtocol && !s.proxied {
+		if h.srv.cfg.ProxyProtocol && s.proxySrc == nil {
 			switch h.proxyHeader(c, s) {
 			case hsWait:
 				return h.flush(c, s) // carries out a handshake timeout
@@ -170,6 +170,9 @@ func (h *handler) flush(c gnet.Conn, s *session) gnet.Action {
 			if code == closeSlowConsumer {
 				buf = buf[:0]
 			}
+			if buf == nil {
+				buf = getOut(wsframe.MaxHeaderSize + wsframe.MaxControlPayload)
+			}
 			buf = wsframe.AppendClose(buf, ws.StatusCode(code), reason)
 			s.state.Store(stateClosing)
 		}
@@ -178,7 +181,7 @@ func (h *handler) flush(c gnet.Conn, s *session) gnet.Action {
 		_, _ = c.Write(buf)
 		srv.m.bytesOut.Add(len(buf))
 	}
-	s.recycle(buf)
+	putOut(buf)
 	if code != 0 {
 		_ = c.Close()
 		return gnet.Close
@@ -272,7 +275,7 @@ func (h *handler) handleFrame(s *session, hd ws.Header, p []byte) bool {
 		s.requestClose(uint16(code), "")
 		return false
 	}
-	msg, done, err := s.asm.Push(hd, p, srv.cfg.MaxMessageSize)
+	msg, done, err := s.pushData(hd, p, srv.cfg.MaxMessageSize)
 	if err != nil {
 		s.requestClose(closeFor(err))
 		return false
@@ -296,6 +299,25 @@ func (h *handler) handleFrame(s *session, hd ws.Header, p []byte) bool {
 		s.requestClose(closeRestart, "logic unavailable")
 		return false
 	}
+}
+
+// pushData runs a data frame through the fragment assembler. A whole
+// unfragmented message (the common case) goes through a zero Assembler on
+// the stack; the session's own is allocated at the first fragment and
+// dropped when the message completes or fails. Loop only.
+func (s *session) pushData(hd ws.Header, p []byte, maxMessage int) ([]byte, bool, error) {
+	if s.asm == nil && hd.Fin {
+		var a wsframe.Assembler
+		return a.Push(hd, p, maxMessage)
+	}
+	if s.asm == nil {
+		s.asm = new(wsframe.Assembler)
+	}
+	msg, done, err := s.asm.Push(hd, p, maxMessage)
+	if err != nil || !s.asm.Active() {
+		s.asm = nil // msg stays valid: it does not alias the Assembler
+	}
+	return msg, done, err
 }
 
 // Handshake outcomes.
@@ -323,17 +345,18 @@ func (h *handler) proxyHeader(c gnet.Conn, s *session) int {
 			reason = rejectProxyMissing
 		}
 		srv.m.reject(reason)
-		srv.log.Debug("connection without a valid PROXY header refused", "conn_id", s.id, "remote", s.remote.String(), "err", err)
+		srv.log.Debug("connection without a valid PROXY header refused", "conn_id", s.id, "remote", s.remote().String(), "err", err)
 		return hsFailed
 	}
 	if n == 0 {
 		return hsWait
 	}
 	_, _ = c.Discard(n)
-	s.proxied = true
+	src := addrPortOf(c.RemoteAddr())
 	if !hd.Local {
-		s.remote = netip.AddrPortFrom(hd.Src.Addr().Unmap(), hd.Src.Port())
+		src = netip.AddrPortFrom(hd.Src.Addr().Unmap(), hd.Src.Port())
 	}
+	s.proxySrc = &src
 	srv.admit(s)
 	return hsUpgraded
 }
@@ -374,7 +397,8 @@ func (h *handler) handshake(c gnet.Conn, s *session) int {
 		return hsFailed
 	}
 	u := upgrade{srv: srv, s: s}
-	rw := handshakeRW{r: bytes.NewReader(buf[:end])}
+	rw := handshakeRW{c: c}
+	rw.r.Reset(buf[:end])
 	up := ws.Upgrader{
 		OnRequest:       u.onRequest,
 		OnHeader:        u.onHeader,
@@ -383,9 +407,6 @@ func (h *handler) handshake(c gnet.Conn, s *session) int {
 	}
 	_, err := up.Upgrade(&rw)
 	_, _ = c.Discard(end)
-	if len(rw.out) > 0 {
-		_, _ = c.Write(rw.out)
-	}
 	if err != nil {
 		srv.m.rejected.Inc()
 		srv.log.Debug("websocket upgrade refused", "conn_id", s.id, "err", err)
@@ -400,8 +421,8 @@ func (h *handler) handshake(c gnet.Conn, s *session) int {
 	srv.m.handshakes.Inc()
 	srv.m.open.Inc()
 	remote := ""
-	if s.remote.IsValid() {
-		remote = s.remote.String()
+	if ra := s.remote(); ra.IsValid() {
+		remote = ra.String()
 	}
 	if err := s.link.Load().sendOpen(s, tierlink.Open{User: u.claims.User, Device: u.device, Remote: remote}); err != nil {
 		srv.m.drop(dropLinkDown)
@@ -413,18 +434,16 @@ func (h *handler) handshake(c gnet.Conn, s *session) int {
 	return hsUpgraded
 }
 
-// handshakeRW gives the upgrader exactly the request head and collects its
-// response.
+// handshakeRW gives the upgrader exactly the request head and writes its
+// response straight to the connection (gnet copies what the socket does
+// not take at once), so nothing of the handshake stays with the session.
 type handshakeRW struct {
-	r   *bytes.Reader
-	out []byte
+	r bytes.Reader
+	c gnet.Conn
 }
 
-func (rw *handshakeRW) Read(p []byte) (int, error) { return rw.r.Read(p) }
-func (rw *handshakeRW) Write(p []byte) (int, error) {
-	rw.out = append(rw.out, p...)
-	return len(p), nil
-}
+func (rw *handshakeRW) Read(p []byte) (int, error)  { return rw.r.Read(p) }
+func (rw *handshakeRW) Write(p []byte) (int, error) { return rw.c.Write(p) }
 
 // upgrade collects what the upgrader callbacks see and decides.
 type upgrade struct {

@@ -57,7 +57,7 @@ func BenchmarkInbound(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				msg, _, err := s.asm.Push(h, p, 1<<20)
+				msg, _, err := s.pushData(h, p, 1<<20)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -76,7 +76,8 @@ func BenchmarkInbound(b *testing.B) {
 
 // BenchmarkDeliver measures the logic-to-client path: parse a Deliver
 // frame, find the session and append the WebSocket frame to its pending
-// output, then the loop's swap of the double buffer.
+// output, then the loop taking the batch and giving its buffer back to
+// the pool.
 func BenchmarkDeliver(b *testing.B) {
 	for _, size := range []int{64, 256, 4096} {
 		b.Run(fmt.Sprintf("msg=%db", size), func(b *testing.B) {
@@ -97,7 +98,7 @@ func BenchmarkDeliver(b *testing.B) {
 				srv.deliver(f.Session, f.Payload)
 				if i%8 == 7 { // the loop flushes a batch
 					buf, _, _ := s.takeOut()
-					s.recycle(buf)
+					putOut(buf)
 				}
 			}
 		})

@@ -350,8 +350,8 @@ func (s *Server) sweep(ctx context.Context) {
 					ss.closeAsync(proto.CloseTokenExpired, "token expired")
 				case now-last > idle:
 					ss.closeAsync(closeIdle, "idle timeout")
-				case now-last > hb && ss.pingedAt != last:
-					ss.pingedAt = last
+				case now-last > hb && ss.pingedAt != uint32(last):
+					ss.pingedAt = uint32(last)
 					ss.enqueue(s, opPing, nil)
 				}
 			}
@@ -363,14 +363,18 @@ func (s *Server) sweep(ctx context.Context) {
 // (its remote address is final: after the PROXY header when that is on);
 // over the rate, the upgrade will be answered with 429. Loop only.
 func (s *Server) admit(ss *session) {
-	if s.ipl == nil || !ss.remote.IsValid() {
+	if s.ipl == nil {
 		return
 	}
-	switch res, wait := s.ipl.allow(ss.remote.Addr(), time.Now().UnixNano()); res {
+	remote := ss.remote()
+	if !remote.IsValid() {
+		return
+	}
+	switch res, wait := s.ipl.allow(remote.Addr(), time.Now().UnixNano()); res {
 	case ipLimited:
 		ss.limitedFor = int32(retryAfterSeconds(wait))
 		s.m.reject(rejectIPRate)
-		s.log.Debug("connection over the per-ip rate", "conn_id", ss.id, "remote", ss.remote.String())
+		s.log.Debug("connection over the per-ip rate", "conn_id", ss.id, "remote", remote.String())
 	case ipTableFull:
 		s.m.ipFull.Inc()
 	}

@@ -20,7 +20,11 @@ const (
 )
 
 // session is one client connection. It is kept small: no goroutine, timer
-// or eagerly allocated buffer per connection.
+// or buffer per idle connection. Write buffers come from outPool and go
+// back after each flush, the fragment assembler exists only while a
+// fragmented message is in progress, and what only the handshake needs
+// lives on the handshake's stack. Fields are ordered so the struct fits
+// the 192-byte size class (BenchmarkIdleConns).
 //
 // Fields marked "loop" are touched only by the connection's event loop.
 type session struct {
@@ -29,49 +33,57 @@ type session struct {
 	// link is the logic link the session's frames go over: the one leading
 	// to the user's home logic node, chosen at the upgrade (before Open) and
 	// never changed after; nil before.
-	link atomic.Pointer[link]
-
-	state      atomic.Uint32
+	link       atomic.Pointer[link]
 	gen        atomic.Uint64 // link generation the Open went out on; 0 before
 	lastActive atomic.Int64  // unix nanos of the last inbound byte (or accept)
 	// expires is the token expiry in unix nanos, 0 = none: set before
 	// stateOpen, moved later by an in-band refresh (loop), read by the
 	// sweeper.
-	expires  atomic.Int64
-	pingedAt int64 // sweeper only: lastActive value when the last ping was sent
+	expires atomic.Int64
 
-	// remote is the client address: the socket's peer, or the source
-	// address of the PROXY header. Loop only.
-	remote netip.AddrPort
-	// proxied is true once the PROXY header was consumed. Loop only.
-	proxied bool
+	// proxySrc is the client address from the PROXY header (the socket's
+	// peer for a LOCAL header), nil until the header was consumed and
+	// always nil without ProxyProtocol: remote() reads the socket's peer
+	// from gnet then. Loop only.
+	proxySrc *netip.AddrPort
+	// user and device name the session after the upgrade. Loop only.
+	user, device string
+	// asm reassembles a fragmented client message; nil between messages.
+	// Loop only.
+	asm *wsframe.Assembler
+
+	state atomic.Uint32
 	// limitedFor, when non-zero, is the Retry-After (seconds) of a
 	// connection over its IP's rate: the upgrade is answered with 429.
 	// Loop only.
 	limitedFor int32
-	// user and device name the session after the upgrade. Loop only.
-	user, device string
-
-	asm   wsframe.Assembler // loop
-	spare []byte            // loop: the idle half of the double buffer
-	sent  bool              // loop: Open reached the link (so Close must follow)
+	// pingedAt is the low 32 bits of the lastActive value when the last
+	// ping was sent (a ping goes out once per silence). Sweeper only.
+	pingedAt uint32
 	// peerCode is the close code the client sent. Loop only.
 	peerCode uint16
+	sent     bool // loop: Open reached the link (so Close must follow)
 
 	mu sync.Mutex // guards the following
-	// out holds framed bytes waiting for the loop to write them.
-	out []byte
 	// wake is true while a Wake is scheduled and not yet run.
 	wake bool
 	// closeCode, when non-zero, asks the loop to close the connection
 	// with this code after (or, for 4002, instead of) writing out.
-	closeCode   uint16
+	closeCode uint16
+	// out holds framed bytes waiting for the loop to write them; nil when
+	// nothing is pending (its buffer is from outPool).
+	out         []byte
 	closeReason string
 }
 
-// spareCap is the largest buffer kept for reuse between flushes; larger
-// ones (after a burst) are left to the GC so idle connections stay small.
-const spareCap = 4 << 10
+// remote returns the client address: the source address of the PROXY
+// header once consumed, else the socket's peer. Loop only.
+func (s *session) remote() netip.AddrPort {
+	if s.proxySrc != nil {
+		return *s.proxySrc
+	}
+	return addrPortOf(s.c.RemoteAddr())
+}
 
 // enqueue appends one server text frame to the pending output and schedules
 // a flush. It returns false when the frame was dropped (session closing or
@@ -85,7 +97,8 @@ func (s *session) enqueue(srv *Server, op ws.OpCode, payload []byte) bool {
 		return false
 	}
 	if len(s.out)+len(payload)+wsframe.MaxHeaderSize > srv.cfg.WriteQueueLimit {
-		s.out = s.out[:0]
+		putOut(s.out)
+		s.out = nil
 		s.closeCode, s.closeReason = closeSlowConsumer, "write queue over limit"
 		w := s.scheduleLocked()
 		s.mu.Unlock()
@@ -95,7 +108,7 @@ func (s *session) enqueue(srv *Server, op ws.OpCode, payload []byte) bool {
 		}
 		return false
 	}
-	s.out = wsframe.AppendFrame(s.out, op, payload)
+	s.out = appendFrameOut(s.out, op, payload)
 	w := s.scheduleLocked()
 	s.mu.Unlock()
 	if w {
@@ -114,7 +127,8 @@ func (s *session) closeAsync(code uint16, reason string) {
 	}
 	s.closeCode, s.closeReason = code, reason
 	if code == closeSlowConsumer {
-		s.out = s.out[:0]
+		putOut(s.out)
+		s.out = nil
 	}
 	w := s.scheduleLocked()
 	s.mu.Unlock()
@@ -135,7 +149,7 @@ func (s *session) goaway(retryAfterMS int64) bool {
 	}
 	var buf [64]byte
 	frame := proto.AppendGoaway(buf[:0], retryAfterMS, "")
-	s.out = wsframe.AppendFrame(s.out, opText, frame)
+	s.out = appendFrameOut(s.out, opText, frame)
 	s.closeCode, s.closeReason = proto.CloseGoingAway, "going away"
 	w := s.scheduleLocked()
 	s.mu.Unlock()
@@ -155,22 +169,14 @@ func (s *session) scheduleLocked() bool {
 	return true
 }
 
-// takeOut swaps the pending output for the spare buffer and returns it with
-// any close request. Loop only.
+// takeOut takes the pending output (the caller gives it back with putOut
+// once written) with any close request. Loop only.
 func (s *session) takeOut() (buf []byte, code uint16, reason string) {
 	s.mu.Lock()
 	buf = s.out
-	s.out = s.spare[:0]
+	s.out = nil
 	s.wake = false
 	code, reason = s.closeCode, s.closeReason
 	s.mu.Unlock()
-	s.spare = nil
 	return buf, code, reason
-}
-
-// recycle keeps buf as the spare buffer if it is small. Loop only.
-func (s *session) recycle(buf []byte) {
-	if cap(buf) > 0 && cap(buf) <= spareCap {
-		s.spare = buf[:0]
-	}
 }
