@@ -82,8 +82,10 @@
 // callbacks run on their connection's event loop and never block. Other
 // goroutines (link readers, the sweeper) never write to a connection: they
 // append framed bytes to the session's pending buffer under its mutex and
-// wake the loop once; the loop swaps the double buffer and writes the whole
-// batch in one call. One sweeper goroutine sends heartbeats and enforces
+// wake the loop once; the loop takes the buffer, writes the whole batch in
+// one call and gives the buffer back to a shared pool, so an idle session
+// holds no write buffer (BenchmarkIdleConns reports heap bytes per idle
+// connection). One sweeper goroutine sends heartbeats and enforces
 // the idle, handshake and token-expiry timeouts for all connections and
 // drops idle per-IP buckets (sharded map, bounded). Each logic link has
 // one writer goroutine (one write per batch from a bounded queue; a full
