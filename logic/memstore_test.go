@@ -25,8 +25,12 @@ type memStore struct {
 	subs    map[string]map[string]record.PushSubscription // user -> device -> subscription
 	ledger  map[string]time.Time                          // push ledger key -> expiry
 	failing bool
-	delay   time.Duration // added to AppendMessages, outside the lock
-	closed  bool
+	// failMembers makes this many AddMember/RemoveMember calls fail.
+	failMembers int
+	// failAppends makes this many AppendMessages calls fail.
+	failAppends int
+	delay       time.Duration // added to AppendMessages, outside the lock
+	closed      bool
 }
 
 func newMemStore() *memStore {
@@ -50,6 +54,10 @@ func (m *memStore) AppendMessages(_ context.Context, msgs []record.Message) erro
 	}
 	if m.failing {
 		return fmt.Errorf("injected failure")
+	}
+	if m.failAppends > 0 {
+		m.failAppends--
+		return fmt.Errorf("injected append failure")
 	}
 	next := map[string]uint64{}
 	for _, x := range msgs {
@@ -190,6 +198,10 @@ func (m *memStore) AddMember(_ context.Context, chat, u string) error {
 	}
 	if _, ok := m.chats[chat]; !ok {
 		return record.ErrNotFound
+	}
+	if m.failMembers > 0 {
+		m.failMembers--
+		return fmt.Errorf("injected membership failure")
 	}
 	m.addLocked(chat, u)
 	return nil

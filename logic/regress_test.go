@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -189,4 +190,65 @@ func TestNewChatStartsAtItsFirstMessage(t *testing.T) {
 	n.nextType(1, "sent")
 	expectMsg(t, n, 2, 1, 2*time.Second)
 	expectMsg(t, n, 2, 2, 2*time.Second)
+}
+
+// TestGroupAddRetryKeepsItsEvent: a group_add that fails half way (its
+// event or its membership write) is completed by the client's retry with
+// the same request id: the member is added and the event exists exactly
+// once (before the fix, a failed event append after the membership write
+// left the change without an event for good).
+func TestGroupAddRetryKeepsItsEvent(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		inject func(*memStore)
+	}{
+		{"membership write fails", func(m *memStore) { m.failMembers = 1 }},
+		{"event append fails", func(m *memStore) { m.failAppends = 1 }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := newMemStore()
+			svc := startService(t, st)
+			n := dialNode(t, svc.LinkAddr())
+			n.open(1, "gowner", "d")
+			n.send(1, `{"type":"group_create","id":"g","name":"g","members":["gm1"]}`)
+			until := func(typ string) map[string]any {
+				t.Helper()
+				for {
+					if m := n.next(1); m["type"] == typ {
+						return m
+					}
+				}
+			}
+			chat := until("ok")["chat"].(string)
+			st.mu.Lock()
+			tc.inject(st)
+			st.mu.Unlock()
+			n.send(1, `{"type":"group_add","id":"add1","chat":"`+chat+`","user":"gnew"}`)
+			if e := until("error"); e["code"] != "unavailable" {
+				t.Fatalf("got %v, want a retryable error", e)
+			}
+			n.send(1, `{"type":"group_add","id":"add1","chat":"`+chat+`","user":"gnew"}`)
+			ok := until("ok")
+			members, err := st.Members(context.Background(), chat)
+			if err != nil || !slices.Contains(members, "gnew") {
+				t.Fatalf("members %v (%v), want gnew added by the retry", members, err)
+			}
+			msgs, err := st.Messages(context.Background(), chat, record.Page{After: 1, Limit: 50})
+			if err != nil {
+				t.Fatal(err)
+			}
+			added := 0
+			for _, m := range msgs {
+				if strings.Contains(m.Body, `"member_added"`) {
+					added++
+					if m.Seq != uint64(ok["seq"].(float64)) {
+						t.Fatalf("ok names seq %v, the event is seq %d", ok["seq"], m.Seq)
+					}
+				}
+			}
+			if added != 1 {
+				t.Fatalf("got %d member_added events, want 1", added)
+			}
+		})
+	}
 }

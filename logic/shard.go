@@ -405,12 +405,12 @@ func (svc *Service) offerUser(scratch []*session, user string, push bool, m *rec
 }
 
 // appendSystem stores a system message in chat now and fans it out.
-func (sh *shard) appendSystem(ctx context.Context, cs *chatState, actor string, event map[string]any, extra []string) (uint64, error) {
+func (sh *shard) appendSystem(ctx context.Context, cs *chatState, actor, requestID string, event map[string]any, extra []string) (uint64, error) {
 	body, err := json.Marshal(event)
 	if err != nil {
 		return 0, err
 	}
-	m := record.Message{ChatID: cs.chat.ID, Seq: cs.lastSeq + 1, Sender: actor, TS: sh.svc.now().UnixMilli(), Kind: record.MsgSystem, Body: string(body)}
+	m := record.Message{ChatID: cs.chat.ID, Seq: cs.lastSeq + 1, Sender: actor, RequestID: requestID, TS: sh.svc.now().UnixMilli(), Kind: record.MsgSystem, Body: string(body)}
 	if err := sh.svc.store.AppendMessages(ctx, []record.Message{m}); err != nil {
 		delete(sh.chats, cs.chat.ID)
 		return 0, err
@@ -492,7 +492,7 @@ func (sh *shard) groupCreate(ctx context.Context, r *request) error {
 	if err != nil {
 		return err
 	}
-	seq, err := sh.appendSystem(ctx, cs, r.user, map[string]any{"event": "created", "by": r.user, "name": in.Name, "members": members}, nil)
+	seq, err := sh.appendSystem(ctx, cs, r.user, "", map[string]any{"event": "created", "by": r.user, "name": in.Name, "members": members}, nil)
 	if err != nil {
 		return err
 	}
@@ -520,10 +520,27 @@ func (sh *shard) groupChange(ctx context.Context, r *request) error {
 	if !record.ValidID(target) {
 		return proto.Errorf(proto.CodeBadRequest, "user is missing or not a valid user id")
 	}
+	add := r.in.Type == proto.TypeGroupAdd
+	// The event is stored first, under the request id, and the membership
+	// changed after it: a retry after any failure finds its event (dedup)
+	// and completes the change, so no change is ever left without its
+	// event, and no event is stored twice.
+	if in.ID != "" {
+		prev, err := sh.svc.store.LookupDedup(ctx, record.DedupKey{ChatID: r.chat, Sender: r.user, RequestID: in.ID})
+		switch {
+		case err == nil:
+			if err := sh.applyMembership(ctx, cs, target, add); err != nil {
+				return err
+			}
+			sh.replyOK(r, r.chat, prev.Seq)
+			return nil
+		case !errors.Is(err, record.ErrNotFound):
+			return err
+		}
+	}
 	var event map[string]any
 	var extra []string
-	switch r.in.Type {
-	case proto.TypeGroupAdd:
+	if add {
 		if cs.isMember(target) {
 			sh.replyOK(r, r.chat, 0)
 			return nil
@@ -531,13 +548,9 @@ func (sh *shard) groupChange(ctx context.Context, r *request) error {
 		if len(cs.members) >= record.MaxGroupMembers {
 			return proto.Errorf(proto.CodeGroupFull, "group %s has %d members, the limit", r.chat, record.MaxGroupMembers)
 		}
-		if err := sh.svc.store.AddMember(ctx, r.chat, target); err != nil {
-			return err
-		}
-		i, _ := slices.BinarySearch(cs.members, target)
-		cs.members = slices.Insert(cs.members, i, target)
 		event = map[string]any{"event": "member_added", "user": target, "by": r.user}
-	case proto.TypeGroupRemove, proto.TypeGroupLeave:
+		extra = []string{target} // the new member gets the event too
+	} else {
 		if target != r.user && cs.chat.CreatedBy != r.user {
 			return proto.Errorf(proto.CodeForbidden, "only the group's creator can remove members")
 		}
@@ -545,23 +558,44 @@ func (sh *shard) groupChange(ctx context.Context, r *request) error {
 			sh.replyOK(r, r.chat, 0)
 			return nil
 		}
-		if err := sh.svc.store.RemoveMember(ctx, r.chat, target); err != nil {
-			return err
-		}
-		i, _ := slices.BinarySearch(cs.members, target)
-		cs.members = slices.Delete(cs.members, i, i+1)
 		name := "member_removed"
 		if target == r.user {
 			name = "member_left"
 		}
 		event = map[string]any{"event": name, "user": target, "by": r.user}
-		extra = []string{target} // the removed user learns it too
 	}
-	seq, err := sh.appendSystem(ctx, cs, r.user, event, extra)
+	seq, err := sh.appendSystem(ctx, cs, r.user, in.ID, event, extra)
 	if err != nil {
 		return err
 	}
+	if err := sh.applyMembership(ctx, cs, target, add); err != nil {
+		return err // the retry finds the event and applies the change
+	}
 	sh.replyOK(r, r.chat, seq)
+	return nil
+}
+
+// applyMembership adds target to (or removes it from) the chat in the
+// store and the cached state. Both are idempotent.
+func (sh *shard) applyMembership(ctx context.Context, cs *chatState, target string, add bool) error {
+	i, found := slices.BinarySearch(cs.members, target)
+	if add {
+		if err := sh.svc.store.AddMember(ctx, cs.chat.ID, target); err != nil {
+			delete(sh.chats, cs.chat.ID)
+			return err
+		}
+		if !found {
+			cs.members = slices.Insert(cs.members, i, target)
+		}
+		return nil
+	}
+	if err := sh.svc.store.RemoveMember(ctx, cs.chat.ID, target); err != nil {
+		delete(sh.chats, cs.chat.ID)
+		return err
+	}
+	if found {
+		cs.members = slices.Delete(cs.members, i, i+1)
+	}
 	return nil
 }
 
