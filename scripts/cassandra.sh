@@ -73,34 +73,10 @@ OUT_FILE="$RUN_DIR/logs/stdout.log"
 RUN_LOCK="${RUN_DIR%/}.lock"
 FETCH_LOCK="$DIST.lock"
 
-log() { printf 'cassandra.sh: %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-
-# lock FILE takes an exclusive flock on FILE (waiting up to 10 minutes) and
-# keeps it until unlock or exit. Concurrent `start`s of the same run dir
-# serialise: the second finds the first's node and waits for it instead of
-# wiping its data. The JVM must not inherit the fd (see cmd_start).
-LOCK_FD=""
-lock() {
-	mkdir -p "$(dirname "$1")"
-	exec {LOCK_FD}>>"$1"
-	if ! flock -n "$LOCK_FD"; then
-		log "waiting for lock $1 (another cassandra.sh is running)"
-		flock -w 600 "$LOCK_FD" || die "cannot lock $1 within 600s"
-	fi
-}
-unlock() {
-	[[ -n "$LOCK_FD" ]] || return 0
-	flock -u "$LOCK_FD"
-	exec {LOCK_FD}>&-
-	LOCK_FD=""
-}
-
-# now_ms prints the wall clock in milliseconds.
-now_ms() { date +%s%3N; }
-
-# secs prints the seconds between two millisecond stamps, e.g. 12.3.
-secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", (b - a) / 1000 }'; }
+SCRIPT=cassandra.sh
+LOCK_WAIT=600
+# shellcheck source-path=SCRIPTDIR source=lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 check_config() {
 	local p

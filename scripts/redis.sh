@@ -37,29 +37,10 @@ LOG_FILE="$RUN_DIR/redis.log"
 OUT_FILE="$RUN_DIR/stdout.log"
 RUN_LOCK="${RUN_DIR%/}.lock"
 
-log() { printf 'redis.sh: %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-
-# lock FILE takes an exclusive flock on FILE (waiting up to 2 minutes) and
-# keeps it until unlock or exit. The server must not inherit the fd.
-LOCK_FD=""
-lock() {
-	mkdir -p "$(dirname "$1")"
-	exec {LOCK_FD}>>"$1"
-	if ! flock -n "$LOCK_FD"; then
-		log "waiting for lock $1 (another redis.sh is running)"
-		flock -w 120 "$LOCK_FD" || die "cannot lock $1 within 120s"
-	fi
-}
-unlock() {
-	[[ -n "$LOCK_FD" ]] || return 0
-	flock -u "$LOCK_FD"
-	exec {LOCK_FD}>&-
-	LOCK_FD=""
-}
-
-now_ms() { date +%s%3N; }
-secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", (b - a) / 1000 }'; }
+SCRIPT=redis.sh
+LOCK_WAIT=120
+# shellcheck source-path=SCRIPTDIR source=lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 check_config() {
 	if ! [[ "$PORT" =~ ^[1-9][0-9]{0,4}$ ]] || ((PORT > 65535)); then
