@@ -154,6 +154,14 @@ cmd_start() {
 	) &
 	pid=$!
 	printf '%s\n' "$pid" >"$PID_FILE"
+	# Keep the lock until the child is redis-server (read_pid recognises it):
+	# a concurrent start must find it running, not take it for stale.
+	local i
+	for ((i = 0; i < 50; i++)); do
+		read_pid >/dev/null && break
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
 	unlock
 	if ! cmd_wait "$pid" "$started"; then
 		log "start: Redis did not become ready; stopping it"
