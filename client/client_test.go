@@ -386,8 +386,11 @@ func TestTwoGapsBothFilled(t *testing.T) {
 			t.Fatalf("got seq %d, want %d", m.Seq, want)
 		}
 	}
-	if st := c.Stats(); st.GapsSkipped != 0 || st.GapsFilled != 2 {
-		t.Fatalf("got stats %+v, want two gaps filled, none skipped", st)
+	// One history read may fill both gaps when 6 arrived before the first
+	// fill ran (it reads everything after 1); either way every gap seen is
+	// filled and none skipped.
+	if st := c.Stats(); st.GapsSkipped != 0 || st.Gaps < 1 || st.GapsFilled != st.Gaps {
+		t.Fatalf("got stats %+v, want every gap seen filled, none skipped", st)
 	}
 }
 
