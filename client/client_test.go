@@ -387,10 +387,9 @@ func TestTwoGapsBothFilled(t *testing.T) {
 		}
 	}
 	// One history read may fill both gaps when 6 arrived before the first
-	// fill ran (it reads everything after 1); either way every gap seen is
-	// filled and none skipped.
-	if st := c.Stats(); st.GapsSkipped != 0 || st.Gaps < 1 || st.GapsFilled != st.Gaps {
-		t.Fatalf("got stats %+v, want every gap seen filled, none skipped", st)
+	// fill ran (it reads everything after 1): one or two fills, none skipped.
+	if st := c.Stats(); st.GapsSkipped != 0 || st.GapsFilled < 1 || st.GapsFilled > 2 {
+		t.Fatalf("got stats %+v, want one or two fills, none skipped", st)
 	}
 }
 
