@@ -73,14 +73,14 @@ func TestRaiseNofile(t *testing.T) {
 		t.Fatalf("got %d, %v, want a limit and no error", lim, err)
 	}
 	_, err = RaiseNofile(1 << 30)
-	if err == nil || !strings.Contains(err.Error(), "cannot hold") || !strings.Contains(err.Error(), "multi-process") {
+	if err == nil || !strings.Contains(err.Error(), "cannot hold") || !strings.Contains(err.Error(), "client processes") {
 		t.Errorf("got %v, want an error that names the limit", err)
 	}
 }
 
 func TestConfigValidate(t *testing.T) {
-	err := Config{Conns: 0, Hold: -1, SourceIPs: "1.2.3.4-1.2.3.1"}.Validate()
-	for _, want := range []string{"url", "conns", "hold", "dial_concurrency", "dial_timeout", "source_ips"} {
+	err := Config{Conns: 0, Hold: -1, SourceIPs: "1.2.3.4-1.2.3.1", SourceNet: 300, PerProc: -1}.Validate()
+	for _, want := range []string{"url", "conns", "hold", "dial_concurrency", "dial_timeout", "source_ips", "source_net", "per_proc"} {
 		if err == nil || !strings.Contains(err.Error(), "bench."+want) {
 			t.Errorf("got %v, want it to mention bench.%s", err, want)
 		}
@@ -145,8 +145,7 @@ func TestRun(t *testing.T) {
 			cfg.Sync = sync
 			cfg.Conns = 50
 			cfg.Hold = 200 * time.Millisecond
-			cfg.ServerPID = os.Getpid()
-			cfg.MetricsURL = metrics.URL
+			cfg.Servers = []Server{{Name: "test", Role: "standalone", PID: os.Getpid(), MetricsURL: metrics.URL}}
 			cfg.SourceIPs = "127.0.0.2-127.0.0.4"
 			res, err := Run(context.Background(), cfg, func(u, _ string) (string, error) { return u, nil }, nil, nil)
 			if err != nil {
@@ -169,8 +168,14 @@ func TestRun(t *testing.T) {
 
 func checkResult(t *testing.T, res *Result) {
 	t.Helper()
-	if res.After.RSS == 0 || res.After.HeapIn != 1000 || res.After.HeapLive != 2000 || res.After.Gorout != 7 {
-		t.Errorf("got after snapshot %+v, want RSS and the scraped metrics", res.After)
+	if len(res.Servers) != 1 {
+		t.Fatalf("got %d servers, want 1", len(res.Servers))
+	}
+	if a := res.Servers[0].After; a.RSS == 0 || a.HeapIn != 1000 || a.HeapLive != 2000 || a.Gorout != 7 {
+		t.Errorf("got after snapshot %+v, want RSS and the scraped metrics", a)
+	}
+	if res.After.Slab == 0 || res.After.MemAvail == 0 {
+		t.Errorf("got host snapshot %+v, want slab and MemAvailable", res.After)
 	}
 	var b strings.Builder
 	if err := res.WriteMarkdown(&b); err != nil || !strings.Contains(b.String(), "| established / target | 50 / 50 |") {

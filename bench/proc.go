@@ -163,8 +163,87 @@ func RaiseNofile(conns int) (uint64, error) {
 		}
 	}
 	if need := uint64(conns) + fdReserve; need > lim.Cur {
-		return lim.Cur, fmt.Errorf("cannot hold %d connections in one process: RLIMIT_NOFILE is %d (hard limit) and %d connections need %d descriptors; use at most %d connections per process (multi-process runs are not implemented yet)",
+		return lim.Cur, fmt.Errorf("cannot hold %d connections in one process: RLIMIT_NOFILE is %d (hard limit) and %d connections need %d descriptors; raise the hard limit (ulimit -Hn, systemd LimitNOFILE=) or spread them over client processes of at most %d connections (parley bench does that)",
 			conns, lim.Cur, conns, need, lim.Cur-fdReserve)
 	}
 	return lim.Cur, nil
+}
+
+// Meminfo is the part of /proc/meminfo bench reads, in bytes.
+type Meminfo struct {
+	Available int64
+	Slab      int64
+}
+
+// ParseMeminfo parses the text of /proc/meminfo.
+func ParseMeminfo(r io.Reader) (Meminfo, error) {
+	var m Meminfo
+	found := 0
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		name, rest, ok := strings.Cut(sc.Text(), ":")
+		if !ok || (name != "MemAvailable" && name != "Slab") {
+			continue
+		}
+		f := strings.Fields(rest)
+		if len(f) != 2 || f[1] != "kB" {
+			return m, fmt.Errorf("cannot parse meminfo line %q", sc.Text())
+		}
+		kb, err := strconv.ParseInt(f[0], 10, 64)
+		if err != nil {
+			return m, fmt.Errorf("cannot parse meminfo line %q: %w", sc.Text(), err)
+		}
+		if name == "Slab" {
+			m.Slab = kb * 1024
+		} else {
+			m.Available = kb * 1024
+		}
+		found++
+	}
+	if found != 2 {
+		return m, fmt.Errorf("cannot find MemAvailable and Slab in meminfo")
+	}
+	return m, nil
+}
+
+// ReadMeminfo reads /proc/meminfo.
+func ReadMeminfo() (Meminfo, error) {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return Meminfo{}, fmt.Errorf("cannot read meminfo: %w", err)
+	}
+	return ParseMeminfo(bytes.NewReader(b))
+}
+
+// clockTicks is USER_HZ, the unit of /proc/PID/stat times (100 on Linux).
+const clockTicks = 100
+
+// ParseStatCPU returns utime+stime in seconds from a /proc/PID/stat text.
+func ParseStatCPU(s string) (float64, error) {
+	// The command name may hold spaces and parentheses: fields start after
+	// the last ')'.
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("cannot parse stat %q", s)
+	}
+	f := strings.Fields(s[i+1:])
+	// f[0] is field 3 (state); utime and stime are fields 14 and 15.
+	if len(f) < 13 {
+		return 0, fmt.Errorf("cannot parse stat: %d fields", len(f)+2)
+	}
+	u, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("cannot parse stat times %q %q", f[11], f[12])
+	}
+	return float64(u+st) / clockTicks, nil
+}
+
+// ReadCPUSeconds returns process pid's user+system CPU time in seconds.
+func ReadCPUSeconds(pid int) (float64, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, fmt.Errorf("cannot read stat of process %d: %w", pid, err)
+	}
+	return ParseStatCPU(string(b))
 }

@@ -1,0 +1,154 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+// ServerSpec describes a logic node plus Connsrvs connection-node
+// processes sharing one WebSocket port (SO_REUSEPORT) that bench starts
+// for a run, all from the parley binary Exe.
+type ServerSpec struct {
+	Exe        string   // the parley binary
+	ConfigArgs []string // -config and -set arguments every process gets
+	Connsrvs   int      // connection-node processes
+	Host       string   // loopback address to listen on; default 127.0.0.1
+	Port       int      // shared WebSocket port
+	HTTPBase   int      // connsrv i serves /metrics on HTTPBase+i
+	LinkPort   int      // logic tier link
+	LogicHTTP  int      // logic /metrics
+	Dir        string   // store and logs
+	Env        []string // extra environment (e.g. GOGC=50), for connsrv processes
+}
+
+// ServerSet is a running ServerSpec.
+type ServerSet struct {
+	URL     string
+	Servers []Server
+	cmds    []*exec.Cmd
+	exited  []chan struct{} // closed when cmds[i] has exited
+	log     *slog.Logger
+}
+
+// StartServers starts the logic node, then the connection nodes, and waits
+// until every one answers /readyz (connsrv is ready once its logic link is
+// up).
+func StartServers(ctx context.Context, spec ServerSpec, log *slog.Logger) (*ServerSet, error) {
+	if spec.Host == "" {
+		spec.Host = "127.0.0.1"
+	}
+	if spec.Connsrvs < 1 {
+		return nil, errors.New("cannot start servers: need at least one connsrv")
+	}
+	if err := os.MkdirAll(spec.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("cannot create %s: %w", spec.Dir, err)
+	}
+	set := &ServerSet{URL: fmt.Sprintf("ws://%s:%d/ws", spec.Host, spec.Port), log: log}
+	hp := func(p int) string { return spec.Host + ":" + strconv.Itoa(p) }
+	start := func(name, role, metrics string, env []string, args ...string) error {
+		logf, err := os.Create(filepath.Join(spec.Dir, name+".log"))
+		if err != nil {
+			return fmt.Errorf("cannot create log of %s: %w", name, err)
+		}
+		defer logf.Close()
+		cmd := exec.Command(spec.Exe, args...)
+		cmd.Stdout, cmd.Stderr = logf, logf
+		cmd.Env = append(os.Environ(), env...)
+		if err := cmd.Start(); err != nil {
+			return fmt.Errorf("cannot start %s: %w", name, err)
+		}
+		exited := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(exited) }()
+		set.cmds, set.exited = append(set.cmds, cmd), append(set.exited, exited)
+		set.Servers = append(set.Servers, Server{Name: name, Role: role, PID: cmd.Process.Pid, MetricsURL: "http://" + metrics + "/metrics"})
+		return nil
+	}
+	logicArgs := append([]string{"logic"}, spec.ConfigArgs...)
+	logicArgs = append(logicArgs,
+		"-set", "store.backend=pebble",
+		"-set", "store.pebble.dir="+filepath.Join(spec.Dir, "store"),
+		"-set", "logic.link_listen="+hp(spec.LinkPort),
+		"-set", "logic.http_listen="+hp(spec.LogicHTTP),
+		"-set", "log.format=text")
+	if err := start("logic", "logic", hp(spec.LogicHTTP), nil, logicArgs...); err != nil {
+		return nil, err
+	}
+	if err := set.waitReady(ctx, 0); err != nil {
+		set.Stop()
+		return nil, err
+	}
+	for i := range spec.Connsrvs {
+		name := fmt.Sprintf("connsrv-%d", i+1)
+		args := append([]string{"connsrv"}, spec.ConfigArgs...)
+		args = append(args,
+			"-set", "connsrv.listen=tcp://"+hp(spec.Port),
+			"-set", "connsrv.reuse_port=true",
+			"-set", "connsrv.http_listen="+hp(spec.HTTPBase+i),
+			"-set", "connsrv.logic_addrs="+hp(spec.LinkPort),
+			"-set", "connsrv.ip_rate_exempt=127.0.0.0/8",
+			"-set", "connsrv.drain_window=1s",
+			"-set", "connsrv.node_id=bench-"+strconv.Itoa(i+1),
+			"-set", "log.format=text")
+		if err := start(name, "connsrv", hp(spec.HTTPBase+i), spec.Env, args...); err != nil {
+			set.Stop()
+			return nil, err
+		}
+	}
+	for i := 1; i < len(set.cmds); i++ {
+		if err := set.waitReady(ctx, i); err != nil {
+			set.Stop()
+			return nil, err
+		}
+	}
+	return set, nil
+}
+
+// waitReady polls server i's /readyz for up to 60s.
+func (s *ServerSet) waitReady(ctx context.Context, i int) error {
+	url := s.Servers[i].MetricsURL[:len(s.Servers[i].MetricsURL)-len("/metrics")] + "/readyz"
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-s.exited[i]:
+			return fmt.Errorf("cannot start %s: it exited (see its log)", s.Servers[i].Name)
+		default:
+		}
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("cannot start %s: not ready at %s within 60s (see its log)", s.Servers[i].Name, url)
+}
+
+// Stop ends every process: SIGTERM, then SIGKILL after 15s.
+func (s *ServerSet) Stop() {
+	for i := len(s.cmds) - 1; i >= 0; i-- {
+		_ = s.cmds[i].Process.Signal(syscall.SIGTERM)
+	}
+	for i, c := range s.cmds {
+		select {
+		case <-s.exited[i]:
+		case <-time.After(15 * time.Second):
+			_ = c.Process.Kill()
+			<-s.exited[i]
+		}
+	}
+	s.cmds, s.exited = nil, nil
+}
