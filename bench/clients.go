@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -40,6 +41,8 @@ type ClientStats struct {
 	Ramped      bool             `json:"ramped"`      // every setup ended (established or failed)
 	RampSec     float64          `json:"ramp_s"`      // first dial to the last establishment
 	RSS         int64            `json:"rss_bytes"`   // the group's process RSS
+	HeapInuse   uint64           `json:"heap_inuse"`  // the group's Go heap in use
+	StackInuse  uint64           `json:"stack_inuse"` // the group's goroutine stacks
 	Errors      map[string]int64 `json:"errors"`      // setup failures and drops by reason
 }
 
@@ -220,6 +223,9 @@ func (c *clients) stats() ClientStats {
 	if rss, err := ReadRSS(os.Getpid()); err == nil {
 		s.RSS = rss
 	}
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	s.HeapInuse, s.StackInuse = ms.HeapInuse, ms.StackInuse
 	c.mu.Lock()
 	s.Errors = maps.Clone(c.errs)
 	c.mu.Unlock()

@@ -272,7 +272,7 @@ func (c *coordinator) run(ctx context.Context) (*Result, error) {
 		}
 		res.Servers = append(res.Servers, sr)
 	}
-	res.ClientRSS = tot.RSS
+	res.ClientRSS, res.ClientHeap = tot.RSS, int64(tot.HeapInuse+tot.StackInuse)
 	res.ErrorsByKind = tot.Errors
 	for _, g := range c.groups {
 		s := g.release()
@@ -299,6 +299,8 @@ func (c *coordinator) total() ClientStats {
 		t.Alive += s.Alive
 		t.Pings += s.Pings
 		t.RSS += s.RSS
+		t.HeapInuse += s.HeapInuse
+		t.StackInuse += s.StackInuse
 		t.Ramped = t.Ramped && s.Ramped
 		t.RampSec = max(t.RampSec, s.RampSec)
 		for k, v := range s.Errors {

@@ -53,7 +53,8 @@ type Result struct {
 	Before          Snapshot         `json:"before"`
 	After           Snapshot         `json:"after"`
 	Servers         []ServerResult   `json:"servers"`
-	ClientRSS       int64            `json:"client_rss_bytes"` // all client processes together, after
+	ClientRSS       int64            `json:"client_rss_bytes"`  // all client processes together, after
+	ClientHeap      int64            `json:"client_heap_bytes"` // their Go heap and stacks in use, after
 	Notes           []string         `json:"notes,omitempty"`
 }
 
@@ -191,7 +192,8 @@ func (r *Result) WriteMarkdown(w io.Writer) error {
 		r.PerConn(float64(r.Before.Sockstat.MemBytes()), float64(r.After.Sockstat.MemBytes())))
 	p("| TCP sockets in use, host | | %d | %d | %.2f |\n", r.Before.Sockstat.InUse, r.After.Sockstat.InUse,
 		r.PerConn(float64(r.Before.Sockstat.InUse), float64(r.After.Sockstat.InUse)))
-	p("| client RSS (all client processes), after | %d | | %s | %.0f B |\n\n", max(1, r.ClientProcs), mib(float64(r.ClientRSS)), r.PerConn(0, float64(r.ClientRSS)))
+	p("| client RSS (all client processes), after | %d | | %s | %.0f B |\n", max(1, r.ClientProcs), mib(float64(r.ClientRSS)), r.PerConn(0, float64(r.ClientRSS)))
+	p("| client Go heap + stacks in use, after | %d | | %s | %.0f B |\n\n", max(1, r.ClientProcs), mib(float64(r.ClientHeap)), r.PerConn(0, float64(r.ClientHeap)))
 	p("Per connection = (after − before) / held.\n\n")
 	p("| server CPU during the hold (%.0fs) | CPU s | share of one core | per heartbeat round |\n|---|---|---|---|\n", r.HoldSec)
 	rounds := r.Rounds()

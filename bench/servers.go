@@ -137,18 +137,27 @@ func (s *ServerSet) waitReady(ctx context.Context, i int) error {
 	return fmt.Errorf("cannot start %s: not ready at %s within 60s (see its log)", s.Servers[i].Name, url)
 }
 
-// Stop ends every process: SIGTERM, then SIGKILL after 15s.
+// Stop ends every process, connection nodes first and the logic node
+// last: SIGTERM, then SIGKILL after 15s.
 func (s *ServerSet) Stop() {
-	for i := len(s.cmds) - 1; i >= 0; i-- {
-		_ = s.cmds[i].Process.Signal(syscall.SIGTERM)
-	}
-	for i, c := range s.cmds {
-		select {
-		case <-s.exited[i]:
-		case <-time.After(15 * time.Second):
-			_ = c.Process.Kill()
-			<-s.exited[i]
+	stop := func(from, to int) {
+		for i := from; i < to; i++ {
+			_ = s.cmds[i].Process.Signal(syscall.SIGTERM)
 		}
+		for i := from; i < to; i++ {
+			select {
+			case <-s.exited[i]:
+			case <-time.After(15 * time.Second):
+				_ = s.cmds[i].Process.Kill()
+				<-s.exited[i]
+			}
+		}
+	}
+	if len(s.cmds) > 1 {
+		stop(1, len(s.cmds))
+	}
+	if len(s.cmds) > 0 {
+		stop(0, 1)
 	}
 	s.cmds, s.exited = nil, nil
 }

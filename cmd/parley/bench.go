@@ -74,8 +74,8 @@ func runBench(args []string) error {
 			if err != nil {
 				return fmt.Errorf("cannot create a report directory: %w", err)
 			}
-			defer os.RemoveAll(dir)
 			sc.OutDir = dir
+			defer fmt.Fprintf(os.Stderr, "server logs: %s\n", dir)
 		}
 		pts, err := bench.Sweep(t.ctx, sc, tok, t.log, t.progress)
 		if *sweep == "" {
