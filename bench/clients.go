@@ -40,7 +40,7 @@ type ClientStats struct {
 	Pings       int64            `json:"pings"`       // server pings answered
 	Ramped      bool             `json:"ramped"`      // every setup ended (established or failed)
 	RampSec     float64          `json:"ramp_s"`      // first dial to the last establishment
-	RSS         int64            `json:"rss_bytes"`   // the group's process RSS
+	RSS         int64            `json:"rss_bytes"`   // the group's process RSS (anonymous: RssAnon)
 	HeapInuse   uint64           `json:"heap_inuse"`  // the group's Go heap in use
 	StackInuse  uint64           `json:"stack_inuse"` // the group's goroutine stacks
 	Errors      map[string]int64 `json:"errors"`      // setup failures and drops by reason
@@ -220,7 +220,7 @@ func (c *clients) stats() ClientStats {
 	if last := c.lastEst.Load(); last > 0 {
 		s.RampSec = time.Duration(last - c.start.UnixNano()).Seconds()
 	}
-	if rss, err := ReadRSS(os.Getpid()); err == nil {
+	if rss, err := ReadRssAnon(os.Getpid()); err == nil {
 		s.RSS = rss
 	}
 	var ms runtime.MemStats

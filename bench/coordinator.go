@@ -216,7 +216,7 @@ func (c *coordinator) run(ctx context.Context) (*Result, error) {
 			}
 			mem, _ := ReadMeminfo()
 			if c.progress != nil {
-				fmt.Fprintf(c.progress, "%6.1fs established %8d (+%d/s) alive %8d failed %d  mem available %d MiB  server RSS %d MiB\n",
+				fmt.Fprintf(c.progress, "%6.1fs established %8d (+%d/s) alive %8d failed %d  mem available %d MiB  server RssAnon %d MiB\n",
 					now.Sub(start).Seconds(), tot.Established, tot.Established-last, tot.Alive, tot.Failed,
 					mem.Available>>20, sumRSS(cfg.Servers)>>20)
 			}
@@ -252,7 +252,7 @@ func (c *coordinator) run(ctx context.Context) (*Result, error) {
 			case now := <-tick.C:
 				t := c.total()
 				if c.progress != nil {
-					fmt.Fprintf(c.progress, "%6.1fs holding %8d alive  pings answered %d  server RSS %d MiB\n",
+					fmt.Fprintf(c.progress, "%6.1fs holding %8d alive  pings answered %d  server RssAnon %d MiB\n",
 						now.Sub(start).Seconds(), t.Alive, t.Pings-pings0, sumRSS(cfg.Servers)>>20)
 				}
 			}
@@ -324,7 +324,7 @@ func sumRSS(servers []Server) int64 {
 	var n int64
 	for _, s := range servers {
 		if s.PID > 0 {
-			if v, err := ReadRSS(s.PID); err == nil {
+			if v, err := ReadRssAnon(s.PID); err == nil {
 				n += v
 			}
 		}

@@ -37,6 +37,40 @@ func ParseVmRSS(r io.Reader) (int64, error) {
 	return 0, fmt.Errorf("cannot find VmRSS in status")
 }
 
+// ParseRssAnon returns the RssAnon of a /proc/PID/status text, in bytes:
+// the resident anonymous (private) memory, without the binary's and
+// libraries' file pages that VmRSS also counts (shared by every process
+// running the same binary).
+func ParseRssAnon(r io.Reader) (int64, error) {
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		rest, ok := strings.CutPrefix(sc.Text(), "RssAnon:")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(rest)
+		if len(f) != 2 || f[1] != "kB" {
+			return 0, fmt.Errorf("cannot parse RssAnon line %q", sc.Text())
+		}
+		kb, err := strconv.ParseInt(f[0], 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("cannot parse RssAnon line %q: %w", sc.Text(), err)
+		}
+		return kb * 1024, nil
+	}
+	return 0, fmt.Errorf("cannot find RssAnon in status")
+}
+
+// ReadRssAnon returns the resident anonymous memory of process pid in
+// bytes.
+func ReadRssAnon(pid int) (int64, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 0, fmt.Errorf("cannot read status of process %d: %w", pid, err)
+	}
+	return ParseRssAnon(bytes.NewReader(b))
+}
+
 // ReadRSS returns the resident set size of process pid in bytes.
 func ReadRSS(pid int) (int64, error) {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")

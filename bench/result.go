@@ -12,6 +12,7 @@ import (
 // ProcSnapshot is one server process's reading.
 type ProcSnapshot struct {
 	RSS      int64   `json:"rss_bytes"`           // VmRSS (0 without a PID)
+	Anon     int64   `json:"rss_anon_bytes"`      // RssAnon: VmRSS without file pages (the binary)
 	HeapIn   float64 `json:"heap_inuse_bytes"`    // go_memstats_heap_inuse_bytes
 	HeapLive float64 `json:"heap_live_est_bytes"` // go_memstats_next_gc_bytes / 2: live heap at the last GC (GOGC=100)
 	Stacks   float64 `json:"stack_inuse_bytes"`   // go_memstats_stack_inuse_bytes
@@ -70,6 +71,7 @@ func (r *Result) PerConn(before, after float64) float64 {
 type RoleTotals struct {
 	Procs                 int
 	RSSBefore, RSSAfter   float64
+	AnonBefore, AnonAfter float64
 	HeapBefore, HeapAfter float64
 	LiveBefore, LiveAfter float64
 	CPUSec                float64
@@ -85,6 +87,8 @@ func (r *Result) Totals(role string) RoleTotals {
 		t.Procs++
 		t.RSSBefore += float64(s.Before.RSS)
 		t.RSSAfter += float64(s.After.RSS)
+		t.AnonBefore += float64(s.Before.Anon)
+		t.AnonAfter += float64(s.After.Anon)
 		t.HeapBefore += s.Before.HeapIn
 		t.HeapAfter += s.After.HeapIn
 		t.LiveBefore += s.Before.HeapLive
@@ -125,6 +129,7 @@ func snapshot(ctx context.Context, servers []Server, notes *[]string) Snapshot {
 				note(err)
 			}
 			p.RSS = rss
+			p.Anon, _ = ReadRssAnon(srv.PID)
 		}
 		if srv.MetricsURL != "" {
 			sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -181,7 +186,8 @@ func (r *Result) WriteMarkdown(w io.Writer) error {
 	}
 	for _, role := range roles {
 		t := r.Totals(role)
-		p("| %s RSS | %d | %s | %s | %.0f B |\n", role, t.Procs, mib(t.RSSBefore), mib(t.RSSAfter), r.PerConn(t.RSSBefore, t.RSSAfter))
+		p("| %s RSS anonymous (RssAnon) | %d | %s | %s | %.0f B |\n", role, t.Procs, mib(t.AnonBefore), mib(t.AnonAfter), r.PerConn(t.AnonBefore, t.AnonAfter))
+		p("| %s RSS with file pages (VmRSS) | %d | %s | %s | %.0f B |\n", role, t.Procs, mib(t.RSSBefore), mib(t.RSSAfter), r.PerConn(t.RSSBefore, t.RSSAfter))
 		if t.HeapAfter > 0 {
 			p("| %s Go heap in use | %d | %s | %s | %.0f B |\n", role, t.Procs, mib(t.HeapBefore), mib(t.HeapAfter), r.PerConn(t.HeapBefore, t.HeapAfter))
 			p("| %s Go live heap at last GC (est.) | %d | %s | %s | %.0f B |\n", role, t.Procs, mib(t.LiveBefore), mib(t.LiveAfter), r.PerConn(t.LiveBefore, t.LiveAfter))
@@ -192,9 +198,9 @@ func (r *Result) WriteMarkdown(w io.Writer) error {
 		r.PerConn(float64(r.Before.Sockstat.MemBytes()), float64(r.After.Sockstat.MemBytes())))
 	p("| TCP sockets in use, host | | %d | %d | %.2f |\n", r.Before.Sockstat.InUse, r.After.Sockstat.InUse,
 		r.PerConn(float64(r.Before.Sockstat.InUse), float64(r.After.Sockstat.InUse)))
-	p("| client RSS (all client processes), after | %d | | %s | %.0f B |\n", max(1, r.ClientProcs), mib(float64(r.ClientRSS)), r.PerConn(0, float64(r.ClientRSS)))
+	p("| client RSS anonymous (all client processes), after | %d | | %s | %.0f B |\n", max(1, r.ClientProcs), mib(float64(r.ClientRSS)), r.PerConn(0, float64(r.ClientRSS)))
 	p("| client Go heap + stacks in use, after | %d | | %s | %.0f B |\n\n", max(1, r.ClientProcs), mib(float64(r.ClientHeap)), r.PerConn(0, float64(r.ClientHeap)))
-	p("Per connection = (after − before) / held.\n\n")
+	p("Per connection = (after − before) / held. RssAnon is the process's private memory; VmRSS adds the pages of the binary it has touched, which every process running the same binary shares.\n\n")
 	p("| server CPU during the hold (%.0fs) | CPU s | share of one core | per heartbeat round |\n|---|---|---|---|\n", r.HoldSec)
 	rounds := r.Rounds()
 	for _, role := range roles {
@@ -211,14 +217,14 @@ func (r *Result) WriteMarkdown(w io.Writer) error {
 	}
 	p("\nHeartbeat interval %s; pings answered during the hold: %d (%.2f rounds).\n", hb, r.PingsInHold, rounds)
 	if len(r.Servers) > 1 {
-		p("\n| process | role | pid | conns | RSS after | RSS per conn | heap per conn | hold CPU s |\n|---|---|---|---|---|---|---|---|\n")
+		p("\n| process | role | pid | conns | RssAnon after | RssAnon per conn | heap per conn | hold CPU s |\n|---|---|---|---|---|---|---|---|\n")
 		for _, s := range r.Servers {
 			per, heap := "—", "—"
 			if s.After.Conns > 0 {
-				per = fmt.Sprintf("%.0f B", float64(s.After.RSS-s.Before.RSS)/s.After.Conns)
+				per = fmt.Sprintf("%.0f B", float64(s.After.Anon-s.Before.Anon)/s.After.Conns)
 				heap = fmt.Sprintf("%.0f B", (s.After.HeapIn-s.Before.HeapIn)/s.After.Conns)
 			}
-			p("| %s | %s | %d | %.0f | %s | %s | %s | %.2f |\n", s.Name, s.Role, s.PID, s.After.Conns, mib(float64(s.After.RSS)), per, heap, s.HoldCPUSec)
+			p("| %s | %s | %d | %.0f | %s | %s | %s | %.2f |\n", s.Name, s.Role, s.PID, s.After.Conns, mib(float64(s.After.Anon)), per, heap, s.HoldCPUSec)
 		}
 	}
 	if len(r.ErrorsByKind) > 0 {

@@ -131,8 +131,8 @@ func rowOf(p SweepPoint) (sweepRow, bool) {
 	cs, lg := r.Totals("connsrv"), r.Totals("logic")
 	row := sweepRow{
 		n: float64(p.Conns), held: float64(r.Held), procs: cs.Procs,
-		connsrvRSS: r.PerConn(cs.RSSBefore, cs.RSSAfter), connsrvHeap: r.PerConn(cs.HeapBefore, cs.HeapAfter),
-		logic: r.PerConn(lg.RSSBefore, lg.RSSAfter), kernel: r.KernelPerConn(),
+		connsrvRSS: r.PerConn(cs.AnonBefore, cs.AnonAfter), connsrvHeap: r.PerConn(cs.HeapBefore, cs.HeapAfter),
+		logic: r.PerConn(lg.AnonBefore, lg.AnonAfter), kernel: r.KernelPerConn(),
 		client: r.PerConn(0, float64(r.ClientRSS)), connsPerS: r.ConnsPerSec,
 		cpuShare: 100 * cs.CPUSec / max(r.HoldSec, 1e-9),
 	}
@@ -145,7 +145,7 @@ func rowOf(p SweepPoint) (sweepRow, bool) {
 // WriteSweepMarkdown writes the sweep as one markdown table.
 func WriteSweepMarkdown(w io.Writer, points []SweepPoint) {
 	p := func(f string, a ...any) { fmt.Fprintf(w, f, a...) }
-	p("| target | held | connsrv procs | conns/s (ramp) | connsrv RSS/conn | connsrv heap/conn | logic RSS/conn | kernel slab/conn (both ends) | client RSS/conn | connsrv CPU at idle (%% of a core) | connsrv CPU per heartbeat round per conn | errors | stopped |\n")
+	p("| target | held | connsrv procs | conns/s (ramp) | connsrv RssAnon/conn | connsrv heap/conn | logic RssAnon/conn | kernel slab/conn (both ends) | client RssAnon/conn | connsrv CPU at idle (%% of a core) | connsrv CPU per heartbeat round per conn | errors | stopped |\n")
 	p("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, pt := range points {
 		row, ok := rowOf(pt)
@@ -185,10 +185,10 @@ func SweepSVG(points []SweepPoint) string {
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="12">`+"\n", W, H)
 	b.WriteString(`<rect width="100%" height="100%" fill="white"/>` + "\n")
 	mem := []series{
-		{"connsrv RSS", "#1f77b4", func(r sweepRow) float64 { return r.connsrvRSS }},
+		{"connsrv RssAnon", "#1f77b4", func(r sweepRow) float64 { return r.connsrvRSS }},
 		{"connsrv Go heap", "#2ca02c", func(r sweepRow) float64 { return r.connsrvHeap }},
-		{"logic RSS", "#ff7f0e", func(r sweepRow) float64 { return r.logic }},
-		{"kernel slab (both ends)", "#d62728", func(r sweepRow) float64 { return r.kernel }},
+		{"logic RssAnon", "#ff7f0e", func(r sweepRow) float64 { return r.logic }},
+		{"kernel slab (both loopback ends)", "#d62728", func(r sweepRow) float64 { return r.kernel }},
 	}
 	cpu := []series{{"connsrv CPU per heartbeat round", "#9467bd", func(r sweepRow) float64 { return r.cpuRoundUS }}}
 	panel(&b, rows, 60, 40, 380, 300, "bytes per idle connection", "B", mem)
