@@ -44,26 +44,32 @@ type rxResult struct {
 	outOfOrder bool // first copy below a seq of the chat already received
 }
 
-// add records that seq of chat arrived; own marks the conn's own message
-// (from a sent frame). It returns the classification and, when the chat
-// reached batch unacked messages, the ack to write now (already recorded
-// as acked). c.mu must be held.
-func (c *conn) addLocked(chat string, seq uint64, own bool, batch int) (rxResult, *ackEntry) {
+// addLocked records that seq of chat arrived; own marks the conn's own
+// message (from a sent frame). It returns the classification and, when the
+// chat reached batch unacked messages, the ack to write now (already
+// recorded as acked). A chat left with unacked messages queues c for the
+// ack flusher (queue is set). c.mu must be held.
+func (c *conn) addLocked(chat []byte, seq uint64, own bool, batch int) (res rxResult, ack *ackEntry, queue bool) {
 	if c.chats == nil {
 		c.chats = map[string]*chatRx{}
 	}
-	rx := c.chats[chat]
+	rx := c.chats[string(chat)]
 	if rx == nil {
 		rx = &chatRx{}
-		c.chats[chat] = rx
+		c.chats[string(chat)] = rx
 	}
+	defer func() {
+		if rx.dirty && !c.queued {
+			c.queued, queue = true, true
+		}
+	}()
 	if _, buffered := rx.above[seq]; seq <= rx.have || buffered {
 		if !own {
 			rx.dirty, rx.urgent = true, true
 		}
-		return rxResult{}, nil
+		return rxResult{}, nil, false
 	}
-	res := rxResult{first: true, outOfOrder: seq < rx.maxSeq}
+	res = rxResult{first: true, outOfOrder: seq < rx.maxSeq}
 	rx.maxSeq = max(rx.maxSeq, seq)
 	if seq == rx.have+1 {
 		rx.have = seq
@@ -81,20 +87,21 @@ func (c *conn) addLocked(chat string, seq uint64, own bool, batch int) (rxResult
 		rx.above[seq] = struct{}{}
 	}
 	if own {
-		return res, nil
+		return res, nil, false
 	}
 	rx.dirty = true
 	if rx.have >= rx.acked+uint64(batch) {
 		rx.acked, rx.dirty, rx.urgent = rx.have, false, false
-		return res, &ackEntry{chat: chat, seq: rx.have}
+		return res, &ackEntry{chat: string(chat), seq: rx.have}, false
 	}
-	return res, nil
+	return res, nil, false
 }
 
 // collectLocked returns the acks due at a flush: every chat with received
 // but unacked messages, and every chat that saw a retransmit. They are
 // recorded as acked. c.mu must be held.
 func (c *conn) collectLocked(dst []ackEntry) []ackEntry {
+	c.queued = false
 	for chat, rx := range c.chats {
 		if !rx.dirty {
 			continue
@@ -117,45 +124,82 @@ func appendAck(b []byte, a ackEntry) []byte {
 	return append(b, '}')
 }
 
-// writeAcks writes acks on wc; it returns false when a write failed.
-func writeAcks(wc *wsc.Conn, acks []ackEntry, buf []byte) ([]byte, bool) {
-	for _, a := range acks {
-		buf = appendAck(buf[:0], a)
-		if err := wc.WriteText(buf); err != nil {
-			return buf, false
-		}
-	}
-	return buf, true
+// ackWriter holds scratch space for writing acks.
+type ackWriter struct {
+	buf    []byte
+	frames [][]byte
+	ends   []int
 }
 
-// addAckConn makes c visible to the ack flusher (once it is connected).
+// write writes acks on wc in one batch (one syscall); it returns false when
+// the write failed.
+func (w *ackWriter) write(wc *wsc.Conn, acks []ackEntry) bool {
+	w.buf, w.ends, w.frames = w.buf[:0], w.ends[:0], w.frames[:0]
+	for _, a := range acks {
+		w.buf = appendAck(w.buf, a)
+		w.ends = append(w.ends, len(w.buf))
+	}
+	start := 0
+	for _, e := range w.ends {
+		w.frames = append(w.frames, w.buf[start:e])
+		start = e
+	}
+	return wc.WriteTexts(w.frames) == nil
+}
+
+// addAckConn makes c visible to the final flush (once it is connected).
 func (r *run) addAckConn(c *conn) {
 	r.ackMu.Lock()
 	r.ackConns = append(r.ackConns, c)
 	r.ackMu.Unlock()
 }
 
-// flushAcks writes every due ack of every connected conn.
-func (r *run) flushAcks() {
-	r.ackMu.Lock()
-	list := r.ackConns
-	r.ackMu.Unlock()
+// queueAck hands c to the ack flusher (it has unacked messages).
+func (r *run) queueAck(c *conn) {
+	r.dirtyMu.Lock()
+	r.dirty = append(r.dirty, c)
+	r.dirtyMu.Unlock()
+}
+
+// flushAcks writes the due acks of the queued conns, or of every
+// connected conn with all.
+func (r *run) flushAcks(all bool) {
+	var list []*conn
+	if all {
+		r.ackMu.Lock()
+		list = r.ackConns
+		r.ackMu.Unlock()
+	} else {
+		r.dirtyMu.Lock()
+		list, r.dirty, r.spare = r.dirty, r.spare[:0], nil
+		r.dirtyMu.Unlock()
+	}
 	var acks []ackEntry
-	var buf []byte
+	w := &r.ackW
 	for _, c := range list {
+		sess := c.cur.Load()
+		if sess == nil {
+			// Offline: the next sync carries the positions.
+			c.mu.Lock()
+			c.queued = false
+			c.mu.Unlock()
+			continue
+		}
 		c.mu.Lock()
 		acks = c.collectLocked(acks[:0])
 		c.mu.Unlock()
 		if len(acks) == 0 {
 			continue
 		}
-		var ok bool
-		if buf, ok = writeAcks(c.ws, acks, buf); !ok && !r.stopping.Load() {
+		if !w.write(sess.wc, acks) && !r.stopping.Load() && !sess.dropped.Load() {
 			r.st.err("write:ack")
 		}
-		r.st.mu.Lock()
-		r.st.acksSent += int64(len(acks))
-		r.st.mu.Unlock()
+		r.st.count(&r.st.acksSent, int64(len(acks)))
+	}
+	if !all {
+		r.dirtyMu.Lock()
+		r.spare = list[:0]
+		r.dirtyMu.Unlock()
 	}
 }
 
@@ -168,7 +212,7 @@ func (r *run) ackLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			r.flushAcks()
+			r.flushAcks(false)
 		}
 	}
 }

@@ -33,7 +33,7 @@ func TestConnAddLocked(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			var c conn
 			for i, st := range tt.steps {
-				res, ack := c.addLocked("c", st.seq, st.own, tt.batch)
+				res, ack, _ := c.addLocked([]byte("c"), st.seq, st.own, tt.batch)
 				if res.first != st.first || res.outOfOrder != st.ooo {
 					t.Errorf("step %d seq %d: got first %v ooo %v, want %v %v", i, st.seq, res.first, res.outOfOrder, st.first, st.ooo)
 				}

@@ -13,6 +13,10 @@ import (
 const (
 	ModePairs = "pairs" // N one-on-one pairs, one sender each
 	ModeGroup = "group" // G groups of M members, one sender each
+	// ModePopulation is a population of users following a daily-message
+	// model (see model.go): 1-on-1 chats and groups, bursts and replies,
+	// presence churn and an optional reconnect storm.
+	ModePopulation = "population"
 )
 
 // Config configures a load test run.
@@ -21,7 +25,7 @@ type Config struct {
 	// commas: connections then go round robin over them (in pairs mode each
 	// pair's sender and receiver land on different nodes). Required.
 	URL string `yaml:"url"`
-	// Mode is "pairs" or "group". Default pairs.
+	// Mode is "pairs", "group" or "population". Default pairs.
 	Mode string `yaml:"mode"`
 	// Pairs is the number of one-on-one pairs (2 connections each) in
 	// pairs mode. Default 1000.
@@ -32,7 +36,9 @@ type Config struct {
 	// group mode. Default 10.
 	GroupSize int `yaml:"group_size"`
 	// Rate is the total offered send rate in messages per second, spread
-	// evenly over the senders. Default 2000.
+	// evenly over the senders (pairs, group), or the expected aggregate
+	// rate the population model is compressed to (population, unless
+	// Compression is set). Default 2000.
 	Rate float64 `yaml:"rate"`
 	// Warmup is sent at the full rate before measuring starts. Default 3s;
 	// zero means no warmup.
@@ -65,6 +71,69 @@ type Config struct {
 	// per-run random suffix, so runs never share chats (request ids
 	// repeat across runs and would be deduplicated).
 	UserPrefix string `yaml:"user_prefix"`
+	// ReportInterval is the length of one row of the report over time
+	// (throughput, latency quantiles, errors per interval), also printed
+	// as progress. Default 1s.
+	ReportInterval time.Duration `yaml:"report_interval"`
+
+	// Population mode (see model.go for the model).
+
+	// Users is the number of users (one connection each). Default 10000.
+	Users int `yaml:"users"`
+	// Seed makes the population, its schedule and churn reproducible.
+	// Default 1.
+	Seed int64 `yaml:"seed"`
+	// DailyMean is the mean messages a user sends per day. Default 40.
+	DailyMean float64 `yaml:"daily_mean"`
+	// DailySigma is the shape of the log-normal messages-per-day
+	// distribution: 0 gives every user DailyMean, 1 makes the top 10% of
+	// users send about 40% of the messages. Default 1.
+	DailySigma float64 `yaml:"daily_sigma"`
+	// Compression is how many seconds of the day one second of the run
+	// plays (e.g. 1440: a day in a minute). Zero derives it from Rate.
+	// Default 0.
+	Compression float64 `yaml:"compression"`
+	// Contacts is the average number of 1-on-1 chats per user. Default 8.
+	Contacts int `yaml:"contacts"`
+	// GroupsPerUser is the average number of groups a user is in; zero
+	// means no groups. Default 1.
+	GroupsPerUser float64 `yaml:"groups_per_user"`
+	// GroupSizeMean is the mean group size (log-normal, at least 3).
+	// Default 6.
+	GroupSizeMean float64 `yaml:"group_size_mean"`
+	// GroupSizeMax caps group sizes, 3..100. Default 50.
+	GroupSizeMax int `yaml:"group_size_max"`
+	// GroupShare is the share of a group member's conversations that go
+	// to one of its groups, 0..1. Default 0.3.
+	GroupShare float64 `yaml:"group_share"`
+	// BurstMean is the mean messages per burst (geometric, >= 1).
+	// Default 3.
+	BurstMean float64 `yaml:"burst_mean"`
+	// BurstGap is the mean gap between messages of a burst (exponential,
+	// run time). Default 1s.
+	BurstGap time.Duration `yaml:"burst_gap"`
+	// ReplyProb is the chance that another member answers a burst,
+	// 0..0.95. Default 0.6.
+	ReplyProb float64 `yaml:"reply_prob"`
+	// ReplyDelay is the mean delay before that answer (exponential, run
+	// time). Default 3s.
+	ReplyDelay time.Duration `yaml:"reply_delay"`
+	// OfflineShare is the share of users offline at any time, 0..0.9
+	// (churn: they disconnect and come back later; messages to them are
+	// delivered on their return). Zero means no churn. Default 0.1.
+	OfflineShare float64 `yaml:"offline_share"`
+	// OfflineMean is the mean length of an offline period (exponential).
+	// Default 20s.
+	OfflineMean time.Duration `yaml:"offline_mean"`
+	// StormAt is when a reconnect storm hits, from the start of sending
+	// (warmup included). Zero means no storm. Default 0.
+	StormAt time.Duration `yaml:"storm_at"`
+	// StormFraction is the share of users whose connection drops at once
+	// in the storm, 0..1. Default 0.3.
+	StormFraction float64 `yaml:"storm_fraction"`
+	// StormJitter spreads the storm's reconnects uniformly over this long.
+	// Default 2s.
+	StormJitter time.Duration `yaml:"storm_jitter"`
 }
 
 // Default returns the default configuration (without a URL).
@@ -82,6 +151,24 @@ func Default() Config {
 		DialTimeout:     10 * time.Second,
 		AckInterval:     50 * time.Millisecond,
 		AckBatch:        64,
+		ReportInterval:  time.Second,
+		Users:           10000,
+		Seed:            1,
+		DailyMean:       40,
+		DailySigma:      1,
+		Contacts:        8,
+		GroupsPerUser:   1,
+		GroupSizeMean:   6,
+		GroupSizeMax:    50,
+		GroupShare:      0.3,
+		BurstMean:       3,
+		BurstGap:        time.Second,
+		ReplyProb:       0.6,
+		ReplyDelay:      3 * time.Second,
+		OfflineShare:    0.1,
+		OfflineMean:     20 * time.Second,
+		StormFraction:   0.3,
+		StormJitter:     2 * time.Second,
 	}
 }
 
@@ -112,10 +199,15 @@ func (c Config) Validate() error {
 		if c.GroupSize < 2 || c.GroupSize > 100 {
 			bad("loadtest.group_size must be in 2..100, got %d", c.GroupSize)
 		}
+	case ModePopulation:
+		c.validatePopulation(bad)
 	default:
-		bad("loadtest.mode must be %q or %q, got %q", ModePairs, ModeGroup, c.Mode)
+		bad("loadtest.mode must be %q, %q or %q, got %q", ModePairs, ModeGroup, ModePopulation, c.Mode)
 	}
-	if c.Rate <= 0 {
+	if c.ReportInterval < 100*time.Millisecond {
+		bad("loadtest.report_interval must be at least 100ms, got %s", c.ReportInterval)
+	}
+	if c.Rate <= 0 && (c.Mode != ModePopulation || c.Compression <= 0) {
 		bad("loadtest.rate must be positive, got %v", c.Rate)
 	}
 	if c.Duration <= 0 || c.Duration > MaxDuration {
@@ -146,4 +238,61 @@ func (c Config) Validate() error {
 		bad("loadtest.user_prefix must be at most 32 bytes, got %d", len(c.UserPrefix))
 	}
 	return errors.Join(errs...)
+}
+
+func (c Config) validatePopulation(bad func(string, ...any)) {
+	if c.Users < 2 || c.Users > 1_000_000 {
+		bad("loadtest.users must be in 2..1000000, got %d", c.Users)
+	}
+	if c.DailyMean <= 0 {
+		bad("loadtest.daily_mean must be positive, got %v", c.DailyMean)
+	}
+	if c.DailySigma < 0 || c.DailySigma > 3 {
+		bad("loadtest.daily_sigma must be in 0..3, got %v", c.DailySigma)
+	}
+	if c.Compression < 0 {
+		bad("loadtest.compression must not be negative, got %v", c.Compression)
+	}
+	if c.Contacts < 0 || c.Contacts > 1000 {
+		bad("loadtest.contacts must be in 0..1000, got %d", c.Contacts)
+	}
+	if c.Contacts == 0 && c.GroupsPerUser <= 0 {
+		bad("loadtest.contacts and loadtest.groups_per_user: at least one must be positive")
+	}
+	if c.GroupsPerUser < 0 || c.GroupsPerUser > 100 {
+		bad("loadtest.groups_per_user must be in 0..100, got %v", c.GroupsPerUser)
+	}
+	if c.GroupSizeMax < 3 || c.GroupSizeMax > 100 {
+		bad("loadtest.group_size_max must be in 3..100, got %d", c.GroupSizeMax)
+	}
+	if c.GroupSizeMean < 3 || c.GroupSizeMean > float64(max(c.GroupSizeMax, 3)) {
+		bad("loadtest.group_size_mean must be in 3..group_size_max, got %v", c.GroupSizeMean)
+	}
+	if c.GroupShare < 0 || c.GroupShare > 1 {
+		bad("loadtest.group_share must be in 0..1, got %v", c.GroupShare)
+	}
+	if c.BurstMean < 1 || c.BurstMean > 100 {
+		bad("loadtest.burst_mean must be in 1..100, got %v", c.BurstMean)
+	}
+	if c.BurstGap <= 0 || c.ReplyDelay <= 0 {
+		bad("loadtest.burst_gap and loadtest.reply_delay must be positive, got %s and %s", c.BurstGap, c.ReplyDelay)
+	}
+	if c.ReplyProb < 0 || c.ReplyProb > 0.95 {
+		bad("loadtest.reply_prob must be in 0..0.95, got %v", c.ReplyProb)
+	}
+	if c.OfflineShare < 0 || c.OfflineShare > 0.9 {
+		bad("loadtest.offline_share must be in 0..0.9, got %v", c.OfflineShare)
+	}
+	if c.OfflineShare > 0 && c.OfflineMean <= 0 {
+		bad("loadtest.offline_mean must be positive with churn, got %s", c.OfflineMean)
+	}
+	if c.StormAt < 0 {
+		bad("loadtest.storm_at must not be negative, got %s", c.StormAt)
+	}
+	if c.StormFraction < 0 || c.StormFraction > 1 {
+		bad("loadtest.storm_fraction must be in 0..1, got %v", c.StormFraction)
+	}
+	if c.StormJitter < 0 {
+		bad("loadtest.storm_jitter must not be negative, got %s", c.StormJitter)
+	}
 }

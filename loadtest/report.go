@@ -1,10 +1,12 @@
 package loadtest
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"maps"
 	"slices"
+	"syscall"
 	"time"
 )
 
@@ -12,30 +14,85 @@ import (
 type Result struct {
 	Mode        string  `json:"mode"`
 	Conns       int     `json:"conns"`
-	Streams     int     `json:"streams"` // senders that ran
-	Fanout      int     `json:"fanout"`  // receivers per message
+	Streams     int     `json:"streams"` // senders that ran (pairs, group) or chats (population)
+	Fanout      int     `json:"fanout"`  // receivers per message (pairs, group)
 	TargetRate  float64 `json:"target_rate"`
 	WarmupSec   float64 `json:"warmup_s"`
 	DurationSec float64 `json:"duration_s"`
 	SetupSec    float64 `json:"setup_s"` // connecting (and creating groups)
 
-	Sent         int64            `json:"sent"`         // sends written, whole run
+	Sent         int64            `json:"sent"`         // messages sent (written, or queued while reconnecting), whole run
 	Acked        int64            `json:"acked"`        // sent frames received
-	Delivered    int64            `json:"delivered"`    // msg frames received (first copies)
+	Delivered    int64            `json:"delivered"`    // msg frames received (first copies), offline deliveries included
 	SentRate     float64          `json:"sent_rate"`    // sends due in the window / duration
 	DeliverRate  float64          `json:"deliver_rate"` // deliveries of window messages / duration
 	Lost         int64            `json:"lost"`         // acked but never delivered within the grace period (per recipient)
-	Unacked      int64            `json:"unacked"`      // written but no sent frame (errors included)
+	Unacked      int64            `json:"unacked"`      // sent but no sent frame (errors included)
 	Duplicates   int64            `json:"duplicates"`   // one send delivered under two different (chat, seq): stored twice
 	DupAcks      int64            `json:"dup_acks"`     // sent frames received twice
 	OutOfOrder   int64            `json:"out_of_order"` // first copies of a (chat, seq) below a seq of the chat already received
 	Retransmits  int64            `json:"retransmits"`  // msg frames for a (chat, seq) already received (server resends; dropped)
-	Backlog      int64            `json:"backlog"`      // msg frames received before synced (history of a reused user prefix)
+	Backlog      int64            `json:"backlog"`      // msg frames received before the first synced (history of a reused user prefix)
 	AcksSent     int64            `json:"acks_sent"`    // ack frames written
 	ErrorsByKind map[string]int64 `json:"errors"`
 
-	Deliver Summary `json:"send_to_deliver"` // due time -> recipient's msg frame
+	Deliver Summary `json:"send_to_deliver"` // due time -> recipient's msg frame (recipient online)
 	Ack     Summary `json:"send_to_sent"`    // due time -> sender's sent frame
+
+	// Population mode.
+	Population       *Population `json:"population,omitempty"`
+	OfflineDelivered int64       `json:"offline_delivered,omitempty"` // delivered after the recipient came back
+	Offline          *Summary    `json:"offline_delivery,omitempty"`  // due time -> msg frame after the reconnect
+	Skipped          int64       `json:"skipped_offline,omitempty"`   // due while the sender was offline: not sent
+	Resent           int64       `json:"resent,omitempty"`            // pending sends written again (reconnect, retryable error)
+	Reconnects       int64       `json:"reconnects,omitempty"`
+	ReconnectFails   int64       `json:"reconnect_failures,omitempty"`
+	StormDrops       int64       `json:"storm_drops,omitempty"`
+
+	// GenCPU is the generator's own CPU (user+system) over the measured
+	// window.
+	GenCPU GenCPU `json:"generator_cpu"`
+
+	Intervals []Interval `json:"intervals"`
+}
+
+// Population describes the model of a population run.
+type Population struct {
+	Users        int     `json:"users"`
+	Chats        int     `json:"chats"`
+	Groups       int     `json:"groups"`
+	MeanGroup    float64 `json:"mean_group_size"`
+	DailyTotal   float64 `json:"messages_per_day"` // the whole population's
+	Compression  float64 `json:"compression"`      // day seconds per run second
+	ModelRate    float64 `json:"model_rate"`       // expected messages/s
+	OfflineShare float64 `json:"offline_share"`
+	Top10Share   float64 `json:"top10_share"` // share of the daily messages sent by the top 10% of users
+}
+
+// GenCPU is the generator process's CPU use over the measured window.
+type GenCPU struct {
+	Seconds   float64 `json:"seconds"`    // user + system
+	Cores     float64 `json:"cores"`      // seconds per second of window
+	PerMsgUs  float64 `json:"us_per_msg"` // per message sent in the window
+	PerDelvUs float64 `json:"us_per_delivery"`
+}
+
+// Interval is one row of the report over time. Rates are per second;
+// latencies (ms) are of deliveries that arrived in the interval to online
+// recipients.
+type Interval struct {
+	At               float64 `json:"t_s"` // end, seconds from the start of sending
+	Phase            string  `json:"phase"`
+	Sent             float64 `json:"sent_per_s"`
+	Delivered        float64 `json:"delivered_per_s"`
+	OfflineDelivered float64 `json:"offline_delivered_per_s"`
+	P50              float64 `json:"p50_ms"`
+	P99              float64 `json:"p99_ms"`
+	P999             float64 `json:"p999_ms"`
+	Max              float64 `json:"max_ms"`
+	AckP99           float64 `json:"sent_p99_ms"`
+	Errors           int64   `json:"errors"`
+	Online           int64   `json:"online"`
 }
 
 func (r *run) result(live []*stream, setup time.Duration) *Result {
@@ -47,19 +104,26 @@ func (r *run) result(live []*stream, setup time.Duration) *Result {
 		WarmupSec:   r.cfg.Warmup.Seconds(),
 		DurationSec: r.cfg.Duration.Seconds(),
 		SetupSec:    setup.Seconds(),
+		Intervals:   r.intervals,
 	}
-	if len(live) > 0 {
-		res.Fanout = len(live[0].receivers)
+	if r.model == nil && len(live) > 0 {
+		res.Fanout = len(live[0].members) - 1
 	}
 	for _, s := range live {
 		n := int(s.sent.Load())
+		if r.model != nil {
+			n = len(s.senders)
+		}
 		s.mu.Lock()
 		for k := range n {
 			if !s.acked.has(k) {
 				res.Unacked++
 				continue
 			}
-			for _, c := range s.receivers {
+			for mi, c := range s.members {
+				if (r.model == nil && mi == 0) || (r.model != nil && int(s.senders[k]) == mi) {
+					continue // the sender
+				}
 				c.mu.Lock()
 				rx := c.got[s.idx]
 				if rx == nil || !rx.got.has(k) {
@@ -81,16 +145,143 @@ func (r *run) result(live []*stream, setup time.Duration) *Result {
 	res.ErrorsByKind = maps.Clone(st.errs)
 	res.Deliver = st.deliver.Summarize()
 	res.Ack = st.ack.Summarize()
+	if r.cpuEnd > 0 {
+		res.GenCPU.Seconds = (r.cpuEnd - r.cpuStart).Seconds()
+		res.GenCPU.Cores = res.GenCPU.Seconds / r.cfg.Duration.Seconds()
+		if st.sentWin > 0 {
+			res.GenCPU.PerMsgUs = res.GenCPU.Seconds * 1e6 / float64(st.sentWin)
+		}
+		if st.deliveredWin > 0 {
+			res.GenCPU.PerDelvUs = res.GenCPU.Seconds * 1e6 / float64(st.deliveredWin)
+		}
+	}
+	if m := r.model; m != nil {
+		off := st.offline.Summarize()
+		res.Offline = &off
+		res.OfflineDelivered, res.Skipped, res.Resent = st.offDelivered, st.skipped, st.resent
+		res.Reconnects, res.ReconnectFails, res.StormDrops = st.reconnects, st.reconnectFails, st.stormDrops
+		res.TargetRate = m.rate
+		res.Population = m.describe(r.cfg)
+	}
 	return res
 }
 
-// WriteText writes a human-readable summary (markdown tables) to w.
+// describe summarises the model.
+func (m *model) describe(cfg Config) *Population {
+	p := &Population{Users: len(m.daily), Chats: len(m.chats), Compression: m.compression, ModelRate: m.rate, OfflineShare: cfg.OfflineShare}
+	var members int
+	for _, c := range m.chats {
+		if c.group {
+			p.Groups++
+			members += len(c.members)
+		}
+	}
+	if p.Groups > 0 {
+		p.MeanGroup = float64(members) / float64(p.Groups)
+	}
+	d := slices.Clone(m.daily)
+	slices.Sort(d)
+	var total, top float64
+	for i, x := range d {
+		total += x
+		if i >= len(d)-len(d)/10 {
+			top += x
+		}
+	}
+	p.DailyTotal = total
+	if total > 0 {
+		p.Top10Share = top / total
+	}
+	return p
+}
+
+// measureCPU samples the process's CPU time at the window's start and end.
+func (r *run) measureCPU(ctx context.Context) {
+	for i, at := range []time.Time{r.winStart, r.winEnd} {
+		t := time.NewTimer(time.Until(at))
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return
+		}
+		if i == 0 {
+			r.cpuStart = processCPU()
+		} else {
+			r.cpuEnd = processCPU()
+		}
+	}
+}
+
+// processCPU returns the user+system CPU time of this process.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// progress records one Interval every ReportInterval, printing it to w
+// (when not nil), until ctx is done.
+func (r *run) progress(ctx context.Context, w io.Writer) {
+	tick := time.NewTicker(r.cfg.ReportInterval)
+	defer tick.Stop()
+	last := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-tick.C:
+			iv := r.st.takeInterval()
+			sec := now.Sub(last).Seconds()
+			last = now
+			phase := "warmup"
+			if !now.Before(r.winStart) {
+				phase = "measure"
+			}
+			if !now.Before(r.winEnd) {
+				phase = "drain"
+			}
+			if now.Before(r.t0) {
+				phase = "setup"
+			}
+			d, a := iv.deliver.Summarize(), iv.ack.Summarize()
+			row := Interval{
+				At: now.Sub(r.t0).Seconds(), Phase: phase,
+				Sent: float64(iv.sent) / sec, Delivered: float64(iv.delivered) / sec, OfflineDelivered: float64(iv.offDelivered) / sec,
+				P50: d.P50, P99: d.P99, P999: d.P999, Max: d.Max, AckP99: a.P99, Errors: iv.errs,
+			}
+			if r.model != nil {
+				row.Online = r.online.Load()
+			}
+			r.intervals = append(r.intervals, row)
+			if w == nil {
+				continue
+			}
+			fmt.Fprintf(w, "%6.1fs %-7s sent %6.0f/s delivered %6.0f/s deliver p50 %7.2fms p99 %8.2fms p99.9 %8.2fms | sent p99 %8.2fms | errors %d",
+				row.At, phase, row.Sent, row.Delivered, row.P50, row.P99, row.P999, row.AckP99, row.Errors)
+			if r.model != nil {
+				fmt.Fprintf(w, " | offline-delivered %5.0f/s online %d", row.OfflineDelivered, row.Online)
+			}
+			fmt.Fprintln(w)
+		}
+	}
+}
+
+// WriteText writes a human-readable report (markdown tables) to w: the
+// summary, latencies, errors and the report over time.
 func (res *Result) WriteText(w io.Writer) error {
 	p := func(f string, a ...any) { fmt.Fprintf(w, f, a...) }
-	p("## loadtest %s: %d conns, %d senders x %d recipients, target %.0f msg/s, %.0fs (+%.0fs warmup)\n\n",
-		res.Mode, res.Conns, res.Streams, res.Fanout, res.TargetRate, res.DurationSec, res.WarmupSec)
+	if pop := res.Population; pop != nil {
+		p("## loadtest population: %d users, %d chats (%d groups, mean size %.1f), model %.0f msg/s (a day compressed %.0fx), %.0fs (+%.0fs warmup)\n\n",
+			pop.Users, pop.Chats, pop.Groups, pop.MeanGroup, pop.ModelRate, pop.Compression, res.DurationSec, res.WarmupSec)
+	} else {
+		p("## loadtest %s: %d conns, %d senders x %d recipients, target %.0f msg/s, %.0fs (+%.0fs warmup)\n\n",
+			res.Mode, res.Conns, res.Streams, res.Fanout, res.TargetRate, res.DurationSec, res.WarmupSec)
+	}
 	p("| metric | value |\n|---|---|\n")
-	p("| setup (connect, sync%s) | %.2f s |\n", map[bool]string{true: ", create groups", false: ""}[res.Mode == ModeGroup], res.SetupSec)
+	p("| setup (connect, sync%s) | %.2f s |\n", map[bool]string{true: ", create groups", false: ""}[res.Mode != ModePairs], res.SetupSec)
 	p("| offered sends (window) | %.0f msg/s |\n", res.SentRate)
 	p("| delivered (window) | %.0f msg/s |\n", res.DeliverRate)
 	p("| sent / acked / delivered (whole run) | %d / %d / %d |\n", res.Sent, res.Acked, res.Delivered)
@@ -102,12 +293,32 @@ func (res *Result) WriteText(w io.Writer) error {
 	if res.Backlog > 0 {
 		p("| backlog before synced (not counted) | %d |\n", res.Backlog)
 	}
+	if pop := res.Population; pop != nil {
+		p("| messages per day (all users) / top 10%% users' share | %.0f / %.0f%% |\n", pop.DailyTotal, 100*pop.Top10Share)
+		p("| delivered after the recipient came back (offline) | %d |\n", res.OfflineDelivered)
+		p("| skipped (sender offline when due) | %d |\n", res.Skipped)
+		p("| resent (after a reconnect or retryable error) | %d |\n", res.Resent)
+		p("| reconnects / failed attempts | %d / %d |\n", res.Reconnects, res.ReconnectFails)
+		if res.StormDrops > 0 {
+			p("| reconnect storm: connections dropped | %d |\n", res.StormDrops)
+		}
+	}
+	if c := res.GenCPU; c.Seconds > 0 {
+		p("| generator CPU (window) | %.2f cores, %.1f µs/msg sent, %.1f µs/delivery |\n", c.Cores, c.PerMsgUs, c.PerDelvUs)
+	}
 	p("\n")
 	p("| latency (ms) | count | p50 | p90 | p99 | p99.9 | max | mean |\n|---|---|---|---|---|---|---|---|\n")
-	for _, row := range []struct {
+	rows := []struct {
 		name string
 		s    Summary
-	}{{"send→deliver", res.Deliver}, {"send→sent", res.Ack}} {
+	}{{"send→deliver", res.Deliver}, {"send→sent", res.Ack}}
+	if res.Offline != nil {
+		rows = append(rows, struct {
+			name string
+			s    Summary
+		}{"send→deliver, offline recipient", *res.Offline})
+	}
+	for _, row := range rows {
 		s := row.s
 		p("| %s | %d | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f |\n", row.name, s.Count, s.P50, s.P90, s.P99, s.P999, s.Max, s.Mean)
 	}
@@ -118,6 +329,13 @@ func (res *Result) WriteText(w io.Writer) error {
 		}
 	} else {
 		p("\nno errors\n")
+	}
+	if len(res.Intervals) > 0 {
+		p("\n### over time\n\n| t (s) | phase | sent/s | delivered/s | offline delivered/s | p50 ms | p99 ms | p99.9 ms | max ms | sent p99 ms | errors | online |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+		for _, iv := range res.Intervals {
+			p("| %.1f | %s | %.0f | %.0f | %.0f | %.2f | %.2f | %.2f | %.2f | %.2f | %d | %d |\n",
+				iv.At, iv.Phase, iv.Sent, iv.Delivered, iv.OfflineDelivered, iv.P50, iv.P99, iv.P999, iv.Max, iv.AckP99, iv.Errors, iv.Online)
+		}
 	}
 	return nil
 }

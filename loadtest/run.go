@@ -2,13 +2,14 @@ package loadtest
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"net"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -41,20 +42,50 @@ func (b bitset) has(i int) bool {
 	return w < len(b) && b[w]&(1<<(i%64)) != 0
 }
 
-// conn is one generated client.
-type conn struct {
-	user     string
-	c        *wsc.Conn     // set once hello and synced arrived; nil if setup failed
-	ws       *wsc.Conn     // the connection while it is being set up, then == c
-	out      *stream       // the stream this conn sends, or nil
-	okCh     chan string   // group_create answer (chat id), sender only
-	syncedCh chan struct{} // closed by the reader when synced arrives
-	live     atomic.Bool   // synced arrived: msg frames count as deliveries
-	dropped  atomic.Bool   // setup failed after the reader started: its errors are not counted
+// session is one WebSocket connection of a conn (a conn reconnects in
+// population mode, so it has a session per connection).
+type session struct {
+	wc       *wsc.Conn
+	gen      int       // 0 for the conn's first connection
+	start    time.Time // when dialing began
+	syncedCh chan struct{}
+	live     atomic.Bool // synced arrived: msg frames count as live deliveries
+	dropped  atomic.Bool // closed on purpose (or setup failed): its errors are not counted
+}
 
-	mu    sync.Mutex // guards the following
-	got   map[int]*rxState
-	chats map[string]*chatRx
+// Presence states of a conn (population mode; pairs and group conns are
+// online once set up).
+const (
+	stOnline     = iota // a synced session
+	stOffline           // offline on purpose: its user sends nothing
+	stConnecting        // (re)connecting: sends queue until synced
+)
+
+// pend is a population send without its sent frame yet.
+type pend struct {
+	stream, k int32
+	due       int64 // unix ns
+	gen       int32 // session it was last written on; -1: not written
+}
+
+// conn is one generated client (one user, one device).
+type conn struct {
+	idx    int
+	user   string
+	out    *stream // pairs/group: the stream this conn sends, or nil
+	dialer *wsc.Dialer
+	local  net.IP
+	cur    atomic.Pointer[session] // the synced session while online, else nil
+
+	mu      sync.Mutex // guards the following
+	sess    *session   // the session being set up or online
+	state   int
+	gens    int    // sessions started
+	pending []pend // population: sends waiting for their sent frame
+	got     map[int]*rxState
+	chats   map[string]*chatRx
+	queued  bool // in the ack flusher's queue
+	listed  bool // in r.ackConns
 }
 
 // rxState is what a conn received of one stream, by message index k.
@@ -62,65 +93,63 @@ type rxState struct {
 	got bitset
 }
 
-// stream is one sender and its receivers.
+// stream is one chat of the run: in pairs and group mode one sender
+// (members[0]) and its receivers; in population mode any member sends.
 type stream struct {
-	idx       int
-	sender    *conn
-	receivers []*conn
-	to        string // pairs: the peer user
-	chat      string // group: the chat id
-	sched     Schedule
-	sent      atomic.Int64 // sends written (total k)
+	idx     int
+	members []*conn
+	to      string      // pairs: the peer user
+	chat    string      // group chats: the chat id
+	group   bool        // a group chat (created by members[0])
+	okCh    chan string // group: the group_create answer (chat id)
+	sched   Schedule
+	sent    atomic.Int64 // pairs/group: sends written (total k)
+	senders []uint8      // population: member index of the sender of k (written by one sender shard)
 
 	mu    sync.Mutex // guards the following
 	acked bitset
 }
 
-// stats are the shared measurements.
-type stats struct {
-	mu            sync.Mutex // guards the following
-	deliver, ack  Histogram  // measured window, whole run
-	ideliver, iak Histogram  // current progress interval
-	sent          int64
-	sentWin       int64
-	acked         int64
-	delivered     int64
-	deliveredWin  int64
-	dups          int64 // the same k delivered under two different (chat, seq)
-	ooo           int64
-	dupAcks       int64
-	retransmits   int64 // msg frames for a (chat, seq) already received
-	backlog       int64 // msg frames received before synced
-	acksSent      int64
-	errs          map[string]int64
-}
-
-func (s *stats) err(kind string) {
-	s.mu.Lock()
-	s.errs[kind]++
-	s.mu.Unlock()
-}
+func (s *stream) sender() *conn      { return s.members[0] }
+func (s *stream) receivers() []*conn { return s.members[1:] }
 
 // run holds one run's state.
 type run struct {
 	cfg      Config
 	log      *slog.Logger
+	tok      TokenFunc
 	st       stats
 	streams  []*stream
 	conns    []*conn
+	model    *model    // population mode
+	gens     []*popGen // population: one generator per sender shard
+	t0       time.Time
 	winStart time.Time
 	winEnd   time.Time
-	stopping atomic.Bool
+	stopping atomic.Bool // closing everything: read errors are expected
+	ending   atomic.Bool // population: sending is over, churn stops
 	readers  sync.WaitGroup
+	reconns  sync.WaitGroup
+	bg       context.Context // lives until the run returns (reconnects)
+	online   atomic.Int64
+
+	cpuStart, cpuEnd time.Duration // process CPU at the window's start and end (measureCPU)
+	intervals        []Interval    // written by the progress goroutine, read after it ended
 
 	ackMu    sync.Mutex // guards ackConns
-	ackConns []*conn    // connected conns, for the ack flusher
+	ackConns []*conn    // conns that connected once, for the final flush
+
+	dirtyMu sync.Mutex // guards dirty and spare
+	dirty   []*conn    // conns with unacked messages, for the ack flusher
+	spare   []*conn
+
+	ackW ackWriter // the ack flusher's scratch (flusher goroutine only)
 }
 
 // Run executes one load test and returns its result. Progress lines go to
-// progress once a second (nil for none). It returns an error when the
-// configuration is invalid or no stream could be set up; partial failures
-// are counted in Result.Errors.
+// progress every ReportInterval (nil for none). It returns an error when
+// the configuration is invalid or no stream could be set up; partial
+// failures are counted in Result.Errors.
 func Run(ctx context.Context, cfg Config, tok TokenFunc, log *slog.Logger, progress io.Writer) (*Result, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -131,77 +160,115 @@ func Run(ctx context.Context, cfg Config, tok TokenFunc, log *slog.Logger, progr
 	if cfg.UserPrefix == "" {
 		cfg.UserPrefix = "lt" + strconv.FormatUint(rand.Uint64()%(36*36*36*36*36), 36)
 	}
-	r := &run{cfg: cfg, log: log}
-	r.st.errs = map[string]int64{}
-	r.topology()
+	r := &run{cfg: cfg, log: log, tok: tok}
+	r.st.init()
+	if cfg.Mode == ModePopulation {
+		r.model = newModel(cfg)
+		r.popTopology()
+	} else {
+		r.topology()
+	}
+	bg, stopBg := context.WithCancel(context.WithoutCancel(ctx))
+	r.bg = bg
 	setupStart := time.Now()
-	actx, stopAcks := context.WithCancel(context.WithoutCancel(ctx))
 	acksDone := make(chan struct{})
 	go func() {
 		defer close(acksDone)
-		r.ackLoop(actx)
+		r.ackLoop(bg)
 	}()
-	defer func() {
-		stopAcks()
-		<-acksDone
-	}()
-	if err := r.dialAll(ctx, tok); err != nil {
+	shutdown := func() {
 		r.stopping.Store(true)
+		stopBg()
+		<-acksDone
+		r.reconns.Wait()
 		r.closeAll()
+		r.readers.Wait()
+	}
+	if err := r.dialAll(ctx); err != nil {
+		shutdown()
 		return nil, err
 	}
-	if cfg.Mode == ModeGroup {
-		r.createGroups(ctx)
+	r.createGroups(ctx)
+	if r.model != nil {
+		// Users that could not connect are offline: the churn and the end
+		// of the run try them again.
+		for _, c := range r.conns {
+			c.mu.Lock()
+			if c.state == stConnecting {
+				c.state = stOffline
+			}
+			c.mu.Unlock()
+		}
 	}
 	live := r.liveStreams()
 	if len(live) == 0 {
-		r.stopping.Store(true)
-		r.closeAll()
+		shutdown()
 		return nil, fmt.Errorf("cannot run load test: no stream could be set up (errors: %v)", r.st.errs)
+	}
+	if r.model != nil {
+		r.prepPopulation()
 	}
 	setup := time.Since(setupStart)
 	log.Info("load test connected", "conns", len(r.conns), "streams", len(live), "setup", setup)
 
-	t0 := time.Now().Add(200 * time.Millisecond)
-	plan := Plan(t0, len(live), cfg.Rate)
-	for i, s := range live {
-		s.sched = plan[i]
+	r.t0 = time.Now().Add(200 * time.Millisecond)
+	if cfg.Mode != ModePopulation {
+		plan := Plan(r.t0, len(live), cfg.Rate)
+		for i, s := range live {
+			s.sched = plan[i]
+		}
 	}
-	r.winStart = t0.Add(cfg.Warmup)
+	r.winStart = r.t0.Add(cfg.Warmup)
 	r.winEnd = r.winStart.Add(cfg.Duration)
 
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	var senders sync.WaitGroup
-	for _, s := range live {
-		senders.Go(func() { r.send(sctx, s) })
-	}
+	cpuDone := make(chan struct{})
+	go func() {
+		defer close(cpuDone)
+		r.measureCPU(sctx)
+	}()
 	progDone := make(chan struct{})
 	go func() {
 		defer close(progDone)
-		r.progress(sctx, t0, progress)
+		r.progress(sctx, progress)
 	}()
+	var senders sync.WaitGroup
+	if cfg.Mode == ModePopulation {
+		r.startPopulation(sctx, &senders)
+	} else {
+		shards := shardStreams(live, 4*runtime.GOMAXPROCS(0))
+		for _, sh := range shards {
+			senders.Go(func() { r.sendShard(sctx, sh) })
+		}
+	}
 	senders.Wait()
-	r.drain(ctx, len(live))
+	if cfg.Mode == ModePopulation {
+		r.endPopulation(ctx)
+	}
+	r.drain(ctx)
 	cancel()
 	<-progDone
+	<-cpuDone
 	// Ack everything received so the server's cursors are current (a
 	// rerun with the same user prefix then gets no backlog).
-	stopAcks()
-	<-acksDone
-	r.flushAcks()
 	r.stopping.Store(true)
+	stopBg()
+	<-acksDone
+	r.reconns.Wait()
+	r.flushAcks(true)
 	r.closeAll()
 	r.readers.Wait()
 	res := r.result(live, setup)
 	return res, ctx.Err()
 }
 
-// topology builds the users, connections and streams.
+// topology builds the users, connections and streams of pairs and group
+// mode.
 func (r *run) topology() {
 	p := r.cfg.UserPrefix
 	newConn := func(user string) *conn {
-		c := &conn{user: user, got: map[int]*rxState{}, syncedCh: make(chan struct{})}
+		c := &conn{idx: len(r.conns), user: user, got: map[int]*rxState{}, state: stConnecting}
 		r.conns = append(r.conns, c)
 		return c
 	}
@@ -209,30 +276,28 @@ func (r *run) topology() {
 		for i := range r.cfg.Pairs {
 			a := newConn(fmt.Sprintf("%s-a%d", p, i))
 			b := newConn(fmt.Sprintf("%s-b%d", p, i))
-			s := &stream{idx: i, sender: a, receivers: []*conn{b}, to: b.user}
+			s := &stream{idx: i, members: []*conn{a, b}, to: b.user}
 			a.out = s
 			r.streams = append(r.streams, s)
 		}
 		return
 	}
 	for g := range r.cfg.Groups {
-		s := &stream{idx: g}
+		s := &stream{idx: g, group: true}
 		for m := range r.cfg.GroupSize {
 			c := newConn(fmt.Sprintf("%s-g%dm%d", p, g, m))
 			if m == 0 {
-				s.sender = c
 				c.out = s
-				c.okCh = make(chan string, 1)
-			} else {
-				s.receivers = append(s.receivers, c)
+				s.okCh = make(chan string, 1)
 			}
+			s.members = append(s.members, c)
 		}
 		r.streams = append(r.streams, s)
 	}
 }
 
-// dialAll connects every conn and starts its reader once hello arrived.
-func (r *run) dialAll(ctx context.Context, tok TokenFunc) error {
+// dialAll connects every conn (its first session).
+func (r *run) dialAll(ctx context.Context) error {
 	ips, _ := wsc.ParseIPRange(r.cfg.SourceIPs)
 	// Several URLs (comma separated): connections go round robin over the
 	// connection nodes, so a pair's sender and receiver sit on different
@@ -248,15 +313,14 @@ func (r *run) dialAll(ctx context.Context, tok TokenFunc) error {
 		if ctx.Err() != nil {
 			break
 		}
-		var local net.IP
 		if len(ips) > 0 {
-			local = ips[i%len(ips)]
+			c.local = ips[i%len(ips)]
 		}
-		d := dialers[i%len(dialers)]
+		c.dialer = dialers[i%len(dialers)]
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			if err := r.dialOne(ctx, d, tok, c, local); err != nil {
+			if err := r.connect(ctx, c); err != nil {
 				if failed.Add(1) <= 5 {
 					r.log.Warn("cannot connect", "user_id", c.user, "err", err)
 				}
@@ -267,17 +331,30 @@ func (r *run) dialAll(ctx context.Context, tok TokenFunc) error {
 	return ctx.Err()
 }
 
-func (r *run) dialOne(ctx context.Context, d *wsc.Dialer, tok TokenFunc, c *conn, local net.IP) error {
-	token, err := tok(c.user, "lt")
+// connect opens a session for c: dial, hello, sync (with the positions c
+// has, after a reconnect), synced. On success c is online with it.
+func (r *run) connect(ctx context.Context, c *conn) error {
+	token, err := r.tok(c.user, "lt")
 	if err != nil {
 		r.st.err("token")
 		return err
 	}
+	c.mu.Lock()
+	sess := &session{gen: c.gens, start: time.Now(), syncedCh: make(chan struct{})}
+	c.gens++
+	c.mu.Unlock()
 	dctx, cancel := context.WithTimeout(ctx, r.cfg.DialTimeout)
 	defer cancel()
-	wc, err := d.Dial(dctx, token, "lt", local)
+	wc, err := c.dialer.Dial(dctx, token, "lt", c.local)
 	if err != nil {
 		r.st.err(dialErrKind(err))
+		return err
+	}
+	sess.wc = wc
+	fail := func(kind string, err error) error {
+		sess.dropped.Store(true)
+		_ = wc.Close()
+		r.st.err(kind)
 		return err
 	}
 	// Wait for hello: until then the session may not be registered and
@@ -289,32 +366,81 @@ func (r *run) dialOne(ctx context.Context, d *wsc.Dialer, tok TokenFunc, c *conn
 		err = fmt.Errorf("cannot open session: first frame is not hello: %.80s", msg)
 	}
 	if err != nil {
-		_ = wc.Close()
-		r.st.err("dial:hello")
-		return err
+		return fail("dial:hello", err)
 	}
 	// Sync, then wait for synced: the server has loaded the session's
 	// cursors and pushed any backlog, so live messages are next. The
-	// reader acks the backlog meanwhile (it may exceed the window).
-	c.ws = wc
-	r.readers.Go(func() { r.read(c, wc) })
-	if err := wc.WriteText([]byte(`{"type":"sync","id":"` + syncID + `"}`)); err != nil {
-		c.dropped.Store(true)
+	// reader acks the backlog meanwhile (it may exceed the window). After
+	// a reconnect the sync carries every chat's position, as a client
+	// that keeps its messages does.
+	c.mu.Lock()
+	if c.state != stConnecting {
+		c.mu.Unlock()
+		sess.dropped.Store(true)
 		_ = wc.Close()
-		r.st.err("write")
-		return fmt.Errorf("cannot send sync: %w", err)
+		return nil // went offline (churn) while connecting
+	}
+	c.sess = sess
+	syncFrame := c.appendSyncLocked(nil, sess.gen > 0)
+	c.mu.Unlock()
+	r.readers.Go(func() { r.read(c, sess) })
+	if err := wc.WriteText(syncFrame); err != nil {
+		return fail("write", fmt.Errorf("cannot send sync: %w", err))
 	}
 	select {
-	case <-c.syncedCh:
+	case <-sess.syncedCh:
 	case <-dctx.Done():
-		c.dropped.Store(true)
-		_ = wc.Close()
-		r.st.err("sync:timeout")
-		return fmt.Errorf("cannot sync session: no synced within %s: %w", r.cfg.DialTimeout, dctx.Err())
+		return fail("sync:timeout", fmt.Errorf("cannot sync session: no synced within %s: %w", r.cfg.DialTimeout, dctx.Err()))
 	}
-	c.c = wc
-	r.addAckConn(c)
+	c.mu.Lock()
+	if c.state != stConnecting || c.sess != sess {
+		// Went offline (churn) while connecting, or a newer connect won.
+		if c.sess == sess {
+			c.sess = nil
+		}
+		c.mu.Unlock()
+		sess.dropped.Store(true)
+		_ = wc.Close()
+		return nil
+	}
+	c.state = stOnline
+	c.cur.Store(sess)
+	first := !c.listed
+	c.listed = true
+	c.mu.Unlock()
+	r.online.Add(1)
+	if first {
+		r.addAckConn(c)
+	}
 	return nil
+}
+
+// appendSyncLocked appends c's sync frame; with positions, every chat's
+// contiguous position (which the server takes as acked). c.mu held.
+func (c *conn) appendSyncLocked(b []byte, positions bool) []byte {
+	b = append(b, `{"type":"sync","id":"`+syncID+`"`...)
+	if positions {
+		n := 0
+		for chat, rx := range c.chats {
+			if rx.have == 0 {
+				continue
+			}
+			if n == 0 {
+				b = append(b, `,"chats":{`...)
+			} else {
+				b = append(b, ',')
+			}
+			n++
+			b = proto.AppendString(b, chat)
+			b = append(b, ':')
+			b = strconv.AppendUint(b, rx.have, 10)
+			rx.acked = max(rx.acked, rx.have)
+		}
+		if n > 0 {
+			b = append(b, '}')
+		}
+	}
+	return append(b, '}')
 }
 
 // syncID is the request id of every conn's sync frame.
@@ -336,32 +462,37 @@ func dialErrKind(err error) string {
 	return "dial:other"
 }
 
-// createGroups has each group's sender create its group.
+// createGroups has each group's creator (members[0]) create its group.
 func (r *run) createGroups(ctx context.Context) {
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, r.cfg.DialConcurrency)
 	for _, s := range r.streams {
-		if !s.ready() {
+		if !s.group || !s.ready() {
 			continue
 		}
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
 			var b []byte
-			b = append(b, `{"type":"group_create","id":"g","name":"lt","members":[`...)
-			for i, m := range s.receivers {
+			// One request id per group: group_create is idempotent by
+			// (creator, id), and a population user may create several.
+			b = append(b, `{"type":"group_create","id":"g`...)
+			b = strconv.AppendInt(b, int64(s.idx), 10)
+			b = append(b, `","name":"lt","members":[`...)
+			for i, m := range s.receivers() {
 				if i > 0 {
 					b = append(b, ',')
 				}
 				b = proto.AppendString(b, m.user)
 			}
 			b = append(b, "]}"...)
-			if err := s.sender.c.WriteText(b); err != nil {
+			sess := s.sender().cur.Load()
+			if err := sess.wc.WriteText(b); err != nil {
 				r.st.err("write")
 				return
 			}
 			select {
-			case chat := <-s.sender.okCh:
+			case chat := <-s.okCh:
 				s.chat = chat
 			case <-time.After(10 * time.Second):
 				r.st.err("group_create:timeout")
@@ -373,39 +504,62 @@ func (r *run) createGroups(ctx context.Context) {
 }
 
 func (s *stream) ready() bool {
-	if s.sender.c == nil {
-		return false
-	}
-	for _, c := range s.receivers {
-		if c.c == nil {
+	for _, c := range s.members {
+		if c.cur.Load() == nil {
 			return false
 		}
 	}
 	return true
 }
 
+// liveStreams returns the streams that run: in pairs and group mode those
+// whose every member connected (and whose group was created); in
+// population mode every chat but groups that could not be created (users
+// that could not connect are retried by the churn and at the end).
 func (r *run) liveStreams() []*stream {
 	var out []*stream
 	for _, s := range r.streams {
-		if s.ready() && (r.cfg.Mode == ModePairs || s.chat != "") {
+		if r.model != nil {
+			if !s.group || s.chat != "" {
+				out = append(out, s)
+			}
+			continue
+		}
+		if s.ready() && (!s.group || s.chat != "") {
 			out = append(out, s)
 		}
 	}
 	return out
 }
 
-// send runs one sender's open-loop schedule until the window ends.
-func (r *run) send(ctx context.Context, s *stream) {
+// shardStreams splits streams into at most n shards, round robin.
+func shardStreams(streams []*stream, n int) [][]*stream {
+	n = max(1, min(n, len(streams)))
+	out := make([][]*stream, n)
+	for i, s := range streams {
+		out[i%n] = append(out[i%n], s)
+	}
+	return out
+}
+
+// sendShard runs the open-loop schedules of a shard of pairs or group
+// senders until the window ends. One goroutine per shard (not per sender)
+// wakes once for every send due by then, which costs far fewer wakeups and
+// timer operations than a timer per sender.
+func (r *run) sendShard(ctx context.Context, streams []*stream) {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
-	var frame []byte
-	pad := r.cfg.BodySize
-	for k := 0; ; k++ {
-		due := s.sched.At(k)
-		if !due.Before(r.winEnd) {
-			return
+	next := make([]int, len(streams)) // next k per stream
+	q := make(dueHeap, 0, len(streams))
+	for i, s := range streams {
+		if at := s.sched.At(0); at.Before(r.winEnd) {
+			q = append(q, dueItem{at: at.UnixNano(), i: int32(i)})
 		}
-		if d := time.Until(due); d > 0 {
+	}
+	q.init()
+	var frame []byte
+	for len(q) > 0 {
+		if d := time.Until(time.Unix(0, q[0].at)); d > 0 {
 			timer.Reset(d)
 			select {
 			case <-timer.C:
@@ -413,193 +567,256 @@ func (r *run) send(ctx context.Context, s *stream) {
 				return
 			}
 		}
-		frame = append(frame[:0], `{"type":"send","id":"`...)
-		frame = strconv.AppendInt(frame, int64(k), 10)
-		if s.chat != "" {
-			frame = append(frame, `","chat":`...)
-			frame = proto.AppendString(frame, s.chat)
-		} else {
-			frame = append(frame, `","to":"`...)
-			frame = append(frame, s.to...)
-			frame = append(frame, '"')
-		}
-		frame = append(frame, `,"body":"lt:`...)
-		n0 := len(frame)
-		frame = strconv.AppendInt(frame, due.UnixNano(), 10)
-		frame = append(frame, ':')
-		frame = strconv.AppendInt(frame, int64(s.idx), 10)
-		frame = append(frame, ':')
-		frame = strconv.AppendInt(frame, int64(k), 10)
-		for len(frame)-n0+3 < pad {
-			frame = append(frame, '.')
-		}
-		frame = append(frame, `"}`...)
-		if err := s.sender.c.WriteText(frame); err != nil {
-			if !r.stopping.Load() {
-				r.st.err("write")
+		now := time.Now().UnixNano()
+		for len(q) > 0 && q[0].at <= now {
+			i := q[0].i
+			s := streams[i]
+			k := next[i]
+			if r.sendOne(s, k, q[0].at, &frame) {
+				next[i]++
+				if at := s.sched.At(k + 1); at.Before(r.winEnd) {
+					q[0].at = at.UnixNano()
+					q.fix0()
+					continue
+				}
 			}
-			return
+			q.pop0()
 		}
-		s.sent.Store(int64(k + 1))
-		inWin := !due.Before(r.winStart)
-		r.st.mu.Lock()
-		r.st.sent++
-		if inWin {
-			r.st.sentWin++
-		}
-		r.st.mu.Unlock()
 	}
 }
 
-// inFrame is the subset of server frames the generator reads.
-type inFrame struct {
-	Type string `json:"type"`
-	ID   string `json:"id"`
-	Chat string `json:"chat"`
-	Seq  uint64 `json:"seq"`
-	Kind string `json:"kind"`
-	Body string `json:"body"`
-	Code string `json:"code"`
+// sendOne writes message k of a pairs or group stream; false when the
+// write failed (the sender stops).
+func (r *run) sendOne(s *stream, k int, due int64, frame *[]byte) bool {
+	sess := s.sender().cur.Load()
+	if sess == nil {
+		return false
+	}
+	f := append((*frame)[:0], `{"type":"send","id":"`...)
+	f = strconv.AppendInt(f, int64(k), 10)
+	if s.chat != "" {
+		f = append(f, `","chat":`...)
+		f = proto.AppendString(f, s.chat)
+	} else {
+		f = append(f, `","to":"`...)
+		f = append(f, s.to...)
+		f = append(f, '"')
+	}
+	f = r.appendBody(f, due, s.idx, k)
+	*frame = f
+	if err := sess.wc.WriteText(f); err != nil {
+		if !r.stopping.Load() {
+			r.st.err("write")
+		}
+		return false
+	}
+	s.sent.Store(int64(k + 1))
+	r.st.onSend(due >= r.winStart.UnixNano())
+	return true
 }
 
-// read consumes one conn's frames until it closes, acking msg frames.
-func (r *run) read(c *conn, wc *wsc.Conn) {
-	var f inFrame
-	var ackBuf []byte
+// appendBody appends `,"body":"lt:<due>:<stream>:<k>[padding]"}`.
+func (r *run) appendBody(f []byte, due int64, stream, k int) []byte {
+	f = append(f, `,"body":"lt:`...)
+	n0 := len(f)
+	f = strconv.AppendInt(f, due, 10)
+	f = append(f, ':')
+	f = strconv.AppendInt(f, int64(stream), 10)
+	f = append(f, ':')
+	f = strconv.AppendInt(f, int64(k), 10)
+	for len(f)-n0+3 < r.cfg.BodySize {
+		f = append(f, '.')
+	}
+	return append(f, `"}`...)
+}
+
+// read consumes one session's frames until it closes, acking msg frames.
+func (r *run) read(c *conn, sess *session) {
+	var f frame
+	var aw ackWriter
+	wc := sess.wc
 	for {
 		msg, err := wc.ReadMessage()
 		now := time.Now()
 		if err != nil {
-			if !r.stopping.Load() && !c.dropped.Load() {
+			if !r.stopping.Load() && !sess.dropped.Load() {
 				var ce *wsc.CloseError
 				if errors.As(err, &ce) {
 					r.st.err("closed:" + strconv.Itoa(ce.Code))
 				} else {
 					r.st.err("read")
 				}
+				r.lostSession(c, sess, 0)
 			}
 			return
 		}
-		f = inFrame{}
-		if err := json.Unmarshal(msg, &f); err != nil {
+		if err := parseFrame(msg, &f); err != nil {
 			r.st.err("bad_frame")
 			continue
 		}
-		switch f.Type {
+		switch string(f.typ) {
 		case proto.TypeMsg:
-			ackBuf = r.onMsg(c, wc, &f, now, ackBuf)
+			r.onMsg(c, sess, &f, now, &aw)
 		case proto.TypeSent:
-			r.onSent(c, f.ID, f.Chat, f.Seq, now)
+			r.onSent(c, &f, now)
 		case proto.TypeSynced:
-			if f.ID == syncID && !c.live.Swap(true) {
-				close(c.syncedCh)
+			if string(f.id) == syncID && !sess.live.Swap(true) {
+				close(sess.syncedCh)
 			}
 		case proto.TypeGoaway:
-			// The generator does not reconnect: a goaway ends the conn's
-			// part in the run, so it shows up in the report.
+			// Pairs and group conns do not reconnect: a goaway ends the
+			// conn's part in the run, so it shows up in the report.
+			// Population conns reconnect after the hinted delay.
 			r.st.err("goaway")
+			r.lostSession(c, sess, time.Duration(f.retryAfter)*time.Millisecond)
 		case proto.TypeOK:
-			if c.okCh != nil && f.ID == "g" {
-				select {
-				case c.okCh <- f.Chat:
-				default:
+			if len(f.id) > 1 && f.id[0] == 'g' {
+				if i, ok := atoiBytes(f.id[1:]); ok && i < len(r.streams) && r.streams[i].okCh != nil {
+					select {
+					case r.streams[i].okCh <- string(f.chat):
+					default:
+					}
 				}
 			}
 		case proto.TypeError:
-			r.st.err("error:" + f.Code)
+			r.onError(c, &f)
 		}
 	}
 }
 
 // onMsg handles one msg frame: dedup by (chat, seq), ack, and for first
 // copies of generator messages the delivery accounting.
-func (r *run) onMsg(c *conn, wc *wsc.Conn, f *inFrame, now time.Time, ackBuf []byte) []byte {
-	if f.Chat == "" || f.Seq == 0 {
+func (r *run) onMsg(c *conn, sess *session, f *frame, now time.Time, aw *ackWriter) {
+	if len(f.chat) == 0 || f.seq == 0 {
 		r.st.err("bad_msg")
-		return ackBuf
+		return
 	}
 	c.mu.Lock()
-	rx, ack := c.addLocked(f.Chat, f.Seq, false, r.cfg.AckBatch)
+	rx, ack, queue := c.addLocked(f.chat, f.seq, false, r.cfg.AckBatch)
 	c.mu.Unlock()
+	if queue {
+		r.queueAck(c)
+	}
 	if ack != nil {
-		var ok bool
-		if ackBuf, ok = writeAcks(wc, []ackEntry{*ack}, ackBuf); !ok && !r.stopping.Load() {
+		if !aw.write(sess.wc, []ackEntry{*ack}) && !r.stopping.Load() && !sess.dropped.Load() {
 			r.st.err("write:ack")
 		}
-		r.st.mu.Lock()
-		r.st.acksSent++
-		r.st.mu.Unlock()
+		r.st.count(&r.st.acksSent, 1)
 	}
 	switch {
 	case !rx.first:
-		r.st.mu.Lock()
-		r.st.retransmits++
-		r.st.mu.Unlock()
-	case !c.live.Load():
-		r.st.mu.Lock()
-		r.st.backlog++
-		r.st.mu.Unlock()
+		r.st.count(&r.st.retransmits, 1)
+	case !sess.live.Load() && sess.gen == 0:
+		r.st.count(&r.st.backlog, 1)
 	default:
+		// Live, or the catch-up of a session after a reconnect: those are
+		// deliveries of messages sent while the user was away.
 		if rx.outOfOrder {
-			r.st.mu.Lock()
-			r.st.ooo++
-			r.st.mu.Unlock()
+			r.st.count(&r.st.ooo, 1)
 		}
-		if f.Kind == "text" && strings.HasPrefix(f.Body, "lt:") {
-			r.onDeliver(c, f.Body, now)
+		if string(f.kind) == "text" && len(f.body) > 3 && string(f.body[:3]) == "lt:" {
+			r.onDeliver(c, sess, f.body, now)
 		}
 	}
-	return ackBuf
 }
 
-func (r *run) onSent(c *conn, id, chat string, seq uint64, now time.Time) {
-	s := c.out
-	k, err := strconv.Atoi(id)
-	if s == nil || err != nil || k < 0 {
+// onSent handles a sent frame: the message is durable at the server.
+func (r *run) onSent(c *conn, f *frame, now time.Time) {
+	si, k, ok := parseID(f.id, c.out)
+	if !ok {
 		r.st.err("bad_sent")
 		return
 	}
-	if chat != "" && seq > 0 {
+	if len(f.chat) > 0 && f.seq > 0 {
 		c.mu.Lock()
-		c.addLocked(chat, seq, true, r.cfg.AckBatch)
+		_, _, queue := c.addLocked(f.chat, f.seq, true, r.cfg.AckBatch)
 		c.mu.Unlock()
+		if queue {
+			r.queueAck(c)
+		}
 	}
+	var due int64
+	if c.out != nil {
+		due = c.out.sched.At(k).UnixNano()
+	} else {
+		var found bool
+		if due, found = c.unpend(si, k); !found {
+			r.st.count(&r.st.dupAcks, 1)
+			return
+		}
+	}
+	s := r.streams[si]
 	s.mu.Lock()
 	dup := s.acked.set(k)
 	s.mu.Unlock()
-	due := s.sched.At(k)
-	r.st.mu.Lock()
-	defer r.st.mu.Unlock()
-	if dup {
-		r.st.dupAcks++
-		return
+	r.st.onAck(dup, due, now.UnixNano(), r.winStart.UnixNano(), r.winEnd.UnixNano(), len(s.members)-1)
+}
+
+// parseID splits a send id: "<k>" for a conn with one stream (out), else
+// "<stream>.<k>".
+func parseID(id []byte, out *stream) (stream, k int, ok bool) {
+	if out != nil {
+		k, ok = atoiBytes(id)
+		return out.idx, k, ok
 	}
-	r.st.acked++
-	if !due.Before(r.winStart) && due.Before(r.winEnd) {
-		lat := now.Sub(due).Nanoseconds()
-		r.st.ack.Record(lat)
-		r.st.iak.Record(lat)
+	i := 0
+	for i < len(id) && id[i] != '.' {
+		i++
 	}
+	if i == len(id) {
+		return 0, 0, false
+	}
+	s, ok1 := atoiBytes(id[:i])
+	k, ok2 := atoiBytes(id[i+1:])
+	return s, k, ok1 && ok2
+}
+
+// atoiBytes parses a non-negative decimal int without allocating.
+func atoiBytes(b []byte) (int, bool) {
+	if len(b) == 0 || len(b) > 19 {
+		return 0, false
+	}
+	n := 0
+	for _, c := range b {
+		if c < '0' || c > '9' || n > (math.MaxInt-9)/10 {
+			return 0, false
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n, true
 }
 
 // parseBody splits "lt:<due ns>:<stream>:<k>[padding]".
-func parseBody(b string) (due int64, stream, k int, ok bool) {
-	rest, _ := strings.CutPrefix(b, "lt:")
-	parts := strings.SplitN(rest, ":", 3)
-	if len(parts) != 3 {
+func parseBody(b []byte) (due int64, stream, k int, ok bool) {
+	if len(b) < 3 || string(b[:3]) != "lt:" {
 		return 0, 0, 0, false
 	}
-	due, err1 := strconv.ParseInt(parts[0], 10, 64)
-	stream, err2 := strconv.Atoi(parts[1])
-	ks := strings.TrimRight(parts[2], ".")
-	k, err3 := strconv.Atoi(ks)
-	if err1 != nil || err2 != nil || err3 != nil || stream < 0 || k < 0 {
+	b = b[3:]
+	var parts [3][]byte
+	for i := range 2 {
+		j := 0
+		for j < len(b) && b[j] != ':' {
+			j++
+		}
+		if j == len(b) {
+			return 0, 0, 0, false
+		}
+		parts[i], b = b[:j], b[j+1:]
+	}
+	for len(b) > 0 && b[len(b)-1] == '.' {
+		b = b[:len(b)-1]
+	}
+	parts[2] = b
+	d, ok1 := atoiBytes(parts[0])
+	s, ok2 := atoiBytes(parts[1])
+	k, ok3 := atoiBytes(parts[2])
+	if !ok1 || !ok2 || !ok3 {
 		return 0, 0, 0, false
 	}
-	return due, stream, k, true
+	return int64(d), s, k, true
 }
 
-func (r *run) onDeliver(c *conn, body string, now time.Time) {
+func (r *run) onDeliver(c *conn, sess *session, body []byte, now time.Time) {
 	dueNs, si, k, ok := parseBody(body)
 	if !ok || si >= len(r.streams) {
 		r.st.err("bad_body")
@@ -613,85 +830,61 @@ func (r *run) onDeliver(c *conn, body string, now time.Time) {
 	}
 	dup := rx.got.set(k)
 	c.mu.Unlock()
+	// A message due before this session began reached the user after a
+	// reconnect: an offline delivery, measured apart.
+	offline := sess.gen > 0 && dueNs < sess.start.UnixNano()
+	r.st.onDeliver(dup, offline, dueNs, now.UnixNano(), r.winStart.UnixNano(), r.winEnd.UnixNano())
+}
 
-	due := time.Unix(0, dueNs)
-	r.st.mu.Lock()
-	defer r.st.mu.Unlock()
-	if dup {
-		// Not a retransmit (those repeat a (chat, seq) and were dropped
-		// before): the server stored the same send twice.
-		r.st.dups++
+// onError counts an error frame; population sends refused with a
+// retryable code are written again after the hinted delay.
+func (r *run) onError(c *conn, f *frame) {
+	r.st.err("error:" + string(f.code))
+	if c.out != nil || r.model == nil {
 		return
 	}
-	r.st.delivered++
-	if !due.Before(r.winStart) && due.Before(r.winEnd) {
-		r.st.deliveredWin++
-		lat := now.Sub(due).Nanoseconds()
-		r.st.deliver.Record(lat)
-		r.st.ideliver.Record(lat)
+	si, k, ok := parseID(f.id, nil)
+	if !ok {
+		return
 	}
+	switch string(f.code) {
+	case "rate_limited", "overloaded", "unavailable", "internal":
+	default:
+		return
+	}
+	delay := max(time.Duration(f.retryAfter)*time.Millisecond, 50*time.Millisecond)
+	delay += time.Duration(rand.Int64N(int64(delay)))
+	time.AfterFunc(delay, func() { r.resend(c, int32(si), int32(k)) })
 }
 
 // drain waits up to Grace for outstanding acks and deliveries.
-func (r *run) drain(ctx context.Context, nLive int) {
+func (r *run) drain(ctx context.Context) {
 	deadline := time.Now().Add(r.cfg.Grace)
-	fanout := int64(1)
-	if r.cfg.Mode == ModeGroup {
-		fanout = int64(r.cfg.GroupSize - 1)
-	}
 	for time.Now().Before(deadline) && ctx.Err() == nil {
-		r.st.mu.Lock()
-		done := r.st.acked == r.st.sent && r.st.delivered >= r.st.acked*fanout
-		r.st.mu.Unlock()
-		if done {
+		if r.st.settled() && r.pendingCount() == 0 {
 			return
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 }
 
-func (r *run) closeAll() {
+func (r *run) pendingCount() int {
+	n := 0
 	for _, c := range r.conns {
-		if c.c != nil {
-			_ = c.c.Close()
-		}
+		c.mu.Lock()
+		n += len(c.pending)
+		c.mu.Unlock()
 	}
+	return n
 }
 
-// progress prints one line a second until ctx is done.
-func (r *run) progress(ctx context.Context, t0 time.Time, w io.Writer) {
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	var lastSent, lastDel int64
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case now := <-tick.C:
-			r.st.mu.Lock()
-			sent, del, rtx := r.st.sent, r.st.delivered, r.st.retransmits
-			d := r.st.ideliver.Summarize()
-			a := r.st.iak.Summarize()
-			r.st.ideliver.Reset()
-			r.st.iak.Reset()
-			var nerr int64
-			for _, n := range r.st.errs {
-				nerr += n
-			}
-			r.st.mu.Unlock()
-			if w == nil {
-				continue
-			}
-			phase := "warmup"
-			if !now.Before(r.winStart) {
-				phase = "measure"
-			}
-			if !now.Before(r.winEnd) {
-				phase = "drain"
-			}
-			fmt.Fprintf(w, "%5.1fs %-7s sent %6d/s delivered %6d/s deliver p50 %7.2fms p99 %8.2fms max %8.2fms | sent-ack p99 %8.2fms | retransmits %d errors %d\n",
-				now.Sub(t0).Seconds(), phase, sent-lastSent, del-lastDel, d.P50, d.P99, d.Max, a.P99, rtx, nerr)
-			lastSent, lastDel = sent, del
+func (r *run) closeAll() {
+	for _, c := range r.conns {
+		c.mu.Lock()
+		sess := c.sess
+		c.mu.Unlock()
+		if sess != nil {
+			_ = sess.wc.Close()
 		}
 	}
 }

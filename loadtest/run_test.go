@@ -191,7 +191,7 @@ func TestParseBody(t *testing.T) {
 		{"hello", 0, 0, 0, false},
 	}
 	for _, tt := range tests {
-		due, s, k, ok := parseBody(tt.body)
+		due, s, k, ok := parseBody([]byte(tt.body))
 		if due != tt.due || s != tt.stream || k != tt.k || ok != tt.ok {
 			t.Errorf("parseBody(%q): got %d %d %d %v, want %d %d %d %v", tt.body, due, s, k, ok, tt.due, tt.stream, tt.k, tt.ok)
 		}

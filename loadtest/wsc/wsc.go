@@ -116,10 +116,11 @@ type Conn struct {
 	hdr      [ws.MaxHeaderSize]byte // header scratch (reader only)
 	msg      []byte                 // message buffer (reader only)
 
-	wmu     sync.Mutex // guards the following
-	wbuf    []byte
-	mask    uint32
-	wclosed bool
+	wmu      sync.Mutex // guards the following
+	wbuf     []byte
+	mask     uint32
+	wclosed  bool
+	deadline time.Time // the write deadline set on nc
 }
 
 // LocalAddr returns the local address of the connection.
@@ -186,16 +187,36 @@ func (c *Conn) ReadMessage() ([]byte, error) {
 // WriteText writes one masked text frame. Safe for concurrent use.
 func (c *Conn) WriteText(p []byte) error { return c.write(ws.OpText, p) }
 
+// WriteTexts writes one masked text frame per payload with a single write
+// call (one syscall for a batch, e.g. acks of several chats). Safe for
+// concurrent use.
+func (c *Conn) WriteTexts(ps [][]byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.wclosed {
+		return net.ErrClosed
+	}
+	b := c.wbuf[:0]
+	for _, p := range ps {
+		b = c.appendFrame(b, ws.OpText, p)
+	}
+	return c.flushLocked(b, ws.OpText)
+}
+
 func (c *Conn) write(op ws.OpCode, p []byte) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	if c.wclosed {
 		return net.ErrClosed
 	}
+	return c.flushLocked(c.appendFrame(c.wbuf[:0], op, p), op)
+}
+
+// appendFrame appends one masked frame. c.wmu held.
+func (c *Conn) appendFrame(b []byte, op ws.OpCode, p []byte) []byte {
 	c.mask = c.mask*1664525 + 1013904223
 	var mask [4]byte
 	binary.BigEndian.PutUint32(mask[:], c.mask)
-	b := c.wbuf[:0]
 	b = append(b, 0x80|byte(op))
 	switch n := len(p); {
 	case n < 126:
@@ -210,11 +231,22 @@ func (c *Conn) write(op ws.OpCode, p []byte) error {
 	off := len(b)
 	b = append(b, p...)
 	ws.Cipher(b[off:], mask, 0)
+	return b
+}
+
+// flushLocked writes b (frames ending with one of opcode op). The write
+// deadline is moved only when less than half of the write timeout is
+// left, not on every write: setting it costs a runtime timer update per
+// call. c.wmu held.
+func (c *Conn) flushLocked(b []byte, op ws.OpCode) error {
 	c.wbuf = b
 	if len(c.wbuf) > 64<<10 {
 		c.wbuf = nil // do not pin a large buffer
 	}
-	_ = c.nc.SetWriteDeadline(time.Now().Add(c.wtimeout))
+	if now := time.Now(); c.deadline.Sub(now) < c.wtimeout/2 {
+		c.deadline = now.Add(c.wtimeout)
+		_ = c.nc.SetWriteDeadline(c.deadline)
+	}
 	if _, err := c.nc.Write(b); err != nil {
 		c.wclosed = true
 		return fmt.Errorf("cannot write frame: %w", err)
@@ -223,6 +255,15 @@ func (c *Conn) write(op ws.OpCode, p []byte) error {
 		c.wclosed = true
 	}
 	return nil
+}
+
+// Drop closes the socket without a close frame, as a network failure
+// would. Safe for concurrent use.
+func (c *Conn) Drop() error {
+	c.wmu.Lock()
+	c.wclosed = true
+	c.wmu.Unlock()
+	return c.nc.Close()
 }
 
 // Close sends a normal close frame (best effort) and closes the socket.
