@@ -3,6 +3,7 @@ package logic
 import (
 	"context"
 	"math/rand/v2"
+	"sync"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -60,6 +61,42 @@ type deliveryState struct {
 	retryAt     time.Time // a failed catch-up is retried from then (zero: none)
 	syncedSent  bool
 	closed      bool
+	watched     bool // in Service.dwatch.busy
+}
+
+// deliveryWatch is what the delivery loop looks at: sessions waiting for
+// their sync grace to end, oldest first, and sessions with unacked pushes
+// or a catch-up retry due. An idle session is in neither, so the loop's
+// cost follows the traffic, not the number of connections.
+type deliveryWatch struct {
+	mu    sync.Mutex // taken under session.dmu, never the other way round
+	grace []*session
+	busy  map[*session]struct{}
+}
+
+// watchOpen queues a new session for the end of its sync grace.
+func (svc *Service) watchOpen(s *session) {
+	w := &svc.dwatch
+	w.mu.Lock()
+	w.grace = append(w.grace, s)
+	w.mu.Unlock()
+}
+
+// watchLocked makes the loop look at s until it has nothing unacked and
+// no retry due. s.dmu must be held.
+func (svc *Service) watchLocked(s *session) {
+	d := &s.dstate
+	if d.watched || d.closed {
+		return
+	}
+	d.watched = true
+	w := &svc.dwatch
+	w.mu.Lock()
+	if w.busy == nil {
+		w.busy = map[*session]struct{}{}
+	}
+	w.busy[s] = struct{}{}
+	w.mu.Unlock()
 }
 
 func (d *deliveryState) chat(id string) *chatDelivery {
@@ -127,6 +164,7 @@ func (svc *Service) offer(s *session, m *record.Message, frame []byte) {
 
 func (svc *Service) pushLive(s *session, cd *chatDelivery, m *record.Message, frame []byte) {
 	s.pushLocked(cd, m, frame, svc.now())
+	svc.watchLocked(s)
 	svc.observePush(s, m)
 	deliveriesQueued.Inc()
 }
@@ -141,6 +179,9 @@ func (svc *Service) ownSent(s *session, m *record.Message) {
 	cd.seen = max(cd.seen, m.Seq)
 	if m.Seq == cd.pushed+1 {
 		s.pushLocked(cd, m, nil, svc.now())
+		if cd.pushed > cd.acked {
+			svc.watchLocked(s)
+		}
 	} else if d.started && m.Seq > cd.pushed {
 		svc.scheduleLocked(s)
 	}
@@ -235,6 +276,7 @@ func (svc *Service) runCatchup(s *session) {
 		s.dmu.Lock()
 		s.dstate.queued = false
 		s.dstate.retryAt = svc.now().Add(catchupRetry)
+		svc.watchLocked(s)
 		s.dmu.Unlock()
 	}
 	for {
@@ -297,6 +339,7 @@ func (svc *Service) runCatchup(s *session) {
 				}
 				frame = proto.AppendMsg(frame[:0], m)
 				s.pushLocked(cd, m, frame, now)
+				svc.watchLocked(s)
 				catchupMessages.Inc()
 				progress = true
 			}
@@ -406,14 +449,16 @@ func (svc *Service) initDelivery(s *session) error {
 func (svc *Service) window() uint64 { return uint64(svc.cfg.DeliveryWindow) }
 
 // deliveryLoop starts catch-up for sessions that never sent sync and
-// retransmits pushes that were not acked in time.
+// retransmits pushes that were not acked in time. It visits only the
+// sessions in svc.dwatch, never every session.
 func (svc *Service) deliveryLoop(stop <-chan struct{}) {
 	defer trackService(svc)() // queue-depth gauges read svc while it runs
 	tick := max(min(svc.cfg.RetransmitTimeout, svc.cfg.SyncGrace)/4, 20*time.Millisecond)
 	t := time.NewTicker(tick)
 	defer t.Stop()
-	var list []*session
+	var due, busy []*session
 	var lastSweep time.Time
+	w := &svc.dwatch
 	for {
 		select {
 		case <-stop:
@@ -425,28 +470,54 @@ func (svc *Service) deliveryLoop(stop <-chan struct{}) {
 			svc.sendLimit.sweep(now)
 			lastSweep = now
 		}
-		list = svc.reg.appendAll(list[:0])
-		for _, s := range list {
+		w.mu.Lock()
+		n := 0
+		for n < len(w.grace) && now.Sub(w.grace[n].opened) >= svc.cfg.SyncGrace {
+			n++
+		}
+		due = append(due[:0], w.grace[:n]...)
+		clear(w.grace[:n])
+		w.grace = w.grace[n:]
+		for s := range w.busy {
+			busy = append(busy, s)
+		}
+		w.mu.Unlock()
+		for _, s := range due {
 			s.dmu.Lock()
-			d := &s.dstate
-			if !d.started && now.Sub(s.opened) >= svc.cfg.SyncGrace {
+			if d := &s.dstate; !d.started && !d.closed {
 				d.started = true
 				svc.scheduleLocked(s)
 			}
+			s.dmu.Unlock()
+		}
+		for _, s := range busy {
+			s.dmu.Lock()
+			d := &s.dstate
 			if !d.retryAt.IsZero() && !now.Before(d.retryAt) {
 				d.retryAt = time.Time{}
 				svc.scheduleLocked(s)
 			}
+			outstanding := !d.retryAt.IsZero()
 			for _, cd := range d.chats {
 				if cd.pushed > cd.acked && now.Sub(cd.since) >= svc.cfg.RetransmitTimeout {
 					retransmits.Inc()
 					cd.pushed, cd.since = cd.acked, now
 					svc.scheduleLocked(s)
 				}
+				outstanding = outstanding || cd.pushed > cd.acked
+			}
+			if d.closed || !outstanding {
+				// A catch-up run (queued) watches s again when it pushes.
+				d.watched = false
+				w.mu.Lock()
+				delete(w.busy, s)
+				w.mu.Unlock()
 			}
 			s.dmu.Unlock()
 		}
-		clear(list)
+		clear(due)
+		clear(busy)
+		busy = busy[:0]
 	}
 }
 

@@ -168,3 +168,45 @@ func TestPushEventForOfflineRecipient(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestIdleSessionsLeaveTheDeliveryLoop checks that the delivery loop only
+// keeps sessions with work: once every push is acked and every grace is
+// over, it watches none (its cost follows traffic, not connections).
+func TestIdleSessionsLeaveTheDeliveryLoop(t *testing.T) {
+	svc := startService(t, newMemStore(), func(c *Config) {
+		c.RetransmitTimeout = 200 * time.Millisecond
+		c.SyncGrace = 100 * time.Millisecond
+	})
+	n := dialNode(t, svc.LinkAddr())
+	n.open(1, "alice", "d") // no sync: started by the grace
+	n.openSync(2, "bob", "d", "")
+	n.nextType(2, "synced")
+	for i := uint64(3); i < 40; i++ {
+		n.open(i, fmt.Sprintf("idle%d", i), "d")
+	}
+	n.send(1, `{"type":"send","id":"r","to":"bob","body":"hello"}`)
+	n.nextType(1, "sent")
+	chat := record.DirectChatID("alice", "bob")
+	recvMsgs(t, n, 2, chat, 1, 1)
+	watched := func() (grace, busy int) {
+		svc.dwatch.mu.Lock()
+		defer svc.dwatch.mu.Unlock()
+		return len(svc.dwatch.grace), len(svc.dwatch.busy)
+	}
+	if _, busy := watched(); busy == 0 {
+		t.Fatal("got no watched session with an unacked push")
+	}
+	n.send(2, `{"type":"ack","chat":"`+chat+`","seq":1}`)
+	n.nextType(1, "receipt")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		grace, busy := watched()
+		if grace == 0 && busy == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after every ack and grace: %d sessions in grace, %d busy; want none", grace, busy)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -76,6 +76,7 @@ type Service struct {
 	readSem    chan struct{}
 	presenceQ  chan presenceEvent
 	catchupSem chan struct{}
+	dwatch     deliveryWatch // sessions the delivery loop looks at
 	sendLimit  *rateLimiter
 	pushQ      chan PushEvent
 	notifier   atomic.Pointer[notifierBox]
@@ -330,6 +331,7 @@ func (s *Service) onOpen(l *link, id uint64, o tierlink.Open) {
 	}
 	sess := &session{link: l, id: id, user: o.User, device: o.Device, remote: o.Remote, opened: s.now()}
 	first := s.reg.add(sess)
+	s.watchOpen(sess)
 	if max := s.cfg.MaxSessionsPerUser; max > 0 {
 		if old := s.reg.oldestOver(o.User, max); old != nil {
 			sessionsReplaced.Inc()
