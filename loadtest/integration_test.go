@@ -27,8 +27,9 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-// TestStandalone runs a tiny pairs load test against a real standalone
-// process (built from ./cmd/parley) and expects every message delivered.
+// TestStandalone runs tiny pairs and population load tests against a real
+// standalone process (built from ./cmd/parley) and expects every message
+// delivered, also to users who were offline when it was sent.
 func TestStandalone(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the parley binary")
@@ -119,4 +120,46 @@ func TestStandalone(t *testing.T) {
 			}
 		})
 	}
+	t.Run("population with churn and a storm", func(t *testing.T) {
+		cfg := Default()
+		cfg.URL = "ws://" + ws + "/ws"
+		cfg.Mode = ModePopulation
+		cfg.Users = 80
+		cfg.Rate = 150
+		cfg.Contacts = 3
+		cfg.BurstGap = 200 * time.Millisecond
+		cfg.ReplyDelay = 300 * time.Millisecond
+		// A third of the users offline at any time, for about a second:
+		// many messages reach users who are away and come back.
+		cfg.OfflineShare = 0.3
+		cfg.OfflineMean = time.Second
+		cfg.StormAt = 1500 * time.Millisecond
+		cfg.StormFraction = 0.5
+		cfg.StormJitter = 500 * time.Millisecond
+		cfg.Warmup = 500 * time.Millisecond
+		cfg.Duration = 3 * time.Second
+		cfg.Grace = 5 * time.Second
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		res, err := Run(ctx, cfg, tok, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Lost != 0 || res.Unacked != 0 || res.Duplicates != 0 || res.OutOfOrder != 0 || len(res.ErrorsByKind) != 0 {
+			t.Errorf("got lost %d unacked %d dups %d ooo %d errors %v, want none",
+				res.Lost, res.Unacked, res.Duplicates, res.OutOfOrder, res.ErrorsByKind)
+		}
+		if res.Sent == 0 || res.Acked != res.Sent {
+			t.Errorf("got sent %d acked %d, want every send acked", res.Sent, res.Acked)
+		}
+		if res.OfflineDelivered == 0 || res.Reconnects == 0 || res.StormDrops == 0 {
+			t.Errorf("got offline deliveries %d reconnects %d storm drops %d, want some of each",
+				res.OfflineDelivered, res.Reconnects, res.StormDrops)
+		}
+		if res.Population == nil || res.Population.Groups == 0 || len(res.Intervals) == 0 {
+			t.Errorf("got population %+v and %d intervals, want groups and intervals", res.Population, len(res.Intervals))
+		}
+		t.Logf("sent %d delivered %d (offline %d) skipped %d resent %d reconnects %d storm %d",
+			res.Sent, res.Delivered, res.OfflineDelivered, res.Skipped, res.Resent, res.Reconnects, res.StormDrops)
+	})
 }

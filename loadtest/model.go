@@ -272,15 +272,21 @@ func (g *popGen) next() (e popEvent, ok bool) {
 		if e.left > 1 {
 			heap.Push(&g.h, popEvent{at: e.at + g.exp(cfg.BurstGap.Seconds()), chat: e.chat, sender: e.sender, left: e.left - 1, depth: e.depth})
 		} else if e.depth < maxReplyDepth && g.rng.Float64() < cfg.ReplyProb {
-			r := g.rng.IntN(len(ch.members) - 1)
-			if r >= int(e.sender) {
-				r++
-			}
+			r := otherMember(g.rng, len(ch.members), int(e.sender))
 			heap.Push(&g.h, popEvent{at: e.at + g.exp(cfg.ReplyDelay.Seconds()), chat: e.chat, sender: uint8(r), left: g.burst(), depth: e.depth + 1})
 		}
 		return e, true
 	}
 	return popEvent{}, false
+}
+
+// otherMember picks a member index in [0, n) other than not, uniformly.
+func otherMember(rng *rand.Rand, n, not int) int {
+	r := rng.IntN(n - 1)
+	if r >= not {
+		r++
+	}
+	return r
 }
 
 // churnEvent is one presence change of the model.
