@@ -43,6 +43,7 @@ type ClientStats struct {
 	RSS         int64            `json:"rss_bytes"`   // the group's process RSS (anonymous: RssAnon)
 	HeapInuse   uint64           `json:"heap_inuse"`  // the group's Go heap in use
 	StackInuse  uint64           `json:"stack_inuse"` // the group's goroutine stacks
+	CPUSec      float64          `json:"cpu_s"`       // the group's process CPU (user+system) so far
 	Errors      map[string]int64 `json:"errors"`      // setup failures and drops by reason
 }
 
@@ -223,6 +224,7 @@ func (c *clients) stats() ClientStats {
 	if rss, err := ReadRssAnon(os.Getpid()); err == nil {
 		s.RSS = rss
 	}
+	s.CPUSec, _ = ReadCPUSeconds(os.Getpid())
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	s.HeapInuse, s.StackInuse = ms.HeapInuse, ms.StackInuse

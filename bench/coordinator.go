@@ -177,6 +177,7 @@ func (c *coordinator) run(ctx context.Context) (*Result, error) {
 		return nil, fmt.Errorf("cannot start: MemAvailable %d MiB is below bench.mem_floor %d MiB", mem.Available>>20, cfg.MemFloor>>20)
 	}
 	res.Before = snapshot(ctx, cfg.Servers, &res.Notes)
+	rampCPU0 := cpuByServer(cfg.Servers)
 	start := time.Now()
 	defer func() {
 		for _, g := range c.groups {
@@ -238,6 +239,7 @@ func (c *coordinator) run(ctx context.Context) (*Result, error) {
 	c.log.Info("bench ramp done", "established", res.Established, "target", cfg.Conns, "ramp_s", res.RampSec)
 	// Hold: CPU and pings over the window.
 	cpu0 := cpuByServer(cfg.Servers)
+	res.RampClientCPUSec = tot.CPUSec
 	pings0 := tot.Pings
 	hold0 := time.Now()
 	if res.StoppedBy == "" {
@@ -270,6 +272,9 @@ func (c *coordinator) run(ctx context.Context) (*Result, error) {
 		if cpu0[i] >= 0 && cpu1[i] >= 0 {
 			sr.HoldCPUSec = cpu1[i] - cpu0[i]
 		}
+		if rampCPU0[i] >= 0 && cpu0[i] >= 0 {
+			sr.RampCPUSec = cpu0[i] - rampCPU0[i]
+		}
 		res.Servers = append(res.Servers, sr)
 	}
 	res.ClientRSS, res.ClientHeap = tot.RSS, int64(tot.HeapInuse+tot.StackInuse)
@@ -301,6 +306,7 @@ func (c *coordinator) total() ClientStats {
 		t.RSS += s.RSS
 		t.HeapInuse += s.HeapInuse
 		t.StackInuse += s.StackInuse
+		t.CPUSec += s.CPUSec
 		t.Ramped = t.Ramped && s.Ramped
 		t.RampSec = max(t.RampSec, s.RampSec)
 		for k, v := range s.Errors {

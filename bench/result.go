@@ -35,28 +35,30 @@ type ServerResult struct {
 	Before     ProcSnapshot `json:"before"`
 	After      ProcSnapshot `json:"after"`
 	HoldCPUSec float64      `json:"hold_cpu_s"` // user+system CPU during the hold
+	RampCPUSec float64      `json:"ramp_cpu_s"` // user+system CPU from the first dial to the end of the ramp
 }
 
 // Result is the outcome of a density run.
 type Result struct {
-	Target          int              `json:"target"`
-	ClientProcs     int              `json:"client_procs"` // 0: clients ran in the bench process
-	Established     int64            `json:"established"`  // reached hello (and synced)
-	Held            int64            `json:"held"`         // still open at the after reading
-	RampSec         float64          `json:"ramp_s"`       // first dial to last establishment
-	ConnsPerSec     float64          `json:"conns_per_s"`  // established / ramp
-	PeakConnsPerSec float64          `json:"peak_conns_per_s"`
-	HoldSec         float64          `json:"hold_s"`
-	HeartbeatSec    float64          `json:"heartbeat_s"`   // server's heartbeat interval (0: unknown)
-	PingsInHold     int64            `json:"pings_in_hold"` // server pings the clients answered during the hold
-	StoppedBy       string           `json:"stopped_by,omitempty"`
-	ErrorsByKind    map[string]int64 `json:"errors"`
-	Before          Snapshot         `json:"before"`
-	After           Snapshot         `json:"after"`
-	Servers         []ServerResult   `json:"servers"`
-	ClientRSS       int64            `json:"client_rss_bytes"`  // all client processes together, after
-	ClientHeap      int64            `json:"client_heap_bytes"` // their Go heap and stacks in use, after
-	Notes           []string         `json:"notes,omitempty"`
+	Target           int              `json:"target"`
+	ClientProcs      int              `json:"client_procs"` // 0: clients ran in the bench process
+	Established      int64            `json:"established"`  // reached hello (and synced)
+	Held             int64            `json:"held"`         // still open at the after reading
+	RampSec          float64          `json:"ramp_s"`       // first dial to last establishment
+	ConnsPerSec      float64          `json:"conns_per_s"`  // established / ramp
+	PeakConnsPerSec  float64          `json:"peak_conns_per_s"`
+	HoldSec          float64          `json:"hold_s"`
+	HeartbeatSec     float64          `json:"heartbeat_s"`   // server's heartbeat interval (0: unknown)
+	PingsInHold      int64            `json:"pings_in_hold"` // server pings the clients answered during the hold
+	StoppedBy        string           `json:"stopped_by,omitempty"`
+	ErrorsByKind     map[string]int64 `json:"errors"`
+	Before           Snapshot         `json:"before"`
+	After            Snapshot         `json:"after"`
+	Servers          []ServerResult   `json:"servers"`
+	RampClientCPUSec float64          `json:"ramp_client_cpu_s"` // all client processes' CPU until the end of the ramp
+	ClientRSS        int64            `json:"client_rss_bytes"`  // all client processes together, after
+	ClientHeap       int64            `json:"client_heap_bytes"` // their Go heap and stacks in use, after
+	Notes            []string         `json:"notes,omitempty"`
 }
 
 // PerConn returns (after - before) / held, or 0 without held conns.
@@ -75,6 +77,7 @@ type RoleTotals struct {
 	HeapBefore, HeapAfter float64
 	LiveBefore, LiveAfter float64
 	CPUSec                float64
+	RampCPUSec            float64
 }
 
 // Totals sums the servers whose role is role ("" = every server).
@@ -94,6 +97,7 @@ func (r *Result) Totals(role string) RoleTotals {
 		t.LiveBefore += s.Before.HeapLive
 		t.LiveAfter += s.After.HeapLive
 		t.CPUSec += s.HoldCPUSec
+		t.RampCPUSec += s.RampCPUSec
 	}
 	return t
 }
@@ -111,6 +115,17 @@ func (r *Result) Rounds() float64 {
 // loopback ends: the client's socket and the server's).
 func (r *Result) KernelPerConn() float64 {
 	return r.PerConn(float64(r.Before.Slab), float64(r.After.Slab))
+}
+
+// roles lists the servers' roles in order of first appearance.
+func (r *Result) roles() []string {
+	var roles []string
+	for _, s := range r.Servers {
+		if !slices.Contains(roles, s.Role) {
+			roles = append(roles, s.Role)
+		}
+	}
+	return roles
 }
 
 // snapshot reads every server and the host; failures become notes.
@@ -175,15 +190,18 @@ func (r *Result) WriteMarkdown(w io.Writer) error {
 	p("| held at the end | %d |\n", r.Held)
 	p("| ramp time | %.2f s |\n", r.RampSec)
 	p("| connections/s (mean over the ramp) | %.0f |\n", r.ConnsPerSec)
-	p("| connections/s (best second) | %.0f |\n\n", r.PeakConnsPerSec)
+	p("| connections/s (best second) | %.0f |\n", r.PeakConnsPerSec)
+	if r.Established > 0 {
+		for _, role := range r.roles() {
+			t := r.Totals(role)
+			p("| %s CPU during the ramp | %.2f s (%.0f µs per connection) |\n", role, t.RampCPUSec, 1e6*t.RampCPUSec/float64(r.Established))
+		}
+		p("| client CPU during the ramp | %.2f s (%.0f µs per connection) |\n", r.RampClientCPUSec, 1e6*r.RampClientCPUSec/float64(r.Established))
+	}
+	p("\n")
 	mib := func(v float64) string { return fmt.Sprintf("%.1f MiB", v/(1<<20)) }
 	p("| server cost | procs | before | after | per connection |\n|---|---|---|---|---|\n")
-	roles := []string{}
-	for _, s := range r.Servers {
-		if !slices.Contains(roles, s.Role) {
-			roles = append(roles, s.Role)
-		}
-	}
+	roles := r.roles()
 	for _, role := range roles {
 		t := r.Totals(role)
 		p("| %s RSS anonymous (RssAnon) | %d | %s | %s | %.0f B |\n", role, t.Procs, mib(t.AnonBefore), mib(t.AnonAfter), r.PerConn(t.AnonBefore, t.AnonAfter))
