@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"strings"
 
@@ -56,6 +59,32 @@ type fileConfig struct {
 	// Notifier configures push delivery: `parley notifier` in fleets, or
 	// in-process in a logic node without Kafka (standalone).
 	Notifier notifier.Config `yaml:"notifier"`
+	// Debug holds opt-in debugging aids; all off by default.
+	Debug DebugConfig `yaml:"debug"`
+}
+
+// DebugConfig holds opt-in debugging aids of any parley command.
+type DebugConfig struct {
+	// PprofListen, when set, serves net/http/pprof (/debug/pprof/) on this
+	// address, e.g. 127.0.0.1:6060, for CPU and heap profiles under load.
+	// Keep it on loopback: profiles expose internals. Default empty (off).
+	PprofListen string `yaml:"pprof_listen"`
+}
+
+// startPprof serves net/http/pprof on addr until the process exits.
+func startPprof(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("debug.pprof_listen: cannot listen on %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	go func() { _ = http.Serve(ln, mux) }()
+	return nil
 }
 
 func defaultFileConfig() fileConfig {
@@ -137,6 +166,11 @@ func loadConfig(fs *flag.FlagSet, args []string, defaultPath string, validate fu
 	if *check {
 		fmt.Println("configuration ok")
 		return cfg, true, nil
+	}
+	if cfg.Debug.PprofListen != "" {
+		if err := startPprof(cfg.Debug.PprofListen); err != nil {
+			return cfg, false, err
+		}
 	}
 	return cfg, false, nil
 }
