@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"slices"
-	"time"
 	"unicode/utf8"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -30,6 +29,48 @@ type chatState struct {
 	lastSeq uint64   // highest durable seq
 	tent    uint64   // highest seq assigned in the current batch
 	members []string // sorted
+	// recent remembers the newest stored messages (without bodies) by
+	// seq%recentMsgs, so that an ack of what was just delivered needs no
+	// history read. nil until the chat's first send on this node; an entry
+	// whose seq does not match is not there (the caller reads the store).
+	recent *[recentMsgs]recentMsg
+}
+
+// recentMsgs is the size of chatState.recent: acks usually cover the few
+// messages delivered since the previous ack.
+const recentMsgs = 16
+
+// recentMsg is what an ack needs of a stored message: who sent it, its
+// kind and its timestamp.
+type recentMsg struct {
+	seq    uint64
+	ts     int64
+	sender string
+	kind   record.MsgKind
+}
+
+// remember notes a stored message in the recent ring.
+func (c *chatState) remember(m *record.Message) {
+	if c.recent == nil {
+		c.recent = new([recentMsgs]recentMsg)
+	}
+	c.recent[m.Seq%recentMsgs] = recentMsg{seq: m.Seq, ts: m.TS, sender: m.Sender, kind: m.Kind}
+}
+
+// recentRange appends the messages after..upto (bodies empty) to dst from
+// the recent ring; ok is false when any of them is not there.
+func (c *chatState) recentRange(dst []record.Message, after, upto uint64) (_ []record.Message, ok bool) {
+	if c.recent == nil || upto <= after || upto-after > recentMsgs {
+		return dst, false
+	}
+	for seq := after + 1; seq <= upto; seq++ {
+		e := &c.recent[seq%recentMsgs]
+		if e.seq != seq {
+			return dst, false
+		}
+		dst = append(dst, record.Message{ChatID: c.chat.ID, Seq: seq, Sender: e.sender, TS: e.ts, Kind: e.kind})
+	}
+	return dst, true
 }
 
 func (c *chatState) isMember(user string) bool {
@@ -53,6 +94,7 @@ type shard struct {
 	fan     fanoutScratch
 	epoch   uint64                                      // the cluster ring epoch the cached chats belong to
 	routes  map[routeKey]map[string][]tierlink.PeerUser // fleet: per-batch fan-out routes
+	acked   []record.Message                            // ack: the newly covered messages, reused
 }
 
 type pendingSend struct {
@@ -93,8 +135,12 @@ func (sh *shard) ctx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), sh.svc.cfg.StoreTimeout)
 }
 
-// process handles a batch in order. Consecutive sends are appended in one
-// store call; any other mutation first flushes the sends before it.
+// process handles a batch in order. The sends of a batch are appended in
+// one store call. Acks and read markers do not wait for it: they can only
+// name seqs that are durable already (a client acks or reads what it
+// received), so they run at once and the sends around them stay one batch.
+// Any other mutation (a group change stores a system message) first
+// flushes the sends before it.
 func (sh *shard) process(batch []*request) {
 	if c := sh.svc.cluster; c != nil {
 		// Ownership may have moved and back: what this shard cached about
@@ -108,6 +154,8 @@ func (sh *shard) process(batch []*request) {
 		switch r.in.Type {
 		case proto.TypeSend:
 			sh.addSend(r)
+		case proto.TypeAck, proto.TypeRead:
+			sh.handleOther(r)
 		default:
 			sh.flush()
 			sh.handleOther(r)
@@ -292,6 +340,7 @@ func (sh *shard) flush() {
 			cs.lastSeq = p.msg.Seq
 			cs.exists = true
 		}
+		cs.remember(&p.msg)
 		sh.replySent(p.r, p.msg.ChatID, p.msg.Seq, p.msg.TS)
 		sh.svc.observeSent(p.r)
 		if p.r.from != nil {
@@ -416,6 +465,7 @@ func (sh *shard) appendSystem(ctx context.Context, cs *chatState, actor, request
 		return 0, err
 	}
 	cs.lastSeq, cs.tent = m.Seq, m.Seq
+	cs.remember(&m)
 	sh.offerAll(append(slices.Clone(cs.members), extra...), &m, nil)
 	return m.Seq, nil
 }
@@ -627,10 +677,15 @@ func (sh *shard) ack(ctx context.Context, r *request) error {
 	if err := st.SetDeviceCursor(ctx, r.user, r.device, r.chat, seq); err != nil {
 		return err
 	}
-	// Seqs are dense: the page below seq+1 of this size is exactly the newly
-	// covered range (its newest 200 when the ack covers more).
-	msgs, err := st.Messages(ctx, r.chat, record.Page{Before: seq + 1, Limit: int(min(seq-cur, record.MaxPageLimit))})
-	if err != nil {
+	// The newly covered messages: usually the few just delivered, still in
+	// the recent ring. Else from the store: seqs are dense, so the page
+	// below seq+1 of this size is exactly the newly covered range (its
+	// newest 200 when the ack covers more).
+	msgs, ok := cs.recentRange(sh.acked[:0], cur, seq)
+	if ok {
+		sh.acked = msgs
+		defer clear(sh.acked) // drop the sender strings
+	} else if msgs, err = st.Messages(ctx, r.chat, record.Page{Before: seq + 1, Limit: int(min(seq-cur, record.MaxPageLimit))}); err != nil {
 		return err
 	}
 	sh.svc.observeDelivered(r, cur, msgs)
@@ -665,5 +720,3 @@ func truncate(s string, n int) string {
 	}
 	return s
 }
-
-var _ = time.Now
