@@ -257,7 +257,7 @@ func (g *popGen) burst() uint16 {
 // shard has no chats with a positive rate.
 func (g *popGen) next() (e popEvent, ok bool) {
 	cfg := &g.m.cfg
-	for len(g.h) > 0 {
+	if len(g.h) > 0 {
 		e = heap.Pop(&g.h).(popEvent)
 		ch := &g.m.chats[e.chat]
 		if e.start {

@@ -2,7 +2,6 @@ package loadtest
 
 import (
 	"context"
-	"fmt"
 	"math/rand/v2"
 	"runtime"
 	"slices"
@@ -410,10 +409,4 @@ func (r *run) endPopulation(ctx context.Context) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	r.log.Warn("not every user came back online", "online", r.online.Load(), "users", len(r.conns))
-}
-
-// popSummary describes the model for the report.
-func (m *model) summary() string {
-	return fmt.Sprintf("%d users, %d chats, %.0f msg/day total, compression %.0fx, expected %.0f msg/s",
-		len(m.daily), len(m.chats), m.rate*86400/m.compression, m.compression, m.rate)
 }

@@ -1,7 +1,6 @@
 package loadtest
 
 import (
-	"maps"
 	"sync"
 )
 
@@ -46,12 +45,6 @@ func (s *stats) err(kind string) {
 	s.errs[kind]++
 	s.cur.errs++
 	s.mu.Unlock()
-}
-
-func (s *stats) get(p *int64) int64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return *p
 }
 
 func (s *stats) count(p *int64, n int64) {
@@ -137,12 +130,6 @@ func (s *stats) takeInterval() interval {
 	iv := s.cur
 	s.cur = interval{}
 	return iv
-}
-
-func (s *stats) errors() map[string]int64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return maps.Clone(s.errs)
 }
 
 // dueItem is a sender's next due time in a sender shard's heap.

@@ -5,8 +5,9 @@
 // general-purpose client (use package client for applications).
 //
 // Concurrency: ReadMessage must be called by one goroutine at a time;
-// WriteText and Close are safe for concurrent use with it and with each
-// other.
+// WriteText, WriteTexts (a batch in one write), Close and Drop (close
+// without a close frame, as a network failure) are safe for concurrent use
+// with it and with each other.
 //
 // Tier: tooling (client side); imports no tier.
 package wsc

@@ -260,10 +260,11 @@ func (c *Conn) flushLocked(b []byte, op ws.OpCode) error {
 // Drop closes the socket without a close frame, as a network failure
 // would. Safe for concurrent use.
 func (c *Conn) Drop() error {
+	err := c.nc.Close() // first: it unblocks a writer holding wmu
 	c.wmu.Lock()
 	c.wclosed = true
 	c.wmu.Unlock()
-	return c.nc.Close()
+	return err
 }
 
 // Close sends a normal close frame (best effort) and closes the socket.

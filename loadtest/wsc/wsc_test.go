@@ -3,6 +3,7 @@ package wsc
 import (
 	"bytes"
 	"errors"
+	"github.com/gobwas/ws/wsutil"
 	"io"
 	"net"
 	"strings"
@@ -114,4 +115,30 @@ func FuzzReadMessage(f *testing.F) {
 			t.Errorf("split input changed the result: %q %v vs %q %v", whole, errW, split, errS)
 		}
 	})
+}
+
+func TestWriteTexts(t *testing.T) {
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	c := &Conn{nc: a, wtimeout: time.Second}
+	want := []string{"one", strings.Repeat("x", 300), "", "three"}
+	go func() {
+		var ps [][]byte
+		for _, s := range want[:3] {
+			ps = append(ps, []byte(s))
+		}
+		_ = c.WriteTexts(ps)
+		_ = c.WriteText([]byte(want[3]))
+		_ = c.Drop()
+	}()
+	for _, w := range want {
+		got, err := wsutil.ReadClientText(b)
+		if err != nil || string(got) != w {
+			t.Fatalf("got %q, %v, want %q", got, err, w)
+		}
+	}
+	if err := c.WriteText([]byte("after drop")); err == nil {
+		t.Error("write after Drop: got nil, want an error")
+	}
 }
