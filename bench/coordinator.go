@@ -224,6 +224,8 @@ func (c *coordinator) run(ctx context.Context) (*Result, error) {
 			last, lastT = tot.Established, now
 			if cfg.MemFloor > 0 && mem.Available > 0 && mem.Available < cfg.MemFloor {
 				res.StoppedBy = fmt.Sprintf("memory: MemAvailable %d MiB fell below bench.mem_floor %d MiB at %d connections", mem.Available>>20, cfg.MemFloor>>20, tot.Established)
+			} else if limit := max(1000, int64(cfg.Conns)/20); tot.Failed > limit {
+				res.StoppedBy = fmt.Sprintf("errors: %d setups failed (more than %d) at %d connections; most common: %s", tot.Failed, limit, tot.Established, topError(tot.Errors))
 			} else if !tot.Ramped {
 				continue
 			}
@@ -324,6 +326,17 @@ func (c *coordinator) total() ClientStats {
 		}
 	}
 	return t
+}
+
+// topError names the most frequent error kind and its count.
+func topError(errs map[string]int64) string {
+	best, n := "", int64(-1)
+	for k, v := range errs {
+		if v > n || v == n && k < best {
+			best, n = k, v
+		}
+	}
+	return fmt.Sprintf("%s (%d)", best, n)
 }
 
 func sumRSS(servers []Server) int64 {
