@@ -33,8 +33,10 @@ type Config struct {
 	// "127.0.0.2-127.0.0.50". Empty: the kernel picks (one process), or
 	// four addresses per client process from 127.X.Y.1-4 (several).
 	SourceIPs string `yaml:"source_ips"`
-	// DialConcurrency is how many connections each client process sets up
-	// at once. Default 64.
+	// DialConcurrency is how many connections are set up at once, over all
+	// client processes (each gets an equal share, at least 4). Default 128.
+	// More does not ramp faster on a small box: setups queue in the
+	// servers and time out.
 	DialConcurrency int `yaml:"dial_concurrency"`
 	// DialTimeout bounds one connection setup (TCP, upgrade, hello, and
 	// with Sync until synced). Default 10s.
@@ -77,7 +79,7 @@ type Server struct {
 
 // Default returns the default configuration (without a URL).
 func Default() Config {
-	return Config{Conns: 10000, Hold: 30 * time.Second, DialConcurrency: 64, DialTimeout: 10 * time.Second,
+	return Config{Conns: 10000, Hold: 30 * time.Second, DialConcurrency: 128, DialTimeout: 10 * time.Second,
 		Sync: true, SourceNet: 16, MemFloor: 1 << 30}
 }
 
@@ -158,7 +160,7 @@ func Run(ctx context.Context, cfg Config, tok TokenFunc, log *slog.Logger, progr
 			n++
 		}
 		specs[i] = ClientSpec{URL: cfg.URL, Conns: n, SourceIPs: cfg.SourceIPs, Sync: cfg.Sync,
-			DialConcurrency: cfg.DialConcurrency, DialTimeout: cfg.DialTimeout,
+			DialConcurrency: max(4, cfg.DialConcurrency/groups), DialTimeout: cfg.DialTimeout,
 			UserPrefix: fmt.Sprintf("%s-%d", cfg.UserPrefix, i)}
 		if cfg.SourceIPs == "" && groups > 1 {
 			specs[i].SourceIPs = fmt.Sprintf("127.%d.%d.1-127.%d.%d.4", cfg.SourceNet, i, cfg.SourceNet, i)

@@ -22,7 +22,7 @@ func runBench(args []string) error {
 	metrics := fs.String("metrics-url", "", "the servers' /metrics URLs, comma-separated in -server-pid order (default: the logic tier's /metrics from logic.http_listen, right for standalone; \"none\" to skip)")
 	role := fs.String("role", "standalone", "role of the -server-pid processes in the report: standalone, connsrv or logic")
 	fs.StringVar(&d.SourceIPs, "source-ips", d.SourceIPs, "spread connections over local addresses, e.g. 127.0.0.2-127.0.0.50 (default: 4 per client process from 127.16.x.1-4)")
-	fs.IntVar(&d.DialConcurrency, "dial-concurrency", d.DialConcurrency, "connections set up at once per client process")
+	fs.IntVar(&d.DialConcurrency, "dial-concurrency", d.DialConcurrency, "connections set up at once, over all client processes")
 	fs.DurationVar(&d.DialTimeout, "dial-timeout", d.DialTimeout, "bound on one connection setup (TCP, upgrade, hello, synced)")
 	fs.BoolVar(&d.Sync, "sync", d.Sync, "send sync after hello and wait for synced before counting a connection (as real clients do)")
 	fs.StringVar(&d.UserPrefix, "user-prefix", d.UserPrefix, "prefix of generated user ids (default: random per run)")
