@@ -57,6 +57,11 @@ type Config struct {
 	// parley binary with "bench -worker" and the same configuration);
 	// required only for runs above PerProc.
 	Worker []string `yaml:"-"`
+	// ClientNice is the nice value of client processes (run through
+	// nice(1)), so that on a box shared with the servers the clients
+	// cannot starve the processes they measure. Default 10; 0 runs them at
+	// the bench process's priority.
+	ClientNice int `yaml:"client_nice"`
 	// SourceNet is the second octet of the 127.X.Y.Z addresses given to
 	// client processes when SourceIPs is empty. Default 16.
 	SourceNet int `yaml:"source_net"`
@@ -80,7 +85,7 @@ type Server struct {
 // Default returns the default configuration (without a URL).
 func Default() Config {
 	return Config{Conns: 10000, Hold: 30 * time.Second, DialConcurrency: 128, DialTimeout: 10 * time.Second,
-		Sync: true, SourceNet: 16, MemFloor: 1 << 30}
+		Sync: true, SourceNet: 16, MemFloor: 1 << 30, ClientNice: 10}
 }
 
 // Validate reports every problem of c at once.
@@ -115,6 +120,9 @@ func (c Config) Validate() error {
 	}
 	if c.SourceNet < 1 || c.SourceNet > 254 {
 		bad("bench.source_net must be in 1..254, got %d", c.SourceNet)
+	}
+	if c.ClientNice < 0 || c.ClientNice > 19 {
+		bad("bench.client_nice must be in 0..19, got %d", c.ClientNice)
 	}
 	if c.MemFloor < 0 {
 		bad("bench.mem_floor must not be negative, got %d", c.MemFloor)

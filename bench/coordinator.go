@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime/debug"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -193,7 +194,13 @@ func (c *coordinator) run(ctx context.Context) (*Result, error) {
 			}
 			g = localGroup{cl}
 		} else {
-			rg, err := startRemote(ctx, cfg.Worker, spec)
+			argv := cfg.Worker
+			if cfg.ClientNice > 0 {
+				if nice, err := exec.LookPath("nice"); err == nil {
+					argv = append([]string{nice, "-n", strconv.Itoa(cfg.ClientNice)}, argv...)
+				}
+			}
+			rg, err := startRemote(ctx, argv, spec)
 			if err != nil {
 				return nil, err
 			}

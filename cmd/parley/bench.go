@@ -27,6 +27,7 @@ func runBench(args []string) error {
 	fs.BoolVar(&d.Sync, "sync", d.Sync, "send sync after hello and wait for synced before counting a connection (as real clients do)")
 	fs.StringVar(&d.UserPrefix, "user-prefix", d.UserPrefix, "prefix of generated user ids (default: random per run)")
 	fs.IntVar(&d.PerProc, "per-proc", d.PerProc, "most connections per client process (default: open-files limit minus 64)")
+	fs.IntVar(&d.ClientNice, "client-nice", d.ClientNice, "nice value of client processes, so they cannot starve the servers on a shared box (0: none)")
 	fs.Int64Var(&d.MemFloor, "mem-floor", d.MemFloor, "stop the ramp when MemAvailable falls below this many bytes")
 	spawn := fs.Int("spawn", 0, "start a logic node and this many connsrv processes sharing one port (SO_REUSEPORT) for the run; -1 = one per -per-server connections")
 	sweep := fs.String("sweep", "", "run one measurement per count, e.g. 10k,50k,100k,250k,500k,1M, each against fresh servers (implies -spawn -1); writes -out/report.md, report.json and density.svg")
