@@ -1,7 +1,10 @@
 package proto
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
+	"reflect"
 	"testing"
 	"unicode/utf8"
 )
@@ -50,6 +53,41 @@ func FuzzAppendString(f *testing.F) {
 		checkAppendString(t, s, AppendString(nil, s))
 		if utf8.ValidString(s) && string([]rune(s)) != s {
 			t.Fatalf("test oracle broken for %q", s)
+		}
+	})
+}
+
+// FuzzDecodeFast checks that whatever the fast path accepts, encoding/json
+// decodes to the same frame.
+func FuzzDecodeFast(f *testing.F) {
+	for _, tc := range decodeCases() {
+		f.Add([]byte(tc.in))
+	}
+	for _, s := range []string{
+		`{"type":"send","id":"r1","to":"bob","body":"héllo"}`,
+		` { "type" : "ack" , "chat" : "dm:a:b" , "seq" : 18446744073709551615 } `,
+		`{"type":"ack","seq":18446744073709551616}`, `{"type":"ack","seq":01}`, `{"type":"ack","seq":1.0}`,
+		`{"type":"send","body":"a\"b"}`, `{"type":"send","body":null}`, `{"Type":"send"}`,
+		`{"type":"send","type":"ack"}`, `{"type":"send"}x`, `{"type":"send",}`, `{}`, "{\"type\":\"\xff\"}",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		fast, ok := decodeFast(b)
+		if !ok {
+			return
+		}
+		var slow Inbound
+		dec := json.NewDecoder(bytes.NewReader(b))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&slow); err != nil {
+			t.Fatalf("fast path accepted %q, encoding/json: %v", b, err)
+		}
+		if !jsonSpace(b[dec.InputOffset():]) {
+			t.Fatalf("fast path accepted %q with trailing data", b)
+		}
+		if !reflect.DeepEqual(fast, slow) {
+			t.Fatalf("%q: fast path got %+v, encoding/json %+v", b, fast, slow)
 		}
 	})
 }

@@ -130,6 +130,9 @@ var ErrEmpty = errors.New("proto: empty frame")
 // *Error with CodeBadRequest or CodeUnknownType, and when the frame's id
 // could be read it is returned so the error frame can name the request.
 func Decode(b []byte) (Inbound, error) {
+	if in, ok := decodeFast(b); ok {
+		return finish(in)
+	}
 	var in Inbound
 	if len(bytes.TrimSpace(b)) == 0 {
 		return in, Errorf(CodeBadRequest, "empty frame")
@@ -148,7 +151,7 @@ func Decode(b []byte) (Inbound, error) {
 		}
 		return in, Errorf(CodeBadRequest, "invalid JSON: %s", trimErr(err))
 	}
-	if in.ID != "" && (len(in.ID) > 64 || !utf8.ValidString(in.ID)) {
+	if !validID(in.ID) {
 		in.ID = ""
 		return in, Errorf(CodeBadRequest, "id must be at most 64 bytes")
 	}
@@ -156,6 +159,17 @@ func Decode(b []byte) (Inbound, error) {
 	// '}', so look at the bytes after the object directly.
 	if !jsonSpace(b[dec.InputOffset():]) {
 		return in, Errorf(CodeBadRequest, "trailing data after the JSON object")
+	}
+	return finish(in)
+}
+
+func validID(id string) bool { return id == "" || (len(id) <= 64 && utf8.ValidString(id)) }
+
+// finish checks the id and the type of a decoded frame.
+func finish(in Inbound) (Inbound, error) {
+	if !validID(in.ID) {
+		in.ID = ""
+		return in, Errorf(CodeBadRequest, "id must be at most 64 bytes")
 	}
 	switch in.Type {
 	case TypeSend, TypeAck, TypeRead, TypeHistory, TypeChats, TypeGroupCreate, TypeGroupAdd,
