@@ -39,11 +39,15 @@ type remoteGroup struct {
 	last  ClientStats
 	err   error
 	done  chan struct{}
+	once  sync.Once
 }
 
 func startRemote(ctx context.Context, argv []string, spec ClientSpec) (*remoteGroup, error) {
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stderr = os.Stderr
+	// One epoll goroutine and a few dialers: one scheduler slot is enough,
+	// and dozens of client processes with more only spin and switch.
+	cmd.Env = append(os.Environ(), "GOMAXPROCS=1")
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return nil, fmt.Errorf("cannot start client process: %w", err)
@@ -82,6 +86,15 @@ func startRemote(ctx context.Context, argv []string, spec ClientSpec) (*remoteGr
 	return g, nil
 }
 
+// signal asks the child to release its connections (it may take a while:
+// dials in flight end at their timeout).
+func (g *remoteGroup) signal() {
+	g.once.Do(func() {
+		_, _ = io.WriteString(g.stdin, "release\n")
+		_ = g.stdin.Close()
+	})
+}
+
 func (g *remoteGroup) stats() ClientStats {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -89,8 +102,7 @@ func (g *remoteGroup) stats() ClientStats {
 }
 
 func (g *remoteGroup) release() ClientStats {
-	_, _ = io.WriteString(g.stdin, "release\n")
-	_ = g.stdin.Close()
+	g.signal()
 	select {
 	case <-g.done:
 	case <-time.After(60 * time.Second):
@@ -181,6 +193,11 @@ func (c *coordinator) run(ctx context.Context) (*Result, error) {
 	rampCPU0 := cpuByServer(cfg.Servers)
 	start := time.Now()
 	defer func() {
+		for _, g := range c.groups {
+			if r, ok := g.(*remoteGroup); ok {
+				r.signal()
+			}
+		}
 		for _, g := range c.groups {
 			g.release()
 		}
@@ -288,6 +305,11 @@ func (c *coordinator) run(ctx context.Context) (*Result, error) {
 	}
 	res.ClientRSS, res.ClientHeap = tot.RSS, int64(tot.HeapInuse+tot.StackInuse)
 	res.ErrorsByKind = tot.Errors
+	for _, g := range c.groups {
+		if r, ok := g.(*remoteGroup); ok {
+			r.signal() // all at once; then collect
+		}
+	}
 	for _, g := range c.groups {
 		s := g.release()
 		for k, v := range s.Errors {

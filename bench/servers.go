@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"slices"
 	"strconv"
 	"syscall"
 	"time"
@@ -28,6 +30,9 @@ type ServerSpec struct {
 	LogicHTTP  int      // logic /metrics
 	Dir        string   // store and logs
 	Env        []string // extra environment (e.g. GOGC=50), for connsrv processes
+	// LogicArgs are extra arguments for the logic node only (e.g. -set
+	// debug.pprof_listen=...).
+	LogicArgs []string
 }
 
 // ServerSet is a running ServerSpec.
@@ -79,12 +84,20 @@ func StartServers(ctx context.Context, spec ServerSpec, log *slog.Logger) (*Serv
 		"-set", "logic.link_listen="+hp(spec.LinkPort),
 		"-set", "logic.http_listen="+hp(spec.LogicHTTP),
 		"-set", "log.format=text")
+	logicArgs = append(logicArgs, spec.LogicArgs...)
 	if err := start("logic", "logic", hp(spec.LogicHTTP), nil, logicArgs...); err != nil {
 		return nil, err
 	}
 	if err := set.waitReady(ctx, 0); err != nil {
 		set.Stop()
 		return nil, err
+	}
+	// With at least as many connection nodes as cores, each gets one
+	// event loop and one Go scheduler slot: more only adds threads that
+	// spin and switch between processes.
+	env, loops := spec.Env, 0
+	if spec.Connsrvs >= runtime.NumCPU() {
+		env, loops = append(slices.Clone(env), "GOMAXPROCS=1"), 1
 	}
 	for i := range spec.Connsrvs {
 		name := fmt.Sprintf("connsrv-%d", i+1)
@@ -98,7 +111,10 @@ func StartServers(ctx context.Context, spec ServerSpec, log *slog.Logger) (*Serv
 			"-set", "connsrv.drain_window=1s",
 			"-set", "connsrv.node_id=bench-"+strconv.Itoa(i+1),
 			"-set", "log.format=text")
-		if err := start(name, "connsrv", hp(spec.HTTPBase+i), spec.Env, args...); err != nil {
+		if loops > 0 {
+			args = append(args, "-set", "connsrv.num_event_loop="+strconv.Itoa(loops))
+		}
+		if err := start(name, "connsrv", hp(spec.HTTPBase+i), env, args...); err != nil {
 			set.Stop()
 			return nil, err
 		}
