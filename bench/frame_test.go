@@ -57,15 +57,17 @@ func TestAppendClientFrame(t *testing.T) {
 	for _, n := range []int{0, 5, 125, 126, 1000} {
 		p := bytes.Repeat([]byte("a"), n)
 		b := appendClientFrame(nil, opText, p, 0xdeadbeef)
-		f, err := ws.ReadFrame(bytes.NewReader(b))
+		r := bytes.NewReader(b)
+		h, err := ws.ReadHeader(r)
 		if err != nil {
 			t.Fatalf("len %d: %v", n, err)
 		}
-		if !f.Header.Masked || !f.Header.Fin || f.Header.OpCode != ws.OpText {
-			t.Fatalf("len %d: got header %+v", n, f.Header)
+		if !h.Masked || !h.Fin || h.OpCode != ws.OpText || h.Length != int64(n) || r.Len() != n {
+			t.Fatalf("len %d: got header %+v and %d payload bytes", n, h, r.Len())
 		}
-		ws.Cipher(f.Payload, f.Header.Mask, 0)
-		if !bytes.Equal(f.Payload, p) {
+		payload := b[len(b)-n:]
+		ws.Cipher(payload, h.Mask, 0)
+		if !bytes.Equal(payload, p) {
 			t.Errorf("len %d: payload differs after unmasking", n)
 		}
 	}

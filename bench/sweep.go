@@ -134,7 +134,9 @@ func rowOf(p SweepPoint) (sweepRow, bool) {
 		connsrvRSS: r.PerConn(cs.AnonBefore, cs.AnonAfter), connsrvHeap: r.PerConn(cs.HeapBefore, cs.HeapAfter),
 		logic: r.PerConn(lg.AnonBefore, lg.AnonAfter), kernel: r.KernelPerConn(),
 		client: r.PerConn(0, float64(r.ClientRSS)), connsPerS: r.ConnsPerSec,
-		cpuShare: 100 * cs.CPUSec / max(r.HoldSec, 1e-9),
+	}
+	if r.HoldSec >= 1 {
+		row.cpuShare = 100 * cs.CPUSec / r.HoldSec
 	}
 	if rounds := r.Rounds(); rounds > 0.5 {
 		row.cpuRoundUS = 1e6 * cs.CPUSec / rounds / float64(r.Held)
@@ -166,8 +168,12 @@ func WriteSweepMarkdown(w io.Writer, points []SweepPoint) {
 		if pt.Err != "" {
 			stopped = strings.TrimSpace(stopped + " " + pt.Err)
 		}
-		p("| %d | %d | %d | %.0f | %.0f B | %.0f B | %.0f B | %.0f B | %.0f B | %.1f%% | %s | %d | %s |\n",
-			pt.Conns, r.Held, row.procs, row.connsPerS, row.connsrvRSS, row.connsrvHeap, row.logic, row.kernel, row.client, row.cpuShare, round, nerr, stopped)
+		share := "—"
+		if r.HoldSec >= 1 {
+			share = fmt.Sprintf("%.1f%%", row.cpuShare)
+		}
+		p("| %d | %d | %d | %.0f | %.0f B | %.0f B | %.0f B | %.0f B | %.0f B | %s | %s | %d | %s |\n",
+			pt.Conns, r.Held, row.procs, row.connsPerS, row.connsrvRSS, row.connsrvHeap, row.logic, row.kernel, row.client, share, round, nerr, stopped)
 	}
 }
 
