@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -62,15 +64,33 @@ func childEnv() []string {
 	return env
 }
 
+// freePort returns a loopback port that is free now, for a child process
+// to listen on. It picks below the kernel's ephemeral range (32768 and up
+// here): a port the kernel handed out for :0 may be handed out again as
+// the source port of any outgoing connection before the child binds it
+// (CI once failed with "address already in use" that way).
 func freePort(t *testing.T) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for range 200 {
+		p := 20000 + int(portSeq.Add(1)%12000)
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+		if err != nil {
+			continue
+		}
+		ln.Close()
+		return p
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	t.Fatal("cannot find a free port in 20000-31999")
+	return 0
 }
+
+// portSeq walks 20000-31999 from a random start, so parallel test
+// processes rarely try the same ports.
+var portSeq = func() *atomic.Uint32 {
+	var v atomic.Uint32
+	v.Store(uint32(rand.IntN(12000)))
+	return &v
+}()
 
 // proc is a running `parley standalone`.
 type proc struct {

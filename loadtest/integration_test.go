@@ -2,6 +2,8 @@ package loadtest
 
 import (
 	"context"
+	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -17,14 +19,23 @@ import (
 // devSecret is the example secret of configs/standalone.yaml.
 const devSecret = "change-me-parley-dev-secret-0123456789"
 
+// freeAddr returns a loopback address free now, for the child to listen
+// on. It picks below the ephemeral range: a port handed out for :0 can be
+// reused as some connection's source port before the child binds it.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	start := rand.IntN(12000)
+	for i := range 200 {
+		addr := fmt.Sprintf("127.0.0.1:%d", 20000+(start+i*7)%12000)
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			continue
+		}
+		ln.Close()
+		return addr
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	t.Fatal("cannot find a free port in 20000-31999")
+	return ""
 }
 
 // TestStandalone runs tiny pairs and population load tests against a real
