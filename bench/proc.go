@@ -14,71 +14,54 @@ import (
 )
 
 // ParseVmRSS returns the VmRSS of a /proc/PID/status text, in bytes.
-func ParseVmRSS(r io.Reader) (int64, error) {
+func ParseVmRSS(r io.Reader) (int64, error) { return parseStatusKB(r, "VmRSS") }
+
+// ParseRssAnon returns the RssAnon of a /proc/PID/status text, in bytes:
+// the resident anonymous (private) memory, without the binary's and
+// libraries' file pages that VmRSS also counts (shared by every process
+// running the same binary).
+func ParseRssAnon(r io.Reader) (int64, error) { return parseStatusKB(r, "RssAnon") }
+
+// parseStatusKB returns the "key: N kB" field of a /proc/PID/status text
+// in bytes.
+func parseStatusKB(r io.Reader, key string) (int64, error) {
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
-		rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:")
+		rest, ok := strings.CutPrefix(sc.Text(), key+":")
 		if !ok {
 			continue
 		}
 		f := strings.Fields(rest)
 		if len(f) != 2 || f[1] != "kB" {
-			return 0, fmt.Errorf("cannot parse VmRSS line %q", sc.Text())
+			return 0, fmt.Errorf("cannot parse %s line %q", key, sc.Text())
 		}
 		kb, err := strconv.ParseInt(f[0], 10, 64)
 		if err != nil {
-			return 0, fmt.Errorf("cannot parse VmRSS line %q: %w", sc.Text(), err)
+			return 0, fmt.Errorf("cannot parse %s line %q: %w", key, sc.Text(), err)
 		}
 		return kb * 1024, nil
 	}
 	if err := sc.Err(); err != nil {
 		return 0, fmt.Errorf("cannot read status: %w", err)
 	}
-	return 0, fmt.Errorf("cannot find VmRSS in status")
+	return 0, fmt.Errorf("cannot find %s in status", key)
 }
 
-// ParseRssAnon returns the RssAnon of a /proc/PID/status text, in bytes:
-// the resident anonymous (private) memory, without the binary's and
-// libraries' file pages that VmRSS also counts (shared by every process
-// running the same binary).
-func ParseRssAnon(r io.Reader) (int64, error) {
-	sc := bufio.NewScanner(r)
-	for sc.Scan() {
-		rest, ok := strings.CutPrefix(sc.Text(), "RssAnon:")
-		if !ok {
-			continue
-		}
-		f := strings.Fields(rest)
-		if len(f) != 2 || f[1] != "kB" {
-			return 0, fmt.Errorf("cannot parse RssAnon line %q", sc.Text())
-		}
-		kb, err := strconv.ParseInt(f[0], 10, 64)
-		if err != nil {
-			return 0, fmt.Errorf("cannot parse RssAnon line %q: %w", sc.Text(), err)
-		}
-		return kb * 1024, nil
+// readStatusKB reads the "key: N kB" field of process pid's status.
+func readStatusKB(pid int, key string) (int64, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 0, fmt.Errorf("cannot read status of process %d: %w", pid, err)
 	}
-	return 0, fmt.Errorf("cannot find RssAnon in status")
+	return parseStatusKB(bytes.NewReader(b), key)
 }
 
 // ReadRssAnon returns the resident anonymous memory of process pid in
 // bytes.
-func ReadRssAnon(pid int) (int64, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
-	if err != nil {
-		return 0, fmt.Errorf("cannot read status of process %d: %w", pid, err)
-	}
-	return ParseRssAnon(bytes.NewReader(b))
-}
+func ReadRssAnon(pid int) (int64, error) { return readStatusKB(pid, "RssAnon") }
 
 // ReadRSS returns the resident set size of process pid in bytes.
-func ReadRSS(pid int) (int64, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
-	if err != nil {
-		return 0, fmt.Errorf("cannot read status of process %d: %w", pid, err)
-	}
-	return ParseVmRSS(bytes.NewReader(b))
-}
+func ReadRSS(pid int) (int64, error) { return readStatusKB(pid, "VmRSS") }
 
 // Sockstat is the TCP line of /proc/net/sockstat.
 type Sockstat struct {
