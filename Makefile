@@ -1,6 +1,6 @@
 # Parley — run `make help` for the targets.
 GO        ?= go
-FUZZTIME  ?= 5s
+FUZZTIME  ?= 100000x
 STATICCHECK_VERSION ?= v0.8.2
 GOBIN     := $(shell $(GO) env GOPATH)/bin
 
