@@ -22,12 +22,15 @@ var (
 	storeCalls      = metrics.NewCounter(`parley_logic_store_calls_total`)
 	storeErrors     = metrics.NewCounter(`parley_logic_store_errors_total`)
 	storeLatency    = metrics.NewHistogram(`parley_logic_store_call_duration_seconds`)
+	slowExcused     = metrics.NewCounter(`parley_logic_store_slow_calls_excused_total`)
 )
 
 // BreakerConfig configures the store circuit breaker.
 type BreakerConfig struct {
 	// Latency: a store call slower than this counts as a failure.
-	// Default 500ms.
+	// Default 500ms. The time the node itself waited for a CPU around the
+	// call (measured by a wake-up probe) is subtracted first, so a node
+	// that is short of CPU does not take its own slowness for the store's.
 	Latency time.Duration `yaml:"latency"`
 	// Failures: this many failures (errors or slow calls) within Window open
 	// the circuit, whatever succeeded in between. Default 5.
@@ -45,6 +48,7 @@ type BreakerConfig struct {
 type breaker struct {
 	cfg BreakerConfig
 	now func() time.Time
+	lag *schedLag // nil: no probe, nothing subtracted
 
 	mu       sync.Mutex  // guards the following
 	recent   []time.Time // failure times within the window, oldest first
@@ -69,7 +73,14 @@ func (b *breaker) allow() bool {
 
 // done records a call's outcome.
 func (b *breaker) done(took time.Duration, err error) {
-	bad := took > b.cfg.Latency || (err != nil && !errors.Is(err, record.ErrNotFound) && !errors.Is(err, record.ErrConflict))
+	bad := err != nil && !errors.Is(err, record.ErrNotFound) && !errors.Is(err, record.ErrConflict)
+	if took > b.cfg.Latency {
+		if took-b.lag.recent() > b.cfg.Latency {
+			bad = true
+		} else {
+			slowExcused.Inc() // slow because the node waited for CPU
+		}
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	wasProbe := b.probing

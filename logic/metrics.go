@@ -241,6 +241,18 @@ var (
 	_ = metrics.NewGauge(`parley_logic_directory_queue_depth`, func() float64 { return sumServices(directoryQueue) })
 	_ = metrics.NewGauge(`parley_logic_pending_forwards`, func() float64 { return sumServices(pendingForwards) })
 	_ = metrics.NewGauge(`parley_logic_link_queue_bytes`, func() float64 { return linkQueueBytes() })
+	// parley_logic_sched_lag_seconds is how late the node's wake-up probe
+	// has recently woken (its peak over ~1.6 s, per process: the largest
+	// over its services): time spent waiting for a CPU.
+	_ = metrics.NewGauge(`parley_logic_sched_lag_seconds`, func() float64 {
+		var peak time.Duration
+		live.mu.Lock()
+		for _, s := range live.services {
+			peak = max(peak, s.breaker.lag.recent())
+		}
+		live.mu.Unlock()
+		return peak.Seconds()
+	})
 	// parley_logic_store_breaker_open is 1 while the store circuit breaker
 	// refuses calls (per process: the number of its services with an open
 	// breaker).

@@ -141,7 +141,7 @@ func New(cfg Config, store Store, presence Presence, verifier *auth.Verifier, lo
 	if log == nil {
 		log = slog.Default()
 	}
-	brk := &breaker{cfg: cfg.Breaker, now: time.Now}
+	brk := &breaker{cfg: cfg.Breaker, now: time.Now, lag: newSchedLag(50 * time.Millisecond)}
 	s := &Service{
 		cfg: cfg, store: guardedStore{s: store, b: brk}, breaker: brk, presence: presence, verifier: verifier, log: log, now: time.Now,
 		reg:     newRegistry(),
@@ -249,7 +249,11 @@ func (s *Service) Run(ctx context.Context) error {
 			sh.run(stop)
 		}()
 	}
-	workers.Add(3)
+	workers.Add(4)
+	go func() {
+		defer workers.Done()
+		s.breaker.lag.run(stop)
+	}()
 	go func() {
 		defer workers.Done()
 		s.presenceLoop(stop)
