@@ -14,7 +14,7 @@ type ProcSnapshot struct {
 	RSS      int64   `json:"rss_bytes"`           // VmRSS (0 without a PID)
 	Anon     int64   `json:"rss_anon_bytes"`      // RssAnon: VmRSS without file pages (the binary)
 	HeapIn   float64 `json:"heap_inuse_bytes"`    // go_memstats_heap_inuse_bytes
-	HeapLive float64 `json:"heap_live_est_bytes"` // go_memstats_next_gc_bytes / 2: live heap at the last GC (GOGC=100)
+	HeapLive float64 `json:"heap_live_est_bytes"` // go_gc_heap_live_bytes: live heap at the last GC (older servers: go_memstats_next_gc_bytes / 2, right at GOGC=100)
 	Stacks   float64 `json:"stack_inuse_bytes"`   // go_memstats_stack_inuse_bytes
 	Gorout   float64 `json:"goroutines"`          // go_goroutines
 	Conns    float64 `json:"conns"`               // parley_connsrv_connections_open (connsrv only)
@@ -155,7 +155,12 @@ func snapshot(ctx context.Context, servers []Server, notes *[]string) Snapshot {
 				continue
 			}
 			p.HeapIn = m["go_memstats_heap_inuse_bytes"]
-			p.HeapLive = m["go_memstats_next_gc_bytes"] / 2
+			p.HeapLive = m["go_gc_heap_live_bytes"]
+			if _, ok := m["go_gc_heap_live_bytes"]; !ok {
+				// A server without it: estimate from the GC goal,
+				// right only at the default GOGC=100.
+				p.HeapLive = m["go_memstats_next_gc_bytes"] / 2
+			}
 			p.Stacks = m["go_memstats_stack_inuse_bytes"]
 			p.Gorout = m["go_goroutines"]
 			p.Conns = m["parley_connsrv_connections_open"]

@@ -20,6 +20,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/parley-chat/parley/internal/auth"
+	"github.com/parley-chat/parley/internal/gostats"
 	"github.com/parley-chat/parley/internal/proto"
 	"github.com/parley-chat/parley/internal/ring"
 	"github.com/parley-chat/parley/internal/tlsconf"
@@ -407,6 +408,7 @@ func (s *Server) serveHTTP(ctx *fasthttp.RequestCtx) {
 		ctx.SetContentType("text/plain; version=0.0.4")
 		s.m.set.WritePrometheus(ctx)
 		metrics.WriteProcessMetrics(ctx) // go_memstats_*, process_* for density tuning
+		gostats.Write(ctx)
 	default:
 		ctx.SetStatusCode(fasthttp.StatusNotFound)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/parley-chat/parley/internal/auth"
+	"github.com/parley-chat/parley/internal/gostats"
 	"github.com/parley-chat/parley/internal/proto"
 	"github.com/parley-chat/parley/internal/record"
 )
@@ -80,6 +81,7 @@ func (s *Service) serveHTTP(ctx *fasthttp.RequestCtx) {
 		route = "metrics"
 		ctx.SetContentType("text/plain; version=0.0.4")
 		metrics.WritePrometheus(ctx, true)
+		gostats.Write(ctx)
 		return
 	case path == "/v1/dev/token" && method == fasthttp.MethodPost:
 		route = "dev_token"

@@ -13,6 +13,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/parley-chat/parley/internal/events"
+	"github.com/parley-chat/parley/internal/gostats"
 	"github.com/parley-chat/parley/notifier"
 )
 
@@ -88,6 +89,7 @@ func healthHandler(ready *atomic.Bool) fasthttp.RequestHandler {
 		case "/metrics":
 			ctx.SetContentType("text/plain; version=0.0.4")
 			metrics.WritePrometheus(ctx, true)
+			gostats.Write(ctx)
 		default:
 			ctx.SetStatusCode(fasthttp.StatusNotFound)
 		}
