@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
+	"runtime"
+	"runtime/debug"
 	"strings"
 
 	"github.com/parley-chat/parley/cmd/internal/confload"
@@ -61,6 +63,60 @@ type fileConfig struct {
 	Notifier notifier.Config `yaml:"notifier"`
 	// Debug holds opt-in debugging aids; all off by default.
 	Debug DebugConfig `yaml:"debug"`
+	// Runtime tunes the Go runtime of the process.
+	Runtime RuntimeConfig `yaml:"runtime"`
+}
+
+// RuntimeConfig tunes the Go runtime of a parley process. A zero value
+// leaves the runtime's default, and an environment variable (GOGC,
+// GOMEMLIMIT, GOMAXPROCS) wins over the setting it names, so an operator can
+// still override a config file for one process.
+type RuntimeConfig struct {
+	// GCPercent is the garbage collector's target (GOGC): the heap may grow
+	// to (1 + GCPercent/100) times the live heap before a collection. Lower
+	// trades GC CPU for memory: a connection node whose heap is mostly
+	// long-lived per-connection state pays little for 50 (docs/tuning.md).
+	// -1 turns the collector off and needs MemoryLimitMB. Default 0: Go's
+	// default (100).
+	GCPercent int `yaml:"gc_percent"`
+	// MemoryLimitMB is a soft memory limit in MiB (GOMEMLIMIT): the
+	// collector runs harder as the Go heap and runtime approach it. Set it
+	// below a container's memory limit. Default 0: none.
+	MemoryLimitMB int64 `yaml:"memory_limit_mb"`
+	// MaxProcs is GOMAXPROCS, the threads running Go code at once.
+	// Default 0: the runtime's choice (the CPUs the process may use).
+	MaxProcs int `yaml:"max_procs"`
+}
+
+func (c RuntimeConfig) validate() error {
+	var errs []error
+	if c.GCPercent < -1 {
+		errs = append(errs, fmt.Errorf("runtime.gc_percent %d: want a percentage, 0 for the default or -1 for off", c.GCPercent))
+	}
+	if c.GCPercent == -1 && c.MemoryLimitMB == 0 {
+		errs = append(errs, errors.New("runtime.gc_percent -1 turns the collector off: set runtime.memory_limit_mb too, or the heap grows without bound"))
+	}
+	if c.MemoryLimitMB < 0 {
+		errs = append(errs, fmt.Errorf("runtime.memory_limit_mb %d: want MiB, or 0 for none", c.MemoryLimitMB))
+	}
+	if c.MaxProcs < 0 {
+		errs = append(errs, fmt.Errorf("runtime.max_procs %d: want a thread count, or 0 for the runtime's choice", c.MaxProcs))
+	}
+	return errors.Join(errs...)
+}
+
+// apply sets what c sets and the environment does not; getenv is
+// os.Getenv.
+func (c RuntimeConfig) apply(getenv func(string) string) {
+	if c.GCPercent != 0 && getenv("GOGC") == "" {
+		debug.SetGCPercent(c.GCPercent)
+	}
+	if c.MemoryLimitMB > 0 && getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(c.MemoryLimitMB << 20)
+	}
+	if c.MaxProcs > 0 && getenv("GOMAXPROCS") == "" {
+		runtime.GOMAXPROCS(c.MaxProcs)
+	}
 }
 
 // DebugConfig holds opt-in debugging aids of any parley command.
@@ -160,13 +216,14 @@ func loadConfig(fs *flag.FlagSet, args []string, defaultPath string, validate fu
 	if err := confload.SetAll(&cfg, sets); err != nil {
 		return cfg, false, err
 	}
-	if err := validate(&cfg); err != nil {
+	if err := errors.Join(cfg.Runtime.validate(), validate(&cfg)); err != nil {
 		return cfg, false, fmt.Errorf("invalid configuration:\n%w", err)
 	}
 	if *check {
 		fmt.Println("configuration ok")
 		return cfg, true, nil
 	}
+	cfg.Runtime.apply(os.Getenv)
 	if cfg.Debug.PprofListen != "" {
 		if err := startPprof(cfg.Debug.PprofListen); err != nil {
 			return cfg, false, err
