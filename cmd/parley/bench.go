@@ -34,7 +34,7 @@ func runBench(args []string) error {
 	perServer := fs.Int("per-server", 16000, "with -spawn -1 or -sweep: connections per connsrv process (below its open-files limit, with room for SO_REUSEPORT's uneven spread)")
 	port := fs.Int("port", 18600, "with -spawn/-sweep: the shared WebSocket port; logic uses port+1 (link) and port+2 (HTTP), connsrv i serves /metrics on port+10+i")
 	out := fs.String("out", "bench-report", "with -sweep: report directory")
-	gogc := fs.String("connsrv-gogc", "", "with -spawn/-sweep: GOGC for the connsrv processes (e.g. 50)")
+	gogc := fs.String("connsrv-gogc", "50", "with -spawn/-sweep: GOGC for the connsrv processes, as configs/connsrv.yaml ships (runtime.gc_percent); empty: Go's default (100)")
 	worker := fs.Bool("worker", false, "internal: run as a client process (spec on stdin, stats on stdout)")
 	done, err := t.setup(fs, args)
 	if err != nil || done {
