@@ -295,6 +295,9 @@ func (c *coordinator) run(ctx context.Context) (*Result, error) {
 	res.After = snapshot(context.WithoutCancel(ctx), cfg.Servers, &res.Notes)
 	for i, s := range cfg.Servers {
 		sr := ServerResult{Server: s, Before: res.Before.Servers[i], After: res.After.Servers[i]}
+		if s.PID > 0 {
+			sr.Nice, _ = ReadNice(s.PID)
+		}
 		if cpu0[i] >= 0 && cpu1[i] >= 0 {
 			sr.HoldCPUSec = cpu1[i] - cpu0[i]
 		}

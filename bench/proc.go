@@ -264,3 +264,30 @@ func ReadCPUSeconds(pid int) (float64, error) {
 	}
 	return ParseStatCPU(string(b))
 }
+
+// ParseStatNice returns the nice value (field 19) from a /proc/PID/stat
+// text.
+func ParseStatNice(s string) (int, error) {
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("cannot parse stat %q", s)
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 17 {
+		return 0, fmt.Errorf("cannot parse stat: %d fields", len(f)+2)
+	}
+	n, err := strconv.Atoi(f[16])
+	if err != nil {
+		return 0, fmt.Errorf("cannot parse stat nice %q", f[16])
+	}
+	return n, nil
+}
+
+// ReadNice returns process pid's nice value.
+func ReadNice(pid int) (int, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, fmt.Errorf("cannot read stat of process %d: %w", pid, err)
+	}
+	return ParseStatNice(string(b))
+}

@@ -60,3 +60,19 @@ func TestParseStatCPU(t *testing.T) {
 		t.Errorf("ReadCPUSeconds(self): %v", err)
 	}
 }
+
+func TestParseStatNice(t *testing.T) {
+	// priority 27 and nice 7 are fields 18 and 19.
+	in := "1234 (par ley)) S 1 1234 1234 0 -1 4194560 1000 0 0 0 250 50 0 0 27 7 8 0 100 2000000 3000 18446744073709551615"
+	if got, err := ParseStatNice(in); err != nil || got != 7 {
+		t.Errorf("got %v, %v, want 7", got, err)
+	}
+	for _, bad := range []string{"no paren", "1 (x) S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15", "1 (x) S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 x 17"} {
+		if _, err := ParseStatNice(bad); err == nil {
+			t.Errorf("ParseStatNice(%q): got nil error", bad)
+		}
+	}
+	if _, err := ReadNice(os.Getpid()); err != nil {
+		t.Errorf("ReadNice(self): %v", err)
+	}
+}

@@ -36,6 +36,7 @@ type ServerResult struct {
 	After      ProcSnapshot `json:"after"`
 	HoldCPUSec float64      `json:"hold_cpu_s"` // user+system CPU during the hold
 	RampCPUSec float64      `json:"ramp_cpu_s"` // user+system CPU from the first dial to the end of the ramp
+	Nice       int          `json:"nice"`       // the process's nice value at the after reading
 }
 
 // Result is the outcome of a density run.

@@ -30,6 +30,11 @@ type ServerSpec struct {
 	LogicHTTP  int      // logic /metrics
 	Dir        string   // store and logs
 	Env        []string // extra environment (e.g. GOGC=50), for connsrv processes
+	// ConnsrvNice is the nice value of the connsrv processes (0: none).
+	// Dozens of them on a few cores take the CPU share of the one logic
+	// node, which in a fleet has cores of its own; a positive value lets
+	// logic keep up with the ramp.
+	ConnsrvNice int
 	// LogicArgs are extra arguments for the logic node only (e.g. -set
 	// debug.pprof_listen=...).
 	LogicArgs []string
@@ -59,13 +64,21 @@ func StartServers(ctx context.Context, spec ServerSpec, log *slog.Logger) (*Serv
 	}
 	set := &ServerSet{URL: fmt.Sprintf("ws://%s:%d/ws", spec.Host, spec.Port), log: log}
 	hp := func(p int) string { return spec.Host + ":" + strconv.Itoa(p) }
-	start := func(name, role, metrics string, env []string, args ...string) error {
+	start := func(name, role, metrics string, nice int, env []string, args ...string) error {
 		logf, err := os.Create(filepath.Join(spec.Dir, name+".log"))
 		if err != nil {
 			return fmt.Errorf("cannot create log of %s: %w", name, err)
 		}
 		defer logf.Close()
 		cmd := exec.Command(spec.Exe, args...)
+		if nice > 0 {
+			bin, err := exec.LookPath("nice")
+			if err != nil {
+				return fmt.Errorf("cannot start %s with nice %d: %w", name, nice, err)
+			}
+			// nice execs the server: the PID stays the server's.
+			cmd = exec.Command(bin, append([]string{"-n", strconv.Itoa(nice), spec.Exe}, args...)...)
+		}
 		cmd.Stdout, cmd.Stderr = logf, logf
 		cmd.Env = append(os.Environ(), env...)
 		if err := cmd.Start(); err != nil {
@@ -85,7 +98,7 @@ func StartServers(ctx context.Context, spec ServerSpec, log *slog.Logger) (*Serv
 		"-set", "logic.http_listen="+hp(spec.LogicHTTP),
 		"-set", "log.format=text")
 	logicArgs = append(logicArgs, spec.LogicArgs...)
-	if err := start("logic", "logic", hp(spec.LogicHTTP), nil, logicArgs...); err != nil {
+	if err := start("logic", "logic", hp(spec.LogicHTTP), 0, nil, logicArgs...); err != nil {
 		return nil, err
 	}
 	if err := set.waitReady(ctx, 0); err != nil {
@@ -114,7 +127,7 @@ func StartServers(ctx context.Context, spec ServerSpec, log *slog.Logger) (*Serv
 		if loops > 0 {
 			args = append(args, "-set", "connsrv.num_event_loop="+strconv.Itoa(loops))
 		}
-		if err := start(name, "connsrv", hp(spec.HTTPBase+i), env, args...); err != nil {
+		if err := start(name, "connsrv", hp(spec.HTTPBase+i), spec.ConnsrvNice, env, args...); err != nil {
 			set.Stop()
 			return nil, err
 		}

@@ -35,6 +35,7 @@ func runBench(args []string) error {
 	port := fs.Int("port", 18600, "with -spawn/-sweep: the shared WebSocket port; logic uses port+1 (link) and port+2 (HTTP), connsrv i serves /metrics on port+10+i")
 	out := fs.String("out", "bench-report", "with -sweep: report directory")
 	gogc := fs.String("connsrv-gogc", "50", "with -spawn/-sweep: GOGC for the connsrv processes, as configs/connsrv.yaml ships (runtime.gc_percent); empty: Go's default (100)")
+	connsrvNice := fs.Int("connsrv-nice", 0, "with -spawn/-sweep: nice value of the connsrv processes, so that dozens of them on a few cores leave the one logic node its share (in a fleet it has its own cores) (0: none)")
 	worker := fs.Bool("worker", false, "internal: run as a client process (spec on stdin, stats on stdout)")
 	done, err := t.setup(fs, args)
 	if err != nil || done {
@@ -64,6 +65,10 @@ func runBench(args []string) error {
 		sc := bench.SweepConfig{Points: points, PerServer: *perServer, Base: d, OutDir: *out,
 			Servers: bench.ServerSpec{Exe: exe, ConfigArgs: configArgs(args), Port: *port, LinkPort: *port + 1,
 				LogicHTTP: *port + 2, HTTPBase: *port + 10}}
+		if *connsrvNice < 0 || *connsrvNice > 19 {
+			return fmt.Errorf("-connsrv-nice must be in 0..19, got %d", *connsrvNice)
+		}
+		sc.Servers.ConnsrvNice = *connsrvNice
 		if *gogc != "" {
 			sc.Servers.Env = []string{"GOGC=" + *gogc}
 		}
