@@ -84,7 +84,9 @@ type RuntimeConfig struct {
 	// below a container's memory limit. Default 0: none.
 	MemoryLimitMB int64 `yaml:"memory_limit_mb"`
 	// MaxProcs is GOMAXPROCS, the threads running Go code at once.
-	// Default 0: the runtime's choice (the CPUs the process may use).
+	// Default 0: twice the runtime's choice for a node with the embedded
+	// store (see embeddedStoreProcs), the runtime's choice (the CPUs the
+	// process may use) otherwise.
 	MaxProcs int `yaml:"max_procs"`
 }
 
@@ -103,6 +105,27 @@ func (c RuntimeConfig) validate() error {
 		errs = append(errs, fmt.Errorf("runtime.max_procs %d: want a thread count, or 0 for the runtime's choice", c.MaxProcs))
 	}
 	return errors.Join(errs...)
+}
+
+// embeddedStoreProcs doubles GOMAXPROCS for a node that runs the embedded
+// (Pebble) store, unless runtime.max_procs or the GOMAXPROCS variable sets
+// it. A goroutine in a blocking system call keeps its scheduler slot (P)
+// until the runtime's monitor thread takes it back, which can be
+// milliseconds when the process is lightly loaded: the WAL's fdatasync and
+// gnet's event loops in epoll_wait do that, and on 2 slots ready goroutines
+// then wait. At 4,000 msg/s on 2 cores the doubling cut send-to-deliver
+// p50 from 4.4 to 1.3 ms and p99 from 30 to 13 ms (docs/tuning.md). The
+// connection tier of a standalone node keeps one event loop per CPU: an
+// unset connsrv.num_event_loop becomes the undoubled count.
+func embeddedStoreProcs(cfg *fileConfig, getenv func(string) string) {
+	if cfg.Store.Backend != "pebble" || cfg.Runtime.MaxProcs != 0 || getenv("GOMAXPROCS") != "" {
+		return
+	}
+	n := runtime.GOMAXPROCS(0)
+	if cfg.Connsrv.NumEventLoop == 0 {
+		cfg.Connsrv.NumEventLoop = n
+	}
+	runtime.GOMAXPROCS(2 * n)
 }
 
 // apply sets what c sets and the environment does not; getenv is

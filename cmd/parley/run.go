@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
 	"syscall"
 	"time"
 
@@ -119,6 +120,7 @@ func runStandalone(args []string) error {
 	if err != nil || done {
 		return err
 	}
+	embeddedStoreProcs(&cfg, os.Getenv)
 	log, _ := newLogger(cfg.Log, stderr)
 	if cfg.Auth.Secret == exampleSecret {
 		log.Warn("using the example JWT secret from configs/standalone.yaml: fine on your laptop, never in production")
@@ -167,6 +169,7 @@ func runStandalone(args []string) error {
 		"websocket", "ws://"+cs.Addr()+"/ws",
 		"http", "http://"+svc.HTTPAddr(),
 		"store", cfg.Store.Backend,
+		"gomaxprocs", runtime.GOMAXPROCS(0),
 		"try", "parley chat -user alice   (in another terminal)")
 
 	var errs []error
@@ -195,6 +198,7 @@ func runLogic(args []string) error {
 	if err != nil || done {
 		return err
 	}
+	embeddedStoreProcs(&cfg, os.Getenv)
 	log, _ := newLogger(cfg.Log, stderr)
 	v, err := auth.NewVerifierWith(cfg.Auth, auth.Options{Logger: log.With("component", "auth")})
 	if err != nil {

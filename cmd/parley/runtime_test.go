@@ -72,3 +72,45 @@ func TestRuntimeConfigApply(t *testing.T) {
 		t.Errorf("GOMAXPROCS set: %d, want %d (untouched)", got, oldProcs)
 	}
 }
+
+func TestEmbeddedStoreProcs(t *testing.T) {
+	old := runtime.GOMAXPROCS(0)
+	t.Cleanup(func() { runtime.GOMAXPROCS(old) })
+	noEnv := func(string) string { return "" }
+	tests := []struct {
+		name      string
+		backend   string
+		maxProcs  int
+		loops     int
+		env       func(string) string
+		wantProcs int
+		wantLoops int
+	}{
+		{"pebble doubles and keeps a loop per CPU", "pebble", 0, 0, noEnv, 2 * old, old},
+		{"pebble keeps a set loop count", "pebble", 0, 3, noEnv, 2 * old, 3},
+		{"cql is left alone", "cql", 0, 0, noEnv, old, 0},
+		{"runtime.max_procs wins", "pebble", 5, 0, noEnv, old, 0},
+		{"GOMAXPROCS wins", "pebble", 0, 0, func(k string) string {
+			if k == "GOMAXPROCS" {
+				return "1"
+			}
+			return ""
+		}, old, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			runtime.GOMAXPROCS(old)
+			cfg := defaultFileConfig()
+			cfg.Store.Backend = tt.backend
+			cfg.Runtime.MaxProcs = tt.maxProcs
+			cfg.Connsrv.NumEventLoop = tt.loops
+			embeddedStoreProcs(&cfg, tt.env)
+			if got := runtime.GOMAXPROCS(0); got != tt.wantProcs {
+				t.Errorf("GOMAXPROCS %d, want %d", got, tt.wantProcs)
+			}
+			if cfg.Connsrv.NumEventLoop != tt.wantLoops {
+				t.Errorf("num_event_loop %d, want %d", cfg.Connsrv.NumEventLoop, tt.wantLoops)
+			}
+		})
+	}
+}
