@@ -28,7 +28,7 @@ var (
 // BreakerConfig configures the store circuit breaker.
 type BreakerConfig struct {
 	// Latency: a store call slower than this counts as a failure.
-	// Default 500ms. The time the node itself waited for a CPU around the
+	// Default 500ms. The time the node itself waited for a CPU during the
 	// call (measured by a wake-up probe) is subtracted first, so a node
 	// that is short of CPU does not take its own slowness for the store's.
 	Latency time.Duration `yaml:"latency"`
@@ -71,11 +71,12 @@ func (b *breaker) allow() bool {
 	return false
 }
 
-// done records a call's outcome.
-func (b *breaker) done(took time.Duration, err error) {
+// done records a call's outcome: it took took, of which the node spent
+// waited waiting for a CPU.
+func (b *breaker) done(took, waited time.Duration, err error) {
 	bad := err != nil && !errors.Is(err, record.ErrNotFound) && !errors.Is(err, record.ErrConflict)
 	if took > b.cfg.Latency {
-		if took-b.lag.recent() > b.cfg.Latency {
+		if took-waited > b.cfg.Latency {
 			bad = true
 		} else {
 			slowExcused.Inc() // slow because the node waited for CPU
@@ -123,15 +124,15 @@ func (b *breaker) call(fn func() error) error {
 		breakerRejected.Inc()
 		return ErrStoreUnavailable
 	}
-	start := b.now()
+	start, lag0 := b.now(), b.lag.lateness()
 	err := fn()
-	took := b.now().Sub(start)
+	took, waited := b.now().Sub(start), b.lag.lateness()-lag0
 	storeCalls.Inc()
 	storeLatency.Update(took.Seconds())
 	if err != nil && !errors.Is(err, record.ErrNotFound) && !errors.Is(err, record.ErrConflict) {
 		storeErrors.Inc()
 	}
-	b.done(took, err)
+	b.done(took, waited, err)
 	return err
 }
 

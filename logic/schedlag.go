@@ -5,41 +5,50 @@ import (
 	"time"
 )
 
+// lagInterval is how often the scheduling-lag probe asks to wake.
+const lagInterval = 50 * time.Millisecond
+
 // schedLag measures how long this process waits for CPU: a goroutine asks
-// to wake every interval and records how late it woke. On a starved machine
-// (more runnable threads than cores) every call, to the store or not,
-// takes longer by about that lateness, and the store is not to blame for
-// it. The breaker subtracts it before it judges a call slow (see
-// breaker.done), so a node that is short of CPU does not open its circuit
-// and turn its own slowness into failed sends and retry storms.
+// to wake every interval and adds up how late it woke. On a starved machine
+// (more runnable threads than cores) every call, to the store or not, takes
+// longer by the waits that fall inside it, and the store is not to blame
+// for them. The breaker subtracts the lateness accrued during a call before
+// it judges the call slow (see breaker.call), so a node that is short of
+// CPU does not open its circuit and turn its own slowness into failed sends
+// and retry storms.
 type schedLag struct {
 	interval time.Duration
 	now      func() time.Time
+	epoch    time.Time // offsets below are from here (monotonic clock)
 
-	last atomic.Int64 // unix ns of the probe's latest wake-up (0 before the first)
-	peak atomic.Int64 // ns: the largest lateness among the recent wake-ups
+	total atomic.Int64 // ns of lateness of all wake-ups so far
+	last  atomic.Int64 // ns from epoch to the latest wake-up; 0: the probe is not running
+	peak  atomic.Int64 // ns: the largest lateness among the recent wake-ups (for the gauge)
 
 	// Only the probe goroutine touches these.
 	ring [lagSamples]time.Duration
 	next int
 }
 
-// lagSamples wake-ups make the window the peak is taken over: at the
-// default 50 ms interval, about 1.6 s, longer than the breaker's default
-// latency bound, so the lateness that slowed a call is still in the window
-// when the call ends.
+// lagSamples wake-ups make the window of the peak that the gauge
+// parley_logic_sched_lag_seconds shows: about 1.6 s at lagInterval.
 const lagSamples = 32
 
 func newSchedLag(interval time.Duration) *schedLag {
-	return &schedLag{interval: interval, now: time.Now}
+	return &schedLag{interval: interval, now: time.Now, epoch: time.Now()}
 }
+
+// since returns the offset of t from the epoch, at least 1 ns (0 means
+// "not running" in last).
+func (l *schedLag) since(t time.Time) int64 { return max(int64(t.Sub(l.epoch)), 1) }
 
 // run wakes every interval until stop is closed.
 func (l *schedLag) run(stop <-chan struct{}) {
 	t := time.NewTimer(l.interval)
 	defer t.Stop()
+	defer l.last.Store(0) // a stopped probe is not overdue
 	want := l.now().Add(l.interval)
-	l.last.Store(l.now().UnixNano())
+	l.last.Store(l.since(l.now()))
 	for {
 		select {
 		case <-stop:
@@ -55,27 +64,43 @@ func (l *schedLag) run(stop <-chan struct{}) {
 
 // observe records one wake-up at woke, late by late.
 func (l *schedLag) observe(woke time.Time, late time.Duration) {
-	l.ring[l.next] = max(late, 0)
+	late = max(late, 0)
+	l.total.Add(int64(late))
+	l.ring[l.next] = late
 	l.next = (l.next + 1) % lagSamples
 	var peak time.Duration
 	for _, d := range l.ring {
 		peak = max(peak, d)
 	}
 	l.peak.Store(int64(peak))
-	l.last.Store(woke.UnixNano())
+	l.last.Store(l.since(woke))
 }
 
-// recent returns the process's recent lateness in getting a CPU: the peak
-// over the window, or, when the probe itself is overdue (it is starved right
-// now and has not woken to say so), how overdue it is.
+// overdue returns how much later than due the running probe is now.
+func (l *schedLag) overdue() time.Duration {
+	last := l.last.Load()
+	if last == 0 {
+		return 0
+	}
+	return max(time.Duration(l.since(l.now())-last)-l.interval, 0)
+}
+
+// lateness returns the process's lateness in getting a CPU accrued so far:
+// that of every wake-up, plus how overdue the probe is now (it is starved
+// and has not woken to say so). The difference of two readings is the
+// lateness accrued between them. A nil probe reads 0.
+func (l *schedLag) lateness() time.Duration {
+	if l == nil {
+		return 0
+	}
+	return time.Duration(l.total.Load()) + l.overdue()
+}
+
+// recent returns the recent peak lateness (or the current overdue time, if
+// larger), for the gauge.
 func (l *schedLag) recent() time.Duration {
 	if l == nil {
 		return 0
 	}
-	d := time.Duration(l.peak.Load())
-	if last := l.last.Load(); last != 0 {
-		overdue := l.now().Sub(time.Unix(0, last)) - l.interval
-		d = max(d, overdue)
-	}
-	return d
+	return max(time.Duration(l.peak.Load()), l.overdue())
 }

@@ -2,90 +2,110 @@ package logic
 
 import (
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
-func TestSchedLagRecent(t *testing.T) {
-	base := time.Unix(1000, 0)
-	now := base
+func TestSchedLagLateness(t *testing.T) {
+	now := time.Unix(1000, 0)
 	l := newSchedLag(50 * time.Millisecond)
 	l.now = func() time.Time { return now }
-	if got := l.recent(); got != 0 {
-		t.Fatalf("before the first wake-up: %v, want 0", got)
+	l.epoch = now
+	if got := l.lateness(); got != 0 {
+		t.Fatalf("before the probe runs: lateness %v, want 0", got)
 	}
+	l.last.Store(l.since(now)) // run's first step
 	steps := []struct {
-		name    string
-		wake    time.Duration // the probe wakes after this, late by late (0: no wake-up)
-		late    time.Duration
-		advance time.Duration // then the clock moves on by this
-		want    time.Duration
+		name        string
+		wake        bool          // the probe wakes after the interval plus late
+		late        time.Duration //
+		advance     time.Duration // then the clock moves on by this
+		wantLate    time.Duration // lateness() afterwards
+		wantOverdue time.Duration
 	}{
-		{"on time", 50 * time.Millisecond, 0, 0, 0},
-		{"a late wake-up is the peak", 50 * time.Millisecond, 300 * time.Millisecond, 0, 300 * time.Millisecond},
-		{"later wake-ups on time keep the peak", 50 * time.Millisecond, 0, 10 * time.Millisecond, 300 * time.Millisecond},
-		{"an overdue probe counts its overdue time", 0, 0, 900 * time.Millisecond, 860 * time.Millisecond},
-		{"negative lateness is none", 50 * time.Millisecond, -time.Millisecond, 0, 300 * time.Millisecond},
+		{"on time", true, 0, 0, 0, 0},
+		{"late by 300ms", true, 300 * time.Millisecond, 0, 300 * time.Millisecond, 0},
+		{"within the interval is not overdue", true, 0, 40 * time.Millisecond, 300 * time.Millisecond, 0},
+		{"starved: overdue counts at once", false, 0, 810 * time.Millisecond, 1100 * time.Millisecond, 800 * time.Millisecond},
+		{"the wake-up takes over the overdue time", true, 0, 0, 1100 * time.Millisecond, 0},
+		{"negative lateness is none", true, -time.Millisecond, 0, 1100 * time.Millisecond, 0},
 	}
+	due := now.Add(50 * time.Millisecond)
 	for _, st := range steps {
-		if st.wake > 0 {
-			now = now.Add(st.wake + st.late)
+		if st.wake {
+			if st.name == "the wake-up takes over the overdue time" {
+				// The starved probe finally wakes: late by everything
+				// past its due time.
+				st.late = now.Sub(due)
+			} else {
+				now = due.Add(st.late)
+			}
 			l.observe(now, st.late)
+			due = now.Add(50 * time.Millisecond)
 		}
 		now = now.Add(st.advance)
-		if got := l.recent(); got != st.want {
-			t.Fatalf("%s: recent=%v, want %v", st.name, got, st.want)
+		if got := l.lateness(); got != st.wantLate {
+			t.Fatalf("%s: lateness %v, want %v", st.name, got, st.wantLate)
+		}
+		if got := l.overdue(); got != st.wantOverdue {
+			t.Fatalf("%s: overdue %v, want %v", st.name, got, st.wantOverdue)
 		}
 	}
-	for range lagSamples { // the 300 ms sample leaves the window
-		now = now.Add(50 * time.Millisecond)
-		l.observe(now, 0)
-	}
-	if got := l.recent(); got != 0 {
-		t.Fatalf("after the window: %v, want 0", got)
+	if got := l.recent(); got != 800*time.Millisecond {
+		t.Fatalf("recent peak %v, want 800ms", got)
 	}
 }
 
-func TestSchedLagNilIsZero(t *testing.T) {
+func TestSchedLagNil(t *testing.T) {
 	var l *schedLag
+	if got := l.lateness(); got != 0 {
+		t.Errorf("nil probe: lateness %v, want 0", got)
+	}
 	if got := l.recent(); got != 0 {
-		t.Fatalf("nil probe: %v", got)
+		t.Errorf("nil probe: recent %v, want 0", got)
 	}
 }
 
-func TestSchedLagRunWakes(t *testing.T) {
-	l := newSchedLag(5 * time.Millisecond)
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	go func() { defer close(done); l.run(stop) }()
-	deadline := time.Now().Add(5 * time.Second)
-	first := int64(0)
-	for time.Now().Before(deadline) {
-		if v := l.last.Load(); first == 0 {
-			first = v
-		} else if v != first {
-			break
+// The probe wakes on time on an idle machine, accrues no lateness, and is
+// not overdue once stopped.
+func TestSchedLagRun(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := newSchedLag(lagInterval)
+		stop := make(chan struct{})
+		done := make(chan struct{})
+		go func() { defer close(done); l.run(stop) }()
+		time.Sleep(time.Second)
+		synctest.Wait()
+		if got := l.lateness(); got != 0 {
+			t.Errorf("lateness after 1s on time: %v, want 0", got)
 		}
-		time.Sleep(time.Millisecond)
-	}
-	if l.last.Load() == first {
-		t.Fatal("the probe did not wake within 5s")
-	}
-	close(stop)
-	<-done
+		if l.last.Load() == 0 {
+			t.Error("the running probe recorded no wake-up")
+		}
+		close(stop)
+		<-done
+		time.Sleep(time.Second)
+		if got, last := l.overdue(), l.last.Load(); got != 0 || last != 0 {
+			t.Errorf("stopped probe: overdue %v, last %d; want 0, 0", got, last)
+		}
+	})
 }
 
-// A call slowed by the node's own wait for CPU does not count against the
-// store; one slower than that wait plus the bound does.
+// Only the CPU wait that falls inside a call is subtracted from it: a call
+// slowed by a starved node is excused, a slow call on a node that is not
+// starved counts even if the node was starved a moment before.
 func TestBreakerExcusesSchedulingLag(t *testing.T) {
 	now := time.Unix(1000, 0)
 	clock := func() time.Time { return now }
 	lag := newSchedLag(50 * time.Millisecond)
-	lag.now = clock
+	lag.now, lag.epoch = clock, now
+	lag.last.Store(lag.since(now))
 	b := &breaker{cfg: BreakerConfig{Latency: 500 * time.Millisecond, Failures: 2, Window: 10 * time.Second, Cooldown: time.Second}, now: clock, lag: lag}
-	lag.last.Store(now.UnixNano())
-	slow := func(d time.Duration, probeOnTime bool) {
+	// slow runs a call of d; the probe either wakes on time every 50 ms
+	// during it or sleeps through it (a starved node).
+	slow := func(d time.Duration, starved bool) {
 		_ = b.call(func() error {
-			if !probeOnTime {
+			if starved {
 				now = now.Add(d)
 				return nil
 			}
@@ -96,21 +116,22 @@ func TestBreakerExcusesSchedulingLag(t *testing.T) {
 			return nil
 		})
 	}
-	// The probe slept through the calls: it is overdue by about as long as
-	// they took, so they are excused.
-	slow(800*time.Millisecond, false)
-	slow(800*time.Millisecond, false)
+	slow(800*time.Millisecond, true)
+	// The probe wakes at last, 750 ms late, and the next call starts.
+	now = now.Add(10 * time.Millisecond)
+	lag.observe(now, 760*time.Millisecond)
+	slow(800*time.Millisecond, true)
 	if b.isOpen() {
 		t.Fatal("calls slowed by a CPU-starved node opened the breaker")
 	}
-	// The probe wakes on time again: slow calls count.
-	for range lagSamples {
-		now = now.Add(50 * time.Millisecond)
-		lag.observe(now, 0)
+	// The node is not starved any more: a slow call counts although a
+	// wake-up 750 ms late was moments ago.
+	slow(600*time.Millisecond, false)
+	if b.isOpen() {
+		t.Fatal("opened after one failure, want two")
 	}
-	slow(600*time.Millisecond, true)
-	slow(600*time.Millisecond, true)
+	slow(600*time.Millisecond, false)
 	if !b.isOpen() {
-		t.Fatal("slow calls on an unstarved node did not open the breaker")
+		t.Fatal("slow calls on a node that is not starved did not open the breaker")
 	}
 }
