@@ -24,6 +24,7 @@ func Write(w io.Writer) {
 		if samples[i].Value.Kind() != metrics.KindUint64 {
 			continue
 		}
-		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s gauge\n%s %d\n", r.to, r.help, r.to, r.to, samples[i].Value.Uint64())
+		// As int64: the runtime reports GOGC=off (-1) as the uint64 of -1.
+		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s gauge\n%s %d\n", r.to, r.help, r.to, r.to, int64(samples[i].Value.Uint64()))
 	}
 }

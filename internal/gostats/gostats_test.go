@@ -43,4 +43,12 @@ func TestWrite(t *testing.T) {
 		t.Errorf("go_gc_heap_live_bytes %v, want at least the 1 MiB held live\n%s", live, buf.String())
 	}
 	runtime.KeepAlive(sink)
+
+	debug.SetGCPercent(-1) // off, as runtime.gc_percent: -1 sets it
+	buf.Reset()
+	Write(&buf)
+	debug.SetGCPercent(42)
+	if !strings.Contains(buf.String(), "\ngo_gc_gogc_percent -1\n") {
+		t.Errorf("with GC off, want go_gc_gogc_percent -1, got\n%s", buf.String())
+	}
 }
