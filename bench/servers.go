@@ -30,11 +30,15 @@ type ServerSpec struct {
 	LogicHTTP  int      // logic /metrics
 	Dir        string   // store and logs
 	Env        []string // extra environment (e.g. GOGC=50), for connsrv processes
-	// ConnsrvNice is the nice value of the connsrv processes (0: none).
-	// Dozens of them on a few cores take the CPU share of the one logic
-	// node, which in a fleet has cores of its own; a positive value lets
-	// logic keep up with the ramp.
+	// ConnsrvNice is added to the nice value of the connsrv processes (0:
+	// none). Dozens of them on a few cores take the CPU share of the one
+	// logic node, which in a fleet has cores of its own; a positive value
+	// lets logic keep up with the ramp.
 	ConnsrvNice int
+	// ConnsrvArgs go before ConfigArgs on the connsrv command lines, as
+	// defaults that the configuration's own -set arguments override (e.g.
+	// -set runtime.gc_percent=50, as configs/connsrv.yaml ships).
+	ConnsrvArgs []string
 	// LogicArgs are extra arguments for the logic node only (e.g. -set
 	// debug.pprof_listen=...).
 	LogicArgs []string
@@ -114,7 +118,7 @@ func StartServers(ctx context.Context, spec ServerSpec, log *slog.Logger) (*Serv
 	}
 	for i := range spec.Connsrvs {
 		name := fmt.Sprintf("connsrv-%d", i+1)
-		args := append([]string{"connsrv"}, spec.ConfigArgs...)
+		args := append(append([]string{"connsrv"}, spec.ConnsrvArgs...), spec.ConfigArgs...)
 		args = append(args,
 			"-set", "connsrv.listen=tcp://"+hp(spec.Port),
 			"-set", "connsrv.reuse_port=true",

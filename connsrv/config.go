@@ -24,7 +24,8 @@ type Config struct {
 	// Multicore runs one event loop per CPU (or NumEventLoop loops).
 	// Default true.
 	Multicore bool `yaml:"multicore"`
-	// NumEventLoop is the number of event loops; 0 means GOMAXPROCS.
+	// NumEventLoop is the number of event loops; 0 means one per CPU
+	// (runtime.NumCPU) with Multicore, else one.
 	NumEventLoop int `yaml:"num_event_loop"`
 	// ReusePort sets SO_REUSEPORT so several processes can share the port.
 	// Default false.

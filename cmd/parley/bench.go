@@ -34,8 +34,8 @@ func runBench(args []string) error {
 	perServer := fs.Int("per-server", 16000, "with -spawn -1 or -sweep: connections per connsrv process (below its open-files limit, with room for SO_REUSEPORT's uneven spread)")
 	port := fs.Int("port", 18600, "with -spawn/-sweep: the shared WebSocket port; logic uses port+1 (link) and port+2 (HTTP), connsrv i serves /metrics on port+10+i")
 	out := fs.String("out", "bench-report", "with -sweep: report directory")
-	gogc := fs.String("connsrv-gogc", "50", "with -spawn/-sweep: GOGC for the connsrv processes, as configs/connsrv.yaml ships (runtime.gc_percent); empty: Go's default (100)")
-	connsrvNice := fs.Int("connsrv-nice", 0, "with -spawn/-sweep: nice value of the connsrv processes, so that dozens of them on a few cores leave the one logic node its share (in a fleet it has its own cores) (0: none)")
+	gogc := fs.String("connsrv-gogc", "", "with -spawn/-sweep: GOGC environment variable of the connsrv processes, over any runtime.gc_percent (they get -set runtime.gc_percent=50 first, as configs/connsrv.yaml ships, which a -set of yours overrides)")
+	connsrvNice := fs.Int("connsrv-nice", 0, "with -spawn/-sweep: add this to the connsrv processes' nice value, so that dozens of them on a few cores leave the one logic node its share (in a fleet it has its own cores) (0: none)")
 	worker := fs.Bool("worker", false, "internal: run as a client process (spec on stdin, stats on stdout)")
 	done, err := t.setup(fs, args)
 	if err != nil || done {
@@ -69,6 +69,7 @@ func runBench(args []string) error {
 			return fmt.Errorf("-connsrv-nice must be in 0..19, got %d", *connsrvNice)
 		}
 		sc.Servers.ConnsrvNice = *connsrvNice
+		sc.Servers.ConnsrvArgs = []string{"-set", "runtime.gc_percent=50"}
 		if *gogc != "" {
 			sc.Servers.Env = []string{"GOGC=" + *gogc}
 		}

@@ -84,9 +84,9 @@ type RuntimeConfig struct {
 	// below a container's memory limit. Default 0: none.
 	MemoryLimitMB int64 `yaml:"memory_limit_mb"`
 	// MaxProcs is GOMAXPROCS, the threads running Go code at once.
-	// Default 0: twice the runtime's choice for a node with the embedded
-	// store (see embeddedStoreProcs), the runtime's choice (the CPUs the
-	// process may use) otherwise.
+	// Default 0: twice the CPU count for a node with the embedded store and
+	// no CPU limit (see embeddedStoreProcs), the runtime's choice (the CPUs
+	// the process may use) otherwise.
 	MaxProcs int `yaml:"max_procs"`
 }
 
@@ -107,25 +107,32 @@ func (c RuntimeConfig) validate() error {
 	return errors.Join(errs...)
 }
 
+// applyRuntime applies the runtime section for a server command (tools
+// such as bench, loadtest and chat keep Go's defaults and the
+// environment's): the configured settings, then embeddedStoreProcs.
+func applyRuntime(cfg *fileConfig) {
+	cfg.Runtime.apply(os.Getenv)
+	embeddedStoreProcs(cfg, os.Getenv)
+}
+
 // embeddedStoreProcs doubles GOMAXPROCS for a node that runs the embedded
 // (Pebble) store, unless runtime.max_procs or the GOMAXPROCS variable sets
-// it. A goroutine in a blocking system call keeps its scheduler slot (P)
-// until the runtime's monitor thread takes it back, which can be
-// milliseconds when the process is lightly loaded: the WAL's fdatasync and
-// gnet's event loops in epoll_wait do that, and on 2 slots ready goroutines
-// then wait. At 4,000 msg/s on 2 cores the doubling cut send-to-deliver
-// p50 from 4.4 to 1.3 ms and p99 from 30 to 13 ms (docs/tuning.md). The
-// connection tier of a standalone node keeps one event loop per CPU: an
-// unset connsrv.num_event_loop becomes the undoubled count.
+// it, or a CPU limit (a container's quota) already lowered it below the
+// CPU count: above a quota, threads are throttled. A goroutine in a
+// blocking system call keeps its scheduler slot (P) until the runtime's
+// monitor thread takes it back, which can be milliseconds when the process
+// is lightly loaded: the WAL's fdatasync and gnet's event loops in
+// epoll_wait do that, and on 2 slots ready goroutines then wait. At 4,000
+// msg/s on 2 cores the doubling cut send-to-deliver p50 from 4.4 to 1.3 ms
+// and p99 from 30 to 13 ms (docs/tuning.md). gnet's event loops stay one
+// per CPU (runtime.NumCPU) unless connsrv.num_event_loop says otherwise.
 func embeddedStoreProcs(cfg *fileConfig, getenv func(string) string) {
 	if cfg.Store.Backend != "pebble" || cfg.Runtime.MaxProcs != 0 || getenv("GOMAXPROCS") != "" {
 		return
 	}
-	n := runtime.GOMAXPROCS(0)
-	if cfg.Connsrv.NumEventLoop == 0 {
-		cfg.Connsrv.NumEventLoop = n
+	if n := runtime.GOMAXPROCS(0); n >= runtime.NumCPU() {
+		runtime.GOMAXPROCS(2 * n)
 	}
-	runtime.GOMAXPROCS(2 * n)
 }
 
 // apply sets what c sets and the environment does not; getenv is
@@ -246,7 +253,6 @@ func loadConfig(fs *flag.FlagSet, args []string, defaultPath string, validate fu
 		fmt.Println("configuration ok")
 		return cfg, true, nil
 	}
-	cfg.Runtime.apply(os.Getenv)
 	if cfg.Debug.PprofListen != "" {
 		if err := startPprof(cfg.Debug.PprofListen); err != nil {
 			return cfg, false, err

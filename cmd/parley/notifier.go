@@ -39,6 +39,7 @@ func runNotifier(args []string) error {
 	if err != nil || done {
 		return err
 	}
+	applyRuntime(&cfg)
 	log, _ := newLogger(cfg.Log, stderr)
 	if !cfg.Notifier.WebPush() && !cfg.Notifier.Webhook() {
 		log.Warn("neither Web Push keys nor a webhook are configured: events are consumed and dropped")

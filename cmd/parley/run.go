@@ -120,7 +120,7 @@ func runStandalone(args []string) error {
 	if err != nil || done {
 		return err
 	}
-	embeddedStoreProcs(&cfg, os.Getenv)
+	applyRuntime(&cfg)
 	log, _ := newLogger(cfg.Log, stderr)
 	if cfg.Auth.Secret == exampleSecret {
 		log.Warn("using the example JWT secret from configs/standalone.yaml: fine on your laptop, never in production")
@@ -198,7 +198,7 @@ func runLogic(args []string) error {
 	if err != nil || done {
 		return err
 	}
-	embeddedStoreProcs(&cfg, os.Getenv)
+	applyRuntime(&cfg)
 	log, _ := newLogger(cfg.Log, stderr)
 	v, err := auth.NewVerifierWith(cfg.Auth, auth.Options{Logger: log.With("component", "auth")})
 	if err != nil {
@@ -228,6 +228,7 @@ func runConnsrv(args []string) error {
 	if err != nil || done {
 		return err
 	}
+	applyRuntime(&cfg)
 	log, _ := newLogger(cfg.Log, stderr)
 	v, err := auth.NewVerifierWith(cfg.Auth, auth.Options{Logger: log.With("component", "auth")})
 	if err != nil {

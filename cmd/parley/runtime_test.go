@@ -76,40 +76,39 @@ func TestRuntimeConfigApply(t *testing.T) {
 func TestEmbeddedStoreProcs(t *testing.T) {
 	old := runtime.GOMAXPROCS(0)
 	t.Cleanup(func() { runtime.GOMAXPROCS(old) })
+	cpus := runtime.NumCPU()
 	noEnv := func(string) string { return "" }
-	tests := []struct {
+	type procsCase struct {
 		name      string
 		backend   string
 		maxProcs  int
-		loops     int
+		procs     int // GOMAXPROCS before
 		env       func(string) string
 		wantProcs int
-		wantLoops int
-	}{
-		{"pebble doubles and keeps a loop per CPU", "pebble", 0, 0, noEnv, 2 * old, old},
-		{"pebble keeps a set loop count", "pebble", 0, 3, noEnv, 2 * old, 3},
-		{"cql is left alone", "cql", 0, 0, noEnv, old, 0},
-		{"runtime.max_procs wins", "pebble", 5, 0, noEnv, old, 0},
-		{"GOMAXPROCS wins", "pebble", 0, 0, func(k string) string {
+	}
+	tests := []procsCase{
+		{"pebble doubles", "pebble", 0, cpus, noEnv, 2 * cpus},
+		{"cql is left alone", "cql", 0, cpus, noEnv, cpus},
+		{"runtime.max_procs wins", "pebble", 5, cpus, noEnv, cpus},
+		{"GOMAXPROCS wins", "pebble", 0, cpus, func(k string) string {
 			if k == "GOMAXPROCS" {
 				return "1"
 			}
 			return ""
-		}, old, 0},
+		}, cpus},
+	}
+	if cpus > 1 {
+		tests = append(tests, procsCase{"a CPU limit below the CPU count is left alone", "pebble", 0, cpus - 1, noEnv, cpus - 1})
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			runtime.GOMAXPROCS(old)
+			runtime.GOMAXPROCS(tt.procs)
 			cfg := defaultFileConfig()
 			cfg.Store.Backend = tt.backend
 			cfg.Runtime.MaxProcs = tt.maxProcs
-			cfg.Connsrv.NumEventLoop = tt.loops
 			embeddedStoreProcs(&cfg, tt.env)
 			if got := runtime.GOMAXPROCS(0); got != tt.wantProcs {
 				t.Errorf("GOMAXPROCS %d, want %d", got, tt.wantProcs)
-			}
-			if cfg.Connsrv.NumEventLoop != tt.wantLoops {
-				t.Errorf("num_event_loop %d, want %d", cfg.Connsrv.NumEventLoop, tt.wantLoops)
 			}
 		})
 	}
