@@ -3,6 +3,7 @@ package loadtest
 import (
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -93,6 +94,17 @@ type Config struct {
 	// plays (e.g. 1440: a day in a minute). Zero derives it from Rate.
 	// Default 0.
 	Compression float64 `yaml:"compression"`
+	// DayCurve is how active the users are over the 24 hours of their day,
+	// hour by hour, relative: hour h's message rate is DayCurve[h] divided
+	// by the mean of DayCurve, times the day's average rate (Rate is that
+	// average), interpolated linearly between hour midpoints. With a
+	// compression that plays a slice of the day, the run's rate follows
+	// the curve over that slice. Empty (the default): flat, every hour
+	// alike. TypicalDayCurve is one shape to start from.
+	DayCurve []float64 `yaml:"day_curve"`
+	// DayStart is the time of day the run starts at, for DayCurve (e.g.
+	// 18h: the run plays the evening). Default 0: midnight.
+	DayStart time.Duration `yaml:"day_start"`
 	// Contacts is the average number of 1-on-1 chats per user. Default 8.
 	Contacts int `yaml:"contacts"`
 	// GroupsPerUser is the average number of groups a user is in; zero
@@ -170,6 +182,16 @@ func Default() Config {
 		StormFraction:   0.3,
 		StormJitter:     2 * time.Second,
 	}
+}
+
+// TypicalDayCurve is an illustrative shape of a messaging day, hour by
+// hour from midnight, relative: quiet nights (about a fifth of the mean at
+// 3-5 am), a working-day plateau, and an evening peak about 1.6 times the
+// mean at 8-10 pm. It is a shape to start from, not data measured from a
+// real service; use your own traffic's curve where you have it.
+var TypicalDayCurve = []float64{
+	0.55, 0.35, 0.22, 0.15, 0.12, 0.15, 0.30, 0.60, 0.90, 1.05, 1.10, 1.15,
+	1.20, 1.15, 1.10, 1.10, 1.15, 1.20, 1.30, 1.45, 1.60, 1.65, 1.40, 0.95,
 }
 
 // MaxDuration bounds Config.Duration.
@@ -252,6 +274,21 @@ func (c Config) validatePopulation(bad func(string, ...any)) {
 	}
 	if c.Compression < 0 {
 		bad("loadtest.compression must not be negative, got %v", c.Compression)
+	}
+	if len(c.DayCurve) != 0 {
+		var sum float64
+		for _, w := range c.DayCurve {
+			if w < 0 || math.IsNaN(w) || math.IsInf(w, 0) {
+				bad("loadtest.day_curve: weights must be finite and not negative, got %v", w)
+			}
+			sum += w
+		}
+		if len(c.DayCurve) != 24 || sum <= 0 {
+			bad("loadtest.day_curve: want 24 hourly weights with a positive sum, got %d weights summing to %v", len(c.DayCurve), sum)
+		}
+	}
+	if c.DayStart < 0 || c.DayStart >= 24*time.Hour {
+		bad("loadtest.day_start must be in 0..24h, got %s", c.DayStart)
 	}
 	if c.Contacts < 0 || c.Contacts > 1000 {
 		bad("loadtest.contacts must be in 0..1000, got %d", c.Contacts)

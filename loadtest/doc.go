@@ -8,8 +8,9 @@
 //   - group: G groups of M members; one member of each group sends, the
 //     other M-1 receive.
 //   - population: U users following a daily-message model (model.go):
-//     log-normal messages per day compressed to a target rate, 1-on-1
-//     chats and groups, bursts and replies, presence churn (a share of
+//     log-normal messages per day compressed to a target rate, optionally
+//     following a curve over the day (DayCurve), 1-on-1 chats and groups,
+//     bursts and replies, presence churn (a share of
 //     users offline at any time, their messages delivered by sync when they
 //     come back and measured apart as offline deliveries) and a reconnect
 //     storm. Its conns reconnect: sends stay pending until their sent frame

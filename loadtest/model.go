@@ -39,6 +39,13 @@ import (
 // By Poisson splitting the starts of each chat form a Poisson process of
 // their own (the sum of its members' rates into it), so the model is
 // generated per chat shard without any shared state.
+//
+// Day curve: with DayCurve, the start rate at run time t is the chat's rate
+// times the curve's relative activity at the time of day DayStart +
+// t*compression (mean 1 over the day). Starts are drawn at the peak rate
+// and each kept with probability activity/peak (thinning), which gives
+// exactly that time-varying Poisson process. Bursts and replies follow
+// their start, as people do at any hour.
 
 // maxReplyDepth bounds reply chains.
 const maxReplyDepth = 20
@@ -56,9 +63,30 @@ type model struct {
 	cfg         Config
 	daily       []float64 // messages per day, per user
 	chats       []popChat
-	userChats   [][]int // chat indexes per user (1-on-1 first, then groups)
-	compression float64 // day seconds per run second
-	rate        float64 // expected aggregate rate, messages per run second
+	userChats   [][]int   // chat indexes per user (1-on-1 first, then groups)
+	compression float64   // day seconds per run second
+	rate        float64   // expected aggregate rate, messages per run second (the day's average)
+	curve       []float64 // DayCurve scaled to mean 1; nil: flat
+	curveMax    float64   // the largest of curve; 1 when flat
+}
+
+// activity returns the relative start rate (mean 1 over the day) at run
+// time at: the curve interpolated linearly between hour midpoints.
+func (m *model) activity(at time.Duration) float64 {
+	if m.curve == nil {
+		return 1
+	}
+	day := math.Mod(m.cfg.DayStart.Seconds()+at.Seconds()*m.compression, 86400)
+	if day < 0 {
+		day += 86400
+	}
+	x := day/3600 - 0.5 // hour h's value holds at h:30
+	if x < 0 {
+		x += 24
+	}
+	i := int(x) % 24
+	f := x - math.Floor(x)
+	return m.curve[i]*(1-f) + m.curve[(i+1)%24]*f
 }
 
 // newModel builds the population of cfg (mode population) from its seed.
@@ -128,6 +156,19 @@ func newModel(cfg Config) *model {
 		m.compression = cfg.Rate * 86400 / day
 	}
 	m.rate = day * m.compression / 86400
+	m.curveMax = 1
+	if len(cfg.DayCurve) == 24 {
+		var sum float64
+		for _, w := range cfg.DayCurve {
+			sum += w
+		}
+		m.curve = make([]float64, 24)
+		m.curveMax = 0
+		for h, w := range cfg.DayCurve {
+			m.curve[h] = w * 24 / sum
+			m.curveMax = max(m.curveMax, m.curve[h])
+		}
+	}
 	scale := m.compression / 86400 * (1 - cfg.ReplyProb) / cfg.BurstMean / (1 - cfg.OfflineShare)
 	weights := make([][]float64, len(m.chats)) // per chat, per member
 	for c := range m.chats {
@@ -218,7 +259,7 @@ func (m *model) gen(shard, shards int) *popGen {
 	// in their steady state at time 0, not ramping up from none.
 	pre := -m.preroll()
 	for c := shard; c < len(m.chats); c += shards {
-		if r := m.chats[c].rate; r > 0 {
+		if r := m.chats[c].rate * m.curveMax; r > 0 {
 			g.h = append(g.h, popEvent{at: pre + g.exp(1/r), chat: int32(c), start: true})
 		}
 	}
@@ -257,11 +298,14 @@ func (g *popGen) burst() uint16 {
 // shard has no chats with a positive rate.
 func (g *popGen) next() (e popEvent, ok bool) {
 	cfg := &g.m.cfg
-	if len(g.h) > 0 {
+	for len(g.h) > 0 {
 		e = heap.Pop(&g.h).(popEvent)
 		ch := &g.m.chats[e.chat]
 		if e.start {
-			heap.Push(&g.h, popEvent{at: e.at + g.exp(1/ch.rate), chat: e.chat, start: true})
+			heap.Push(&g.h, popEvent{at: e.at + g.exp(1/(ch.rate*g.m.curveMax)), chat: e.chat, start: true})
+			if g.m.curve != nil && g.rng.Float64()*g.m.curveMax >= g.m.activity(e.at) {
+				continue // thinned: a quieter hour
+			}
 			x := g.rng.Float64() * ch.rate
 			i := 0
 			for i < len(ch.cum)-1 && ch.cum[i] < x {

@@ -289,4 +289,106 @@ func TestPopulationConfigValidate(t *testing.T) {
 	if err := popConfig().Validate(); err != nil {
 		t.Errorf("defaults: got %v", err)
 	}
+	curves := []struct {
+		name  string
+		curve []float64
+		start time.Duration
+		want  string // "" = valid
+	}{
+		{"typical", TypicalDayCurve, 18 * time.Hour, ""},
+		{"too few hours", []float64{1, 2, 3}, 0, "loadtest.day_curve"},
+		{"all zero", make([]float64, 24), 0, "loadtest.day_curve"},
+		{"negative", append([]float64{-1}, make([]float64, 23)...), 0, "loadtest.day_curve"},
+		{"start past the day", TypicalDayCurve, 24 * time.Hour, "loadtest.day_start"},
+	}
+	for _, tt := range curves {
+		c := popConfig()
+		c.DayCurve, c.DayStart = tt.curve, tt.start
+		err := c.Validate()
+		if tt.want == "" && err != nil {
+			t.Errorf("%s: got %v, want valid", tt.name, err)
+		}
+		if tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)) {
+			t.Errorf("%s: got %v, want an error about %s", tt.name, err, tt.want)
+		}
+	}
+}
+
+func TestModelDayCurve(t *testing.T) {
+	// Busy mornings: hours 0-11 three times as active as 12-23.
+	curve := make([]float64, 24)
+	for h := range curve {
+		curve[h] = 1
+		if h < 12 {
+			curve[h] = 3
+		}
+	}
+	tests := []struct {
+		name      string
+		start     time.Duration
+		wantRatio float64 // messages in the run's first half over its second
+	}{
+		{"from midnight", 0, 3},
+		{"from noon", 12 * time.Hour, 1.0 / 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := popConfig()
+			cfg.ReplyProb, cfg.BurstMean, cfg.OfflineShare = 0, 1, 0 // one message per start
+			cfg.Rate = 0
+			cfg.Compression = 86400.0 / 200 // the whole day in 200 s
+			cfg.DayCurve, cfg.DayStart = curve, tt.start
+			if err := cfg.Validate(); err != nil {
+				t.Fatal(err)
+			}
+			m := newModel(cfg)
+			span := 200 * time.Second
+			ev := playModel(m, 4, span)
+			// The day's average rate is kept.
+			if got := float64(len(ev)) / span.Seconds(); !within(got, m.rate, 0.05) {
+				t.Errorf("got %.0f msg/s over the day, want the average %.0f ±5%%", got, m.rate)
+			}
+			var first, second float64
+			for _, e := range ev {
+				if e.at < span/2 {
+					first++
+				} else {
+					second++
+				}
+			}
+			// Interpolation smooths the two hour-long edges a little.
+			if got := first / second; !within(got, tt.wantRatio, 0.15) {
+				t.Errorf("first half %v, second half %v: ratio %.2f, want %.2f ±15%%", first, second, got, tt.wantRatio)
+			}
+		})
+	}
+}
+
+func TestModelActivity(t *testing.T) {
+	curve := make([]float64, 24)
+	curve[6] = 24 // all activity at 6:30, none elsewhere: mean 1, peak 24
+	cfg := popConfig()
+	cfg.Compression = 3600 // an hour per run second
+	cfg.Rate = 0
+	cfg.DayCurve = curve
+	m := newModel(cfg)
+	tests := []struct {
+		at   time.Duration
+		want float64
+	}{
+		{6500 * time.Millisecond, 24},   // 6:30
+		{6 * time.Second, 12},           // 6:00, half way from 5:30
+		{7 * time.Second, 12},           // 7:00
+		{3 * time.Second, 0},            // 3:00
+		{30500 * time.Millisecond, 24},  // 6:30 the next day
+		{-17500 * time.Millisecond, 24}, // 6:30 the day before
+	}
+	for _, tt := range tests {
+		if got := m.activity(tt.at); math.Abs(got-tt.want) > 1e-9 {
+			t.Errorf("activity at %s: got %v, want %v", tt.at, got, tt.want)
+		}
+	}
+	if m.curveMax != 24 {
+		t.Errorf("curveMax %v, want 24", m.curveMax)
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"math"
 	"slices"
 	"syscall"
 	"time"
@@ -58,13 +59,19 @@ type Result struct {
 
 // Population describes the model of a population run.
 type Population struct {
-	Users        int     `json:"users"`
-	Chats        int     `json:"chats"`
-	Groups       int     `json:"groups"`
-	MeanGroup    float64 `json:"mean_group_size"`
-	DailyTotal   float64 `json:"messages_per_day"` // the whole population's
-	Compression  float64 `json:"compression"`      // day seconds per run second
-	ModelRate    float64 `json:"model_rate"`       // expected messages/s
+	Users       int     `json:"users"`
+	Chats       int     `json:"chats"`
+	Groups      int     `json:"groups"`
+	MeanGroup   float64 `json:"mean_group_size"`
+	DailyTotal  float64 `json:"messages_per_day"` // the whole population's
+	Compression float64 `json:"compression"`      // day seconds per run second
+	ModelRate   float64 `json:"model_rate"`       // expected messages/s (the day's average)
+	// With a day curve: the slice of the day the run plays, and the
+	// model's rate at its start and its end (messages/s).
+	DayFrom      string  `json:"day_from,omitempty"` // time of day, hh:mm
+	DayTo        string  `json:"day_to,omitempty"`
+	RateStart    float64 `json:"rate_start,omitempty"`
+	RateEnd      float64 `json:"rate_end,omitempty"`
 	OfflineShare float64 `json:"offline_share"`
 	Top10Share   float64 `json:"top10_share"` // share of the daily messages sent by the top 10% of users
 }
@@ -169,6 +176,15 @@ func (r *run) result(live []*stream, setup time.Duration) *Result {
 // describe summarises the model.
 func (m *model) describe(cfg Config) *Population {
 	p := &Population{Users: len(m.daily), Chats: len(m.chats), Compression: m.compression, ModelRate: m.rate, OfflineShare: cfg.OfflineShare}
+	if m.curve != nil {
+		end := cfg.Warmup + cfg.Duration
+		clock := func(at time.Duration) string {
+			d := time.Duration(math.Mod(cfg.DayStart.Seconds()+at.Seconds()*m.compression, 86400) * float64(time.Second))
+			return fmt.Sprintf("%02d:%02d", int(d.Hours()), int(d.Minutes())%60)
+		}
+		p.DayFrom, p.DayTo = clock(0), clock(end)
+		p.RateStart, p.RateEnd = m.rate*m.activity(0), m.rate*m.activity(end)
+	}
 	var members int
 	for _, c := range m.chats {
 		if c.group {
@@ -276,6 +292,10 @@ func (res *Result) WriteText(w io.Writer) error {
 	if pop := res.Population; pop != nil {
 		p("## loadtest population: %d users, %d chats (%d groups, mean size %.1f), model %.0f msg/s (a day compressed %.0fx), %.0fs (+%.0fs warmup)\n\n",
 			pop.Users, pop.Chats, pop.Groups, pop.MeanGroup, pop.ModelRate, pop.Compression, res.DurationSec, res.WarmupSec)
+		if pop.DayFrom != "" {
+			p("Day curve: the run plays %s to %s of the users' day; the model's rate goes from %.0f to %.0f msg/s (the day's average is %.0f).\n\n",
+				pop.DayFrom, pop.DayTo, pop.RateStart, pop.RateEnd, pop.ModelRate)
+		}
 	} else {
 		p("## loadtest %s: %d conns, %d senders x %d recipients, target %.0f msg/s, %.0fs (+%.0fs warmup)\n\n",
 			res.Mode, res.Conns, res.Streams, res.Fanout, res.TargetRate, res.DurationSec, res.WarmupSec)

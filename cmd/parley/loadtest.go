@@ -2,6 +2,9 @@ package main
 
 import (
 	"flag"
+	"fmt"
+	"strconv"
+	"strings"
 
 	"github.com/parley-chat/parley/loadtest"
 )
@@ -44,6 +47,12 @@ func runLoadtest(args []string) error {
 	fs.DurationVar(&d.StormAt, "storm-at", d.StormAt, "population: reconnect storm this long after sending starts (0: none)")
 	fs.Float64Var(&d.StormFraction, "storm-fraction", d.StormFraction, "population: share of connections the storm drops")
 	fs.DurationVar(&d.StormJitter, "storm-jitter", d.StormJitter, "population: storm reconnects spread over this long")
+	fs.Func("day-curve", "population: activity over the day: typical (quiet nights, evening peak), flat (the default), or 24 comma-separated hourly weights; -rate is then the day's average", func(v string) error {
+		c, err := parseDayCurve(v)
+		d.DayCurve = c
+		return err
+	})
+	fs.DurationVar(&d.DayStart, "day-start", d.DayStart, "population: time of day the run starts at, for -day-curve (e.g. 18h)")
 	done, err := t.setup(fs, args)
 	if err != nil || done {
 		return err
@@ -55,4 +64,28 @@ func runLoadtest(args []string) error {
 		return err
 	}
 	return t.report(res, err, res.WriteText)
+}
+
+// parseDayCurve parses -day-curve: typical, flat (or empty), or 24
+// comma-separated hourly weights.
+func parseDayCurve(v string) ([]float64, error) {
+	switch v {
+	case "", "flat":
+		return nil, nil
+	case "typical":
+		return loadtest.TypicalDayCurve, nil
+	}
+	parts := strings.Split(v, ",")
+	if len(parts) != 24 {
+		return nil, fmt.Errorf("want typical, flat or 24 comma-separated hourly weights, got %d values", len(parts))
+	}
+	out := make([]float64, 24)
+	for i, p := range parts {
+		w, err := strconv.ParseFloat(strings.TrimSpace(p), 64)
+		if err != nil {
+			return nil, fmt.Errorf("hour %d: %w", i, err)
+		}
+		out[i] = w
+	}
+	return out, nil
 }
