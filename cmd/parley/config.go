@@ -90,12 +90,14 @@ type RuntimeConfig struct {
 	MaxProcs int `yaml:"max_procs"`
 }
 
-func (c RuntimeConfig) validate() error {
+// validate checks c; getenv is os.Getenv (a GOMEMLIMIT variable is a
+// memory limit for gc_percent -1 too).
+func (c RuntimeConfig) validate(getenv func(string) string) error {
 	var errs []error
 	if c.GCPercent < -1 {
 		errs = append(errs, fmt.Errorf("runtime.gc_percent %d: want a percentage, 0 for the default or -1 for off", c.GCPercent))
 	}
-	if c.GCPercent == -1 && c.MemoryLimitMB == 0 {
+	if c.GCPercent == -1 && c.MemoryLimitMB == 0 && getenv("GOMEMLIMIT") == "" {
 		errs = append(errs, errors.New("runtime.gc_percent -1 turns the collector off: set runtime.memory_limit_mb too, or the heap grows without bound"))
 	}
 	if c.MemoryLimitMB < 0 {
@@ -246,7 +248,7 @@ func loadConfig(fs *flag.FlagSet, args []string, defaultPath string, validate fu
 	if err := confload.SetAll(&cfg, sets); err != nil {
 		return cfg, false, err
 	}
-	if err := errors.Join(cfg.Runtime.validate(), validate(&cfg)); err != nil {
+	if err := errors.Join(cfg.Runtime.validate(os.Getenv), validate(&cfg)); err != nil {
 		return cfg, false, fmt.Errorf("invalid configuration:\n%w", err)
 	}
 	if *check {

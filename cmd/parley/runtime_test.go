@@ -18,18 +18,30 @@ func TestRuntimeConfigValidate(t *testing.T) {
 		{"all set", RuntimeConfig{GCPercent: 50, MemoryLimitMB: 512, MaxProcs: 4}, ""},
 		{"gc off with a limit", RuntimeConfig{GCPercent: -1, MemoryLimitMB: 512}, ""},
 		{"gc off without a limit", RuntimeConfig{GCPercent: -1}, "memory_limit_mb too"},
+		{"gc off with GOMEMLIMIT", RuntimeConfig{GCPercent: -1}, "env:GOMEMLIMIT"},
 		{"gc below -1", RuntimeConfig{GCPercent: -2}, "runtime.gc_percent -2"},
 		{"negative limit", RuntimeConfig{MemoryLimitMB: -1}, "runtime.memory_limit_mb -1"},
 		{"negative procs", RuntimeConfig{MaxProcs: -3}, "runtime.max_procs -3"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := tt.c.validate()
+			getenv := func(string) string { return "" }
+			want := tt.want
+			if k, ok := strings.CutPrefix(tt.want, "env:"); ok { // valid with k set
+				getenv = func(v string) string {
+					if v == k {
+						return "1GiB"
+					}
+					return ""
+				}
+				want = ""
+			}
+			err := tt.c.validate(getenv)
 			switch {
-			case tt.want == "" && err != nil:
-				t.Fatalf("unexpected error: %v", err)
-			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
-				t.Fatalf("got %v, want an error with %q", err, tt.want)
+			case want == "" && err != nil:
+				t.Fatalf("got %v, want no error", err)
+			case want != "" && (err == nil || !strings.Contains(err.Error(), want)):
+				t.Fatalf("got %v, want an error with %q", err, want)
 			}
 		})
 	}
