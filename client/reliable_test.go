@@ -147,6 +147,9 @@ func TestGoaway(t *testing.T) {
 		qs, _ := s2.Upgrades()
 		return len(qs) == 3 && len(s2.ConnsOf("bob")) == 1
 	})
+	// The server sees the upgrade before the client counts the reconnect
+	// (after its sync is written): wait for the count, then check it.
+	waitFor(t, "the third reconnect counted", func() bool { return c.Stats().Reconnects >= 3 })
 	if st := c.Stats(); st.Goaways != 2 || st.Reconnects != 3 {
 		t.Fatalf("got stats %+v, want 2 goaways, 3 reconnects", st)
 	}
