@@ -235,18 +235,37 @@ func ReadMeminfo() (Meminfo, error) {
 // clockTicks is USER_HZ, the unit of /proc/PID/stat times (100 on Linux).
 const clockTicks = 100
 
-// ParseStatCPU returns utime+stime in seconds from a /proc/PID/stat text.
-func ParseStatCPU(s string) (float64, error) {
+// statFields returns the fields of a /proc/PID/stat text from field 3
+// (state) on, so that field N is at index N-3; it needs at least field
+// last.
+func statFields(s string, last int) ([]string, error) {
 	// The command name may hold spaces and parentheses: fields start after
 	// the last ')'.
 	i := strings.LastIndexByte(s, ')')
 	if i < 0 {
-		return 0, fmt.Errorf("cannot parse stat %q", s)
+		return nil, fmt.Errorf("cannot parse stat %q", s)
 	}
 	f := strings.Fields(s[i+1:])
-	// f[0] is field 3 (state); utime and stime are fields 14 and 15.
-	if len(f) < 13 {
-		return 0, fmt.Errorf("cannot parse stat: %d fields", len(f)+2)
+	if len(f) < last-2 {
+		return nil, fmt.Errorf("cannot parse stat: %d fields", len(f)+2)
+	}
+	return f, nil
+}
+
+// readStat returns process pid's /proc/PID/stat text.
+func readStat(pid int) (string, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return "", fmt.Errorf("cannot read stat of process %d: %w", pid, err)
+	}
+	return string(b), nil
+}
+
+// ParseStatCPU returns utime+stime in seconds from a /proc/PID/stat text.
+func ParseStatCPU(s string) (float64, error) {
+	f, err := statFields(s, 15) // utime and stime are fields 14 and 15
+	if err != nil {
+		return 0, err
 	}
 	u, err1 := strconv.ParseInt(f[11], 10, 64)
 	st, err2 := strconv.ParseInt(f[12], 10, 64)
@@ -258,23 +277,19 @@ func ParseStatCPU(s string) (float64, error) {
 
 // ReadCPUSeconds returns process pid's user+system CPU time in seconds.
 func ReadCPUSeconds(pid int) (float64, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	s, err := readStat(pid)
 	if err != nil {
-		return 0, fmt.Errorf("cannot read stat of process %d: %w", pid, err)
+		return 0, err
 	}
-	return ParseStatCPU(string(b))
+	return ParseStatCPU(s)
 }
 
 // ParseStatNice returns the nice value (field 19) from a /proc/PID/stat
 // text.
 func ParseStatNice(s string) (int, error) {
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("cannot parse stat %q", s)
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 17 {
-		return 0, fmt.Errorf("cannot parse stat: %d fields", len(f)+2)
+	f, err := statFields(s, 19)
+	if err != nil {
+		return 0, err
 	}
 	n, err := strconv.Atoi(f[16])
 	if err != nil {
@@ -285,9 +300,9 @@ func ParseStatNice(s string) (int, error) {
 
 // ReadNice returns process pid's nice value.
 func ReadNice(pid int) (int, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	s, err := readStat(pid)
 	if err != nil {
-		return 0, fmt.Errorf("cannot read stat of process %d: %w", pid, err)
+		return 0, err
 	}
-	return ParseStatNice(string(b))
+	return ParseStatNice(s)
 }
