@@ -180,6 +180,16 @@ type coordinator struct {
 	groups   []group
 }
 
+// signalRelease asks every client process to release its connections,
+// all at once, before any release waits for one to finish.
+func (c *coordinator) signalRelease() {
+	for _, g := range c.groups {
+		if r, ok := g.(*remoteGroup); ok {
+			r.signal()
+		}
+	}
+}
+
 func (c *coordinator) run(ctx context.Context) (*Result, error) {
 	cfg := c.cfg
 	res := &Result{Target: cfg.Conns, HeartbeatSec: cfg.HeartbeatInterval.Seconds()}
@@ -193,11 +203,7 @@ func (c *coordinator) run(ctx context.Context) (*Result, error) {
 	rampCPU0 := cpuByServer(cfg.Servers)
 	start := time.Now()
 	defer func() {
-		for _, g := range c.groups {
-			if r, ok := g.(*remoteGroup); ok {
-				r.signal()
-			}
-		}
+		c.signalRelease()
 		for _, g := range c.groups {
 			g.release()
 		}
@@ -308,11 +314,7 @@ func (c *coordinator) run(ctx context.Context) (*Result, error) {
 	}
 	res.ClientRSS, res.ClientHeap = tot.RSS, int64(tot.HeapInuse+tot.StackInuse)
 	res.ErrorsByKind = tot.Errors
-	for _, g := range c.groups {
-		if r, ok := g.(*remoteGroup); ok {
-			r.signal() // all at once; then collect
-		}
-	}
+	c.signalRelease()
 	for _, g := range c.groups {
 		s := g.release()
 		for k, v := range s.Errors {
