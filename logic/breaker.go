@@ -71,10 +71,16 @@ func (b *breaker) allow() bool {
 	return false
 }
 
+// storeFailed reports whether err is a store failure: not-found and
+// conflict are answers, not failures.
+func storeFailed(err error) bool {
+	return err != nil && !errors.Is(err, record.ErrNotFound) && !errors.Is(err, record.ErrConflict)
+}
+
 // done records a call's outcome: it took took, of which the node spent
 // waited waiting for a CPU.
 func (b *breaker) done(took, waited time.Duration, err error) {
-	bad := err != nil && !errors.Is(err, record.ErrNotFound) && !errors.Is(err, record.ErrConflict)
+	bad := storeFailed(err)
 	if took > b.cfg.Latency {
 		if took-waited > b.cfg.Latency {
 			bad = true
@@ -124,12 +130,18 @@ func (b *breaker) call(fn func() error) error {
 		breakerRejected.Inc()
 		return ErrStoreUnavailable
 	}
-	start, lag0 := b.now(), b.lag.lateness()
+	start := b.now()
+	lag0 := b.lag.lateness(start)
 	err := fn()
-	took, waited := b.now().Sub(start), b.lag.lateness()-lag0
+	end := b.now()
+	took := end.Sub(start)
+	var waited time.Duration
+	if took > b.cfg.Latency { // only a slow call needs its CPU wait
+		waited = b.lag.lateness(end) - lag0
+	}
 	storeCalls.Inc()
 	storeLatency.Update(took.Seconds())
-	if err != nil && !errors.Is(err, record.ErrNotFound) && !errors.Is(err, record.ErrConflict) {
+	if storeFailed(err) {
 		storeErrors.Inc()
 	}
 	b.done(took, waited, err)

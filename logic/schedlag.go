@@ -76,24 +76,25 @@ func (l *schedLag) observe(woke time.Time, late time.Duration) {
 	l.last.Store(l.since(woke))
 }
 
-// overdue returns how much later than due the running probe is now.
-func (l *schedLag) overdue() time.Duration {
+// overdue returns how much later than due the running probe is at t.
+func (l *schedLag) overdue(t time.Time) time.Duration {
 	last := l.last.Load()
 	if last == 0 {
 		return 0
 	}
-	return max(time.Duration(l.since(l.now())-last)-l.interval, 0)
+	return max(time.Duration(l.since(t)-last)-l.interval, 0)
 }
 
-// lateness returns the process's lateness in getting a CPU accrued so far:
-// that of every wake-up, plus how overdue the probe is now (it is starved
-// and has not woken to say so). The difference of two readings is the
-// lateness accrued between them. A nil probe reads 0.
-func (l *schedLag) lateness() time.Duration {
+// lateness returns the process's lateness in getting a CPU accrued up to
+// t (the caller's own reading of the clock, usually now): that of every
+// wake-up, plus how overdue the probe is at t (it is starved and has not
+// woken to say so). The difference of two readings is the lateness
+// accrued between them. A nil probe reads 0.
+func (l *schedLag) lateness(t time.Time) time.Duration {
 	if l == nil {
 		return 0
 	}
-	return time.Duration(l.total.Load()) + l.overdue()
+	return time.Duration(l.total.Load()) + l.overdue(t)
 }
 
 // recent returns the recent peak lateness (or the current overdue time, if
@@ -102,5 +103,5 @@ func (l *schedLag) recent() time.Duration {
 	if l == nil {
 		return 0
 	}
-	return max(time.Duration(l.peak.Load()), l.overdue())
+	return max(time.Duration(l.peak.Load()), l.overdue(l.now()))
 }

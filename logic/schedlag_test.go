@@ -11,7 +11,7 @@ func TestSchedLagLateness(t *testing.T) {
 	l := newSchedLag(50 * time.Millisecond)
 	l.now = func() time.Time { return now }
 	l.epoch = now
-	if got := l.lateness(); got != 0 {
+	if got := l.lateness(now); got != 0 {
 		t.Fatalf("before the probe runs: lateness %v, want 0", got)
 	}
 	l.last.Store(l.since(now)) // run's first step
@@ -44,10 +44,10 @@ func TestSchedLagLateness(t *testing.T) {
 			due = now.Add(50 * time.Millisecond)
 		}
 		now = now.Add(st.advance)
-		if got := l.lateness(); got != st.wantLate {
+		if got := l.lateness(now); got != st.wantLate {
 			t.Fatalf("%s: lateness %v, want %v", st.name, got, st.wantLate)
 		}
-		if got := l.overdue(); got != st.wantOverdue {
+		if got := l.overdue(now); got != st.wantOverdue {
 			t.Fatalf("%s: overdue %v, want %v", st.name, got, st.wantOverdue)
 		}
 	}
@@ -58,7 +58,7 @@ func TestSchedLagLateness(t *testing.T) {
 
 func TestSchedLagNil(t *testing.T) {
 	var l *schedLag
-	if got := l.lateness(); got != 0 {
+	if got := l.lateness(time.Now()); got != 0 {
 		t.Errorf("nil probe: lateness %v, want 0", got)
 	}
 	if got := l.recent(); got != 0 {
@@ -76,7 +76,7 @@ func TestSchedLagRun(t *testing.T) {
 		go func() { defer close(done); l.run(stop) }()
 		time.Sleep(time.Second)
 		synctest.Wait()
-		if got := l.lateness(); got != 0 {
+		if got := l.lateness(time.Now()); got != 0 {
 			t.Errorf("lateness after 1s on time: %v, want 0", got)
 		}
 		if l.last.Load() == 0 {
@@ -85,7 +85,7 @@ func TestSchedLagRun(t *testing.T) {
 		close(stop)
 		<-done
 		time.Sleep(time.Second)
-		if got, last := l.overdue(), l.last.Load(); got != 0 || last != 0 {
+		if got, last := l.overdue(time.Now()), l.last.Load(); got != 0 || last != 0 {
 			t.Errorf("stopped probe: overdue %v, last %d; want 0, 0", got, last)
 		}
 	})
