@@ -70,17 +70,23 @@ type model struct {
 	curveMax    float64   // the largest of curve; 1 when flat
 }
 
+// dayTime returns the users' time of day at run time at (DayStart plus
+// the compressed run time), in [0, 24h).
+func (m *model) dayTime(at time.Duration) time.Duration {
+	day := math.Mod(m.cfg.DayStart.Seconds()+at.Seconds()*m.compression, 86400)
+	if day < 0 {
+		day += 86400
+	}
+	return time.Duration(day * float64(time.Second))
+}
+
 // activity returns the relative start rate (mean 1 over the day) at run
 // time at: the curve interpolated linearly between hour midpoints.
 func (m *model) activity(at time.Duration) float64 {
 	if m.curve == nil {
 		return 1
 	}
-	day := math.Mod(m.cfg.DayStart.Seconds()+at.Seconds()*m.compression, 86400)
-	if day < 0 {
-		day += 86400
-	}
-	x := day/3600 - 0.5 // hour h's value holds at h:30
+	x := m.dayTime(at).Hours() - 0.5 // hour h's value holds at h:30
 	if x < 0 {
 		x += 24
 	}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"math"
 	"slices"
 	"syscall"
 	"time"
@@ -179,7 +178,7 @@ func (m *model) describe(cfg Config) *Population {
 	if m.curve != nil {
 		end := cfg.Warmup + cfg.Duration
 		clock := func(at time.Duration) string {
-			d := time.Duration(math.Mod(cfg.DayStart.Seconds()+at.Seconds()*m.compression, 86400) * float64(time.Second))
+			d := m.dayTime(at)
 			return fmt.Sprintf("%02d:%02d", int(d.Hours()), int(d.Minutes())%60)
 		}
 		p.DayFrom, p.DayTo = clock(0), clock(end)
