@@ -155,8 +155,31 @@ type guardedStore struct {
 	b *breaker
 }
 
-func (g guardedStore) AppendMessages(ctx context.Context, msgs []record.Message) error {
-	return g.b.call(func() error { return g.s.AppendMessages(ctx, msgs) })
+// AppendMessages counts a call as failed when any chat's append failed
+// other than by a conflict (a conflict is another writer, not the store
+// failing).
+func (g guardedStore) AppendMessages(ctx context.Context, apps []record.ChatAppend) (res []record.AppendResult) {
+	err := g.b.call(func() error {
+		res = g.s.AppendMessages(ctx, apps)
+		for _, r := range res {
+			if r.Err != nil && !errors.Is(r.Err, record.ErrConflict) {
+				return r.Err
+			}
+		}
+		return nil
+	})
+	if res == nil { // the circuit is open: nothing was tried
+		res = make([]record.AppendResult, len(apps))
+		for i := range res {
+			res[i].Err = err
+		}
+	}
+	return res
+}
+
+func (g guardedStore) DedupKeys(ctx context.Context, chatID string, limit int) (k []record.DedupKey, complete bool, err error) {
+	err = g.b.call(func() (e error) { k, complete, e = g.s.DedupKeys(ctx, chatID, limit); return })
+	return
 }
 
 func (g guardedStore) LastSeq(ctx context.Context, chatID string) (n uint64, err error) {

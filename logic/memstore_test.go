@@ -42,41 +42,94 @@ func newMemStore() *memStore {
 	}
 }
 
-func (m *memStore) AppendMessages(_ context.Context, msgs []record.Message) error {
+func (m *memStore) AppendMessages(_ context.Context, apps []record.ChatAppend) []record.AppendResult {
 	m.mu.Lock()
 	d := m.delay
 	m.mu.Unlock()
 	time.Sleep(d)
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	res := make([]record.AppendResult, len(apps))
+	fail := func(err error) []record.AppendResult {
+		for i := range res {
+			res[i].Err = err
+		}
+		return res
+	}
 	if m.closed {
-		return record.ErrClosed
+		return fail(record.ErrClosed)
 	}
 	if m.failing {
-		return fmt.Errorf("injected failure")
+		return fail(fmt.Errorf("injected failure"))
 	}
 	if m.failAppends > 0 {
 		m.failAppends--
-		return fmt.Errorf("injected append failure")
+		return fail(fmt.Errorf("injected append failure"))
 	}
-	next := map[string]uint64{}
-	for _, x := range msgs {
-		last, ok := next[x.ChatID]
-		if !ok {
-			last = uint64(len(m.msgs[x.ChatID]))
+	seen := map[string]bool{}
+	for i, a := range apps {
+		if err := a.Validate(); err != nil {
+			res[i].Err = err
+			continue
 		}
-		if x.Seq != last+1 {
-			return fmt.Errorf("chat %s seq %d after %d: %w", x.ChatID, x.Seq, last, record.ErrConflict)
+		chat := a.ChatID()
+		if seen[chat] {
+			res[i].Err = fmt.Errorf("chat %s twice in one call", chat)
+			continue
 		}
-		next[x.ChatID] = x.Seq
+		seen[chat] = true
+		l := m.msgs[chat]
+		lead, leading := 0, true
+		var add []record.Message
+		for _, x := range a.Msgs {
+			switch {
+			case x.Seq <= uint64(len(l)):
+				if l[x.Seq-1] != x {
+					res[i].Err = fmt.Errorf("chat %s seq %d holds another message: %w", chat, x.Seq, record.ErrConflict)
+				} else if leading {
+					lead++
+				}
+			case x.Seq == uint64(len(l)+len(add))+1:
+				leading = false
+				add = append(add, x)
+			default:
+				res[i].Err = fmt.Errorf("chat %s seq %d after %d: the fake stores dense seqs only", chat, x.Seq, len(l)+len(add))
+			}
+			if res[i].Err != nil {
+				break
+			}
+		}
+		res[i].Stored = lead
+		if res[i].Err != nil {
+			continue
+		}
+		for _, x := range add {
+			m.msgs[chat] = append(m.msgs[chat], x)
+			if x.RequestID != "" {
+				m.dedup[record.DedupKey{ChatID: x.ChatID, Sender: x.Sender, RequestID: x.RequestID}] = x
+			}
+		}
+		res[i].Stored = len(a.Msgs)
 	}
-	for _, x := range msgs {
-		m.msgs[x.ChatID] = append(m.msgs[x.ChatID], x)
-		if x.RequestID != "" {
-			m.dedup[record.DedupKey{ChatID: x.ChatID, Sender: x.Sender, RequestID: x.RequestID}] = x
+	return res
+}
+
+func (m *memStore) DedupKeys(_ context.Context, chat string, limit int) ([]record.DedupKey, bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil, false, record.ErrClosed
+	}
+	var out []record.DedupKey
+	for k := range m.dedup {
+		if k.ChatID == chat {
+			if len(out) == limit {
+				return out, false, nil
+			}
+			out = append(out, k)
 		}
 	}
-	return nil
+	return out, true, nil
 }
 
 func (m *memStore) LastSeq(_ context.Context, chat string) (uint64, error) {

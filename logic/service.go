@@ -59,6 +59,13 @@ type request struct {
 	// forwarded is set on a request another logic node forwarded here: it
 	// runs here whoever owns the chat now, and is not rate limited again.
 	forwarded bool
+
+	// A group change's system message in the sequencer core (shard.go,
+	// appendSystem); used only by the chat's shard worker.
+	system bool
+	extra  []string // users beyond the members who get the event
+	sysSeq uint64   // the event's seq once stored
+	sysErr error    // why it was not stored
 }
 
 // Service is a logic node. Construct with New, bind with Listen, then Run.
@@ -239,6 +246,11 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	if s.dir != nil || len(s.cfg.Cluster.Peers) > 0 || s.cfg.Cluster.Enabled {
 		s.cluster = newCluster(s, s.dir)
+	}
+	// The sequencer cores are made again here, once SetDirectory has said
+	// whether this node is part of a fleet (singleWriter).
+	for _, sh := range s.shards {
+		sh.core = newCore(s)
 	}
 	stop := make(chan struct{})
 	var workers sync.WaitGroup

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"slices"
+	"time"
 	"unicode/utf8"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -12,111 +13,82 @@ import (
 	"github.com/parley-chat/parley/internal/proto"
 	"github.com/parley-chat/parley/internal/record"
 	"github.com/parley-chat/parley/internal/tierlink"
+	"github.com/parley-chat/parley/logic/seq"
 )
 
 var (
 	messagesStored   = metrics.NewCounter(`parley_logic_messages_stored_total`)
 	messagesDeduped  = metrics.NewCounter(`parley_logic_messages_deduplicated_total`)
+	dedupLookups     = metrics.NewCounter(`parley_logic_dedup_lookups_total`)
+	appendsInDoubt   = metrics.NewCounter(`parley_logic_appends_in_doubt_total`)
+	appendConflicts  = metrics.NewCounter(`parley_logic_append_conflicts_total`)
+	chatLoads        = metrics.NewCounter(`parley_logic_chat_loads_total`)
 	deliveriesQueued = metrics.NewCounter(`parley_logic_deliveries_total`)
 	receiptsSent     = metrics.NewCounter(`parley_logic_receipts_total`)
 	appendBatchSize  = metrics.NewHistogram(`parley_logic_append_batch_messages`)
 )
 
-// chatState is what a shard worker caches about a chat it owns.
-type chatState struct {
-	chat    record.Chat
-	exists  bool     // false for a direct chat not created yet
-	lastSeq uint64   // highest durable seq
-	tent    uint64   // highest seq assigned in the current batch
-	members []string // sorted
-	// recent remembers the newest stored messages (without bodies) by
-	// seq%recentMsgs, so that an ack of what was just delivered needs no
-	// history read. nil until the chat's first send on this node; an entry
-	// whose seq does not match is not there (the caller reads the store).
-	recent *[recentMsgs]recentMsg
-}
-
-// recentMsgs is the size of chatState.recent: acks usually cover the few
-// messages delivered since the previous ack.
-const recentMsgs = 16
-
-// recentMsg is what an ack needs of a stored message: who sent it, its
-// kind and its timestamp.
-type recentMsg struct {
-	seq    uint64
-	ts     int64
-	sender string
-	kind   record.MsgKind
-}
-
-// remember notes a stored message in the recent ring.
-func (c *chatState) remember(m *record.Message) {
-	if c.recent == nil {
-		c.recent = new([recentMsgs]recentMsg)
-	}
-	c.recent[m.Seq%recentMsgs] = recentMsg{seq: m.Seq, ts: m.TS, sender: m.Sender, kind: m.Kind}
-}
-
-// recentRange appends the messages after..upto (bodies empty) to dst from
-// the recent ring; ok is false when any of them is not there.
-func (c *chatState) recentRange(dst []record.Message, after, upto uint64) (_ []record.Message, ok bool) {
-	if c.recent == nil || upto <= after || upto-after > recentMsgs {
-		return dst, false
-	}
-	for seq := after + 1; seq <= upto; seq++ {
-		e := &c.recent[seq%recentMsgs]
-		if e.seq != seq {
-			return dst, false
-		}
-		dst = append(dst, record.Message{ChatID: c.chat.ID, Seq: seq, Sender: e.sender, TS: e.ts, Kind: e.kind})
-	}
-	return dst, true
-}
-
-func (c *chatState) isMember(user string) bool {
-	_, ok := slices.BinarySearch(c.members, user)
-	return ok
-}
+// Bounds of the sequencer core (logic/seq) of each shard.
+const (
+	// maxInflight is the most seqs of one chat assigned and not known
+	// durable. A lease holder fences this many seqs above the head when it
+	// takes a chat over (fenceSpan), so the two must agree.
+	maxInflight = 256
+	fenceSpan   = maxInflight
+	// recentKeys is how many request keys per chat the core holds exactly.
+	recentKeys = 1024
+	// dedupKeyLimit is the most dedup keys read into a chat's filter at
+	// load; a chat with more gets no filter (a store lookup per new key).
+	dedupKeyLimit = 20000
+	// tailMessages seeds a loaded chat's memory of stored messages.
+	tailMessages = 16
+)
 
 // shard is one chat shard worker: it owns the chats that hash to it and
-// handles their mutations one batch at a time. Its fields are used only by
-// its own goroutine.
+// handles their mutations one batch at a time. The decisions are the
+// sequencer core's (logic/seq); the shard loads chats, calls the store and
+// carries out the core's answers. Its fields are used only by its own
+// goroutine.
 type shard struct {
-	svc   *Service
-	q     chan *request
-	chats map[string]*chatState
+	svc  *Service
+	q    chan *request
+	core *seq.Core[*request]
 
-	// per-batch state, reused
-	pending []pendingSend
-	dedup   map[record.DedupKey]int // index into pending
-	newDMs  []*chatState
+	epoch   uint64 // the cluster ring epoch the cached chats belong to
 	scratch []byte
 	fan     fanoutScratch
-	epoch   uint64                                      // the cluster ring epoch the cached chats belong to
 	routes  map[routeKey]map[string][]tierlink.PeerUser // fleet: per-batch fan-out routes
 	acked   []record.Message                            // ack: the newly covered messages, reused
 }
 
-type pendingSend struct {
-	r     *request
-	cs    *chatState // the chat's state when the send was added (never looked up again)
-	msg   record.Message
-	dupOf int // -1, or index of the earlier send in this batch with the same key
+func newShard(s *Service) *shard {
+	return &shard{svc: s, q: make(chan *request, s.cfg.ShardQueue), core: newCore(s)}
 }
 
-func newShard(s *Service) *shard {
-	return &shard{svc: s, q: make(chan *request, s.cfg.ShardQueue), chats: map[string]*chatState{}, dedup: map[record.DedupKey]int{}}
+func newCore(s *Service) *seq.Core[*request] {
+	cfg := seq.Config{MaxInflight: maxInflight, Keys: recentKeys, Filter: s.singleWriter()}
+	return seq.New[*request](cfg, max(1, s.cfg.ChatCacheSize/max(1, s.cfg.Shards)))
 }
 
 func (sh *shard) run(stop <-chan struct{}) {
 	batch := make([]*request, 0, sh.svc.cfg.BatchMax)
+	retry := time.NewTimer(time.Hour)
+	retry.Stop()
+	defer retry.Stop()
 	for {
+		// Appends in doubt are tried again when due, even without traffic.
+		if at, ok := sh.core.NextRetry(); ok {
+			retry.Reset(max(at.Sub(sh.svc.now()), 0))
+		}
+		batch = batch[:0]
 		select {
 		case r := <-sh.q:
-			batch = append(batch[:0], r)
+			batch = append(batch, r)
+		case <-retry.C:
 		case <-stop:
 			return
 		}
+		retry.Stop()
 	drain:
 		for len(batch) < cap(batch) {
 			select {
@@ -146,7 +118,7 @@ func (sh *shard) process(batch []*request) {
 		// Ownership may have moved and back: what this shard cached about
 		// a chat may be stale, so reload from the store.
 		if e := c.epoch.Load(); e != sh.epoch {
-			clear(sh.chats)
+			sh.failAll(sh.core.DropAll(func(*seq.Chat[*request]) bool { return true }))
 			sh.epoch = e
 		}
 	}
@@ -164,51 +136,72 @@ func (sh *shard) process(batch []*request) {
 	sh.flush()
 }
 
-// loadChat returns the cached state of chat, loading it from the store.
-// A direct chat that does not exist yet gets a state with exists=false.
-func (sh *shard) loadChat(ctx context.Context, id string) (*chatState, error) {
-	if cs, ok := sh.chats[id]; ok {
-		return cs, nil
+// loadChat returns the core's state of chat, loading it from the store.
+func (sh *shard) loadChat(ctx context.Context, id string) (*seq.Chat[*request], error) {
+	if ch := sh.core.Chat(id); ch != nil {
+		return ch, nil
 	}
-	st := sh.svc.store
-	cs := &chatState{}
+	l, err := sh.svc.loadChat(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	ch, fails := sh.core.Install(l)
+	sh.failAll(fails)
+	return ch, nil
+}
+
+// loadChat reads what the sequencer needs of a chat. A direct chat that
+// does not exist yet loads with Exists false.
+func (svc *Service) loadChat(ctx context.Context, id string) (seq.Load, error) {
+	chatLoads.Inc()
+	st := svc.store
+	l := seq.Load{Meta: record.Chat{ID: id}, KeysComplete: true}
 	c, err := st.Chat(ctx, id)
 	switch {
 	case err == nil:
-		cs.chat, cs.exists = c, true
+		l.Meta, l.Exists = c, true
 	case errors.Is(err, record.ErrNotFound):
 		a, b, ok := record.DirectMembers(id)
 		if !ok {
-			return nil, err
+			return l, err
 		}
-		cs.chat = record.Chat{ID: id, Kind: record.KindDirect}
-		cs.members = []string{a, b}
+		l.Meta = record.Chat{ID: id, Kind: record.KindDirect}
+		l.Members = []string{a, b}
 	default:
-		return nil, err
+		return l, err
 	}
-	if cs.exists {
-		if cs.lastSeq, err = st.LastSeq(ctx, id); err != nil {
-			return nil, err
-		}
-		if cs.chat.Kind == record.KindDirect {
-			a, b, _ := record.DirectMembers(id)
-			cs.members = []string{a, b}
-		} else if cs.members, err = st.Members(ctx, id); err != nil {
-			return nil, err
-		}
-		slices.Sort(cs.members)
+	if !l.Exists {
+		return l, nil
 	}
-	cs.tent = cs.lastSeq
-	if len(sh.chats) >= max(1, sh.svc.cfg.ChatCacheSize/len(sh.svc.shards)) {
-		for k, c := range sh.chats { // evict an arbitrary entry without pending sends
-			if c.tent == c.lastSeq && c.exists {
-				delete(sh.chats, k)
-				break
-			}
+	if l.Head, err = st.LastSeq(ctx, id); err != nil {
+		return l, err
+	}
+	if a, b, ok := record.DirectMembers(id); ok {
+		l.Members = []string{a, b}
+	} else if l.Members, err = st.Members(ctx, id); err != nil {
+		return l, err
+	}
+	if l.Head > 0 {
+		if l.Tail, err = st.Messages(ctx, id, record.Page{Before: l.Head + 1, Limit: tailMessages}); err != nil {
+			return l, err
 		}
 	}
-	sh.chats[id] = cs
-	return cs, nil
+	if svc.singleWriter() {
+		if l.Keys, l.KeysComplete, err = st.DedupKeys(ctx, id, dedupKeyLimit); err != nil {
+			return l, err
+		}
+	}
+	if l.Cursors, err = st.ChatCursors(ctx, id); err != nil {
+		return l, err
+	}
+	return l, nil
+}
+
+// singleWriter reports whether this node is the only writer of the chats
+// it sequences (a single node on its own store), so that its shards may
+// rule request keys out with a filter instead of a store lookup.
+func (svc *Service) singleWriter() bool {
+	return svc.dir == nil && len(svc.cfg.Cluster.Peers) == 0 && !svc.cfg.Cluster.Enabled
 }
 
 func (sh *shard) fail(r *request, err error) {
@@ -216,7 +209,40 @@ func (sh *shard) fail(r *request, err error) {
 	sh.svc.replyErr(r.out, r.in.ID, err)
 }
 
-// addSend validates a send and adds it to the pending batch.
+func (sh *shard) failAll(fails []seq.Failure[*request]) {
+	for _, f := range fails {
+		sh.failRef(f.Ref, f.Err)
+	}
+}
+
+// failRef answers a request the core failed: a send with an error frame,
+// a system message by recording the error for its group change.
+func (sh *shard) failRef(r *request, err error) {
+	if r.system {
+		r.sysErr = err
+		return
+	}
+	sh.fail(r, sh.clientError(r, err))
+}
+
+// clientError maps the core's errors to client errors.
+func (sh *shard) clientError(r *request, err error) error {
+	switch {
+	case errors.Is(err, seq.ErrNotMember):
+		return proto.Errorf(proto.CodeNotMember, "you are not a member of %s", r.chat)
+	case errors.Is(err, seq.ErrNoChat):
+		return proto.Errorf(proto.CodeChatNotFound, "no such chat")
+	case errors.Is(err, seq.ErrBadSeq):
+		return proto.Errorf(proto.CodeBadRequest, "%v", err)
+	case errors.Is(err, seq.ErrBusy):
+		return &proto.Error{Code: proto.CodeOverloaded, Message: "too many messages of this chat in flight", RetryAfterMS: 100}
+	case errors.Is(err, seq.ErrNotStored), errors.Is(err, seq.ErrInDoubt):
+		return &proto.Error{Code: proto.CodeUnavailable, Message: "message not stored, retry", RetryAfterMS: 200}
+	}
+	return err
+}
+
+// addSend validates a send and hands it to the core.
 func (sh *shard) addSend(r *request) {
 	in := &r.in
 	if !record.ValidID(in.ID) {
@@ -237,48 +263,43 @@ func (sh *shard) addSend(r *request) {
 	}
 	ctx, cancel := sh.ctx()
 	defer cancel()
-	cs, err := sh.loadChat(ctx, r.chat)
+	ch, err := sh.loadChat(ctx, r.chat)
 	if err != nil {
 		sh.fail(r, err)
 		return
 	}
-	if !cs.isMember(r.user) {
-		sh.fail(r, proto.Errorf(proto.CodeNotMember, "you are not a member of %s", r.chat))
-		return
+	s := seq.Send{Chat: r.chat, User: r.user, Device: r.device, RequestID: in.ID, Body: *in.Body, TS: sh.svc.now().UnixMilli()}
+	d := sh.core.Send(r, s)
+	if d.Kind == seq.Lookup {
+		dedupLookups.Inc()
+		orig, err := sh.svc.store.LookupDedup(ctx, record.DedupKey{ChatID: r.chat, Sender: r.user, RequestID: in.ID})
+		switch {
+		case err == nil:
+			d = sh.core.Resolve(r, s, &orig)
+		case errors.Is(err, record.ErrNotFound):
+			d = sh.core.Resolve(r, s, nil)
+		default:
+			sh.fail(r, err)
+			return
+		}
 	}
-	key := record.DedupKey{ChatID: r.chat, Sender: r.user, RequestID: in.ID}
-	if i, ok := sh.dedup[key]; ok {
-		sh.pending = append(sh.pending, pendingSend{r: r, dupOf: i})
-		return
-	}
-	if cs.exists {
-		orig, err := sh.svc.store.LookupDedup(ctx, key)
-		if err == nil {
-			messagesDeduped.Inc()
-			sh.replySent(r, orig.ChatID, orig.Seq, orig.TS)
+	switch d.Kind {
+	case seq.Rejected:
+		sh.fail(r, sh.clientError(r, d.Err))
+	case seq.Known:
+		messagesDeduped.Inc()
+		sh.replySent(r, d.Msg.ChatID, d.Msg.Seq, d.Msg.TS)
+		if r.from != nil {
+			sh.svc.ownSent(r.from, &d.Msg)
+		}
+		if d.Refan {
 			// The first attempt may have been stored without being fanned
 			// out (its append reported an error, or the node died between
 			// the write and the fan-out): offer it again. Sessions that
 			// have it ignore it.
-			if r.from != nil {
-				sh.svc.ownSent(r.from, &orig)
-			}
-			sh.fanout(cs, &orig, r.from)
-			return
+			sh.fanout(ch, &d.Msg, r.from, nil)
 		}
-		if !errors.Is(err, record.ErrNotFound) {
-			sh.fail(r, err)
-			return
-		}
-	} else if !slices.Contains(sh.newDMs, cs) {
-		sh.newDMs = append(sh.newDMs, cs)
 	}
-	cs.tent++
-	sh.dedup[key] = len(sh.pending)
-	sh.pending = append(sh.pending, pendingSend{r: r, cs: cs, dupOf: -1, msg: record.Message{
-		ChatID: r.chat, Seq: cs.tent, Sender: r.user, Device: r.device, RequestID: in.ID,
-		TS: sh.svc.now().UnixMilli(), Kind: record.MsgText, Body: *in.Body,
-	}})
 }
 
 func (sh *shard) replySent(r *request, chat string, seq uint64, ts int64) {
@@ -291,74 +312,85 @@ func (sh *shard) replySent(r *request, chat string, seq uint64, ts int64) {
 	r.out.reply(sh.scratch)
 }
 
-// flush makes the pending sends durable, then acknowledges and fans them out.
+// flush appends what the core has pending (new messages, and appends in
+// doubt that are due), then answers and fans out what became durable.
 func (sh *shard) flush() {
-	if len(sh.pending) == 0 {
-		return
+	now := sh.svc.now()
+	if !sh.core.Pending() {
+		if at, ok := sh.core.NextRetry(); !ok || now.Before(at) {
+			return
+		}
 	}
-	defer func() {
-		clear(sh.pending)
-		sh.pending = sh.pending[:0]
-		clear(sh.dedup)
-		clear(sh.newDMs)
-		sh.newDMs = sh.newDMs[:0]
-		clear(sh.routes)
-	}()
+	defer clear(sh.routes)
 	ctx, cancel := sh.ctx()
 	defer cancel()
-	err := sh.createDMs(ctx)
-	var msgs []record.Message
-	if err == nil {
-		msgs = make([]record.Message, 0, len(sh.pending))
-		for _, p := range sh.pending {
-			if p.dupOf < 0 {
-				msgs = append(msgs, p.msg)
-			}
-		}
-		err = sh.svc.store.AppendMessages(ctx, msgs)
-	}
-	if err != nil {
-		sh.svc.log.Warn("cannot append messages", "count", len(sh.pending), "err", err)
-		for _, p := range sh.pending {
-			delete(sh.chats, p.r.chat) // reload seq and members on the next use
-			sh.fail(p.r, &proto.Error{Code: proto.CodeUnavailable, Message: "message not stored, retry", RetryAfterMS: 200})
-		}
-		return
-	}
-	messagesStored.Add(len(msgs))
-	appendBatchSize.Update(float64(len(msgs)))
-	sh.markSendersRead(ctx)
-	for _, p := range sh.pending {
-		cs := p.cs
-		if p.dupOf >= 0 {
-			orig := sh.pending[p.dupOf].msg
-			messagesDeduped.Inc()
-			sh.replySent(p.r, orig.ChatID, orig.Seq, orig.TS)
+	for _, ch := range sh.core.Uncreated() {
+		meta := ch.Meta
+		meta.CreatedAt = now.UnixMilli()
+		err := sh.svc.store.CreateChat(ctx, meta, ch.Members)
+		if err != nil && !errors.Is(err, record.ErrConflict) {
+			sh.svc.log.Warn("cannot create chat", "chat_id", ch.ID, "err", err)
+			sh.failAll(sh.core.Abort(ch, seq.ErrNotStored))
 			continue
 		}
-		if p.msg.Seq > cs.lastSeq {
-			cs.lastSeq = p.msg.Seq
-			cs.exists = true
-		}
-		cs.remember(&p.msg)
-		sh.replySent(p.r, p.msg.ChatID, p.msg.Seq, p.msg.TS)
-		sh.svc.observeSent(p.r)
-		if p.r.from != nil {
-			sh.svc.ownSent(p.r.from, &p.msg)
-		}
-		sh.fanout(cs, &p.msg, p.r.from)
+		ch.Exists = true
 	}
+	apps := sh.core.Appends(now)
+	if len(apps) == 0 {
+		return
+	}
+	res := sh.svc.store.AppendMessages(ctx, apps)
+	rep := sh.core.Applied(res, nil, sh.svc.now())
+	stored := 0
+	for i, r := range res {
+		if r.Err == nil {
+			continue
+		}
+		if errors.Is(r.Err, record.ErrConflict) {
+			appendConflicts.Inc()
+		} else {
+			appendsInDoubt.Inc()
+		}
+		sh.svc.log.Warn("cannot append messages", "chat_id", apps[i].ChatID(), "count", len(apps[i].Msgs), "stored", r.Stored, "err", r.Err)
+	}
+	for i := range rep.Stored {
+		st := &rep.Stored[i]
+		stored++
+		var skip *session
+		var extra []string
+		for j, w := range st.Waiters {
+			if w.system {
+				w.sysSeq, extra = st.Msg.Seq, w.extra
+				continue
+			}
+			if j > 0 {
+				messagesDeduped.Inc()
+			} else {
+				sh.svc.observeSent(w)
+				skip = w.from
+			}
+			sh.replySent(w, st.Msg.ChatID, st.Msg.Seq, st.Msg.TS)
+			if w.from != nil {
+				sh.svc.ownSent(w.from, &st.Msg)
+			}
+		}
+		sh.fanout(st.Chat, &st.Msg, skip, extra)
+	}
+	messagesStored.Add(stored)
+	appendBatchSize.Update(float64(stored))
+	sh.markSendersRead(ctx, rep.Stored)
+	sh.failAll(rep.Failed)
 }
 
 // markSendersRead raises each sender's read marker to their newest message
 // of the batch: your own messages are never unread.
-func (sh *shard) markSendersRead(ctx context.Context) {
+func (sh *shard) markSendersRead(ctx context.Context, stored []seq.Stored[*request]) {
 	type key struct{ user, chat string }
 	latest := make(map[key]uint64, 4)
-	for _, p := range sh.pending {
-		if p.dupOf < 0 {
-			k := key{p.msg.Sender, p.msg.ChatID}
-			latest[k] = max(latest[k], p.msg.Seq)
+	for _, st := range stored {
+		if st.Msg.Kind == record.MsgText {
+			k := key{st.Msg.Sender, st.Msg.ChatID}
+			latest[k] = max(latest[k], st.Msg.Seq)
 		}
 	}
 	for k, seq := range latest {
@@ -368,37 +400,37 @@ func (sh *shard) markSendersRead(ctx context.Context) {
 	}
 }
 
-// createDMs creates the direct chats first used in this batch.
-func (sh *shard) createDMs(ctx context.Context) error {
-	for _, cs := range sh.newDMs {
-		cs.chat.CreatedAt = sh.svc.now().UnixMilli()
-		err := sh.svc.store.CreateChat(ctx, cs.chat, cs.members)
-		if err != nil && !errors.Is(err, record.ErrConflict) {
-			return err
-		}
-		cs.exists = true
+// fanout offers a stored message to every session of every member (and
+// of extra users) except the sending session (which got "sent"), and
+// emits a push event for members with no session online.
+func (sh *shard) fanout(ch *seq.Chat[*request], m *record.Message, skip *session, extra []string) {
+	members := ch.Members
+	if len(extra) > 0 {
+		members = append(slices.Clone(members), extra...)
 	}
-	return nil
-}
-
-// fanout offers a stored message to every session of every member except
-// the sending session (which got "sent"), and emits a push event for
-// members with no session online.
-func (sh *shard) fanout(cs *chatState, m *record.Message, skip *session) {
 	c := sh.svc.cluster
 	if c == nil {
-		sh.offerAll(cs.members, m, skip)
+		sh.scratch = proto.AppendMsg(sh.scratch[:0], m)
+		for _, u := range members {
+			sh.fan.sessions = sh.svc.offerUser(sh.fan.sessions, u, true, m, sh.scratch, skip)
+		}
 		return
 	}
-	// One directory lookup per chat and batch, not per message.
-	k := routeKey{cs.chat.ID, m.Kind == record.MsgText}
-	routes, ok := sh.routes[k]
-	if !ok {
-		routes = c.route(cs.members, k.push)
-		if sh.routes == nil {
-			sh.routes = map[routeKey]map[string][]tierlink.PeerUser{}
+	push := m.Kind == record.MsgText
+	var routes map[string][]tierlink.PeerUser
+	if len(extra) > 0 {
+		routes = c.route(members, push)
+	} else {
+		// One directory lookup per chat and batch, not per message.
+		k := routeKey{ch.ID, push}
+		var ok bool
+		if routes, ok = sh.routes[k]; !ok {
+			routes = c.route(members, push)
+			if sh.routes == nil {
+				sh.routes = map[routeKey]map[string][]tierlink.PeerUser{}
+			}
+			sh.routes[k] = routes
 		}
-		sh.routes[k] = routes
 	}
 	sh.scratch = proto.AppendMsg(sh.scratch[:0], m)
 	sh.offerRoutes(routes, m, skip)
@@ -407,18 +439,6 @@ func (sh *shard) fanout(cs *chatState, m *record.Message, skip *session) {
 type routeKey struct {
 	chat string
 	push bool
-}
-
-func (sh *shard) offerAll(users []string, m *record.Message, skip *session) {
-	sh.scratch = proto.AppendMsg(sh.scratch[:0], m)
-	c := sh.svc.cluster
-	if c == nil {
-		for _, u := range users {
-			sh.fan.sessions = sh.svc.offerUser(sh.fan.sessions, u, true, m, sh.scratch, skip)
-		}
-		return
-	}
-	sh.offerRoutes(c.route(users, m.Kind == record.MsgText), m, skip)
 }
 
 // offerRoutes hands m (framed in sh.scratch) to the nodes of routes: local
@@ -453,21 +473,28 @@ func (svc *Service) offerUser(scratch []*session, user string, push bool, m *rec
 	return sessions[:0]
 }
 
-// appendSystem stores a system message in chat now and fans it out.
-func (sh *shard) appendSystem(ctx context.Context, cs *chatState, actor, requestID string, event map[string]any, extra []string) (uint64, error) {
+// appendSystem stores a system message in chat now (after anything the
+// chat has in doubt) and fans it out, to extra users too. r is the group
+// change that causes it.
+func (sh *shard) appendSystem(r *request, ch *seq.Chat[*request], actor, requestID string, event map[string]any, extra []string) (uint64, error) {
 	body, err := json.Marshal(event)
 	if err != nil {
 		return 0, err
 	}
-	m := record.Message{ChatID: cs.chat.ID, Seq: cs.lastSeq + 1, Sender: actor, RequestID: requestID, TS: sh.svc.now().UnixMilli(), Kind: record.MsgSystem, Body: string(body)}
-	if err := sh.svc.store.AppendMessages(ctx, []record.Message{m}); err != nil {
-		delete(sh.chats, cs.chat.ID)
-		return 0, err
+	r.system, r.extra, r.sysSeq, r.sysErr = true, extra, 0, nil
+	defer func() { r.system, r.extra = false, nil }()
+	m := record.Message{ChatID: ch.ID, Sender: actor, RequestID: requestID, TS: sh.svc.now().UnixMilli(), Kind: record.MsgSystem, Body: string(body)}
+	if d := sh.core.System(r, m); d.Kind == seq.Rejected {
+		return 0, sh.clientError(r, d.Err)
 	}
-	cs.lastSeq, cs.tent = m.Seq, m.Seq
-	cs.remember(&m)
-	sh.offerAll(append(slices.Clone(cs.members), extra...), &m, nil)
-	return m.Seq, nil
+	sh.flush()
+	if r.sysSeq == 0 {
+		if r.sysErr == nil {
+			r.sysErr = seq.ErrNotStored
+		}
+		return 0, sh.clientError(r, r.sysErr)
+	}
+	return r.sysSeq, nil
 }
 
 func (sh *shard) replyOK(r *request, chat string, seq uint64) {
@@ -537,12 +564,12 @@ func (sh *shard) groupCreate(ctx context.Context, r *request) error {
 	if err != nil {
 		return err
 	}
-	delete(sh.chats, r.chat)
-	cs, err := sh.loadChat(ctx, r.chat)
+	sh.failAll(sh.core.Drop(r.chat))
+	ch, err := sh.loadChat(ctx, r.chat)
 	if err != nil {
 		return err
 	}
-	seq, err := sh.appendSystem(ctx, cs, r.user, "", map[string]any{"event": "created", "by": r.user, "name": in.Name, "members": members}, nil)
+	seq, err := sh.appendSystem(r, ch, r.user, "", map[string]any{"event": "created", "by": r.user, "name": in.Name, "members": members}, nil)
 	if err != nil {
 		return err
 	}
@@ -556,11 +583,11 @@ func (sh *shard) groupChange(ctx context.Context, r *request) error {
 	if kind != record.KindGroup {
 		return proto.Errorf(proto.CodeForbidden, "membership of a 1-on-1 chat cannot change")
 	}
-	cs, err := sh.loadChat(ctx, r.chat)
+	ch, err := sh.loadChat(ctx, r.chat)
 	if err != nil {
 		return err
 	}
-	if !cs.isMember(r.user) {
+	if !ch.IsMember(r.user) {
 		return proto.Errorf(proto.CodeNotMember, "you are not a member of %s", r.chat)
 	}
 	target := in.User
@@ -576,10 +603,19 @@ func (sh *shard) groupChange(ctx context.Context, r *request) error {
 	// and completes the change, so no change is ever left without its
 	// event, and no event is stored twice.
 	if in.ID != "" {
+		if ch.Busy() {
+			// An earlier message of this chat is in doubt (it may be this
+			// change's event): find out first.
+			sh.core.Retry(ch)
+			sh.flush()
+			if ch = sh.core.Chat(r.chat); ch == nil || ch.Busy() {
+				return &proto.Error{Code: proto.CodeUnavailable, Message: "an earlier change of this group is not stored yet, retry", RetryAfterMS: 200}
+			}
+		}
 		prev, err := sh.svc.store.LookupDedup(ctx, record.DedupKey{ChatID: r.chat, Sender: r.user, RequestID: in.ID})
 		switch {
 		case err == nil:
-			if err := sh.applyMembership(ctx, cs, target, add); err != nil {
+			if err := sh.applyMembership(ctx, ch, target, add); err != nil {
 				return err
 			}
 			sh.replyOK(r, r.chat, prev.Seq)
@@ -591,20 +627,20 @@ func (sh *shard) groupChange(ctx context.Context, r *request) error {
 	var event map[string]any
 	var extra []string
 	if add {
-		if cs.isMember(target) {
+		if ch.IsMember(target) {
 			sh.replyOK(r, r.chat, 0)
 			return nil
 		}
-		if len(cs.members) >= record.MaxGroupMembers {
+		if len(ch.Members) >= record.MaxGroupMembers {
 			return proto.Errorf(proto.CodeGroupFull, "group %s has %d members, the limit", r.chat, record.MaxGroupMembers)
 		}
 		event = map[string]any{"event": "member_added", "user": target, "by": r.user}
 		extra = []string{target} // the new member gets the event too
 	} else {
-		if target != r.user && cs.chat.CreatedBy != r.user {
+		if target != r.user && ch.Meta.CreatedBy != r.user {
 			return proto.Errorf(proto.CodeForbidden, "only the group's creator can remove members")
 		}
-		if !cs.isMember(target) {
+		if !ch.IsMember(target) {
 			sh.replyOK(r, r.chat, 0)
 			return nil
 		}
@@ -614,11 +650,11 @@ func (sh *shard) groupChange(ctx context.Context, r *request) error {
 		}
 		event = map[string]any{"event": name, "user": target, "by": r.user}
 	}
-	seq, err := sh.appendSystem(ctx, cs, r.user, in.ID, event, extra)
+	seq, err := sh.appendSystem(r, ch, r.user, in.ID, event, extra)
 	if err != nil {
 		return err
 	}
-	if err := sh.applyMembership(ctx, cs, target, add); err != nil {
+	if err := sh.applyMembership(ctx, ch, target, add); err != nil {
 		return err // the retry finds the event and applies the change
 	}
 	sh.replyOK(r, r.chat, seq)
@@ -626,92 +662,75 @@ func (sh *shard) groupChange(ctx context.Context, r *request) error {
 }
 
 // applyMembership adds target to (or removes it from) the chat in the
-// store and the cached state. Both are idempotent.
-func (sh *shard) applyMembership(ctx context.Context, cs *chatState, target string, add bool) error {
-	i, found := slices.BinarySearch(cs.members, target)
+// store and the core's state. Both are idempotent.
+func (sh *shard) applyMembership(ctx context.Context, ch *seq.Chat[*request], target string, add bool) error {
 	if add {
-		if err := sh.svc.store.AddMember(ctx, cs.chat.ID, target); err != nil {
-			delete(sh.chats, cs.chat.ID)
+		if err := sh.svc.store.AddMember(ctx, ch.ID, target); err != nil {
+			sh.failAll(sh.core.Drop(ch.ID))
 			return err
 		}
-		if !found {
-			cs.members = slices.Insert(cs.members, i, target)
-		}
+		ch.AddMember(target)
 		return nil
 	}
-	if err := sh.svc.store.RemoveMember(ctx, cs.chat.ID, target); err != nil {
-		delete(sh.chats, cs.chat.ID)
+	if err := sh.svc.store.RemoveMember(ctx, ch.ID, target); err != nil {
+		sh.failAll(sh.core.Drop(ch.ID))
 		return err
 	}
-	if found {
-		cs.members = slices.Delete(cs.members, i, i+1)
-	}
+	ch.RemoveMember(target)
 	return nil
 }
 
 // ack records a device's delivery cursor and sends cumulative "delivered"
 // receipts to the senders of the newly covered messages.
 func (sh *shard) ack(ctx context.Context, r *request) error {
-	cs, err := sh.loadChat(ctx, r.chat)
-	if err != nil {
+	if _, err := sh.loadChat(ctx, r.chat); err != nil {
 		return err
 	}
-	if !cs.exists {
-		return proto.Errorf(proto.CodeChatNotFound, "no such chat")
-	}
-	if !cs.isMember(r.user) {
-		return proto.Errorf(proto.CodeNotMember, "you are not a member of %s", r.chat)
-	}
-	seq := r.in.Seq
-	if seq == 0 || seq > cs.lastSeq {
-		return proto.Errorf(proto.CodeBadRequest, "ack seq %d outside 1..%d", seq, cs.lastSeq)
-	}
-	st := sh.svc.store
-	cur, err := st.DeviceCursor(ctx, r.user, r.device, r.chat)
+	res, err := sh.core.Ack(sh.acked[:0], r.chat, r.user, r.device, r.in.Seq)
 	if err != nil {
-		return err
+		return sh.clientError(r, err)
 	}
-	if seq <= cur {
+	if res.To == res.From {
 		return nil
 	}
-	if err := st.SetDeviceCursor(ctx, r.user, r.device, r.chat, seq); err != nil {
+	if err := sh.svc.store.SetDeviceCursor(ctx, r.user, r.device, r.chat, res.To); err != nil {
 		return err
 	}
 	// The newly covered messages: usually the few just delivered, still in
-	// the recent ring. Else from the store: seqs are dense, so the page
-	// below seq+1 of this size is exactly the newly covered range (its
+	// the core's memory. Else from the store: seqs are dense, so the page
+	// below To+1 of this size is exactly the newly covered range (its
 	// newest 200 when the ack covers more).
-	msgs, ok := cs.recentRange(sh.acked[:0], cur, seq)
-	if ok {
+	msgs := res.Covered
+	if res.Complete {
 		sh.acked = msgs
 		defer clear(sh.acked) // drop the sender strings
-	} else if msgs, err = st.Messages(ctx, r.chat, record.Page{Before: seq + 1, Limit: int(min(seq-cur, record.MaxPageLimit))}); err != nil {
+	} else if msgs, err = sh.svc.store.Messages(ctx, r.chat, record.Page{Before: res.To + 1, Limit: int(min(res.To-res.From, record.MaxPageLimit))}); err != nil {
 		return err
 	}
-	sh.svc.observeDelivered(r, cur, msgs)
+	sh.svc.observeDelivered(r, res.From, msgs)
 	var senders []string
 	for _, m := range msgs {
-		if m.Seq > cur && m.Kind == record.MsgText && m.Sender != r.user && !slices.Contains(senders, m.Sender) {
+		if m.Seq > res.From && m.Kind == record.MsgText && m.Sender != r.user && !slices.Contains(senders, m.Sender) {
 			senders = append(senders, m.Sender)
 		}
 	}
 	if len(senders) == 0 {
 		return nil
 	}
-	sh.scratch = proto.AppendReceipt(sh.scratch[:0], r.chat, r.user, r.device, seq)
+	sh.scratch = proto.AppendReceipt(sh.scratch[:0], r.chat, r.user, r.device, res.To)
 	receiptsSent.Add(sh.svc.deliverToUsers(senders, sh.scratch, nil, &sh.fan))
 	return nil
 }
 
 func (sh *shard) read(ctx context.Context, r *request) error {
-	cs, err := sh.loadChat(ctx, r.chat)
+	ch, err := sh.loadChat(ctx, r.chat)
 	if err != nil {
 		return err
 	}
-	if !cs.exists || !cs.isMember(r.user) {
+	if !ch.Exists || !ch.IsMember(r.user) {
 		return proto.Errorf(proto.CodeNotMember, "you are not a member of %s", r.chat)
 	}
-	return sh.svc.store.SetReadSeq(ctx, r.user, r.chat, min(r.in.Seq, cs.lastSeq))
+	return sh.svc.store.SetReadSeq(ctx, r.user, r.chat, min(r.in.Seq, ch.Head))
 }
 
 func truncate(s string, n int) string {

@@ -18,19 +18,30 @@ import (
 // are safe for concurrent use.
 //
 // Sequencing is not the store's job: the logic tier assigns seqs and only
-// ever appends seq = LastSeq+1 for a chat it owns. The store must refuse to
-// overwrite an existing (chat, seq) with ErrConflict.
+// ever appends seq = LastSeq+1 for a chat it owns. The store never
+// overwrites a stored (chat, seq) with other content: it refuses with
+// ErrConflict, or (CQL under leases) fences the older writer by epoch.
 type Store interface {
-	// AppendMessages durably stores msgs (possibly of several chats) and,
-	// for each with a RequestID, the dedup entry (ChatID, Sender,
-	// RequestID) -> message. All-or-nothing; it returns only after the
-	// write is durable (synced). Concurrent calls share syncs (group
-	// commit). ErrConflict if any (chat, seq) already exists.
-	AppendMessages(ctx context.Context, msgs []record.Message) error
+	// AppendMessages durably stores each chat's messages and, for each with
+	// a RequestID, the dedup entry (ChatID, Sender, RequestID) -> message,
+	// and returns one result per append (record.AppendResult): chats are
+	// independent; a chat whose seqs meet a stored message with other
+	// content gets ErrConflict; an error leaves the outcome of the rest
+	// unknown, and the caller appends it again, unchanged, until it knows.
+	// Messages stored already with the same content count as stored. It
+	// returns only after the writes are durable (synced); concurrent calls
+	// share syncs (group commit). Each append names one chat, at most once
+	// per call, with dense ascending seqs.
+	AppendMessages(ctx context.Context, appends []record.ChatAppend) []record.AppendResult
 	// LastSeq returns the highest seq stored for chat, 0 if none.
 	LastSeq(ctx context.Context, chatID string) (uint64, error)
 	// LookupDedup returns the message stored under key, or ErrNotFound.
 	LookupDedup(ctx context.Context, key record.DedupKey) (record.Message, error)
+	// DedupKeys returns up to limit of the chat's stored request keys;
+	// complete is false when there may be more (then a key absent from the
+	// list may still be stored). Keys may name messages that never landed
+	// (LookupDedup tells).
+	DedupKeys(ctx context.Context, chatID string, limit int) (keys []record.DedupKey, complete bool, err error)
 	// Message returns one message, or ErrNotFound.
 	Message(ctx context.Context, chatID string, seq uint64) (record.Message, error)
 	// Messages returns a page of history in ascending seq order (see

@@ -16,5 +16,5 @@ var (
 // TestMemStoreConformance keeps the in-memory fake used by logic's tests
 // honest: it must behave like a real backend.
 func TestMemStoreConformance(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) storetest.Store { return newMemStore() })
+	storetest.Run(t, func(t *testing.T) storetest.Store { return newMemStore() }, storetest.Options{})
 }

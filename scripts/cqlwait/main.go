@@ -199,6 +199,10 @@ func probe(ctx context.Context, cfg config) (string, error) {
 	cluster.ConnectTimeout = cfg.queryTimeout
 	cluster.Timeout = cfg.queryTimeout
 	cluster.NumConns = 1
+	// Probe exactly the named node. (Discovery would also need the port:
+	// the ScyllaDB driver reads peers' ports from columns Cassandra does
+	// not have, and falls back to ClusterConfig.Port.)
+	cluster.DisableInitialHostLookup = true
 	cluster.Consistency = gocql.One
 	cluster.Logger = log.New(io.Discard, "", 0)
 	session, err := cluster.CreateSession()

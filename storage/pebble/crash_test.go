@@ -68,7 +68,7 @@ func checkAcked(t *testing.T, s *Store, acked map[string]uint64) {
 				t.Fatalf("LookupDedup(%+v) after crash: got %+v, %v, want seq 2", key, m, err)
 			}
 		}
-		if err := s.AppendMessages(ctx, storetest.Msgs(chat, last+1, last+1)); err != nil {
+		if err := storetest.Append(ctx, s, 0, storetest.Msgs(chat, last+1, last+1)); err != nil {
 			t.Fatalf("AppendMessages(%q, %d) after crash: %v", chat, last+1, err)
 		}
 	}
@@ -85,7 +85,7 @@ func TestPowerLossSequential(t *testing.T) {
 		t.Fatalf("CreateChat: %v", err)
 	}
 	for seq := uint64(1); seq <= 9; seq += 3 {
-		if err := s.AppendMessages(ctx, storetest.Msgs(chat.ID, seq, seq+2)); err != nil {
+		if err := storetest.Append(ctx, s, 0, storetest.Msgs(chat.ID, seq, seq+2)); err != nil {
 			t.Fatalf("AppendMessages: %v", err)
 		}
 	}
@@ -135,7 +135,7 @@ func TestPowerLossConcurrent(t *testing.T) {
 		wg.Go(func() {
 			chat := fmt.Sprintf("g:w%d", w)
 			for seq := uint64(1); !stop.Load(); seq += 2 {
-				if err := s.AppendMessages(t.Context(), storetest.Msgs(chat, seq, seq+1)); err != nil {
+				if err := storetest.Append(t.Context(), s, 0, storetest.Msgs(chat, seq, seq+1)); err != nil {
 					errs <- err
 					return
 				}

@@ -136,11 +136,11 @@ func fnv32[T string | []byte](b T) uint32 {
 // lockChats locks the stripes of the given chats in ascending stripe order
 // (so that concurrent multi-chat batches cannot deadlock) and returns the
 // function that unlocks them.
-func (s *Store) lockChats(msgs []record.Message) func() {
+func (s *Store) lockChats(chats []string) func() {
 	var buf [8]uint32
 	idx := buf[:0]
-	for i := range msgs {
-		st := fnv32(msgs[i].ChatID) % chatStripes
+	for _, c := range chats {
+		st := fnv32(c) % chatStripes
 		if !slices.Contains(idx, st) {
 			idx = append(idx, st)
 		}
@@ -204,102 +204,159 @@ func validMessage(m *record.Message) error {
 	return nil
 }
 
-// AppendMessages durably stores msgs and their dedup entries in one batch:
-// all or nothing, returning only after the batch is synced (unless
-// Config.Sync is false). It returns record.ErrConflict, writing nothing, if
-// any (chat, seq) is already stored or repeated within msgs.
+// AppendMessages durably stores each chat's messages and their dedup
+// entries, with one synced batch for the whole call (unless Config.Sync is
+// false). Chats are independent (record.AppendResult): a chat whose
+// messages meet a stored row with different content gets
+// record.ErrConflict and nothing of it is written; rows already stored with
+// identical content count as stored and are not written again; the other
+// chats are written. A failed commit leaves the written chats' outcome
+// unknown.
 //
-// The conflict check and the commit run under the stripe locks of every chat
-// in msgs, so they are atomic against concurrent appends to the same chats;
-// appends to other chats proceed in parallel, and their synced commits share
-// WAL fsyncs through Pebble's commit pipeline (group commit). A dedup entry
-// whose key is already stored is overwritten (the logic tier looks it up
-// before appending). Safe for concurrent use.
-func (s *Store) AppendMessages(ctx context.Context, msgs []record.Message) error {
-	if len(msgs) == 0 {
-		return nil
-	}
+// The conflict checks and the commit run under the stripe locks of every
+// chat of the call, so they are atomic against concurrent appends to the
+// same chats; appends to other chats proceed in parallel, and their synced
+// commits share WAL fsyncs through Pebble's commit pipeline (group commit).
+// A dedup entry whose key is already stored is overwritten (the logic tier
+// looks it up before appending). Safe for concurrent use.
+func (s *Store) AppendMessages(ctx context.Context, appends []record.ChatAppend) []record.AppendResult {
+	res := make([]record.AppendResult, len(appends))
 	if err := s.enter(ctx); err != nil {
-		return fmt.Errorf("cannot append messages: %w", err)
+		for i := range res {
+			res[i].Err = fmt.Errorf("cannot append messages: %w", err)
+		}
+		return res
 	}
 	defer s.leave()
-	for i := range msgs {
-		if err := validMessage(&msgs[i]); err != nil {
-			return fmt.Errorf("cannot append messages: %w", err)
-		}
-	}
-	if err := repeated(msgs); err != nil {
-		return err
-	}
 
-	unlock := s.lockChats(msgs)
+	valid := make([]bool, len(appends))
+	seen := make(map[string]struct{}, len(appends))
+	var chats []string
+	for i, a := range appends {
+		if err := validAppend(a); err != nil {
+			res[i].Err = fmt.Errorf("cannot append messages: %w", err)
+			continue
+		}
+		if _, dup := seen[a.ChatID()]; dup {
+			res[i].Err = fmt.Errorf("cannot append messages: chat %s twice in one call", a.ChatID())
+			continue
+		}
+		seen[a.ChatID()] = struct{}{}
+		valid[i] = true
+		chats = append(chats, a.ChatID())
+	}
+	unlock := s.lockChats(chats)
 	defer unlock()
-
-	var key []byte
-	for i := range msgs {
-		m := &msgs[i]
-		key = msgKey(key[:0], m.ChatID, m.Seq)
-		ok, err := s.exists(key)
-		if err != nil {
-			return fmt.Errorf("cannot check message %d of chat %s: %w", m.Seq, m.ChatID, err)
-		}
-		if ok {
-			return fmt.Errorf("cannot append message %d to chat %s: %w", m.Seq, m.ChatID, record.ErrConflict)
-		}
-	}
 
 	b := s.db.NewBatch()
 	defer b.Close()
-	var val []byte
-	for i := range msgs {
-		m := &msgs[i]
-		key = msgKey(key[:0], m.ChatID, m.Seq)
-		val = appendMessage(val[:0], m)
-		if err := b.Set(key, val, nil); err != nil {
-			return fmt.Errorf("cannot append message %d to chat %s: %w", m.Seq, m.ChatID, err)
+	var key, val []byte
+	written := make([]bool, len(appends))
+	for i, a := range appends {
+		if !valid[i] {
+			continue
 		}
-		if m.RequestID != "" {
-			key = dedupKey(key[:0], m.ChatID, m.Sender, m.RequestID)
-			val = appendSeq(val[:0], m.Seq)
-			if err := b.Set(key, val, nil); err != nil {
-				return fmt.Errorf("cannot append dedup entry of message %d to chat %s: %w", m.Seq, m.ChatID, err)
+		// Which rows exist already: identical ones count as stored, a
+		// different one is a conflict for the whole chat.
+		write := make([]bool, len(a.Msgs))
+		lead, leading := 0, true
+		var err error
+		for j := range a.Msgs {
+			m := &a.Msgs[j]
+			var same, found bool
+			if same, found, err = s.sameMessage(m); err != nil {
+				err = fmt.Errorf("cannot check message %d of chat %s: %w", m.Seq, m.ChatID, err)
+				break
+			}
+			if found && !same {
+				err = fmt.Errorf("cannot append message %d to chat %s: %w", m.Seq, m.ChatID, record.ErrConflict)
+				break
+			}
+			write[j] = !found
+			if leading && found {
+				lead++
+			} else {
+				leading = false
 			}
 		}
+		res[i].Stored = lead
+		if err != nil {
+			res[i].Err = err
+			continue
+		}
+		for j := range a.Msgs {
+			if !write[j] {
+				continue
+			}
+			m := &a.Msgs[j]
+			key = msgKey(key[:0], m.ChatID, m.Seq)
+			val = appendMessage(val[:0], m)
+			if err := b.Set(key, val, nil); err != nil {
+				res[i].Err = fmt.Errorf("cannot append message %d to chat %s: %w", m.Seq, m.ChatID, err)
+				break
+			}
+			if m.RequestID != "" {
+				key = dedupKey(key[:0], m.ChatID, m.Sender, m.RequestID)
+				val = appendSeq(val[:0], m.Seq)
+				if err := b.Set(key, val, nil); err != nil {
+					res[i].Err = fmt.Errorf("cannot append dedup entry of message %d to chat %s: %w", m.Seq, m.ChatID, err)
+					break
+				}
+			}
+		}
+		written[i] = res[i].Err == nil
 	}
-	if err := s.db.Apply(b, s.wo); err != nil {
-		return fmt.Errorf("cannot append %d messages (first chat %s): %w", len(msgs), msgs[0].ChatID, err)
+	if b.Empty() {
+		for i := range appends {
+			if written[i] {
+				res[i].Stored = len(appends[i].Msgs)
+			}
+		}
+		return res
+	}
+	err := s.db.Apply(b, s.wo)
+	for i := range appends {
+		if !written[i] {
+			continue
+		}
+		if err != nil {
+			res[i].Err = fmt.Errorf("cannot append %d messages to chat %s: %w", len(appends[i].Msgs), appends[i].ChatID(), err)
+			continue
+		}
+		res[i].Stored = len(appends[i].Msgs)
+	}
+	return res
+}
+
+// validAppend checks an append's shape and every message's ids.
+func validAppend(a record.ChatAppend) error {
+	if err := a.Validate(); err != nil {
+		return err
+	}
+	for i := range a.Msgs {
+		if err := validMessage(&a.Msgs[i]); err != nil {
+			return err
+		}
 	}
 	return nil
 }
 
-// repeated returns ErrConflict if a (chat, seq) appears twice in msgs.
-func repeated(msgs []record.Message) error {
-	type id struct {
-		chat string
-		seq  uint64
+// sameMessage reports whether m's (chat, seq) is stored, and if so whether
+// with m's content.
+func (s *Store) sameMessage(m *record.Message) (same, found bool, err error) {
+	v, closer, err := s.db.Get(msgKey(nil, m.ChatID, m.Seq))
+	if errors.Is(err, pdb.ErrNotFound) {
+		return false, false, nil
 	}
-	conflict := func(m *record.Message) error {
-		return fmt.Errorf("cannot append message %d to chat %s twice in one batch: %w", m.Seq, m.ChatID, record.ErrConflict)
+	if err != nil {
+		return false, false, err
 	}
-	if len(msgs) <= 16 {
-		for i := 1; i < len(msgs); i++ {
-			for j := range i {
-				if msgs[i].Seq == msgs[j].Seq && msgs[i].ChatID == msgs[j].ChatID {
-					return conflict(&msgs[i])
-				}
-			}
-		}
-		return nil
+	defer closer.Close()
+	got, err := decodeMessage(m.ChatID, m.Seq, v)
+	if err != nil {
+		return false, true, err
 	}
-	seen := make(map[id]struct{}, len(msgs))
-	for i := range msgs {
-		k := id{msgs[i].ChatID, msgs[i].Seq}
-		if _, ok := seen[k]; ok {
-			return conflict(&msgs[i])
-		}
-		seen[k] = struct{}{}
-	}
-	return nil
+	return got == *m, true, nil
 }
 
 // LastSeq returns the highest seq stored for chat, 0 if none: one reverse
@@ -362,6 +419,44 @@ func (s *Store) LookupDedup(ctx context.Context, key record.DedupKey) (record.Me
 		return record.Message{}, fmt.Errorf("cannot look up dedup entry %+v: %w: message %d missing", key, errCorrupt, seq)
 	}
 	return m, err
+}
+
+// DedupKeys lists up to limit of the chat's request keys with one prefix
+// scan of its dedup rows ('k' chat 00); complete is false when there are
+// more. The embedded store keeps keys for good, so a long-lived chat soon
+// has more than a sequencer loads (it then looks keys up one by one). Safe
+// for concurrent use.
+func (s *Store) DedupKeys(ctx context.Context, chatID string, limit int) ([]record.DedupKey, bool, error) {
+	if err := s.enter(ctx); err != nil {
+		return nil, false, fmt.Errorf("cannot list dedup keys: %w", err)
+	}
+	defer s.leave()
+	if checkID("chat id", chatID) != nil {
+		return nil, true, nil
+	}
+	lower := append([]byte{tableDedup}, chatID...)
+	lower = append(lower, sep)
+	it, err := s.db.NewIter(&pdb.IterOptions{LowerBound: lower, UpperBound: prefixEnd(lower)})
+	if err != nil {
+		return nil, false, fmt.Errorf("cannot list dedup keys of chat %s: %w", chatID, err)
+	}
+	defer it.Close()
+	var out []record.DedupKey
+	for ok := it.First(); ok; ok = it.Next() {
+		rest := it.Key()[len(lower):]
+		i := bytes.IndexByte(rest, sep)
+		if i < 0 {
+			return nil, false, fmt.Errorf("cannot list dedup keys of chat %s: %w: key without sender", chatID, errCorrupt)
+		}
+		if len(out) == limit {
+			return out, false, nil
+		}
+		out = append(out, record.DedupKey{ChatID: chatID, Sender: string(rest[:i]), RequestID: string(rest[i+1:])})
+	}
+	if err := it.Error(); err != nil {
+		return nil, false, fmt.Errorf("cannot list dedup keys of chat %s: %w", chatID, err)
+	}
+	return out, true, nil
 }
 
 // Message returns one message, or record.ErrNotFound. Safe for concurrent

@@ -92,7 +92,7 @@ func BenchmarkAppend(b *testing.B) {
 			b.ResetTimer()
 			for i := range b.N {
 				batch[0] = storetest.Msg("g:bench", uint64(i+1))
-				if err := s.AppendMessages(ctx, batch); err != nil {
+				if err := storetest.Append(ctx, s, 0, batch); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -127,7 +127,7 @@ func BenchmarkAppendParallel(b *testing.B) {
 					batch := make([]record.Message, 1)
 					for seq := uint64(1); next.Add(1) <= int64(b.N); seq++ {
 						batch[0] = storetest.Msg(chat, seq)
-						if err := s.AppendMessages(ctx, batch); err != nil {
+						if err := storetest.Append(ctx, s, 0, batch); err != nil {
 							errs <- err
 							return
 						}
@@ -155,7 +155,7 @@ func BenchmarkMessages(b *testing.B) {
 			s, _ := openBench(b, false)
 			ctx := b.Context()
 			for seq := uint64(1); seq <= total; seq += record.MaxPageLimit {
-				if err := s.AppendMessages(ctx, storetest.Msgs("g:hist", seq, seq+record.MaxPageLimit-1)); err != nil {
+				if err := storetest.Append(ctx, s, 0, storetest.Msgs("g:hist", seq, seq+record.MaxPageLimit-1)); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -177,7 +177,7 @@ func BenchmarkMessages(b *testing.B) {
 func BenchmarkLastSeq(b *testing.B) {
 	s, _ := openBench(b, false)
 	ctx := b.Context()
-	if err := s.AppendMessages(ctx, storetest.Msgs("g:last", 1, 100)); err != nil {
+	if err := storetest.Append(ctx, s, 0, storetest.Msgs("g:last", 1, 100)); err != nil {
 		b.Fatal(err)
 	}
 	b.ReportAllocs()
@@ -198,7 +198,7 @@ func BenchmarkLookupDedupMiss(b *testing.B) {
 	for c := range 40 {
 		chat := fmt.Sprintf("g:dedup%d", c)
 		for seq := uint64(1); seq <= 2000; seq += record.MaxPageLimit {
-			if err := s.AppendMessages(ctx, storetest.Msgs(chat, seq, seq+record.MaxPageLimit-1)); err != nil {
+			if err := storetest.Append(ctx, s, 0, storetest.Msgs(chat, seq, seq+record.MaxPageLimit-1)); err != nil {
 				b.Fatal(err)
 			}
 		}

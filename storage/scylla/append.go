@@ -1,7 +1,6 @@
 package scylla
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -15,8 +14,15 @@ import (
 
 // Statements of messages, buckets and dedup keys.
 const (
-	insertMessage = `INSERT INTO messages (chat_id, bucket, seq, sender, device, request_id, ts, kind, body, wid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS`
-	deleteMessage = `DELETE FROM messages WHERE chat_id = ? AND bucket = ? AND seq = ? IF wid = ?`
+	// LWT sequencing: message rows are written only by lightweight
+	// transactions.
+	insertMessageLWT = `INSERT INTO messages (chat_id, bucket, seq, sender, device, request_id, ts, kind, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS`
+	// Lease sequencing: message rows are plain writes stamped with the
+	// writer's (epoch, seq), fence deletes with (epoch, 0).
+	insertMessageAt = `INSERT INTO messages (chat_id, bucket, seq, sender, device, request_id, ts, kind, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?`
+	fenceFrom       = `DELETE FROM messages USING TIMESTAMP ? WHERE chat_id = ? AND bucket = ? AND seq > ?`
+	fenceBucket     = `DELETE FROM messages USING TIMESTAMP ? WHERE chat_id = ? AND bucket = ?`
+
 	selectMessage = `SELECT seq, sender, device, request_id, ts, kind, body FROM messages WHERE chat_id = ? AND bucket = ? AND seq = ?`
 	selectDesc    = `SELECT seq, sender, device, request_id, ts, kind, body FROM messages WHERE chat_id = ? AND bucket = ? AND seq < ? LIMIT ?`
 	selectAsc     = `SELECT seq, sender, device, request_id, ts, kind, body FROM messages WHERE chat_id = ? AND bucket = ? AND seq > ? ORDER BY seq ASC LIMIT ?`
@@ -27,138 +33,151 @@ const (
 	selectBucketsDesc = `SELECT bucket FROM chat_buckets WHERE chat_id = ? AND bucket <= ?`
 	selectBucketsAsc  = `SELECT bucket FROM chat_buckets WHERE chat_id = ? AND bucket >= ? ORDER BY bucket ASC`
 
-	insertDedup = `INSERT INTO dedup (chat_id, sender, request_id, seq) VALUES (?, ?, ?, ?) USING TTL ?`
-	deleteDedup = `DELETE FROM dedup WHERE chat_id = ? AND sender = ? AND request_id = ?`
-	selectDedup = `SELECT seq FROM dedup WHERE chat_id = ? AND sender = ? AND request_id = ?`
+	// Dedup keys (migration 3): one partition per chat, so that a
+	// sequencer can load a chat's keys into a filter.
+	insertDedupKey  = `INSERT INTO dedup_keys (chat_id, sender, request_id, seq) VALUES (?, ?, ?, ?) USING TTL ?`
+	selectDedupKey  = `SELECT seq FROM dedup_keys WHERE chat_id = ? AND sender = ? AND request_id = ?`
+	selectDedupKeys = `SELECT sender, request_id FROM dedup_keys WHERE chat_id = ?`
+	// The dedup table of migration 1, read only as a fallback while keys
+	// written before migration 3 can still be alive (legacyDedupUntil).
+	selectLegacyDedup = `SELECT seq FROM dedup WHERE chat_id = ? AND sender = ? AND request_id = ?`
 )
 
 // bucketPageSize is how many chat_buckets rows a walk fetches at a time.
 const bucketPageSize = 8
 
-// part is the messages of one batch that share a partition (chat, bucket),
-// in ascending seq order.
+// part is the messages of one chat append that share a partition (chat,
+// bucket), in ascending seq order.
 type part struct {
 	chat   string
 	bucket int64
-	msgs   []*record.Message
+	msgs   []record.Message
 }
 
-// AppendMessages stores msgs and their dedup keys. See doc.go, "Sequence
-// safety" and "Atomicity", for how it stays all-or-nothing: each partition's
-// rows go in one conditional batch (a lightweight transaction); if any
-// partition conflicts, the partitions of this call that did apply are
-// deleted again (by conditional deletes that match this call's write id)
-// before ErrConflict is returned. Dedup keys are written first and verified
-// on lookup (see step 1). Safe for concurrent use.
-func (s *Store) AppendMessages(ctx context.Context, msgs []record.Message) error {
+// AppendMessages stores each chat's messages and dedup keys; see doc.go,
+// "Sequencing" and "Appends". Chats are written in parallel (at most
+// Config.Concurrency at a time) and are independent of each other; within
+// a chat, partitions are written one after another in seq order and the
+// first failure ends the chat's append, so what a chat has stored is always
+// a prefix of its append. Safe for concurrent use.
+func (s *Store) AppendMessages(ctx context.Context, appends []record.ChatAppend) []record.AppendResult {
+	res := make([]record.AppendResult, len(appends))
 	if err := s.enter(); err != nil {
-		return err
+		for i := range res {
+			res[i].Err = fmt.Errorf("cannot append messages: %w", err)
+		}
+		return res
 	}
 	defer s.mu.RUnlock()
-	if len(msgs) == 0 {
+	var todo []int
+	seen := make(map[string]struct{}, len(appends))
+	for i, a := range appends {
+		if err := s.validAppend(a); err != nil {
+			res[i].Err = fmt.Errorf("cannot append messages: %w", err)
+			continue
+		}
+		if _, dup := seen[a.ChatID()]; dup {
+			res[i].Err = fmt.Errorf("cannot append messages: chat %s twice in one call", a.ChatID())
+			continue
+		}
+		seen[a.ChatID()] = struct{}{}
+		todo = append(todo, i)
+	}
+	s.fanout(len(todo), func(k int) error {
+		i := todo[k]
+		res[i] = s.appendChat(ctx, appends[i])
 		return nil
-	}
-	parts, err := s.partition(msgs)
-	if err != nil {
-		return fmt.Errorf("cannot append messages: %w", err)
-	}
-	wid, err := gocql.RandomUUID()
-	if err != nil {
-		return fmt.Errorf("cannot append messages: %w", err)
-	}
-
-	// 1. Dedup keys first. A dedup row is only a hint: LookupDedup trusts
-	// it only when the message row at that seq carries the same sender and
-	// request id. Written before the rows, a crash between the rows and the
-	// client's "sent" can never leave a stored message that a retry fails
-	// to find (which would store it twice). A refused append leaves its
-	// dedup rows behind; they point at rows that are not theirs and read as
-	// missing.
-	var keyed []*record.Message
-	for i := range msgs {
-		if msgs[i].RequestID != "" {
-			keyed = append(keyed, &msgs[i])
-		}
-	}
-	if errs := s.fanout(len(keyed), func(i int) error {
-		m := keyed[i]
-		return s.write(ctx, insertDedup, m.ChatID, m.Sender, m.RequestID, int64(m.Seq), s.dedupTTL).Exec()
-	}); errs != nil {
-		return fmt.Errorf("cannot append messages: cannot store dedup keys: %w", mapErr(firstErr(errs)))
-	}
-
-	// 2. Bucket markers, so that a message row never exists in a bucket
-	// LastSeq and the page walks cannot find.
-	if err := s.markBuckets(ctx, parts); err != nil {
-		return fmt.Errorf("cannot append messages: %w", err)
-	}
-
-	// 3. The message rows: one conditional batch per partition.
-	applied := make([]bool, len(parts))
-	errs := s.fanout(len(parts), func(i int) error {
-		var err error
-		applied[i], err = s.insertPart(ctx, parts[i], wid)
-		return err
 	})
-	conflict := false
-	for i := range parts {
-		if (errs == nil || errs[i] == nil) && !applied[i] {
-			conflict = true
-		}
-	}
-	if conflict || errs != nil {
-		// Undo every partition that applied or whose outcome is unknown.
-		var undo []*part
-		for i, p := range parts {
-			if applied[i] || (errs != nil && errs[i] != nil) {
-				undo = append(undo, p)
-			}
-		}
-		rbErr := s.rollback(ctx, undo, wid, nil)
-		if conflict {
-			return errors.Join(fmt.Errorf("cannot append messages: %w", record.ErrConflict), rbErr)
-		}
-		return errors.Join(fmt.Errorf("cannot append messages: %w", mapErr(firstErr(errs))), rbErr)
-	}
+	return res
+}
 
+// validAppend checks an append's shape, its seqs' range and, under
+// leases, its epoch.
+func (s *Store) validAppend(a record.ChatAppend) error {
+	if err := a.Validate(); err != nil {
+		return err
+	}
+	last := a.Msgs[len(a.Msgs)-1].Seq
+	if s.lease {
+		if a.Epoch == 0 || a.Epoch > maxEpoch {
+			return fmt.Errorf("append of chat %s at epoch %d: lease sequencing needs an epoch in [1, %d]", a.ChatID(), a.Epoch, maxEpoch)
+		}
+		if last > maxLeaseSeq {
+			return fmt.Errorf("append of chat %s: seq %d above %d, the largest lease sequencing can stamp", a.ChatID(), last, uint64(maxLeaseSeq))
+		}
+	} else if last > math.MaxInt64 {
+		return fmt.Errorf("append of chat %s: seq %d out of range", a.ChatID(), last)
+	}
 	return nil
 }
 
-// partition validates msgs and groups them by (chat, bucket).
-func (s *Store) partition(msgs []record.Message) ([]*part, error) {
-	type seqKey struct {
-		chat string
-		seq  uint64
+// appendChat writes one chat's append: its dedup keys, then its partitions
+// in order.
+func (s *Store) appendChat(ctx context.Context, a record.ChatAppend) record.AppendResult {
+	chat := a.ChatID()
+	parts := s.partition(a.Msgs)
+	// Dedup keys first. A key is only a hint: LookupDedup trusts it only
+	// when the message row at its seq carries the same sender and request
+	// id, so a key whose rows never land reads as missing. Written before
+	// the rows, a crash between the rows and the client's "sent" can never
+	// leave a stored message that a retry fails to find.
+	if err := s.writeDedupKeys(ctx, a.Msgs); err != nil {
+		return record.AppendResult{Err: fmt.Errorf("cannot append to chat %s: cannot store dedup keys: %w", chat, mapErr(err))}
 	}
-	seen := make(map[seqKey]struct{}, len(msgs))
-	byKey := make(map[bucketKey]*part, 2)
+	// Bucket markers, so that a message row never exists in a bucket
+	// LastSeq and the page walks cannot find.
+	if err := s.markBuckets(ctx, parts); err != nil {
+		return record.AppendResult{Err: fmt.Errorf("cannot append to chat %s: %w", chat, err)}
+	}
+	stored := 0
+	for _, p := range parts {
+		var n int
+		var err error
+		if s.lease {
+			n, err = s.writePart(ctx, p, a.Epoch)
+		} else {
+			n, err = s.insertPart(ctx, p)
+		}
+		stored += n
+		if err != nil {
+			return record.AppendResult{Stored: stored, Err: err}
+		}
+	}
+	return record.AppendResult{Stored: stored}
+}
+
+// partition groups an append's messages by bucket, in seq order.
+func (s *Store) partition(msgs []record.Message) []*part {
 	var parts []*part
 	for i := range msgs {
+		b := int64(msgs[i].Seq / s.bucketSize)
+		if len(parts) == 0 || parts[len(parts)-1].bucket != b {
+			parts = append(parts, &part{chat: msgs[i].ChatID, bucket: b})
+		}
+		p := parts[len(parts)-1]
+		p.msgs = append(p.msgs, msgs[i])
+	}
+	return parts
+}
+
+// writeDedupKeys writes the dedup keys of msgs in one unlogged batch (one
+// partition: the chat).
+func (s *Store) writeDedupKeys(ctx context.Context, msgs []record.Message) error {
+	var b *gocql.Batch
+	for i := range msgs {
 		m := &msgs[i]
-		if m.ChatID == "" {
-			return nil, errors.New("message with an empty chat id")
+		if m.RequestID == "" {
+			continue
 		}
-		if m.Seq == 0 || m.Seq > math.MaxInt64 {
-			return nil, fmt.Errorf("message %s/%d: seq out of range", m.ChatID, m.Seq)
+		if b == nil {
+			b = s.sess.Batch(gocql.UnloggedBatch).WithContext(ctx)
 		}
-		k := seqKey{m.ChatID, m.Seq}
-		if _, dup := seen[k]; dup {
-			return nil, fmt.Errorf("seq %d of chat %s twice in one batch: %w", m.Seq, m.ChatID, record.ErrConflict)
-		}
-		seen[k] = struct{}{}
-		bk := bucketKey{m.ChatID, int64(m.Seq / s.bucketSize)}
-		p := byKey[bk]
-		if p == nil {
-			p = &part{chat: bk.chat, bucket: bk.bucket}
-			byKey[bk] = p
-			parts = append(parts, p)
-		}
-		p.msgs = append(p.msgs, m)
+		b.Query(insertDedupKey, m.ChatID, m.Sender, m.RequestID, int64(m.Seq), s.dedupTTL)
 	}
-	for _, p := range parts {
-		slices.SortFunc(p.msgs, func(a, b *record.Message) int { return cmp.Compare(a.Seq, b.Seq) })
+	if b == nil {
+		return nil
 	}
-	return parts, nil
+	return s.sess.ExecuteBatch(b)
 }
 
 // markBuckets writes the chat_buckets rows of parts that this process has
@@ -193,80 +212,183 @@ func (s *Store) markBuckets(ctx context.Context, parts []*part) error {
 	return nil
 }
 
-// insertPart writes one partition's rows in a conditional batch. It reports
-// applied=true also when the batch was refused only because the rows are
-// already there with this call's write id: a retry (by the driver or after a
-// timeout) of a transaction that did commit.
-func (s *Store) insertPart(ctx context.Context, p *part, wid gocql.UUID) (bool, error) {
-	b := s.sess.NewBatch(gocql.UnloggedBatch).WithContext(ctx)
-	for _, m := range p.msgs {
-		b.Query(insertMessage, m.ChatID, p.bucket, int64(m.Seq), m.Sender, m.Device, m.RequestID,
-			m.TS, int8(m.Kind), []byte(m.Body), wid)
-	}
-	row := map[string]any{}
-	applied, iter, err := s.sess.MapExecuteBatchCAS(b, row)
-	if err != nil {
-		if iter != nil {
-			iter.Close()
-		}
-		return false, fmt.Errorf("cannot insert into chat %s bucket %d: %w", p.chat, p.bucket, err)
-	}
-	if applied {
-		return true, iter.Close()
-	}
-	ours, theirs := 0, 0
-	for {
-		switch w, _ := row["wid"].(gocql.UUID); w {
-		case wid:
-			ours++
-		case gocql.UUID{}:
-		default:
-			theirs++
-		}
-		row = map[string]any{}
-		if !iter.MapScan(row) {
-			break
+// writePart writes one partition's rows under leases: one unlogged batch
+// (a single partition, so one mutation, atomic on each replica), every row
+// stamped with its (epoch, seq) timestamp. The write is idempotent: a
+// retry writes the same cells with the same timestamps.
+func (s *Store) writePart(ctx context.Context, p *part, epoch uint64) (int, error) {
+	if s.hookWritePart != nil {
+		if err := s.hookWritePart(ctx, p); err != nil {
+			return 0, err
 		}
 	}
-	if err := iter.Close(); err != nil {
-		return false, fmt.Errorf("cannot insert into chat %s bucket %d: %w", p.chat, p.bucket, err)
+	b := s.sess.Batch(gocql.UnloggedBatch).WithContext(ctx)
+	for i := range p.msgs {
+		m := &p.msgs[i]
+		b.Query(insertMessageAt, m.ChatID, p.bucket, int64(m.Seq), m.Sender, m.Device, m.RequestID,
+			m.TS, int8(m.Kind), []byte(m.Body), leaseTimestamp(epoch, m.Seq, 0))
 	}
-	return ours > 0 && theirs == 0, nil
+	if err := s.sess.ExecuteBatch(b); err != nil {
+		return 0, fmt.Errorf("cannot write to chat %s bucket %d: %w", p.chat, p.bucket, mapErr(err))
+	}
+	return len(p.msgs), nil
 }
 
-// rollback deletes the rows of parts written by this call (conditional on
-// wid, so another writer's rows are never touched) and the dedup keys of
-// keyed. It runs even when ctx is done, bounded by twice the timeout. A
-// failure is logged and returned: the rows may then stay (see doc.go).
-func (s *Store) rollback(ctx context.Context, parts []*part, wid gocql.UUID, keyed []*record.Message) error {
-	if len(parts) == 0 && len(keyed) == 0 {
-		return nil
-	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*s.cfg.Timeout)
-	defer cancel()
-	errs := s.fanout(len(keyed), func(i int) error {
-		m := keyed[i]
-		return s.write(ctx, deleteDedup, m.ChatID, m.Sender, m.RequestID).Exec()
-	})
-	dErr := firstErr(errs)
-	errs = s.fanout(len(parts), func(i int) error {
-		p := parts[i]
-		b := s.sess.NewBatch(gocql.UnloggedBatch).WithContext(ctx)
-		for _, m := range p.msgs {
-			b.Query(deleteMessage, p.chat, p.bucket, int64(m.Seq), wid)
+// insertPart writes one partition's rows under LWT sequencing: a
+// conditional batch of INSERT ... IF NOT EXISTS, applied whole or not at
+// all. When it is not applied, the rows that exist decide: leading rows
+// with exactly our content are ours (stored by an earlier attempt whose
+// outcome was unknown, or by the driver's retry of this one) and count as
+// stored, and the rest is tried again; a row with other content is a
+// conflict.
+func (s *Store) insertPart(ctx context.Context, p *part) (int, error) {
+	if s.hookWritePart != nil {
+		if err := s.hookWritePart(ctx, p); err != nil {
+			return 0, err
 		}
-		_, iter, err := s.sess.ExecuteBatchCAS(b)
+	}
+	stored := 0
+	msgs := p.msgs
+	for len(msgs) > 0 {
+		b := s.sess.Batch(gocql.UnloggedBatch).WithContext(ctx)
+		for i := range msgs {
+			m := &msgs[i]
+			b.Query(insertMessageLWT, m.ChatID, p.bucket, int64(m.Seq), m.Sender, m.Device, m.RequestID,
+				m.TS, int8(m.Kind), []byte(m.Body))
+		}
+		row := map[string]any{}
+		applied, iter, err := s.sess.MapExecuteBatchCAS(b, row)
 		if err != nil {
-			return err
+			if iter != nil {
+				iter.Close()
+			}
+			return stored, fmt.Errorf("cannot insert into chat %s bucket %d: %w", p.chat, p.bucket, mapErr(err))
 		}
-		return iter.Close()
-	})
-	err := errors.Join(dErr, firstErr(errs))
-	if err != nil {
-		s.log.Error("cannot roll back a refused append; its rows may stay", "partitions", len(parts), "err", err)
-		return fmt.Errorf("cannot roll back refused append: %w", mapErr(err))
+		if applied {
+			return stored + len(msgs), iter.Close()
+		}
+		existing := map[int64]record.Message{}
+		for {
+			// Only rows that exist count: every stored message has a kind.
+			if m := rowMessage(p.chat, row); m.Kind != 0 {
+				existing[int64(m.Seq)] = m
+			}
+			row = map[string]any{}
+			if !iter.MapScan(row) {
+				break
+			}
+		}
+		if err := iter.Close(); err != nil {
+			return stored, fmt.Errorf("cannot insert into chat %s bucket %d: %w", p.chat, p.bucket, mapErr(err))
+		}
+		// Leading rows that are ours count as stored; any other existing
+		// row is a conflict.
+		ours := 0
+		for ours < len(msgs) {
+			got, ok := existing[int64(msgs[ours].Seq)]
+			if !ok || got != msgs[ours] {
+				break
+			}
+			ours++
+		}
+		for i := ours; i < len(msgs); i++ {
+			if _, ok := existing[int64(msgs[i].Seq)]; ok {
+				return stored + ours, fmt.Errorf("cannot insert message %d into chat %s: %w", msgs[i].Seq, p.chat, record.ErrConflict)
+			}
+		}
+		if ours == 0 {
+			// Not applied, yet no row of ours exists: the rows moved
+			// between the attempt and its answer (impossible for an
+			// append-only table); report the outcome as unknown.
+			return stored, fmt.Errorf("cannot insert into chat %s bucket %d: refused without a conflicting row", p.chat, p.bucket)
+		}
+		stored += ours
+		msgs = msgs[ours:]
 	}
-	return nil
+	return stored, nil
+}
+
+// rowMessage turns a row of a not-applied transaction into a Message.
+func rowMessage(chat string, row map[string]any) record.Message {
+	m := record.Message{ChatID: chat}
+	if v, ok := row["seq"].(int64); ok {
+		m.Seq = uint64(v)
+	}
+	m.Sender, _ = row["sender"].(string)
+	m.Device, _ = row["device"].(string)
+	m.RequestID, _ = row["request_id"].(string)
+	m.TS, _ = row["ts"].(int64)
+	if v, ok := row["kind"].(int8); ok {
+		m.Kind = record.MsgKind(uint8(v))
+	}
+	if v, ok := row["body"].([]byte); ok {
+		m.Body = string(v)
+	}
+	return m
+}
+
+// Lease timestamps: a message row written under leases carries the CQL
+// write timestamp
+//
+//	1<<62 | epoch<<41 | seq<<8 | rev
+//
+// (21 bits of epoch, 33 of seq, 8 of revision). Ordering by it is ordering
+// by (epoch, seq, rev), and every such timestamp sorts above any
+// real-clock timestamp in microseconds (about 2^51 today), so a row or
+// fence of a later epoch always wins over anything of an earlier one, and
+// over anything written with the real clock. rev is 0 today; it leaves room
+// for the owner to rewrite a row later (a redaction) so that the rewrite
+// wins over the original.
+const (
+	leaseTSBase  = int64(1) << 62
+	maxEpoch     = 1<<21 - 1
+	maxLeaseSeq  = 1<<33 - 1
+	epochShift   = 41
+	seqShiftTS   = 8
+	fenceRevBits = 0
+)
+
+// leaseTimestamp returns the write timestamp of (epoch, seq, rev).
+func leaseTimestamp(epoch, seq uint64, rev uint8) int64 {
+	return leaseTSBase | int64(epoch)<<epochShift | int64(seq)<<seqShiftTS | int64(rev)
+}
+
+// Fence prepares chatID for a sequencer that starts using it at epoch
+// (under leases): it reads the chat's highest stored seq at the configured
+// consistency, then deletes, with the timestamp of (epoch, 0), every row an
+// older epoch may still write in the span seqs above it. A write of an
+// older epoch that lands later (a paused node's, a driver's retry) sorts
+// below the fence and stays invisible; the new epoch's own rows sort above
+// it. It returns the head it read. Safe for concurrent use.
+func (s *Store) Fence(ctx context.Context, chatID string, epoch uint64, span int) (uint64, error) {
+	if err := s.enter(); err != nil {
+		return 0, err
+	}
+	defer s.mu.RUnlock()
+	if !s.lease {
+		return 0, fmt.Errorf("cannot fence chat %s: the keyspace sequences by lightweight transactions, not leases", chatID)
+	}
+	if epoch == 0 || epoch > maxEpoch || span < 1 {
+		return 0, fmt.Errorf("cannot fence chat %s: epoch %d, span %d out of range", chatID, epoch, span)
+	}
+	head, err := s.lastSeq(ctx, chatID)
+	if err != nil {
+		return 0, fmt.Errorf("cannot fence chat %s: %w", chatID, err)
+	}
+	ts := leaseTimestamp(epoch, 0, fenceRevBits)
+	first := int64((head + 1) / s.bucketSize)
+	last := int64((head + uint64(span)) / s.bucketSize)
+	errs := s.fanout(int(last-first+1), func(i int) error {
+		b := first + int64(i)
+		if i == 0 {
+			return s.write(ctx, fenceFrom, ts, chatID, b, int64(head)).Exec()
+		}
+		return s.write(ctx, fenceBucket, ts, chatID, b).Exec()
+	})
+	if err := firstErr(errs); err != nil {
+		return 0, fmt.Errorf("cannot fence chat %s above %d: %w", chatID, head, mapErr(err))
+	}
+	return head, nil
 }
 
 // LastSeq returns the highest seq stored for chat, 0 if none: the newest row
@@ -292,7 +414,7 @@ func (s *Store) lastSeq(ctx context.Context, chatID string) (uint64, error) {
 	for iter.Scan(&bucket) {
 		err := s.read(ctx, selectNewest, chatID, bucket).Scan(&seq)
 		if errors.Is(err, gocql.ErrNotFound) {
-			continue // a marker whose rows were rolled back or never written
+			continue // a marker whose rows were fenced or never written
 		}
 		iter.Close()
 		if err != nil {
@@ -353,8 +475,8 @@ func scanMessages(iter *gocql.Iter, chatID string, out []record.Message, max int
 }
 
 // LookupDedup returns the message stored under key, or ErrNotFound. A key
-// whose message is gone (a rolled-back append) or belongs to someone else
-// counts as missing. Safe for concurrent use.
+// whose message is not there (its append never landed) or belongs to
+// someone else counts as missing. Safe for concurrent use.
 func (s *Store) LookupDedup(ctx context.Context, key record.DedupKey) (record.Message, error) {
 	if err := s.enter(); err != nil {
 		return record.Message{}, err
@@ -363,18 +485,55 @@ func (s *Store) LookupDedup(ctx context.Context, key record.DedupKey) (record.Me
 	if key.ChatID == "" || key.RequestID == "" {
 		return record.Message{}, fmt.Errorf("cannot look up %+v: %w", key, record.ErrNotFound)
 	}
-	var seq int64
-	if err := s.read(ctx, selectDedup, key.ChatID, key.Sender, key.RequestID).Scan(&seq); err != nil {
-		return record.Message{}, fmt.Errorf("cannot look up %+v: %w", key, mapErr(err))
-	}
-	m, err := s.message(ctx, key.ChatID, uint64(seq))
-	if err == nil && (m.Sender != key.Sender || m.RequestID != key.RequestID) {
-		err = record.ErrNotFound
+	m, err := s.lookupDedup(ctx, selectDedupKey, key)
+	if errors.Is(err, record.ErrNotFound) && s.legacyDedup() {
+		m, err = s.lookupDedup(ctx, selectLegacyDedup, key)
 	}
 	if err != nil {
 		return record.Message{}, fmt.Errorf("cannot look up %+v: %w", key, err)
 	}
 	return m, nil
+}
+
+func (s *Store) lookupDedup(ctx context.Context, stmt string, key record.DedupKey) (record.Message, error) {
+	var seq int64
+	if err := s.read(ctx, stmt, key.ChatID, key.Sender, key.RequestID).Scan(&seq); err != nil {
+		return record.Message{}, mapErr(err)
+	}
+	m, err := s.message(ctx, key.ChatID, uint64(seq))
+	if err == nil && (m.Sender != key.Sender || m.RequestID != key.RequestID) {
+		err = record.ErrNotFound
+	}
+	return m, err
+}
+
+// DedupKeys returns the keys stored for chatID within the dedup TTL, at
+// most limit of them; complete is false when there are more, or when keys
+// of an older layout may still be alive (then a caller cannot rule a key
+// out without LookupDedup). A key is a hint (see LookupDedup): it may name
+// a message that never landed. Safe for concurrent use.
+func (s *Store) DedupKeys(ctx context.Context, chatID string, limit int) (keys []record.DedupKey, complete bool, err error) {
+	if err := s.enter(); err != nil {
+		return nil, false, err
+	}
+	defer s.mu.RUnlock()
+	if s.legacyDedup() {
+		return nil, false, nil
+	}
+	iter := s.read(ctx, selectDedupKeys, chatID).PageSize(1000).Iter()
+	k := record.DedupKey{ChatID: chatID}
+	complete = true
+	for iter.Scan(&k.Sender, &k.RequestID) {
+		if len(keys) == limit {
+			complete = false
+			break
+		}
+		keys = append(keys, k)
+	}
+	if err := iter.Close(); err != nil {
+		return nil, false, fmt.Errorf("cannot read dedup keys of chat %s: %w", chatID, mapErr(err))
+	}
+	return keys, complete, nil
 }
 
 // Messages returns a page of history in ascending seq order, walking the

@@ -3,8 +3,10 @@ package scylla
 import (
 	"errors"
 	"fmt"
+	"net"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -72,9 +74,22 @@ type Config struct {
 	// 100ms.
 	SpeculativeDelay time.Duration `yaml:"speculative_delay"`
 	// Concurrency bounds the statements one call keeps in flight (the
-	// partitions of one AppendMessages, the chats of one UserChats).
-	// Default 16.
+	// chats of one AppendMessages, the chats of one UserChats). Default 16.
 	Concurrency int `yaml:"concurrency"`
+	// Sequencing is how the keyspace keeps a chat's seqs unique when two
+	// logic nodes could both write a chat (doc.go, "Sequencing"): "lease"
+	// — chats map to Slots slots, a slot's lease holder is the
+	// only writer, message rows are plain writes fenced by the lease epoch,
+	// and lightweight transactions follow lease churn, not the message rate;
+	// "lwt" (default) — every append is a lightweight transaction per
+	// partition (several Paxos round trips per message). The mode is recorded in the
+	// keyspace when it is created and can never change: Open refuses the
+	// other one (a keyspace created before this setting existed is "lwt").
+	Sequencing string `yaml:"sequencing"`
+	// Slots is the number of sequencing slots under leases (a chat's slot is
+	// a hash of its id). Recorded at creation like Sequencing. Default 64;
+	// 1 to 1024. Not used with "lwt".
+	Slots int `yaml:"slots"`
 }
 
 // Replication is the keyspace replication used when Open creates it.
@@ -103,6 +118,14 @@ const (
 	DefaultRetries           = 2
 	DefaultSpeculativeDelay  = 100 * time.Millisecond
 	DefaultConcurrency       = 16
+	DefaultSequencing        = SequencingLWT
+	DefaultSlots             = 64
+
+	// SequencingLease and SequencingLWT are the values of
+	// Config.Sequencing.
+	SequencingLease = "lease"
+	SequencingLWT   = "lwt"
+	maxSlots        = 1024
 
 	simpleStrategy   = "SimpleStrategy"
 	topologyStrategy = "NetworkTopologyStrategy"
@@ -125,6 +148,8 @@ func Default() Config {
 		Retries:           DefaultRetries,
 		SpeculativeDelay:  DefaultSpeculativeDelay,
 		Concurrency:       DefaultConcurrency,
+		Sequencing:        DefaultSequencing,
+		Slots:             DefaultSlots,
 	}
 }
 
@@ -144,6 +169,9 @@ func (c Config) Validate() error {
 		if strings.TrimSpace(h) == "" {
 			bad("hosts", "entry %d is empty", i)
 		}
+	}
+	if _, err := hostsPort(c.Hosts); err != nil {
+		bad("hosts", "%v", err)
 	}
 	if c.Keyspace != "" && !keyspaceRE.MatchString(c.Keyspace) {
 		bad("keyspace", "%q must be 1-48 letters, digits or '_', starting with a letter", c.Keyspace)
@@ -217,6 +245,14 @@ func (c Config) Validate() error {
 	if c.Concurrency < 0 || c.Concurrency > 1024 {
 		bad("concurrency", "%d must be in [0, 1024]", c.Concurrency)
 	}
+	switch c.Sequencing {
+	case "", SequencingLease, SequencingLWT:
+	default:
+		bad("sequencing", "%q must be %s or %s", c.Sequencing, SequencingLease, SequencingLWT)
+	}
+	if c.Slots < 0 || c.Slots > maxSlots {
+		bad("slots", "%d must be in [1, %d]", c.Slots, maxSlots)
+	}
 	return errors.Join(errs...)
 }
 
@@ -269,7 +305,38 @@ func (c Config) withDefaults() Config {
 	if c.Concurrency == 0 {
 		c.Concurrency = d.Concurrency
 	}
+	if c.Sequencing == "" {
+		c.Sequencing = d.Sequencing
+	}
+	if c.Slots == 0 {
+		c.Slots = d.Slots
+	}
 	return c
+}
+
+// hostsPort returns the CQL port the hosts name ("host:port"; 9042 when
+// none does). Every node of a cluster listens on the same port; hosts that
+// name different ports are an error.
+func hostsPort(hosts []string) (int, error) {
+	port := 0
+	for _, h := range hosts {
+		_, p, err := net.SplitHostPort(strings.TrimSpace(h))
+		if err != nil {
+			continue // no port: the default
+		}
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 1 || n > 65535 {
+			return 0, fmt.Errorf("%q: port %q is not a number in [1, 65535]", h, p)
+		}
+		if port != 0 && n != port {
+			return 0, fmt.Errorf("hosts name ports %d and %d: every node must listen on one port", port, n)
+		}
+		port = n
+	}
+	if port == 0 {
+		port = 9042
+	}
+	return port, nil
 }
 
 // replicationCQL renders the replication map of CREATE KEYSPACE.

@@ -29,6 +29,12 @@ func TestConfigValidate(t *testing.T) {
 		{"bad consistency", func(c *Config) { c.Consistency = "SERIAL" }, []string{"consistency"}},
 		{"bad serial", func(c *Config) { c.SerialConsistency = "QUORUM" }, []string{"serial_consistency"}},
 		{"proto v5", func(c *Config) { c.ProtoVersion = 5 }, []string{"proto_version"}},
+		{"lwt sequencing", func(c *Config) { c.Sequencing = SequencingLWT }, nil},
+		{"bad sequencing", func(c *Config) { c.Sequencing = "paxos" }, []string{"sequencing"}},
+		{"too many slots", func(c *Config) { c.Slots = 5000 }, []string{"slots"}},
+		{"hosts on one port", func(c *Config) { c.Hosts = []string{"10.0.0.1:19042", "10.0.0.2:19042", "10.0.0.3"} }, nil},
+		{"hosts on two ports", func(c *Config) { c.Hosts = []string{"10.0.0.1:19042", "10.0.0.2:9042"} }, []string{"every node must listen on one port"}},
+		{"bad port", func(c *Config) { c.Hosts = []string{"10.0.0.1:x"} }, []string{"port"}},
 		{"everything wrong at once", func(c *Config) {
 			c.Hosts, c.Timeout, c.DedupTTL, c.Password, c.SpeculativeAttempts = nil, -1, time.Millisecond, "x", 9
 		}, []string{"hosts", "timeout", "dedup_ttl", "password", "speculative_attempts"}},

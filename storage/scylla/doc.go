@@ -6,110 +6,129 @@
 //
 // # Driver
 //
-// The code uses github.com/gocql/gocql (upstream) and only API that the
-// ScyllaDB fork github.com/scylladb/gocql keeps under the same import path.
-// A ScyllaDB fleet gets shard-aware routing (one connection per shard,
-// statements sent to the owning shard) by adding to go.mod
+// The driver is github.com/scylladb/gocql, the ScyllaDB fork of gocql, under
+// the upstream import path github.com/gocql/gocql (go.mod replaces one with
+// the other). On ScyllaDB it is shard-aware: one connection per shard, each
+// statement sent to the shard that owns its partition; on Cassandra (our
+// test stand-in) it behaves like upstream gocql. The protocol is pinned to
+// v4 (ScyllaDB speaks v4; letting the driver negotiate v5 with Cassandra 5
+// fails). Routing is token-aware over round robin, or over DC-aware round
+// robin with Config.LocalDC. Reads and writes use Config.Consistency
+// (LOCAL_QUORUM), lightweight transactions Config.SerialConsistency
+// (LOCAL_SERIAL). Every statement is idempotent (plain writes set fixed
+// values; a lightweight transaction's retry is recognised by the content or
+// write id it finds, below), so the retry policy (exponential backoff, Config.Retries) covers
+// all of them; only reads are speculated (Config.SpeculativeAttempts, off by
+// default). Statement strings are constants, so gocql prepares each once
+// per connection.
 //
-//	replace github.com/gocql/gocql => github.com/scylladb/gocql vX.Y.Z
-//
-// and nothing else. The protocol is pinned to v4 (ScyllaDB speaks v4;
-// letting the driver negotiate v5 with Cassandra 5 fails). Routing is
-// token-aware over round robin, or over DC-aware round robin with
-// Config.LocalDC. Reads and writes use Config.Consistency (LOCAL_QUORUM),
-// lightweight transactions Config.SerialConsistency (LOCAL_SERIAL). Every
-// statement is idempotent (plain writes set fixed values; lightweight
-// transactions are made retry-safe by a write id, below), so the retry
-// policy (exponential backoff, Config.Retries) covers all of them; only
-// reads are speculated (Config.SpeculativeAttempts, off by default).
-// Statement strings are constants, so gocql prepares each once per
-// connection.
-//
-// # Schema (migrations 1 and 2, schema.go)
+// # Schema (migrations 1 to 3, schema.go)
 //
 // Open creates the keyspace (Config.Replication: SimpleStrategy with a
 // factor or NetworkTopologyStrategy with per-DC factors) and applies
 // pending migrations, each recorded in schema_version. All statements are
-// CREATE ... IF NOT EXISTS and valid on Cassandra 4+/5 and ScyllaDB 5+.
+// idempotent (CREATE ... IF NOT EXISTS, ALTER ... WITH) and valid on
+// Cassandra 4+/5 and ScyllaDB 5+.
 //
 //	messages       ((chat_id, bucket), seq DESC) sender, device, request_id,
-//	               ts, kind tinyint, body blob, wid uuid
+//	               ts, kind tinyint, body blob, wid uuid (unused since 3)
 //	chat_buckets   (chat_id, bucket DESC)            every bucket of a chat
-//	dedup          ((chat_id, sender, request_id)) seq    USING TTL dedup_ttl
+//	dedup_keys     (chat_id, sender, request_id) seq USING TTL dedup_ttl;
+//	               time-window compaction, gc_grace 1h (TTL only)
+//	dedup          ((chat_id, sender, request_id)) seq  migration 1's keys,
+//	               read only while they can be alive (legacy keyspaces)
 //	chats          (chat_id) kind, name, created_by, created_at, wid
 //	chat_members   (chat_id, user_id)                Members, ascending
 //	user_chats     (user_id, chat_id)                UserChats
 //	read_markers   (user_id, chat_id) seq
 //	device_cursors ((user_id, device), chat_id) seq  DeviceCursor
 //	chat_cursors   (chat_id, user_id, device) seq    ChatCursors
-//	settings       (name) value                      bucket_size
+//	leases         (grp, slot) owner, epoch, version LWT only (lease.go)
+//	settings       (name) value                      fixed at creation
 //	push_subscriptions (user_id, device) endpoint, p256dh, auth, created_at
-//	push_ledger    (key) wid uuid    LWT only, USING TTL (MarkPushed)
+//	push_ledger    (key) wid uuid    LWT only, USING TTL (MarkPushed);
+//	               time-window compaction, gc_grace 1h
 //
 // bucket = seq / Config.BucketSize (default 1000), so a chat's messages
 // spread over partitions of at most BucketSize rows and no chat grows an
-// unbounded partition. The bucket size is recorded in settings on first
-// Open; a different value is refused later, since it is part of the data
-// layout. body is a blob so that any Go string round-trips byte for byte.
+// unbounded partition. body is a blob so that any Go string round-trips
+// byte for byte. The settings the first Open records, and later ones must
+// match, are bucket_size, sequencing (lwt or lease) and, under leases,
+// slots; a keyspace created before migration 3 is recorded as lwt, with
+// legacy_dedup_until (the old dedup table's keys expire by then).
 //
-// # Sequence safety
+// # Sequencing: two modes
 //
-// A chat's seq stays unique and ordered when two logic nodes, or a
-// restarted one, write to the same chat, because the store, not the
-// writer, decides: every message row is written by a lightweight
-// transaction, INSERT ... IF NOT EXISTS on (chat, bucket, seq). Of two
-// writers of the same seq, Paxos lets exactly one insert the row; the other
-// gets applied=false and AppendMessages returns record.ErrConflict (the
-// logic tier then reloads LastSeq and the client retries). A row, once
-// written, is never overwritten: the messages table is only ever touched by
-// lightweight transactions (inserts, and the conditional deletes of a
-// rollback below), never by plain writes, so the Paxos and timestamp
-// orderings never mix on those cells. Everything else (dedup keys, bucket
-// markers, membership, markers, push subscriptions) is written by plain
-// writes only. push_ledger rows are written only by INSERT ... IF NOT EXISTS
-// USING TTL (MarkPushed; a retried transaction is recognised by its wid as
-// for messages), so exactly one caller of a key is first. chats rows
-// likewise are written only by INSERT ... IF NOT EXISTS, which makes
-// CreateChat's ErrConflict exact.
+// A chat's seq must stay unique and ordered when two logic nodes, or a
+// restarted one, could write the same chat. The store, not the writer, has
+// the last word, in one of two ways chosen at creation
+// (Config.Sequencing):
 //
-// Retries: each AppendMessages call draws a random write id (wid) stored in
-// its rows. A transaction whose reply was lost may be resent by the driver;
-// when it then reports applied=false with rows that carry our own wid, the
-// first attempt committed, and it counts as applied. So a retry never turns
-// a success into a conflict. (TestStore/RetriedTransaction.)
+// Lightweight transactions ("lwt"). Every message row is written by INSERT
+// ... IF NOT EXISTS, one conditional batch per (chat, bucket). Of two writers
+// of the same seq, Paxos lets exactly one insert the row; the other gets
+// record.ErrConflict (the logic tier reloads the chat and the client
+// retries). A row, once written, is never overwritten: the messages table is
+// only ever touched by lightweight transactions in this mode, so the Paxos
+// and timestamp orderings never mix on those cells. The cost is Paxos per
+// append: four round trips between coordinator and replicas on Cassandra
+// (fewer with paxos_variant: v2), each writing system.paxos.
 //
-// LastSeq is derived, not stored: it reads the newest row of the newest
-// non-empty bucket (chat_buckets gives the buckets newest first; a bucket
-// marker is written, idempotently and before any row of that bucket, once
-// per process and bucket). The alternative, a chat_seq counter kept by a
-// second lightweight transaction (UPDATE ... IF last = ?), would double the
-// Paxos rounds of every append (four round trips each on Cassandra; on
-// ScyllaDB LWTs are cheaper but still several times a plain write) to save
-// one extra read on a chat's first load and in UserChats. The messages rows
-// stay the single source of truth, and a rolled-back append cannot leave a
-// counter ahead of the rows. Reads at LOCAL_QUORUM see every committed
-// transaction; a transaction still in flight may be missed, but then the
-// next append at that seq conflicts instead of overwriting.
+// Leases ("lease", see logic/lease). Chats map to Config.Slots slots; a
+// slot's lease (the leases table, written only by lightweight transactions:
+// acquisition, a renewal per node every second, release) names the only
+// node that may sequence its chats, with an epoch that grows with every
+// acquisition. Message rows are then plain writes at the configured
+// consistency (LOCAL_QUORUM), one unlogged batch per partition, stamped
+// USING TIMESTAMP with the writer's (epoch, seq) (leaseTimestamp in
+// append.go): 1<<62 | epoch<<41 | seq<<8 | revision. When a node starts
+// using a chat in a new epoch it calls Fence: it reads the head at the
+// configured consistency and deletes, stamped (epoch, 0), the span of seqs
+// above it (a range tombstone in the head's bucket, partition tombstones in
+// the next ones). Every write of an older epoch that lands later (a paused
+// node, a driver retry, a hint replayed) sorts below the fence and stays
+// invisible; the new epoch's rows sort above it; nothing stamped by the real
+// clock can win over either. A row and a fence of one epoch never meet
+// (the holder fences before writing). Lightweight transactions then follow
+// lease churn, not the message rate. What the store cannot do in this mode
+// is detect two writers of one seq in one epoch: the lease excludes them.
+// The window it leaves: a write of an older epoch that lands between a new
+// holder's head read and its fence is readable for that moment (it was
+// never acknowledged: a holder acknowledges only writes that completed
+// before its lease ended).
 //
-// # Atomicity of AppendMessages
+// LastSeq is derived, not stored, in both modes: it reads the newest row
+// of the newest non-empty bucket (chat_buckets gives the buckets newest
+// first; a bucket marker is written, idempotently and before any row of
+// that bucket, once per process and bucket). A counter would cost a second
+// transaction per append in LWT mode and could run ahead of the rows.
 //
-// A conditional batch (all its statements applied or none) can only span
-// one partition, so a call is written as one conditional batch per
-// (chat, bucket), in parallel. If any partition conflicts, the partitions
-// of the same call that did apply (or whose outcome is unknown after an
-// error) are deleted again with DELETE ... IF wid = <our wid> (another
-// writer's rows are never touched) before ErrConflict is returned. Dedup
-// keys are written only after every row is in, and if that fails, the rows
-// and keys are taken back the same way. The result is what storetest
-// demands: a refused batch leaves no message, seq or dedup key behind,
-// across chats and buckets (TestStore/RollbackAcrossBuckets, and the
-// conformance suite with 7-seq buckets). What CQL cannot give, and this
-// package does not claim: isolation. Until the rollback completes (one
-// round trip), readers may see rows of a batch that ends up refused, and if
-// the rollback itself fails (the cluster became unreachable mid-call) those
-// rows stay; the error then says so and is logged. Such rows were never
-// acknowledged to a client. Two nodes racing batches over the same chats in
-// opposite orders may both lose a round (each rolls back); both retry.
+// # Appends
+//
+// AppendMessages takes one append per chat (record.ChatAppend) and answers
+// per chat (record.AppendResult); chats are written in parallel and never
+// affect each other. Within a chat: first the dedup keys (one unlogged
+// batch, the chat's partition of dedup_keys), then the bucket markers, then
+// the partitions one after another in seq order; the first failure ends
+// the chat's append, so what a chat has stored is always a prefix of the
+// append, and a later seq can never be stored while an earlier one of the
+// same append is missing. Nothing is ever rolled back: a conflict (LWT)
+// leaves the stored prefix in place and reports it, and an error leaves the
+// rest's outcome unknown, to be retried unchanged by the writer
+// (record.AppendResult). A retry is recognised by content: under LWT a
+// partition refused because its rows exist with exactly our content counts
+// as stored (then the rest of the partition is tried), any other content is
+// a conflict; under leases the retry rewrites the same cells with the same
+// timestamps. So a seq that a reader has seen keeps its message, and no
+// bucket can be left with a hole below a stored seq (TestStore/
+// SeenSeqNeverReused and NoGapAfterLateWrite, the regressions of the
+// all-or-nothing rollback this replaced).
+//
+// A dedup key is only a hint: LookupDedup trusts it only when the message
+// row at its seq carries the same sender and request id. Written before
+// the rows, a stored message always has its key, so a retry after a crash
+// between the rows and the client's "sent" finds it. DedupKeys lists a
+// chat's keys for the sequencer's filter.
 //
 // # Markers and cursors
 //
@@ -129,18 +148,25 @@
 //
 // # Cassandra and ScyllaDB differences
 //
-// None in the CQL used. LWT cost differs: Cassandra's classic Paxos takes
-// four round trips between coordinator and replicas (fewer with
-// paxos_variant: v2, available since 4.1), ScyllaDB's three, and ScyllaDB
-// runs them on the owning shard; either way an append costs several times a
-// plain write, which is why only message rows, chat creation and the
-// settings row use them. On ScyllaDB
-// releases whose tablets do not support LWT, create the keyspace with
-// tablets disabled (CREATE KEYSPACE ... AND tablets = {'enabled': false})
-// before the first Open. Concurrent first Opens of several nodes run the same
-// CREATE TABLE IF NOT EXISTS at once, which Cassandra before 5 can turn into
-// a schema disagreement: start one node first, or create the schema with
-// one node.
+// None in the CQL used. The driver: the ScyllaDB fork reads a discovered
+// node's CQL port from a column Cassandra does not fill and falls back to
+// ClusterConfig.Port, so Open sets that from Config.Hosts (which must then
+// name one port). LWT cost differs: Cassandra's classic Paxos takes four
+// round trips between coordinator and replicas (fewer with paxos_variant:
+// v2, available since 4.1, which our test clusters run), ScyllaDB's three,
+// and ScyllaDB runs them on the owning shard; either way one costs several
+// times a plain write, which is why lease sequencing keeps them off the
+// message path. Multi-DC: the leases' transactions use
+// Config.SerialConsistency; LOCAL_SERIAL (the default) is only safe when
+// every logic node that can hold a slot writes through the same data
+// centre; a fleet spread over data centres must use SERIAL (a cross-DC
+// Paxos round per renewal) or partition slots by DC. On ScyllaDB releases
+// whose tablets do not support LWT, create the keyspace with tablets
+// disabled (CREATE KEYSPACE ... AND tablets = {'enabled': false}) before the
+// first Open. Concurrent first Opens of several nodes run the same CREATE
+// TABLE IF NOT EXISTS at once, which Cassandra before 5 can turn into a
+// schema disagreement: start one node first, or create the schema with one
+// node.
 //
 // Tier: storage. Imports only internal/record of Parley's packages.
 package scylla

@@ -2,6 +2,7 @@ package scylla
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -25,8 +26,9 @@ var migrations = []migration{{
 	id:          1,
 	description: "messages, chats, membership, markers, cursors, dedup",
 	stmts: []string{
-		// Store-wide settings fixed at creation (bucket_size). Written only
-		// by lightweight transactions.
+		// Store-wide settings fixed at creation (bucket_size, sequencing,
+		// slots, legacy_dedup_until). Written only by lightweight
+		// transactions.
 		`CREATE TABLE IF NOT EXISTS settings (
 			name text PRIMARY KEY,
 			value text)`,
@@ -121,6 +123,36 @@ var migrations = []migration{{
 			key text PRIMARY KEY,
 			wid uuid)`,
 	},
+}, {
+	id:          3,
+	description: "dedup keys by chat, slot leases, compaction per table",
+	stmts: []string{
+		// Idempotency keys, one partition per chat so that a sequencer
+		// loads a chat's keys into a filter (DedupKeys). TTL only, never
+		// deleted: time-window compaction drops whole expired SSTables, and
+		// expired cells need no tombstone to reach other replicas, so
+		// gc_grace_seconds can be short.
+		`CREATE TABLE IF NOT EXISTS dedup_keys (
+			chat_id text,
+			sender text,
+			request_id text,
+			seq bigint,
+			PRIMARY KEY (chat_id, sender, request_id))
+			WITH compaction = {'class': 'TimeWindowCompactionStrategy', 'compaction_window_unit': 'DAYS', 'compaction_window_size': 1}
+			AND gc_grace_seconds = 3600`,
+		// Slot leases (lease sequencing): one partition, every write a
+		// lightweight transaction (lease.go).
+		`CREATE TABLE IF NOT EXISTS leases (
+			grp int,
+			slot int,
+			owner text,
+			epoch bigint,
+			version bigint,
+			PRIMARY KEY (grp, slot))`,
+		// The push ledger is TTL only as well.
+		`ALTER TABLE push_ledger WITH compaction = {'class': 'TimeWindowCompactionStrategy', 'compaction_window_unit': 'DAYS', 'compaction_window_size': 1}
+			AND gc_grace_seconds = 3600`,
+	},
 }}
 
 const (
@@ -149,11 +181,21 @@ func createKeyspace(ctx context.Context, sess *gocql.Session, cfg Config) error 
 	return nil
 }
 
+// schemaInfo is what migrate learnt about the keyspace.
+type schemaInfo struct {
+	applied int // migrations applied by this call
+	// legacyDedupUntil is when keys of the migration-1 dedup table expire:
+	// until then LookupDedup falls back to it and DedupKeys is incomplete.
+	// Zero for a keyspace created with migration 3.
+	legacyDedupUntil time.Time
+}
+
 // migrate applies the migrations not yet recorded in schema_version, then
-// records and checks the bucket size.
-func migrate(ctx context.Context, sess *gocql.Session, cfg Config) (applied int, err error) {
+// records and checks the settings fixed at creation: bucket size,
+// sequencing mode and slot count.
+func migrate(ctx context.Context, sess *gocql.Session, cfg Config) (info schemaInfo, err error) {
 	if err := sess.Query(createVersionTable).WithContext(ctx).Exec(); err != nil {
-		return 0, fmt.Errorf("cannot create table schema_version: %w", err)
+		return info, fmt.Errorf("cannot create table schema_version: %w", err)
 	}
 	done := map[int]bool{}
 	iter := sess.Query(selectVersions).WithContext(ctx).Iter()
@@ -162,41 +204,93 @@ func migrate(ctx context.Context, sess *gocql.Session, cfg Config) (applied int,
 		done[id] = true
 	}
 	if err := iter.Close(); err != nil {
-		return 0, fmt.Errorf("cannot read schema versions: %w", err)
+		return info, fmt.Errorf("cannot read schema versions: %w", err)
 	}
+	// A keyspace that existed before migration 3 holds data written by
+	// lightweight transactions and dedup keys in the old table.
+	legacy := done[1] && !done[3]
 	for _, m := range migrations {
 		if done[m.id] {
 			continue
 		}
 		for _, stmt := range m.stmts {
 			if err := sess.Query(stmt).WithContext(ctx).Exec(); err != nil {
-				return applied, fmt.Errorf("cannot apply migration %d: %w", m.id, err)
+				return info, fmt.Errorf("cannot apply migration %d: %w", m.id, err)
 			}
 		}
 		if err := sess.AwaitSchemaAgreement(ctx); err != nil {
-			return applied, fmt.Errorf("cannot agree on schema after migration %d: %w", m.id, err)
+			return info, fmt.Errorf("cannot agree on schema after migration %d: %w", m.id, err)
 		}
 		if err := sess.Query(insertVersion, m.id, m.description, time.Now()).WithContext(ctx).Exec(); err != nil {
-			return applied, fmt.Errorf("cannot record migration %d: %w", m.id, err)
+			return info, fmt.Errorf("cannot record migration %d: %w", m.id, err)
 		}
-		applied++
+		info.applied++
 	}
-	// The bucket size is part of the data layout: the first Open records
-	// it, later ones must agree.
-	want := strconv.FormatUint(cfg.BucketSize, 10)
-	existing := map[string]any{}
-	ok, err := sess.Query(insertSetting, "bucket_size", want).WithContext(ctx).MapScanCAS(existing)
-	if err != nil {
-		return applied, fmt.Errorf("cannot record bucket size: %w", err)
-	}
-	if !ok {
-		var got string
-		if err := sess.Query(selectSetting, "bucket_size").WithContext(ctx).Scan(&got); err != nil {
-			return applied, fmt.Errorf("cannot read bucket size: %w", err)
+	// Settings are part of the data layout: the first Open records them,
+	// later ones must agree.
+	check := func(name, want, why string) error {
+		got, err := recordSetting(ctx, sess, name, want)
+		if err != nil {
+			return err
 		}
 		if got != want {
-			return applied, fmt.Errorf("cannot use bucket_size %s: keyspace %s was created with %s, and it must never change", want, cfg.Keyspace, got)
+			return fmt.Errorf("cannot use %s %s: keyspace %s was created with %s, %s", name, want, cfg.Keyspace, got, why)
+		}
+		return nil
+	}
+	if err := check("bucket_size", strconv.FormatUint(cfg.BucketSize, 10), "and it must never change"); err != nil {
+		return info, err
+	}
+	mode := cfg.Sequencing
+	if legacy {
+		// Recorded before the check: such a keyspace is LWT whatever the
+		// configuration asks.
+		if _, err := recordSetting(ctx, sess, "sequencing", SequencingLWT); err != nil {
+			return info, err
+		}
+		until := time.Now().Add(cfg.DedupTTL).UnixMilli()
+		if _, err := recordSetting(ctx, sess, "legacy_dedup_until", strconv.FormatInt(until, 10)); err != nil {
+			return info, err
 		}
 	}
-	return applied, nil
+	if err := check("sequencing", mode, "and it can never change (a keyspace's rows are written in one mode; use a new keyspace for the other)"); err != nil {
+		return info, err
+	}
+	if mode == SequencingLease {
+		if err := check("slots", strconv.Itoa(cfg.Slots), "and it must never change"); err != nil {
+			return info, err
+		}
+	}
+	var until string
+	err = sess.Query(selectSetting, "legacy_dedup_until").WithContext(ctx).Scan(&until)
+	switch {
+	case errors.Is(err, gocql.ErrNotFound):
+	case err != nil:
+		return info, fmt.Errorf("cannot read setting legacy_dedup_until: %w", err)
+	default:
+		ms, perr := strconv.ParseInt(until, 10, 64)
+		if perr != nil {
+			return info, fmt.Errorf("cannot parse setting legacy_dedup_until %q: %w", until, perr)
+		}
+		info.legacyDedupUntil = time.UnixMilli(ms)
+	}
+	return info, nil
+}
+
+// recordSetting stores name=value unless name is set, and returns the
+// stored value.
+func recordSetting(ctx context.Context, sess *gocql.Session, name, value string) (string, error) {
+	existing := map[string]any{}
+	ok, err := sess.Query(insertSetting, name, value).WithContext(ctx).MapScanCAS(existing)
+	if err != nil {
+		return "", fmt.Errorf("cannot record setting %s: %w", name, err)
+	}
+	if ok {
+		return value, nil
+	}
+	var got string
+	if err := sess.Query(selectSetting, name).WithContext(ctx).Scan(&got); err != nil {
+		return "", fmt.Errorf("cannot read setting %s: %w", name, err)
+	}
+	return got, nil
 }

@@ -24,6 +24,14 @@ type Store struct {
 	bucketSize uint64
 	dedupTTL   int                              // seconds
 	spec       gocql.SpeculativeExecutionPolicy // nil when off
+	lease      bool                             // sequencing under leases (Config.Sequencing)
+	serial     gocql.Consistency                // of lightweight transactions and serial reads
+	// legacyUntil: until then keys of the migration-1 dedup table may be
+	// alive (schemaInfo.legacyDedupUntil); zero for none.
+	legacyUntil time.Time
+	// hookWritePart, when set (tests only), runs before a partition's rows
+	// are written; an error it returns is the write's.
+	hookWritePart func(ctx context.Context, p *part) error
 
 	mu     sync.RWMutex // guards closed; read-held by every call in flight so Close waits for them
 	closed bool
@@ -77,21 +85,25 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Store, error) {
 		return nil, fmt.Errorf("cannot connect to cql hosts %v: %w", cfg.Hosts, err)
 	}
 	start := time.Now()
-	applied, err := migrate(ctx, sess, cfg)
+	info, err := migrate(ctx, sess, cfg)
 	if err != nil {
 		sess.Close()
 		return nil, fmt.Errorf("cannot open cql store: %w", err)
 	}
-	if applied > 0 {
-		log.Info("schema migrated", "migrations", applied, "took", time.Since(start))
+	if info.applied > 0 {
+		log.Info("schema migrated", "migrations", info.applied, "took", time.Since(start))
 	}
+	serial, _ := parseSerial(cfg.SerialConsistency)
 	s := &Store{
-		cfg:        cfg,
-		log:        log,
-		sess:       sess,
-		bucketSize: cfg.BucketSize,
-		dedupTTL:   int(cfg.DedupTTL / time.Second),
-		buckets:    make(map[bucketKey]struct{}),
+		cfg:         cfg,
+		log:         log,
+		sess:        sess,
+		bucketSize:  cfg.BucketSize,
+		dedupTTL:    int(cfg.DedupTTL / time.Second),
+		buckets:     make(map[bucketKey]struct{}),
+		lease:       cfg.Sequencing == SequencingLease,
+		serial:      serial,
+		legacyUntil: info.legacyDedupUntil,
 	}
 	if cfg.SpeculativeAttempts > 0 {
 		s.spec = &gocql.SimpleSpeculativeExecution{NumAttempts: cfg.SpeculativeAttempts, TimeoutDelay: cfg.SpeculativeDelay}
@@ -109,6 +121,15 @@ func newCluster(cfg Config) (*gocql.ClusterConfig, error) {
 		return nil, err
 	}
 	c := gocql.NewCluster(cfg.Hosts...)
+	// The ScyllaDB driver takes the port of discovered nodes from
+	// system.local/peers columns that Cassandra does not fill and falls back
+	// to ClusterConfig.Port, so a cluster on a port other than 9042 needs it
+	// set (Validate makes the hosts agree on one).
+	port, err := hostsPort(cfg.Hosts)
+	if err != nil {
+		return nil, err
+	}
+	c.Port = port
 	c.ProtoVersion = cfg.ProtoVersion
 	c.Consistency = cons
 	c.SerialConsistency = serial
@@ -129,6 +150,12 @@ func newCluster(cfg Config) (*gocql.ClusterConfig, error) {
 		c.Authenticator = gocql.PasswordAuthenticator{Username: cfg.Username, Password: cfg.Password}
 	}
 	return c, nil
+}
+
+// legacyDedup reports whether keys of the migration-1 dedup table may
+// still be alive.
+func (s *Store) legacyDedup() bool {
+	return !s.legacyUntil.IsZero() && time.Now().Before(s.legacyUntil)
 }
 
 // enter registers a call in flight; it fails with record.ErrClosed after
@@ -291,7 +318,7 @@ func (s *Store) CreateChat(ctx context.Context, chat record.Chat, members []stri
 	if len(members) == 0 {
 		return nil
 	}
-	b := s.sess.NewBatch(gocql.LoggedBatch).WithContext(ctx)
+	b := s.sess.Batch(gocql.LoggedBatch).WithContext(ctx)
 	for _, u := range members {
 		b.Query(insertMember, chat.ID, u)
 		b.Query(insertUserChat, u, chat.ID)
@@ -374,7 +401,7 @@ func (s *Store) membership(ctx context.Context, chatID, user, memberStmt, userSt
 	if user == "" {
 		return fmt.Errorf("cannot %s member of chat %s: empty user id", verb, chatID)
 	}
-	b := s.sess.NewBatch(gocql.LoggedBatch).WithContext(ctx)
+	b := s.sess.Batch(gocql.LoggedBatch).WithContext(ctx)
 	b.Query(memberStmt, chatID, user)
 	b.Query(userStmt, user, chatID)
 	if err := s.sess.ExecuteBatch(b); err != nil {

@@ -18,9 +18,11 @@ import (
 //
 //	PARLEY_CQL_HOSTS=127.0.0.1:19042 go test -run '^$' -bench . -benchtime 2000x ./storage/scylla/
 
-func benchStore(b *testing.B) *Store {
+func benchStore(b *testing.B, sequencing string) *Store {
 	b.Helper()
-	s := openStore(b, testConfig(b))
+	cfg := testConfig(b)
+	cfg.Sequencing = sequencing
+	s := openStore(b, cfg)
 	b.Cleanup(func() { s.Close() })
 	return s
 }
@@ -34,55 +36,58 @@ func reportLatency(b *testing.B, lat []time.Duration) {
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-us")
 }
 
-// BenchmarkAppend appends one message per call (a lightweight transaction
-// plus its dedup key), serially or from several goroutines on distinct
-// chats (the logic tier's shards).
+// BenchmarkAppend appends one message per call (with its dedup key) from
+// several goroutines, each on a chat of its own (the logic tier's shards),
+// in both sequencing modes: a lightweight transaction per call under
+// "lwt", plain writes stamped with the epoch under "lease".
 func BenchmarkAppend(b *testing.B) {
-	for _, writers := range []int{1, 8} {
-		b.Run(fmt.Sprintf("writers=%d/msgs=1", writers), func(b *testing.B) {
-			s := benchStore(b)
-			ctx := context.Background()
-			var seqs [64]atomic.Uint64
-			lats := make([][]time.Duration, writers)
-			var next atomic.Int64
-			b.ReportAllocs()
-			b.ResetTimer()
-			done := make(chan struct{}, writers)
-			for w := range writers {
-				go func() {
-					defer func() { done <- struct{}{} }()
-					chat := fmt.Sprintf("g:bench%d", w)
-					for next.Add(1) <= int64(b.N) {
-						seq := seqs[w].Add(1)
-						m := storetest.Msg(chat, seq)
-						m.RequestID = fmt.Sprintf("r%d", seq)
-						start := time.Now()
-						if err := s.AppendMessages(ctx, []record.Message{m}); err != nil {
-							b.Error(err)
-							return
+	for _, mode := range []string{SequencingLWT, SequencingLease} {
+		for _, writers := range []int{1, 16, 64, 256} {
+			b.Run(fmt.Sprintf("sequencing=%s/writers=%d/msgs=1", mode, writers), func(b *testing.B) {
+				s := benchStore(b, mode)
+				ctx := context.Background()
+				seqs := make([]atomic.Uint64, writers)
+				lats := make([][]time.Duration, writers)
+				var next atomic.Int64
+				b.ReportAllocs()
+				b.ResetTimer()
+				done := make(chan struct{}, writers)
+				for w := range writers {
+					go func() {
+						defer func() { done <- struct{}{} }()
+						chat := fmt.Sprintf("g:bench%d", w)
+						for next.Add(1) <= int64(b.N) {
+							seq := seqs[w].Add(1)
+							m := storetest.Msg(chat, seq)
+							m.RequestID = fmt.Sprintf("r%d", seq)
+							start := time.Now()
+							if r := s.AppendMessages(ctx, []record.ChatAppend{{Epoch: 1, Msgs: []record.Message{m}}}); r[0].Err != nil {
+								b.Error(r[0].Err)
+								return
+							}
+							lats[w] = append(lats[w], time.Since(start))
 						}
-						lats[w] = append(lats[w], time.Since(start))
-					}
-				}()
-			}
-			for range writers {
-				<-done
-			}
-			b.StopTimer()
-			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
-			reportLatency(b, slices.Concat(lats...))
-		})
+					}()
+				}
+				for range writers {
+					<-done
+				}
+				b.StopTimer()
+				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+				reportLatency(b, slices.Concat(lats...))
+			})
+		}
 	}
 }
 
 // BenchmarkPage reads a 50-message history page (newest, and from the
 // middle with Before) of a chat with 2,000 messages in two buckets.
 func BenchmarkPage(b *testing.B) {
-	s := benchStore(b)
+	s := benchStore(b, SequencingLease)
 	ctx := context.Background()
 	const chat, n = "g:history", 2000
 	for from := uint64(1); from <= n; from += 100 {
-		if err := s.AppendMessages(ctx, storetest.Msgs(chat, from, from+99)); err != nil {
+		if err := storetest.Append(ctx, s, 1, storetest.Msgs(chat, from, from+99)); err != nil {
 			b.Fatal(err)
 		}
 	}

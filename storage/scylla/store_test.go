@@ -8,12 +8,11 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/gocql/gocql"
 
 	"github.com/parley-chat/parley/internal/record"
 	"github.com/parley-chat/parley/storage/storetest"
@@ -91,8 +90,8 @@ func openStore(tb testing.TB, cfg Config) *Store {
 }
 
 // dataTables are the tables a fresh store starts without rows in.
-var dataTables = []string{"messages", "chat_buckets", "dedup", "chats", "chat_members",
-	"user_chats", "read_markers", "device_cursors", "chat_cursors", "push_subscriptions", "push_ledger"}
+var dataTables = []string{"messages", "chat_buckets", "dedup", "dedup_keys", "chats", "chat_members",
+	"user_chats", "read_markers", "device_cursors", "chat_cursors", "push_subscriptions", "push_ledger", "leases"}
 
 // truncate empties the data tables of s's keyspace: much cheaper than a new
 // keyspace per sub-test (schema changes take seconds on Cassandra).
@@ -118,32 +117,52 @@ func freshStore(t *testing.T, cfg Config) storetest.Store {
 	return s
 }
 
-// TestConformance runs the storage conformance suite with the default
-// bucket size (every test chat fits one bucket) and with 7 seqs per bucket,
-// so that batches, pages and LastSeq cross partitions.
+// modes are the sequencing modes with the options the conformance suite
+// needs for each.
+var modes = []struct {
+	name string
+	opts storetest.Options
+}{
+	{SequencingLWT, storetest.Options{}},
+	{SequencingLease, storetest.Options{Epoch: 1, NoConflicts: true}},
+}
+
+// TestConformance runs the storage conformance suite in both sequencing
+// modes, with the default bucket size (every test chat fits one bucket)
+// and with 7 seqs per bucket, so that appends, pages and LastSeq cross
+// partitions.
 func TestConformance(t *testing.T) {
-	for _, bucket := range []uint64{DefaultBucketSize, 7} {
-		t.Run(fmt.Sprintf("bucket=%d", bucket), func(t *testing.T) {
-			cfg := testConfig(t)
-			cfg.BucketSize = bucket
-			start := time.Now()
-			openStore(t, cfg).Close() // create the keyspace once
-			t.Logf("keyspace %s created in %v", cfg.Keyspace, time.Since(start))
-			storetest.Run(t, func(t *testing.T) storetest.Store { return freshStore(t, cfg) })
-			t.Run("Persistent", func(t *testing.T) {
-				freshStore(t, cfg).Close()
-				storetest.RunPersistent(t, func(t *testing.T, _ string) storetest.Store { return openStore(t, cfg) })
+	for _, mode := range modes {
+		for _, bucket := range []uint64{DefaultBucketSize, 7} {
+			t.Run(fmt.Sprintf("sequencing=%s/bucket=%d", mode.name, bucket), func(t *testing.T) {
+				cfg := testConfig(t)
+				cfg.BucketSize = bucket
+				cfg.Sequencing = mode.name
+				start := time.Now()
+				openStore(t, cfg).Close() // create the keyspace once
+				t.Logf("keyspace %s created in %v", cfg.Keyspace, time.Since(start))
+				storetest.Run(t, func(t *testing.T) storetest.Store { return freshStore(t, cfg) }, mode.opts)
+				t.Run("Persistent", func(t *testing.T) {
+					freshStore(t, cfg).Close()
+					storetest.RunPersistent(t, func(t *testing.T, _ string) storetest.Store { return openStore(t, cfg) }, mode.opts)
+				})
 			})
-		})
+		}
 	}
 }
 
-// TestStore covers what the suite cannot see: two processes on one chat,
-// rollback of a refused multi-partition batch, retried transactions, the
-// bucket size guard.
+// appendOne appends msgs (one chat) at epoch and returns the result.
+func appendOne(ctx context.Context, s *Store, epoch uint64, msgs ...record.Message) record.AppendResult {
+	return s.AppendMessages(ctx, []record.ChatAppend{{Epoch: epoch, Msgs: msgs}})[0]
+}
+
+// TestStore covers what the suite cannot see in LWT sequencing: two
+// processes on one chat, the regressions of the all-or-nothing append it
+// replaced, retried transactions, the settings fixed at creation.
 func TestStore(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.BucketSize = 7
+	cfg.Sequencing = SequencingLWT
 	openStore(t, cfg).Close()
 	tests := []struct {
 		name string
@@ -152,9 +171,11 @@ func TestStore(t *testing.T) {
 		{"TwoNodesRaceSameSeq", testTwoNodesRace},
 		{"TwoNodesRaceCrossChat", testTwoNodesCrossChat},
 		{"RestartedNodeStaleSeq", testRestartedNode},
-		{"RollbackAcrossBuckets", testRollback},
+		{"SeenSeqNeverReused", testSeenNeverReused},
+		{"NoGapAfterLateWrite", testNoGapAfterLateWrite},
 		{"RetriedTransaction", testRetriedTransaction},
-		{"BucketSizeFixed", testBucketSizeFixed},
+		{"SettingsFixed", testSettingsFixed},
+		{"LegacyKeyspace", testLegacyKeyspace},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -174,7 +195,7 @@ func testTwoNodesRace(t *testing.T, cfg Config) {
 	defer nodes[1].Close()
 	const chat = "g:contested"
 	for seq := uint64(1); seq <= 20; seq++ {
-		errs := make([]error, len(nodes))
+		res := make([]record.AppendResult, len(nodes))
 		sent := make([]record.Message, len(nodes))
 		var wg sync.WaitGroup
 		for n, s := range nodes {
@@ -182,19 +203,19 @@ func testTwoNodesRace(t *testing.T, cfg Config) {
 			sent[n].Sender = fmt.Sprintf("node%d", n)
 			sent[n].RequestID = fmt.Sprintf("r%d-%d", n, seq)
 			sent[n].Body = fmt.Sprintf("from node %d", n)
-			wg.Go(func() { errs[n] = s.AppendMessages(ctx, []record.Message{sent[n]}) })
+			wg.Go(func() { res[n] = appendOne(ctx, s, 0, sent[n]) })
 		}
 		wg.Wait()
 		winner := -1
-		for n, err := range errs {
+		for n, r := range res {
 			switch {
-			case err == nil:
+			case r.Err == nil:
 				if winner >= 0 {
 					t.Fatalf("seq %d: got two winners", seq)
 				}
 				winner = n
-			case !errors.Is(err, record.ErrConflict):
-				t.Fatalf("seq %d node %d: got %v, want nil or ErrConflict", seq, n, err)
+			case !errors.Is(r.Err, record.ErrConflict) || r.Stored != 0:
+				t.Fatalf("seq %d node %d: got %+v, want stored or ErrConflict", seq, n, r)
 			}
 		}
 		if winner < 0 {
@@ -219,63 +240,59 @@ func testTwoNodesRace(t *testing.T, cfg Config) {
 	}
 }
 
-// testTwoNodesCrossChat: two nodes append batches over the same two chats
-// in opposite orders. At most one batch wins; a losing batch leaves
-// nothing behind, even the partitions it won before losing another.
+// testTwoNodesCrossChat: two nodes append calls over the same two chats
+// in opposite orders. Each chat has exactly one winner per seq, decided
+// chat by chat: a node that loses one chat keeps what it won in the other.
 func testTwoNodesCrossChat(t *testing.T, cfg Config) {
 	ctx := t.Context()
 	nodes := []*Store{openStore(t, cfg), openStore(t, cfg)}
 	defer nodes[0].Close()
 	defer nodes[1].Close()
 	chats := []string{"g:x", "g:y"}
-	next := uint64(1)
-	for range 10 {
-		errs := make([]error, 2)
-		batches := make([][]record.Message, 2)
+	const rounds = 10
+	for seq := uint64(1); seq <= rounds; seq++ {
+		res := make([][]record.AppendResult, 2)
+		apps := make([][]record.ChatAppend, 2)
 		var wg sync.WaitGroup
 		for n, s := range nodes {
 			for i := range chats {
-				m := storetest.Msg(chats[(i+n)%2], next)
+				m := storetest.Msg(chats[(i+n)%2], seq)
 				m.Body = fmt.Sprintf("node %d", n)
-				m.RequestID = fmt.Sprintf("n%d-%d-%d", n, i, next)
-				batches[n] = append(batches[n], m)
+				m.RequestID = fmt.Sprintf("n%d-%d-%d", n, i, seq)
+				apps[n] = append(apps[n], record.ChatAppend{Msgs: []record.Message{m}})
 			}
-			wg.Go(func() { errs[n] = s.AppendMessages(ctx, batches[n]) })
+			wg.Go(func() { res[n] = s.AppendMessages(ctx, apps[n]) })
 		}
 		wg.Wait()
-		winner := -1
-		for n, err := range errs {
-			switch {
-			case err == nil:
-				if winner >= 0 {
-					t.Fatalf("seq %d: got two winners", next)
-				}
-				winner = n
-			case !errors.Is(err, record.ErrConflict):
-				t.Fatalf("seq %d node %d: got %v, want nil or ErrConflict", next, n, err)
-			}
-		}
 		for _, chat := range chats {
-			got, err := nodes[0].Message(ctx, chat, next)
-			if winner < 0 {
-				// Both lost (each won one chat first): both rolled back.
-				if !errors.Is(err, record.ErrNotFound) {
-					t.Fatalf("seq %d chat %s with no winner: got %+v, %v, want ErrNotFound", next, chat, got, err)
+			winners := 0
+			winner := -1
+			for n := range nodes {
+				for i, a := range apps[n] {
+					if a.ChatID() != chat {
+						continue
+					}
+					switch r := res[n][i]; {
+					case r.Err == nil:
+						winners++
+						winner = n
+					case !errors.Is(r.Err, record.ErrConflict):
+						t.Fatalf("seq %d chat %s node %d: got %+v, want stored or ErrConflict", seq, chat, n, r)
+					}
 				}
-				continue
 			}
+			if winners != 1 {
+				t.Fatalf("seq %d chat %s: got %d winners, want 1", seq, chat, winners)
+			}
+			got, err := nodes[1-winner].Message(ctx, chat, seq)
 			if err != nil || got.Body != fmt.Sprintf("node %d", winner) {
-				t.Fatalf("seq %d chat %s: got %+v, %v, want node %d's row", next, chat, got, err, winner)
+				t.Fatalf("seq %d chat %s: got %+v, %v, want node %d's row", seq, chat, got, err, winner)
 			}
-		}
-		if winner >= 0 {
-			next++
 		}
 	}
-	t.Logf("%d of 10 rounds had a winner", next-1)
 	for _, chat := range chats {
-		if got, err := nodes[1].LastSeq(ctx, chat); err != nil || got != next-1 {
-			t.Fatalf("LastSeq(%s): got %d, %v, want %d", chat, got, err, next-1)
+		if got, err := nodes[1].LastSeq(ctx, chat); err != nil || got != rounds {
+			t.Fatalf("LastSeq(%s): got %d, %v, want %d", chat, got, err, rounds)
 		}
 	}
 }
@@ -286,7 +303,7 @@ func testRestartedNode(t *testing.T, cfg Config) {
 	ctx := t.Context()
 	const chat = "g:handover"
 	old := openStore(t, cfg)
-	if err := old.AppendMessages(ctx, storetest.Msgs(chat, 1, 9)); err != nil {
+	if err := storetest.Append(ctx, old, 0, storetest.Msgs(chat, 1, 9)); err != nil {
 		t.Fatalf("AppendMessages: %v", err)
 	}
 	old.Close()
@@ -296,94 +313,254 @@ func testRestartedNode(t *testing.T, cfg Config) {
 	if err != nil || last != 9 {
 		t.Fatalf("LastSeq: got %d, %v, want 9", last, err)
 	}
-	if err := successor.AppendMessages(ctx, storetest.Msgs(chat, last+1, last+1)); err != nil {
+	if err := storetest.Append(ctx, successor, 0, storetest.Msgs(chat, last+1, last+1)); err != nil {
 		t.Fatalf("AppendMessages: %v", err)
 	}
 	stale := openStore(t, cfg) // the old node again, still believing last = 9
 	defer stale.Close()
 	m := storetest.Msg(chat, 10)
 	m.Body = "stale"
-	if err := stale.AppendMessages(ctx, []record.Message{m}); !errors.Is(err, record.ErrConflict) {
-		t.Fatalf("stale append: got %v, want ErrConflict", err)
+	if r := appendOne(ctx, stale, 0, m); !errors.Is(r.Err, record.ErrConflict) {
+		t.Fatalf("stale append: got %+v, want ErrConflict", r)
 	}
 	if got, err := stale.Message(ctx, chat, 10); err != nil || got != storetest.Msg(chat, 10) {
 		t.Fatalf("Message(10): got %+v, %v, want the successor's", got, err)
 	}
 }
 
-// testRollback: a batch spanning buckets and chats whose last partition
-// conflicts leaves no row, no dedup key and no visible seq behind.
-func testRollback(t *testing.T, cfg Config) {
+// testSeenNeverReused is the regression test of a seq seen and then
+// reused: an append of two chats where the second conflicts used to roll
+// back the first chat's rows after they were readable, and its writer then
+// stored another message at the same seq. A reader that saw the first
+// version and later got the second dropped it as a duplicate. Now a seq,
+// once readable, keeps its message: every body a reader ever sees at X:1
+// is the final one.
+func testSeenNeverReused(t *testing.T, cfg Config) {
 	ctx := t.Context()
-	s := openStore(t, cfg)
-	defer s.Close()
-	const a, b = "g:ra", "g:rb"
-	if err := s.AppendMessages(ctx, storetest.Msgs(a, 1, 6)); err != nil {
-		t.Fatalf("AppendMessages: %v", err)
-	}
-	batch := append(storetest.Msgs(a, 7, 16), storetest.Msgs(b, 1, 4)...) // buckets 1, 2 of a; 0 of b
-	batch = append(batch, storetest.Msg(a, 3))                            // taken
-	if err := s.AppendMessages(ctx, batch); !errors.Is(err, record.ErrConflict) {
-		t.Fatalf("AppendMessages: got %v, want ErrConflict", err)
-	}
-	for _, c := range []struct {
-		chat string
-		last uint64
-	}{{a, 6}, {b, 0}} {
-		if got, err := s.LastSeq(ctx, c.chat); err != nil || got != c.last {
-			t.Fatalf("LastSeq(%s): got %d, %v, want %d", c.chat, got, err, c.last)
+	a, b, reader := openStore(t, cfg), openStore(t, cfg), openStore(t, cfg)
+	defer a.Close()
+	defer b.Close()
+	defer reader.Close()
+	for round := range 20 {
+		x, y := fmt.Sprintf("g:seen-x%d", round), fmt.Sprintf("g:seen-y%d", round)
+		theirs := storetest.Msg(y, 1)
+		theirs.Body = "node B's"
+		if r := appendOne(ctx, b, 0, theirs); r.Err != nil {
+			t.Fatalf("round %d: node B's append: %+v", round, r)
 		}
-		if got, err := s.Messages(ctx, c.chat, record.Page{After: 1}); err != nil || len(got) != max(int(c.last)-1, 0) {
-			t.Fatalf("Messages(%s): got %d messages, %v, want %d", c.chat, len(got), err, max(int(c.last)-1, 0))
+		seen := map[string]bool{}
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if m, err := reader.Message(ctx, x, 1); err == nil {
+					seen[m.Body] = true
+				}
+			}
+		})
+		first := storetest.Msg(x, 1)
+		first.Body = "a"
+		res := a.AppendMessages(ctx, []record.ChatAppend{{Msgs: []record.Message{first}}, {Msgs: []record.Message{storetest.Msg(y, 1)}}})
+		if res[0].Err != nil || !errors.Is(res[1].Err, record.ErrConflict) {
+			t.Fatalf("round %d: got %+v, want X stored and Y refused", round, res)
 		}
-	}
-	for _, m := range batch[:len(batch)-1] {
-		if m.RequestID == "" {
-			continue
+		// What node A's sequencer did after a refused call: reload and
+		// store the message again, here with other content.
+		second := storetest.Msg(x, 1)
+		second.Body = "b"
+		appendOne(ctx, a, 0, second)
+		close(stop)
+		wg.Wait()
+		final, err := reader.Message(ctx, x, 1)
+		if err != nil {
+			t.Fatalf("round %d: Message(X, 1): %v", round, err)
 		}
-		_, err := s.LookupDedup(ctx, record.DedupKey{ChatID: m.ChatID, Sender: m.Sender, RequestID: m.RequestID})
-		if !errors.Is(err, record.ErrNotFound) {
-			t.Fatalf("LookupDedup(%s/%d): got %v, want ErrNotFound", m.ChatID, m.Seq, err)
+		for body := range seen {
+			if body != final.Body {
+				t.Fatalf("round %d: a reader saw %q at X:1, which now holds %q", round, body, final.Body)
+			}
 		}
-	}
-	// The seqs are free again.
-	if err := s.AppendMessages(ctx, batch[:len(batch)-1]); err != nil {
-		t.Fatalf("AppendMessages after rollback: %v", err)
-	}
-	if got, err := s.LastSeq(ctx, a); err != nil || got != 16 {
-		t.Fatalf("LastSeq: got %d, %v, want 16", got, err)
 	}
 }
 
+// lateWrite makes the first write of the partition holding seq fail as if
+// it timed out, and performs it after delay instead, as a driver retry or
+// a slow replica would. It returns a function that waits for the late
+// write.
+func lateWrite(t *testing.T, s *Store, seq uint64, delay time.Duration, write func(ctx context.Context, p *part) error) func() {
+	var once sync.Once
+	done := make(chan error, 1)
+	s.hookWritePart = func(ctx context.Context, p *part) error {
+		if p.msgs[0].Seq > seq || p.msgs[len(p.msgs)-1].Seq < seq {
+			return nil
+		}
+		fired := false
+		once.Do(func() {
+			fired = true
+			go func() {
+				time.Sleep(delay)
+				done <- write(context.Background(), p)
+			}()
+		})
+		if fired {
+			return fmt.Errorf("injected: the write of seq %d timed out: %w", seq, context.DeadlineExceeded)
+		}
+		return nil
+	}
+	return func() {
+		if err := <-done; err != nil {
+			t.Errorf("late write: %v", err)
+		}
+	}
+}
+
+// testNoGapAfterLateWrite is the regression test of a permanent gap: an
+// append spanning two buckets whose first bucket applied and whose second
+// timed out was rolled back whole, and the second bucket's write then
+// landed late: LastSeq covered a seq that was missing for good. Now the
+// first bucket stays, the unknown rest is retried unchanged until known,
+// and the late write changes nothing: seqs stay dense.
+func testNoGapAfterLateWrite(t *testing.T, cfg Config) {
+	testNoGap(t, cfg, 0, func(s *Store, p *part) func(ctx context.Context, p *part) error {
+		return func(ctx context.Context, p *part) error {
+			s.hookWritePart = nil
+			_, err := s.insertPart(ctx, p)
+			return err
+		}
+	})
+}
+
+func testNoGap(t *testing.T, cfg Config, epoch uint64, late func(s *Store, p *part) func(ctx context.Context, p *part) error) {
+	ctx := t.Context()
+	s := openStore(t, cfg)
+	defer s.Close()
+	for _, retryFirst := range []bool{false, true} {
+		chat := fmt.Sprintf("g:gap-%v", retryFirst)
+		if r := appendOne(ctx, s, epoch, storetest.Msgs(chat, 1, 5)...); r.Err != nil {
+			t.Fatalf("AppendMessages: %+v", r)
+		}
+		msgs := storetest.Msgs(chat, 6, 7) // buckets 0 and 1 (7 seqs each)
+		wait := lateWrite(t, s, 7, 300*time.Millisecond, late(s, nil))
+		r := appendOne(ctx, s, epoch, msgs...)
+		if r.Err == nil || errors.Is(r.Err, record.ErrConflict) || r.Stored != 1 {
+			t.Fatalf("append across buckets with a timed-out second bucket: got %+v, want 1 stored and an unknown outcome", r)
+		}
+		if !retryFirst {
+			wait()
+		}
+		// The writer retries the unknown part unchanged until it knows.
+		s.hookWritePart = nil
+		if r := appendOne(ctx, s, epoch, msgs[r.Stored:]...); r.Err != nil || r.Stored != 1 {
+			t.Fatalf("retry of the unknown part: got %+v, want stored", r)
+		}
+		if retryFirst {
+			wait()
+		}
+		got, err := s.Messages(ctx, chat, record.Page{Limit: 10})
+		if err != nil || !slices.Equal(got, storetest.Msgs(chat, 1, 7)) {
+			t.Fatalf("Messages: got seqs %v, %v, want 1..7 dense", seqsOf(got), err)
+		}
+		if last, err := s.LastSeq(ctx, chat); err != nil || last != 7 {
+			t.Fatalf("LastSeq: got %d, %v, want 7", last, err)
+		}
+	}
+}
+
+func seqsOf(msgs []record.Message) []uint64 {
+	out := make([]uint64, len(msgs))
+	for i, m := range msgs {
+		out[i] = m.Seq
+	}
+	return out
+}
+
 // testRetriedTransaction: resending a partition's conditional batch with
-// the same write id (what the driver's retry policy does after a timeout)
-// counts as applied, never as a conflict.
+// the same content (what the driver's retry policy, or a writer that did
+// not learn the outcome, does) counts as applied, never as a conflict;
+// other content is a conflict.
 func testRetriedTransaction(t *testing.T, cfg Config) {
 	ctx := t.Context()
 	s := openStore(t, cfg)
 	defer s.Close()
 	msgs := storetest.Msgs("g:retry", 1, 3)
-	parts, err := s.partition(msgs)
-	if err != nil || len(parts) != 1 {
-		t.Fatalf("partition: got %d parts, %v, want 1", len(parts), err)
+	parts := s.partition(msgs)
+	if len(parts) != 1 {
+		t.Fatalf("partition: got %d parts, want 1", len(parts))
 	}
-	wid, _ := gocql.RandomUUID()
-	other, _ := gocql.RandomUUID()
+	other := &part{chat: parts[0].chat, bucket: parts[0].bucket, msgs: slices.Clone(parts[0].msgs)}
+	other.msgs[2].Body = "other"
 	for i, tc := range []struct {
-		wid  gocql.UUID
-		want bool
-	}{{wid, true}, {wid, true}, {other, false}} {
-		got, err := s.insertPart(ctx, parts[0], tc.wid)
-		if err != nil || got != tc.want {
-			t.Fatalf("attempt %d: got applied %v, %v, want %v", i, got, err, tc.want)
+		p      *part
+		stored int
+		err    error
+	}{{parts[0], 3, nil}, {parts[0], 3, nil}, {other, 2, record.ErrConflict}} {
+		got, err := s.insertPart(ctx, tc.p)
+		if got != tc.stored || !errors.Is(err, tc.err) || (err == nil) != (tc.err == nil) {
+			t.Fatalf("attempt %d: got %d stored, %v, want %d, %v", i, got, err, tc.stored, tc.err)
 		}
 	}
 }
 
-func testBucketSizeFixed(t *testing.T, cfg Config) {
-	cfg.BucketSize = 1000
-	_, err := Open(t.Context(), cfg, testLogger(t))
-	if err == nil || !strings.Contains(err.Error(), "bucket_size") {
-		t.Fatalf("Open with another bucket size: got %v, want a bucket_size error", err)
+// testSettingsFixed: the bucket size, the sequencing mode and the slot
+// count are part of the data layout; Open refuses another value.
+func testSettingsFixed(t *testing.T, cfg Config) {
+	for _, tc := range []struct {
+		edit func(*Config)
+		want string
+	}{
+		{func(c *Config) { c.BucketSize = 1000 }, "bucket_size"},
+		{func(c *Config) { c.Sequencing = SequencingLease }, "sequencing"},
+	} {
+		c := cfg
+		tc.edit(&c)
+		_, err := Open(t.Context(), c, testLogger(t))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Fatalf("Open with another %s: got %v, want a %s error", tc.want, err, tc.want)
+		}
+	}
+}
+
+// testLegacyKeyspace: a keyspace created before migration 3 keeps LWT
+// sequencing and finds the dedup keys of the old table until they expire.
+func testLegacyKeyspace(t *testing.T, cfg Config) {
+	ctx := t.Context()
+	s := openStore(t, cfg)
+	// Make the keyspace look as it did before migration 3.
+	for _, q := range []string{
+		"DELETE FROM schema_version WHERE id = 3",
+		"DELETE FROM settings WHERE name = 'sequencing'",
+		"DELETE FROM settings WHERE name = 'legacy_dedup_until'",
+	} {
+		if err := s.sess.Query(q).Exec(); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	m := storetest.Msg("g:legacy", 2) // carries request id req-2
+	if err := s.sess.Query(insertMessageLWT, m.ChatID, int64(0), int64(m.Seq), m.Sender, m.Device, m.RequestID, m.TS, int8(m.Kind), []byte(m.Body)).Exec(); err != nil {
+		t.Fatalf("insert message: %v", err)
+	}
+	if err := s.sess.Query(`INSERT INTO dedup (chat_id, sender, request_id, seq) VALUES (?, ?, ?, ?)`, m.ChatID, m.Sender, m.RequestID, int64(m.Seq)).Exec(); err != nil {
+		t.Fatalf("insert legacy dedup key: %v", err)
+	}
+	s.Close()
+
+	lease := cfg
+	lease.Sequencing = SequencingLease
+	if _, err := Open(ctx, lease, testLogger(t)); err == nil || !strings.Contains(err.Error(), "sequencing") {
+		t.Fatalf("Open of a legacy keyspace under leases: got %v, want a sequencing error", err)
+	}
+	s = openStore(t, cfg)
+	defer s.Close()
+	got, err := s.LookupDedup(ctx, record.DedupKey{ChatID: m.ChatID, Sender: m.Sender, RequestID: m.RequestID})
+	if err != nil || got != m {
+		t.Fatalf("LookupDedup of a legacy key: got %+v, %v, want %+v", got, err, m)
+	}
+	if _, complete, err := s.DedupKeys(ctx, m.ChatID, 100); err != nil || complete {
+		t.Fatalf("DedupKeys of a legacy keyspace: got complete=%v, %v, want incomplete", complete, err)
 	}
 }

@@ -4,10 +4,13 @@
 // Run checks the contract of the logic tier's Store interface (logic/store.go)
 // against a fresh store per sub-test: appends and history pages, the error
 // contract (record.ErrNotFound, record.ErrConflict, record.ErrClosed),
-// all-or-nothing batches, dedup lookups, chats and membership, chat lists,
+// per-chat append results (a conflict in one chat stores the others; rows
+// stored with identical content count as stored; malformed appends are
+// refused), dedup lookups and key lists, chats and membership, chat lists,
 // monotonic read markers and device cursors, concurrent appends, push
 // subscriptions, and the push ledger (MarkPushed: one first caller per key,
-// expiry).
+// expiry). Options says what a backend does not promise (conflict
+// detection, under leases) and the epoch to write with.
 // RunPersistent additionally closes a store and reopens it on the same
 // directory to check that everything survived.
 //

@@ -11,7 +11,7 @@ import (
 // RunPersistent checks that a store keeps everything across Close and a
 // reopen on the same directory. open must open (creating if needed) the store
 // that lives in dir; RunPersistent closes every store it opens.
-func RunPersistent(t *testing.T, open func(t *testing.T, dir string) Store) {
+func RunPersistent(t *testing.T, open func(t *testing.T, dir string) Store, o Options) {
 	t.Helper()
 	ctx := t.Context()
 	dir := t.TempDir()
@@ -35,8 +35,8 @@ func RunPersistent(t *testing.T, open func(t *testing.T, dir string) Store) {
 	if err := s.RemoveMember(ctx, g.ID, "carol"); err != nil {
 		t.Fatalf("RemoveMember: %v", err)
 	}
-	mustAppend(t, s, msgs[:4])
-	mustAppend(t, s, msgs[4:])
+	mustAppend(t, s, o, msgs[:4])
+	mustAppend(t, s, o, msgs[4:])
 	if err := s.SetReadSeq(ctx, "alice", g.ID, 4); err != nil {
 		t.Fatalf("SetReadSeq: %v", err)
 	}
@@ -100,10 +100,14 @@ func RunPersistent(t *testing.T, open func(t *testing.T, dir string) Store) {
 			t.Fatalf("round %d: MarkPushed after reopen: got first=%v, %v, want false", round, first, err)
 		}
 		// The reopened store still refuses taken seqs and takes new ones.
-		wantErr(t, "AppendMessages of a taken seq after reopen", s.AppendMessages(ctx, Msgs(g.ID, lastG, lastG)), record.ErrConflict)
+		if !o.NoConflicts {
+			taken := Msg(g.ID, lastG)
+			taken.Body = "another writer"
+			wantErr(t, "AppendMessages of a taken seq after reopen", Append(ctx, s, o.Epoch, []record.Message{taken}), record.ErrConflict)
+		}
 		wantErr(t, "CreateChat of an existing chat after reopen", s.CreateChat(ctx, g, nil), record.ErrConflict)
 		if round == 0 {
-			mustAppend(t, s, Msgs(g.ID, 7, 7))
+			mustAppend(t, s, o, Msgs(g.ID, 7, 7))
 			msgs = append(msgs, Msg(g.ID, 7))
 			lastG = 7
 		}

@@ -43,7 +43,7 @@ func wantSubs(t *testing.T, s Store, user string, want ...record.PushSubscriptio
 	}
 }
 
-func testPushSubscriptions(t *testing.T, s Store) {
+func testPushSubscriptions(t *testing.T, s Store, _ Options) {
 	ctx := t.Context()
 	wantSubs(t, s, "alice")
 	a1, a2, b1 := PushSub("alice", "d1"), PushSub("alice", "d2"), PushSub("bob", "d1")
@@ -96,7 +96,7 @@ func markPushed(t *testing.T, s Store, key string, ttl time.Duration) bool {
 	return first
 }
 
-func testMarkPushed(t *testing.T, s Store) {
+func testMarkPushed(t *testing.T, s Store, _ Options) {
 	const long = time.Hour
 	tests := []struct {
 		key  string
@@ -140,7 +140,7 @@ func testMarkPushed(t *testing.T, s Store) {
 
 // testMarkPushedConcurrent: of concurrent callers of one key exactly one is
 // first.
-func testMarkPushedConcurrent(t *testing.T, s Store) {
+func testMarkPushedConcurrent(t *testing.T, s Store, _ Options) {
 	const keys, callers = 4, 8
 	var firsts [keys]atomic.Int32
 	var wg sync.WaitGroup

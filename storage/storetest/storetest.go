@@ -16,9 +16,10 @@ import (
 // Store has the method set of logic.Store; see logic/store.go for the
 // contract each method must honour.
 type Store interface {
-	AppendMessages(ctx context.Context, msgs []record.Message) error
+	AppendMessages(ctx context.Context, appends []record.ChatAppend) []record.AppendResult
 	LastSeq(ctx context.Context, chatID string) (uint64, error)
 	LookupDedup(ctx context.Context, key record.DedupKey) (record.Message, error)
+	DedupKeys(ctx context.Context, chatID string, limit int) (keys []record.DedupKey, complete bool, err error)
 	Message(ctx context.Context, chatID string, seq uint64) (record.Message, error)
 	Messages(ctx context.Context, chatID string, page record.Page) ([]record.Message, error)
 
@@ -42,6 +43,20 @@ type Store interface {
 	Close() error
 }
 
+// Options says what the backend under test promises beyond the common
+// contract.
+type Options struct {
+	// Epoch is the lease epoch the suite appends with
+	// (record.ChatAppend.Epoch). Backends that fence stale writers by epoch
+	// need one above 0; the others ignore it.
+	Epoch uint64
+	// NoConflicts: the backend does not detect two writers of one seq
+	// (CQL under leases, where the lease makes the writer unique and
+	// message rows are plain writes); the sub-tests that race writers of
+	// one seq are skipped.
+	NoConflicts bool
+}
+
 // Run runs the conformance suite. newStore must return a fresh, empty store
 // for every call; Run closes each store it creates (Close must therefore be
 // idempotent if newStore also registers a cleanup that closes it).
@@ -49,39 +64,52 @@ type Store interface {
 // Semantics pinned down by the suite beyond the interface comments:
 //   - Page.Limit <= 0 or > record.MaxPageLimit means record.MaxPageLimit.
 //   - With Page.Before > 0, Page.After is ignored (record.Page).
-//   - A batch that repeats a (chat, seq) is refused with ErrConflict.
+//   - An append that is not one chat with dense ascending seqs, or that
+//     names a chat twice in one call, is refused with an error other than
+//     ErrConflict, and nothing of it is stored.
+//   - The appends of one call are independent: a conflict in one chat
+//     stores the others (record.AppendResult).
+//   - Appending messages that are stored already with identical content
+//     succeeds (the retry of an append whose outcome was unknown).
 //   - AddMember and RemoveMember on a chat that does not exist return
 //     ErrNotFound; UserChats of an unknown user is empty, not an error.
 //   - PushSubscriptions returns an empty, non-nil slice for a user without
 //     subscriptions. MarkPushed refuses an empty key and a ttl <= 0; CQL
 //     backends round ttl up to whole seconds.
-func Run(t *testing.T, newStore func(t *testing.T) Store) {
+func Run(t *testing.T, newStore func(t *testing.T) Store, o Options) {
 	t.Helper()
 	tests := []struct {
-		name string
-		fn   func(t *testing.T, s Store)
+		name      string
+		fn        func(t *testing.T, s Store, o Options)
+		conflicts bool // needs a backend that detects writers racing for a seq
 	}{
-		{"AppendAndRead", testAppendAndRead},
-		{"Pages", testPages},
-		{"PageLimitCap", testPageLimitCap},
-		{"ConflictAllOrNothing", testConflict},
-		{"Dedup", testDedup},
-		{"ManyChatsOneBatch", testManyChats},
-		{"ConcurrentAppends", testConcurrentAppends},
-		{"RacingAppendsSameSeq", testRacingAppends},
-		{"CreateChat", testCreateChat},
-		{"Membership", testMembership},
-		{"UserChats", testUserChats},
-		{"MonotonicMarkers", testMonotonicMarkers},
-		{"PushSubscriptions", testPushSubscriptions},
-		{"MarkPushed", testMarkPushed},
-		{"MarkPushedConcurrent", testMarkPushedConcurrent},
-		{"Closed", testClosed},
+		{"AppendAndRead", testAppendAndRead, false},
+		{"Pages", testPages, false},
+		{"PageLimitCap", testPageLimitCap, false},
+		{"InvalidAppends", testInvalidAppends, false},
+		{"RetrySameContent", testRetrySameContent, false},
+		{"ConflictPerChat", testConflict, true},
+		{"Dedup", testDedup, false},
+		{"DedupKeys", testDedupKeys, false},
+		{"ManyChatsOneBatch", testManyChats, false},
+		{"ConcurrentAppends", testConcurrentAppends, false},
+		{"RacingAppendsSameSeq", testRacingAppends, true},
+		{"CreateChat", testCreateChat, false},
+		{"Membership", testMembership, false},
+		{"UserChats", testUserChats, false},
+		{"MonotonicMarkers", testMonotonicMarkers, false},
+		{"PushSubscriptions", testPushSubscriptions, false},
+		{"MarkPushed", testMarkPushed, false},
+		{"MarkPushedConcurrent", testMarkPushedConcurrent, false},
+		{"Closed", testClosed, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			if tc.conflicts && o.NoConflicts {
+				t.Skip("the backend does not detect racing writers of one seq (Options.NoConflicts)")
+			}
 			s := newStore(t)
-			tc.fn(t, s)
+			tc.fn(t, s, o)
 			if err := s.Close(); err != nil {
 				t.Fatalf("Close: %v", err)
 			}
@@ -122,11 +150,57 @@ func Msgs(chatID string, from, to uint64) []record.Message {
 	return out
 }
 
-func mustAppend(t *testing.T, s Store, msgs []record.Message) {
+// Appends groups msgs by chat, in order of first appearance, into one
+// ChatAppend per chat at epoch.
+func Appends(epoch uint64, msgs []record.Message) []record.ChatAppend {
+	var out []record.ChatAppend
+	idx := map[string]int{}
+	for _, m := range msgs {
+		i, ok := idx[m.ChatID]
+		if !ok {
+			i = len(out)
+			idx[m.ChatID] = i
+			out = append(out, record.ChatAppend{Epoch: epoch})
+		}
+		out[i].Msgs = append(out[i].Msgs, m)
+	}
+	return out
+}
+
+// Append appends msgs (grouped by chat) at epoch and returns the joined
+// errors of the chats that were not stored whole.
+func Append(ctx context.Context, s Store, epoch uint64, msgs []record.Message) error {
+	apps := Appends(epoch, msgs)
+	res := s.AppendMessages(ctx, apps)
+	if len(res) != len(apps) {
+		return fmt.Errorf("AppendMessages: got %d results for %d appends", len(res), len(apps))
+	}
+	var errs []error
+	for i, r := range res {
+		if r.Err != nil {
+			errs = append(errs, fmt.Errorf("chat %s (stored %d of %d): %w", apps[i].ChatID(), r.Stored, len(apps[i].Msgs), r.Err))
+		} else if r.Stored != len(apps[i].Msgs) {
+			errs = append(errs, fmt.Errorf("chat %s: no error but stored %d of %d", apps[i].ChatID(), r.Stored, len(apps[i].Msgs)))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func mustAppend(t *testing.T, s Store, o Options, msgs []record.Message) {
 	t.Helper()
-	if err := s.AppendMessages(t.Context(), msgs); err != nil {
+	if err := Append(t.Context(), s, o.Epoch, msgs); err != nil {
 		t.Fatalf("AppendMessages(%d msgs): %v", len(msgs), err)
 	}
+}
+
+// appendOne appends one chat's messages and returns its result.
+func appendOne(t *testing.T, s Store, o Options, msgs []record.Message) record.AppendResult {
+	t.Helper()
+	res := s.AppendMessages(t.Context(), []record.ChatAppend{{Epoch: o.Epoch, Msgs: msgs}})
+	if len(res) != 1 {
+		t.Fatalf("AppendMessages: got %d results for 1 append", len(res))
+	}
+	return res[0]
 }
 
 func wantLastSeq(t *testing.T, s Store, chatID string, want uint64) {
@@ -163,14 +237,14 @@ func seqRange(from, to uint64) []uint64 {
 	return out
 }
 
-func testAppendAndRead(t *testing.T, s Store) {
+func testAppendAndRead(t *testing.T, s Store, o Options) {
 	ctx := t.Context()
 	const chat = "g:read"
 	wantLastSeq(t, s, chat, 0)
 	in := Msgs(chat, 1, 5)
 	in[2].Body = "" // empty body survives too
-	mustAppend(t, s, in[:2])
-	mustAppend(t, s, in[2:])
+	mustAppend(t, s, o, in[:2])
+	mustAppend(t, s, o, in[2:])
 	for _, want := range in {
 		got, err := s.Message(ctx, chat, want.Seq)
 		if err != nil {
@@ -207,11 +281,11 @@ func testAppendAndRead(t *testing.T, s Store) {
 	}
 }
 
-func testPages(t *testing.T, s Store) {
+func testPages(t *testing.T, s Store, o Options) {
 	const chat = "g:p"
-	mustAppend(t, s, Msgs(chat, 1, 10))
+	mustAppend(t, s, o, Msgs(chat, 1, 10))
 	// Neighbours whose ids share a prefix must not leak into the pages.
-	mustAppend(t, s, append(Msgs("g:pa", 1, 12), Msgs("g:", 1, 3)...))
+	mustAppend(t, s, o, append(Msgs("g:pa", 1, 12), Msgs("g:", 1, 3)...))
 
 	tests := []struct {
 		name string
@@ -251,10 +325,10 @@ func testPages(t *testing.T, s Store) {
 	}
 }
 
-func testPageLimitCap(t *testing.T, s Store) {
+func testPageLimitCap(t *testing.T, s Store, o Options) {
 	const chat = "g:big"
 	const n = record.MaxPageLimit + 50
-	mustAppend(t, s, Msgs(chat, 1, n))
+	mustAppend(t, s, o, Msgs(chat, 1, n))
 	tests := []struct {
 		page record.Page
 		want []uint64
@@ -274,32 +348,50 @@ func testPageLimitCap(t *testing.T, s Store) {
 	}
 }
 
-func testConflict(t *testing.T, s Store) {
+// testConflict: an append that meets a seq holding a different message is
+// refused for that chat only; the other chats of the call are stored, and
+// identical rows count as stored.
+func testConflict(t *testing.T, s Store, o Options) {
 	ctx := t.Context()
 	const a, b = "g:ca", "g:cb"
-	mustAppend(t, s, Msgs(a, 1, 4))
+	mustAppend(t, s, o, Msgs(a, 1, 4))
+	other := func(m record.Message) record.Message {
+		m.Body = "another writer"
+		return m
+	}
 
 	tests := []struct {
-		name  string
-		batch []record.Message
+		name    string
+		appends [][]record.Message
+		want    []record.AppendResult // Err: nil or ErrConflict
 	}{
-		{"taken seq", []record.Message{Msg(a, 2)}},
-		{"taken seq after new one", []record.Message{Msg(a, 5), Msg(a, 4)}},
-		{"taken seq in second chat", []record.Message{Msg(b, 1), Msg(b, 2), Msg(a, 1)}},
-		{"repeated seq in batch", []record.Message{Msg(a, 5), Msg(a, 5)}},
+		{"taken seq", [][]record.Message{{other(Msg(a, 2))}},
+			[]record.AppendResult{{Stored: 0, Err: record.ErrConflict}}},
+		{"taken seq then a new one", [][]record.Message{{other(Msg(a, 4)), Msg(a, 5)}},
+			[]record.AppendResult{{Stored: 0, Err: record.ErrConflict}}},
+		{"identical rows then a taken one", [][]record.Message{{Msg(a, 3), other(Msg(a, 4)), Msg(a, 5)}},
+			[]record.AppendResult{{Stored: 1, Err: record.ErrConflict}}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			err := s.AppendMessages(ctx, tc.batch)
-			wantErr(t, "AppendMessages", err, record.ErrConflict)
-			// Nothing of the rejected batch is visible.
+			var apps []record.ChatAppend
+			for _, msgs := range tc.appends {
+				apps = append(apps, record.ChatAppend{Epoch: o.Epoch, Msgs: msgs})
+			}
+			got := s.AppendMessages(ctx, apps)
+			if len(got) != len(tc.want) {
+				t.Fatalf("AppendMessages: got %d results, want %d", len(got), len(tc.want))
+			}
+			for i, w := range tc.want {
+				if got[i].Stored != w.Stored || !errors.Is(got[i].Err, w.Err) || (w.Err == nil) != (got[i].Err == nil) {
+					t.Fatalf("AppendMessages result %d: got %+v, want %+v", i, got[i], w)
+				}
+			}
+			// Nothing of the refused part is visible; the stored rows are
+			// untouched.
 			wantLastSeq(t, s, a, 4)
-			wantLastSeq(t, s, b, 0)
-			_, err = s.Message(ctx, a, 5)
-			wantErr(t, "Message of rejected batch", err, record.ErrNotFound)
-			_, err = s.LookupDedup(ctx, record.DedupKey{ChatID: b, Sender: "alice", RequestID: "req-2"})
-			wantErr(t, "LookupDedup of rejected batch", err, record.ErrNotFound)
-			// The original row is untouched.
+			_, err := s.Message(ctx, a, 5)
+			wantErr(t, "Message of the refused part", err, record.ErrNotFound)
 			for _, want := range Msgs(a, 1, 4) {
 				got, err := s.Message(ctx, a, want.Seq)
 				if err != nil || got != want {
@@ -308,20 +400,106 @@ func testConflict(t *testing.T, s Store) {
 			}
 		})
 	}
+
+	// A conflict in one chat leaves the other chats of the call alone.
+	res := s.AppendMessages(ctx, []record.ChatAppend{
+		{Epoch: o.Epoch, Msgs: Msgs(b, 1, 2)},
+		{Epoch: o.Epoch, Msgs: []record.Message{other(Msg(a, 1))}},
+		{Epoch: o.Epoch, Msgs: Msgs("g:cc", 1, 1)},
+	})
+	if len(res) != 3 || res[0].Err != nil || res[0].Stored != 2 || !errors.Is(res[1].Err, record.ErrConflict) || res[2].Err != nil || res[2].Stored != 1 {
+		t.Fatalf("AppendMessages(b, taken a, c): got %+v, want b and c stored, a ErrConflict", res)
+	}
+	wantLastSeq(t, s, b, 2)
+	wantLastSeq(t, s, "g:cc", 1)
+	if got, err := s.Message(ctx, b, 2); err != nil || got != Msg(b, 2) {
+		t.Fatalf("Message(%q, 2): got %+v, %v, want %+v", b, got, err, Msg(b, 2))
+	}
+	if got, err := s.LookupDedup(ctx, record.DedupKey{ChatID: b, Sender: "alice", RequestID: "req-2"}); err != nil || got != Msg(b, 2) {
+		t.Fatalf("LookupDedup(b, req-2): got %+v, %v, want %+v", got, err, Msg(b, 2))
+	}
 	// The store stays usable after a conflict.
-	mustAppend(t, s, []record.Message{Msg(a, 5), Msg(b, 1)})
+	mustAppend(t, s, o, []record.Message{Msg(a, 5), Msg(b, 3)})
 	wantLastSeq(t, s, a, 5)
-	wantLastSeq(t, s, b, 1)
+	wantLastSeq(t, s, b, 3)
 }
 
-func testDedup(t *testing.T, s Store) {
+// testInvalidAppends: appends the contract forbids are refused with an
+// error other than ErrConflict and store nothing; valid appends of the
+// same call are not affected.
+func testInvalidAppends(t *testing.T, s Store, o Options) {
+	ctx := t.Context()
+	mixed := Msgs("g:iv", 1, 1)
+	mixed = append(mixed, Msg("g:other", 2))
+	tests := []struct {
+		name string
+		msgs []record.Message
+	}{
+		{"empty", nil},
+		{"gap", []record.Message{Msg("g:iv", 1), Msg("g:iv", 3)}},
+		{"descending", []record.Message{Msg("g:iv", 2), Msg("g:iv", 1)}},
+		{"repeated seq", []record.Message{Msg("g:iv", 1), Msg("g:iv", 1)}},
+		{"seq zero", []record.Message{Msg("g:iv", 0)}},
+		{"two chats", mixed},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			res := s.AppendMessages(ctx, []record.ChatAppend{{Epoch: o.Epoch, Msgs: tc.msgs}, {Epoch: o.Epoch, Msgs: Msgs("g:ok-"+strings.ReplaceAll(tc.name, " ", "-"), 1, 2)}})
+			if len(res) != 2 {
+				t.Fatalf("AppendMessages: got %d results, want 2", len(res))
+			}
+			if res[0].Err == nil || errors.Is(res[0].Err, record.ErrConflict) || res[0].Stored != 0 {
+				t.Fatalf("AppendMessages(%s): got %+v, want a validation error", tc.name, res[0])
+			}
+			if res[1].Err != nil || res[1].Stored != 2 {
+				t.Fatalf("AppendMessages(valid beside %s): got %+v, want stored", tc.name, res[1])
+			}
+			wantLastSeq(t, s, "g:iv", 0)
+			wantLastSeq(t, s, "g:other", 0)
+		})
+	}
+	t.Run("chat twice in one call", func(t *testing.T) {
+		res := s.AppendMessages(ctx, []record.ChatAppend{{Epoch: o.Epoch, Msgs: Msgs("g:twice", 1, 1)}, {Epoch: o.Epoch, Msgs: Msgs("g:twice", 2, 2)}})
+		if len(res) != 2 || res[1].Err == nil || errors.Is(res[1].Err, record.ErrConflict) || res[1].Stored != 0 {
+			t.Fatalf("AppendMessages(chat twice): got %+v, want the second refused", res)
+		}
+		if _, err := s.Message(ctx, "g:twice", 2); !errors.Is(err, record.ErrNotFound) {
+			t.Fatalf("Message(g:twice, 2): got %v, want ErrNotFound", err)
+		}
+	})
+}
+
+// testRetrySameContent: appending rows that are stored already with the
+// same content succeeds, alone or followed by new rows; that is how the
+// writer of an append with an unknown outcome finds out (record.AppendResult).
+func testRetrySameContent(t *testing.T, s Store, o Options) {
+	ctx := t.Context()
+	const chat = "g:retry"
+	mustAppend(t, s, o, Msgs(chat, 1, 3))
+	if r := appendOne(t, s, o, Msgs(chat, 1, 3)); r.Err != nil || r.Stored != 3 {
+		t.Fatalf("retry of stored rows: got %+v, want all 3 stored", r)
+	}
+	if r := appendOne(t, s, o, Msgs(chat, 2, 5)); r.Err != nil || r.Stored != 4 {
+		t.Fatalf("retry of stored rows followed by new ones: got %+v, want all 4 stored", r)
+	}
+	wantLastSeq(t, s, chat, 5)
+	got, err := s.Messages(ctx, chat, record.Page{Limit: 10})
+	if err != nil || !slices.Equal(got, Msgs(chat, 1, 5)) {
+		t.Fatalf("Messages: got %+v, %v, want seqs 1..5", got, err)
+	}
+	if m, err := s.LookupDedup(ctx, record.DedupKey{ChatID: chat, Sender: "alice", RequestID: "req-4"}); err != nil || m != Msg(chat, 4) {
+		t.Fatalf("LookupDedup(req-4): got %+v, %v, want %+v", m, err, Msg(chat, 4))
+	}
+}
+
+func testDedup(t *testing.T, s Store, o Options) {
 	ctx := t.Context()
 	const chat = "dm:alice:bob"
 	in := Msgs(chat, 1, 4)
 	in[1].RequestID = "r-1"
 	in[3].RequestID = "r-2"
 	in[3].Sender = "bob"
-	mustAppend(t, s, in)
+	mustAppend(t, s, o, in)
 
 	tests := []struct {
 		key  record.DedupKey
@@ -350,13 +528,37 @@ func testDedup(t *testing.T, s Store) {
 	}
 }
 
-func testManyChats(t *testing.T, s Store) {
+// testDedupKeys: a chat's request keys are listed, complete unless the
+// limit cuts the list; a chat without keys has an empty, complete list.
+func testDedupKeys(t *testing.T, s Store, o Options) {
+	ctx := t.Context()
+	const chat = "g:keys"
+	mustAppend(t, s, o, Msgs(chat, 1, 6)) // request ids on even seqs
+	mustAppend(t, s, o, Msgs("g:keys2", 1, 2))
+	keys, complete, err := s.DedupKeys(ctx, chat, 100)
+	if err != nil {
+		t.Fatalf("DedupKeys: %v", err)
+	}
+	slices.SortFunc(keys, func(a, b record.DedupKey) int { return strings.Compare(a.RequestID, b.RequestID) })
+	want := []record.DedupKey{{ChatID: chat, Sender: "alice", RequestID: "req-2"}, {ChatID: chat, Sender: "alice", RequestID: "req-4"}, {ChatID: chat, Sender: "alice", RequestID: "req-6"}}
+	if !complete || !slices.Equal(keys, want) {
+		t.Fatalf("DedupKeys: got %+v, complete=%v, want %+v, complete", keys, complete, want)
+	}
+	if keys, complete, err := s.DedupKeys(ctx, chat, 2); err != nil || complete || len(keys) > 2 {
+		t.Fatalf("DedupKeys(limit 2): got %d keys, complete=%v, %v, want at most 2, incomplete", len(keys), complete, err)
+	}
+	if keys, complete, err := s.DedupKeys(ctx, "g:nokeys", 100); err != nil || !complete || len(keys) != 0 {
+		t.Fatalf("DedupKeys(unknown chat): got %+v, complete=%v, %v, want none, complete", keys, complete, err)
+	}
+}
+
+func testManyChats(t *testing.T, s Store, o Options) {
 	var batch []record.Message
 	for i := range 20 {
 		chat := fmt.Sprintf("g:many%d", i)
 		batch = append(batch, Msgs(chat, 1, uint64(i%3+1))...)
 	}
-	mustAppend(t, s, batch)
+	mustAppend(t, s, o, batch)
 	for i := range 20 {
 		chat := fmt.Sprintf("g:many%d", i)
 		wantLastSeq(t, s, chat, uint64(i%3+1))
@@ -370,7 +572,7 @@ func testManyChats(t *testing.T, s Store) {
 	}
 }
 
-func testConcurrentAppends(t *testing.T, s Store) {
+func testConcurrentAppends(t *testing.T, s Store, o Options) {
 	const goroutines, perChat = 16, 12
 	var wg sync.WaitGroup
 	errs := make(chan error, goroutines)
@@ -382,7 +584,7 @@ func testConcurrentAppends(t *testing.T, s Store) {
 				// a message of a chat of its own to exercise cross-chat batches.
 				batch := Msgs(chat, seq, seq+1)
 				batch = append(batch, Msg(fmt.Sprintf("g:side%d", g), seq/2+1))
-				if err := s.AppendMessages(context.Background(), batch); err != nil {
+				if err := Append(context.Background(), s, o.Epoch, batch); err != nil {
 					errs <- fmt.Errorf("chat %s seq %d: %w", chat, seq, err)
 					return
 				}
@@ -411,7 +613,7 @@ func testConcurrentAppends(t *testing.T, s Store) {
 // testRacingAppends races appenders for the same (chat, seq): exactly one
 // wins each seq, the others get ErrConflict, and the stored row is the
 // winner's.
-func testRacingAppends(t *testing.T, s Store) {
+func testRacingAppends(t *testing.T, s Store, o Options) {
 	const racers, rounds = 8, 5
 	const chat = "g:race"
 	for seq := uint64(1); seq <= rounds; seq++ {
@@ -422,7 +624,7 @@ func testRacingAppends(t *testing.T, s Store) {
 				m := Msg(chat, seq)
 				m.Body = fmt.Sprintf("racer %d", r)
 				m.RequestID = fmt.Sprintf("race-%d-%d", seq, r)
-				results <- s.AppendMessages(context.Background(), []record.Message{m})
+				results <- Append(context.Background(), s, o.Epoch, []record.Message{m})
 			})
 		}
 		wg.Wait()
@@ -494,7 +696,7 @@ func userChatIDs(t *testing.T, s Store, user string) []string {
 	return ids
 }
 
-func testCreateChat(t *testing.T, s Store) {
+func testCreateChat(t *testing.T, s Store, o Options) {
 	ctx := t.Context()
 	g := group("g:team", "Team \u2713")
 	if err := s.CreateChat(ctx, g, []string{"carol", "alice", "bob"}); err != nil {
@@ -538,7 +740,7 @@ func testCreateChat(t *testing.T, s Store) {
 	wantErr(t, "Chat of id prefix", err, record.ErrNotFound)
 }
 
-func testMembership(t *testing.T, s Store) {
+func testMembership(t *testing.T, s Store, o Options) {
 	ctx := t.Context()
 	g := group("g:club", "Club")
 	if err := s.CreateChat(ctx, g, []string{"carol"}); err != nil {
@@ -591,7 +793,7 @@ func testMembership(t *testing.T, s Store) {
 	}
 }
 
-func testUserChats(t *testing.T, s Store) {
+func testUserChats(t *testing.T, s Store, o Options) {
 	ctx := t.Context()
 	a, b := group("g:ua", "A"), group("g:ub", "B")
 	for _, c := range []record.Chat{a, b} {
@@ -602,7 +804,7 @@ func testUserChats(t *testing.T, s Store) {
 	if err := s.CreateChat(ctx, group("g:uc", "C"), []string{"bob"}); err != nil {
 		t.Fatalf("CreateChat: %v", err)
 	}
-	mustAppend(t, s, Msgs(a.ID, 1, 3))
+	mustAppend(t, s, o, Msgs(a.ID, 1, 3))
 	if err := s.SetReadSeq(ctx, "alice", a.ID, 2); err != nil {
 		t.Fatalf("SetReadSeq: %v", err)
 	}
@@ -647,13 +849,13 @@ func testUserChats(t *testing.T, s Store) {
 	}
 }
 
-func testMonotonicMarkers(t *testing.T, s Store) {
+func testMonotonicMarkers(t *testing.T, s Store, o Options) {
 	ctx := t.Context()
 	const chat = "g:mono"
 	if err := s.CreateChat(ctx, group(chat, "Mono"), []string{"alice"}); err != nil {
 		t.Fatalf("CreateChat: %v", err)
 	}
-	mustAppend(t, s, Msgs(chat, 1, 9))
+	mustAppend(t, s, o, Msgs(chat, 1, 9))
 
 	readSeq := func() uint64 {
 		t.Helper()
@@ -724,13 +926,13 @@ func testMonotonicMarkers(t *testing.T, s Store) {
 	}
 }
 
-func testClosed(t *testing.T, s Store) {
+func testClosed(t *testing.T, s Store, o Options) {
 	ctx := t.Context()
 	const chat = "g:closed"
 	if err := s.CreateChat(ctx, group(chat, "C"), []string{"alice"}); err != nil {
 		t.Fatalf("CreateChat: %v", err)
 	}
-	mustAppend(t, s, Msgs(chat, 1, 2))
+	mustAppend(t, s, o, Msgs(chat, 1, 2))
 	if err := s.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
@@ -741,8 +943,9 @@ func testClosed(t *testing.T, s Store) {
 		name string
 		fn   func() error
 	}{
-		{"AppendMessages", func() error { return s.AppendMessages(ctx, Msgs(chat, 3, 3)) }},
+		{"AppendMessages", func() error { return Append(ctx, s, o.Epoch, Msgs(chat, 3, 3)) }},
 		{"LastSeq", func() error { _, err := s.LastSeq(ctx, chat); return err }},
+		{"DedupKeys", func() error { _, _, err := s.DedupKeys(ctx, chat, 10); return err }},
 		{"LookupDedup", func() error {
 			_, err := s.LookupDedup(ctx, record.DedupKey{ChatID: chat, Sender: "alice", RequestID: "req-2"})
 			return err

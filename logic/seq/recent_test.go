@@ -1,4 +1,4 @@
-package logic
+package seq
 
 import (
 	"testing"
@@ -7,8 +7,8 @@ import (
 )
 
 func TestRecentRange(t *testing.T) {
-	cs := &chatState{chat: record.Chat{ID: "g:x"}}
-	if _, ok := cs.recentRange(nil, 0, 1); ok {
+	cs := &Chat[int]{ID: "g:x"}
+	if _, ok := cs.Recent(nil, 0, 1); ok {
 		t.Fatal("empty ring: got ok, want a miss")
 	}
 	for seq := uint64(1); seq <= 40; seq++ {
@@ -27,19 +27,19 @@ func TestRecentRange(t *testing.T) {
 		{"hole", 33, 36, -1},
 		{"evicted", 10, 12, -1},
 		{"wider than the ring", 20, 40, -1},
-		{"empty range", 40, 40, -1},
+		{"empty range", 40, 40, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, ok := cs.recentRange(nil, tt.after, tt.upto)
+			got, ok := cs.Recent(nil, tt.after, tt.upto)
 			if !ok {
 				if tt.want >= 0 {
-					t.Fatalf("recentRange(%d, %d): miss, want %d messages", tt.after, tt.upto, tt.want)
+					t.Fatalf("Recent(%d, %d): miss, want %d messages", tt.after, tt.upto, tt.want)
 				}
 				return
 			}
 			if len(got) != tt.want {
-				t.Fatalf("recentRange(%d, %d): got %d messages, want %d", tt.after, tt.upto, len(got), tt.want)
+				t.Fatalf("Recent(%d, %d): got %d messages, want %d", tt.after, tt.upto, len(got), tt.want)
 			}
 			for i, m := range got {
 				if want := tt.after + 1 + uint64(i); m.Seq != want || m.TS != int64(want) || m.Sender != "u" || m.ChatID != "g:x" {
@@ -52,16 +52,16 @@ func TestRecentRange(t *testing.T) {
 
 // BenchmarkRecentRange is the ack path's lookup of the messages it covers.
 func BenchmarkRecentRange(b *testing.B) {
-	cs := &chatState{chat: record.Chat{ID: "dm:a:b"}}
-	for seq := uint64(1); seq <= recentMsgs; seq++ {
+	cs := &Chat[int]{ID: "dm:a:b"}
+	for seq := uint64(1); seq <= recentN; seq++ {
 		cs.remember(&record.Message{ChatID: "dm:a:b", Seq: seq, Sender: "a", TS: 1, Kind: record.MsgText})
 	}
 	var buf []record.Message
 	b.ReportAllocs()
 	for b.Loop() {
 		var ok bool
-		if buf, ok = cs.recentRange(buf[:0], recentMsgs-2, recentMsgs); !ok || len(buf) != 2 {
-			b.Fatal("recentRange: miss")
+		if buf, ok = cs.Recent(buf[:0], recentN-2, recentN); !ok || len(buf) != 2 {
+			b.Fatal("Recent: miss")
 		}
 	}
 }

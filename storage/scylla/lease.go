@@ -1,0 +1,195 @@
+package scylla
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/gocql/gocql"
+
+	"github.com/parley-chat/parley/internal/record"
+)
+
+// Statements of the slot leases (migration 3). Every write of the leases
+// table is a lightweight transaction, never a plain write, so Paxos and
+// timestamp orderings never mix on its cells. All rows live in one
+// partition (grp 0): a node renews every slot it holds with one
+// conditional batch.
+const (
+	selectLeases = `SELECT slot, owner, epoch, version FROM leases WHERE grp = 0`
+	insertLease  = `INSERT INTO leases (grp, slot, owner, epoch, version) VALUES (0, ?, ?, ?, ?) IF NOT EXISTS`
+	updateLease  = `UPDATE leases SET owner = ?, epoch = ?, version = ? WHERE grp = 0 AND slot = ? IF owner = ? AND epoch = ? AND version = ?`
+)
+
+// Slots returns the number of sequencing slots of the keyspace (under
+// leases; 0 under LWT sequencing). Safe for concurrent use.
+func (s *Store) Slots() int {
+	if !s.lease {
+		return 0
+	}
+	return s.cfg.Slots
+}
+
+// Leases returns every slot's lease, indexed by slot; a slot whose row does
+// not exist yet reads as free with epoch and version 0. The read goes
+// through Paxos (the serial consistency), so it sees every transaction that
+// completed before it. Safe for concurrent use.
+func (s *Store) Leases(ctx context.Context) ([]record.Lease, error) {
+	if err := s.enter(); err != nil {
+		return nil, err
+	}
+	defer s.mu.RUnlock()
+	if !s.lease {
+		return nil, errors.New("cannot read leases: the keyspace sequences by lightweight transactions")
+	}
+	out := make([]record.Lease, s.cfg.Slots)
+	for i := range out {
+		out[i].Slot = i
+	}
+	iter := s.sess.Query(selectLeases).WithContext(ctx).Consistency(s.serial).Idempotent(true).Iter()
+	var (
+		l              record.Lease
+		epoch, version int64
+	)
+	for iter.Scan(&l.Slot, &l.Owner, &epoch, &version) {
+		if l.Slot >= 0 && l.Slot < len(out) {
+			l.Epoch, l.Version = uint64(epoch), uint64(version)
+			out[l.Slot] = l
+		}
+	}
+	if err := iter.Close(); err != nil {
+		return nil, fmt.Errorf("cannot read leases: %w", mapErr(err))
+	}
+	return out, nil
+}
+
+// AcquireLease takes prev's slot for owner at prev.Epoch+1, on condition
+// that the row is still exactly prev (its owner, epoch and version). It
+// returns the lease now stored and whether it is owner's. The transaction
+// is retry-safe: a driver retry of an applied attempt finds the row it
+// wrote and counts as applied. Safe for concurrent use.
+func (s *Store) AcquireLease(ctx context.Context, prev record.Lease, owner string) (record.Lease, bool, error) {
+	want := record.Lease{Slot: prev.Slot, Owner: owner, Epoch: prev.Epoch + 1, Version: prev.Version + 1}
+	if owner == "" {
+		return prev, false, errors.New("cannot acquire a lease for an empty owner")
+	}
+	return s.casLease(ctx, prev, want)
+}
+
+// ReleaseLease frees l's slot, on condition that l is still the stored
+// row. A successor can then take it at once instead of waiting out the
+// lease duration. Safe for concurrent use.
+func (s *Store) ReleaseLease(ctx context.Context, l record.Lease) (bool, error) {
+	want := record.Lease{Slot: l.Slot, Owner: "", Epoch: l.Epoch, Version: l.Version + 1}
+	_, ok, err := s.casLease(ctx, l, want)
+	return ok, err
+}
+
+func (s *Store) casLease(ctx context.Context, prev, want record.Lease) (record.Lease, bool, error) {
+	if err := s.enter(); err != nil {
+		return prev, false, err
+	}
+	defer s.mu.RUnlock()
+	if !s.lease {
+		return prev, false, errors.New("cannot write a lease: the keyspace sequences by lightweight transactions")
+	}
+	if prev.Slot < 0 || prev.Slot >= s.cfg.Slots || want.Epoch > maxEpoch {
+		return prev, false, fmt.Errorf("cannot write lease of slot %d epoch %d: out of range", prev.Slot, want.Epoch)
+	}
+	var q *gocql.Query
+	if prev.Version == 0 {
+		q = s.sess.Query(insertLease, want.Slot, want.Owner, int64(want.Epoch), int64(want.Version))
+	} else {
+		q = s.sess.Query(updateLease, want.Owner, int64(want.Epoch), int64(want.Version), prev.Slot,
+			prev.Owner, int64(prev.Epoch), int64(prev.Version))
+	}
+	cur := map[string]any{}
+	applied, err := q.WithContext(ctx).SerialConsistency(s.serial).Idempotent(true).MapScanCAS(cur)
+	if err != nil {
+		return prev, false, fmt.Errorf("cannot write lease of slot %d: %w", prev.Slot, mapErr(err))
+	}
+	if applied {
+		return want, true, nil
+	}
+	got := leaseOf(prev.Slot, cur)
+	// A retry of our own applied transaction sees the row it wrote.
+	return got, got == want, nil
+}
+
+// RenewLeases bumps the version of every lease in held (all of one owner)
+// with one conditional batch, on condition that each row is still exactly
+// as held. It is all or nothing: when any row changed, nothing is renewed
+// and current holds every row as stored (held's slots only), so the
+// caller can renew the ones still its own. Safe for concurrent use.
+func (s *Store) RenewLeases(ctx context.Context, held []record.Lease) (renewed []record.Lease, current []record.Lease, err error) {
+	if err := s.enter(); err != nil {
+		return nil, nil, err
+	}
+	defer s.mu.RUnlock()
+	if !s.lease {
+		return nil, nil, errors.New("cannot renew leases: the keyspace sequences by lightweight transactions")
+	}
+	if len(held) == 0 {
+		return nil, nil, nil
+	}
+	b := s.sess.Batch(gocql.UnloggedBatch).WithContext(ctx)
+	b.SerialConsistency(s.serial)
+	renewed = make([]record.Lease, len(held))
+	for i, l := range held {
+		if l.Owner == "" || l.Slot < 0 || l.Slot >= s.cfg.Slots {
+			return nil, nil, fmt.Errorf("cannot renew lease of slot %d owned by %q", l.Slot, l.Owner)
+		}
+		renewed[i] = l
+		renewed[i].Version++
+		b.Query(updateLease, l.Owner, int64(l.Epoch), int64(l.Version+1), l.Slot, l.Owner, int64(l.Epoch), int64(l.Version))
+	}
+	row := map[string]any{}
+	applied, iter, err := s.sess.MapExecuteBatchCAS(b, row)
+	if err != nil {
+		if iter != nil {
+			iter.Close()
+		}
+		return nil, nil, fmt.Errorf("cannot renew %d leases: %w", len(held), mapErr(err))
+	}
+	if applied {
+		return renewed, nil, iter.Close()
+	}
+	bySlot := map[int]record.Lease{}
+	for {
+		if slot, ok := row["slot"].(int); ok {
+			bySlot[slot] = leaseOf(slot, row)
+		}
+		row = map[string]any{}
+		if !iter.MapScan(row) {
+			break
+		}
+	}
+	if err := iter.Close(); err != nil {
+		return nil, nil, fmt.Errorf("cannot renew %d leases: %w", len(held), mapErr(err))
+	}
+	current = make([]record.Lease, len(held))
+	all := true
+	for i, l := range held {
+		current[i] = bySlot[l.Slot]
+		current[i].Slot = l.Slot
+		all = all && current[i] == renewed[i]
+	}
+	if all {
+		// The driver retried a batch that had applied.
+		return renewed, nil, nil
+	}
+	return nil, current, nil
+}
+
+// leaseOf reads a lease row of a transaction's result.
+func leaseOf(slot int, row map[string]any) record.Lease {
+	l := record.Lease{Slot: slot}
+	l.Owner, _ = row["owner"].(string)
+	if v, ok := row["epoch"].(int64); ok {
+		l.Epoch = uint64(v)
+	}
+	if v, ok := row["version"].(int64); ok {
+		l.Version = uint64(v)
+	}
+	return l
+}
