@@ -55,6 +55,9 @@ func startSystem(t testing.TB, tune func(*connsrv.Config, *logic.Config)) *syste
 	if err != nil {
 		t.Fatal(err)
 	}
+	if ls, ok := st.(logic.LeaseStore); ok && ls.Slots() > 0 {
+		svc.SetLeases(ls)
+	}
 	if err := svc.Listen(); err != nil {
 		t.Fatal(err)
 	}

@@ -373,6 +373,9 @@ func (c *cluster) setMembersLocked() {
 // when a node joined, sends the sessions whose home moved there to it.
 func (c *cluster) ringChanged(gained bool) {
 	c.epoch.Add(1)
+	if k := c.svc.leases; k != nil {
+		k.Wake() // take or hand over slots at once
+	}
 	peerRingChanges.Inc()
 	c.mu.RLock()
 	members := c.members

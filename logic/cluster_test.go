@@ -2,9 +2,11 @@ package logic
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"slices"
 	"testing"
 	"time"
@@ -12,6 +14,7 @@ import (
 	"github.com/parley-chat/parley/internal/auth"
 	"github.com/parley-chat/parley/internal/record"
 	"github.com/parley-chat/parley/internal/ring"
+	"github.com/parley-chat/parley/logic/lease"
 )
 
 // startPair starts two logic nodes sharing one store, the second dialing
@@ -215,6 +218,9 @@ func startServiceStoppable(t *testing.T, st Store, stop <-chan struct{}, tune ..
 	if err != nil {
 		t.Fatal(err)
 	}
+	if ls, ok := st.(LeaseStore); ok {
+		svc.SetLeases(ls)
+	}
 	if err := svc.Listen(); err != nil {
 		t.Fatal(err)
 	}
@@ -369,4 +375,192 @@ func TestClusterOneWayForwardsDoNotPile(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// leaseTiming makes takeovers quick in tests.
+func leaseTiming(c *Config) {
+	c.Lease.Duration, c.Lease.Margin, c.Lease.Poll = 600*time.Millisecond, 100*time.Millisecond, 50*time.Millisecond
+}
+
+// TestLeasedClusterChat: under leases, the two nodes split the slots,
+// requests go to the holder of their chat's slot, and chats on both sides
+// work both ways with receipts.
+func TestLeasedClusterChat(t *testing.T) {
+	st := newLeasedStore(8)
+	a := startService(t, st, func(c *Config) { c.NodeID, c.Cluster.Enabled = "n1", true; leaseTiming(c) })
+	b := startService(t, st, func(c *Config) { c.NodeID, c.Cluster.Peers = "n2", []string{a.LinkAddr()}; leaseTiming(c) })
+	waitRing(t, a, 2)
+	waitRing(t, b, 2)
+	waitSlots(t, st, map[string]int{"n1": 4, "n2": 4}, 8, 5*time.Second)
+	waitViews(t, st, a, b)
+	na, nb := dialNode(t, a.LinkAddr()), dialNode(t, b.LinkAddr())
+	forwards := leaseForwards.Get()
+	for k := range 6 {
+		alice, bob := usersHomedAt("n1", 6, "la")[k], usersHomedAt("n2", 6, "lb")[k]
+		sa, sb := uint64(10*k+1), uint64(10*k+2)
+		na.open(sa, alice, "phone")
+		nb.open(sb, bob, "laptop")
+		chat := record.DirectChatID(alice, bob)
+		for i := 1; i <= 5; i++ {
+			na.send(sa, fmt.Sprintf(`{"type":"send","id":"a%d","to":"%s","body":"m%d"}`, i, bob, i))
+			if s := na.nextType(sa, "sent"); s["seq"] != float64(2*i-1) || s["chat"] != chat {
+				t.Fatalf("alice's send %d: got %v, want seq %d", i, s, 2*i-1)
+			}
+			if m := nb.nextType(sb, "msg"); m["seq"] != float64(2*i-1) {
+				t.Fatalf("bob got %v, want seq %d", m, 2*i-1)
+			}
+			nb.send(sb, fmt.Sprintf(`{"type":"send","id":"b%d","chat":"%s","body":"r%d"}`, i, chat, i))
+			if s := nb.nextType(sb, "sent"); s["seq"] != float64(2*i) {
+				t.Fatalf("bob's send %d: got %v, want seq %d", i, s, 2*i)
+			}
+			if m := na.nextType(sa, "msg"); m["seq"] != float64(2*i) {
+				t.Fatalf("alice got %v, want seq %d", m, 2*i)
+			}
+		}
+		nb.send(sb, fmt.Sprintf(`{"type":"ack","chat":"%s","seq":9}`, chat))
+		if r := na.nextType(sa, "receipt"); r["user"] != bob || r["seq"] != float64(9) {
+			t.Fatalf("alice got %v, want bob's receipt for 9", r)
+		}
+		st.lmu.Lock()
+		fenced := st.fences[chat]
+		st.lmu.Unlock()
+		if fenced == 0 {
+			t.Fatalf("chat %s was sequenced without a fence", chat)
+		}
+	}
+	if leaseForwards.Get() == forwards {
+		t.Fatalf("no request went to the other node's slots")
+	}
+}
+
+// crashedLeases is a node's view of the lease store that cannot release:
+// the node dies without handing its slots over.
+type crashedLeases struct{ *leasedStore }
+
+func (crashedLeases) ReleaseLease(context.Context, record.Lease) (bool, error) {
+	return false, errors.New("injected: the node died")
+}
+
+// TestLeasedTakeover: when a node dies, its slots stay unavailable until
+// the lease runs out, then the survivor holds every slot at a new epoch
+// and sends to the dead node's chats work again.
+func TestLeasedTakeover(t *testing.T) {
+	st := newLeasedStore(8)
+	stopA := make(chan struct{})
+	a := startServiceStoppable(t, crashedLeases{st}, stopA, func(c *Config) { c.NodeID, c.Cluster.Enabled = "n1", true; leaseTiming(c) })
+	b := startService(t, st, func(c *Config) { c.NodeID, c.Cluster.Peers = "n2", []string{a.LinkAddr()}; leaseTiming(c) })
+	waitRing(t, b, 2)
+	waitSlots(t, st, map[string]int{"n1": 4, "n2": 4}, 8, 5*time.Second)
+	waitViews(t, st, a, b)
+	// A user homed at n2 writes to a chat whose slot n1 holds.
+	nb := dialNode(t, b.LinkAddr())
+	var chat, peer string
+	for i := 0; chat == ""; i++ {
+		p := fmt.Sprintf("peer%d", i)
+		c := record.DirectChatID("zed", p)
+		if b.leases.Holder(leaseSlot(b, c)).Owner == "n1" {
+			chat, peer = c, p
+		}
+	}
+	nb.open(1, "zed", "d")
+	nb.send(1, fmt.Sprintf(`{"type":"send","id":"r1","to":"%s","body":"before"}`, peer))
+	if s := nb.nextType(1, "sent"); s["seq"] != float64(1) {
+		t.Fatalf("send before the stop: got %v", s)
+	}
+	close(stopA) // n1 dies, its slots still leased to it
+	start := time.Now()
+	waitRing(t, b, 1)
+	for i := 2; ; i++ {
+		nb.send(1, fmt.Sprintf(`{"type":"send","id":"r%d","to":"%s","body":"after"}`, i, peer))
+		m := nb.next(1)
+		if m["type"] == "sent" {
+			if m["seq"] != float64(2) {
+				t.Fatalf("first send after the takeover: got %v, want seq 2", m)
+			}
+			break
+		}
+		if m["type"] != "error" || m["code"] != "unavailable" {
+			t.Fatalf("send during the takeover: got %v, want sent or unavailable", m)
+		}
+		if time.Since(start) > 10*time.Second {
+			t.Fatalf("the survivor did not take the chat over within 10s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	resumed := time.Since(start)
+	t.Logf("sends resumed %v after the stop", resumed.Round(time.Millisecond))
+	if lc := b.leases.Config(); resumed < lc.Duration-lc.Margin {
+		t.Fatalf("sends resumed %v after the stop, before the dead node's lease could have run out", resumed)
+	}
+	waitSlots(t, st, map[string]int{"n2": 8}, 8, 5*time.Second)
+	if g := b.leases.Grant(leaseSlot(b, chat)); g == nil || g.Epoch < 2 {
+		t.Fatalf("the survivor's grant of the chat's slot: got %+v, want epoch 2 or more", g)
+	}
+}
+
+// waitViews waits until every node's view of the lease table matches the
+// store.
+func waitViews(t *testing.T, st *leasedStore, nodes ...*Service) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		rows, _ := st.Leases(context.Background())
+		same := true
+		for _, n := range nodes {
+			for _, r := range rows {
+				same = same && n.leases.Holder(r.Slot) == r
+			}
+		}
+		if same {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the nodes' views of the leases do not match the store after 5s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func leaseSlot(s *Service, chat string) int { return lease.Slot(chat, s.leases.Slots()) }
+
+// waitSlots waits until the lease table shows want slots per owner.
+func waitSlots(t *testing.T, st *leasedStore, want map[string]int, slots int, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		got := map[string]int{}
+		st.lmu.Lock()
+		for _, l := range st.leases {
+			if l.Owner != "" {
+				got[l.Owner]++
+			}
+		}
+		st.lmu.Unlock()
+		total := 0
+		for _, n := range want {
+			total += n
+		}
+		if maps.Equal(got, want) || (total == slots && len(got) == len(want) && func() bool {
+			for o := range want {
+				if got[o] == 0 {
+					return false
+				}
+			}
+			return sumMap(got) == slots
+		}()) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("lease owners: got %v, want %v", got, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func sumMap(m map[string]int) int {
+	n := 0
+	for _, v := range m {
+		n += v
+	}
+	return n
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/parley-chat/parley/internal/tlsconf"
+	"github.com/parley-chat/parley/logic/lease"
 )
 
 // Config configures a logic node.
@@ -87,6 +88,12 @@ type Config struct {
 	// Cluster configures how this node finds and talks to the other logic
 	// nodes of a fleet. Empty peers and no directory: a single node.
 	Cluster ClusterConfig `yaml:"cluster"`
+	// Lease times the sequencing leases, used when the store sequences
+	// under leases (store.cql.sequencing: lease; see logic/lease): duration
+	// D (default 3s), margin ε (500ms), renew (D/3) and poll (500ms). A dead
+	// node's chats can take new messages again D + ε + poll after its last
+	// renewal.
+	Lease lease.Config `yaml:"lease"`
 }
 
 // ClusterConfig configures a logic node's place in a fleet.
@@ -209,6 +216,9 @@ func (c Config) Validate() error {
 		bad("logic.catchup_workers must be positive, got %d", c.CatchupWorkers)
 	}
 	errs = append(errs, c.Breaker.validate()...)
+	if err := c.Lease.Validate("logic.lease"); err != nil {
+		errs = append(errs, err)
+	}
 	errs = append(errs, c.Cluster.validate()...)
 	if err := c.HTTPTLS.ValidateAs("logic.http_tls"); err != nil {
 		errs = append(errs, err)

@@ -8,6 +8,10 @@
 //	  (synced, group-committed) -> "sent" to the sender -> "msg" fan-out to
 //	  every online device of every member.
 //
+// The shard worker's decisions are the sequencer core's (logic/seq); in a
+// fleet on a keyspace that sequences under leases, a chat's worker runs on
+// the node holding the lease of the chat's slot (logic/lease, SetLeases).
+//
 // Read requests (history, chat list, members, presence) run on a bounded
 // pool of goroutines and never touch the shard workers.
 //

@@ -398,3 +398,77 @@ func (m *memStore) Close() error {
 }
 
 var _ Store = (*memStore)(nil)
+
+// leasedStore is memStore with the lease table of sequencing under leases
+// (a CQL store with sequencing: lease). Its Fence returns the head and
+// records the fences; the memory store cannot hide an older epoch's late
+// writes (storage/scylla's zombie suite covers that).
+type leasedStore struct {
+	*memStore
+	lmu    sync.Mutex // guards the following
+	leases []record.Lease
+	fences map[string]uint64 // chat -> highest epoch fenced
+}
+
+func newLeasedStore(slots int) *leasedStore {
+	l := &leasedStore{memStore: newMemStore(), leases: make([]record.Lease, slots), fences: map[string]uint64{}}
+	for i := range l.leases {
+		l.leases[i].Slot = i
+	}
+	return l
+}
+
+func (l *leasedStore) Slots() int { return len(l.leases) }
+
+func (l *leasedStore) Leases(context.Context) ([]record.Lease, error) {
+	l.lmu.Lock()
+	defer l.lmu.Unlock()
+	return slices.Clone(l.leases), nil
+}
+
+func (l *leasedStore) AcquireLease(_ context.Context, prev record.Lease, owner string) (record.Lease, bool, error) {
+	l.lmu.Lock()
+	defer l.lmu.Unlock()
+	if cur := l.leases[prev.Slot]; cur != prev {
+		return cur, false, nil
+	}
+	l.leases[prev.Slot] = record.Lease{Slot: prev.Slot, Owner: owner, Epoch: prev.Epoch + 1, Version: prev.Version + 1}
+	return l.leases[prev.Slot], true, nil
+}
+
+func (l *leasedStore) RenewLeases(_ context.Context, held []record.Lease) ([]record.Lease, []record.Lease, error) {
+	l.lmu.Lock()
+	defer l.lmu.Unlock()
+	for _, h := range held {
+		if l.leases[h.Slot] != h {
+			cur := make([]record.Lease, len(held))
+			for i, x := range held {
+				cur[i] = l.leases[x.Slot]
+			}
+			return nil, cur, nil
+		}
+	}
+	out := slices.Clone(held)
+	for i := range out {
+		out[i].Version++
+		l.leases[out[i].Slot] = out[i]
+	}
+	return out, nil, nil
+}
+
+func (l *leasedStore) ReleaseLease(_ context.Context, x record.Lease) (bool, error) {
+	l.lmu.Lock()
+	defer l.lmu.Unlock()
+	if l.leases[x.Slot] != x {
+		return false, nil
+	}
+	l.leases[x.Slot] = record.Lease{Slot: x.Slot, Epoch: x.Epoch, Version: x.Version + 1}
+	return true, nil
+}
+
+func (l *leasedStore) Fence(ctx context.Context, chat string, epoch uint64, _ int) (uint64, error) {
+	l.lmu.Lock()
+	l.fences[chat] = max(l.fences[chat], epoch)
+	l.lmu.Unlock()
+	return l.LastSeq(ctx, chat)
+}

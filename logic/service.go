@@ -10,6 +10,7 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"net"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,6 +23,7 @@ import (
 	"github.com/parley-chat/parley/internal/record"
 	"github.com/parley-chat/parley/internal/tierlink"
 	"github.com/parley-chat/parley/internal/tlsconf"
+	"github.com/parley-chat/parley/logic/lease"
 )
 
 var (
@@ -93,6 +95,11 @@ type Service struct {
 	seenRefresh atomic.Bool
 	seenAgain   atomic.Bool
 	cluster     *cluster // nil for a single node without peers or directory
+	// leaseStore and leases: sequencing under leases (SetLeases); nil
+	// otherwise. fencer is leaseStore's Fence behind the breaker.
+	leaseStore LeaseStore
+	leases     *lease.Keeper
+	fencer     func(ctx context.Context, chatID string, epoch uint64, span int) (uint64, error)
 	// vapidPublicKey is served by GET /v1/push/vapid; atomic, so
 	// SetVAPIDPublicKey (push_http.go) is safe before or after Run.
 	vapidPublicKey atomic.Pointer[string]
@@ -124,6 +131,18 @@ type healthState struct {
 func (s *Service) SetNotifier(n Notifier) { s.notifier.Store(&notifierBox{n}) }
 
 type notifierBox struct{ Notifier }
+
+// SetLeases makes the node sequence chats only under leases kept in ls
+// (logic/lease), which must be the store New was given: required when the
+// store sequences under leases (store.cql.sequencing: lease). Call before
+// Run. Not safe for concurrent use.
+func (s *Service) SetLeases(ls LeaseStore) {
+	s.leaseStore = ls
+	s.fencer = func(ctx context.Context, chatID string, epoch uint64, span int) (head uint64, err error) {
+		err = s.breaker.call(func() (e error) { head, e = ls.Fence(ctx, chatID, epoch, span); return })
+		return head, err
+	}
+}
 
 // SetDirectory makes the node part of a fleet that shares device locations
 // and the node registry through d (Redis). Call before Run.
@@ -247,6 +266,13 @@ func (s *Service) Run(ctx context.Context) error {
 	if s.dir != nil || len(s.cfg.Cluster.Peers) > 0 || s.cfg.Cluster.Enabled {
 		s.cluster = newCluster(s, s.dir)
 	}
+	if s.leaseStore != nil {
+		k, err := lease.New(s.cfg.Lease, s.cfg.NodeID, s.leaseStore, s.wantSlot, time.Now, s.log.With("component", "lease"))
+		if err != nil {
+			return fmt.Errorf("cannot sequence under leases: %w", err)
+		}
+		s.leases = k
+	}
 	// The sequencer cores are made again here, once SetDirectory has said
 	// whether this node is part of a fleet (singleWriter).
 	for _, sh := range s.shards {
@@ -280,6 +306,19 @@ func (s *Service) Run(ctx context.Context) error {
 	}()
 	clusterCtx, stopCluster := context.WithCancel(context.Background())
 	defer stopCluster()
+	// The lease keeper stops after the shard workers: it releases the
+	// leases once nothing sequences under them any more.
+	leaseCtx, stopLeases := context.WithCancel(context.Background())
+	defer stopLeases()
+	leasesDone := make(chan struct{})
+	if k := s.leases; k != nil {
+		go func() {
+			defer close(leasesDone)
+			k.Run(leaseCtx)
+		}()
+	} else {
+		close(leasesDone)
+	}
 	if c := s.cluster; c != nil {
 		workers.Add(2)
 		go func() {
@@ -309,6 +348,16 @@ func (s *Service) Run(ctx context.Context) error {
 			}
 		}()
 	}
+	if k := s.leases; k != nil {
+		// Sequencing starts with the leases: wait for the first round of
+		// acquisitions (bounded: a slot held by a dead node is taken over
+		// later anyway).
+		select {
+		case <-k.Ready():
+		case <-time.After(k.Config().Duration):
+		case <-ctx.Done():
+		}
+	}
 	close(s.ready)
 	s.log.Info("logic node up", "node", s.cfg.NodeID, "link", s.LinkAddr(), "http", s.HTTPAddr())
 
@@ -334,6 +383,8 @@ func (s *Service) Run(ctx context.Context) error {
 	stopCluster()
 	close(stop)
 	workers.Wait()
+	stopLeases()
+	<-leasesDone
 	s.stopTLS()
 	s.log.Info("logic node stopped", "node", s.cfg.NodeID)
 	return runErr
@@ -482,7 +533,12 @@ func (s *Service) dispatch(r *request) {
 		s.rejectRequest(r, proto.Errorf(proto.CodeBadRequest, "chat is missing or not a valid chat id"))
 		return
 	}
-	if c := s.cluster; c != nil && !r.forwarded {
+	if s.leases != nil {
+		if !s.routeLeased(r) {
+			r.raw = nil
+			return
+		}
+	} else if c := s.cluster; c != nil && !r.forwarded {
 		if owner := c.ownerOf(r.chat); owner != c.self && c.forward(owner, r) {
 			r.raw = nil
 			return
@@ -502,6 +558,51 @@ func (s *Service) dispatch(r *request) {
 		}
 		s.rejectRequest(r, &proto.Error{Code: proto.CodeOverloaded, Message: "chat queue full", RetryAfterMS: 100})
 	}
+}
+
+var (
+	leaseForwards   = metrics.NewCounter(`parley_logic_lease_forwards_total`)
+	leaseUnheld     = metrics.NewCounter(`parley_logic_requests_rejected_total{reason="no_lease"}`)
+	leaseAcksDroped = metrics.NewCounter(`parley_logic_acks_dropped_total{reason="no_lease"}`)
+)
+
+// routeLeased decides where a request runs under leases: here when this
+// node holds a valid lease of its chat's slot (it returns true), at the
+// holder when another node holds it (forwarded once; a forwarded request
+// never hops again), else nowhere: the client is told to retry (an ack is
+// dropped: acks are cumulative).
+func (s *Service) routeLeased(r *request) bool {
+	k := s.leases
+	slot := lease.Slot(r.chat, k.Slots())
+	if k.Grant(slot).Valid(s.now()) {
+		return true
+	}
+	if c := s.cluster; c != nil && !r.forwarded {
+		if h := k.Holder(slot); h.Owner != "" && h.Owner != c.self && c.forward(h.Owner, r) {
+			leaseForwards.Inc()
+			return false
+		}
+	}
+	if r.in.Type == proto.TypeAck {
+		leaseAcksDroped.Inc()
+		if r.forwarded {
+			r.out.reply(nil)
+		}
+		return false
+	}
+	leaseUnheld.Inc()
+	s.rejectRequest(r, &proto.Error{Code: proto.CodeUnavailable, Message: "no node sequences this chat right now, retry", RetryAfterMS: s.leases.Config().Poll.Milliseconds()})
+	return false
+}
+
+// wantSlot reports whether the ring picks this node to hold slot: always
+// for a node without peers.
+func (s *Service) wantSlot(slot int) bool {
+	c := s.cluster
+	if c == nil {
+		return true
+	}
+	return c.ownerOf("slot/"+strconv.Itoa(slot)) == c.self
 }
 
 // groupIDFor derives a group chat id from the creator and the request id,

@@ -36,6 +36,9 @@ func startService(t *testing.T, st Store, tune ...func(*Config)) *Service {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if ls, ok := st.(LeaseStore); ok {
+		svc.SetLeases(ls)
+	}
 	if err := svc.Listen(); err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"time"
 	"unicode/utf8"
@@ -13,6 +14,7 @@ import (
 	"github.com/parley-chat/parley/internal/proto"
 	"github.com/parley-chat/parley/internal/record"
 	"github.com/parley-chat/parley/internal/tierlink"
+	"github.com/parley-chat/parley/logic/lease"
 	"github.com/parley-chat/parley/logic/seq"
 )
 
@@ -54,7 +56,11 @@ type shard struct {
 	q    chan *request
 	core *seq.Core[*request]
 
-	epoch   uint64 // the cluster ring epoch the cached chats belong to
+	epoch uint64 // the cluster ring epoch the cached chats belong to (LWT sequencing)
+	// grants is the lease epoch of each slot whose chats the core holds
+	// (sequencing under leases): when a slot's epoch changes or its lease
+	// is gone, its chats are dropped.
+	grants  map[int]uint64
 	scratch []byte
 	fan     fanoutScratch
 	routes  map[routeKey]map[string][]tierlink.PeerUser // fleet: per-batch fan-out routes
@@ -114,7 +120,9 @@ func (sh *shard) ctx() (context.Context, context.CancelFunc) {
 // Any other mutation (a group change stores a system message) first
 // flushes the sends before it.
 func (sh *shard) process(batch []*request) {
-	if c := sh.svc.cluster; c != nil {
+	if k := sh.svc.leases; k != nil {
+		sh.checkGrants(k)
+	} else if c := sh.svc.cluster; c != nil {
 		// Ownership may have moved and back: what this shard cached about
 		// a chat may be stale, so reload from the store.
 		if e := c.epoch.Load(); e != sh.epoch {
@@ -136,12 +144,56 @@ func (sh *shard) process(batch []*request) {
 	sh.flush()
 }
 
+// checkGrants drops the chats of slots whose lease this node lost, or
+// holds at another epoch than when the chats were loaded (the new epoch
+// loads them again, behind a fence).
+func (sh *shard) checkGrants(k *lease.Keeper) {
+	for slot, epoch := range sh.grants {
+		g := k.Grant(slot)
+		if g != nil && g.Epoch == epoch {
+			continue
+		}
+		delete(sh.grants, slot)
+		sh.failAll(sh.core.DropAll(func(ch *seq.Chat[*request]) bool {
+			return lease.Slot(ch.ID, k.Slots()) == slot
+		}))
+	}
+}
+
+// grant returns the valid lease of chat's slot, or an error for the
+// client: sequencing under leases happens only under a valid lease.
+func (sh *shard) grant(chat string) (*lease.Grant, error) {
+	k := sh.svc.leases
+	g := k.Grant(lease.Slot(chat, k.Slots()))
+	if !g.Valid(sh.svc.now()) {
+		return nil, &proto.Error{Code: proto.CodeUnavailable, Message: "no node sequences this chat right now, retry", RetryAfterMS: k.Config().Poll.Milliseconds()}
+	}
+	return g, nil
+}
+
 // loadChat returns the core's state of chat, loading it from the store.
+// Under leases it fails unless this node holds the chat's slot.
 func (sh *shard) loadChat(ctx context.Context, id string) (*seq.Chat[*request], error) {
+	var epoch uint64
+	if k := sh.svc.leases; k != nil {
+		g, err := sh.grant(id)
+		if err != nil {
+			return nil, err
+		}
+		epoch = g.Epoch
+		slot := lease.Slot(id, k.Slots())
+		if e, ok := sh.grants[slot]; ok && e != epoch {
+			sh.checkGrants(k)
+		}
+		if sh.grants == nil {
+			sh.grants = map[int]uint64{}
+		}
+		sh.grants[slot] = epoch
+	}
 	if ch := sh.core.Chat(id); ch != nil {
 		return ch, nil
 	}
-	l, err := sh.svc.loadChat(ctx, id)
+	l, err := sh.svc.loadChat(ctx, id, epoch)
 	if err != nil {
 		return nil, err
 	}
@@ -151,11 +203,20 @@ func (sh *shard) loadChat(ctx context.Context, id string) (*seq.Chat[*request], 
 }
 
 // loadChat reads what the sequencer needs of a chat. A direct chat that
-// does not exist yet loads with Exists false.
-func (svc *Service) loadChat(ctx context.Context, id string) (seq.Load, error) {
+// does not exist yet loads with Exists false. Under leases (epoch > 0) the
+// head comes from a fence: nothing an older epoch writes above it can
+// appear any more.
+func (svc *Service) loadChat(ctx context.Context, id string, epoch uint64) (seq.Load, error) {
 	chatLoads.Inc()
 	st := svc.store
-	l := seq.Load{Meta: record.Chat{ID: id}, KeysComplete: true}
+	l := seq.Load{Meta: record.Chat{ID: id}, KeysComplete: true, Epoch: epoch}
+	if epoch > 0 {
+		head, err := svc.fencer(ctx, id, epoch, fenceSpan)
+		if err != nil {
+			return l, err
+		}
+		l.Head = head
+	}
 	c, err := st.Chat(ctx, id)
 	switch {
 	case err == nil:
@@ -171,10 +232,18 @@ func (svc *Service) loadChat(ctx context.Context, id string) (seq.Load, error) {
 		return l, err
 	}
 	if !l.Exists {
+		if l.Head > 0 {
+			// Rows without a chat row: only a chat created by a writer that
+			// died between the two (never for direct chats, which are
+			// created before their first append).
+			return l, fmt.Errorf("cannot load chat %s: %d messages but no chat row", id, l.Head)
+		}
 		return l, nil
 	}
-	if l.Head, err = st.LastSeq(ctx, id); err != nil {
-		return l, err
+	if epoch == 0 {
+		if l.Head, err = st.LastSeq(ctx, id); err != nil {
+			return l, err
+		}
 	}
 	if a, b, ok := record.DirectMembers(id); ok {
 		l.Members = []string{a, b}
@@ -198,10 +267,11 @@ func (svc *Service) loadChat(ctx context.Context, id string) (seq.Load, error) {
 }
 
 // singleWriter reports whether this node is the only writer of the chats
-// it sequences (a single node on its own store), so that its shards may
-// rule request keys out with a filter instead of a store lookup.
+// it sequences (under leases, or a single node on its own store), so that
+// its shards may rule request keys out with a filter instead of a store
+// lookup.
 func (svc *Service) singleWriter() bool {
-	return svc.dir == nil && len(svc.cfg.Cluster.Peers) == 0 && !svc.cfg.Cluster.Enabled
+	return svc.leaseStore != nil || (svc.dir == nil && len(svc.cfg.Cluster.Peers) == 0 && !svc.cfg.Cluster.Enabled)
 }
 
 func (sh *shard) fail(r *request, err error) {
@@ -324,6 +394,21 @@ func (sh *shard) flush() {
 	defer clear(sh.routes)
 	ctx, cancel := sh.ctx()
 	defer cancel()
+	var ackable func(*seq.Chat[*request]) bool
+	if k := sh.svc.leases; k != nil {
+		// A holder writes only before its lease's deadline and
+		// acknowledges only what completed before it, at the epoch it
+		// loaded the chat under.
+		if d, ok := sh.batchDeadline(k); ok {
+			var c2 context.CancelFunc
+			ctx, c2 = context.WithDeadline(ctx, d)
+			defer c2()
+		}
+		ackable = func(ch *seq.Chat[*request]) bool {
+			g := k.Grant(lease.Slot(ch.ID, k.Slots()))
+			return g.Valid(sh.svc.now()) && g.Epoch == ch.Epoch
+		}
+	}
 	for _, ch := range sh.core.Uncreated() {
 		meta := ch.Meta
 		meta.CreatedAt = now.UnixMilli()
@@ -340,7 +425,7 @@ func (sh *shard) flush() {
 		return
 	}
 	res := sh.svc.store.AppendMessages(ctx, apps)
-	rep := sh.core.Applied(res, nil, sh.svc.now())
+	rep := sh.core.Applied(res, ackable, sh.svc.now())
 	stored := 0
 	for i, r := range res {
 		if r.Err == nil {
@@ -380,6 +465,22 @@ func (sh *shard) flush() {
 	appendBatchSize.Update(float64(stored))
 	sh.markSendersRead(ctx, rep.Stored)
 	sh.failAll(rep.Failed)
+}
+
+// batchDeadline returns the earliest deadline among the valid leases of
+// the slots this shard's chats belong to (with as many shards as slots or
+// a multiple, the default, that is one slot). A chat whose lease is no
+// longer valid is written anyway; its write is not acknowledged (and lands
+// below the next holder's fence if it comes late).
+func (sh *shard) batchDeadline(k *lease.Keeper) (time.Time, bool) {
+	var d time.Time
+	now := sh.svc.now()
+	for slot := range sh.grants {
+		if g := k.Grant(slot); g.Valid(now) && (d.IsZero() || g.Deadline.Before(d)) {
+			d = g.Deadline
+		}
+	}
+	return d, !d.IsZero()
 }
 
 // markSendersRead raises each sender's read marker to their newest message

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/parley-chat/parley/internal/record"
+	"github.com/parley-chat/parley/logic/lease"
 )
 
 // Store is what the logic tier needs from persistent storage. The embedded
@@ -96,4 +97,15 @@ type Store interface {
 
 	// Close flushes and releases the store.
 	Close() error
+}
+
+// LeaseStore is what sequencing under leases needs of the store (the CQL
+// store with store.cql.sequencing: lease): the lease rows (logic/lease)
+// and the fence a new holder puts above a chat's head.
+type LeaseStore interface {
+	lease.Store
+	// Fence reads chatID's highest stored seq and makes every write of an
+	// epoch before epoch, in the span seqs above it, invisible for good;
+	// it returns that head.
+	Fence(ctx context.Context, chatID string, epoch uint64, span int) (uint64, error)
 }

@@ -98,6 +98,11 @@ func startLogic(cfg fileConfig, v *auth.Verifier, log *slog.Logger) (*logicNode,
 	if n.dir != nil {
 		n.svc.SetDirectory(n.dir)
 	}
+	// A CQL keyspace that sequences under leases (store.cql.sequencing:
+	// lease) needs the node to hold them.
+	if ls, ok := st.(logic.LeaseStore); ok && ls.Slots() > 0 {
+		n.svc.SetLeases(ls)
+	}
 	if n.producer != nil {
 		n.svc.SetNotifier(n.producer)
 	}

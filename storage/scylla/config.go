@@ -78,11 +78,11 @@ type Config struct {
 	Concurrency int `yaml:"concurrency"`
 	// Sequencing is how the keyspace keeps a chat's seqs unique when two
 	// logic nodes could both write a chat (doc.go, "Sequencing"): "lease"
-	// — chats map to Slots slots, a slot's lease holder is the
+	// (default) — chats map to Slots slots, a slot's lease holder is the
 	// only writer, message rows are plain writes fenced by the lease epoch,
 	// and lightweight transactions follow lease churn, not the message rate;
-	// "lwt" (default) — every append is a lightweight transaction per
-	// partition (several Paxos round trips per message). The mode is recorded in the
+	// "lwt" — every append is a lightweight transaction per partition
+	// (several Paxos round trips per message). The mode is recorded in the
 	// keyspace when it is created and can never change: Open refuses the
 	// other one (a keyspace created before this setting existed is "lwt").
 	Sequencing string `yaml:"sequencing"`
@@ -118,7 +118,7 @@ const (
 	DefaultRetries           = 2
 	DefaultSpeculativeDelay  = 100 * time.Millisecond
 	DefaultConcurrency       = 16
-	DefaultSequencing        = SequencingLWT
+	DefaultSequencing        = SequencingLease
 	DefaultSlots             = 64
 
 	// SequencingLease and SequencingLWT are the values of

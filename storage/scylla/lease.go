@@ -31,9 +31,11 @@ func (s *Store) Slots() int {
 }
 
 // Leases returns every slot's lease, indexed by slot; a slot whose row does
-// not exist yet reads as free with epoch and version 0. The read goes
-// through Paxos (the serial consistency), so it sees every transaction that
-// completed before it. Safe for concurrent use.
+// not exist yet reads as free with epoch and version 0. A plain read at the
+// configured consistency (LOCAL_QUORUM) sees every transaction that
+// committed before it; one still in flight is missed, which is safe: a
+// taker's transaction is conditional on the version it read, and Paxos
+// completes the one in flight first. Safe for concurrent use.
 func (s *Store) Leases(ctx context.Context) ([]record.Lease, error) {
 	if err := s.enter(); err != nil {
 		return nil, err
@@ -46,7 +48,7 @@ func (s *Store) Leases(ctx context.Context) ([]record.Lease, error) {
 	for i := range out {
 		out[i].Slot = i
 	}
-	iter := s.sess.Query(selectLeases).WithContext(ctx).Consistency(s.serial).Idempotent(true).Iter()
+	iter := s.read(ctx, selectLeases).Iter()
 	var (
 		l              record.Lease
 		epoch, version int64

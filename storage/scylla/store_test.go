@@ -564,3 +564,312 @@ func testLegacyKeyspace(t *testing.T, cfg Config) {
 		t.Fatalf("DedupKeys of a legacy keyspace: got complete=%v, %v, want incomplete", complete, err)
 	}
 }
+
+// TestLease covers sequencing under leases: the lease transactions, the
+// fence, the no-gap regression with plain writes, and the zombie suite.
+func TestLease(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.BucketSize = 7
+	cfg.Sequencing = SequencingLease
+	cfg.Slots = 4
+	openStore(t, cfg).Close()
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, cfg Config)
+	}{
+		{"Transactions", testLeaseTransactions},
+		{"Fence", testFence},
+		{"NoGapAfterLateWrite", func(t *testing.T, cfg Config) {
+			testNoGap(t, cfg, 1, func(s *Store, _ *part) func(ctx context.Context, p *part) error {
+				return func(ctx context.Context, p *part) error {
+					s.hookWritePart = nil
+					_, err := s.writePart(ctx, p, 1)
+					return err
+				}
+			})
+		}},
+		{"Zombie", testZombie},
+		{"SettingsFixed", func(t *testing.T, cfg Config) {
+			for _, edit := range []func(*Config){
+				func(c *Config) { c.Sequencing = SequencingLWT },
+				func(c *Config) { c.Slots = 8 },
+			} {
+				c := cfg
+				edit(&c)
+				if _, err := Open(t.Context(), c, testLogger(t)); err == nil {
+					t.Fatalf("Open with sequencing %s, slots %d: got nil, want an error", c.Sequencing, c.Slots)
+				}
+			}
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			truncate(t, openStore(t, cfg))
+			tc.fn(t, cfg)
+		})
+	}
+}
+
+// testLeaseTransactions: of two nodes taking a free slot at once exactly
+// one gets it; renewals are conditional on the row as held; a release
+// frees the slot for the next epoch.
+func testLeaseTransactions(t *testing.T, cfg Config) {
+	ctx := t.Context()
+	a, b := openStore(t, cfg), openStore(t, cfg)
+	defer a.Close()
+	defer b.Close()
+	rows, err := a.Leases(ctx)
+	if err != nil || len(rows) != 4 {
+		t.Fatalf("Leases: got %d rows, %v, want 4", len(rows), err)
+	}
+	for i, r := range rows {
+		if r != (record.Lease{Slot: i}) {
+			t.Fatalf("fresh row %d: got %+v, want free", i, r)
+		}
+	}
+	for slot := range 4 {
+		var wg sync.WaitGroup
+		got := make([]record.Lease, 2)
+		ok := make([]bool, 2)
+		for n, s := range []*Store{a, b} {
+			wg.Go(func() {
+				var err error
+				got[n], ok[n], err = s.AcquireLease(ctx, rows[slot], fmt.Sprintf("node%d", n))
+				if err != nil {
+					t.Errorf("AcquireLease: %v", err)
+				}
+			})
+		}
+		wg.Wait()
+		if ok[0] == ok[1] {
+			t.Fatalf("slot %d: got acquired %v and %v, want exactly one", slot, ok[0], ok[1])
+		}
+		if got[0] != got[1] || got[0].Epoch != 1 || got[0].Version != 1 {
+			t.Fatalf("slot %d: both must see the winner's row at epoch 1: got %+v and %+v", slot, got[0], got[1])
+		}
+		rows[slot] = got[0]
+	}
+	held := []record.Lease{rows[0], rows[1]}
+	renewed, current, err := a.RenewLeases(ctx, held)
+	if err != nil || current != nil || len(renewed) != 2 || renewed[0].Version != 2 || renewed[1].Version != 2 {
+		t.Fatalf("RenewLeases: got %+v, %+v, %v, want both at version 2", renewed, current, err)
+	}
+	if renewed, _, err = a.RenewLeases(ctx, renewed); err != nil || renewed == nil {
+		t.Fatalf("second RenewLeases: got %+v, %v", renewed, err)
+	}
+	// A stale view (two versions behind) renews nothing and learns the
+	// rows. (One version behind cannot be told from a retry of one's own
+	// applied renewal, which is why only a row's owner renews it.)
+	renewed, current, err = b.RenewLeases(ctx, held)
+	if err != nil || renewed != nil || len(current) != 2 || current[0].Version != 3 {
+		t.Fatalf("stale RenewLeases: got %+v, %+v, %v, want the current rows", renewed, current, err)
+	}
+	if ok, err := a.ReleaseLease(ctx, held[0]); err != nil || ok {
+		t.Fatalf("stale ReleaseLease: got %v, %v, want refused", ok, err)
+	}
+	if ok, err := a.ReleaseLease(ctx, current[0]); err != nil || !ok {
+		t.Fatalf("ReleaseLease: got %v, %v, want released", ok, err)
+	}
+	rows, _ = b.Leases(ctx)
+	if rows[0].Owner != "" || rows[0].Epoch != 1 || rows[0].Version != 4 {
+		t.Fatalf("released row: got %+v, want free at epoch 1 version 4", rows[0])
+	}
+	l, ok, err := b.AcquireLease(ctx, rows[0], "node-b")
+	if err != nil || !ok || l.Epoch != 2 || l.Owner != "node-b" {
+		t.Fatalf("AcquireLease after release: got %+v, %v, %v, want node-b at epoch 2", l, ok, err)
+	}
+}
+
+// testFence: a fence at epoch 2 hides every later write of epoch 1 above
+// the head, in the head's bucket and the next ones, and not one of epoch 2.
+func testFence(t *testing.T, cfg Config) {
+	ctx := t.Context()
+	s := openStore(t, cfg)
+	defer s.Close()
+	const chat = "g:fence"
+	if err := storetest.Append(ctx, s, 1, storetest.Msgs(chat, 1, 5)); err != nil {
+		t.Fatal(err)
+	}
+	head, err := s.Fence(ctx, chat, 2, 16)
+	if err != nil || head != 5 {
+		t.Fatalf("Fence: got %d, %v, want 5", head, err)
+	}
+	// Epoch 1's writes above the head, landing after the fence, in
+	// buckets 0, 1 and 2 (seqs 6, 7..13, 14..20): invisible.
+	old := storetest.Msgs(chat, 6, 20)
+	for i := range old {
+		old[i].Body = "zombie"
+	}
+	if r := appendOne(ctx, s, 1, old...); r.Err != nil {
+		t.Fatalf("zombie append: %+v", r)
+	}
+	if last, err := s.LastSeq(ctx, chat); err != nil || last != 5 {
+		t.Fatalf("LastSeq after zombie writes: got %d, %v, want 5", last, err)
+	}
+	if got, err := s.Messages(ctx, chat, record.Page{After: 5}); err != nil || len(got) != 0 {
+		t.Fatalf("Messages after 5: got %v, %v, want none", seqsOf(got), err)
+	}
+	// Epoch 2's own writes show.
+	if err := storetest.Append(ctx, s, 2, storetest.Msgs(chat, 6, 9)); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Messages(ctx, chat, record.Page{Limit: 20})
+	if err != nil || !slices.Equal(got, storetest.Msgs(chat, 1, 9)) {
+		t.Fatalf("Messages: got %v, %v, want 1..9 with epoch 2's rows", seqsOf(got), err)
+	}
+	// A fence of a chat with no rows is harmless.
+	if head, err := s.Fence(ctx, "g:empty", 3, 16); err != nil || head != 0 {
+		t.Fatalf("Fence of an empty chat: got %d, %v, want 0", head, err)
+	}
+}
+
+// testZombie is the two-epoch zombie suite: store A writes a chat at epoch
+// 1, some of its writes delayed (they land late) and some sent twice (a
+// driver retry landing late), and keeps writing after its deadline; store B
+// takes epoch 2 after A's deadline, fences and writes. B's rows win,
+// nothing of A's appears above B's head, and everything A acknowledged
+// before its deadline survives.
+func testZombie(t *testing.T, cfg Config) {
+	ctx := t.Context()
+	a, b, reader := openStore(t, cfg), openStore(t, cfg), openStore(t, cfg)
+	defer a.Close()
+	defer b.Close()
+	defer reader.Close()
+	const chat, span = "g:zombie", 64
+	var (
+		mu       sync.Mutex
+		deadline time.Time // A's lease deadline; zero until set
+		acked    = map[uint64]record.Message{}
+		late     sync.WaitGroup
+	)
+	a.hookWritePart = func(ctx context.Context, p *part) error {
+		if p.msgs[0].Seq%3 == 0 {
+			time.Sleep(150 * time.Millisecond) // a slow write, landing late
+		}
+		return nil
+	}
+	stopA := make(chan struct{})
+	aDone := make(chan uint64)
+	go func() {
+		seq := uint64(0)
+		defer func() { aDone <- seq }()
+		for {
+			select {
+			case <-stopA:
+				return
+			default:
+			}
+			seq++
+			m := storetest.Msg(chat, seq)
+			m.Body = fmt.Sprintf("A's %d", seq)
+			r := appendOne(context.Background(), a, 1, m)
+			done := time.Now()
+			mu.Lock()
+			d := deadline
+			mu.Unlock()
+			if r.Err != nil {
+				t.Errorf("A's append of %d: %+v", seq, r)
+				return
+			}
+			if d.IsZero() || done.Before(d) {
+				mu.Lock()
+				acked[seq] = m
+				mu.Unlock()
+			}
+			if seq%4 == 0 { // the same write again, later: a driver retry
+				late.Go(func() {
+					time.Sleep(400 * time.Millisecond)
+					a.writePart(context.Background(), &part{chat: chat, bucket: int64(m.Seq / a.bucketSize), msgs: []record.Message{m}}, 1)
+				})
+			}
+		}
+	}()
+	time.Sleep(500 * time.Millisecond)
+	mu.Lock()
+	deadline = time.Now() // A's lease runs out: from now on A acknowledges nothing
+	mu.Unlock()
+	time.Sleep(50 * time.Millisecond) // the new holder takes over after A's deadline
+	head, err := b.Fence(ctx, chat, 2, span)
+	if err != nil {
+		t.Fatalf("Fence: %v", err)
+	}
+	fenced := time.Now()
+	// A, a zombie now, keeps writing a little longer (it cannot run more
+	// than the span ahead of what it acknowledged).
+	var seen sync.Map // A's rows a reader saw above B's head after the fence
+	stopReader := make(chan struct{})
+	var readers sync.WaitGroup
+	readers.Go(func() {
+		for {
+			select {
+			case <-stopReader:
+				return
+			default:
+			}
+			msgs, err := reader.Messages(ctx, chat, record.Page{After: head, Limit: 100})
+			if err != nil {
+				continue
+			}
+			for _, m := range msgs {
+				if strings.HasPrefix(m.Body, "A's") {
+					seen.Store(m.Seq, m.Body)
+				}
+			}
+		}
+	})
+	var bMsgs []record.Message
+	for i := uint64(1); i <= 12; i++ {
+		m := storetest.Msg(chat, head+i)
+		m.Body = fmt.Sprintf("B's %d", head+i)
+		bMsgs = append(bMsgs, m)
+		if r := appendOne(ctx, b, 2, m); r.Err != nil {
+			t.Fatalf("B's append of %d: %+v", head+i, r)
+		}
+	}
+	time.Sleep(200 * time.Millisecond)
+	close(stopA)
+	last := <-aDone
+	late.Wait()
+	time.Sleep(200 * time.Millisecond)
+	close(stopReader)
+	readers.Wait()
+	if last > head+span {
+		t.Fatalf("A ran %d seqs past B's head %d, beyond the fence span %d: the test is wrong", last-head, head, span)
+	}
+	t.Logf("A wrote up to %d (acknowledged %d before its deadline), B fenced at head %d %v after A's deadline",
+		last, len(acked), head, fenced.Sub(deadline).Round(time.Millisecond))
+	seen.Range(func(k, v any) bool {
+		t.Errorf("a reader saw A's row %v (%v) above B's head %d after the fence", k, v, head)
+		return true
+	})
+	got, err := reader.Messages(ctx, chat, record.Page{Before: head + 100, Limit: 200})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := head + uint64(len(bMsgs)); len(got) != int(want) {
+		t.Fatalf("Messages: got seqs %v, want 1..%d dense", seqsOf(got), want)
+	}
+	for _, m := range got {
+		switch {
+		case m.Seq <= head:
+			if want, ok := acked[m.Seq]; ok && m != want {
+				t.Fatalf("seq %d: got %+v, want A's acknowledged %+v", m.Seq, m, want)
+			}
+			if !strings.HasPrefix(m.Body, "A's") {
+				t.Fatalf("seq %d below B's head: got %q, want A's", m.Seq, m.Body)
+			}
+		default:
+			if want := bMsgs[m.Seq-head-1]; m != want {
+				t.Fatalf("seq %d above B's head: got %q, want B's", m.Seq, m.Body)
+			}
+		}
+	}
+	for seq := range acked {
+		if seq > head {
+			t.Fatalf("A acknowledged seq %d before its deadline but B's head is %d", seq, head)
+		}
+	}
+	if lastSeq, err := reader.LastSeq(ctx, chat); err != nil || lastSeq != head+uint64(len(bMsgs)) {
+		t.Fatalf("LastSeq: got %d, %v, want %d", lastSeq, err, head+uint64(len(bMsgs)))
+	}
+}

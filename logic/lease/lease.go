@@ -1,0 +1,421 @@
+package lease
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/parley-chat/parley/internal/record"
+)
+
+// Store holds the leases: the CQL store under lease sequencing
+// (storage/scylla), or a fake in tests. Implementations are safe for
+// concurrent use; every write is conditional on the row as the caller last
+// saw it.
+type Store interface {
+	// Slots is the fixed number of slots.
+	Slots() int
+	// Leases returns every slot's row, indexed by slot (a slot never
+	// written reads as free with epoch and version 0).
+	Leases(ctx context.Context) ([]record.Lease, error)
+	// AcquireLease takes prev's slot for owner at epoch prev.Epoch+1 if the
+	// row is still prev; it returns the row now stored and whether it is
+	// owner's.
+	AcquireLease(ctx context.Context, prev record.Lease, owner string) (record.Lease, bool, error)
+	// RenewLeases bumps the version of every row in held, all or nothing:
+	// renewed on success; otherwise current holds the stored rows of held's
+	// slots.
+	RenewLeases(ctx context.Context, held []record.Lease) (renewed, current []record.Lease, err error)
+	// ReleaseLease frees l's slot if the row is still l.
+	ReleaseLease(ctx context.Context, l record.Lease) (bool, error)
+}
+
+// Config tunes a Keeper. Zero fields take the defaults.
+type Config struct {
+	// Duration is D: how long a lease lasts after the renewal that
+	// extended it was sent. Default 3s.
+	Duration time.Duration `yaml:"duration"`
+	// Margin is ε: a holder stops D−ε after its renewal was sent, a taker
+	// waits D+ε after it saw the holder's last renewal. It covers clock
+	// rate differences and the time between a holder's deadline check and
+	// its answer leaving. Default 500ms; less than Duration/2.
+	Margin time.Duration `yaml:"margin"`
+	// Renew is how often a holder renews. Default Duration/3.
+	Renew time.Duration `yaml:"renew"`
+	// Poll is how often the node reads every slot's row (to route requests
+	// to holders and to see expired leases). Default 500ms.
+	Poll time.Duration `yaml:"poll"`
+}
+
+// Defaults.
+const (
+	DefaultDuration = 3 * time.Second
+	DefaultMargin   = 500 * time.Millisecond
+	DefaultPoll     = 500 * time.Millisecond
+)
+
+// WithDefaults fills zero fields.
+func (c Config) WithDefaults() Config {
+	if c.Duration <= 0 {
+		c.Duration = DefaultDuration
+	}
+	if c.Margin <= 0 {
+		c.Margin = DefaultMargin
+	}
+	if c.Renew <= 0 {
+		c.Renew = c.Duration / 3
+	}
+	if c.Poll <= 0 {
+		c.Poll = DefaultPoll
+	}
+	return c
+}
+
+// Validate reports every problem at once; zero fields mean the defaults.
+func (c Config) Validate(prefix string) error {
+	var errs []error
+	d := c.WithDefaults()
+	for _, f := range []struct {
+		name string
+		v    time.Duration
+	}{{"duration", c.Duration}, {"margin", c.Margin}, {"renew", c.Renew}, {"poll", c.Poll}} {
+		if f.v < 0 {
+			errs = append(errs, fmt.Errorf("%s.%s must not be negative, got %s", prefix, f.name, f.v))
+		}
+	}
+	if d.Margin*2 >= d.Duration {
+		errs = append(errs, fmt.Errorf("%s.margin %s must be under half of duration %s", prefix, d.Margin, d.Duration))
+	}
+	if d.Renew >= d.Duration-d.Margin {
+		errs = append(errs, fmt.Errorf("%s.renew %s must be shorter than duration - margin (%s)", prefix, d.Renew, d.Duration-d.Margin))
+	}
+	return errors.Join(errs...)
+}
+
+// Slot returns the slot of a chat: FNV-1a of its id modulo slots (the same
+// hash as the shard workers', so with shards a multiple of slots every
+// shard's chats share one slot).
+func Slot(chatID string, slots int) int {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(chatID))
+	return int(h.Sum32() % uint32(slots))
+}
+
+// Grant is a lease this node holds, as the sequencer sees it.
+type Grant struct {
+	Epoch    uint64
+	Deadline time.Time // monotonic: the lease is valid before it
+}
+
+// Valid reports whether the grant is valid at now.
+func (g *Grant) Valid(now time.Time) bool { return g != nil && now.Before(g.Deadline) }
+
+// Keeper acquires, renews and releases this node's leases. Run drives it;
+// Grant and Holder may be called from any goroutine.
+type Keeper struct {
+	cfg   Config
+	self  string
+	store Store
+	now   func() time.Time
+	want  func(slot int) bool
+	log   *slog.Logger
+
+	grants  []atomic.Pointer[Grant]        // published: nil when not held
+	holders []atomic.Pointer[record.Lease] // published: the row last seen
+	wake    chan struct{}
+	ready   chan struct{} // closed after the first round of acquisitions
+	once    sync.Once
+
+	// Used by the Run goroutine only.
+	slots     []slotState
+	nextRenew time.Time
+	polled    bool
+}
+
+type slotState struct {
+	row    record.Lease
+	seenAt time.Time // when row's value was first seen (a read's completion)
+	held   bool
+	// Deadline of the held lease: the last successful renewal's send
+	// time + D − ε.
+	valid time.Time
+}
+
+// New returns a keeper for node self. want says whether the ring picks
+// this node for a slot (it is called from the Run goroutine). now is the
+// clock (time.Now: monotonic).
+func New(cfg Config, self string, store Store, want func(slot int) bool, now func() time.Time, log *slog.Logger) (*Keeper, error) {
+	if err := cfg.Validate("lease"); err != nil {
+		return nil, err
+	}
+	n := store.Slots()
+	if n <= 0 {
+		return nil, fmt.Errorf("cannot keep leases: the store has %d slots", n)
+	}
+	if self == "" {
+		return nil, errors.New("cannot keep leases: empty node id")
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Keeper{cfg: cfg.WithDefaults(), self: self, store: store, now: now, want: want, log: log,
+		grants: make([]atomic.Pointer[Grant], n), holders: make([]atomic.Pointer[record.Lease], n),
+		wake: make(chan struct{}, 1), ready: make(chan struct{}), slots: make([]slotState, n)}, nil
+}
+
+// Slots returns the number of slots.
+func (k *Keeper) Slots() int { return len(k.slots) }
+
+// Config returns the keeper's configuration with defaults filled in.
+func (k *Keeper) Config() Config { return k.cfg }
+
+// Grant returns this node's lease of slot, nil when it holds none. The
+// caller checks Grant.Valid with its own reading of the clock. Safe for
+// concurrent use.
+func (k *Keeper) Grant(slot int) *Grant { return k.grants[slot].Load() }
+
+// Holder returns the slot's row as last seen (Owner "" when free or not
+// read yet). Safe for concurrent use.
+func (k *Keeper) Holder(slot int) record.Lease {
+	if l := k.holders[slot].Load(); l != nil {
+		return *l
+	}
+	return record.Lease{Slot: slot}
+}
+
+// Ready is closed once the keeper read the leases and tried to take every
+// free slot the ring gives it (slots held by others are taken later, when
+// released or expired). Safe for concurrent use.
+func (k *Keeper) Ready() <-chan struct{} { return k.ready }
+
+// Wake makes Run look at the ring's choice now (after a ring change).
+// Safe for concurrent use.
+func (k *Keeper) Wake() {
+	select {
+	case k.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run keeps the leases until ctx ends, then releases the ones it holds.
+func (k *Keeper) Run(ctx context.Context) {
+	defer k.releaseAll()
+	t := time.NewTimer(0)
+	defer t.Stop()
+	nextPoll := k.now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-k.wake:
+		}
+		if now := k.now(); !now.Before(nextPoll) {
+			k.poll(ctx)
+			nextPoll = now.Add(k.cfg.Poll)
+		}
+		if k.holdsAny() && !k.now().Before(k.nextRenew) {
+			k.renew(ctx)
+		}
+		if k.polled {
+			k.plan(ctx)
+			k.once.Do(func() { close(k.ready) })
+		}
+		next := nextPoll
+		if k.holdsAny() && k.nextRenew.Before(next) {
+			next = k.nextRenew
+		}
+		t.Reset(max(next.Sub(k.now()), time.Millisecond))
+	}
+}
+
+func (k *Keeper) holdsAny() bool {
+	for i := range k.slots {
+		if k.slots[i].held {
+			return true
+		}
+	}
+	return false
+}
+
+// callCtx bounds one store call.
+func (k *Keeper) callCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, k.cfg.Duration-k.cfg.Margin)
+}
+
+// see records a row read or returned by a transaction at done.
+func (k *Keeper) see(st *slotState, l record.Lease, done time.Time) {
+	if l.Version < st.row.Version && l.Epoch <= st.row.Epoch {
+		return // an older read than what a transaction already told us
+	}
+	if l != st.row {
+		st.row = l
+		st.seenAt = done
+	}
+	if st.held && (l.Owner != k.self || l.Epoch != k.grants[l.Slot].Load().epoch()) {
+		k.lose(st, "taken by "+l.Owner)
+	}
+	k.holders[l.Slot].Store(&l)
+}
+
+func (g *Grant) epoch() uint64 {
+	if g == nil {
+		return 0
+	}
+	return g.Epoch
+}
+
+func (k *Keeper) lose(st *slotState, why string) {
+	st.held = false
+	k.grants[st.row.Slot].Store(nil)
+	k.log.Warn("lease lost", "slot", st.row.Slot, "epoch", st.row.Epoch, "why", why)
+}
+
+func (k *Keeper) poll(ctx context.Context) {
+	cctx, cancel := k.callCtx(ctx)
+	rows, err := k.store.Leases(cctx)
+	cancel()
+	if err != nil {
+		k.log.Warn("cannot read leases", "err", err)
+		return
+	}
+	done := k.now()
+	for _, l := range rows {
+		if l.Slot >= 0 && l.Slot < len(k.slots) {
+			k.see(&k.slots[l.Slot], l, done)
+		}
+	}
+	k.polled = true
+}
+
+// renew extends every held lease with one conditional batch.
+func (k *Keeper) renew(ctx context.Context) {
+	var held []record.Lease
+	for i := range k.slots {
+		if k.slots[i].held {
+			held = append(held, k.slots[i].row)
+		}
+	}
+	sent := k.now()
+	k.nextRenew = sent.Add(k.cfg.Renew)
+	cctx, cancel := k.callCtx(ctx)
+	renewed, current, err := k.store.RenewLeases(cctx, held)
+	cancel()
+	done := k.now()
+	switch {
+	case err != nil:
+		k.log.Warn("cannot renew leases", "slots", len(held), "err", err)
+	case renewed != nil:
+		for _, l := range renewed {
+			st := &k.slots[l.Slot]
+			st.row, st.seenAt, st.valid = l, done, sent.Add(k.cfg.Duration-k.cfg.Margin)
+			k.holders[l.Slot].Store(&l)
+			k.grants[l.Slot].Store(&Grant{Epoch: l.Epoch, Deadline: st.valid})
+		}
+	default:
+		// Some row changed: keep (and renew again at once) the ones still
+		// ours; the others are lost.
+		for _, l := range current {
+			st := &k.slots[l.Slot]
+			if l.Owner == k.self && l.Epoch == st.row.Epoch {
+				st.row = l
+				k.nextRenew = done
+				continue
+			}
+			k.see(st, l, done)
+		}
+	}
+}
+
+// plan releases the slots the ring no longer gives this node and takes
+// the ones it does, when free or expired.
+func (k *Keeper) plan(ctx context.Context) {
+	var take []int
+	for i := range k.slots {
+		st := &k.slots[i]
+		want := k.want(i)
+		switch {
+		case st.held && !want:
+			k.release(ctx, st)
+		case !st.held && want:
+			if st.row.Owner == "" || !k.now().Before(st.seenAt.Add(k.cfg.Duration+k.cfg.Margin)) {
+				take = append(take, i)
+			}
+		}
+	}
+	if len(take) == 0 {
+		return
+	}
+	// Take in parallel: a node that starts or takes over a dead node's
+	// slots needs them all at once.
+	sem := make(chan struct{}, 8)
+	var wg sync.WaitGroup
+	var mu sync.Mutex // guards slots during the acquisitions
+	for _, i := range take {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			mu.Lock()
+			prev := k.slots[i].row
+			mu.Unlock()
+			sent := k.now()
+			cctx, cancel := k.callCtx(ctx)
+			l, ok, err := k.store.AcquireLease(cctx, prev, k.self)
+			cancel()
+			done := k.now()
+			mu.Lock()
+			defer mu.Unlock()
+			st := &k.slots[i]
+			switch {
+			case err != nil:
+				k.log.Warn("cannot acquire lease", "slot", i, "err", err)
+			case ok:
+				st.row, st.seenAt, st.held, st.valid = l, done, true, sent.Add(k.cfg.Duration-k.cfg.Margin)
+				k.holders[i].Store(&l)
+				k.grants[i].Store(&Grant{Epoch: l.Epoch, Deadline: st.valid})
+				if k.nextRenew.IsZero() || k.nextRenew.After(sent.Add(k.cfg.Renew)) {
+					k.nextRenew = sent.Add(k.cfg.Renew)
+				}
+				k.log.Info("lease acquired", "slot", i, "epoch", l.Epoch, "from", prev.Owner)
+			default:
+				k.see(st, l, done)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// release stops sequencing a slot, then frees it for its successor.
+func (k *Keeper) release(ctx context.Context, st *slotState) {
+	st.held = false
+	k.grants[st.row.Slot].Store(nil)
+	cctx, cancel := k.callCtx(ctx)
+	ok, err := k.store.ReleaseLease(cctx, st.row)
+	cancel()
+	if err != nil || !ok {
+		k.log.Warn("cannot release lease; it expires instead", "slot", st.row.Slot, "err", err)
+		return
+	}
+	st.row.Owner, st.row.Version = "", st.row.Version+1
+	st.seenAt = k.now()
+	l := st.row
+	k.holders[l.Slot].Store(&l)
+	k.log.Info("lease released", "slot", l.Slot, "epoch", l.Epoch)
+}
+
+// releaseAll frees every held slot at shutdown (bounded by one lease
+// duration), so successors take them at once.
+func (k *Keeper) releaseAll() {
+	ctx, cancel := context.WithTimeout(context.Background(), k.cfg.Duration)
+	defer cancel()
+	for i := range k.slots {
+		if k.slots[i].held {
+			k.release(ctx, &k.slots[i])
+		}
+	}
+}
