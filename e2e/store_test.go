@@ -4,10 +4,14 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gocql/gocql"
 
 	"github.com/parley-chat/parley/logic"
 	"github.com/parley-chat/parley/storage/pebble"
@@ -46,8 +50,31 @@ func newTestStore(t testing.TB) testStore {
 		ts.dir = t.TempDir()
 	} else {
 		ts.keyspace = fmt.Sprintf("e2e_%d_%08x", time.Now().Unix(), rand.Uint32())
+		// Every keyspace costs the test cluster heap (its tables' metadata
+		// and memtables) for as long as it exists: drop it when done.
+		t.Cleanup(func() { dropKeyspace(t, ts.keyspace) })
 	}
 	return ts
+}
+
+// dropKeyspace drops a test's keyspace, if it was created.
+func dropKeyspace(t testing.TB, keyspace string) {
+	c := gocql.NewCluster(cqlHosts()...)
+	c.ProtoVersion = 4
+	c.Timeout = 60 * time.Second
+	c.ConnectTimeout = 10 * time.Second
+	if _, p, err := net.SplitHostPort(cqlHosts()[0]); err == nil {
+		c.Port, _ = strconv.Atoi(p) // see storage/scylla: the driver needs the port
+	}
+	sess, err := c.CreateSession()
+	if err != nil {
+		t.Logf("cannot drop keyspace %s: %v", keyspace, err)
+		return
+	}
+	defer sess.Close()
+	if err := sess.Query("DROP KEYSPACE IF EXISTS " + keyspace).Exec(); err != nil {
+		t.Logf("cannot drop keyspace %s: %v", keyspace, err)
+	}
 }
 
 func cqlHosts() []string { return strings.Split(os.Getenv("PARLEY_CQL_HOSTS"), ",") }
@@ -66,6 +93,7 @@ func (ts testStore) open(t testing.TB) logic.Store {
 	}
 	cfg := scylla.Default()
 	cfg.Hosts, cfg.Keyspace = cqlHosts(), ts.keyspace
+	cfg.Replication.Factor = cqlReplication()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	st, err := scylla.Open(ctx, cfg, logger())
@@ -90,5 +118,16 @@ func (ts testStore) flags() []string {
 	if ts.backend == "pebble" {
 		return []string{"-set", "store.backend=pebble", "-set", "store.pebble.dir=" + ts.dir}
 	}
-	return []string{"-set", "store.backend=cql", "-set", "store.cql.hosts=" + os.Getenv("PARLEY_CQL_HOSTS"), "-set", "store.cql.keyspace=" + ts.keyspace}
+	return []string{"-set", "store.backend=cql", "-set", "store.cql.hosts=" + os.Getenv("PARLEY_CQL_HOSTS"), "-set", "store.cql.keyspace=" + ts.keyspace,
+		"-set", "store.cql.replication.class=SimpleStrategy", "-set", fmt.Sprintf("store.cql.replication.factor=%d", cqlReplication())}
+}
+
+// cqlReplication is the replication factor of the tests' keyspaces:
+// PARLEY_CQL_REPLICATION (scripts/test-integration.sh sets it to the
+// cluster's size), 1 by default.
+func cqlReplication() int {
+	if n, err := strconv.Atoi(os.Getenv("PARLEY_CQL_REPLICATION")); err == nil && n > 0 {
+		return n
+	}
+	return 1
 }

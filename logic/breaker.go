@@ -229,12 +229,8 @@ func (g guardedStore) UserChats(ctx context.Context, user string) (e []record.Ch
 	return
 }
 
-func (g guardedStore) SetReadSeq(ctx context.Context, user, chatID string, seq uint64) error {
-	return g.b.call(func() error { return g.s.SetReadSeq(ctx, user, chatID, seq) })
-}
-
-func (g guardedStore) SetDeviceCursor(ctx context.Context, user, device, chatID string, seq uint64) error {
-	return g.b.call(func() error { return g.s.SetDeviceCursor(ctx, user, device, chatID, seq) })
+func (g guardedStore) SaveMarks(ctx context.Context, marks []record.Mark) error {
+	return g.b.call(func() error { return g.s.SaveMarks(ctx, marks) })
 }
 
 func (g guardedStore) DeviceCursor(ctx context.Context, user, device, chatID string) (n uint64, err error) {

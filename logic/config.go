@@ -88,6 +88,11 @@ type Config struct {
 	// Cluster configures how this node finds and talks to the other logic
 	// nodes of a fleet. Empty peers and no directory: a single node.
 	Cluster ClusterConfig `yaml:"cluster"`
+	// MarksInterval is how often acks (device cursors) and read markers are
+	// written to the store, coalesced: at most one write per device and
+	// chat per interval, and a mark is durable within this interval plus
+	// one store call. Default 1s.
+	MarksInterval time.Duration `yaml:"marks_interval"`
 	// Lease times the sequencing leases, used when the store sequences
 	// under leases (store.cql.sequencing: lease; see logic/lease): duration
 	// D (default 3s), margin ε (500ms), renew (D/3) and poll (500ms). A dead
@@ -150,6 +155,7 @@ func Default() Config {
 		SyncGrace:          500 * time.Millisecond,
 		CatchupWorkers:     32,
 		CatchupPage:        200,
+		MarksInterval:      time.Second,
 		SendRate:           20,
 		SendBurst:          20,
 		HTTPTLS:            tlsconf.Default(),
@@ -211,6 +217,9 @@ func (c Config) Validate() error {
 	}
 	if c.SyncGrace <= 0 {
 		bad("logic.sync_grace must be positive, got %s", c.SyncGrace)
+	}
+	if c.MarksInterval <= 0 {
+		bad("logic.marks_interval must be positive, got %s", c.MarksInterval)
 	}
 	if c.CatchupWorkers < 1 {
 		bad("logic.catchup_workers must be positive, got %d", c.CatchupWorkers)

@@ -401,6 +401,8 @@ func (svc *Service) initDelivery(s *session) error {
 		if cursors[i], err = svc.store.DeviceCursor(ctx, s.user, s.device, e.Chat.ID); err != nil {
 			return err
 		}
+		// An ack this node has not written yet.
+		cursors[i] = max(cursors[i], svc.marks.Get(record.MarkCursor, s.user, s.device, e.Chat.ID))
 	}
 	type raise struct {
 		chat string
@@ -424,9 +426,7 @@ func (svc *Service) initDelivery(s *session) error {
 	d.syncPos = nil
 	s.dmu.Unlock()
 	for _, r := range raises {
-		if err := svc.store.SetDeviceCursor(ctx, s.user, s.device, r.chat, r.seq); err != nil {
-			svc.log.Warn("cannot persist sync position", "user_id", s.user, "chat_id", r.chat, "err", err)
-		}
+		svc.marks.Add(record.Mark{Kind: record.MarkCursor, User: s.user, Device: s.device, ChatID: r.chat, Seq: r.seq})
 	}
 	// Receipts that reached the store while the user was away.
 	var buf []byte
@@ -435,6 +435,7 @@ func (svc *Service) initDelivery(s *session) error {
 		if err != nil {
 			continue
 		}
+		cs = svc.marks.ChatCursors(e.Chat.ID, cs)
 		for _, c := range cs {
 			if c.User == s.user || c.Seq == 0 {
 				continue

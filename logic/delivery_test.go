@@ -79,7 +79,7 @@ func TestRetransmitUnacked(t *testing.T) {
 
 func TestWindowAndNewDeviceFullSync(t *testing.T) {
 	st := newMemStore()
-	svc := startService(t, st, func(c *Config) { c.DeliveryWindow = 100 })
+	svc := startService(t, st, func(c *Config) { c.DeliveryWindow, c.MarksInterval = 100, 10*time.Millisecond })
 	n := dialNode(t, svc.LinkAddr())
 	n.open(1, "alice", "d")
 	const total = 450
@@ -106,7 +106,7 @@ func TestWindowAndNewDeviceFullSync(t *testing.T) {
 		}
 		n.send(2, fmt.Sprintf(`{"type":"ack","chat":"%s","seq":%d}`, chat, from+count-1))
 	}
-	time.Sleep(100 * time.Millisecond) // let the last ack reach the store
+	time.Sleep(100 * time.Millisecond) // let the last ack reach the store (marks_interval 10ms)
 	if got, _ := st.DeviceCursor(context.Background(), "bob", "new-phone", chat); got != total {
 		t.Fatalf("stored cursor %d, want %d", got, total)
 	}

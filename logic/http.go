@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -164,6 +165,16 @@ func (s *Service) serveReady(ctx *fasthttp.RequestCtx) {
 		ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
 		ctx.SetBodyString("store circuit open\n")
 		return
+	}
+	if k := s.leases; k != nil {
+		// Not ready to serve its share of chats until it holds the leases
+		// the ring gives it (after a restart: once the last incarnation's
+		// leases ran out).
+		if n := k.Missing(s.now()); n > 0 {
+			ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
+			ctx.SetBodyString(fmt.Sprintf("taking over %d sequencing leases\n", n))
+			return
+		}
 	}
 	pctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()

@@ -287,25 +287,24 @@ func (m *memStore) UserChats(_ context.Context, u string) ([]record.ChatEntry, e
 	return out, nil
 }
 
-func (m *memStore) SetReadSeq(_ context.Context, u, chat string, seq uint64) error {
+func (m *memStore) SaveMarks(_ context.Context, marks []record.Mark) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
 		return record.ErrClosed
 	}
-	k := u + "|" + chat
-	m.read[k] = max(m.read[k], seq)
-	return nil
-}
-
-func (m *memStore) SetDeviceCursor(_ context.Context, u, d, chat string, seq uint64) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.closed {
-		return record.ErrClosed
+	for _, x := range marks {
+		switch x.Kind {
+		case record.MarkRead:
+			k := x.User + "|" + x.ChatID
+			m.read[k] = max(m.read[k], x.Seq)
+		case record.MarkCursor:
+			k := x.User + "|" + x.Device + "|" + x.ChatID
+			m.cursors[k] = max(m.cursors[k], x.Seq)
+		default:
+			return fmt.Errorf("unknown mark kind %d", x.Kind)
+		}
 	}
-	k := u + "|" + d + "|" + chat
-	m.cursors[k] = max(m.cursors[k], seq)
 	return nil
 }
 

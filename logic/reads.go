@@ -132,6 +132,8 @@ func (s *Service) Chats(ctx context.Context, user string) ([]proto.ChatInfo, err
 	}
 	out := make([]proto.ChatInfo, 0, len(entries))
 	for _, e := range entries {
+		// A read marker this node has not written yet.
+		e.ReadSeq = max(e.ReadSeq, s.marks.Get(record.MarkRead, user, "", e.Chat.ID))
 		ci := proto.ChatInfo{Chat: e.Chat.ID, Kind: e.Chat.Kind.String(), Name: e.Chat.Name, LastSeq: e.LastSeq, ReadSeq: e.ReadSeq, Unread: e.Unread()}
 		if a, b, ok := record.DirectMembers(e.Chat.ID); ok {
 			ci.Members = []string{a, b}

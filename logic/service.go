@@ -24,6 +24,7 @@ import (
 	"github.com/parley-chat/parley/internal/tierlink"
 	"github.com/parley-chat/parley/internal/tlsconf"
 	"github.com/parley-chat/parley/logic/lease"
+	"github.com/parley-chat/parley/logic/marks"
 )
 
 var (
@@ -99,6 +100,7 @@ type Service struct {
 	// otherwise. fencer is leaseStore's Fence behind the breaker.
 	leaseStore LeaseStore
 	leases     *lease.Keeper
+	marks      *marks.Writer // coalesced cursor and read-marker writes
 	fencer     func(ctx context.Context, chatID string, epoch uint64, span int) (uint64, error)
 	// vapidPublicKey is served by GET /v1/push/vapid; atomic, so
 	// SetVAPIDPublicKey (push_http.go) is safe before or after Run.
@@ -178,6 +180,7 @@ func New(cfg Config, store Store, presence Presence, verifier *auth.Verifier, lo
 	s.catchupSem = make(chan struct{}, cfg.CatchupWorkers)
 	s.sendLimit = newRateLimiter(cfg.SendRate, cfg.SendBurst)
 	s.pushQ = make(chan PushEvent, 4096)
+	s.marks = marks.New(marks.Config{Interval: cfg.MarksInterval, Timeout: cfg.StoreTimeout}, s.store, log.With("component", "marks"))
 	s.shards = make([]*shard, cfg.Shards)
 	for i := range s.shards {
 		s.shards[i] = newShard(s)
@@ -310,6 +313,15 @@ func (s *Service) Run(ctx context.Context) error {
 	// leases once nothing sequences under them any more.
 	leaseCtx, stopLeases := context.WithCancel(context.Background())
 	defer stopLeases()
+	// The marks writer stops after the shard workers too, and writes what
+	// they left.
+	marksCtx, stopMarks := context.WithCancel(context.Background())
+	defer stopMarks()
+	marksDone := make(chan struct{})
+	go func() {
+		defer close(marksDone)
+		s.marks.Run(marksCtx)
+	}()
 	leasesDone := make(chan struct{})
 	if k := s.leases; k != nil {
 		go func() {
@@ -383,6 +395,8 @@ func (s *Service) Run(ctx context.Context) error {
 	stopCluster()
 	close(stop)
 	workers.Wait()
+	stopMarks()
+	<-marksDone
 	stopLeases()
 	<-leasesDone
 	s.stopTLS()

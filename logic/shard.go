@@ -463,7 +463,7 @@ func (sh *shard) flush() {
 	}
 	messagesStored.Add(stored)
 	appendBatchSize.Update(float64(stored))
-	sh.markSendersRead(ctx, rep.Stored)
+	sh.markSendersRead(rep.Stored)
 	sh.failAll(rep.Failed)
 }
 
@@ -485,7 +485,7 @@ func (sh *shard) batchDeadline(k *lease.Keeper) (time.Time, bool) {
 
 // markSendersRead raises each sender's read marker to their newest message
 // of the batch: your own messages are never unread.
-func (sh *shard) markSendersRead(ctx context.Context, stored []seq.Stored[*request]) {
+func (sh *shard) markSendersRead(stored []seq.Stored[*request]) {
 	type key struct{ user, chat string }
 	latest := make(map[key]uint64, 4)
 	for _, st := range stored {
@@ -495,9 +495,7 @@ func (sh *shard) markSendersRead(ctx context.Context, stored []seq.Stored[*reque
 		}
 	}
 	for k, seq := range latest {
-		if err := sh.svc.store.SetReadSeq(ctx, k.user, k.chat, seq); err != nil {
-			sh.svc.log.Warn("cannot raise read marker", "user_id", k.user, "chat_id", k.chat, "err", err)
-		}
+		sh.svc.marks.Add(record.Mark{Kind: record.MarkRead, User: k.user, ChatID: k.chat, Seq: seq})
 	}
 }
 
@@ -794,9 +792,7 @@ func (sh *shard) ack(ctx context.Context, r *request) error {
 	if res.To == res.From {
 		return nil
 	}
-	if err := sh.svc.store.SetDeviceCursor(ctx, r.user, r.device, r.chat, res.To); err != nil {
-		return err
-	}
+	sh.svc.marks.Add(record.Mark{Kind: record.MarkCursor, User: r.user, Device: r.device, ChatID: r.chat, Seq: res.To})
 	// The newly covered messages: usually the few just delivered, still in
 	// the core's memory. Else from the store: seqs are dense, so the page
 	// below To+1 of this size is exactly the newly covered range (its
@@ -823,6 +819,7 @@ func (sh *shard) ack(ctx context.Context, r *request) error {
 	return nil
 }
 
+// read raises the user's read marker (written by the marks writer).
 func (sh *shard) read(ctx context.Context, r *request) error {
 	ch, err := sh.loadChat(ctx, r.chat)
 	if err != nil {
@@ -831,7 +828,8 @@ func (sh *shard) read(ctx context.Context, r *request) error {
 	if !ch.Exists || !ch.IsMember(r.user) {
 		return proto.Errorf(proto.CodeNotMember, "you are not a member of %s", r.chat)
 	}
-	return sh.svc.store.SetReadSeq(ctx, r.user, r.chat, min(r.in.Seq, ch.Head))
+	sh.svc.marks.Add(record.Mark{Kind: record.MarkRead, User: r.user, ChatID: r.chat, Seq: min(r.in.Seq, ch.Head)})
+	return nil
 }
 
 func truncate(s string, n int) string {

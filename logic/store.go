@@ -67,12 +67,10 @@ type Store interface {
 	// the user's read marker, in no particular order.
 	UserChats(ctx context.Context, user string) ([]record.ChatEntry, error)
 
-	// SetReadSeq raises the user's read marker in chat to seq (never lowers
-	// it). Need not be synced.
-	SetReadSeq(ctx context.Context, user, chatID string, seq uint64) error
-	// SetDeviceCursor raises the device's delivery cursor in chat to seq
-	// (never lowers it). Need not be synced.
-	SetDeviceCursor(ctx context.Context, user, device, chatID string, seq uint64) error
+	// SaveMarks raises read markers and device cursors (record.Mark), never
+	// lowering one, durably when it returns nil (synced). The logic tier
+	// coalesces marks and calls it once per interval (logic/marks).
+	SaveMarks(ctx context.Context, marks []record.Mark) error
 	// DeviceCursor returns the device's delivery cursor in chat, 0 if none.
 	DeviceCursor(ctx context.Context, user, device, chatID string) (uint64, error)
 	// ChatCursors returns the delivery cursor of every device that has one

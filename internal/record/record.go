@@ -194,3 +194,24 @@ func ParseChatID(id string) (ChatKind, bool) {
 	}
 	return 0, false
 }
+
+// MarkKind says what a Mark raises.
+type MarkKind uint8
+
+const (
+	// MarkCursor is a device's delivery cursor in a chat: the device has
+	// every message up to Seq.
+	MarkCursor MarkKind = 1
+	// MarkRead is a user's read marker in a chat (Device empty).
+	MarkRead MarkKind = 2
+)
+
+// Mark is a monotonic position to raise: a store keeps the highest Seq it
+// was given per (Kind, User, Device, ChatID) and never lowers it.
+type Mark struct {
+	Kind   MarkKind
+	User   string
+	Device string // MarkCursor only
+	ChatID string
+	Seq    uint64
+}

@@ -193,6 +193,19 @@ func (k *Keeper) Holder(slot int) record.Lease {
 // released or expired). Safe for concurrent use.
 func (k *Keeper) Ready() <-chan struct{} { return k.ready }
 
+// Missing returns how many slots the ring gives this node that it does
+// not hold a valid lease of at now (they are being taken over). Safe for
+// concurrent use (want must be too).
+func (k *Keeper) Missing(now time.Time) int {
+	n := 0
+	for i := range k.grants {
+		if k.want(i) && !k.grants[i].Load().Valid(now) {
+			n++
+		}
+	}
+	return n
+}
+
 // Wake makes Run look at the ring's choice now (after a ring change).
 // Safe for concurrent use.
 func (k *Keeper) Wake() {

@@ -89,11 +89,11 @@ func TestPowerLossSequential(t *testing.T) {
 			t.Fatalf("AppendMessages: %v", err)
 		}
 	}
-	if err := s.SetReadSeq(ctx, "alice", chat.ID, 7); err != nil {
-		t.Fatalf("SetReadSeq: %v", err)
+	if err := s.SaveMarks(ctx, []record.Mark{{Kind: record.MarkRead, User: "alice", ChatID: chat.ID, Seq: 7}}); err != nil {
+		t.Fatalf("SaveMarks(read): %v", err)
 	}
-	if err := s.SetDeviceCursor(ctx, "alice", "phone", chat.ID, 8); err != nil {
-		t.Fatalf("SetDeviceCursor: %v", err)
+	if err := s.SaveMarks(ctx, []record.Mark{{Kind: record.MarkCursor, User: "alice", Device: "phone", ChatID: chat.ID, Seq: 8}}); err != nil {
+		t.Fatalf("SaveMarks(cursor): %v", err)
 	}
 
 	crashed := fs.CrashClone(vfs.CrashCloneCfg{})
@@ -108,13 +108,13 @@ func TestPowerLossSequential(t *testing.T) {
 	if got, err := r.LastSeq(ctx, chat.ID); err != nil || got != 9 {
 		t.Fatalf("LastSeq after crash: got %d, %v, want 9", got, err)
 	}
-	// Unsynced marker raises may or may not survive, but never as garbage.
-	if got, err := r.DeviceCursor(ctx, "alice", "phone", chat.ID); err != nil || (got != 0 && got != 8) {
-		t.Fatalf("DeviceCursor after crash: got %d, %v, want 0 or 8", got, err)
+	// SaveMarks is synced: the marks survive the crash.
+	if got, err := r.DeviceCursor(ctx, "alice", "phone", chat.ID); err != nil || got != 8 {
+		t.Fatalf("DeviceCursor after crash: got %d, %v, want 8", got, err)
 	}
 	entries, err := r.UserChats(ctx, "alice")
-	if err != nil || len(entries) != 1 || (entries[0].ReadSeq != 0 && entries[0].ReadSeq != 7) {
-		t.Fatalf("UserChats after crash: got %+v, %v, want one entry with ReadSeq 0 or 7", entries, err)
+	if err != nil || len(entries) != 1 || entries[0].ReadSeq != 7 {
+		t.Fatalf("UserChats after crash: got %+v, %v, want one entry with ReadSeq 7", entries, err)
 	}
 	checkAcked(t, r, map[string]uint64{chat.ID: 9})
 }
@@ -140,8 +140,8 @@ func TestPowerLossConcurrent(t *testing.T) {
 					return
 				}
 				acked[w].Store(seq + 1)
-				// Unsynced writes interleaved with the synced ones.
-				if err := s.SetDeviceCursor(t.Context(), "alice", "phone", chat, seq); err != nil {
+				// Marks interleaved with the appends.
+				if err := s.SaveMarks(t.Context(), []record.Mark{{Kind: record.MarkCursor, User: "alice", Device: "phone", ChatID: chat, Seq: seq}}); err != nil {
 					errs <- err
 					return
 				}

@@ -20,8 +20,9 @@
 //
 // Durability: AppendMessages, CreateChat, AddMember and RemoveMember return
 // after their batch is synced to the WAL (Config.Sync, default true; turning
-// it off voids this promise and is for benchmarks only). SetReadSeq and
-// SetDeviceCursor are not synced; a crash may lose their latest raises.
+// it off voids this promise and is for benchmarks only). SaveMarks (read
+// markers and device cursors) is synced too; the logic tier coalesces marks
+// and saves them in one call per interval.
 // Push subscriptions and push ledger claims (MarkPushed) are synced. Close
 // syncs everything.
 //

@@ -2,6 +2,7 @@ package pebble
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -796,67 +797,96 @@ func (s *Store) UserChats(ctx context.Context, user string) ([]record.ChatEntry,
 	return out, nil
 }
 
-// raise sets key to seq unless it already holds a seq >= seq. The write is
-// not synced.
-func (s *Store) raise(key []byte, seq uint64) error {
-	m := &s.markerMu[fnv32(key)%markerStripes]
-	m.Lock()
-	defer m.Unlock()
+// SaveMarks raises read markers and device cursors (a cursor in both its
+// rows, by device and by chat) in one synced batch: when it returns they
+// are durable. A mark never lowers a stored value. The read-modify-writes
+// run under the marker stripes of every key, taken in ascending order, so
+// concurrent calls cannot lower each other's raises; they never wait
+// behind an append's fsync (separate stripes). Safe for concurrent use.
+func (s *Store) SaveMarks(ctx context.Context, marks []record.Mark) error {
+	if len(marks) == 0 {
+		return nil
+	}
+	if err := s.enter(ctx); err != nil {
+		return fmt.Errorf("cannot save %d marks: %w", len(marks), err)
+	}
+	defer s.leave()
+	type raise struct {
+		key []byte
+		seq uint64
+	}
+	var raises []raise
+	for _, m := range marks {
+		switch m.Kind {
+		case record.MarkRead:
+			if err := errors.Join(checkID("user id", m.User), checkID("chat id", m.ChatID)); err != nil {
+				return fmt.Errorf("cannot save read marker of %s in chat %s: %w", m.User, m.ChatID, err)
+			}
+			raises = append(raises, raise{readKey(nil, m.User, m.ChatID), m.Seq})
+		case record.MarkCursor:
+			if err := errors.Join(checkID("user id", m.User), checkID("device id", m.Device), checkID("chat id", m.ChatID)); err != nil {
+				return fmt.Errorf("cannot save cursor of %s/%s in chat %s: %w", m.User, m.Device, m.ChatID, err)
+			}
+			raises = append(raises, raise{cursorKey(nil, m.User, m.Device, m.ChatID), m.Seq},
+				raise{chatCursorKey(nil, m.ChatID, m.User, m.Device), m.Seq})
+		default:
+			return fmt.Errorf("cannot save mark of kind %d", m.Kind)
+		}
+	}
+	// One raise per key, the highest.
+	slices.SortFunc(raises, func(a, b raise) int {
+		if c := bytes.Compare(a.key, b.key); c != 0 {
+			return c
+		}
+		return cmp.Compare(b.seq, a.seq)
+	})
+	raises = slices.CompactFunc(raises, func(a, b raise) bool { return bytes.Equal(a.key, b.key) })
+	var stripes []uint32
+	for _, r := range raises {
+		st := fnv32(r.key) % markerStripes
+		if !slices.Contains(stripes, st) {
+			stripes = append(stripes, st)
+		}
+	}
+	slices.Sort(stripes)
+	for _, st := range stripes {
+		s.markerMu[st].Lock()
+	}
+	defer func() {
+		for _, st := range stripes {
+			s.markerMu[st].Unlock()
+		}
+	}()
+	b := s.db.NewBatch()
+	defer b.Close()
 	var buf [8]byte
-	v, err := s.get(key, buf[:0])
-	switch {
-	case err == nil:
-		cur, err := decodeSeq(v)
-		if err != nil {
-			return err
+	for _, r := range raises {
+		v, err := s.get(r.key, buf[:0])
+		switch {
+		case err == nil:
+			cur, err := decodeSeq(v)
+			if err != nil {
+				return fmt.Errorf("cannot save marks: %w", err)
+			}
+			if cur >= r.seq {
+				continue
+			}
+		case errors.Is(err, pdb.ErrNotFound):
+			if r.seq == 0 {
+				continue
+			}
+		default:
+			return fmt.Errorf("cannot save marks: %w", err)
 		}
-		if cur >= seq {
-			return nil
+		if err := b.Set(r.key, appendSeq(nil, r.seq), nil); err != nil {
+			return fmt.Errorf("cannot save marks: %w", err)
 		}
-	case errors.Is(err, pdb.ErrNotFound):
-		if seq == 0 {
-			return nil
-		}
-	default:
-		return err
 	}
-	return s.db.Set(key, appendSeq(buf[:0], seq), pdb.NoSync)
-}
-
-// SetReadSeq raises the user's read marker in chat to seq (never lowers
-// it). Not synced: a crash may lose recent raises. Safe for concurrent use.
-func (s *Store) SetReadSeq(ctx context.Context, user, chatID string, seq uint64) error {
-	if err := s.enter(ctx); err != nil {
-		return fmt.Errorf("cannot set read marker of user %s in chat %s: %w", user, chatID, err)
+	if b.Empty() {
+		return nil
 	}
-	defer s.leave()
-	err := errors.Join(checkID("user id", user), checkID("chat id", chatID))
-	if err == nil {
-		err = s.raise(readKey(nil, user, chatID), seq)
-	}
-	if err != nil {
-		return fmt.Errorf("cannot set read marker of user %s in chat %s: %w", user, chatID, err)
-	}
-	return nil
-}
-
-// SetDeviceCursor raises the device's delivery cursor in chat to seq (never
-// lowers it). Not synced: a crash may lose recent raises, so the device may
-// be sent some messages again. Safe for concurrent use.
-func (s *Store) SetDeviceCursor(ctx context.Context, user, device, chatID string, seq uint64) error {
-	if err := s.enter(ctx); err != nil {
-		return fmt.Errorf("cannot set cursor of device %s/%s in chat %s: %w", user, device, chatID, err)
-	}
-	defer s.leave()
-	err := errors.Join(checkID("user id", user), checkID("device id", device), checkID("chat id", chatID))
-	if err == nil {
-		err = s.raise(cursorKey(nil, user, device, chatID), seq)
-	}
-	if err == nil {
-		err = s.raise(chatCursorKey(nil, chatID, user, device), seq)
-	}
-	if err != nil {
-		return fmt.Errorf("cannot set cursor of device %s/%s in chat %s: %w", user, device, chatID, err)
+	if err := s.db.Apply(b, s.wo); err != nil {
+		return fmt.Errorf("cannot save %d marks: %w", len(marks), err)
 	}
 	return nil
 }

@@ -132,8 +132,9 @@
 //
 // # Markers and cursors
 //
-// SetReadSeq and SetDeviceCursor must never lower a value. They write with
-// USING TIMESTAMP <seq>: the cell with the highest seq wins Cassandra's
+// SaveMarks (read markers, device cursors) must never lower a value. It
+// writes with USING TIMESTAMP <seq>, grouped into one unlogged batch per
+// partition: the cell with the highest seq wins Cassandra's
 // last-write-wins merge whatever the arrival order, without a read or a
 // transaction. These cells must never get a real-clock write or delete (a
 // microsecond timestamp would win forever); nothing does. Cassandra 5's

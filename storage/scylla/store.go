@@ -473,41 +473,60 @@ func (s *Store) UserChats(ctx context.Context, user string) ([]record.ChatEntry,
 	return out, nil
 }
 
-// SetReadSeq raises the user's read marker in chat to seq. The write uses
-// seq as its CQL timestamp, so concurrent or reordered raises converge on
-// the highest seq without a read or a transaction. Safe for concurrent use.
-func (s *Store) SetReadSeq(ctx context.Context, user, chatID string, seq uint64) error {
+// SaveMarks raises read markers and device cursors (a cursor in both its
+// tables). Each cell is written with its seq as the CQL timestamp, so
+// concurrent or reordered raises converge on the highest seq without a
+// read or a transaction. Writes are grouped by partition into unlogged
+// batches (one mutation per partition) and sent in parallel. Safe for
+// concurrent use.
+func (s *Store) SaveMarks(ctx context.Context, marks []record.Mark) error {
 	if err := s.enter(); err != nil {
 		return err
 	}
 	defer s.mu.RUnlock()
-	if user == "" || chatID == "" {
-		return fmt.Errorf("cannot set read marker: empty user or chat id")
+	type stmt struct {
+		q    string
+		args []any
 	}
-	v := seqArg(seq)
-	if err := s.write(ctx, upsertReadMarker, user, chatID, v, v).Exec(); err != nil {
-		return fmt.Errorf("cannot set read marker of %s in chat %s: %w", user, chatID, mapErr(err))
+	parts := map[string][]stmt{} // partition key -> statements
+	var order []string
+	add := func(pk, q string, args ...any) {
+		if _, ok := parts[pk]; !ok {
+			order = append(order, pk)
+		}
+		parts[pk] = append(parts[pk], stmt{q, args})
 	}
-	return nil
-}
-
-// SetDeviceCursor raises the device's delivery cursor in chat to seq, in
-// both cursor tables, with seq as the write timestamp (see SetReadSeq).
-// Safe for concurrent use.
-func (s *Store) SetDeviceCursor(ctx context.Context, user, device, chatID string, seq uint64) error {
-	if err := s.enter(); err != nil {
-		return err
+	for _, m := range marks {
+		v := seqArg(m.Seq)
+		switch m.Kind {
+		case record.MarkRead:
+			if m.User == "" || m.ChatID == "" {
+				return fmt.Errorf("cannot save read marker: empty user or chat id")
+			}
+			add("r\x00"+m.User, upsertReadMarker, m.User, m.ChatID, v, v)
+		case record.MarkCursor:
+			if m.User == "" || m.Device == "" || m.ChatID == "" {
+				return fmt.Errorf("cannot save cursor: empty user, device or chat id")
+			}
+			add("d\x00"+m.User+"\x00"+m.Device, upsertDeviceCursor, m.User, m.Device, m.ChatID, v, v)
+			add("c\x00"+m.ChatID, upsertChatCursor, m.ChatID, m.User, m.Device, v, v)
+		default:
+			return fmt.Errorf("cannot save mark of kind %d", m.Kind)
+		}
 	}
-	defer s.mu.RUnlock()
-	if user == "" || device == "" || chatID == "" {
-		return fmt.Errorf("cannot set device cursor: empty user, device or chat id")
-	}
-	v := seqArg(seq)
-	if err := s.write(ctx, upsertDeviceCursor, user, device, chatID, v, v).Exec(); err != nil {
-		return fmt.Errorf("cannot set cursor of %s/%s in chat %s: %w", user, device, chatID, mapErr(err))
-	}
-	if err := s.write(ctx, upsertChatCursor, chatID, user, device, v, v).Exec(); err != nil {
-		return fmt.Errorf("cannot set cursor of %s/%s in chat %s: %w", user, device, chatID, mapErr(err))
+	errs := s.fanout(len(order), func(i int) error {
+		st := parts[order[i]]
+		if len(st) == 1 {
+			return s.write(ctx, st[0].q, st[0].args...).Exec()
+		}
+		b := s.sess.Batch(gocql.UnloggedBatch).WithContext(ctx)
+		for _, x := range st {
+			b.Query(x.q, x.args...)
+		}
+		return s.sess.ExecuteBatch(b)
+	})
+	if err := firstErr(errs); err != nil {
+		return fmt.Errorf("cannot save %d marks: %w", len(marks), mapErr(err))
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -56,6 +57,10 @@ func testConfig(tb testing.TB) Config {
 	rand.Read(b[:])
 	cfg.Keyspace = "parley_test_" + hex.EncodeToString(b[:])
 	cfg.Timeout = 10 * time.Second
+	// PARLEY_CQL_REPLICATION: the cluster's size (scripts/test-integration.sh).
+	if n, err := strconv.Atoi(os.Getenv("PARLEY_CQL_REPLICATION")); err == nil && n > 0 {
+		cfg.Replication.Factor = n
+	}
 	tb.Cleanup(func() { dropKeyspace(tb, cfg) })
 	return cfg
 }

@@ -37,11 +37,11 @@ func RunPersistent(t *testing.T, open func(t *testing.T, dir string) Store, o Op
 	}
 	mustAppend(t, s, o, msgs[:4])
 	mustAppend(t, s, o, msgs[4:])
-	if err := s.SetReadSeq(ctx, "alice", g.ID, 4); err != nil {
-		t.Fatalf("SetReadSeq: %v", err)
+	if err := setRead(ctx, s, "alice", g.ID, 4); err != nil {
+		t.Fatalf("SaveMarks(read): %v", err)
 	}
-	if err := s.SetDeviceCursor(ctx, "alice", "phone", g.ID, 5); err != nil {
-		t.Fatalf("SetDeviceCursor: %v", err)
+	if err := setCursor(ctx, s, "alice", "phone", g.ID, 5); err != nil {
+		t.Fatalf("SaveMarks(cursor): %v", err)
 	}
 	sub := PushSub("alice", "phone")
 	if err := s.PutPushSubscription(ctx, sub); err != nil {

@@ -30,8 +30,7 @@ type Store interface {
 	RemoveMember(ctx context.Context, chatID, user string) error
 	UserChats(ctx context.Context, user string) ([]record.ChatEntry, error)
 
-	SetReadSeq(ctx context.Context, user, chatID string, seq uint64) error
-	SetDeviceCursor(ctx context.Context, user, device, chatID string, seq uint64) error
+	SaveMarks(ctx context.Context, marks []record.Mark) error
 	DeviceCursor(ctx context.Context, user, device, chatID string) (uint64, error)
 	ChatCursors(ctx context.Context, chatID string) ([]record.DeviceCursor, error)
 
@@ -184,6 +183,16 @@ func Append(ctx context.Context, s Store, epoch uint64, msgs []record.Message) e
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// setRead raises a read marker through SaveMarks.
+func setRead(ctx context.Context, s Store, user, chat string, seq uint64) error {
+	return s.SaveMarks(ctx, []record.Mark{{Kind: record.MarkRead, User: user, ChatID: chat, Seq: seq}})
+}
+
+// setCursor raises a device cursor through SaveMarks.
+func setCursor(ctx context.Context, s Store, user, device, chat string, seq uint64) error {
+	return s.SaveMarks(ctx, []record.Mark{{Kind: record.MarkCursor, User: user, Device: device, ChatID: chat, Seq: seq}})
 }
 
 func mustAppend(t *testing.T, s Store, o Options, msgs []record.Message) {
@@ -805,11 +814,11 @@ func testUserChats(t *testing.T, s Store, o Options) {
 		t.Fatalf("CreateChat: %v", err)
 	}
 	mustAppend(t, s, o, Msgs(a.ID, 1, 3))
-	if err := s.SetReadSeq(ctx, "alice", a.ID, 2); err != nil {
-		t.Fatalf("SetReadSeq: %v", err)
+	if err := setRead(ctx, s, "alice", a.ID, 2); err != nil {
+		t.Fatalf("SaveMarks(read): %v", err)
 	}
-	if err := s.SetReadSeq(ctx, "bob", b.ID, 0); err != nil {
-		t.Fatalf("SetReadSeq: %v", err)
+	if err := setRead(ctx, s, "bob", b.ID, 0); err != nil {
+		t.Fatalf("SaveMarks(read): %v", err)
 	}
 
 	entries, err := s.UserChats(ctx, "alice")
@@ -879,22 +888,22 @@ func testMonotonicMarkers(t *testing.T, s Store, o Options) {
 
 	steps := []struct{ set, want uint64 }{{5, 5}, {3, 5}, {5, 5}, {7, 7}, {0, 7}, {9, 9}}
 	for _, st := range steps {
-		if err := s.SetReadSeq(ctx, "alice", chat, st.set); err != nil {
-			t.Fatalf("SetReadSeq(%d): %v", st.set, err)
+		if err := setRead(ctx, s, "alice", chat, st.set); err != nil {
+			t.Fatalf("SaveMarks(read %d): %v", st.set, err)
 		}
 		if got := readSeq(); got != st.want {
-			t.Fatalf("ReadSeq after SetReadSeq(%d): got %d, want %d", st.set, got, st.want)
+			t.Fatalf("ReadSeq after a read mark of %d: got %d, want %d", st.set, got, st.want)
 		}
-		if err := s.SetDeviceCursor(ctx, "alice", "phone", chat, st.set); err != nil {
-			t.Fatalf("SetDeviceCursor(%d): %v", st.set, err)
+		if err := setCursor(ctx, s, "alice", "phone", chat, st.set); err != nil {
+			t.Fatalf("SaveMarks(cursor %d): %v", st.set, err)
 		}
 		if got := cursor("phone"); got != st.want {
-			t.Fatalf("DeviceCursor after SetDeviceCursor(%d): got %d, want %d", st.set, got, st.want)
+			t.Fatalf("DeviceCursor after a cursor mark of %d: got %d, want %d", st.set, got, st.want)
 		}
 	}
 	// Cursors are per device, per user and per chat.
-	if err := s.SetDeviceCursor(ctx, "alice", "laptop", chat, 2); err != nil {
-		t.Fatalf("SetDeviceCursor: %v", err)
+	if err := setCursor(ctx, s, "alice", "laptop", chat, 2); err != nil {
+		t.Fatalf("SaveMarks(cursor): %v", err)
 	}
 	if got := cursor("laptop"); got != 2 {
 		t.Fatalf("DeviceCursor(laptop): got %d, want 2", got)
@@ -908,16 +917,37 @@ func testMonotonicMarkers(t *testing.T, s Store, o Options) {
 	if got, err := s.DeviceCursor(ctx, "alice", "phone", "g:other"); err != nil || got != 0 {
 		t.Fatalf("DeviceCursor(other chat): got %d, %v, want 0", got, err)
 	}
+	// One call raises several marks; the highest of one key wins, in any
+	// order.
+	if err := s.SaveMarks(ctx, []record.Mark{
+		{Kind: record.MarkCursor, User: "alice", Device: "tablet", ChatID: chat, Seq: 6},
+		{Kind: record.MarkCursor, User: "alice", Device: "tablet", ChatID: chat, Seq: 4},
+		{Kind: record.MarkRead, User: "bob", ChatID: chat, Seq: 3},
+	}); err != nil {
+		t.Fatalf("SaveMarks: %v", err)
+	}
+	if got := cursor("tablet"); got != 6 {
+		t.Fatalf("DeviceCursor(tablet) after one call with 6 and 4: got %d, want 6", got)
+	}
+	if err := s.SaveMarks(ctx, []record.Mark{{Kind: record.MarkCursor, User: "alice", Device: "tablet", ChatID: chat, Seq: 5}}); err != nil {
+		t.Fatalf("SaveMarks: %v", err)
+	}
+	if got := cursor("tablet"); got != 6 {
+		t.Fatalf("DeviceCursor(tablet) after a lower raise: got %d, want 6", got)
+	}
+	if err := s.SaveMarks(ctx, []record.Mark{{Kind: 9, User: "alice", ChatID: chat, Seq: 5}}); err == nil {
+		t.Fatalf("SaveMarks of an unknown kind: got nil, want an error")
+	}
 	// ChatCursors lists every device's cursor of the chat, and only those.
-	if err := s.SetDeviceCursor(ctx, "alice", "phone", "g:other", 1); err != nil {
-		t.Fatalf("SetDeviceCursor: %v", err)
+	if err := setCursor(ctx, s, "alice", "phone", "g:other", 1); err != nil {
+		t.Fatalf("SaveMarks(cursor): %v", err)
 	}
 	all, err := s.ChatCursors(ctx, chat)
 	if err != nil {
 		t.Fatalf("ChatCursors: %v", err)
 	}
 	slices.SortFunc(all, func(a, b record.DeviceCursor) int { return strings.Compare(a.Device, b.Device) })
-	want := []record.DeviceCursor{{User: "alice", Device: "laptop", Seq: 2}, {User: "alice", Device: "phone", Seq: 9}}
+	want := []record.DeviceCursor{{User: "alice", Device: "laptop", Seq: 2}, {User: "alice", Device: "phone", Seq: 9}, {User: "alice", Device: "tablet", Seq: 6}}
 	if !slices.Equal(all, want) {
 		t.Fatalf("ChatCursors: got %+v, want %+v", all, want)
 	}
@@ -958,8 +988,7 @@ func testClosed(t *testing.T, s Store, o Options) {
 		{"AddMember", func() error { return s.AddMember(ctx, chat, "bob") }},
 		{"RemoveMember", func() error { return s.RemoveMember(ctx, chat, "alice") }},
 		{"UserChats", func() error { _, err := s.UserChats(ctx, "alice"); return err }},
-		{"SetReadSeq", func() error { return s.SetReadSeq(ctx, "alice", chat, 1) }},
-		{"SetDeviceCursor", func() error { return s.SetDeviceCursor(ctx, "alice", "d", chat, 1) }},
+		{"SaveMarks", func() error { return setRead(ctx, s, "alice", chat, 1) }},
 		{"DeviceCursor", func() error { _, err := s.DeviceCursor(ctx, "alice", "d", chat); return err }},
 		{"PutPushSubscription", func() error { return s.PutPushSubscription(ctx, PushSub("alice", "d")) }},
 		{"PushSubscriptions", func() error { _, err := s.PushSubscriptions(ctx, "alice"); return err }},

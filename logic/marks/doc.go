@@ -1,0 +1,26 @@
+// Package marks coalesces the logic tier's monotonic positions — device
+// delivery cursors (acks) and read markers — and writes them to the store
+// in the background: at most one write per (device, chat) or (user, chat)
+// per interval, all of an interval's marks in one store call (one synced
+// batch on the embedded store; on CQL one batch per partition, in
+// parallel). Acks and reads then cost the shard workers no I/O, a group's
+// acks no longer serialize its shard, and no mark write ever waits in front
+// of a message append.
+//
+// Durability bound: a mark is durable within Config.Interval plus one store
+// call after it was added (a failed write is retried at the next interval,
+// merged with what came since). A crash loses at most that window: the
+// device is sent those messages again (clients drop duplicates by seq) and
+// an unread count may briefly go up.
+//
+// Until then, Get returns the pending value, so this node's own reads (the
+// chat list, a session's start) see it; other nodes of a fleet see it when
+// it is written.
+//
+// # Concurrency
+//
+// Add and Get are safe for concurrent use and never block on I/O; Run is
+// the writer's loop, one goroutine.
+//
+// Tier: logic. Imports internal/record only.
+package marks

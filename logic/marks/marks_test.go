@@ -1,0 +1,130 @@
+package marks
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/parley-chat/parley/internal/record"
+)
+
+type fakeStore struct {
+	mu    sync.Mutex
+	calls [][]record.Mark
+	fail  bool
+	saved map[key]uint64
+}
+
+func (f *fakeStore) SaveMarks(_ context.Context, m []record.Mark) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, m)
+	if f.fail {
+		return errors.New("injected")
+	}
+	if f.saved == nil {
+		f.saved = map[key]uint64{}
+	}
+	for _, x := range m {
+		k := key{x.Kind, x.User, x.Device, x.ChatID}
+		f.saved[k] = max(f.saved[k], x.Seq)
+	}
+	return nil
+}
+
+func cursor(dev, chat string, seq uint64) record.Mark {
+	return record.Mark{Kind: record.MarkCursor, User: "u", Device: dev, ChatID: chat, Seq: seq}
+}
+
+// TestCoalescing: many raises of one key within an interval become one
+// write of the highest; the write comes within the interval; nothing is
+// written while nothing changed.
+func TestCoalescing(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := &fakeStore{}
+		w := New(Config{Interval: time.Second}, st, nil)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); w.Run(ctx) }()
+		for seq := uint64(1); seq <= 100; seq++ {
+			w.Add(cursor("phone", "g:a", seq))
+			w.Add(cursor("laptop", "g:a", seq/2))
+			w.Add(record.Mark{Kind: record.MarkRead, User: "u", ChatID: "g:a", Seq: 100 - seq})
+		}
+		if got := w.Get(record.MarkCursor, "u", "phone", "g:a"); got != 100 {
+			t.Fatalf("Get before the write: got %d, want 100", got)
+		}
+		time.Sleep(1100 * time.Millisecond)
+		synctest.Wait()
+		st.mu.Lock()
+		if len(st.calls) != 1 || len(st.calls[0]) != 3 {
+			t.Fatalf("writes after one interval: got %v, want one call of 3 marks", st.calls)
+		}
+		if st.saved[key{record.MarkCursor, "u", "phone", "g:a"}] != 100 || st.saved[key{record.MarkRead, "u", "", "g:a"}] != 99 {
+			t.Fatalf("saved %v, want phone 100 and read 99", st.saved)
+		}
+		st.mu.Unlock()
+		time.Sleep(5 * time.Second)
+		synctest.Wait()
+		st.mu.Lock()
+		if len(st.calls) != 1 {
+			t.Fatalf("writes with nothing new: got %d calls, want 1", len(st.calls))
+		}
+		st.mu.Unlock()
+		cancel()
+		<-done
+	})
+}
+
+// TestFailedWriteRetried: a failed write is merged with later raises and
+// written at the next interval; Get keeps answering meanwhile; shutdown
+// writes what is left.
+func TestFailedWriteRetried(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := &fakeStore{fail: true}
+		w := New(Config{Interval: time.Second}, st, nil)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); w.Run(ctx) }()
+		w.Add(cursor("phone", "g:a", 5))
+		time.Sleep(1100 * time.Millisecond)
+		synctest.Wait()
+		if got := w.Get(record.MarkCursor, "u", "phone", "g:a"); got != 5 {
+			t.Fatalf("Get after a failed write: got %d, want 5", got)
+		}
+		w.Add(cursor("phone", "g:a", 3)) // lower: changes nothing
+		w.Add(cursor("tablet", "g:a", 2))
+		st.mu.Lock()
+		st.fail = false
+		st.mu.Unlock()
+		time.Sleep(time.Second)
+		synctest.Wait()
+		st.mu.Lock()
+		if got := st.saved[key{record.MarkCursor, "u", "phone", "g:a"}]; got != 5 {
+			t.Fatalf("phone after the retry: got %d, want 5", got)
+		}
+		st.mu.Unlock()
+		w.Add(cursor("phone", "g:b", 9))
+		cancel()
+		<-done
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		if got := st.saved[key{record.MarkCursor, "u", "phone", "g:b"}]; got != 9 {
+			t.Fatalf("mark added before shutdown: got %d, want 9 written by the last flush", got)
+		}
+	})
+}
+
+// BenchmarkAdd is an ack's cost on the shard worker.
+func BenchmarkAdd(b *testing.B) {
+	w := New(Config{}, &fakeStore{}, nil)
+	b.ReportAllocs()
+	var seq uint64
+	for b.Loop() {
+		seq++
+		w.Add(cursor("phone", "g:a", seq))
+	}
+}
