@@ -59,7 +59,21 @@ func needFleet(t *testing.T) {
 
 func startFleet(t *testing.T, extra ...string) *fleet {
 	t.Helper()
+	return startFleetWith(t, fleetOptions{extra: extra})
+}
+
+// fleetOptions vary startFleetWith.
+type fleetOptions struct {
+	extra []string // more -set flags for the logic nodes
+	// peerRelays, when set, carry the logic nodes' peer links: each logic
+	// node advertises (and is dialed by its peer at) its relay.
+	peerRelays [2]*relay
+}
+
+func startFleetWith(t *testing.T, opts fleetOptions) *fleet {
+	t.Helper()
 	needFleet(t)
+	extra := opts.extra
 	bin := parleyBinary(t)
 	data := newTestStore(t)
 	const secret = "fleet-e2e-secret-0123456789abcdef"
@@ -75,6 +89,16 @@ func startFleet(t *testing.T, extra ...string) *fleet {
 		link[i], lhttp[i], ws[i], chttp[i] = freePort(t), freePort(t), freePort(t), freePort(t)
 	}
 	peers := fmt.Sprintf("127.0.0.1:%d,127.0.0.1:%d", link[0], link[1])
+	links := peers // what connection nodes dial
+	var advertise [2]string
+	for i := range 2 {
+		advertise[i] = fmt.Sprintf("127.0.0.1:%d", link[i])
+		if r := opts.peerRelays[i]; r != nil {
+			r.start(advertise[i])
+			advertise[i] = r.addr()
+		}
+	}
+	peers = advertise[0] + "," + advertise[1]
 	common := []string{"-set", "auth.secret=" + secret, "-set", "log.format=text",
 		"-set", "redis.addrs=" + os.Getenv("PARLEY_REDIS_ADDR"), "-set", "redis.key_prefix=" + f.prefix}
 	for i := range 2 {
@@ -83,7 +107,7 @@ func startFleet(t *testing.T, extra ...string) *fleet {
 		args := append([]string{"logic", "-config", fmt.Sprintf("../configs/fleet/logic-%d.yaml", i+1),
 			"-set", fmt.Sprintf("logic.link_listen=127.0.0.1:%d", link[i]),
 			"-set", fmt.Sprintf("logic.http_listen=127.0.0.1:%d", lhttp[i]),
-			"-set", fmt.Sprintf("logic.cluster.advertise=127.0.0.1:%d", link[i]),
+			"-set", "logic.cluster.advertise=" + advertise[i],
 			"-set", "logic.cluster.peers=" + peers,
 			"-set", "logic.cluster.location_refresh=2s",
 			"-set", "logic.send_rate=0",
@@ -96,7 +120,7 @@ func startFleet(t *testing.T, extra ...string) *fleet {
 			append([]string{"connsrv", "-config", fmt.Sprintf("../configs/fleet/connsrv-%d.yaml", i+1),
 				"-set", fmt.Sprintf("connsrv.listen=127.0.0.1:%d", ws[i]),
 				"-set", fmt.Sprintf("connsrv.http_listen=127.0.0.1:%d", chttp[i]),
-				"-set", "connsrv.logic_addrs=" + peers,
+				"-set", "connsrv.logic_addrs=" + links,
 				"-set", "connsrv.drain_window=" + fleetDrainWindow.String()}, common...)...)
 	}
 	// The first logic node creates the keyspace; the second finds it.
@@ -175,18 +199,25 @@ func (f *fleet) dial(user, device string, i int) *recorder {
 
 // recorder collects the messages a client hands the app.
 type recorder struct {
-	c    *client.Client
-	mu   sync.Mutex // guards the following
-	seqs map[string][]uint64
-	text map[string][]string // chat -> bodies of text messages, in order
+	c       *client.Client
+	mu      sync.Mutex // guards the following
+	seqs    map[string][]uint64
+	text    map[string][]string          // chat -> bodies of text messages, in order
+	bySeq   map[string]map[uint64]string // chat -> seq -> body, every message
+	senders map[string]map[uint64]string // chat -> seq -> sender
 }
 
 func newRecorder(c *client.Client) *recorder {
-	r := &recorder{c: c, seqs: map[string][]uint64{}, text: map[string][]string{}}
+	r := &recorder{c: c, seqs: map[string][]uint64{}, text: map[string][]string{},
+		bySeq: map[string]map[uint64]string{}, senders: map[string]map[uint64]string{}}
 	go func() {
 		for m := range c.Messages() {
 			r.mu.Lock()
 			r.seqs[m.Chat] = append(r.seqs[m.Chat], m.Seq)
+			if r.bySeq[m.Chat] == nil {
+				r.bySeq[m.Chat], r.senders[m.Chat] = map[uint64]string{}, map[uint64]string{}
+			}
+			r.bySeq[m.Chat][m.Seq], r.senders[m.Chat][m.Seq] = m.Body, m.From
 			if !m.IsSystem() {
 				r.text[m.Chat] = append(r.text[m.Chat], m.Body)
 			}
