@@ -76,6 +76,10 @@ type Config struct {
 	// (throughput, latency quantiles, errors per interval), also printed
 	// as progress. Default 1s.
 	ReportInterval time.Duration `yaml:"report_interval"`
+	// WatchPIDs names server processes whose CPU time (user + system, from
+	// /proc/PID/stat) the report gives over the measured window, per
+	// delivery: "name=pid,name=pid". Empty: none (Linux only).
+	WatchPIDs string `yaml:"watch_pids"`
 
 	// Population mode (see model.go for the model).
 
@@ -225,6 +229,9 @@ func (c Config) Validate() error {
 		c.validatePopulation(bad)
 	default:
 		bad("loadtest.mode must be %q, %q or %q, got %q", ModePairs, ModeGroup, ModePopulation, c.Mode)
+	}
+	if _, err := parseWatch(c.WatchPIDs); err != nil {
+		bad("loadtest.watch_pids: %v", err)
 	}
 	if c.ReportInterval < 100*time.Millisecond {
 		bad("loadtest.report_interval must be at least 100ms, got %s", c.ReportInterval)

@@ -1,11 +1,15 @@
 package loadtest
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"maps"
+	"os"
 	"slices"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -52,6 +56,8 @@ type Result struct {
 	// GenCPU is the generator's own CPU (user+system) over the measured
 	// window.
 	GenCPU GenCPU `json:"generator_cpu"`
+	// ProcCPU: the watched processes (Config.WatchPIDs), in order.
+	ProcCPU []ProcCPU `json:"process_cpu,omitempty"`
 
 	Intervals []Interval `json:"intervals"`
 }
@@ -80,6 +86,16 @@ type GenCPU struct {
 	Seconds   float64 `json:"seconds"`    // user + system
 	Cores     float64 `json:"cores"`      // seconds per second of window
 	PerMsgUs  float64 `json:"us_per_msg"` // per message sent in the window
+	PerDelvUs float64 `json:"us_per_delivery"`
+}
+
+// ProcCPU is a watched server process's CPU over the measured window.
+type ProcCPU struct {
+	Name      string  `json:"name"`
+	PID       int     `json:"pid"`
+	Seconds   float64 `json:"seconds"` // user + system
+	Cores     float64 `json:"cores"`
+	PerMsgUs  float64 `json:"us_per_msg"`
 	PerDelvUs float64 `json:"us_per_delivery"`
 }
 
@@ -161,6 +177,19 @@ func (r *run) result(live []*stream, setup time.Duration) *Result {
 			res.GenCPU.PerDelvUs = res.GenCPU.Seconds * 1e6 / float64(st.deliveredWin)
 		}
 	}
+	if len(r.watchEnd) == len(r.watch) && len(r.watchStart) == len(r.watch) {
+		for i, w := range r.watch {
+			pc := ProcCPU{Name: w.name, PID: w.pid, Seconds: (r.watchEnd[i] - r.watchStart[i]).Seconds()}
+			pc.Cores = pc.Seconds / r.cfg.Duration.Seconds()
+			if st.sentWin > 0 {
+				pc.PerMsgUs = pc.Seconds * 1e6 / float64(st.sentWin)
+			}
+			if st.deliveredWin > 0 {
+				pc.PerDelvUs = pc.Seconds * 1e6 / float64(st.deliveredWin)
+			}
+			res.ProcCPU = append(res.ProcCPU, pc)
+		}
+	}
 	if m := r.model; m != nil {
 		off := st.offline.Summarize()
 		res.Offline = &off
@@ -222,8 +251,10 @@ func (r *run) measureCPU(ctx context.Context) {
 		}
 		if i == 0 {
 			r.cpuStart = processCPU()
+			r.watchStart = watchCPU(r.watch)
 		} else {
 			r.cpuEnd = processCPU()
+			r.watchEnd = watchCPU(r.watch)
 		}
 	}
 }
@@ -325,6 +356,9 @@ func (res *Result) WriteText(w io.Writer) error {
 	if c := res.GenCPU; c.Seconds > 0 {
 		p("| generator CPU (window) | %.2f cores, %.1f µs/msg sent, %.1f µs/delivery |\n", c.Cores, c.PerMsgUs, c.PerDelvUs)
 	}
+	for _, c := range res.ProcCPU {
+		p("| %s CPU (pid %d, window) | %.2f cores, %.1f µs/msg sent, %.1f µs/delivery |\n", c.Name, c.PID, c.Cores, c.PerMsgUs, c.PerDelvUs)
+	}
 	p("\n")
 	p("| latency (ms) | count | p50 | p90 | p99 | p99.9 | max | mean |\n|---|---|---|---|---|---|---|---|\n")
 	rows := []struct {
@@ -357,4 +391,64 @@ func (res *Result) WriteText(w io.Writer) error {
 		}
 	}
 	return nil
+}
+
+// watched is a server process named in Config.WatchPIDs.
+type watched struct {
+	name string
+	pid  int
+}
+
+// parseWatch parses "name=pid,name=pid".
+func parseWatch(s string) ([]watched, error) {
+	var out []watched
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		name, p, ok := strings.Cut(f, "=")
+		pid, err := strconv.Atoi(p)
+		if !ok || name == "" || err != nil || pid <= 0 {
+			return nil, fmt.Errorf("%q is not name=pid", f)
+		}
+		out = append(out, watched{name, pid})
+	}
+	return out, nil
+}
+
+// watchCPU returns each watched process's user+system CPU time (0 when it
+// cannot be read).
+func watchCPU(ws []watched) []time.Duration {
+	out := make([]time.Duration, len(ws))
+	for i, w := range ws {
+		out[i] = procStatCPU(w.pid)
+	}
+	return out
+}
+
+// clockTicks is USER_HZ, the unit of /proc/PID/stat times on Linux (100
+// on every architecture Go runs Linux on).
+const clockTicks = 100
+
+// procStatCPU reads utime+stime (fields 14 and 15) of /proc/PID/stat.
+func procStatCPU(pid int) time.Duration {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	// The command name (field 2) may hold spaces: count fields after ')'.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	ut, err1 := strconv.ParseUint(f[11], 10, 64)
+	st, err2 := strconv.ParseUint(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0
+	}
+	return time.Duration(ut+st) * time.Second / clockTicks
 }

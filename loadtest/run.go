@@ -134,6 +134,9 @@ type run struct {
 	online   atomic.Int64
 
 	cpuStart, cpuEnd time.Duration // process CPU at the window's start and end (measureCPU)
+	watch            []watched     // Config.WatchPIDs
+	watchStart       []time.Duration
+	watchEnd         []time.Duration
 	intervals        []Interval    // written by the progress goroutine, read after it ended
 
 	ackMu    sync.Mutex // guards ackConns
@@ -161,6 +164,7 @@ func Run(ctx context.Context, cfg Config, tok TokenFunc, log *slog.Logger, progr
 		cfg.UserPrefix = "lt" + strconv.FormatUint(rand.Uint64()%(36*36*36*36*36), 36)
 	}
 	r := &run{cfg: cfg, log: log, tok: tok}
+	r.watch, _ = parseWatch(cfg.WatchPIDs) // validated
 	r.st.init()
 	if cfg.Mode == ModePopulation {
 		r.model = newModel(cfg)

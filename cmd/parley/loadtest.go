@@ -28,6 +28,7 @@ func runLoadtest(args []string) error {
 	fs.StringVar(&d.SourceIPs, "source-ips", d.SourceIPs, "spread connections over local addresses, e.g. 127.0.0.2-127.0.0.50")
 	fs.StringVar(&d.UserPrefix, "user-prefix", d.UserPrefix, "prefix of generated user ids (default: random per run)")
 	fs.DurationVar(&d.ReportInterval, "report-interval", d.ReportInterval, "length of one row of the report over time (and of a progress line)")
+	fs.StringVar(&d.WatchPIDs, "watch-pids", d.WatchPIDs, "server processes whose CPU per delivery the report gives over the window: name=pid,name=pid")
 	fs.IntVar(&d.Users, "users", d.Users, "population: number of users (one connection each)")
 	fs.Int64Var(&d.Seed, "seed", d.Seed, "population: seed of the model (users, chats, schedule, churn)")
 	fs.Float64Var(&d.DailyMean, "daily-mean", d.DailyMean, "population: mean messages per user per day")
