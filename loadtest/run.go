@@ -137,7 +137,7 @@ type run struct {
 	watch            []watched     // Config.WatchPIDs
 	watchStart       []time.Duration
 	watchEnd         []time.Duration
-	intervals        []Interval    // written by the progress goroutine, read after it ended
+	intervals        []Interval // written by the progress goroutine, read after it ended
 
 	ackMu    sync.Mutex // guards ackConns
 	ackConns []*conn    // conns that connected once, for the final flush
