@@ -437,8 +437,8 @@ func TestLeasedClusterChat(t *testing.T) {
 // the node dies without handing its slots over.
 type crashedLeases struct{ *leasedStore }
 
-func (crashedLeases) ReleaseLease(context.Context, record.Lease) (bool, error) {
-	return false, errors.New("injected: the node died")
+func (crashedLeases) ReleaseLease(_ context.Context, l record.Lease) (record.Lease, bool, error) {
+	return l, false, errors.New("injected: the node died")
 }
 
 // TestLeasedTakeover: when a node dies, its slots stay unavailable until

@@ -170,7 +170,7 @@ func (s *Service) serveReady(ctx *fasthttp.RequestCtx) {
 		// Not ready to serve its share of chats until it holds the leases
 		// the ring gives it (after a restart: once the last incarnation's
 		// leases ran out).
-		if n := k.Missing(s.now()); n > 0 {
+		if n := k.Missing(); n > 0 {
 			ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
 			ctx.SetBodyString(fmt.Sprintf("taking over %d sequencing leases\n", n))
 			return

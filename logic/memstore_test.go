@@ -30,6 +30,7 @@ type memStore struct {
 	// failAppends makes this many AppendMessages calls fail.
 	failAppends int
 	delay       time.Duration // added to AppendMessages, outside the lock
+	appendCalls int           // AppendMessages calls so far
 	closed      bool
 }
 
@@ -45,6 +46,7 @@ func newMemStore() *memStore {
 func (m *memStore) AppendMessages(_ context.Context, apps []record.ChatAppend) []record.AppendResult {
 	m.mu.Lock()
 	d := m.delay
+	m.appendCalls++
 	m.mu.Unlock()
 	time.Sleep(d)
 	m.mu.Lock()
@@ -69,12 +71,12 @@ func (m *memStore) AppendMessages(_ context.Context, apps []record.ChatAppend) [
 	seen := map[string]bool{}
 	for i, a := range apps {
 		if err := a.Validate(); err != nil {
-			res[i].Err = err
+			res[i].Err = fmt.Errorf("%w: %w", record.ErrInvalid, err)
 			continue
 		}
 		chat := a.ChatID()
 		if seen[chat] {
-			res[i].Err = fmt.Errorf("chat %s twice in one call", chat)
+			res[i].Err = fmt.Errorf("%w: chat %s twice in one call", record.ErrInvalid, chat)
 			continue
 		}
 		seen[chat] = true
@@ -455,14 +457,14 @@ func (l *leasedStore) RenewLeases(_ context.Context, held []record.Lease) ([]rec
 	return out, nil, nil
 }
 
-func (l *leasedStore) ReleaseLease(_ context.Context, x record.Lease) (bool, error) {
+func (l *leasedStore) ReleaseLease(_ context.Context, x record.Lease) (record.Lease, bool, error) {
 	l.lmu.Lock()
 	defer l.lmu.Unlock()
 	if l.leases[x.Slot] != x {
-		return false, nil
+		return l.leases[x.Slot], false, nil
 	}
 	l.leases[x.Slot] = record.Lease{Slot: x.Slot, Epoch: x.Epoch, Version: x.Version + 1}
-	return true, nil
+	return l.leases[x.Slot], true, nil
 }
 
 func (l *leasedStore) Fence(ctx context.Context, chat string, epoch uint64, _ int) (uint64, error) {

@@ -234,6 +234,17 @@ var (
 
 	_ = metrics.NewGauge(`parley_logic_shard_queue_depth`, func() float64 { return sumServices(shardQueue) })
 	_ = metrics.NewGauge(`parley_logic_shard_queue_depth_max`, func() float64 { return maxShardQueue() })
+	_ = metrics.NewGauge(`parley_logic_lease_acquired`, func() float64 {
+		return sumServices(func(s *Service) int { n, _ := s.leaseStats(); return int(n) })
+	})
+	_ = metrics.NewGauge(`parley_logic_lease_epoch_max`, func() float64 {
+		var top uint64
+		for _, s := range liveServices() {
+			_, e := s.leaseStats()
+			top = max(top, e)
+		}
+		return float64(top)
+	})
 	_ = metrics.NewGauge(`parley_logic_catchup_running`, func() float64 { return sumServices(func(s *Service) int { return len(s.catchupSem) }) })
 	_ = metrics.NewGauge(`parley_logic_catchup_waiting`, func() float64 { return float64(catchupWaiting.Load()) })
 	_ = metrics.NewGauge(`parley_logic_push_queue_depth`, func() float64 { return sumServices(func(s *Service) int { return len(s.pushQ) }) })
@@ -359,4 +370,13 @@ func linkQueueBytes() float64 {
 		l.mu.Unlock()
 	}
 	return float64(n)
+}
+
+// leaseStats returns the node's lease acquisitions and highest epoch (0, 0
+// without leases).
+func (s *Service) leaseStats() (uint64, uint64) {
+	if s.leases == nil {
+		return 0, 0
+	}
+	return s.leases.Acquired()
 }

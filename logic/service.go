@@ -69,6 +69,9 @@ type request struct {
 	extra  []string // users beyond the members who get the event
 	sysSeq uint64   // the event's seq once stored
 	sysErr error    // why it was not stored
+	// leaseEpoch is the epoch of the chat's lease a group change started
+	// under (sequencing under leases).
+	leaseEpoch uint64
 }
 
 // Service is a logic node. Construct with New, bind with Listen, then Run.
@@ -575,9 +578,9 @@ func (s *Service) dispatch(r *request) {
 }
 
 var (
-	leaseForwards   = metrics.NewCounter(`parley_logic_lease_forwards_total`)
-	leaseUnheld     = metrics.NewCounter(`parley_logic_requests_rejected_total{reason="no_lease"}`)
-	leaseAcksDroped = metrics.NewCounter(`parley_logic_acks_dropped_total{reason="no_lease"}`)
+	leaseForwards    = metrics.NewCounter(`parley_logic_lease_forwards_total`)
+	leaseUnheld      = metrics.NewCounter(`parley_logic_requests_rejected_total{reason="no_lease"}`)
+	leaseAcksDropped = metrics.NewCounter(`parley_logic_acks_dropped_total{reason="no_lease"}`)
 )
 
 // routeLeased decides where a request runs under leases: here when this
@@ -598,7 +601,7 @@ func (s *Service) routeLeased(r *request) bool {
 		}
 	}
 	if r.in.Type == proto.TypeAck {
-		leaseAcksDroped.Inc()
+		leaseAcksDropped.Inc()
 		if r.forwarded {
 			r.out.reply(nil)
 		}

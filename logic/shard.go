@@ -25,6 +25,7 @@ var (
 	appendsInDoubt   = metrics.NewCounter(`parley_logic_appends_in_doubt_total`)
 	appendConflicts  = metrics.NewCounter(`parley_logic_append_conflicts_total`)
 	chatLoads        = metrics.NewCounter(`parley_logic_chat_loads_total`)
+	fences           = metrics.NewCounter(`parley_logic_chat_fences_total`)
 	deliveriesQueued = metrics.NewCounter(`parley_logic_deliveries_total`)
 	receiptsSent     = metrics.NewCounter(`parley_logic_receipts_total`)
 	appendBatchSize  = metrics.NewHistogram(`parley_logic_append_batch_messages`)
@@ -59,8 +60,10 @@ type shard struct {
 	epoch uint64 // the cluster ring epoch the cached chats belong to (LWT sequencing)
 	// grants is the lease epoch of each slot whose chats the core holds
 	// (sequencing under leases): when a slot's epoch changes or its lease
-	// is gone, its chats are dropped.
+	// is gone, its chats are dropped. fenced is the epoch each chat was
+	// last fenced at by this shard (bounded: cleared when large).
 	grants  map[int]uint64
+	fenced  map[string]uint64
 	scratch []byte
 	fan     fanoutScratch
 	routes  map[routeKey]map[string][]tierlink.PeerUser // fleet: per-batch fan-out routes
@@ -193,9 +196,22 @@ func (sh *shard) loadChat(ctx context.Context, id string) (*seq.Chat[*request], 
 	if ch := sh.core.Chat(id); ch != nil {
 		return ch, nil
 	}
-	l, err := sh.svc.loadChat(ctx, id, epoch)
+	fence := epoch > 0 && sh.fenced[id] != epoch
+	l, err := sh.svc.loadChat(ctx, id, epoch, fence)
 	if err != nil {
 		return nil, err
+	}
+	if fence {
+		// Fence a chat once per epoch on this node; a reload after
+		// eviction reads the head only (no older epoch writes above it
+		// once fenced, and this node's own writes count).
+		if len(sh.fenced) >= 4*max(1, sh.svc.cfg.ChatCacheSize/len(sh.svc.shards)) {
+			clear(sh.fenced) // forget: the next loads fence again, harmlessly
+		}
+		if sh.fenced == nil {
+			sh.fenced = map[string]uint64{}
+		}
+		sh.fenced[id] = epoch
 	}
 	ch, fails := sh.core.Install(l)
 	sh.failAll(fails)
@@ -203,20 +219,14 @@ func (sh *shard) loadChat(ctx context.Context, id string) (*seq.Chat[*request], 
 }
 
 // loadChat reads what the sequencer needs of a chat. A direct chat that
-// does not exist yet loads with Exists false. Under leases (epoch > 0) the
-// head comes from a fence: nothing an older epoch writes above it can
-// appear any more.
-func (svc *Service) loadChat(ctx context.Context, id string, epoch uint64) (seq.Load, error) {
+// does not exist yet loads with Exists false. Under leases (epoch > 0) with
+// fence set (the chat's first use in this epoch on this node) the head
+// comes from a fence: nothing an older epoch writes above it can appear any
+// more.
+func (svc *Service) loadChat(ctx context.Context, id string, epoch uint64, fence bool) (seq.Load, error) {
 	chatLoads.Inc()
 	st := svc.store
 	l := seq.Load{Meta: record.Chat{ID: id}, KeysComplete: true, Epoch: epoch}
-	if epoch > 0 {
-		head, err := svc.fencer(ctx, id, epoch, fenceSpan)
-		if err != nil {
-			return l, err
-		}
-		l.Head = head
-	}
 	c, err := st.Chat(ctx, id)
 	switch {
 	case err == nil:
@@ -231,6 +241,16 @@ func (svc *Service) loadChat(ctx context.Context, id string, epoch uint64) (seq.
 	default:
 		return l, err
 	}
+	if epoch > 0 && fence {
+		if l.Head, err = svc.fencer(ctx, id, epoch, fenceSpan); err != nil {
+			return l, err
+		}
+		fences.Inc()
+	} else if l.Exists {
+		if l.Head, err = st.LastSeq(ctx, id); err != nil {
+			return l, err
+		}
+	}
 	if !l.Exists {
 		if l.Head > 0 {
 			// Rows without a chat row: only a chat created by a writer that
@@ -239,11 +259,6 @@ func (svc *Service) loadChat(ctx context.Context, id string, epoch uint64) (seq.
 			return l, fmt.Errorf("cannot load chat %s: %d messages but no chat row", id, l.Head)
 		}
 		return l, nil
-	}
-	if epoch == 0 {
-		if l.Head, err = st.LastSeq(ctx, id); err != nil {
-			return l, err
-		}
 	}
 	if a, b, ok := record.DirectMembers(id); ok {
 		l.Members = []string{a, b}
@@ -263,6 +278,8 @@ func (svc *Service) loadChat(ctx context.Context, id string, epoch uint64) (seq.
 	if l.Cursors, err = st.ChatCursors(ctx, id); err != nil {
 		return l, err
 	}
+	// Acks this node has not written yet.
+	l.Cursors = svc.marks.ChatCursors(id, l.Cursors)
 	return l, nil
 }
 
@@ -394,22 +411,28 @@ func (sh *shard) flush() {
 	defer clear(sh.routes)
 	ctx, cancel := sh.ctx()
 	defer cancel()
+	// Under leases a holder writes a chat only while its lease of the
+	// chat's slot is valid, at the epoch it loaded the chat under, bounds
+	// the writes by the lease's deadline, and acknowledges only what
+	// completed before it.
 	var ackable func(*seq.Chat[*request]) bool
+	writable := func(string, uint64) bool { return true }
 	if k := sh.svc.leases; k != nil {
-		// A holder writes only before its lease's deadline and
-		// acknowledges only what completed before it, at the epoch it
-		// loaded the chat under.
 		if d, ok := sh.batchDeadline(k); ok {
 			var c2 context.CancelFunc
 			ctx, c2 = context.WithDeadline(ctx, d)
 			defer c2()
 		}
-		ackable = func(ch *seq.Chat[*request]) bool {
-			g := k.Grant(lease.Slot(ch.ID, k.Slots()))
-			return g.Valid(sh.svc.now()) && g.Epoch == ch.Epoch
+		writable = func(chat string, epoch uint64) bool {
+			g := k.Grant(lease.Slot(chat, k.Slots()))
+			return g.Valid(sh.svc.now()) && g.Epoch == epoch
 		}
+		ackable = func(ch *seq.Chat[*request]) bool { return writable(ch.ID, ch.Epoch) }
 	}
 	for _, ch := range sh.core.Uncreated() {
+		if !writable(ch.ID, ch.Epoch) {
+			continue // appended (and so created) when the lease is valid again
+		}
 		meta := ch.Meta
 		meta.CreatedAt = now.UnixMilli()
 		err := sh.svc.store.CreateChat(ctx, meta, ch.Members)
@@ -424,7 +447,21 @@ func (sh *shard) flush() {
 	if len(apps) == 0 {
 		return
 	}
-	res := sh.svc.store.AppendMessages(ctx, apps)
+	res := make([]record.AppendResult, len(apps))
+	var write []record.ChatAppend
+	var idx []int
+	for i, a := range apps {
+		if !writable(a.ChatID(), a.Epoch) {
+			res[i].Err = errNoLease // kept in doubt: tried again when valid, dropped when lost
+			continue
+		}
+		write, idx = append(write, a), append(idx, i)
+	}
+	if len(write) > 0 {
+		for j, r := range sh.svc.store.AppendMessages(ctx, write) {
+			res[idx[j]] = r
+		}
+	}
 	rep := sh.core.Applied(res, ackable, sh.svc.now())
 	stored := 0
 	for i, r := range res {
@@ -467,11 +504,14 @@ func (sh *shard) flush() {
 	sh.failAll(rep.Failed)
 }
 
+// errNoLease is the outcome of an append this node did not write because
+// its lease of the chat's slot was not valid.
+var errNoLease = errors.New("logic: no valid lease of the chat's slot")
+
 // batchDeadline returns the earliest deadline among the valid leases of
 // the slots this shard's chats belong to (with as many shards as slots or
-// a multiple, the default, that is one slot). A chat whose lease is no
-// longer valid is written anyway; its write is not acknowledged (and lands
-// below the next holder's fence if it comes late).
+// a multiple, the default, that is one slot). Chats whose lease is not
+// valid are not written at all.
 func (sh *shard) batchDeadline(k *lease.Keeper) (time.Time, bool) {
 	var d time.Time
 	now := sh.svc.now()
@@ -596,9 +636,21 @@ func (sh *shard) appendSystem(r *request, ch *seq.Chat[*request], actor, request
 	return r.sysSeq, nil
 }
 
-func (sh *shard) replyOK(r *request, chat string, seq uint64) {
+// replyOK answers a group change. Under leases it first checks that this
+// node still holds the chat's lease at the epoch the change started under:
+// the membership write must have completed before the deadline, or the
+// next holder may have loaded the old members; the client then retries,
+// and the next holder finds the change's event and completes it.
+func (sh *shard) replyOK(r *request, chat string, seq uint64) error {
+	if k := sh.svc.leases; k != nil {
+		g := k.Grant(lease.Slot(r.chat, k.Slots()))
+		if !g.Valid(sh.svc.now()) || g.Epoch != r.leaseEpoch {
+			return &proto.Error{Code: proto.CodeUnavailable, Message: "the chat moved to another node, retry", RetryAfterMS: k.Config().Poll.Milliseconds()}
+		}
+	}
 	sh.scratch = proto.AppendOK(sh.scratch[:0], r.in.ID, chat, seq)
 	r.out.reply(sh.scratch)
+	return nil
 }
 
 // handleOther handles every chat mutation except send.
@@ -606,6 +658,19 @@ func (sh *shard) handleOther(r *request) {
 	ctx, cancel := sh.ctx()
 	defer cancel()
 	var err error
+	if k := sh.svc.leases; k != nil && r.in.Type != proto.TypeAck && r.in.Type != proto.TypeRead {
+		// A group change writes membership besides its event: all of it
+		// before the lease's deadline (replyOK checks the lease again).
+		g, gerr := sh.grant(r.chat)
+		if gerr != nil {
+			sh.fail(r, gerr)
+			return
+		}
+		r.leaseEpoch = g.Epoch
+		var c2 context.CancelFunc
+		ctx, c2 = context.WithDeadline(ctx, g.Deadline)
+		defer c2()
+	}
 	switch r.in.Type {
 	case proto.TypeGroupCreate:
 		err = sh.groupCreate(ctx, r)
@@ -657,8 +722,7 @@ func (sh *shard) groupCreate(ctx context.Context, r *request) error {
 		if existing.CreatedBy != r.user {
 			return proto.Errorf(proto.CodeForbidden, "group id taken")
 		}
-		sh.replyOK(r, r.chat, 0)
-		return nil
+		return sh.replyOK(r, r.chat, 0)
 	}
 	if err != nil {
 		return err
@@ -672,8 +736,7 @@ func (sh *shard) groupCreate(ctx context.Context, r *request) error {
 	if err != nil {
 		return err
 	}
-	sh.replyOK(r, r.chat, seq)
-	return nil
+	return sh.replyOK(r, r.chat, seq)
 }
 
 func (sh *shard) groupChange(ctx context.Context, r *request) error {
@@ -717,8 +780,7 @@ func (sh *shard) groupChange(ctx context.Context, r *request) error {
 			if err := sh.applyMembership(ctx, ch, target, add); err != nil {
 				return err
 			}
-			sh.replyOK(r, r.chat, prev.Seq)
-			return nil
+			return sh.replyOK(r, r.chat, prev.Seq)
 		case !errors.Is(err, record.ErrNotFound):
 			return err
 		}
@@ -727,8 +789,7 @@ func (sh *shard) groupChange(ctx context.Context, r *request) error {
 	var extra []string
 	if add {
 		if ch.IsMember(target) {
-			sh.replyOK(r, r.chat, 0)
-			return nil
+			return sh.replyOK(r, r.chat, 0)
 		}
 		if len(ch.Members) >= record.MaxGroupMembers {
 			return proto.Errorf(proto.CodeGroupFull, "group %s has %d members, the limit", r.chat, record.MaxGroupMembers)
@@ -740,8 +801,7 @@ func (sh *shard) groupChange(ctx context.Context, r *request) error {
 			return proto.Errorf(proto.CodeForbidden, "only the group's creator can remove members")
 		}
 		if !ch.IsMember(target) {
-			sh.replyOK(r, r.chat, 0)
-			return nil
+			return sh.replyOK(r, r.chat, 0)
 		}
 		name := "member_removed"
 		if target == r.user {
@@ -756,8 +816,7 @@ func (sh *shard) groupChange(ctx context.Context, r *request) error {
 	if err := sh.applyMembership(ctx, ch, target, add); err != nil {
 		return err // the retry finds the event and applies the change
 	}
-	sh.replyOK(r, r.chat, seq)
-	return nil
+	return sh.replyOK(r, r.chat, seq)
 }
 
 // applyMembership adds target to (or removes it from) the chat in the

@@ -61,9 +61,11 @@ type AppendResult struct {
 	Stored int
 	// Err is nil when every message is stored. With ErrConflict, Msgs[:Stored]
 	// are stored and none of Msgs[Stored:] was stored by this call: a seq
-	// among them already holds a different message. Any other error leaves
-	// the outcome of Msgs[Stored:] unknown (some may be stored, and readers
-	// may see them); the writer must append them again, unchanged, until
-	// the outcome is known, and never give those seqs to other messages.
+	// among them already holds a different message. With ErrInvalid the
+	// append broke the contract and nothing of it was stored. Any other
+	// error leaves the outcome of Msgs[Stored:] unknown (some may be
+	// stored, and readers may see them); the writer must append them again,
+	// unchanged, until the outcome is known, and never give those seqs to
+	// other messages.
 	Err error
 }

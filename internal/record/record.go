@@ -16,6 +16,9 @@ var (
 	ErrConflict = errors.New("record: conflict")
 	// ErrClosed: the store has been closed.
 	ErrClosed = errors.New("record: store closed")
+	// ErrInvalid: the input breaks the contract (a malformed append or
+	// mark); retrying it unchanged cannot succeed.
+	ErrInvalid = errors.New("record: invalid input")
 )
 
 // Limits shared by every tier.

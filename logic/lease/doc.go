@@ -14,8 +14,9 @@
 //   - A holder's lease is valid until the send time of its last successful
 //     acquisition or renewal + D − ε. It renews every Config.Renew (D/3 by
 //     default) with one conditional batch for all its slots, sequences a
-//     slot's chats only while the lease is valid, bounds every store call by
-//     that deadline and acknowledges only writes that completed before it.
+//     slot's chats only while the lease is valid, bounds its message writes
+//     and group changes by that deadline and acknowledges only writes that
+//     completed before it.
 //   - A node that wants a slot another node holds takes it only after the
 //     row (owner, epoch, version) stayed unchanged for D + ε since it first
 //     saw it (at the completion of a read, which is after the renewal that
@@ -30,8 +31,10 @@
 //     before it acknowledges: a stalled holder misses its deadline and
 //     stops, and its late writes, stamped with its older epoch, lose to
 //     the new holder's fence in the store.
-//   - A holder that leaves the ring's choice (a node joined) releases the
-//     slot after it stopped sequencing it, so the successor need not wait.
+//   - A holder that leaves the ring's choice (a node joined) clears its
+//     grant (Grant stops answering for the slot at once) and releases the
+//     row in the same round, so the successor need not wait; its writes
+//     still in flight carry the old epoch and lose to the successor's fence.
 //
 // What a node failure costs: the dead node's slots are unavailable (sends
 // to their chats are answered unavailable with retry_after_ms, nothing is

@@ -31,9 +31,19 @@ type Store interface {
 	// renewed on success; otherwise current holds the stored rows of held's
 	// slots.
 	RenewLeases(ctx context.Context, held []record.Lease) (renewed, current []record.Lease, err error)
-	// ReleaseLease frees l's slot if the row is still l.
-	ReleaseLease(ctx context.Context, l record.Lease) (bool, error)
+	// ReleaseLease frees l's slot if the row is still l, and returns the
+	// row now stored.
+	ReleaseLease(ctx context.Context, l record.Lease) (record.Lease, bool, error)
 }
+
+// Versions: every write of a row gives it a new version, greater than the
+// one before. A write reports success only when it applied itself. An
+// attempt that errs may still have applied (its answer was lost), so a
+// later attempt can find a row like the one it wanted; that row must not
+// be taken for the later attempt's success: the lease it grants counts
+// from the send time of the attempt that wrote it, which is unknown. The
+// keeper adopts such a row without extending its deadline and renews at
+// once.
 
 // Config tunes a Keeper. Zero fields take the defaults.
 type Config struct {
@@ -130,6 +140,11 @@ type Keeper struct {
 	wake    chan struct{}
 	ready   chan struct{} // closed after the first round of acquisitions
 	once    sync.Once
+	missing atomic.Int64 // slots due for a takeover by this node (publishMissing)
+	// acquired counts this keeper's acquisitions; topEpoch is the highest
+	// epoch it acquired (epochs are finite: see ARCHITECTURE.md).
+	acquired atomic.Uint64
+	topEpoch atomic.Uint64
 
 	// Used by the Run goroutine only.
 	slots     []slotState
@@ -193,17 +208,16 @@ func (k *Keeper) Holder(slot int) record.Lease {
 // released or expired). Safe for concurrent use.
 func (k *Keeper) Ready() <-chan struct{} { return k.ready }
 
-// Missing returns how many slots the ring gives this node that it does
-// not hold a valid lease of at now (they are being taken over). Safe for
-// concurrent use (want must be too).
-func (k *Keeper) Missing(now time.Time) int {
-	n := 0
-	for i := range k.grants {
-		if k.want(i) && !k.grants[i].Load().Valid(now) {
-			n++
-		}
-	}
-	return n
+// Missing returns how many slots the ring gives this node that nobody
+// holds (free, expired, or held by this node's previous incarnation) and
+// this node has not taken yet, as of the keeper's last round. A slot a
+// live peer still renews is not missing. Safe for concurrent use.
+func (k *Keeper) Missing() int { return int(k.missing.Load()) }
+
+// Acquired returns how many leases this keeper has acquired and the
+// highest epoch among them. Safe for concurrent use.
+func (k *Keeper) Acquired() (count, topEpoch uint64) {
+	return k.acquired.Load(), k.topEpoch.Load()
 }
 
 // Wake makes Run look at the ring's choice now (after a ring change).
@@ -216,6 +230,9 @@ func (k *Keeper) Wake() {
 }
 
 // Run keeps the leases until ctx ends, then releases the ones it holds.
+// Each round renews first (the slots this node serves come first), then
+// reads the table when due, then takes and releases slots; reads and takes
+// are bounded so that the next renewal is never late for them.
 func (k *Keeper) Run(ctx context.Context) {
 	defer k.releaseAll()
 	t := time.NewTimer(0)
@@ -228,17 +245,18 @@ func (k *Keeper) Run(ctx context.Context) {
 		case <-t.C:
 		case <-k.wake:
 		}
+		if k.holdsAny() && !k.now().Before(k.nextRenew) {
+			k.renew(ctx)
+		}
 		if now := k.now(); !now.Before(nextPoll) {
 			k.poll(ctx)
 			nextPoll = now.Add(k.cfg.Poll)
-		}
-		if k.holdsAny() && !k.now().Before(k.nextRenew) {
-			k.renew(ctx)
 		}
 		if k.polled {
 			k.plan(ctx)
 			k.once.Do(func() { close(k.ready) })
 		}
+		k.publishMissing()
 		next := nextPoll
 		if k.holdsAny() && k.nextRenew.Before(next) {
 			next = k.nextRenew
@@ -256,9 +274,36 @@ func (k *Keeper) holdsAny() bool {
 	return false
 }
 
-// callCtx bounds one store call.
-func (k *Keeper) callCtx(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(ctx, k.cfg.Duration-k.cfg.Margin)
+// callCtx bounds one store call: by the lease's validity, and, while this
+// node holds slots, so that it ends in time for the next renewal (but no
+// sooner than a quarter of the renewal interval from now).
+func (k *Keeper) callCtx(ctx context.Context, renewal bool) (context.Context, context.CancelFunc) {
+	d := k.cfg.Duration - k.cfg.Margin
+	if !renewal && k.holdsAny() {
+		d = min(d, max(k.nextRenew.Sub(k.now()), k.cfg.Renew/4))
+	}
+	return context.WithTimeout(ctx, d)
+}
+
+// expired reports whether st's row, not this incarnation's, can be taken:
+// free, or unchanged for D + ε since it was first seen.
+func (k *Keeper) expired(st *slotState, now time.Time) bool {
+	return st.row.Owner == "" || !now.Before(st.seenAt.Add(k.cfg.Duration+k.cfg.Margin))
+}
+
+// publishMissing counts the slots the ring gives this node that it does
+// not hold while nobody else does either (free, expired, or held by this
+// node's previous incarnation): a takeover is due.
+func (k *Keeper) publishMissing() {
+	now := k.now()
+	n := 0
+	for i := range k.slots {
+		st := &k.slots[i]
+		if !st.held && k.want(i) && (k.expired(st, now) || st.row.Owner == k.self) {
+			n++
+		}
+	}
+	k.missing.Store(int64(n))
 }
 
 // see records a row read or returned by a transaction at done.
@@ -290,7 +335,7 @@ func (k *Keeper) lose(st *slotState, why string) {
 }
 
 func (k *Keeper) poll(ctx context.Context) {
-	cctx, cancel := k.callCtx(ctx)
+	cctx, cancel := k.callCtx(ctx, false)
 	rows, err := k.store.Leases(cctx)
 	cancel()
 	if err != nil {
@@ -316,7 +361,7 @@ func (k *Keeper) renew(ctx context.Context) {
 	}
 	sent := k.now()
 	k.nextRenew = sent.Add(k.cfg.Renew)
-	cctx, cancel := k.callCtx(ctx)
+	cctx, cancel := k.callCtx(ctx, true)
 	renewed, current, err := k.store.RenewLeases(cctx, held)
 	cancel()
 	done := k.now()
@@ -331,12 +376,15 @@ func (k *Keeper) renew(ctx context.Context) {
 			k.grants[l.Slot].Store(&Grant{Epoch: l.Epoch, Deadline: st.valid})
 		}
 	default:
-		// Some row changed: keep (and renew again at once) the ones still
-		// ours; the others are lost.
+		// Some row changed. Rows still ours at our epoch (a newer version
+		// was written by an attempt whose answer we did not get) are
+		// adopted without extending their deadline and renewed again at
+		// once; the others are lost.
 		for _, l := range current {
 			st := &k.slots[l.Slot]
 			if l.Owner == k.self && l.Epoch == st.row.Epoch {
 				st.row = l
+				k.holders[l.Slot].Store(&l)
 				k.nextRenew = done
 				continue
 			}
@@ -346,29 +394,52 @@ func (k *Keeper) renew(ctx context.Context) {
 }
 
 // plan releases the slots the ring no longer gives this node and takes
-// the ones it does, when free or expired.
+// the ones it does, when free or expired, all in parallel.
 func (k *Keeper) plan(ctx context.Context) {
-	var take []int
+	var take, release []int
+	now := k.now()
 	for i := range k.slots {
 		st := &k.slots[i]
 		want := k.want(i)
 		switch {
 		case st.held && !want:
-			k.release(ctx, st)
-		case !st.held && want:
-			if st.row.Owner == "" || !k.now().Before(st.seenAt.Add(k.cfg.Duration+k.cfg.Margin)) {
-				take = append(take, i)
-			}
+			release = append(release, i)
+		case !st.held && want && k.expired(st, now):
+			take = append(take, i)
 		}
 	}
-	if len(take) == 0 {
+	if len(take)+len(release) == 0 {
 		return
 	}
-	// Take in parallel: a node that starts or takes over a dead node's
-	// slots needs them all at once.
+	// Stop sequencing what goes before any store call.
+	for _, i := range release {
+		k.slots[i].held = false
+		k.grants[i].Store(nil)
+	}
+	cctx, cancel := k.callCtx(ctx, false)
+	defer cancel()
 	sem := make(chan struct{}, 8)
 	var wg sync.WaitGroup
-	var mu sync.Mutex // guards slots during the acquisitions
+	var mu sync.Mutex // guards slots during the calls
+	for _, i := range release {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			mu.Lock()
+			prev := k.slots[i].row
+			mu.Unlock()
+			l, ok, err := k.store.ReleaseLease(cctx, prev)
+			done := k.now()
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil || !ok {
+				k.log.Warn("cannot release lease; it expires instead", "slot", i, "err", err)
+				return
+			}
+			k.see(&k.slots[i], l, done)
+			k.log.Info("lease released", "slot", i, "epoch", l.Epoch)
+		})
+	}
 	for _, i := range take {
 		sem <- struct{}{}
 		wg.Go(func() {
@@ -377,9 +448,7 @@ func (k *Keeper) plan(ctx context.Context) {
 			prev := k.slots[i].row
 			mu.Unlock()
 			sent := k.now()
-			cctx, cancel := k.callCtx(ctx)
 			l, ok, err := k.store.AcquireLease(cctx, prev, k.self)
-			cancel()
 			done := k.now()
 			mu.Lock()
 			defer mu.Unlock()
@@ -394,31 +463,20 @@ func (k *Keeper) plan(ctx context.Context) {
 				if k.nextRenew.IsZero() || k.nextRenew.After(sent.Add(k.cfg.Renew)) {
 					k.nextRenew = sent.Add(k.cfg.Renew)
 				}
+				k.acquired.Add(1)
+				if l.Epoch > k.topEpoch.Load() {
+					k.topEpoch.Store(l.Epoch) // stores happen under mu
+				}
 				k.log.Info("lease acquired", "slot", i, "epoch", l.Epoch, "from", prev.Owner)
 			default:
+				// Taken by someone else, or written by an attempt of ours
+				// whose answer we lost: either way not ours to count from
+				// now; an orphan of ours expires like any other row.
 				k.see(st, l, done)
 			}
 		})
 	}
 	wg.Wait()
-}
-
-// release stops sequencing a slot, then frees it for its successor.
-func (k *Keeper) release(ctx context.Context, st *slotState) {
-	st.held = false
-	k.grants[st.row.Slot].Store(nil)
-	cctx, cancel := k.callCtx(ctx)
-	ok, err := k.store.ReleaseLease(cctx, st.row)
-	cancel()
-	if err != nil || !ok {
-		k.log.Warn("cannot release lease; it expires instead", "slot", st.row.Slot, "err", err)
-		return
-	}
-	st.row.Owner, st.row.Version = "", st.row.Version+1
-	st.seenAt = k.now()
-	l := st.row
-	k.holders[l.Slot].Store(&l)
-	k.log.Info("lease released", "slot", l.Slot, "epoch", l.Epoch)
 }
 
 // releaseAll frees every held slot at shutdown (bounded by one lease
@@ -427,8 +485,14 @@ func (k *Keeper) releaseAll() {
 	ctx, cancel := context.WithTimeout(context.Background(), k.cfg.Duration)
 	defer cancel()
 	for i := range k.slots {
-		if k.slots[i].held {
-			k.release(ctx, &k.slots[i])
+		st := &k.slots[i]
+		if !st.held {
+			continue
+		}
+		st.held = false
+		k.grants[i].Store(nil)
+		if _, ok, err := k.store.ReleaseLease(ctx, st.row); err != nil || !ok {
+			k.log.Warn("cannot release lease at shutdown; it expires instead", "slot", i, "err", err)
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -72,15 +73,15 @@ func (m *memStore) RenewLeases(_ context.Context, held []record.Lease) ([]record
 	return out, nil, nil
 }
 
-func (m *memStore) ReleaseLease(_ context.Context, l record.Lease) (bool, error) {
+func (m *memStore) ReleaseLease(_ context.Context, l record.Lease) (record.Lease, bool, error) {
 	m.writes.Add(1)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.rows[l.Slot] != l {
-		return false, nil
+		return m.rows[l.Slot], false, nil
 	}
 	m.rows[l.Slot] = record.Lease{Slot: l.Slot, Epoch: l.Epoch, Version: l.Version + 1}
-	return true, nil
+	return m.rows[l.Slot], true, nil
 }
 
 // pausable wraps a store: while paused, every call blocks (a node stopped
@@ -140,9 +141,9 @@ func (p *pausable) RenewLeases(ctx context.Context, held []record.Lease) ([]reco
 	return p.Store.RenewLeases(ctx, held)
 }
 
-func (p *pausable) ReleaseLease(ctx context.Context, l record.Lease) (bool, error) {
+func (p *pausable) ReleaseLease(ctx context.Context, l record.Lease) (record.Lease, bool, error) {
 	if err := p.gate(); err != nil {
-		return false, err
+		return l, false, err
 	}
 	return p.Store.ReleaseLease(ctx, l)
 }
@@ -335,6 +336,240 @@ func TestStoreOutage(t *testing.T) {
 			}
 		}
 		a.stop()
+	})
+}
+
+// lossyStore writes like memStore, but the answer of some calls is lost:
+// the write applied (or not) and the caller gets an error either way, as
+// when a transaction's reply times out (after 2s: a lost answer is a
+// timeout). Versions carry random low bits
+// like the CQL store's, so no two attempts want the same row.
+type lossyStore struct {
+	*memStore
+	mu   sync.Mutex
+	rng  *rand.Rand
+	lost float64 // share of answers lost after applying
+	fail float64 // share of calls failing without applying
+	// blind: every read of the table fails (this node learns rows only
+	// from its own transactions' answers).
+	blind bool
+}
+
+func (l *lossyStore) Leases(ctx context.Context) ([]record.Lease, error) {
+	if l.blind {
+		return nil, errLost
+	}
+	return l.memStore.Leases(ctx)
+}
+
+func (l *lossyStore) roll() (applyThenErr, fail bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	r := l.rng.Float64()
+	return r < l.lost, r >= l.lost && r < l.lost+l.fail
+}
+
+func (l *lossyStore) next(v uint64) uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return (v>>16+1)<<16 | l.rng.Uint64N(1<<16)
+}
+
+var errLost = errors.New("injected: the answer was lost")
+
+func (l *lossyStore) AcquireLease(ctx context.Context, prev record.Lease, owner string) (record.Lease, bool, error) {
+	lost, fail := l.roll()
+	if fail {
+		return prev, false, errLost
+	}
+	l.memStore.mu.Lock()
+	cur := l.memStore.rows[prev.Slot]
+	ok := cur == prev
+	if ok {
+		cur = record.Lease{Slot: prev.Slot, Owner: owner, Epoch: prev.Epoch + 1, Version: l.next(prev.Version)}
+		l.memStore.rows[prev.Slot] = cur
+	}
+	l.memStore.mu.Unlock()
+	if lost {
+		time.Sleep(2 * time.Second)
+		return prev, false, errLost
+	}
+	return cur, ok, nil
+}
+
+func (l *lossyStore) RenewLeases(ctx context.Context, held []record.Lease) ([]record.Lease, []record.Lease, error) {
+	lost, fail := l.roll()
+	if fail {
+		return nil, nil, errLost
+	}
+	l.memStore.mu.Lock()
+	applied := true
+	for _, h := range held {
+		applied = applied && l.memStore.rows[h.Slot] == h
+	}
+	var renewed, current []record.Lease
+	for _, h := range held {
+		if applied {
+			h.Version = l.next(h.Version)
+			l.memStore.rows[h.Slot] = h
+			renewed = append(renewed, h)
+		} else {
+			current = append(current, l.memStore.rows[h.Slot])
+		}
+	}
+	l.memStore.mu.Unlock()
+	if lost {
+		time.Sleep(2 * time.Second)
+		return nil, nil, errLost
+	}
+	return renewed, current, nil
+}
+
+func (l *lossyStore) ReleaseLease(ctx context.Context, x record.Lease) (record.Lease, bool, error) {
+	lost, fail := l.roll()
+	if fail {
+		return x, false, errLost
+	}
+	l.memStore.mu.Lock()
+	cur := l.memStore.rows[x.Slot]
+	ok := cur == x
+	if ok {
+		cur = record.Lease{Slot: x.Slot, Epoch: x.Epoch, Version: l.next(x.Version)}
+		l.memStore.rows[x.Slot] = cur
+	}
+	l.memStore.mu.Unlock()
+	if lost {
+		time.Sleep(2 * time.Second)
+		return x, false, errLost
+	}
+	return cur, ok, nil
+}
+
+// TestLostAnswersNeverOverlap: with transactions whose answers are lost
+// (applied or not, the caller gets an error, after a timeout), a holder
+// whose reads of the table all fail, and a second node that wants every
+// slot too (their peer link is cut), no slot is ever validly held by
+// both. Before versions took random bits, a renewal that found the row an
+// earlier, lost attempt had written counted as its own success and
+// extended the lease from the wrong send time.
+func TestLostAnswersNeverOverlap(t *testing.T) {
+	for seed := range uint64(5) {
+		synctest.Test(t, func(t *testing.T) {
+			mem := newMemStore(4)
+			a := startNode(t, "a", &lossyStore{memStore: mem, rng: rand.New(rand.NewPCG(seed, 7)), lost: 0.3, fail: 0.2, blind: true}, all)
+			time.Sleep(10 * time.Millisecond)
+			b := startNode(t, "b", &lossyStore{memStore: mem, rng: rand.New(rand.NewPCG(seed, 8)), lost: 0.3, fail: 0.2}, all)
+			overlaps := 0
+			for range 6000 {
+				time.Sleep(10 * time.Millisecond)
+				now := time.Now()
+				for s := range 4 {
+					ga, gb := a.k.Grant(s), b.k.Grant(s)
+					if ga.Valid(now) && gb.Valid(now) {
+						overlaps++
+						t.Errorf("seed %d: slot %d valid on a (epoch %d) and b (epoch %d)", seed, s, ga.Epoch, gb.Epoch)
+					}
+				}
+				if overlaps > 3 {
+					break
+				}
+			}
+			a.stop()
+			b.stop()
+		})
+	}
+}
+
+// scripted is a holder's path to the store going bad: its first armed
+// renewal commits but the answer is lost when the call times out, its
+// table reads fail from then on, the second renewal is answered, and the
+// later ones never commit (they time out).
+type scripted struct {
+	m       *memStore
+	mu      sync.Mutex
+	armed   bool
+	renews  int
+	pollBad bool
+}
+
+func (f *scripted) Slots() int { return f.m.Slots() }
+
+func (f *scripted) Leases(ctx context.Context) ([]record.Lease, error) {
+	f.mu.Lock()
+	bad := f.pollBad
+	f.mu.Unlock()
+	if bad {
+		return nil, errors.New("injected read timeout")
+	}
+	return f.m.Leases(ctx)
+}
+
+func (f *scripted) AcquireLease(ctx context.Context, p record.Lease, o string) (record.Lease, bool, error) {
+	return f.m.AcquireLease(ctx, p, o)
+}
+
+func (f *scripted) ReleaseLease(ctx context.Context, l record.Lease) (record.Lease, bool, error) {
+	return f.m.ReleaseLease(ctx, l)
+}
+
+func (f *scripted) RenewLeases(ctx context.Context, held []record.Lease) ([]record.Lease, []record.Lease, error) {
+	f.mu.Lock()
+	if f.armed {
+		f.renews++
+	}
+	armed, n := f.armed, f.renews
+	if n == 1 {
+		f.pollBad = true
+	}
+	f.mu.Unlock()
+	switch {
+	case !armed, n == 2:
+		return f.m.RenewLeases(ctx, held)
+	case n == 1: // commits, answer lost
+		f.m.RenewLeases(ctx, held)
+		<-ctx.Done()
+		return nil, nil, ctx.Err()
+	default: // never commits
+		<-ctx.Done()
+		return nil, nil, ctx.Err()
+	}
+}
+
+// TestLostRenewalNotCounted: a holder whose renewal committed without its
+// answer, and whose next renewal finds the row that renewal wrote, must not
+// count its lease from the second renewal's send time: the other node takes
+// the slot D+ε after it saw that row, and the two never overlap. (With the
+// store rule this replaced — a renewal finding the row it wanted counts as
+// applied — the holder stayed valid about 1.5s into the taker's epoch.)
+func TestLostRenewalNotCounted(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m := newMemStore(1)
+		fa := &scripted{m: m}
+		a := startNode(t, "a", fa, all)
+		time.Sleep(10 * time.Millisecond)
+		b := startNode(t, "b", m, all) // both want the slot: their peer link is cut
+		time.Sleep(1500 * time.Millisecond)
+		fa.mu.Lock()
+		fa.armed = true
+		fa.mu.Unlock()
+		start := time.Now()
+		took := time.Duration(0)
+		for range 1000 {
+			time.Sleep(10 * time.Millisecond)
+			now := time.Now()
+			if a.k.Grant(0).Valid(now) && b.k.Grant(0).Valid(now) {
+				t.Fatalf("slot 0 valid on both a (epoch %d, for %v more) and b (epoch %d) %v after arming",
+					a.k.Grant(0).Epoch, a.k.Grant(0).Deadline.Sub(now), b.k.Grant(0).Epoch, now.Sub(start))
+			}
+			if took == 0 && b.k.Grant(0).Valid(now) {
+				took = now.Sub(start)
+			}
+		}
+		if took == 0 {
+			t.Fatalf("b never took the slot of a holder cut off from the store")
+		}
+		a.stop()
+		b.stop()
 	})
 }
 

@@ -2,6 +2,7 @@ package marks
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"maps"
 	"slices"
@@ -40,12 +41,31 @@ var (
 	marksWritten  = metrics.NewCounter(`parley_logic_marks_written_total`)
 	markWriteErrs = metrics.NewCounter(`parley_logic_mark_write_errors_total`)
 	markFlushSecs = metrics.NewHistogram(`parley_logic_mark_flush_seconds`)
+	marksInvalid  = metrics.NewCounter(`parley_logic_marks_dropped_total{reason="invalid"}`)
 )
 
+// A mark's identity: a read marker (device "") or a device cursor.
 type key struct {
 	kind               record.MarkKind
 	user, device, chat string
 }
+
+// pendingSet holds marks by chat, so that a chat's cursors are found
+// without scanning everything pending.
+type pendingSet map[string]map[key]uint64
+
+func (p pendingSet) raise(k key, seq uint64) {
+	m := p[k.chat]
+	if m == nil {
+		m = map[key]uint64{}
+		p[k.chat] = m
+	}
+	if seq > m[k] {
+		m[k] = seq
+	}
+}
+
+func (p pendingSet) get(k key) uint64 { return p[k.chat][k] }
 
 // Writer coalesces marks and writes them every interval.
 type Writer struct {
@@ -53,12 +73,13 @@ type Writer struct {
 	store Store
 	log   *slog.Logger
 
-	mu      sync.Mutex     // guards the following
-	pending map[key]uint64 // added since the last write started
-	flight  map[key]uint64 // being written now
+	mu      sync.Mutex // guards the following
+	pending pendingSet // added since the last write started
+	flight  pendingSet // being written now
+	count   int        // marks in pending
 }
 
-// New returns a writer to store.
+// New returns a writer to store. log may be nil (no logging).
 func New(cfg Config, store Store, log *slog.Logger) *Writer {
 	if cfg.Interval <= 0 {
 		cfg.Interval = DefaultInterval
@@ -67,19 +88,43 @@ func New(cfg Config, store Store, log *slog.Logger) *Writer {
 		cfg.Timeout = DefaultTimeout
 	}
 	if log == nil {
-		log = slog.Default()
+		log = slog.New(slog.DiscardHandler)
 	}
-	return &Writer{cfg: cfg, store: store, log: log, pending: map[key]uint64{}}
+	return &Writer{cfg: cfg, store: store, log: log, pending: pendingSet{}}
 }
 
-// Add raises a mark for the next write. Safe for concurrent use.
+// valid reports whether a mark can be written: a known kind, valid ids.
+func valid(m record.Mark) bool {
+	if !record.ValidID(m.User) {
+		return false
+	}
+	if _, ok := record.ParseChatID(m.ChatID); !ok {
+		return false
+	}
+	switch m.Kind {
+	case record.MarkRead:
+		return m.Device == ""
+	case record.MarkCursor:
+		return record.ValidID(m.Device)
+	}
+	return false
+}
+
+// Add raises a mark for the next write; a malformed mark (unknown kind,
+// invalid ids) is dropped and counted, so it can never block the others.
+// Safe for concurrent use.
 func (w *Writer) Add(m record.Mark) {
+	if !valid(m) {
+		marksInvalid.Inc()
+		return
+	}
 	k := key{m.Kind, m.User, m.Device, m.ChatID}
 	marksAdded.Inc()
 	w.mu.Lock()
-	if m.Seq > w.pending[k] {
-		w.pending[k] = m.Seq
+	if w.pending.get(k) == 0 {
+		w.count++
 	}
+	w.pending.raise(k, m.Seq)
 	w.mu.Unlock()
 }
 
@@ -89,19 +134,18 @@ func (w *Writer) Get(kind record.MarkKind, user, device, chat string) uint64 {
 	k := key{kind, user, device, chat}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return max(w.pending[k], w.flight[k])
+	return max(w.pending.get(k), w.flight.get(k))
 }
 
 // ChatCursors merges the device cursors of chat not yet known written
-// into cursors (raising entries, adding missing ones) and returns it. It
-// scans what is pending, which is at most one interval's worth. Safe for
-// concurrent use.
+// into cursors (raising entries, adding missing ones) and returns it. Safe
+// for concurrent use.
 func (w *Writer) ChatCursors(chat string, cursors []record.DeviceCursor) []record.DeviceCursor {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	for _, m := range []map[key]uint64{w.pending, w.flight} {
-		for k, v := range m {
-			if k.kind != record.MarkCursor || k.chat != chat {
+	for _, set := range []pendingSet{w.pending, w.flight} {
+		for k, v := range set[chat] {
+			if k.kind != record.MarkCursor {
 				continue
 			}
 			i := slices.IndexFunc(cursors, func(c record.DeviceCursor) bool { return c.User == k.user && c.Device == k.device })
@@ -120,7 +164,7 @@ func (w *Writer) ChatCursors(chat string, cursors []record.DeviceCursor) []recor
 func (w *Writer) Pending() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return len(w.pending)
+	return w.count
 }
 
 // Run writes the marks every interval until ctx ends, then once more
@@ -148,33 +192,45 @@ func (w *Writer) Run(ctx context.Context) {
 }
 
 // Flush writes everything pending now. A failed write goes back to pending
-// (merged with what came since). Not for concurrent use with itself (Run
-// calls it; tests and shutdown may too, one at a time).
+// (merged with what came since), unless the store refused it as invalid
+// (record.ErrInvalid: it would never succeed; the marks are dropped and
+// counted). Not for concurrent use with itself (Run calls it; tests and
+// shutdown may too, one at a time).
 func (w *Writer) Flush(ctx context.Context) error {
 	w.mu.Lock()
-	if len(w.pending) == 0 {
+	if w.count == 0 {
 		w.mu.Unlock()
 		return nil
 	}
-	w.flight, w.pending = w.pending, make(map[key]uint64, len(w.pending))
-	batch := make([]record.Mark, 0, len(w.flight))
-	for _, k := range slices.SortedFunc(maps.Keys(w.flight), cmpKey) {
-		batch = append(batch, record.Mark{Kind: k.kind, User: k.user, Device: k.device, ChatID: k.chat, Seq: w.flight[k]})
+	w.flight, w.pending, w.count = w.pending, pendingSet{}, 0
+	var batch []record.Mark
+	for _, chat := range slices.Sorted(maps.Keys(w.flight)) {
+		m := w.flight[chat]
+		for _, k := range slices.SortedFunc(maps.Keys(m), cmpKey) {
+			batch = append(batch, record.Mark{Kind: k.kind, User: k.user, Device: k.device, ChatID: k.chat, Seq: m[k]})
+		}
 	}
 	w.mu.Unlock()
 	start := time.Now()
 	err := w.store.SaveMarks(ctx, batch)
 	markFlushSecs.UpdateDuration(start)
 	w.mu.Lock()
-	if err != nil {
+	switch {
+	case err == nil:
+		marksWritten.Add(len(batch))
+	case errors.Is(err, record.ErrInvalid):
+		marksInvalid.Add(len(batch))
+		w.log.Error("store refused marks as invalid; dropped", "marks", len(batch), "err", err)
+	default:
 		markWriteErrs.Inc()
-		for k, v := range w.flight {
-			if v > w.pending[k] {
-				w.pending[k] = v
+		for _, m := range w.flight {
+			for k, v := range m {
+				if w.pending.get(k) == 0 {
+					w.count++
+				}
+				w.pending.raise(k, v)
 			}
 		}
-	} else {
-		marksWritten.Add(len(batch))
 	}
 	w.flight = nil
 	w.mu.Unlock()

@@ -128,3 +128,35 @@ func BenchmarkAdd(b *testing.B) {
 		w.Add(cursor("phone", "g:a", seq))
 	}
 }
+
+// TestInvalidMarksDropped: a malformed mark never reaches the store, and
+// marks the store refuses as invalid are dropped, not retried forever.
+func TestInvalidMarksDropped(t *testing.T) {
+	st := &invalidStore{}
+	w := New(Config{}, st, nil)
+	for _, m := range []record.Mark{
+		{Kind: record.MarkCursor, User: "u", ChatID: "g:a", Seq: 1},                 // no device
+		{Kind: record.MarkRead, User: "u", Device: "d", ChatID: "g:a", Seq: 1},      // device on a read marker
+		{Kind: 9, User: "u", ChatID: "g:a", Seq: 1},                                 // unknown kind
+		{Kind: record.MarkRead, User: "u\x00", ChatID: "g:a", Seq: 1},               // bad user
+		{Kind: record.MarkCursor, User: "u", Device: "d", ChatID: "nochat", Seq: 1}, // bad chat
+	} {
+		w.Add(m)
+	}
+	if n := w.Pending(); n != 0 {
+		t.Fatalf("pending after malformed marks: got %d, want 0", n)
+	}
+	w.Add(cursor("phone", "g:a", 3))
+	if err := w.Flush(context.Background()); !errors.Is(err, record.ErrInvalid) {
+		t.Fatalf("Flush: got %v, want the store's ErrInvalid", err)
+	}
+	if n := w.Pending(); n != 0 {
+		t.Fatalf("pending after an invalid batch: got %d, want 0 (dropped)", n)
+	}
+}
+
+type invalidStore struct{}
+
+func (invalidStore) SaveMarks(context.Context, []record.Mark) error {
+	return record.ErrInvalid
+}

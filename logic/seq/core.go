@@ -550,9 +550,10 @@ func (c *Core[R]) Applied(res []record.AppendResult, ackable func(*Chat[R]) bool
 			ch.inflight = nil
 			ch.backoff = 0
 			c.doubtful = slices.DeleteFunc(c.doubtful, func(x *Chat[R]) bool { return x == ch })
-		case errors.Is(r.Err, record.ErrConflict):
-			// Another writer holds a seq: none of rest is stored. Forget the
-			// chat so that its next use reloads it.
+		case errors.Is(r.Err, record.ErrConflict), errors.Is(r.Err, record.ErrInvalid):
+			// Another writer holds a seq, or the store refused the append
+			// as malformed (a retry cannot succeed): none of rest is
+			// stored. Forget the chat so that its next use reloads it.
 			for _, e := range rest {
 				for _, w := range e.waiters {
 					rep.Failed = append(rep.Failed, Failure[R]{Ref: w, Err: ErrNotStored})

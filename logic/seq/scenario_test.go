@@ -30,7 +30,7 @@ import (
 //	uncreated
 //	create chat=ID | abort chat=ID
 //	appends [at=D]
-//	applied results=ok|stored:N:conflict|stored:N:unknown,... [unackable=chat,...] [at=D]
+//	applied results=ok|invalid|stored:N:conflict|stored:N:unknown,... [unackable=chat,...] [at=D]
 //	ack chat=ID user=U device=D seq=N
 //	drop chat=ID | dropepoch below=N
 //	state chat=ID
@@ -237,6 +237,8 @@ func (s *scenario) run(cmd string) []string {
 				res = append(res, record.AppendResult{Stored: int(s.num(p[1])), Err: record.ErrConflict})
 			case len(p) == 3 && p[2] == "unknown":
 				res = append(res, record.AppendResult{Stored: int(s.num(p[1])), Err: errors.New("timeout")})
+			case p[0] == "invalid":
+				res = append(res, record.AppendResult{Err: record.ErrInvalid})
 			default:
 				s.t.Fatalf("bad result %q", r)
 			}

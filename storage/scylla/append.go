@@ -73,11 +73,11 @@ func (s *Store) AppendMessages(ctx context.Context, appends []record.ChatAppend)
 	seen := make(map[string]struct{}, len(appends))
 	for i, a := range appends {
 		if err := s.validAppend(a); err != nil {
-			res[i].Err = fmt.Errorf("cannot append messages: %w", err)
+			res[i].Err = fmt.Errorf("cannot append messages: %w: %w", record.ErrInvalid, err)
 			continue
 		}
 		if _, dup := seen[a.ChatID()]; dup {
-			res[i].Err = fmt.Errorf("cannot append messages: chat %s twice in one call", a.ChatID())
+			res[i].Err = fmt.Errorf("cannot append messages: %w: chat %s twice in one call", record.ErrInvalid, a.ChatID())
 			continue
 		}
 		seen[a.ChatID()] = struct{}{}
@@ -163,21 +163,21 @@ func (s *Store) partition(msgs []record.Message) []*part {
 // writeDedupKeys writes the dedup keys of msgs in one unlogged batch (one
 // partition: the chat).
 func (s *Store) writeDedupKeys(ctx context.Context, msgs []record.Message) error {
-	var b *gocql.Batch
+	var b idempotentBatch
 	for i := range msgs {
 		m := &msgs[i]
 		if m.RequestID == "" {
 			continue
 		}
-		if b == nil {
-			b = s.sess.Batch(gocql.UnloggedBatch).WithContext(ctx)
+		if b.Batch == nil {
+			b = s.idempotentBatch(ctx)
 		}
-		b.Query(insertDedupKey, m.ChatID, m.Sender, m.RequestID, int64(m.Seq), s.dedupTTL)
+		b.add(insertDedupKey, m.ChatID, m.Sender, m.RequestID, int64(m.Seq), s.dedupTTL)
 	}
-	if b == nil {
+	if b.Batch == nil {
 		return nil
 	}
-	return s.sess.ExecuteBatch(b)
+	return s.sess.ExecuteBatch(b.Batch)
 }
 
 // markBuckets writes the chat_buckets rows of parts that this process has
@@ -222,13 +222,13 @@ func (s *Store) writePart(ctx context.Context, p *part, epoch uint64) (int, erro
 			return 0, err
 		}
 	}
-	b := s.sess.Batch(gocql.UnloggedBatch).WithContext(ctx)
+	b := s.idempotentBatch(ctx)
 	for i := range p.msgs {
 		m := &p.msgs[i]
-		b.Query(insertMessageAt, m.ChatID, p.bucket, int64(m.Seq), m.Sender, m.Device, m.RequestID,
+		b.add(insertMessageAt, m.ChatID, p.bucket, int64(m.Seq), m.Sender, m.Device, m.RequestID,
 			m.TS, int8(m.Kind), []byte(m.Body), leaseTimestamp(epoch, m.Seq, 0))
 	}
-	if err := s.sess.ExecuteBatch(b); err != nil {
+	if err := s.sess.ExecuteBatch(b.Batch); err != nil {
 		return 0, fmt.Errorf("cannot write to chat %s bucket %d: %w", p.chat, p.bucket, mapErr(err))
 	}
 	return len(p.msgs), nil
@@ -240,7 +240,8 @@ func (s *Store) writePart(ctx context.Context, p *part, epoch uint64) (int, erro
 // with exactly our content are ours (stored by an earlier attempt whose
 // outcome was unknown, or by the driver's retry of this one) and count as
 // stored, and the rest is tried again; a row with other content is a
-// conflict.
+// conflict. The driver never retries the batch (its entries are not
+// marked idempotent); the loop here is the retry.
 func (s *Store) insertPart(ctx context.Context, p *part) (int, error) {
 	if s.hookWritePart != nil {
 		if err := s.hookWritePart(ctx, p); err != nil {
@@ -354,12 +355,25 @@ func leaseTimestamp(epoch, seq uint64, rev uint8) int64 {
 }
 
 // Fence prepares chatID for a sequencer that starts using it at epoch
-// (under leases): it reads the chat's highest stored seq at the configured
-// consistency, then deletes, with the timestamp of (epoch, 0), every row an
-// older epoch may still write in the span seqs above it. A write of an
-// older epoch that lands later (a paused node's, a driver's retry) sorts
-// below the fence and stays invisible; the new epoch's own rows sort above
-// it. It returns the head it read. Safe for concurrent use.
+// (under leases) and returns the chat's head:
+//
+//  1. It reads the newest stored seq N, then every row of the span seqs
+//     below and at N, whole, at the configured consistency (LOCAL_QUORUM).
+//     The read's blocking read repair copies each row the contacted
+//     replicas disagree on to all of them, so a row an older holder wrote
+//     to one replica only is on a quorum afterwards.
+//  2. The head is the end of the dense run of seqs in that window. Rows
+//     above a hole were never acknowledged (a holder acknowledges a chat's
+//     messages in seq order, and only with everything below them stored;
+//     the older holder's acknowledged rows are all within the window and
+//     on a quorum), so they are cut off with the rest.
+//  3. It deletes, stamped (epoch, 0), everything an older epoch may still
+//     write in the span seqs above the head. Such a write landing later (a
+//     paused node's, a replayed hint) sorts below the fence and stays
+//     invisible; the new epoch's own rows sort above it.
+//
+// span must be at least the most seqs a holder keeps in flight per chat.
+// Safe for concurrent use.
 func (s *Store) Fence(ctx context.Context, chatID string, epoch uint64, span int) (uint64, error) {
 	if err := s.enter(); err != nil {
 		return 0, err
@@ -371,9 +385,27 @@ func (s *Store) Fence(ctx context.Context, chatID string, epoch uint64, span int
 	if epoch == 0 || epoch > maxEpoch || span < 1 {
 		return 0, fmt.Errorf("cannot fence chat %s: epoch %d, span %d out of range", chatID, epoch, span)
 	}
-	head, err := s.lastSeq(ctx, chatID)
+	newest, err := s.lastSeq(ctx, chatID)
 	if err != nil {
 		return 0, fmt.Errorf("cannot fence chat %s: %w", chatID, err)
+	}
+	head := newest
+	if newest > 0 {
+		low := newest - min(newest, uint64(span))
+		rows, err := s.pageAsc(ctx, chatID, low, span)
+		if err != nil {
+			return 0, fmt.Errorf("cannot fence chat %s: cannot read its newest rows: %w", chatID, mapErr(err))
+		}
+		head = low
+		for _, m := range rows {
+			if m.Seq != head+1 {
+				break
+			}
+			head = m.Seq
+		}
+		if head < newest {
+			s.log.Warn("fencing rows above a hole: an older holder's unacknowledged writes", "chat_id", chatID, "head", head, "newest", newest)
+		}
 	}
 	ts := leaseTimestamp(epoch, 0, fenceRevBits)
 	first := int64((head + 1) / s.bucketSize)

@@ -15,11 +15,16 @@
 // fails). Routing is token-aware over round robin, or over DC-aware round
 // robin with Config.LocalDC. Reads and writes use Config.Consistency
 // (LOCAL_QUORUM), lightweight transactions Config.SerialConsistency
-// (LOCAL_SERIAL). Every statement is idempotent (plain writes set fixed
-// values; a lightweight transaction's retry is recognised by the content or
-// write id it finds, below), so the retry policy (exponential backoff, Config.Retries) covers
-// all of them; only reads are speculated (Config.SpeculativeAttempts, off by
-// default). Statement strings are constants, so gocql prepares each once
+// (LOCAL_SERIAL). The retry policy (exponential backoff, Config.Retries)
+// resends what is marked idempotent: reads, plain writes of fixed values,
+// the batches of plain writes whose cells carry fixed values or fixed
+// timestamps (dedup keys, lease-mode message rows, markers and cursors),
+// and the single-row lease transactions (a lost answer is recognised by
+// the version the keeper finds). Conditional batches (LWT-mode message
+// rows, lease renewals) and the logged membership batches are never
+// resent by the driver: their callers retry, recognising their own earlier
+// attempt by content (appends, below) or version (renewals). Only reads
+// are speculated (Config.SpeculativeAttempts, off by default). Statement strings are constants, so gocql prepares each once
 // per connection.
 //
 // # Schema (migrations 1 to 3, schema.go)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 
 	"github.com/gocql/gocql"
 
@@ -65,13 +66,24 @@ func (s *Store) Leases(ctx context.Context) ([]record.Lease, error) {
 	return out, nil
 }
 
+// nextVersion returns the version of the write that follows v: the
+// counter in the high bits grows by one, the low versionRandBits are drawn
+// at random for every attempt. Versions of one slot thus grow with every
+// write, and two attempts never want the same row, so finding the row one
+// wanted never passes for one's own success: an earlier attempt whose
+// outcome was unknown may have written a row like it (see lease.Store).
+func nextVersion(v uint64) uint64 {
+	return (v>>versionRandBits+1)<<versionRandBits | rand.Uint64N(1<<versionRandBits)
+}
+
+const versionRandBits = 16
+
 // AcquireLease takes prev's slot for owner at prev.Epoch+1, on condition
 // that the row is still exactly prev (its owner, epoch and version). It
-// returns the lease now stored and whether it is owner's. The transaction
-// is retry-safe: a driver retry of an applied attempt finds the row it
-// wrote and counts as applied. Safe for concurrent use.
+// returns the lease now stored and whether this call wrote it. Safe for
+// concurrent use.
 func (s *Store) AcquireLease(ctx context.Context, prev record.Lease, owner string) (record.Lease, bool, error) {
-	want := record.Lease{Slot: prev.Slot, Owner: owner, Epoch: prev.Epoch + 1, Version: prev.Version + 1}
+	want := record.Lease{Slot: prev.Slot, Owner: owner, Epoch: prev.Epoch + 1, Version: nextVersion(prev.Version)}
 	if owner == "" {
 		return prev, false, errors.New("cannot acquire a lease for an empty owner")
 	}
@@ -79,12 +91,11 @@ func (s *Store) AcquireLease(ctx context.Context, prev record.Lease, owner strin
 }
 
 // ReleaseLease frees l's slot, on condition that l is still the stored
-// row. A successor can then take it at once instead of waiting out the
-// lease duration. Safe for concurrent use.
-func (s *Store) ReleaseLease(ctx context.Context, l record.Lease) (bool, error) {
-	want := record.Lease{Slot: l.Slot, Owner: "", Epoch: l.Epoch, Version: l.Version + 1}
-	_, ok, err := s.casLease(ctx, l, want)
-	return ok, err
+// row, and returns the row now stored. A successor can then take it at
+// once instead of waiting out the lease duration. Safe for concurrent use.
+func (s *Store) ReleaseLease(ctx context.Context, l record.Lease) (record.Lease, bool, error) {
+	want := record.Lease{Slot: l.Slot, Owner: "", Epoch: l.Epoch, Version: nextVersion(l.Version)}
+	return s.casLease(ctx, l, want)
 }
 
 func (s *Store) casLease(ctx context.Context, prev, want record.Lease) (record.Lease, bool, error) {
@@ -113,16 +124,19 @@ func (s *Store) casLease(ctx context.Context, prev, want record.Lease) (record.L
 	if applied {
 		return want, true, nil
 	}
-	got := leaseOf(prev.Slot, cur)
-	// A retry of our own applied transaction sees the row it wrote.
-	return got, got == want, nil
+	return leaseOf(prev.Slot, cur), false, nil
 }
 
 // RenewLeases bumps the version of every lease in held (all of one owner)
 // with one conditional batch, on condition that each row is still exactly
 // as held. It is all or nothing: when any row changed, nothing is renewed
 // and current holds every row as stored (held's slots only), so the
-// caller can renew the ones still its own. Safe for concurrent use.
+// caller can renew the ones still its own (a row of its own at a newer
+// version was written by one of its attempts whose outcome it did not
+// learn: not a renewal it may count from now). The driver never retries
+// the batch (Batch.Query entries are not idempotent): a renewal whose
+// answer is lost is only retried by the keeper's next round, which then
+// sees its own newer version. Safe for concurrent use.
 func (s *Store) RenewLeases(ctx context.Context, held []record.Lease) (renewed []record.Lease, current []record.Lease, err error) {
 	if err := s.enter(); err != nil {
 		return nil, nil, err
@@ -142,8 +156,8 @@ func (s *Store) RenewLeases(ctx context.Context, held []record.Lease) (renewed [
 			return nil, nil, fmt.Errorf("cannot renew lease of slot %d owned by %q", l.Slot, l.Owner)
 		}
 		renewed[i] = l
-		renewed[i].Version++
-		b.Query(updateLease, l.Owner, int64(l.Epoch), int64(l.Version+1), l.Slot, l.Owner, int64(l.Epoch), int64(l.Version))
+		renewed[i].Version = nextVersion(l.Version)
+		b.Query(updateLease, l.Owner, int64(l.Epoch), int64(renewed[i].Version), l.Slot, l.Owner, int64(l.Epoch), int64(l.Version))
 	}
 	row := map[string]any{}
 	applied, iter, err := s.sess.MapExecuteBatchCAS(b, row)
@@ -170,15 +184,9 @@ func (s *Store) RenewLeases(ctx context.Context, held []record.Lease) (renewed [
 		return nil, nil, fmt.Errorf("cannot renew %d leases: %w", len(held), mapErr(err))
 	}
 	current = make([]record.Lease, len(held))
-	all := true
 	for i, l := range held {
 		current[i] = bySlot[l.Slot]
 		current[i].Slot = l.Slot
-		all = all && current[i] == renewed[i]
-	}
-	if all {
-		// The driver retried a batch that had applied.
-		return renewed, nil, nil
 	}
 	return nil, current, nil
 }

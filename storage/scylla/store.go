@@ -193,11 +193,26 @@ func (s *Store) read(ctx context.Context, stmt string, args ...any) *gocql.Query
 	return q
 }
 
-// write returns a write statement. Every write the store sends is
-// idempotent (see doc.go), so the retry policy may resend it; writes are
-// never speculated.
+// write returns a plain write statement. Every such write sets fixed
+// values (see doc.go), so it is idempotent and the retry policy may resend
+// it; writes are never speculated.
 func (s *Store) write(ctx context.Context, stmt string, args ...any) *gocql.Query {
 	return s.sess.Query(stmt, args...).WithContext(ctx).Idempotent(true)
+}
+
+// idempotentBatch is an unlogged batch whose statements the retry policy
+// may resend: only plain writes of fixed values or fixed timestamps may go
+// in it (dedup keys, lease-mode message rows, markers and cursors). Other
+// batches are built with Batch.Query, whose entries the driver never
+// retries.
+type idempotentBatch struct{ *gocql.Batch }
+
+func (s *Store) idempotentBatch(ctx context.Context) idempotentBatch {
+	return idempotentBatch{s.sess.Batch(gocql.UnloggedBatch).WithContext(ctx)}
+}
+
+func (b idempotentBatch) add(stmt string, args ...any) {
+	b.Entries = append(b.Entries, gocql.BatchEntry{Stmt: stmt, Args: args, Idempotent: true})
 }
 
 // mapErr turns driver errors into the contract's sentinels.
@@ -519,11 +534,11 @@ func (s *Store) SaveMarks(ctx context.Context, marks []record.Mark) error {
 		if len(st) == 1 {
 			return s.write(ctx, st[0].q, st[0].args...).Exec()
 		}
-		b := s.sess.Batch(gocql.UnloggedBatch).WithContext(ctx)
+		b := s.idempotentBatch(ctx)
 		for _, x := range st {
-			b.Query(x.q, x.args...)
+			b.add(x.q, x.args...)
 		}
-		return s.sess.ExecuteBatch(b)
+		return s.sess.ExecuteBatch(b.Batch)
 	})
 	if err := firstErr(errs); err != nil {
 		return fmt.Errorf("cannot save %d marks: %w", len(marks), mapErr(err))

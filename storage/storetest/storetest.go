@@ -457,8 +457,8 @@ func testInvalidAppends(t *testing.T, s Store, o Options) {
 			if len(res) != 2 {
 				t.Fatalf("AppendMessages: got %d results, want 2", len(res))
 			}
-			if res[0].Err == nil || errors.Is(res[0].Err, record.ErrConflict) || res[0].Stored != 0 {
-				t.Fatalf("AppendMessages(%s): got %+v, want a validation error", tc.name, res[0])
+			if !errors.Is(res[0].Err, record.ErrInvalid) || res[0].Stored != 0 {
+				t.Fatalf("AppendMessages(%s): got %+v, want ErrInvalid", tc.name, res[0])
 			}
 			if res[1].Err != nil || res[1].Stored != 2 {
 				t.Fatalf("AppendMessages(valid beside %s): got %+v, want stored", tc.name, res[1])
@@ -469,7 +469,7 @@ func testInvalidAppends(t *testing.T, s Store, o Options) {
 	}
 	t.Run("chat twice in one call", func(t *testing.T) {
 		res := s.AppendMessages(ctx, []record.ChatAppend{{Epoch: o.Epoch, Msgs: Msgs("g:twice", 1, 1)}, {Epoch: o.Epoch, Msgs: Msgs("g:twice", 2, 2)}})
-		if len(res) != 2 || res[1].Err == nil || errors.Is(res[1].Err, record.ErrConflict) || res[1].Stored != 0 {
+		if len(res) != 2 || !errors.Is(res[1].Err, record.ErrInvalid) || res[1].Stored != 0 {
 			t.Fatalf("AppendMessages(chat twice): got %+v, want the second refused", res)
 		}
 		if _, err := s.Message(ctx, "g:twice", 2); !errors.Is(err, record.ErrNotFound) {
