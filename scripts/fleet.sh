@@ -15,17 +15,33 @@
 #   WebSocket   ws://127.0.0.1:18081/ws  ws://127.0.0.1:18082/ws
 #   HTTP API    http://127.0.0.1:18181   http://127.0.0.1:18182  (the web client
 #               too, after `make web`)
-#   Redis 16379, Cassandra 19042, Kafka 19092
+#   Redis 16379, Cassandra 127.0.0.1:19042 (with PARLEY_CASSANDRA_NODES=3:
+#   127.0.0.2-4:19042), Kafka 19092
 #
 # Environment: PARLEY_FLEET_DIR (default /tmp/parley-fleet) holds the PID
 # files and logs; the services keep their own defaults (see their scripts).
+# PARLEY_CASSANDRA_NODES=3 runs the store on a three-node Cassandra cluster
+# instead of one node: the logic nodes and the notifier get its hosts
+# (`cassandra.sh env`) and create the keyspace with replication factor 3, so
+# the fleet keeps working with one Cassandra node stopped
+# (`PARLEY_CASSANDRA_NODES=3 PARLEY_CASSANDRA_DIR=$PARLEY_FLEET_DIR/cassandra
+# scripts/cassandra.sh stop-node 2`).
+# PARLEY_FLEET_STORE adds store settings (space-separated key=value, given
+# as -set to the logic nodes and the notifier), e.g. to measure the
+# per-message LWT mode beside the default lease mode (a keyspace keeps the
+# mode it was created with, so give it its own):
+#   PARLEY_FLEET_STORE="store.cql.sequencing=lwt store.cql.keyspace=parley_lwt"
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 DIR="${PARLEY_FLEET_DIR:-/tmp/parley-fleet}"
 BIN="$ROOT/bin/parley"
 export PARLEY_REDIS_DIR="$DIR/redis" PARLEY_KAFKA_DIR="$DIR/kafka" PARLEY_CASSANDRA_DIR="$DIR/cassandra"
-export PARLEY_CASSANDRA_HEAP="${PARLEY_CASSANDRA_HEAP:-1g}" PARLEY_CASSANDRA_HEAP_MIN="${PARLEY_CASSANDRA_HEAP_MIN:-256m}"
+# One node: 1g heap, 256m resident at start. A cluster keeps cassandra.sh's
+# per-node defaults (512m, 256m at start).
+if [ "${PARLEY_CASSANDRA_NODES:-1}" = 1 ]; then
+  export PARLEY_CASSANDRA_HEAP="${PARLEY_CASSANDRA_HEAP:-1g}" PARLEY_CASSANDRA_HEAP_MIN="${PARLEY_CASSANDRA_HEAP_MIN:-256m}"
+fi
 
 # name, command, config, readiness URL
 TIERS=(
@@ -60,11 +76,31 @@ start() {
   bash scripts/redis.sh start
   bash scripts/cassandra.sh start
   bash scripts/kafka.sh start
+  # The configs name one node (127.0.0.1:19042); point the store users at
+  # whatever cassandra.sh runs, one node or a cluster.
+  local hosts
+  hosts=$(bash scripts/cassandra.sh env | sed -n 's/^PARLEY_CQL_HOSTS=//p')
+  [ -n "$hosts" ] || die "cassandra.sh env printed no PARLEY_CQL_HOSTS"
+  local -a store=(-set "store.cql.hosts=$hosts")
+  if [ "${PARLEY_CASSANDRA_NODES:-1}" != 1 ]; then
+    store+=(-set "store.cql.replication.factor=${PARLEY_CASSANDRA_NODES}")
+  fi
+  local kv
+  for kv in ${PARLEY_FLEET_STORE:-}; do
+    case "$kv" in
+      store.*=*) store+=(-set "$kv") ;;
+      *) die "PARLEY_FLEET_STORE: '$kv' is not a store.<key>=<value> setting" ;;
+    esac
+  done
   local t name cmd cfg url
+  local -a args
   for t in "${TIERS[@]}"; do
     read -r name cmd cfg url <<<"$t"
     if running "$name"; then log "$name already running (pid $(cat "$DIR/$name.pid"))"; continue; fi
-    "$BIN" "$cmd" -config "$cfg" >"$DIR/$name.log" 2>&1 &
+    args=()
+    # connsrv has no store section (an unknown setting is an error).
+    [ "$cmd" = connsrv ] || args=("${store[@]}")
+    "$BIN" "$cmd" -config "$cfg" "${args[@]}" >"$DIR/$name.log" 2>&1 &
     echo $! >"$DIR/$name.pid"
     # The first logic node creates the keyspace: wait for it before the next.
     wait_ready "$name" "$url" 120
@@ -127,5 +163,5 @@ case "${1:-}" in
   stop) stop ;;
   status) status ;;
   logs) logs ;;
-  *) sed -n '2,22p' "$0" >&2; exit 2 ;;
+  *) sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac
