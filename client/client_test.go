@@ -350,6 +350,29 @@ func TestOrdering(t *testing.T) {
 	}
 }
 
+// TestGapFromTheStartFilled: a new device's first live message is seq 5
+// of a 6-message chat; the gap below it starts at seq 1, and "after 0" asks
+// the server for the newest page, so the client must page from the start
+// another way or it skips 1..4 for good.
+func TestGapFromTheStartFilled(t *testing.T) {
+	s := newFakeServer(t)
+	c := dialT(t, testConfig(s, "bob"))
+	waitSynced(t, c)
+	for seq := uint64(1); seq <= 6; seq++ {
+		s.Put(record.Message{ChatID: "g:x", Seq: seq, Sender: "eve", Device: "d1", Kind: record.MsgText, Body: "m"})
+	}
+	all := s.Messages("g:x")
+	s.Broadcast("bob", proto.AppendMsg(nil, &all[4]))
+	for _, want := range []uint64{1, 2, 3, 4, 5} {
+		if m := recvMsg(t, c); m.Seq != want {
+			t.Fatalf("got seq %d, want %d", m.Seq, want)
+		}
+	}
+	if st := c.Stats(); st.GapsFilled != 1 || st.GapsSkipped != 0 {
+		t.Fatalf("got stats %+v, want the gap filled, none skipped", st)
+	}
+}
+
 func TestGapFilledFromHistory(t *testing.T) {
 	s := newFakeServer(t)
 	c := dialT(t, testConfig(s, "bob"))

@@ -632,7 +632,14 @@ func (c *Client) fetchRange(chat string, after, before uint64) ([]Message, error
 	var msgs []Message
 	for after+1 < before {
 		limit := min(before-after-1, 200)
-		page, more, err := c.History(c.ctx, chat, HistoryQuery{After: after, Limit: int(limit)})
+		q := HistoryQuery{After: after, Limit: int(limit)}
+		first := after == 0
+		if first {
+			// after 0 is "no after": the newest page. The first page of a
+			// chat is the one below seq limit+1.
+			q = HistoryQuery{Before: limit + 1, Limit: int(limit)}
+		}
+		page, more, err := c.History(c.ctx, chat, q)
 		if err != nil {
 			return msgs, err
 		}
@@ -644,7 +651,8 @@ func (c *Client) fetchRange(chat string, after, before uint64) ([]Message, error
 				progressed = true
 			}
 		}
-		if !more || !progressed {
+		// more of a before page speaks of older messages: none below 1.
+		if !progressed || (!first && !more) {
 			break
 		}
 	}

@@ -156,6 +156,22 @@ func startStandalone(t *testing.T, bin string, ts testStore, ports [4]int, extra
 	case <-time.After(within):
 		t.Fatalf("standalone did not come up within %v; its last lines:\n%s", within, lastLines())
 	}
+	// Up is not ready: on CQL the node answers unavailable until it holds
+	// its sequencing leases, and /readyz says so.
+	readyz := fmt.Sprintf("http://127.0.0.1:%d/readyz", ports[3])
+	for deadline := time.Now().Add(within); ; {
+		resp, err := http.Get(readyz)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("standalone not ready within %v of coming up (%v); its last lines:\n%s", within, err, lastLines())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	return &proc{cmd: cmd, wsURL: fmt.Sprintf("ws://127.0.0.1:%d/ws", ports[0]), httpBase: fmt.Sprintf("http://127.0.0.1:%d", ports[3])}
 }
 

@@ -186,6 +186,10 @@ func (f *fleet) dial(user, device string, i int) *recorder {
 	cfg.Logger = logger()
 	cfg.RequestTimeout = 3 * time.Second
 	cfg.Backoff.Max = time.Second
+	// Retries of a refused send at most 500 ms apart (the server's
+	// retry_after_ms hint), so the fault tests measure when the fleet
+	// resumed, not how far the client's backoff had grown.
+	cfg.RetryBackoff.Max = 500 * time.Millisecond
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	c, err := client.Dial(ctx, cfg)

@@ -264,9 +264,27 @@ func (f *fleet) pausedLogicNode(t *testing.T, st logic.Store) {
 // gone).
 func (f *fleet) pairsOnSlotsOf(t *testing.T, ls logic.LeaseStore, owner, home, tag string, n int) []*faultPair {
 	t.Helper()
-	leases, err := ls.Leases(context.Background())
-	if err != nil {
-		t.Fatal(err)
+	// The first logic node up takes every slot and hands the second its
+	// share once it sees it in the ring: wait for that.
+	var leases []record.Lease
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		var err error
+		if leases, err = ls.Leases(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		held := 0
+		for _, l := range leases {
+			if l.Owner == owner {
+				held++
+			}
+		}
+		if held >= len(leases)/4 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s holds %d of %d slots after 30s", owner, held, len(leases))
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 	nodes := []string{"logic-1", "logic-2"}
 	var pairs []*faultPair

@@ -42,6 +42,7 @@ type testStore struct {
 	backend  string
 	dir      string // pebble
 	keyspace string // cql
+	slots    int    // cql: sequencing slots of the keyspace; 0 keeps the default
 }
 
 func newTestStore(t testing.TB) testStore {
@@ -94,6 +95,9 @@ func (ts testStore) open(t testing.TB) logic.Store {
 	cfg := scylla.Default()
 	cfg.Hosts, cfg.Keyspace = cqlHosts(), ts.keyspace
 	cfg.Replication.Factor = cqlReplication()
+	if ts.slots > 0 {
+		cfg.Slots = ts.slots
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	st, err := scylla.Open(ctx, cfg, logger())
@@ -118,8 +122,12 @@ func (ts testStore) flags() []string {
 	if ts.backend == "pebble" {
 		return []string{"-set", "store.backend=pebble", "-set", "store.pebble.dir=" + ts.dir}
 	}
-	return []string{"-set", "store.backend=cql", "-set", "store.cql.hosts=" + os.Getenv("PARLEY_CQL_HOSTS"), "-set", "store.cql.keyspace=" + ts.keyspace,
+	f := []string{"-set", "store.backend=cql", "-set", "store.cql.hosts=" + os.Getenv("PARLEY_CQL_HOSTS"), "-set", "store.cql.keyspace=" + ts.keyspace,
 		"-set", "store.cql.replication.class=SimpleStrategy", "-set", fmt.Sprintf("store.cql.replication.factor=%d", cqlReplication())}
+	if ts.slots > 0 {
+		f = append(f, "-set", fmt.Sprintf("store.cql.slots=%d", ts.slots))
+	}
+	return f
 }
 
 // cqlReplication is the replication factor of the tests' keyspaces:

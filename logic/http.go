@@ -167,9 +167,16 @@ func (s *Service) serveReady(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	if k := s.leases; k != nil {
-		// Not ready to serve its share of chats until it holds the leases
-		// the ring gives it (after a restart: once the last incarnation's
-		// leases ran out).
+		// Not ready to serve its share of chats until it has read the
+		// leases and holds those the ring gives it (after a restart: once
+		// the last incarnation's leases ran out).
+		select {
+		case <-k.Ready():
+		default:
+			ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
+			ctx.SetBodyString("reading sequencing leases\n")
+			return
+		}
 		if n := k.Missing(); n > 0 {
 			ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
 			ctx.SetBodyString(fmt.Sprintf("taking over %d sequencing leases\n", n))

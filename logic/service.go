@@ -10,6 +10,7 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -277,6 +278,7 @@ func (s *Service) Run(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("cannot sequence under leases: %w", err)
 		}
+		k.SetAlive(s.nodeAlive)
 		s.leases = k
 	}
 	// The sequencer cores are made again here, once SetDirectory has said
@@ -614,6 +616,18 @@ func (s *Service) routeLeased(r *request) bool {
 
 // wantSlot reports whether the ring picks this node to hold slot: always
 // for a node without peers.
+// nodeAlive reports whether a lease owner is a live logic node: a member
+// of the ring in a fleet, only this node otherwise.
+func (s *Service) nodeAlive(owner string) bool {
+	c := s.cluster
+	if c == nil {
+		return owner == s.cfg.NodeID
+	}
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return slices.Contains(c.members, owner)
+}
+
 func (s *Service) wantSlot(slot int) bool {
 	c := s.cluster
 	if c == nil {

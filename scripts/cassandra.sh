@@ -27,8 +27,9 @@
 # exits 0 on success and never prompts):
 #   stop-node N    TERM node N (and CONT, in case it is paused), KILL after
 #                  the stop timeout; exit 0 also when it was not running
-#   start-node N   start node N keeping its data, wait until its CQL answers;
-#                  exit 0 ready (also when it was running), 1 failed
+#   start-node N   start node N keeping its data, wait until its CQL answers
+#                  and the cluster agrees on the schema again; exit 0 ready
+#                  (also when it was running), 1 failed
 #   kill-node N    KILL node N (a crash: no drain, no flush); exit 0 also when
 #                  it was not running
 #   pause-node N   STOP node N: the process freezes with its sockets open, as
@@ -413,8 +414,27 @@ cmd_start() {
 		if ((LAUNCHED)); then started+=("$i"); fi
 	done
 	if [[ "$NODES" != 1 ]]; then
+		wait_agreement start || exit 1
 		log "start: $NODES nodes ready at $(cql_hosts) in $(secs "$t0" "$(now_ms)")s"
 	fi
+}
+
+# wait_agreement WHAT waits until every node of the cluster answers and
+# they agree on the schema (scripts/cqlwait -agree): a node that was down
+# catches up on the schema changes it missed, and a keyspace created before
+# that would keep the driver waiting for agreement.
+wait_agreement() {
+	[[ "$NODES" != 1 ]] || return 0
+	local probe hosts t0 out rc=0
+	probe="$(build_probe)"
+	hosts="$(cql_hosts)"
+	t0="$(now_ms)"
+	out="$("$probe" -hosts "$hosts" -agree -timeout "${TIMEOUT}s" -quiet 2>&1)" || rc=$?
+	if ((rc != 0)); then
+		log "$1: the nodes did not agree on the schema: $out"
+		return 1
+	fi
+	log "$1: schema agreed on all $NODES nodes (waited $(secs "$t0" "$(now_ms)")s)"
 }
 
 # start_node I KEEP starts node I (KEEP=1 keeps its data) unless it runs,
@@ -744,6 +764,7 @@ main() {
 			JAVA_BIN="$(find_java)"
 			cmd_fetch
 			start_node "$NODE" 1
+			wait_agreement start-node
 			;;
 		kill-node) kill_node "$NODE" ;;
 		pause-node) signal_node "$NODE" STOP pause ;;

@@ -133,6 +133,7 @@ type Keeper struct {
 	store Store
 	now   func() time.Time
 	want  func(slot int) bool
+	alive func(owner string) bool // SetAlive; nil: every other owner may be alive
 	log   *slog.Logger
 
 	grants  []atomic.Pointer[Grant]        // published: nil when not held
@@ -155,7 +156,10 @@ type Keeper struct {
 type slotState struct {
 	row    record.Lease
 	seenAt time.Time // when row's value was first seen (a read's completion)
-	held   bool
+	// renewing: the row was seen renewed (same owner and epoch, a newer
+	// version), so its owner was alive after this node first saw it.
+	renewing bool
+	held     bool
 	// Deadline of the held lease: the last successful renewal's send
 	// time + D − ε.
 	valid time.Time
@@ -182,6 +186,13 @@ func New(cfg Config, self string, store Store, want func(slot int) bool, now fun
 		grants: make([]atomic.Pointer[Grant], n), holders: make([]atomic.Pointer[record.Lease], n),
 		wake: make(chan struct{}, 1), ready: make(chan struct{}), slots: make([]slotState, n)}, nil
 }
+
+// SetAlive tells the keeper which owners are live nodes (for a fleet: the
+// members of the ring). A slot this node wants whose holder is not alive
+// (a crashed node, this node's previous incarnation) counts in Missing
+// until it is taken over; one held by a live node does not (it hands the
+// slot over, or keeps it through a partition). Call before Run.
+func (k *Keeper) SetAlive(alive func(owner string) bool) { k.alive = alive }
 
 // Slots returns the number of slots.
 func (k *Keeper) Slots() int { return len(k.slots) }
@@ -292,14 +303,18 @@ func (k *Keeper) expired(st *slotState, now time.Time) bool {
 }
 
 // publishMissing counts the slots the ring gives this node that it does
-// not hold while nobody else does either (free, expired, or held by this
-// node's previous incarnation): a takeover is due.
+// not hold while no live node does either (free, expired, held by this
+// node's previous incarnation under the same id, or by a node that is not
+// alive and has not renewed since this node first saw the row): a takeover
+// is due. A holder outside the ring that keeps renewing (a partition
+// between logic nodes) does not count: the slot is served, over there.
 func (k *Keeper) publishMissing() {
 	now := k.now()
 	n := 0
 	for i := range k.slots {
 		st := &k.slots[i]
-		if !st.held && k.want(i) && (k.expired(st, now) || st.row.Owner == k.self) {
+		gone := st.row.Owner == k.self || (k.alive != nil && !st.renewing && !k.alive(st.row.Owner))
+		if !st.held && k.want(i) && (k.expired(st, now) || gone) {
 			n++
 		}
 	}
@@ -312,6 +327,7 @@ func (k *Keeper) see(st *slotState, l record.Lease, done time.Time) {
 		return // an older read than what a transaction already told us
 	}
 	if l != st.row {
+		st.renewing = !st.seenAt.IsZero() && l.Owner != "" && l.Owner == st.row.Owner && l.Epoch == st.row.Epoch
 		st.row = l
 		st.seenAt = done
 	}

@@ -603,3 +603,74 @@ func TestSlot(t *testing.T) {
 }
 
 func ptr(f func(int) bool) *func(int) bool { return &f }
+
+// TestMissingCountsDeadHolders: a node that wants slots held by a node
+// outside its ring counts them as missing (its readiness waits) while the
+// holder looks dead, the usual case after a restart under a new node id,
+// but not once it has seen the holder renew (a partition between live
+// nodes: the slots are served over there).
+func TestMissingCountsDeadHolders(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := newMemStore(4)
+		a := startNode(t, "a", st, all)
+		time.Sleep(10 * time.Millisecond)
+		start := func(id string) (*Keeper, context.CancelFunc) {
+			k, err := New(Config{}, id, st, all, time.Now, quiet)
+			if err != nil {
+				t.Fatal(err)
+			}
+			k.SetAlive(func(owner string) bool { return owner == id })
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				k.Run(ctx)
+			}()
+			return k, func() { cancel(); <-done }
+		}
+
+		// Partitioned from a, which keeps renewing.
+		b, stopB := start("b")
+		<-b.Ready()
+		if got := b.Missing(); got != 4 {
+			t.Fatalf("b before seeing a renew: missing %d, want 4", got)
+		}
+		time.Sleep(3 * time.Second)
+		if got := b.Missing(); got != 0 {
+			t.Fatalf("b after seeing a renew: missing %d, want 0 (a serves them)", got)
+		}
+		stopB()
+		if a.held() != 4 {
+			t.Fatalf("a holds %d, want 4", a.held())
+		}
+
+		// a dies (stops talking to the store); c starts.
+		a.st.pause()
+		c, stopC := start("c")
+		<-c.Ready()
+		begun := time.Now()
+		cfg := Config{}.WithDefaults()
+		for c.Missing() != 0 {
+			if c.Missing() != 4 {
+				t.Fatalf("c while a's rows stand: missing %d, want 4", c.Missing())
+			}
+			if time.Since(begun) > cfg.Duration+cfg.Margin+cfg.Poll+time.Second {
+				t.Fatalf("c still misses %d slots %v after start", c.Missing(), time.Since(begun))
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		held := 0
+		for i := range c.Slots() {
+			if c.Grant(i).Valid(time.Now()) {
+				held++
+			}
+		}
+		if held != 4 {
+			t.Fatalf("c misses nothing but holds %d slots, want 4", held)
+		}
+		t.Logf("c took a's slots %v after it started", time.Since(begun))
+		stopC()
+		a.st.resume()
+		a.stop()
+	})
+}

@@ -15,6 +15,13 @@
 // With -pid it gives up as soon as that process is gone (the node crashed
 // during startup), instead of waiting for the full timeout.
 //
+// With -agree it also waits until the nodes of a cluster agree on the
+// schema: every node named in -hosts answers, reports the same
+// schema_version in system.local, and lists every other named node in
+// system.peers with that version. A node that restarted may take a while
+// to catch up on schema changes made while it was down; a test that
+// creates a keyspace meanwhile waits a minute for agreement in the driver.
+//
 // Exit status: 0 ready, 1 timed out or failed, 2 bad flags, 3 the watched
 // process exited.
 //
@@ -58,6 +65,7 @@ type config struct {
 	proto        int           // native protocol version
 	pid          int           // process to watch; zero watches none
 	quiet        bool          // print only the version line
+	agree        bool          // also wait for schema agreement of all hosts
 }
 
 func main() {
@@ -98,6 +106,7 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&cfg.proto, "proto", 4, "CQL native protocol version")
 	fs.IntVar(&cfg.pid, "pid", 0, "give up when this process exits (0: do not watch)")
 	fs.BoolVar(&cfg.quiet, "quiet", false, "print nothing but the final line")
+	fs.BoolVar(&cfg.agree, "agree", false, "also wait until every host reports the same schema version for all of them")
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
 	}
@@ -154,6 +163,9 @@ func waitReady(ctx context.Context, cfg config) (string, int, error) {
 		}
 		attempts++
 		version, err := probe(ctx, cfg)
+		if err == nil && cfg.agree {
+			err = agreement(ctx, cfg)
+		}
 		if err == nil {
 			return version, attempts, nil
 		}
@@ -219,6 +231,58 @@ func probe(ctx context.Context, cfg config) (string, error) {
 		return "", fmt.Errorf("cannot query system.local: %w", err)
 	}
 	return version, nil
+}
+
+// agreement asks every host for its own schema version and the versions it
+// holds for its peers, and fails unless all name one version and every
+// host knows every other.
+func agreement(ctx context.Context, cfg config) error {
+	versions := map[string][]string{} // version -> who reported it (as seen by whom)
+	for _, h := range cfg.hosts {
+		host, _, _ := net.SplitHostPort(h)
+		cluster := gocql.NewCluster(h)
+		cluster.ProtoVersion = cfg.proto
+		cluster.ConnectTimeout = cfg.queryTimeout
+		cluster.Timeout = cfg.queryTimeout
+		cluster.NumConns = 1
+		cluster.DisableInitialHostLookup = true
+		cluster.HostFilter = gocql.WhiteListHostFilter(host)
+		cluster.Consistency = gocql.One
+		cluster.Logger = log.New(io.Discard, "", 0)
+		session, err := cluster.CreateSession()
+		if err != nil {
+			return fmt.Errorf("cannot connect to %s: %w", h, err)
+		}
+		qctx, cancel := context.WithTimeout(ctx, cfg.queryTimeout)
+		var local gocql.UUID
+		err = session.Query("SELECT schema_version FROM system.local").WithContext(qctx).Scan(&local)
+		if err == nil {
+			versions[local.String()] = append(versions[local.String()], host)
+			seen := map[string]bool{}
+			iter := session.Query("SELECT peer, schema_version FROM system.peers").WithContext(qctx).Iter()
+			var peer string
+			var v gocql.UUID
+			for iter.Scan(&peer, &v) {
+				seen[peer] = true
+				versions[v.String()] = append(versions[v.String()], peer+" (seen by "+host+")")
+			}
+			err = iter.Close()
+			for _, o := range cfg.hosts {
+				if oh, _, _ := net.SplitHostPort(o); err == nil && oh != host && !seen[oh] {
+					err = fmt.Errorf("%s does not list %s among its peers", h, oh)
+				}
+			}
+		}
+		cancel()
+		session.Close()
+		if err != nil {
+			return fmt.Errorf("cannot read schema versions on %s: %w", h, err)
+		}
+	}
+	if len(versions) > 1 {
+		return fmt.Errorf("schema versions differ: %v", versions)
+	}
+	return nil
 }
 
 // alive reports whether process pid exists and has not exited. A zombie

@@ -686,8 +686,12 @@ export class ParleyClient {
     const msgs: Message[] = [];
     while (after + 1 < before) {
       let page: HistoryPage;
+      const limit = Math.min(before - after - 1, 200);
+      // after 0 is "no after": the newest page. The first page of a chat is
+      // the one below seq limit+1.
+      const first = after === 0;
       try {
-        page = await this.history(chat, { after, limit: Math.min(before - after - 1, 200) });
+        page = await this.history(chat, first ? { before: limit + 1, limit } : { after, limit });
       } catch (e) {
         throw Object.assign(e as object, { partial: msgs });
       }
@@ -699,7 +703,8 @@ export class ParleyClient {
           progressed = true;
         }
       }
-      if (!page.more || !progressed) break;
+      // more of a before page speaks of older messages: none below 1.
+      if (!progressed || (!first && !page.more)) break;
     }
     return msgs;
   }

@@ -179,6 +179,26 @@ test("goaway reconnects to the given url after the hint", async () => {
   c.close();
 });
 
+test("a gap from the start is asked as the page below it, not after 0", async () => {
+  const srv = new FakeServer();
+  const { c, got } = newClient(srv);
+  void c.start();
+  const cn = await srv.conn(0);
+  cn.hello();
+  await cn.next((f) => f.type === "sync");
+  cn.push(msg("c", 3));
+  const h = await cn.next((f) => f.type === "history");
+  // after 0 would mean the newest page: the first page is asked with before.
+  assert.equal(h.before, 3);
+  assert.equal(h.after, undefined);
+  assert.equal(h.limit, 2);
+  cn.push({ type: "history", id: h.id, chat: "c", messages: [msg("c", 1), msg("c", 2)].map(({ type, ...m }) => m), more: false });
+  await sleep(10);
+  assert.deepEqual(got, ["c#1:m1", "c#2:m2", "c#3:m3"]);
+  assert.equal(c.stats().gapsFilled, 1);
+  c.close();
+});
+
 test("a gap is filled from history", async () => {
   const srv = new FakeServer();
   const { c, got } = newClient(srv);
