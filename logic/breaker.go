@@ -125,7 +125,14 @@ func (b *breaker) isOpen() bool {
 }
 
 // call runs fn through the breaker.
-func (b *breaker) call(fn func() error) error {
+func (b *breaker) call(fn func() error) error { return b.run(fn, true) }
+
+// callBulk runs fn, a call whose duration grows with its size (the marks
+// writer's one call per interval), through the breaker: its errors count,
+// its latency does not.
+func (b *breaker) callBulk(fn func() error) error { return b.run(fn, false) }
+
+func (b *breaker) run(fn func() error, timed bool) error {
 	if !b.allow() {
 		breakerRejected.Inc()
 		return ErrStoreUnavailable
@@ -136,7 +143,7 @@ func (b *breaker) call(fn func() error) error {
 	end := b.now()
 	took := end.Sub(start)
 	var waited time.Duration
-	if took > b.cfg.Latency { // only a slow call needs its CPU wait
+	if timed && took > b.cfg.Latency { // only a slow call needs its CPU wait
 		waited = b.lag.lateness(end) - lag0
 	}
 	storeCalls.Inc()
@@ -144,7 +151,11 @@ func (b *breaker) call(fn func() error) error {
 	if storeFailed(err) {
 		storeErrors.Inc()
 	}
-	b.done(took, waited, err)
+	judged := took
+	if !timed {
+		judged = 0 // not judged by its latency
+	}
+	b.done(judged, waited, err)
 	return err
 }
 
@@ -230,7 +241,7 @@ func (g guardedStore) UserChats(ctx context.Context, user string) (e []record.Ch
 }
 
 func (g guardedStore) SaveMarks(ctx context.Context, marks []record.Mark) error {
-	return g.b.call(func() error { return g.s.SaveMarks(ctx, marks) })
+	return g.b.callBulk(func() error { return g.s.SaveMarks(ctx, marks) })
 }
 
 func (g guardedStore) DeviceCursor(ctx context.Context, user, device, chatID string) (n uint64, err error) {

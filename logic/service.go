@@ -614,8 +614,6 @@ func (s *Service) routeLeased(r *request) bool {
 	return false
 }
 
-// wantSlot reports whether the ring picks this node to hold slot: always
-// for a node without peers.
 // nodeAlive reports whether a lease owner is a live logic node: a member
 // of the ring in a fleet, only this node otherwise.
 func (s *Service) nodeAlive(owner string) bool {
@@ -628,6 +626,8 @@ func (s *Service) nodeAlive(owner string) bool {
 	return slices.Contains(c.members, owner)
 }
 
+// wantSlot reports whether the ring picks this node to hold slot: always
+// for a node without peers.
 func (s *Service) wantSlot(slot int) bool {
 	c := s.cluster
 	if c == nil {

@@ -429,8 +429,16 @@ func (sh *shard) flush() {
 		}
 		ackable = func(ch *seq.Chat[*request]) bool { return writable(ch.ID, ch.Epoch) }
 	}
+	// Chats whose row this flush did not write: their messages wait too
+	// (the two writable checks below read the clock apart, and a chat's
+	// messages must never be stored before its row).
+	var uncreated map[string]bool
 	for _, ch := range sh.core.Uncreated() {
 		if !writable(ch.ID, ch.Epoch) {
+			if uncreated == nil {
+				uncreated = map[string]bool{}
+			}
+			uncreated[ch.ID] = true
 			continue // appended (and so created) when the lease is valid again
 		}
 		meta := ch.Meta
@@ -451,7 +459,7 @@ func (sh *shard) flush() {
 	var write []record.ChatAppend
 	var idx []int
 	for i, a := range apps {
-		if !writable(a.ChatID(), a.Epoch) {
+		if uncreated[a.ChatID()] || !writable(a.ChatID(), a.Epoch) {
 			res[i].Err = errNoLease // kept in doubt: tried again when valid, dropped when lost
 			continue
 		}

@@ -9,7 +9,7 @@
 # For every rate it runs
 #   bin/parley loadtest -config configs/fleet/connsrv-1.yaml \
 #     -url ws://127.0.0.1:18081/ws,ws://127.0.0.1:18082/ws \
-#     -pairs $PAIRS -rate R -duration $DURATION -body-size $BODY_SIZE -json \
+#     -pairs $PAIRS -rate R -duration $DURATION -warmup $WARMUP -body-size $BODY_SIZE -json \
 #     -watch-pids cassandra-1=PID,...,logic-1=PID,...
 # and prints one markdown table row: sent and delivered rate,
 # send-to-deliver p50/p99, lost and unacknowledged sends, and the CPU
@@ -20,7 +20,12 @@
 # per delivered message (Redis INFO commandstats, the logic nodes'
 # parley_events_published_total).
 #
-# Environment: PAIRS (1000), DURATION (20s), BODY_SIZE (100 bytes, the
+# Every step runs with new users and a WARMUP (15s) of sending before
+# the measured window, on the same connections: the first use of 1,000
+# new chats at once (a chat row and a fence each) falls in the warm-up, and
+# the window measures the steady state of existing chats.
+#
+# Environment: PAIRS (1000), DURATION (20s), WARMUP (15s), BODY_SIZE (100 bytes, the
 # seed's average message), PARLEY_FLEET_DIR
 # (/tmp/parley-fleet), JSON_DIR (keep each run's JSON report there). To
 # measure another build's servers, start that build's fleet (its own
@@ -33,6 +38,7 @@ DIR="${PARLEY_FLEET_DIR:-/tmp/parley-fleet}"
 PAIRS="${PAIRS:-1000}"
 DURATION="${DURATION:-20s}"
 BODY_SIZE="${BODY_SIZE:-100}"
+WARMUP="${WARMUP:-15s}"
 RATES=("$@")
 [ ${#RATES[@]} -gt 0 ] || RATES=(300 1000 2000 3000 5000)
 BIN="$ROOT/bin/parley"
@@ -79,7 +85,7 @@ for rate in "${RATES[@]}"; do
   out=$(mktemp)
   r0=$(redis_calls) e0=$(events)
   "$BIN" loadtest -config configs/fleet/connsrv-1.yaml -url ws://127.0.0.1:18081/ws,ws://127.0.0.1:18082/ws \
-    -pairs "$PAIRS" -rate "$rate" -duration "$DURATION" -body-size "$BODY_SIZE" -json -watch-pids "$WATCH" >"$out" 2>"$out.err" ||
+    -pairs "$PAIRS" -rate "$rate" -duration "$DURATION" -body-size "$BODY_SIZE" -warmup "$WARMUP" -json -watch-pids "$WATCH" >"$out" 2>"$out.err" ||
     { cat "$out.err" >&2; echo "fleet-ladder.sh: loadtest failed at $rate msg/s" >&2; exit 1; }
   r1=$(redis_calls) e1=$(events)
   [ -n "${JSON_DIR:-}" ] && { mkdir -p "$JSON_DIR"; cp "$out" "$JSON_DIR/ladder-$rate.json"; }

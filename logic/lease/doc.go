@@ -33,8 +33,9 @@
 //     the new holder's fence in the store.
 //   - A holder that leaves the ring's choice (a node joined) clears its
 //     grant (Grant stops answering for the slot at once) and releases the
-//     row in the same round, so the successor need not wait; its writes
-//     still in flight carry the old epoch and lose to the successor's fence.
+//     row in the same round, so the successor need not wait; its message
+//     writes still in flight carry the old epoch and lose to the
+//     successor's fence (membership writes carry none: see ARCHITECTURE.md).
 //
 // What a node failure costs: the dead node's slots are unavailable (sends
 // to their chats are answered unavailable with retry_after_ms, nothing is

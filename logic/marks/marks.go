@@ -118,6 +118,9 @@ func (w *Writer) Add(m record.Mark) {
 		marksInvalid.Inc()
 		return
 	}
+	if m.Seq == 0 {
+		return // raises nothing
+	}
 	k := key{m.Kind, m.User, m.Device, m.ChatID}
 	marksAdded.Inc()
 	w.mu.Lock()
