@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -158,9 +159,16 @@ func startStandalone(t *testing.T, bin string, ts testStore, ports [4]int, extra
 	}
 	// Up is not ready: on CQL the node answers unavailable until it holds
 	// its sequencing leases, and /readyz says so.
-	readyz := fmt.Sprintf("http://127.0.0.1:%d/readyz", ports[3])
+	readyz, hc := fmt.Sprintf("http://127.0.0.1:%d/readyz", ports[3]), &http.Client{Timeout: 5 * time.Second}
+	for _, a := range extra {
+		if strings.HasPrefix(a, "logic.http_tls.cert_file=") {
+			// Readiness only; the test checks the certificate itself.
+			readyz = fmt.Sprintf("https://127.0.0.1:%d/readyz", ports[3])
+			hc.Transport = &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS13}} //nolint:gosec // readiness probe of a test server
+		}
+	}
 	for deadline := time.Now().Add(within); ; {
-		resp, err := http.Get(readyz)
+		resp, err := hc.Get(readyz)
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {

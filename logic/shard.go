@@ -23,6 +23,7 @@ var (
 	messagesDeduped  = metrics.NewCounter(`parley_logic_messages_deduplicated_total`)
 	dedupLookups     = metrics.NewCounter(`parley_logic_dedup_lookups_total`)
 	appendsInDoubt   = metrics.NewCounter(`parley_logic_appends_in_doubt_total`)
+	appendsNoLease   = metrics.NewCounter(`parley_logic_appends_waiting_lease_total`)
 	appendConflicts  = metrics.NewCounter(`parley_logic_append_conflicts_total`)
 	chatLoads        = metrics.NewCounter(`parley_logic_chat_loads_total`)
 	fences           = metrics.NewCounter(`parley_logic_chat_fences_total`)
@@ -476,9 +477,16 @@ func (sh *shard) flush() {
 		if r.Err == nil {
 			continue
 		}
-		if errors.Is(r.Err, record.ErrConflict) {
+		switch {
+		case errors.Is(r.Err, errNoLease):
+			// Not written at all: kept until the lease is valid again
+			// (or dropped when lost); the keeper logs lease changes.
+			appendsNoLease.Inc()
+			sh.svc.log.Debug("append waits for the chat's lease", "chat_id", apps[i].ChatID(), "count", len(apps[i].Msgs))
+			continue
+		case errors.Is(r.Err, record.ErrConflict):
 			appendConflicts.Inc()
-		} else {
+		default:
 			appendsInDoubt.Inc()
 		}
 		sh.svc.log.Warn("cannot append messages", "chat_id", apps[i].ChatID(), "count", len(apps[i].Msgs), "stored", r.Stored, "err", r.Err)
