@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"testing"
 	"time"
@@ -65,6 +66,21 @@ func startSystem(t testing.TB, tune func(*connsrv.Config, *logic.Config)) *syste
 	lerr := make(chan error, 1)
 	go func() { lerr <- svc.Run(lctx) }()
 	<-svc.Ready()
+	// Up is not ready: on CQL the node answers unavailable until it holds
+	// its sequencing leases, and /readyz says so.
+	for deadline := time.Now().Add(time.Minute); ; {
+		resp, err := http.Get("http://" + svc.HTTPAddr() + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("logic not ready within a minute of coming up (%v)", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 
 	cc.LogicAddrs = []string{svc.LinkAddr()}
 	cs, err := connsrv.New(cc, v, log)
