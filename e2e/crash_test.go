@@ -167,18 +167,8 @@ func startStandalone(t *testing.T, bin string, ts testStore, ports [4]int, extra
 			hc.Transport = &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS13}} //nolint:gosec // readiness probe of a test server
 		}
 	}
-	for deadline := time.Now().Add(within); ; {
-		resp, err := hc.Get(readyz)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("standalone not ready within %v of coming up (%v); its last lines:\n%s", within, err, lastLines())
-		}
-		time.Sleep(50 * time.Millisecond)
+	if err := waitReadyz(hc, readyz, within); err != nil {
+		t.Fatalf("standalone not ready within %v of coming up (%v); its last lines:\n%s", within, err, lastLines())
 	}
 	return &proc{cmd: cmd, wsURL: fmt.Sprintf("ws://127.0.0.1:%d/ws", ports[0]), httpBase: fmt.Sprintf("http://127.0.0.1:%d", ports[3])}
 }

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -68,18 +69,8 @@ func startSystem(t testing.TB, tune func(*connsrv.Config, *logic.Config)) *syste
 	<-svc.Ready()
 	// Up is not ready: on CQL the node answers unavailable until it holds
 	// its sequencing leases, and /readyz says so.
-	for deadline := time.Now().Add(time.Minute); ; {
-		resp, err := http.Get("http://" + svc.HTTPAddr() + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("logic not ready within a minute of coming up (%v)", err)
-		}
-		time.Sleep(50 * time.Millisecond)
+	if err := waitReadyz(http.DefaultClient, "http://"+svc.HTTPAddr()+"/readyz", time.Minute); err != nil {
+		t.Fatalf("logic not ready within a minute of coming up: %v", err)
 	}
 
 	cc.LogicAddrs = []string{svc.LinkAddr()}
@@ -170,3 +161,21 @@ func issueWith(c auth.Config, user string) (string, error) {
 }
 
 func startSystemB(b *testing.B) *system { return startSystem(b, nil) }
+
+// waitReadyz polls url until it answers 200 or within passes.
+func waitReadyz(hc *http.Client, url string, within time.Duration) error {
+	for deadline := time.Now().Add(within); ; {
+		resp, err := hc.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			err = fmt.Errorf("%s answered %s", url, resp.Status)
+		}
+		if time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

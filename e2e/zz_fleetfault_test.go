@@ -373,12 +373,7 @@ func (f *fleet) peerLinkCut(t *testing.T, st logic.Store, relays [2]*relay) {
 	time.Sleep(3 * time.Second)
 	close(stop)
 	wg.Wait()
-	tr.mu.Lock()
-	worst := time.Duration(0)
-	for _, d := range tr.stalls {
-		worst = max(worst, d)
-	}
-	tr.mu.Unlock()
+	worst := tr.longestStall()
 	t.Logf("longest wait between two acks of one sender across the cut: %v (sends that had to cross it waited for the heal)", worst.Round(time.Millisecond))
 	tr.check(t, st, pairs)
 }
@@ -405,14 +400,20 @@ func (f *fleet) cassandraNodeRestart(t *testing.T, st logic.Store) {
 	time.Sleep(2 * time.Second)
 	close(stop)
 	wg.Wait()
+	worst := tr.longestStall()
+	t.Logf("longest wait between two acks of one sender across the restart: %v", worst.Round(time.Millisecond))
+	tr.check(t, st, pairs)
+}
+
+// longestStall returns the longest wait between two acks of one sender.
+func (tr *faultTraffic) longestStall() time.Duration {
 	tr.mu.Lock()
+	defer tr.mu.Unlock()
 	worst := time.Duration(0)
 	for _, d := range tr.stalls {
 		worst = max(worst, d)
 	}
-	tr.mu.Unlock()
-	t.Logf("longest wait between two acks of one sender across the restart: %v", worst.Round(time.Millisecond))
-	tr.check(t, st, pairs)
+	return worst
 }
 
 func cassandra(t *testing.T, args ...string) {
