@@ -56,9 +56,8 @@ func (s *Server) drain(window time.Duration) {
 			}
 		}
 		for ; i < n && i*batches/n <= k; i++ {
-			if open[i].goaway(rand.Int64N(goawayJitterMS)) {
+			if open[i].goaway(rand.Int64N(goawayJitterMS), s.m.drained.Inc) {
 				told++
-				s.m.drained.Inc()
 			}
 			s.m.drainLeft.Dec()
 		}
@@ -70,9 +69,8 @@ func (s *Server) drain(window time.Duration) {
 			ss.closeAsync(proto.CloseGoingAway, "server shutting down")
 			return
 		}
-		if ss.goaway(rand.Int64N(goawayJitterMS)) {
+		if ss.goaway(rand.Int64N(goawayJitterMS), s.m.drained.Inc) {
 			late++
-			s.m.drained.Inc()
 		}
 	})
 	s.m.drainLeft.Set(0)

@@ -139,14 +139,17 @@ func (s *session) closeAsync(code uint16, reason string) {
 
 // goaway queues a goaway frame (reconnect after retryAfterMS, anywhere)
 // followed by a close with 1001, after what is already pending. It
-// returns false when the session was already closing. Safe for
-// concurrent use.
-func (s *session) goaway(retryAfterMS int64) bool {
+// returns false when the session was already closing. told runs (under
+// the session lock) before the frame can reach the client, so a counter
+// it raises is never behind what a client has seen. Safe for concurrent
+// use.
+func (s *session) goaway(retryAfterMS int64, told func()) bool {
 	s.mu.Lock()
 	if s.closeCode != 0 {
 		s.mu.Unlock()
 		return false
 	}
+	told()
 	var buf [64]byte
 	frame := proto.AppendGoaway(buf[:0], retryAfterMS, "")
 	s.out = appendFrameOut(s.out, opText, frame)
