@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -32,26 +33,44 @@ type BreakerConfig struct {
 	// call (measured by a wake-up probe) is subtracted first, so a node
 	// that is short of CPU does not take its own slowness for the store's.
 	Latency time.Duration `yaml:"latency"`
-	// Failures: this many failures (errors or slow calls) within Window open
-	// the circuit, whatever succeeded in between. Default 5.
+	// Failures: the circuit opens when at least this many calls failed
+	// (errors or slow calls) within Window and they are at least
+	// FailureRatio of the calls made in it. Default 5.
 	Failures int `yaml:"failures"`
-	// Window is the period over which failures are counted. Default 10s.
+	// FailureRatio is the share of failed calls within Window that opens
+	// the circuit (with at least Failures of them), in (0, 1]. Default
+	// 0.5: a store that fails most calls is shed; a loaded store with a
+	// few slow calls among thousands keeps serving the rest.
+	FailureRatio float64 `yaml:"failure_ratio"`
+	// Window is the period over which calls and failures are counted.
+	// Default 10s.
 	Window time.Duration `yaml:"window"`
 	// Cooldown: how long the circuit stays open before one probe call is let
 	// through (half-open). Default 2s.
 	Cooldown time.Duration `yaml:"cooldown"`
 }
 
-// breaker opens after Failures failures within Window and lets one probe
-// through after Cooldown; a successful probe closes it. Safe for
-// concurrent use.
+// breakerBuckets is how many slices of Window the breaker counts calls in.
+const breakerBuckets = 10
+
+// callBucket counts the calls and failures of one slice of the window.
+type callBucket struct {
+	slot         int64 // which slice: time / (Window/breakerBuckets)
+	calls, fails int
+}
+
+// breaker opens when, within Window, at least Failures calls failed and
+// they are at least FailureRatio of all calls; it lets one probe through
+// after Cooldown, and a successful probe closes it. Safe for concurrent
+// use.
 type breaker struct {
 	cfg BreakerConfig
 	now func() time.Time
-	lag *schedLag // nil: no probe, nothing subtracted
+	lag *schedLag    // nil: no probe, nothing subtracted
+	log *slog.Logger // nil: nothing logged
 
-	mu       sync.Mutex  // guards the following
-	recent   []time.Time // failure times within the window, oldest first
+	mu       sync.Mutex // guards the following
+	buckets  [breakerBuckets]callBucket
 	open     bool
 	openedAt time.Time
 	probing  bool // a half-open probe is in flight
@@ -93,28 +112,53 @@ func (b *breaker) done(took, waited time.Duration, err error) {
 	wasProbe := b.probing
 	b.probing = false
 	now := b.now()
-	if !bad {
-		if wasProbe || !b.open {
-			b.open = false
-			if wasProbe {
-				b.recent = b.recent[:0]
-			}
+	if wasProbe {
+		if bad {
+			b.openedAt = now // stays open for another cooldown
+			return
+		}
+		b.open = false
+		b.buckets = [breakerBuckets]callBucket{}
+		if b.log != nil {
+			b.log.Info("store circuit closed: a probe call succeeded")
 		}
 		return
 	}
-	b.recent = append(b.recent, now)
-	for len(b.recent) > 0 && now.Sub(b.recent[0]) > b.cfg.Window {
-		b.recent = b.recent[1:]
+	calls, fails := b.countLocked(now, bad)
+	if b.open || fails < b.cfg.Failures || float64(fails) < b.cfg.FailureRatio*float64(calls) {
+		return
 	}
-	if len(b.recent) > b.cfg.Failures {
-		b.recent = b.recent[len(b.recent)-b.cfg.Failures:]
+	breakerOpens.Inc()
+	b.open, b.openedAt = true, now
+	if b.log != nil {
+		b.log.Warn("store circuit opened: calls fail fast until a probe succeeds",
+			"failed", fails, "calls", calls, "window", b.cfg.Window, "cooldown", b.cfg.Cooldown, "last_error", err)
 	}
-	if b.open || len(b.recent) >= b.cfg.Failures {
-		if !b.open {
-			breakerOpens.Inc()
+}
+
+// countLocked adds one call at now to its bucket and returns the calls
+// and failures within the window. b.mu held.
+func (b *breaker) countLocked(now time.Time, bad bool) (calls, fails int) {
+	width := int64(b.cfg.Window / breakerBuckets)
+	if width <= 0 {
+		width = 1
+	}
+	slot := now.UnixNano() / width
+	bk := &b.buckets[int(uint64(slot)%breakerBuckets)]
+	if bk.slot != slot {
+		*bk = callBucket{slot: slot}
+	}
+	bk.calls++
+	if bad {
+		bk.fails++
+	}
+	for _, c := range b.buckets {
+		if c.slot > slot-breakerBuckets && c.slot <= slot {
+			calls += c.calls
+			fails += c.fails
 		}
-		b.open, b.openedAt = true, now
 	}
+	return calls, fails
 }
 
 // isOpen reports whether the circuit is open (for readiness).
@@ -263,6 +307,9 @@ func (c BreakerConfig) validate() []error {
 	}
 	if c.Failures < 1 {
 		errs = append(errs, fmt.Errorf("logic.breaker.failures must be positive, got %d", c.Failures))
+	}
+	if !(c.FailureRatio > 0 && c.FailureRatio <= 1) {
+		errs = append(errs, fmt.Errorf("logic.breaker.failure_ratio must be in (0, 1], got %v", c.FailureRatio))
 	}
 	if c.Window <= 0 {
 		errs = append(errs, fmt.Errorf("logic.breaker.window must be positive, got %s", c.Window))

@@ -12,7 +12,7 @@ import (
 
 func TestBreakerStates(t *testing.T) {
 	now := time.Unix(0, 0)
-	b := &breaker{cfg: BreakerConfig{Latency: 500 * time.Millisecond, Failures: 3, Window: 10 * time.Second, Cooldown: time.Second}, now: func() time.Time { return now }}
+	b := &breaker{cfg: BreakerConfig{Latency: 500 * time.Millisecond, Failures: 3, FailureRatio: 0.5, Window: 10 * time.Second, Cooldown: time.Second}, now: func() time.Time { return now }}
 	boom := errors.New("boom")
 	steps := []struct {
 		name     string
@@ -29,7 +29,7 @@ func TestBreakerStates(t *testing.T) {
 		{"slow 1", 0, 600 * time.Millisecond, nil, true, false},
 		{"success does not reset the count", 0, time.Millisecond, nil, true, false},
 		{"error 2", 0, time.Millisecond, boom, true, false},
-		{"slow 3 opens", 0, time.Second, nil, true, true},
+		{"slow 3 opens: 3 of 6 calls failed", 0, time.Second, nil, true, true},
 		{"open rejects", 100 * time.Millisecond, 0, nil, false, true},
 		{"probe after cooldown fails", time.Second, 0, boom, true, true},
 		{"open again", 0, 0, nil, false, true},
@@ -56,10 +56,55 @@ func TestBreakerStates(t *testing.T) {
 	}
 }
 
+// TestBreakerRatio: a loaded store with a few slow calls among many keeps
+// serving; the same failures with few calls open the circuit.
+func TestBreakerRatio(t *testing.T) {
+	boom := errors.New("boom")
+	for _, tc := range []struct {
+		name     string
+		ok, bad  int
+		wantOpen bool
+	}{
+		{"few failures among many calls", 100, 10, false},
+		{"failures are half of the calls", 10, 10, true},
+		{"fewer failures than Failures", 0, 4, false},
+		{"all calls fail", 0, 5, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			now := time.Unix(100, 0)
+			b := &breaker{cfg: BreakerConfig{Latency: time.Second, Failures: 5, FailureRatio: 0.5, Window: 10 * time.Second, Cooldown: time.Second}, now: func() time.Time { return now }}
+			for i := 0; i < tc.ok; i++ {
+				_ = b.call(func() error { now = now.Add(time.Millisecond); return nil })
+			}
+			for i := 0; i < tc.bad; i++ {
+				_ = b.call(func() error { now = now.Add(time.Millisecond); return boom })
+			}
+			if b.isOpen() != tc.wantOpen {
+				t.Fatalf("open=%v after %d ok and %d failed calls, want %v", b.isOpen(), tc.ok, tc.bad, tc.wantOpen)
+			}
+		})
+	}
+	// Calls older than the window no longer dilute the failures.
+	now := time.Unix(100, 0)
+	b := &breaker{cfg: BreakerConfig{Latency: time.Second, Failures: 5, FailureRatio: 0.5, Window: 10 * time.Second, Cooldown: time.Second}, now: func() time.Time { return now }}
+	for i := 0; i < 100; i++ {
+		_ = b.call(func() error { return nil })
+	}
+	now = now.Add(11 * time.Second)
+	for i := 0; i < 5; i++ {
+		_ = b.call(func() error { return boom })
+	}
+	if !b.isOpen() {
+		t.Fatal("closed after 5 failures with the 100 successes outside the window, want open")
+	}
+}
+
 func TestSlowStoreFailsFastAndRecovers(t *testing.T) {
 	st := newMemStore()
 	svc := startService(t, st, func(c *Config) {
-		c.Breaker = BreakerConfig{Latency: 50 * time.Millisecond, Failures: 3, Window: 10 * time.Second, Cooldown: 300 * time.Millisecond}
+		// Only appends are slow here; the session's fast reads count as
+		// calls too, so a low ratio lets three slow appends open it.
+		c.Breaker = BreakerConfig{Latency: 50 * time.Millisecond, Failures: 3, FailureRatio: 0.1, Window: 10 * time.Second, Cooldown: 300 * time.Millisecond}
 	})
 	n := dialNode(t, svc.LinkAddr())
 	n.open(1, "alice", "d")

@@ -162,7 +162,7 @@ func Default() Config {
 		LinkTLS:            tlsconf.Default(),
 		Cluster: ClusterConfig{ForwardTimeout: 10 * time.Second, PeerPingInterval: time.Second,
 			RegisterInterval: time.Second, LocationRefresh: 30 * time.Second, RehomeSpread: 3 * time.Second},
-		Breaker: BreakerConfig{Latency: 500 * time.Millisecond, Failures: 5, Window: 10 * time.Second, Cooldown: 2 * time.Second},
+		Breaker: BreakerConfig{Latency: 500 * time.Millisecond, Failures: 5, FailureRatio: 0.5, Window: 10 * time.Second, Cooldown: 2 * time.Second},
 	}
 }
 

@@ -100,7 +100,7 @@ func TestBreakerExcusesSchedulingLag(t *testing.T) {
 	lag := newSchedLag(50 * time.Millisecond)
 	lag.now, lag.epoch = clock, now
 	lag.last.Store(lag.since(now))
-	b := &breaker{cfg: BreakerConfig{Latency: 500 * time.Millisecond, Failures: 2, Window: 10 * time.Second, Cooldown: time.Second}, now: clock, lag: lag}
+	b := &breaker{cfg: BreakerConfig{Latency: 500 * time.Millisecond, Failures: 2, FailureRatio: 0.5, Window: 10 * time.Second, Cooldown: time.Second}, now: clock, lag: lag}
 	// slow runs a call of d; the probe either wakes on time every 50 ms
 	// during it or sleeps through it (a starved node).
 	slow := func(d time.Duration, starved bool) {

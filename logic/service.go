@@ -173,7 +173,7 @@ func New(cfg Config, store Store, presence Presence, verifier *auth.Verifier, lo
 	if log == nil {
 		log = slog.Default()
 	}
-	brk := &breaker{cfg: cfg.Breaker, now: time.Now, lag: newSchedLag(lagInterval)}
+	brk := &breaker{cfg: cfg.Breaker, now: time.Now, lag: newSchedLag(lagInterval), log: log.With("component", "breaker")}
 	s := &Service{
 		cfg: cfg, store: guardedStore{s: store, b: brk}, breaker: brk, presence: presence, verifier: verifier, log: log, now: time.Now,
 		reg:     newRegistry(),
