@@ -155,24 +155,50 @@ func (c RuntimeConfig) apply(getenv func(string) string) {
 type DebugConfig struct {
 	// PprofListen, when set, serves net/http/pprof (/debug/pprof/) on this
 	// address, e.g. 127.0.0.1:6060, for CPU and heap profiles under load.
-	// Keep it on loopback: profiles expose internals. Default empty (off).
+	// Loopback only (a loopback IP or "localhost"; anything else is a
+	// config error): profiles expose internals and pprof has no
+	// authentication. The command line (/debug/pprof/cmdline) is never
+	// served. Default empty (off).
 	PprofListen string `yaml:"pprof_listen"`
 }
 
-// startPprof serves net/http/pprof on addr until the process exits.
+// validate refuses a pprof address that is not on loopback.
+func (d DebugConfig) validate() error {
+	if d.PprofListen == "" {
+		return nil
+	}
+	host, _, err := net.SplitHostPort(d.PprofListen)
+	if err != nil {
+		return fmt.Errorf("debug.pprof_listen %q: %w", d.PprofListen, err)
+	}
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return fmt.Errorf("debug.pprof_listen %q: pprof has no authentication and serves only on loopback (e.g. 127.0.0.1:6060); reach it from elsewhere through an SSH tunnel", d.PprofListen)
+	}
+	return nil
+}
+
+// startPprof serves net/http/pprof on addr until the process exits. It
+// serves the runtime profiles and the CPU profile and trace, but not the
+// command line, which may hold secrets (-set auth.secret=...).
 func startPprof(addr string) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("debug.pprof_listen: cannot listen on %s: %w", addr, err)
 	}
+	go func() { _ = http.Serve(ln, pprofMux()) }()
+	return nil
+}
+
+// pprofMux routes /debug/pprof/ without cmdline: Index serves named
+// runtime profiles only, and "cmdline" is not one (404).
+func pprofMux() *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/cmdline", http.NotFound)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	go func() { _ = http.Serve(ln, mux) }()
-	return nil
+	return mux
 }
 
 func defaultFileConfig() fileConfig {
@@ -248,7 +274,7 @@ func loadConfig(fs *flag.FlagSet, args []string, defaultPath string, validate fu
 	if err := confload.SetAll(&cfg, sets); err != nil {
 		return cfg, false, err
 	}
-	if err := errors.Join(cfg.Runtime.validate(os.Getenv), validate(&cfg)); err != nil {
+	if err := errors.Join(cfg.Runtime.validate(os.Getenv), cfg.Debug.validate(), validate(&cfg)); err != nil {
 		return cfg, false, fmt.Errorf("invalid configuration:\n%w", err)
 	}
 	if *check {

@@ -4,6 +4,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -55,6 +57,11 @@ func TestConfigErrors(t *testing.T) {
 		{[]string{"-set", "connsrv.lisen=x"}, "unknown setting"},
 		{[]string{"-set", "auth.secret=short"}, "at least 32 bytes"},
 		{[]string{"-set", "log.level=loud"}, "log.level"},
+		{[]string{"-set", "debug.pprof_listen=0.0.0.0:6060"}, "only on loopback"},
+		{[]string{"-set", "debug.pprof_listen=:6060"}, "only on loopback"},
+		{[]string{"-set", "debug.pprof_listen=10.0.0.5:6060"}, "only on loopback"},
+		{[]string{"-set", "debug.pprof_listen=example.com:6060"}, "only on loopback"},
+		{[]string{"-set", "debug.pprof_listen=127.0.0.1"}, "debug.pprof_listen"},
 	}
 	for _, tt := range tests {
 		fs := flag.NewFlagSet("t", flag.ContinueOnError)
@@ -62,6 +69,34 @@ func TestConfigErrors(t *testing.T) {
 		_, _, err := loadConfig(fs, tt.args, "", func(c *fileConfig) error { return joinErrs(validateLog(c.Log), c.Auth.Validate()) })
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%v: got %v, want error containing %q", tt.args, err, tt.want)
+		}
+	}
+}
+
+func TestPprofLoopbackWithoutCmdline(t *testing.T) {
+	for _, addr := range []string{"127.0.0.1:6060", "[::1]:6060", "localhost:6060", "127.0.0.2:0"} {
+		if err := (DebugConfig{PprofListen: addr}).validate(); err != nil {
+			t.Errorf("%s: got %v, want ok", addr, err)
+		}
+	}
+	srv := httptest.NewServer(pprofMux())
+	defer srv.Close()
+	for path, want := range map[string]int{
+		"/debug/pprof/cmdline":           http.StatusNotFound,
+		"/debug/pprof/cmdline?x=1":       http.StatusNotFound,
+		"/debug/pprof/goroutine?debug=1": http.StatusOK,
+	} {
+		resp, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("GET %s: got %d, want %d", path, resp.StatusCode, want)
+		}
+		if strings.Contains(string(body), "test.") && strings.Contains(path, "cmdline") {
+			t.Errorf("GET %s served the command line: %q", path, body)
 		}
 	}
 }
