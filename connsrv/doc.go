@@ -21,7 +21,8 @@
 //     subprotocol list ("parley.v1", "bearer.<t>"; "parley.v1" is selected)
 //     or the query parameter "token"; the device from the query parameter
 //     "device", the token's dev claim, or "default". Refusals: 401 bad,
-//     missing or expired token; 400 bad device id or request; 403 origin
+//     missing or expired token; 400 bad device id or request, or a device
+//     other than the token's dev claim; 403 origin
 //     not in AllowedOrigins; 503 the session's logic link is down.
 //  2. After the upgrade the session gets an id unique in the process and is
 //     bound to one link of the pool (id modulo the number of links), so all

@@ -550,6 +550,10 @@ func (u *upgrade) beforeUpgrade() (ws.HandshakeHeader, error) {
 		if !record.ValidID(u.queryDevice) {
 			return nil, reject(400, "invalid device id")
 		}
+		if claims.Device != "" && claims.Device != u.queryDevice {
+			// A device-bound token runs as its device only.
+			return nil, reject(400, "device does not match the token's dev claim")
+		}
 		device = u.queryDevice
 	case claims.Device != "":
 		device = claims.Device

@@ -37,6 +37,8 @@ func TestUpgradeAuth(t *testing.T) {
 		{name: "garbage", header: http.Header{"Authorization": {"Bearer abc.def.ghi"}}, wantStatus: 401},
 		{name: "wrong secret", query: "?token=" + forgedToken(t), wantStatus: 401},
 		{name: "expired", header: http.Header{"Authorization": {"Bearer " + token(t, "erin", "", -time.Hour)}}, wantStatus: 401},
+		{name: "device claim and the same device", query: "?device=tablet", header: http.Header{"Authorization": {"Bearer " + token(t, "dave", "tablet", time.Hour)}}, wantUser: "dave", wantDevice: "tablet"},
+		{name: "device claim and another device", query: "?device=phone", header: http.Header{"Authorization": {"Bearer " + token(t, "dave", "tablet", time.Hour)}}, wantStatus: 400},
 		{name: "bad device", query: "?token=" + good("frank") + "&device=" + url.QueryEscape("bad device!"), wantStatus: 400},
 	}
 	for _, tt := range tests {
