@@ -1,11 +1,14 @@
 package logic
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"strconv"
 	"strings"
 	"time"
@@ -19,8 +22,13 @@ import (
 	"github.com/parley-chat/parley/internal/record"
 )
 
-// DevTokenTTL is the lifetime of tokens from POST /v1/dev/token.
+// DevTokenTTL is the lifetime of tokens from POST /v1/dev/token (capped
+// at auth.max_lifetime).
 const DevTokenTTL = 24 * time.Hour
+
+// MaxHTTPBodyBytes is the largest HTTP request body the API reads; a
+// larger one is answered 413 too_large (as a JSON error) whatever its size.
+const MaxHTTPBodyBytes = 64 << 10
 
 func (s *Service) newHTTPServer() *fasthttp.Server {
 	if s.cfg.WebDir != "" {
@@ -38,13 +46,74 @@ func (s *Service) newHTTPServer() *fasthttp.Server {
 	}
 	return &fasthttp.Server{
 		Handler:            s.serveHTTP,
-		Name:               "parley",
+		Name:               httpServerName,
 		ReadTimeout:        10 * time.Second,
 		WriteTimeout:       10 * time.Second,
 		IdleTimeout:        60 * time.Second,
-		MaxRequestBodySize: 64 << 10,
+		MaxRequestBodySize: MaxHTTPBodyBytes,
+		ErrorHandler:       httpReadError,
 		Logger:             httpLogger{s},
 	}
+}
+
+// httpServerName is the Server header of every answer.
+const httpServerName = "parley"
+
+// lingerTimeout bounds how long a connection is drained after its
+// request body was refused as too large (see answerAndLinger).
+const lingerTimeout = 2 * time.Second
+
+// httpReadError answers a request fasthttp could not read (it never
+// reached serveHTTP) with the API's JSON error body: 413 too_large for a
+// body over MaxHTTPBodyBytes (by Content-Length or once a chunked body
+// passes it), 431 for a header over the read buffer, 408 for a read
+// timeout, else 400. fasthttp then closes the connection. It runs on the
+// connection's goroutine and may block up to lingerTimeout.
+func httpReadError(ctx *fasthttp.RequestCtx, err error) {
+	start := time.Now()
+	var small *fasthttp.ErrSmallBuffer
+	var ne net.Error
+	switch {
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		httpError(ctx, fasthttp.StatusRequestEntityTooLarge, proto.Errorf(proto.CodeTooLarge, "request body exceeds %d bytes", MaxHTTPBodyBytes))
+		observeHTTP("other", ctx.Response.StatusCode(), start)
+		answerAndLinger(ctx)
+		return
+	case errors.As(err, &small):
+		httpError(ctx, fasthttp.StatusRequestHeaderFieldsTooLarge, proto.Errorf(proto.CodeBadRequest, "request header too large"))
+	case errors.As(err, &ne) && ne.Timeout():
+		httpError(ctx, fasthttp.StatusRequestTimeout, proto.Errorf(proto.CodeBadRequest, "request timeout"))
+	default:
+		httpError(ctx, fasthttp.StatusBadRequest, proto.Errorf(proto.CodeBadRequest, "malformed HTTP request"))
+	}
+	observeHTTP("other", ctx.Response.StatusCode(), start)
+}
+
+// answerAndLinger writes ctx's answer itself, half-closes the connection
+// and discards what the client still sends, until it closes or
+// lingerTimeout passes. fasthttp refuses an oversized body without reading
+// it and closes at once; closing a socket with unread input sends a TCP
+// RST, which makes the client's write fail and can destroy the 413 before
+// the client reads it, so a body far over the limit would not get its
+// answer. (Go's net/http server lingers the same way.) fasthttp's own
+// write of the answer afterwards fails on the half-closed connection and
+// is ignored. Without half-close support the answer is left to fasthttp.
+func answerAndLinger(ctx *fasthttp.RequestCtx) {
+	c := ctx.Conn()
+	hc, ok := c.(interface{ CloseWrite() error })
+	if !ok {
+		return
+	}
+	ctx.Response.Header.SetServer(httpServerName)
+	ctx.SetConnectionClose()
+	deadline := time.Now().Add(lingerTimeout)
+	_ = c.SetWriteDeadline(deadline)
+	bw := bufio.NewWriter(c)
+	if ctx.Response.Write(bw) != nil || bw.Flush() != nil || hc.CloseWrite() != nil {
+		return
+	}
+	_ = c.SetReadDeadline(deadline)
+	_, _ = io.Copy(io.Discard, c)
 }
 
 type httpLogger struct{ s *Service }
@@ -143,13 +212,26 @@ func (s *Service) serveHTTP(ctx *fasthttp.RequestCtx) {
 	}
 }
 
+// httpAuth verifies the token of "Authorization: Bearer <jwt>", else of
+// ?token=.
 func (s *Service) httpAuth(ctx *fasthttp.RequestCtx) (auth.Claims, error) {
-	h := string(ctx.Request.Header.Peek("Authorization"))
-	tok, ok := strings.CutPrefix(h, "Bearer ")
+	tok, ok := bearerToken(string(ctx.Request.Header.Peek("Authorization")))
 	if !ok {
 		tok = string(ctx.QueryArgs().Peek("token"))
 	}
 	return s.verifier.Verify(strings.TrimSpace(tok))
+}
+
+// bearerToken returns the credentials of an Authorization header value
+// with the Bearer scheme in any case (RFC 7235: the scheme is
+// case-insensitive), however many spaces follow it, as connsrv's upgrade
+// does.
+func bearerToken(h string) (string, bool) {
+	scheme, rest, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	return strings.TrimSpace(rest), true
 }
 
 func (s *Service) serveReady(ctx *fasthttp.RequestCtx) {
@@ -214,12 +296,15 @@ func (s *Service) serveDevToken(ctx *fasthttp.RequestCtx) {
 	if req.Device == "" {
 		req.Device = string(ctx.QueryArgs().Peek("device"))
 	}
-	tok, err := auth.Issue(s.verifier.Config(), req.User, req.Device, DevTokenTTL, s.now())
+	acfg := s.verifier.Config()
+	ttl := min(DevTokenTTL, acfg.MaxLifetime) // Config has MaxLifetime's default filled in
+	now := s.now()
+	tok, err := auth.Issue(acfg, req.User, req.Device, ttl, now)
 	if err != nil {
 		httpError(ctx, fasthttp.StatusBadRequest, proto.Errorf(proto.CodeBadRequest, "%v", err))
 		return
 	}
-	s.writeJSON(ctx, map[string]any{"token": tok, "user": req.User, "expires_at": s.now().Add(DevTokenTTL).UnixMilli()}, nil)
+	s.writeJSON(ctx, map[string]any{"token": tok, "user": req.User, "expires_at": now.Add(ttl).UnixMilli()}, nil)
 }
 
 func (s *Service) serveHistory(rctx context.Context, ctx *fasthttp.RequestCtx, user, chat string) {

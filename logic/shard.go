@@ -714,6 +714,9 @@ func (sh *shard) groupCreate(ctx context.Context, r *request) error {
 	if len(in.Name) > record.MaxGroupNameLen || !utf8.ValidString(in.Name) {
 		return proto.Errorf(proto.CodeTooLarge, "group name must be valid UTF-8 of at most %d bytes", record.MaxGroupNameLen)
 	}
+	if err := checkDisplayText("name", in.Name); err != nil {
+		return err
+	}
 	members := []string{r.user}
 	for _, m := range in.Members {
 		if !record.ValidID(m) {

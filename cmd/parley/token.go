@@ -22,7 +22,7 @@ func tokenCmd(args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("token", flag.ContinueOnError)
 	user := fs.String("user", "", "user id (required unless -gen-key)")
 	device := fs.String("device", "", "device id to embed (optional)")
-	ttl := fs.Duration("ttl", 24*time.Hour, "token lifetime")
+	ttl := fs.Duration("ttl", auth.DefaultMaxLifetime, "token lifetime, at most auth.max_lifetime (default 24h; verifiers refuse longer-lived tokens)")
 	keyPath := fs.String("key", "", "PEM private key (RSA or Ed25519) to sign with instead of auth.secret")
 	kid := fs.String("kid", "", "key id: put in the token header with -key; names the files with -gen-key (default <kind>-<yyyymmdd>)")
 	alg := fs.String("alg", "", "RS256 or EdDSA with -key (default: from the key)")
@@ -45,6 +45,13 @@ func tokenCmd(args []string, out io.Writer) error {
 	}
 	if *user == "" {
 		return errors.New("-user is required")
+	}
+	maxLife := cfg.Auth.MaxLifetime
+	if maxLife == 0 {
+		maxLife = auth.DefaultMaxLifetime
+	}
+	if *ttl > maxLife {
+		return fmt.Errorf("-ttl %s exceeds auth.max_lifetime %s: verifiers would refuse the token (raise auth.max_lifetime on every node first)", *ttl, maxLife)
 	}
 	var tok string
 	if *keyPath == "" {

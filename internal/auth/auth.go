@@ -34,9 +34,46 @@ type Claims struct {
 	Expires time.Time // exp (always present on a verified token)
 }
 
+// tokenClaims is a token's payload. Its exp, nbf and iat shadow those of
+// the embedded RegisteredClaims (the shallower JSON field wins) so they
+// decode strictly: jwt.NumericDate also takes a numeric string such as
+// "1999999999", which RFC 7519 does not allow.
 type tokenClaims struct {
-	Device string `json:"dev,omitempty"`
+	Device    string       `json:"dev,omitempty"`
+	ExpiresAt *numericDate `json:"exp,omitempty"`
+	NotBefore *numericDate `json:"nbf,omitempty"`
+	IssuedAt  *numericDate `json:"iat,omitempty"`
 	jwt.RegisteredClaims
+}
+
+// GetExpirationTime implements jwt.Claims with the strict exp.
+func (c tokenClaims) GetExpirationTime() (*jwt.NumericDate, error) { return c.ExpiresAt.date(), nil }
+
+// GetNotBefore implements jwt.Claims with the strict nbf.
+func (c tokenClaims) GetNotBefore() (*jwt.NumericDate, error) { return c.NotBefore.date(), nil }
+
+// GetIssuedAt implements jwt.Claims with the strict iat.
+func (c tokenClaims) GetIssuedAt() (*jwt.NumericDate, error) { return c.IssuedAt.date(), nil }
+
+// numericDate is a JWT NumericDate that must be a JSON number (RFC 7519
+// section 2); a string, even a numeric one, is refused.
+type numericDate struct{ jwt.NumericDate }
+
+func newNumericDate(t time.Time) *numericDate { return &numericDate{*jwt.NewNumericDate(t)} }
+
+// UnmarshalJSON refuses anything but a JSON number.
+func (d *numericDate) UnmarshalJSON(b []byte) error {
+	if len(b) == 0 || (b[0] != '-' && (b[0] < '0' || b[0] > '9')) {
+		return errors.New("a NumericDate must be a JSON number")
+	}
+	return d.NumericDate.UnmarshalJSON(b)
+}
+
+func (d *numericDate) date() *jwt.NumericDate {
+	if d == nil {
+		return nil
+	}
+	return &d.NumericDate
 }
 
 // Options are the optional dependencies of a Verifier.
@@ -165,7 +202,9 @@ func NewVerifierWith(cfg Config, opts Options) (*Verifier, error) {
 // RSA key for RS256, an Ed25519 key for EdDSA); the kid selects the key
 // (required when several public keys are configured); exp is present and
 // valid at now, nbf honoured, iat not in the future (all within the
-// leeway); iss and aud match when configured; sub is a valid user id.
+// leeway), each a JSON number; the lifetime (exp - iat, or exp - now
+// without iat) is at most Config.MaxLifetime plus the leeway; iss and aud
+// match when configured; sub is a valid user id.
 // Safe for concurrent use; never blocks on I/O.
 func (v *Verifier) Verify(token string) (Claims, error) {
 	if token == "" {
@@ -190,10 +229,27 @@ func (v *Verifier) Verify(token string) (Claims, error) {
 		return Claims{}, fmt.Errorf("%w: dev %q is not a valid device id", ErrInvalid, tc.Device)
 	}
 	c := Claims{User: tc.Subject, Device: tc.Device}
-	if tc.ExpiresAt != nil {
+	if tc.ExpiresAt != nil { // always true: the parser requires exp
 		c.Expires = tc.ExpiresAt.Time
 	}
+	if err := v.checkLifetime(c.Expires, tc.IssuedAt.date()); err != nil {
+		return Claims{}, err
+	}
 	return c, nil
+}
+
+// checkLifetime refuses a token that lives longer than
+// Config.MaxLifetime (plus the leeway): exp - iat, or exp - now when the
+// token has no iat.
+func (v *Verifier) checkLifetime(exp time.Time, iat *jwt.NumericDate) error {
+	from, what := v.now(), "exp - now"
+	if iat != nil {
+		from, what = iat.Time, "exp - iat"
+	}
+	if life := exp.Sub(from); life > v.cfg.MaxLifetime+v.cfg.Leeway {
+		return fmt.Errorf("%w: token lifetime %s (%s) exceeds auth.max_lifetime %s", ErrInvalid, life, what, v.cfg.MaxLifetime)
+	}
+	return nil
 }
 
 // keyFor is the jwt.Keyfunc: it returns the key matching the token's alg

@@ -37,6 +37,9 @@ const (
 	kidRefreshInterval = 10 * time.Second
 	// minJWKSRefresh is the shortest Config.JWKSRefresh accepted.
 	minJWKSRefresh = time.Second
+	// DefaultMaxLifetime is the default Config.MaxLifetime: the longest
+	// an access token may live (exp - iat).
+	DefaultMaxLifetime = 24 * time.Hour
 )
 
 // Config configures token verification (the `auth:` section of every
@@ -82,12 +85,18 @@ type Config struct {
 	// JWKSTimeout bounds one JWKS fetch. Default 5s; zero means the
 	// default.
 	JWKSTimeout time.Duration `yaml:"jwks_timeout"`
+	// MaxLifetime is the longest lifetime of an access token: a token
+	// whose exp - iat (exp - now when it has no iat) exceeds it by more
+	// than Leeway is refused, and Issue/IssueWith refuse a longer ttl.
+	// Default 24h; zero means the default (there is no "no limit":
+	// set a larger value); negative is a configuration error.
+	MaxLifetime time.Duration `yaml:"max_lifetime"`
 }
 
 // Default returns the default configuration (with no key source: set a
 // secret or public keys).
 func Default() Config {
-	return Config{Leeway: 30 * time.Second, JWKSRefresh: 5 * time.Minute, JWKSTimeout: 5 * time.Second}
+	return Config{Leeway: 30 * time.Second, JWKSRefresh: 5 * time.Minute, JWKSTimeout: 5 * time.Second, MaxLifetime: DefaultMaxLifetime}
 }
 
 // withDefaults fills zero durations with their defaults.
@@ -101,6 +110,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.JWKSTimeout == 0 {
 		c.JWKSTimeout = d.JWKSTimeout
+	}
+	if c.MaxLifetime == 0 {
+		c.MaxLifetime = d.MaxLifetime
 	}
 	return c
 }
@@ -191,6 +203,9 @@ func (c Config) Validate() error {
 	}
 	if c.Leeway < 0 {
 		add("auth.leeway: must not be negative, got %s", c.Leeway)
+	}
+	if c.MaxLifetime < 0 {
+		add("auth.max_lifetime: must not be negative (0 means the default, %s), got %s", DefaultMaxLifetime, c.MaxLifetime)
 	}
 	return errors.Join(errs...)
 }

@@ -11,7 +11,9 @@
 // (the kid is the file's base name), a JWKS file (re-read when it changes)
 // and a JWKS URL (re-fetched every jwks_refresh, and at most every 10s
 // when a token names an unknown kid, so a key rotation at the issuer is
-// picked up without a restart).
+// picked up without a restart). exp, nbf and iat must be JSON numbers, and
+// a token may live at most Config.MaxLifetime (default 24h, exp - iat);
+// Issue and IssueWith refuse to mint a longer one.
 //
 // Concurrency: a Verifier is safe for concurrent use. Verify never blocks
 // on I/O (it may run on a gnet event loop): JWKS checks run in one

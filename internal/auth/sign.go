@@ -59,8 +59,13 @@ func (s *Signer) KID() string { return s.kid }
 
 // IssueWith signs a token for user (and optionally device) valid for ttl
 // from now (a negative ttl makes an expired token, for tests), with cfg's
-// issuer and audience. Safe for concurrent use.
+// issuer and audience. A ttl over cfg.MaxLifetime (default 24h) is an
+// error: verifiers with the same configuration would refuse the token.
+// Safe for concurrent use.
 func IssueWith(s *Signer, cfg Config, user, device string, ttl time.Duration, now time.Time) (string, error) {
+	if maxLife := cfg.withDefaults().MaxLifetime; ttl > maxLife {
+		return "", fmt.Errorf("cannot issue token: lifetime %s exceeds auth.max_lifetime %s", ttl, maxLife)
+	}
 	if !record.ValidID(user) {
 		return "", fmt.Errorf("cannot issue token: invalid user id %q", user)
 	}
@@ -68,12 +73,12 @@ func IssueWith(s *Signer, cfg Config, user, device string, ttl time.Duration, no
 		return "", fmt.Errorf("cannot issue token: invalid device id %q", device)
 	}
 	tc := tokenClaims{
-		Device: device,
+		Device:    device,
+		IssuedAt:  newNumericDate(now),
+		ExpiresAt: newNumericDate(now.Add(ttl)),
 		RegisteredClaims: jwt.RegisteredClaims{
-			Subject:   user,
-			Issuer:    cfg.Issuer,
-			IssuedAt:  jwt.NewNumericDate(now),
-			ExpiresAt: jwt.NewNumericDate(now.Add(ttl)),
+			Subject: user,
+			Issuer:  cfg.Issuer,
 		},
 	}
 	if cfg.Audience != "" {

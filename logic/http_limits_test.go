@@ -1,0 +1,135 @@
+package logic
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/parley-chat/parley/internal/proto"
+)
+
+func TestBearerToken(t *testing.T) {
+	tests := []struct {
+		in, want string
+		ok       bool
+	}{
+		{"Bearer abc", "abc", true},
+		{"bearer abc", "abc", true},
+		{"BEARER abc", "abc", true},
+		{"bEaReR abc", "abc", true},
+		{"Bearer    abc  ", "abc", true},
+		{"Bearer ", "", true},
+		{"Bearer", "", false},
+		{"Bearerabc", "", false},
+		{"Basic abc", "", false},
+		{"", "", false},
+		{" Bearer abc", "", false},
+	}
+	for _, tc := range tests {
+		got, ok := bearerToken(tc.in)
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("bearerToken(%q): got %q, %v; want %q, %v", tc.in, got, ok, tc.want, tc.ok)
+		}
+	}
+}
+
+// TestHTTPBearerAnyCase: the HTTP API takes the Bearer scheme in any case
+// (RFC 7235), as the WebSocket upgrade does.
+func TestHTTPBearerAnyCase(t *testing.T) {
+	svc := startService(t, newMemStore())
+	url := "http://" + svc.HTTPAddr() + "/v1/chats"
+	tok := testToken(t, "alice", "")
+	tests := []struct {
+		name, header string
+		want         int
+	}{
+		{"canonical", "Bearer " + tok, 200},
+		{"lower", "bearer " + tok, 200},
+		{"upper", "BEARER " + tok, 200},
+		{"mixed_extra_spaces", "bEaReR    " + tok, 200},
+		{"no_space", "Bearer" + tok, 401},
+		{"other_scheme", "Basic " + tok, 401},
+		{"bad_token", "bearer x" + tok, 401},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			req, err := http.NewRequestWithContext(t.Context(), "GET", url, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("Authorization", tc.header)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tc.want {
+				t.Fatalf("got %d %s, want %d", resp.StatusCode, b, tc.want)
+			}
+		})
+	}
+}
+
+// TestHTTPBodyTooLarge: a body over MaxHTTPBodyBytes is answered 413 with
+// the JSON error too_large, whether it is just over or far over the limit
+// and whether its length is declared or chunked.
+func TestHTTPBodyTooLarge(t *testing.T) {
+	svc := startService(t, newMemStore())
+	url := "http://" + svc.HTTPAddr() + "/v1/chats/dm:alice:bob/messages"
+	tok := testToken(t, "alice", "")
+	for _, size := range []int{MaxHTTPBodyBytes + 1, 4 * MaxHTTPBodyBytes, 16 << 20} {
+		for _, mode := range []string{"length", "chunked", "expect_continue"} {
+			t.Run(fmt.Sprintf("size=%d/mode=%s", size, mode), func(t *testing.T) {
+				body := `{"id":"big","body":"` + strings.Repeat("x", size) + `"}`
+				var r io.Reader = strings.NewReader(body)
+				if mode == "chunked" {
+					r = io.MultiReader(r) // hides the length: net/http sends it chunked
+				}
+				req, err := http.NewRequestWithContext(t.Context(), "POST", url, r)
+				if err != nil {
+					t.Fatal(err)
+				}
+				req.Header.Set("Authorization", "Bearer "+tok)
+				if mode == "expect_continue" {
+					req.Header.Set("Expect", "100-continue")
+				}
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer resp.Body.Close()
+				b, _ := io.ReadAll(resp.Body)
+				var e struct {
+					Error struct {
+						Code      string `json:"code"`
+						Message   string `json:"message"`
+						Retryable *bool  `json:"retryable"`
+					} `json:"error"`
+				}
+				if err := json.Unmarshal(b, &e); err != nil {
+					t.Fatalf("got %d %q, want a JSON error body: %v", resp.StatusCode, b, err)
+				}
+				if resp.StatusCode != http.StatusRequestEntityTooLarge || e.Error.Code != proto.CodeTooLarge || e.Error.Retryable == nil || *e.Error.Retryable {
+					t.Fatalf("got %d %s, want 413 too_large, not retryable", resp.StatusCode, b)
+				}
+				if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+					t.Errorf("Content-Type: got %q, want application/json", ct)
+				}
+			})
+		}
+	}
+	// At the limit the body is read (and here refused for its text, which
+	// is over logic.max_body_bytes: the message limit, also 413).
+	code, m := httpDo(t, "POST", url, tok, `{"id":"ok","body":"`+strings.Repeat("x", MaxHTTPBodyBytes-len(`{"id":"ok","body":""}`))+`"}`)
+	if code != http.StatusRequestEntityTooLarge || m["code"] != proto.CodeTooLarge || !strings.Contains(m["message"].(string), "limit 16384") {
+		t.Fatalf("at the limit: got %d %v, want 413 too_large from the send path", code, m)
+	}
+	code, m = httpDo(t, "POST", url, tok, `{"id":"small","body":"hi"}`)
+	if code != http.StatusOK {
+		t.Fatalf("small body: got %d %v, want 200", code, m)
+	}
+}
