@@ -106,8 +106,10 @@ start() {
     wait_ready "$name" "$url" 120
     log "$name up (pid $(cat "$DIR/$name.pid"))"
   done
-  log "fleet up: ws://127.0.0.1:18081/ws and ws://127.0.0.1:18082/ws; web http://127.0.0.1:18181/"
-  log "try: bin/parley chat -url ws://127.0.0.1:18081/ws -http http://127.0.0.1:18181 -user alice"
+  log "fleet up: ws://127.0.0.1:18081/ws and ws://127.0.0.1:18082/ws"
+  # A fleet has no development tokens: mint them with the fleet's secret.
+  log "web client: http://127.0.0.1:18181/#token=\$(bin/parley token -config configs/fleet/logic-1.yaml -user alice -device web)"
+  log "try: bin/parley chat -url ws://127.0.0.1:18081/ws -http http://127.0.0.1:18181 -token \"\$(bin/parley token -config configs/fleet/logic-1.yaml -user alice)\""
 }
 
 stop_pid() { # name

@@ -73,6 +73,27 @@ func TestConfigErrors(t *testing.T) {
 	}
 }
 
+// TestDevTokensStandaloneOnly: the fleet commands refuse development
+// tokens; standalone keeps them.
+func TestDevTokensStandaloneOnly(t *testing.T) {
+	secret := "-set=auth.secret=" + strings.Repeat("s", 32)
+	for _, tc := range []struct {
+		run  func([]string) error
+		args []string
+		want string // "" = configuration ok
+	}{
+		{runLogic, []string{"-config", "../../configs/logic.yaml", secret, "-set", "logic.dev_tokens=true", "-check-config"}, "logic.dev_tokens"},
+		{runConnsrv, []string{"-config", "../../configs/connsrv.yaml", secret, "-set", "logic.dev_tokens=true", "-check-config"}, "logic.dev_tokens"},
+		{runLogic, []string{"-config", "../../configs/fleet/logic-1.yaml", "-check-config"}, ""},
+		{runStandalone, []string{"-config", "../../configs/standalone.yaml", secret, "-set", "logic.dev_tokens=true", "-check-config"}, ""},
+	} {
+		err := tc.run(tc.args)
+		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("%v: got %v, want %q", tc.args, err, tc.want)
+		}
+	}
+}
+
 func TestPprofLoopbackWithoutCmdline(t *testing.T) {
 	for _, addr := range []string{"127.0.0.1:6060", "[::1]:6060", "localhost:6060", "127.0.0.2:0"} {
 		if err := (DebugConfig{PprofListen: addr}).validate(); err != nil {

@@ -195,10 +195,19 @@ func runStandalone(args []string) error {
 	return errors.Join(errs...)
 }
 
+// refuseDevTokens: development tokens (a token for anyone who asks) belong
+// to the standalone command only; a fleet node refuses the setting.
+func refuseDevTokens(c *fileConfig) error {
+	if c.Logic.DevTokens {
+		return errors.New("logic.dev_tokens: development tokens sign a token for anyone and run only in standalone (parley standalone); mint tokens with `parley token -config FILE -user U` or use your identity provider")
+	}
+	return nil
+}
+
 func runLogic(args []string) error {
 	fs := flag.NewFlagSet("logic", flag.ContinueOnError)
 	cfg, done, err := loadConfig(fs, args, "", func(c *fileConfig) error {
-		return joinErrs(validateLog(c.Log), c.Auth.Validate(), c.Logic.Validate(), validateStore(c.Store), validateFleet(c))
+		return joinErrs(validateLog(c.Log), c.Auth.Validate(), c.Logic.Validate(), validateStore(c.Store), validateFleet(c), refuseDevTokens(c))
 	})
 	if err != nil || done {
 		return err
@@ -228,7 +237,7 @@ func runLogic(args []string) error {
 func runConnsrv(args []string) error {
 	fs := flag.NewFlagSet("connsrv", flag.ContinueOnError)
 	cfg, done, err := loadConfig(fs, args, "", func(c *fileConfig) error {
-		return joinErrs(validateLog(c.Log), c.Auth.Validate(), c.Connsrv.Validate(), validateFleet(c))
+		return joinErrs(validateLog(c.Log), c.Auth.Validate(), c.Connsrv.Validate(), validateFleet(c), refuseDevTokens(c))
 	})
 	if err != nil || done {
 		return err

@@ -241,6 +241,20 @@ test("history pages in as you scroll up", async () => {
   await dave.ctx.close();
 });
 
+test("a token in the page's #token= fragment signs in without the sign-in form", async () => {
+  // A fleet has no development tokens; here standalone mints one to hand over.
+  const r = await fetch(`${HTTP}/v1/dev/token?user=${encodeURIComponent(uid("dora"))}&device=tab1`, { method: "POST" });
+  const { token } = await r.json();
+  const ctx = await b.newContext({ viewport: { width: 900, height: 560 } });
+  const page = await ctx.newPage();
+  await page.goto(appURL() + `#token=${token}`);
+  await page.waitForSelector("body[data-state=connected-synced]", { timeout: T });
+  const me = await page.locator("#me").textContent();
+  assert(me === `${uid("dora")} · tab1`, `got me ${me}, want ${uid("dora")} · tab1`);
+  assert(!page.url().includes("token="), `the token stayed in the address bar: ${page.url()}`);
+  await ctx.close();
+});
+
 test("screenshots", async () => {
   if (!SHOTS) return;
   mkdirSync(SHOTS, { recursive: true });

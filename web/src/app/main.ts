@@ -12,6 +12,26 @@ interface Session {
   device: string;
   token: string;
   expiresAt: number;
+  // minted: the token came from the page's #token= fragment (a fleet
+  // without development tokens); it cannot be renewed here.
+  minted?: boolean;
+}
+
+// tokenSession reads a token minted elsewhere (`parley token`) from the
+// page's #token= fragment (never sent to a server); null when absent or
+// unreadable. The server verifies the token; this only reads its claims.
+function tokenSession(): Session | null {
+  const token = new URLSearchParams(location.hash.slice(1)).get("token");
+  if (!token) return null;
+  try {
+    const b64 = token.split(".")[1]!.replace(/-/g, "+").replace(/_/g, "/");
+    const c = JSON.parse(atob(b64)) as { sub?: string; dev?: string; exp?: number };
+    if (!c.sub || typeof c.exp !== "number") return null;
+    history.replaceState(null, "", location.pathname + location.search); // keep it out of the address bar
+    return { user: c.sub, device: c.dev || defaultDevice(), token, expiresAt: c.exp * 1000, minted: true };
+  } catch {
+    return null;
+  }
 }
 
 interface Pending {
@@ -389,7 +409,7 @@ async function start(s: Session): Promise<void> {
   client = new ParleyClient({
     url, device: s.device, resume,
     tokenProvider: async () => {
-      if (me && me.expiresAt - Date.now() < 60e3) {
+      if (me && !me.minted && me.expiresAt - Date.now() < 60e3) {
         me = await devToken(me.user, me.device);
         localStorage.setItem(sessionKey, JSON.stringify(me));
       }
@@ -538,7 +558,11 @@ try {
   session = null;
 }
 const forcedUser = params.get("user");
-if (session && (!forcedUser || forcedUser === session.user)) {
+const minted = tokenSession();
+if (minted) {
+  localStorage.setItem(sessionKey, JSON.stringify(minted));
+  void start(minted);
+} else if (session && (!forcedUser || forcedUser === session.user)) {
   void start(session);
 } else {
   $("signin").hidden = false;
