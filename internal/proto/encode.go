@@ -60,10 +60,15 @@ func AppendReceipt(dst []byte, chat, user, device string, seq uint64) []byte {
 	return append(dst, '}')
 }
 
-// AppendError appends an error frame. requestID may be empty.
+// AppendError appends an error frame. requestID may be empty (no id
+// field); when e.NullID is set the frame carries "id":null whatever
+// requestID is.
 func AppendError(dst []byte, requestID string, e *Error) []byte {
 	dst = appendType(dst, TypeError)
-	if requestID != "" {
+	switch {
+	case e.NullID:
+		dst = append(dst, `,"id":null`...)
+	case requestID != "":
 		dst = appendStrField(dst, "id", requestID)
 	}
 	dst = appendStrField(dst, "code", e.Code)

@@ -2,16 +2,20 @@ package proto
 
 import (
 	"unicode/utf8"
+
+	"github.com/parley-chat/parley/internal/record"
 )
 
 // decodeFast parses the common shape of the hot client frames (send, ack,
 // read) without encoding/json: one flat object whose members are type, id,
 // chat, to and body as plain strings (no escapes, no control characters,
 // valid UTF-8) and seq as a plain unsigned integer, each at most once,
-// keys spelled exactly so. ok is false for anything else (other keys,
-// escapes, null, floats, duplicates, malformed input), and Decode then
-// runs encoding/json, which decides. When ok is true the result is what
-// encoding/json would have produced (FuzzDecodeFast checks this).
+// keys spelled exactly so, and the id valid (record.ValidID). ok is false
+// for anything else (other keys, escapes, null, floats, duplicates, an
+// invalid id, malformed input), and Decode then runs decodeJSON, which
+// decides. When ok is true the result is what decodeJSON would have
+// produced (FuzzDecodeAgree checks this; FuzzDecodeFast checks it against
+// plain encoding/json).
 func decodeFast(b []byte) (in Inbound, ok bool) {
 	i := skipSpace(b, 0)
 	if i >= len(b) || b[i] != '{' {
@@ -65,19 +69,19 @@ func decodeFast(b []byte) (in Inbound, ok bool) {
 			if !ok {
 				return in, false
 			}
-			var s string
 			switch {
 			case bit == 1 && string(v) == TypeSend: // the hot types, without an allocation
-				s = TypeSend
+				in.Type = TypeSend
 			case bit == 1 && string(v) == TypeAck:
-				s = TypeAck
+				in.Type = TypeAck
+			case dst != nil:
+				*dst = string(v)
+				if bit == 2 && !record.ValidID(in.ID) {
+					return in, false // decodeJSON refuses it
+				}
 			default:
-				s = string(v)
-			}
-			if dst != nil {
-				*dst = s
-			} else {
-				in.Body = &s
+				body := string(v) // its own variable: only the body needs a heap cell
+				in.Body = &body
 			}
 			i = j
 		}

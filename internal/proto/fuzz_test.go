@@ -7,16 +7,18 @@ import (
 	"reflect"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/parley-chat/parley/internal/record"
 )
 
 var knownTypes = map[string]bool{
 	TypeSend: true, TypeAck: true, TypeRead: true, TypeHistory: true, TypeChats: true,
 	TypeGroupCreate: true, TypeGroupAdd: true, TypeGroupRemove: true, TypeGroupLeave: true,
-	TypeMembers: true, TypePresence: true, TypePing: true,
+	TypeMembers: true, TypePresence: true, TypePing: true, TypeSync: true,
 }
 
 func FuzzDecode(f *testing.F) {
-	for _, tc := range decodeCases() {
+	for _, tc := range append(decodeCases(), strictCases()...) {
 		f.Add([]byte(tc.in), uint16(len(tc.in)/2))
 	}
 	f.Fuzz(func(t *testing.T, b []byte, split uint16) {
@@ -30,11 +32,14 @@ func FuzzDecode(f *testing.F) {
 				if pe.Code != CodeBadRequest && pe.Code != CodeUnknownType {
 					t.Fatalf("got code %q, want bad_request or unknown_type", pe.Code)
 				}
+				if pe.NullID && (in.ID != "" || pe.Code != CodeBadRequest) {
+					t.Fatalf("got NullID with id %q and code %q, want no id and bad_request", in.ID, pe.Code)
+				}
 			} else if !knownTypes[in.Type] {
 				t.Fatalf("got type %q with no error", in.Type)
 			}
-			if len(in.ID) > 64 || !utf8.ValidString(in.ID) {
-				t.Fatalf("got id %q (%d bytes), want valid UTF-8 of at most 64 bytes", in.ID, len(in.ID))
+			if in.ID != "" && !record.ValidID(in.ID) {
+				t.Fatalf("got id %q, want empty or 1-64 bytes of [A-Za-z0-9-_.@]", in.ID)
 			}
 		}
 		check(b)
@@ -57,19 +62,74 @@ func FuzzAppendString(f *testing.F) {
 	})
 }
 
-// FuzzDecodeFast checks that whatever the fast path accepts, encoding/json
-// decodes to the same frame.
+// fastSeeds are inputs at the edge of what decodeFast accepts.
+var fastSeeds = []string{
+	`{"type":"send","id":"r1","to":"bob","body":"héllo"}`,
+	` { "type" : "ack" , "chat" : "dm:a:b" , "seq" : 18446744073709551615 } `,
+	`{"type":"ack","seq":18446744073709551616}`, `{"type":"ack","seq":01}`, `{"type":"ack","seq":1.0}`,
+	`{"type":"send","body":"a\"b"}`, `{"type":"send","body":null}`, `{"Type":"send"}`,
+	`{"type":"send","type":"ack"}`, `{"type":"send"}x`, `{"type":"send",}`, `{}`, "{\"type\":\"\xff\"}",
+	`{"type":"ping","id":""}`, `{"type":"ping","id":"a b"}`, `{"type":"ping","id":"a","ID":"b"}`,
+	`{"type":"dance","id":"x"}`, `{"type":"","id":"x"}`, `{"id":"x","seq":1}`,
+}
+
+// FuzzDecodeAgree feeds every input (whole and split in two) to the fast
+// path, to the fallback alone and to decodeReference, and compares the
+// outcomes. decodeFast never refuses by itself: it accepts or leaves the
+// input to decodeJSON. So whatever it accepts, decodeJSON must accept
+// with an equal frame (or refuse it with the same type error); Decode as
+// a whole must give exactly decodeJSON's answer; and decodeJSON must
+// accept what decodeReference accepts, with an equal frame, and refuse
+// what it refuses, with the same code, id and NullID.
+func FuzzDecodeAgree(f *testing.F) {
+	for _, tc := range append(decodeCases(), strictCases()...) {
+		f.Add([]byte(tc.in), uint16(len(tc.in)/2))
+	}
+	for _, s := range fastSeeds {
+		f.Add([]byte(s), uint16(len(s)/2))
+	}
+	f.Fuzz(func(t *testing.T, b []byte, split uint16) {
+		check := func(b []byte) {
+			slow, slowErr := decodeJSON(b)
+			if fast, ok := decodeFast(b); ok {
+				fin, finErr := finish(fast)
+				if !reflect.DeepEqual(fin, slow) || !reflect.DeepEqual(finErr, slowErr) {
+					t.Fatalf("%q: fast path got %+v, %v; fallback %+v, %v", b, fin, finErr, slow, slowErr)
+				}
+			}
+			if got, err := Decode(b); !reflect.DeepEqual(got, slow) || !reflect.DeepEqual(err, slowErr) {
+				t.Fatalf("%q: Decode got %+v, %#v; fallback %+v, %#v", b, got, err, slow, slowErr)
+			}
+			ref, refErr := decodeReference(b)
+			if (slowErr == nil) != (refErr == nil) {
+				t.Fatalf("%q: fallback got %+v, %v; reference %+v, %v", b, slow, slowErr, ref, refErr)
+			}
+			if slowErr == nil {
+				if !reflect.DeepEqual(slow, ref) {
+					t.Fatalf("%q: fallback got %+v, reference %+v", b, slow, ref)
+				}
+				return
+			}
+			se, re := slowErr.(*Error), refErr.(*Error)
+			if se.Code != re.Code || se.NullID != re.NullID || slow.ID != ref.ID {
+				t.Fatalf("%q: fallback got id %q, %#v; reference id %q, %#v", b, slow.ID, se, ref.ID, re)
+			}
+		}
+		check(b)
+		s := int(split) % (len(b) + 1)
+		check(b[:s])
+		check(b[s:])
+	})
+}
+
+// FuzzDecodeFast checks that whatever the fast path accepts, plain
+// encoding/json (an oracle independent of decodeJSON) decodes to the same
+// frame.
 func FuzzDecodeFast(f *testing.F) {
-	for _, tc := range decodeCases() {
+	for _, tc := range append(decodeCases(), strictCases()...) {
 		f.Add([]byte(tc.in))
 	}
-	for _, s := range []string{
-		`{"type":"send","id":"r1","to":"bob","body":"héllo"}`,
-		` { "type" : "ack" , "chat" : "dm:a:b" , "seq" : 18446744073709551615 } `,
-		`{"type":"ack","seq":18446744073709551616}`, `{"type":"ack","seq":01}`, `{"type":"ack","seq":1.0}`,
-		`{"type":"send","body":"a\"b"}`, `{"type":"send","body":null}`, `{"Type":"send"}`,
-		`{"type":"send","type":"ack"}`, `{"type":"send"}x`, `{"type":"send",}`, `{}`, "{\"type\":\"\xff\"}",
-	} {
+	for _, s := range fastSeeds {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {

@@ -1,8 +1,6 @@
 package proto
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -114,6 +112,10 @@ type Error struct {
 	Code         string
 	Message      string
 	RetryAfterMS int64
+	// NullID makes the error frame carry "id":null instead of the request
+	// id: Decode sets it when the frame's id was present but invalid, so
+	// that an invalid id is never echoed back.
+	NullID bool
 }
 
 func (e *Error) Error() string { return e.Code + ": " + e.Message }
@@ -127,61 +129,34 @@ func Errorf(code, format string, args ...any) *Error {
 var ErrEmpty = errors.New("proto: empty frame")
 
 // Decode parses one client frame. It never panics; every failure is an
-// *Error with CodeBadRequest or CodeUnknownType, and when the frame's id
-// could be read it is returned so the error frame can name the request.
+// *Error with CodeBadRequest or CodeUnknownType. The rules are those of
+// docs/protocol.md ("Client → server frames"): one JSON object, keys
+// spelled exactly as in Inbound's json tags (a key that differs only in
+// case is an unknown key), no key twice, and an id, when present, of 1 to
+// record.MaxIDLen bytes of [A-Za-z0-9-_.@] (record.ValidID) whatever the
+// frame type. On failure the returned Inbound carries the frame's id when
+// it is valid, so the error frame can name the request; when the id is
+// present but invalid, the id is empty and the *Error has NullID set.
+//
+// The common frames take a fast path (decodeFast) that accepts only input
+// the fallback (decodeJSON) decodes to the same frame; FuzzDecodeAgree
+// checks that the two agree.
 func Decode(b []byte) (Inbound, error) {
 	if in, ok := decodeFast(b); ok {
 		return finish(in)
 	}
-	var in Inbound
-	if len(bytes.TrimSpace(b)) == 0 {
-		return in, Errorf(CodeBadRequest, "empty frame")
-	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&in); err != nil {
-		// Try to salvage the id for the error frame.
-		var idOnly struct {
-			ID string `json:"id"`
-		}
-		if json.Unmarshal(b, &idOnly) == nil && len(idOnly.ID) <= 64 {
-			in.ID = idOnly.ID
-		} else {
-			in.ID = ""
-		}
-		return in, Errorf(CodeBadRequest, "invalid JSON: %s", trimErr(err))
-	}
-	if !validID(in.ID) {
-		in.ID = ""
-		return in, Errorf(CodeBadRequest, "id must be at most 64 bytes")
-	}
-	// dec.More is not enough here: it reports false for a trailing ']' or
-	// '}', so look at the bytes after the object directly.
-	if !jsonSpace(b[dec.InputOffset():]) {
-		return in, Errorf(CodeBadRequest, "trailing data after the JSON object")
-	}
-	return finish(in)
+	return decodeJSON(b)
 }
 
-func validID(id string) bool { return id == "" || (len(id) <= 64 && utf8.ValidString(id)) }
-
-// finish checks the id and the type of a decoded frame.
+// finish checks the type of a decoded frame.
 func finish(in Inbound) (Inbound, error) {
-	if !validID(in.ID) {
-		in.ID = ""
-		return in, Errorf(CodeBadRequest, "id must be at most 64 bytes")
-	}
 	switch in.Type {
 	case TypeSend, TypeAck, TypeRead, TypeHistory, TypeChats, TypeGroupCreate, TypeGroupAdd,
 		TypeGroupRemove, TypeGroupLeave, TypeMembers, TypePresence, TypePing, TypeSync:
 	case "":
 		return in, Errorf(CodeBadRequest, "missing type")
 	default:
-		t := in.Type
-		if len(t) > 32 {
-			t = t[:32]
-		}
-		return in, Errorf(CodeUnknownType, "unknown frame type %q", t)
+		return in, Errorf(CodeUnknownType, "unknown frame type %q", trunc(in.Type, 32))
 	}
 	return in, nil
 }
