@@ -55,7 +55,7 @@ const breakerBuckets = 10
 
 // callBucket counts the calls and failures of one slice of the window.
 type callBucket struct {
-	slot         int64 // which slice: time / (Window/breakerBuckets)
+	slot         int64 // which slice: (time - epoch) / (Window/breakerBuckets)
 	calls, fails int
 }
 
@@ -70,24 +70,27 @@ type breaker struct {
 	log *slog.Logger // nil: nothing logged
 
 	mu       sync.Mutex // guards the following
+	epoch    time.Time  // the first counted call: bucket 0 starts here
 	buckets  [breakerBuckets]callBucket
 	open     bool
 	openedAt time.Time
 	probing  bool // a half-open probe is in flight
 }
 
-// allow reports whether a call may go to the store now.
-func (b *breaker) allow() bool {
+// allow reports whether a call may go to the store now, and whether it
+// is the half-open probe (whose outcome alone closes or re-opens the
+// circuit).
+func (b *breaker) allow() (ok, probe bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if !b.open {
-		return true
+		return true, false
 	}
 	if !b.probing && b.now().Sub(b.openedAt) >= b.cfg.Cooldown {
 		b.probing = true // half-open: one probe
-		return true
+		return true, true
 	}
-	return false
+	return false, false
 }
 
 // storeFailed reports whether err is a store failure: not-found and
@@ -97,8 +100,8 @@ func storeFailed(err error) bool {
 }
 
 // done records a call's outcome: it took took, of which the node spent
-// waited waiting for a CPU.
-func (b *breaker) done(took, waited time.Duration, err error) {
+// waited waiting for a CPU; probe says it was the half-open probe.
+func (b *breaker) done(took, waited time.Duration, err error, probe bool) {
 	bad := storeFailed(err)
 	if took > b.cfg.Latency {
 		if took-waited > b.cfg.Latency {
@@ -108,17 +111,17 @@ func (b *breaker) done(took, waited time.Duration, err error) {
 		}
 	}
 	b.mu.Lock()
-	defer b.mu.Unlock()
-	wasProbe := b.probing
-	b.probing = false
 	now := b.now()
-	if wasProbe {
+	if probe {
+		b.probing = false
 		if bad {
 			b.openedAt = now // stays open for another cooldown
+			b.mu.Unlock()
 			return
 		}
 		b.open = false
 		b.buckets = [breakerBuckets]callBucket{}
+		b.mu.Unlock()
 		if b.log != nil {
 			b.log.Info("store circuit closed: a probe call succeeded")
 		}
@@ -126,10 +129,12 @@ func (b *breaker) done(took, waited time.Duration, err error) {
 	}
 	calls, fails := b.countLocked(now, bad)
 	if b.open || fails < b.cfg.Failures || float64(fails) < b.cfg.FailureRatio*float64(calls) {
-		return
+		b.mu.Unlock()
+		return // a call that started before the circuit opened changes nothing
 	}
 	breakerOpens.Inc()
 	b.open, b.openedAt = true, now
+	b.mu.Unlock()
 	if b.log != nil {
 		b.log.Warn("store circuit opened: calls fail fast until a probe succeeds",
 			"failed", fails, "calls", calls, "window", b.cfg.Window, "cooldown", b.cfg.Cooldown, "last_error", err)
@@ -137,14 +142,19 @@ func (b *breaker) done(took, waited time.Duration, err error) {
 }
 
 // countLocked adds one call at now to its bucket and returns the calls
-// and failures within the window. b.mu held.
+// and failures within the window (the current bucket and the nine before
+// it: between 9/10 of Window and Window). Buckets count from the first
+// call (monotonic clock). b.mu held.
 func (b *breaker) countLocked(now time.Time, bad bool) (calls, fails int) {
-	width := int64(b.cfg.Window / breakerBuckets)
+	if b.epoch.IsZero() {
+		b.epoch = now
+	}
+	width := b.cfg.Window / breakerBuckets
 	if width <= 0 {
 		width = 1
 	}
-	slot := now.UnixNano() / width
-	bk := &b.buckets[int(uint64(slot)%breakerBuckets)]
+	slot := int64(max(now.Sub(b.epoch), 0) / width)
+	bk := &b.buckets[slot%breakerBuckets]
 	if bk.slot != slot {
 		*bk = callBucket{slot: slot}
 	}
@@ -177,7 +187,8 @@ func (b *breaker) call(fn func() error) error { return b.run(fn, true) }
 func (b *breaker) callBulk(fn func() error) error { return b.run(fn, false) }
 
 func (b *breaker) run(fn func() error, timed bool) error {
-	if !b.allow() {
+	ok, probe := b.allow()
+	if !ok {
 		breakerRejected.Inc()
 		return ErrStoreUnavailable
 	}
@@ -199,7 +210,7 @@ func (b *breaker) run(fn func() error, timed bool) error {
 	if !timed {
 		judged = 0 // not judged by its latency
 	}
-	b.done(judged, waited, err)
+	b.done(judged, waited, err, probe)
 	return err
 }
 
@@ -318,4 +329,11 @@ func (c BreakerConfig) validate() []error {
 		errs = append(errs, fmt.Errorf("logic.breaker.cooldown must be positive, got %s", c.Cooldown))
 	}
 	return errs
+}
+
+// probingNow reports whether a probe is in flight (tests).
+func (b *breaker) probingNow() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.probing
 }

@@ -136,3 +136,47 @@ func TestSlowStoreFailsFastAndRecovers(t *testing.T) {
 		t.Fatalf("got %v, want seq 4 after recovery", m)
 	}
 }
+
+// TestBreakerProbeIsTheOneCall: while a probe is in flight, a call that
+// started before the circuit opened does not decide for it.
+func TestBreakerProbeIsTheOneCall(t *testing.T) {
+	now := time.Unix(100, 0)
+	b := &breaker{cfg: BreakerConfig{Latency: time.Second, Failures: 2, FailureRatio: 0.5, Window: 10 * time.Second, Cooldown: time.Second}, now: func() time.Time { return now }}
+	boom := errors.New("boom")
+	release := make(chan error)
+	staleStarted, staleDone := make(chan struct{}), make(chan struct{})
+	go func() { // started while closed; ends during the probe
+		_ = b.call(func() error { close(staleStarted); return <-release })
+		close(staleDone)
+	}()
+	<-staleStarted
+	for range 2 {
+		_ = b.call(func() error { return boom })
+	}
+	if !b.isOpen() {
+		t.Fatal("closed after 2 of 2 failed, want open")
+	}
+	now = now.Add(2 * time.Second)
+	probeDone := make(chan struct{})
+	probeRelease := make(chan error)
+	go func() {
+		_ = b.call(func() error { return <-probeRelease })
+		close(probeDone)
+	}()
+	for !b.probingNow() {
+		time.Sleep(time.Millisecond)
+	}
+	release <- nil // the stale call succeeds
+	<-staleDone
+	if !b.isOpen() {
+		t.Fatal("a call from before the opening closed the circuit during the probe")
+	}
+	if ok, _ := b.allow(); ok {
+		t.Fatal("a second probe was let in while the first is in flight")
+	}
+	probeRelease <- boom
+	<-probeDone
+	if !b.isOpen() {
+		t.Fatal("closed after the probe failed, want open")
+	}
+}
