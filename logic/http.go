@@ -1,7 +1,6 @@
 package logic
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -11,6 +10,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -59,16 +59,21 @@ func (s *Service) newHTTPServer() *fasthttp.Server {
 // httpServerName is the Server header of every answer.
 const httpServerName = "parley"
 
-// lingerTimeout bounds how long a connection is drained after its
-// request body was refused as too large (see answerAndLinger).
-const lingerTimeout = 2 * time.Second
+// lingerTimeout and lingerBytes bound how long and how much of a
+// refused request body is drained before its connection closes (see
+// lingerConn).
+const (
+	lingerTimeout = 2 * time.Second
+	lingerBytes   = 32 << 20
+)
 
 // httpReadError answers a request fasthttp could not read (it never
 // reached serveHTTP) with the API's JSON error body: 413 too_large for a
 // body over MaxHTTPBodyBytes (by Content-Length or once a chunked body
 // passes it), 431 for a header over the read buffer, 408 for a read
-// timeout, else 400. fasthttp then closes the connection. It runs on the
-// connection's goroutine and may block up to lingerTimeout.
+// timeout, else 400. fasthttp writes the answer after what it still
+// buffers for earlier pipelined requests, then closes the connection; a
+// too-large body's connection lingers at that close (lingerConn).
 func httpReadError(ctx *fasthttp.RequestCtx, err error) {
 	start := time.Now()
 	var small *fasthttp.ErrSmallBuffer
@@ -76,9 +81,9 @@ func httpReadError(ctx *fasthttp.RequestCtx, err error) {
 	switch {
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		httpError(ctx, fasthttp.StatusRequestEntityTooLarge, proto.Errorf(proto.CodeTooLarge, "request body exceeds %d bytes", MaxHTTPBodyBytes))
-		observeHTTP("other", ctx.Response.StatusCode(), start)
-		answerAndLinger(ctx)
-		return
+		if lc, ok := ctx.Conn().(*lingerConn); ok {
+			lc.linger.Store(true)
+		}
 	case errors.As(err, &small):
 		httpError(ctx, fasthttp.StatusRequestHeaderFieldsTooLarge, proto.Errorf(proto.CodeBadRequest, "request header too large"))
 	case errors.As(err, &ne) && ne.Timeout():
@@ -86,34 +91,41 @@ func httpReadError(ctx *fasthttp.RequestCtx, err error) {
 	default:
 		httpError(ctx, fasthttp.StatusBadRequest, proto.Errorf(proto.CodeBadRequest, "malformed HTTP request"))
 	}
+	ctx.SetConnectionClose()
 	observeHTTP("other", ctx.Response.StatusCode(), start)
 }
 
-// answerAndLinger writes ctx's answer itself, half-closes the connection
-// and discards what the client still sends, until it closes or
-// lingerTimeout passes. fasthttp refuses an oversized body without reading
-// it and closes at once; closing a socket with unread input sends a TCP
-// RST, which makes the client's write fail and can destroy the 413 before
-// the client reads it, so a body far over the limit would not get its
-// answer. (Go's net/http server lingers the same way.) fasthttp's own
-// write of the answer afterwards fails on the half-closed connection and
-// is ignored. Without half-close support the answer is left to fasthttp.
-func answerAndLinger(ctx *fasthttp.RequestCtx) {
-	c := ctx.Conn()
-	hc, ok := c.(interface{ CloseWrite() error })
-	if !ok {
-		return
+// lingerListener hands out lingerConns.
+type lingerListener struct{ net.Listener }
+
+func (l lingerListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
 	}
-	ctx.Response.Header.SetServer(httpServerName)
-	ctx.SetConnectionClose()
-	deadline := time.Now().Add(lingerTimeout)
-	_ = c.SetWriteDeadline(deadline)
-	bw := bufio.NewWriter(c)
-	if ctx.Response.Write(bw) != nil || bw.Flush() != nil || hc.CloseWrite() != nil {
-		return
+	return &lingerConn{Conn: c}, nil
+}
+
+// lingerConn is an HTTP connection that, once marked (a request body
+// refused as too large, unread), half-closes at Close and discards what
+// the client still sends — at most lingerBytes, for at most lingerTimeout
+// — before closing. fasthttp refuses an oversized body without reading
+// it; closing a socket with unread input sends a TCP RST, which can
+// destroy the 413 before the client reads it (Go's net/http server
+// lingers the same way).
+type lingerConn struct {
+	net.Conn
+	linger atomic.Bool
+}
+
+func (c *lingerConn) Close() error {
+	if c.linger.Load() {
+		if hc, ok := c.Conn.(interface{ CloseWrite() error }); ok && hc.CloseWrite() == nil {
+			_ = c.Conn.SetReadDeadline(time.Now().Add(lingerTimeout))
+			_, _ = io.CopyN(io.Discard, c.Conn, lingerBytes)
+		}
 	}
-	_ = c.SetReadDeadline(deadline)
-	_, _ = io.Copy(io.Discard, c)
+	return c.Conn.Close()
 }
 
 type httpLogger struct{ s *Service }

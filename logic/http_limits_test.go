@@ -1,12 +1,15 @@
 package logic
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/parley-chat/parley/internal/proto"
 )
@@ -131,5 +134,34 @@ func TestHTTPBodyTooLarge(t *testing.T) {
 	code, m = httpDo(t, "POST", url, tok, `{"id":"small","body":"hi"}`)
 	if code != http.StatusOK {
 		t.Fatalf("small body: got %d %v, want 200", code, m)
+	}
+}
+
+// TestHTTPTooLargePipelined: a too-large body after a pipelined request
+// gets its 413 after the earlier request's answer, in order.
+func TestHTTPTooLargePipelined(t *testing.T) {
+	svc := startService(t, newMemStore())
+	c, err := net.Dial("tcp", svc.HTTPAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	req := "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" +
+		"POST /v1/chats HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n" + strings.Repeat("x", 4096)
+	if _, err := c.Write([]byte(req)); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	for i, want := range []int{200, 413} {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("answer %d: %v", i, err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Fatalf("answer %d: got %d, want %d", i, resp.StatusCode, want)
+		}
 	}
 }

@@ -235,6 +235,7 @@ func (s *Service) Listen() error {
 			s.tlsStops = append(s.tlsStops, stop)
 			s.httpLn = tls.NewListener(hl, conf)
 		}
+		s.httpLn = lingerListener{s.httpLn}
 	}
 	return nil
 }
