@@ -108,7 +108,7 @@ start() {
   done
   log "fleet up: ws://127.0.0.1:18081/ws and ws://127.0.0.1:18082/ws"
   # A fleet has no development tokens: mint them with the fleet's secret.
-  log "web client: http://127.0.0.1:18181/#token=\$(bin/parley token -config configs/fleet/logic-1.yaml -user alice -device web)"
+  log "web client: http://127.0.0.1:18181/?ws=ws://127.0.0.1:18081/ws#token=\$(bin/parley token -config configs/fleet/logic-1.yaml -user alice -device web)"
   log "try: bin/parley chat -url ws://127.0.0.1:18081/ws -http http://127.0.0.1:18181 -token \"\$(bin/parley token -config configs/fleet/logic-1.yaml -user alice)\""
 }
 

@@ -562,6 +562,11 @@ const minted = tokenSession();
 if (minted) {
   localStorage.setItem(sessionKey, JSON.stringify(minted));
   void start(minted);
+} else if (session?.minted && session.expiresAt <= Date.now()) {
+  // A token handed over in #token= cannot be renewed here: sign in again.
+  localStorage.removeItem(sessionKey);
+  $("signin").hidden = false;
+  $("signin-error").textContent = "Your token expired: open the page with a new #token= or sign in.";
 } else if (session && (!forcedUser || forcedUser === session.user)) {
   void start(session);
 } else {
