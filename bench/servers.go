@@ -2,6 +2,8 @@ package bench
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -94,15 +96,24 @@ func StartServers(ctx context.Context, spec ServerSpec, log *slog.Logger) (*Serv
 		set.Servers = append(set.Servers, Server{Name: name, Role: role, PID: cmd.Process.Pid, MetricsURL: "http://" + metrics + "/metrics"})
 		return nil
 	}
+	// The tiers run as separate processes: they share a link secret made
+	// for this run, and (as any fleet node) never mint development tokens,
+	// whatever the configuration file says.
+	var key [32]byte
+	if _, err := rand.Read(key[:]); err != nil {
+		return nil, fmt.Errorf("cannot make a link secret: %w", err)
+	}
+	secret := hex.EncodeToString(key[:])
 	logicArgs := append([]string{"logic"}, spec.ConfigArgs...)
-	logicArgs = append(logicArgs,
+	logicArgs = append(logicArgs, "-set", "logic.dev_tokens=false",
 		"-set", "store.backend=pebble",
 		"-set", "store.pebble.dir="+filepath.Join(spec.Dir, "store"),
 		"-set", "logic.link_listen="+hp(spec.LinkPort),
 		"-set", "logic.http_listen="+hp(spec.LogicHTTP),
 		"-set", "log.format=text")
 	logicArgs = append(logicArgs, spec.LogicArgs...)
-	if err := start("logic", "logic", hp(spec.LogicHTTP), 0, nil, logicArgs...); err != nil {
+	// The secret goes in the environment, not on a command line.
+	if err := start("logic", "logic", hp(spec.LogicHTTP), 0, []string{"PARLEY_LOGIC_LINK_SECRET=" + secret}, logicArgs...); err != nil {
 		return nil, err
 	}
 	if err := set.waitReady(ctx, 0); err != nil {
@@ -112,7 +123,7 @@ func StartServers(ctx context.Context, spec ServerSpec, log *slog.Logger) (*Serv
 	// With at least as many connection nodes as cores, each gets one
 	// event loop and one Go scheduler slot: more only adds threads that
 	// spin and switch between processes.
-	env, loops := spec.Env, 0
+	env, loops := append(slices.Clone(spec.Env), "PARLEY_CONNSRV_LINK_SECRET="+secret), 0
 	if spec.Connsrvs >= runtime.NumCPU() {
 		env, loops = append(slices.Clone(env), "GOMAXPROCS=1"), 1
 	}
@@ -120,6 +131,7 @@ func StartServers(ctx context.Context, spec ServerSpec, log *slog.Logger) (*Serv
 		name := fmt.Sprintf("connsrv-%d", i+1)
 		args := append(append([]string{"connsrv"}, spec.ConnsrvArgs...), spec.ConfigArgs...)
 		args = append(args,
+			"-set", "logic.dev_tokens=false",
 			"-set", "connsrv.listen=tcp://"+hp(spec.Port),
 			"-set", "connsrv.reuse_port=true",
 			"-set", "connsrv.http_listen="+hp(spec.HTTPBase+i),

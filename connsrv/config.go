@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/parley-chat/parley/internal/tierlink"
 	"github.com/parley-chat/parley/internal/tlsconf"
 )
 
@@ -46,6 +47,14 @@ type Config struct {
 	// server_name is set (cert_file/key_file add a client certificate for
 	// logic nodes that require one). Default off: plain TCP.
 	LinkTLS tlsconf.Config `yaml:"link_tls"`
+	// LinkSecret is the fleet's link secret (logic.link_secret): this node
+	// proves it to every logic node in the link handshake and checks the
+	// logic node's proof (a challenge-response; the secret never crosses
+	// the wire). LinkSecretFile reads it from a file (set one). Without a
+	// secret the link needs a client certificate (link_tls.cert_file) for
+	// logic nodes that require mutual TLS. Default empty.
+	LinkSecret     string `yaml:"link_secret"`
+	LinkSecretFile string `yaml:"link_secret_file"`
 	// LinkDialTimeout bounds one dial plus the Hello exchange. Default 5s.
 	LinkDialTimeout time.Duration `yaml:"link_dial_timeout"`
 	// LinkPingInterval is how often an idle link is pinged; a link silent
@@ -234,6 +243,11 @@ func (c Config) Validate() error {
 	var errs []error
 	if err := c.LinkTLS.ValidateAs("connsrv.link_tls"); err != nil {
 		errs = append(errs, err)
+	}
+	if secret, err := tierlink.LoadSecret("connsrv", c.LinkSecret, c.LinkSecretFile); err != nil {
+		errs = append(errs, err)
+	} else if len(c.LogicAddrs) > 0 && len(secret) == 0 && c.LinkTLS.CertFile == "" {
+		errs = append(errs, errors.New("connsrv: the tier link must be authenticated: set connsrv.link_secret_file (the logic nodes' logic.link_secret; e.g. openssl rand -hex 32) or a client certificate for mutual TLS (connsrv.link_tls.cert_file)"))
 	}
 	neg := func(name string, v int) {
 		if v < 0 {

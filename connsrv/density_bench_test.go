@@ -260,6 +260,7 @@ func startDensityServer(b *testing.B, mod func(*Config)) *densityServer {
 	cfg.LogicAddrs = []string{ln.Addr().String()}
 	cfg.LinkPoolSize = 2
 	cfg.NodeID = "density-node"
+	cfg.LinkSecret = string(testLinkSecret)
 	cfg.IPConnRate = 0
 	cfg.DrainWindow = 0
 	if mod != nil {
@@ -304,7 +305,9 @@ func densityLogic(c net.Conn, opened *atomic.Int64) {
 		out = out[:0]
 		switch f.Type {
 		case tierlink.TypeHello:
-			out = tierlink.AppendHello(out, tierlink.TypeHelloAck, tierlink.Hello{Version: tierlink.Version, NodeID: "density-logic"})
+			if _, err := tierlink.AcceptHandshake(c, r, f, "density-logic", testLinkSecret); err != nil {
+				return
+			}
 		case tierlink.TypePing:
 			nonce, _ := tierlink.ParsePing(f.Payload)
 			out = tierlink.AppendPing(out, tierlink.TypePong, nonce)

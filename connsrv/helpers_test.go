@@ -23,6 +23,9 @@ import (
 
 var testAuth = auth.Config{Secret: "0123456789abcdef0123456789abcdef", Leeway: time.Second}
 
+// testLinkSecret authenticates the fake logic node's links.
+var testLinkSecret = tierlink.Secret("link-secret-link-secret-link-secret")
+
 // linkEvent is one frame the fake logic tier received.
 type linkEvent struct {
 	typ     tierlink.Type
@@ -96,7 +99,16 @@ func (f *fakeLogic) serve(c net.Conn) {
 		ev := linkEvent{typ: fr.Type, session: fr.Session, payload: append([]byte(nil), fr.Payload...)}
 		switch fr.Type {
 		case tierlink.TypeHello:
-			f.write(c, tierlink.AppendHello(nil, tierlink.TypeHelloAck, tierlink.Hello{Version: tierlink.Version, NodeID: "fake-logic"}))
+			f.mu.Lock()
+			m := f.wmu[c]
+			f.mu.Unlock()
+			m.Lock()
+			_, err := tierlink.AcceptHandshake(c, r, fr, "fake-logic", testLinkSecret)
+			m.Unlock()
+			if err != nil {
+				c.Close()
+				return
+			}
 			continue
 		case tierlink.TypePing:
 			n, _ := tierlink.ParsePing(fr.Payload)
@@ -175,6 +187,7 @@ func startServer(t *testing.T, mod func(*Config)) *testServer {
 	cfg.LogicAddrs = []string{fl.addr()}
 	cfg.LinkPoolSize = 2
 	cfg.NodeID = "test-node"
+	cfg.LinkSecret = string(testLinkSecret)
 	cfg.LinkPingInterval = time.Second
 	cfg.LinkBackoffMax = 200 * time.Millisecond
 	cfg.DrainWindow = 0 // tests that drain set their window

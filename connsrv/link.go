@@ -222,24 +222,10 @@ func (l *link) connect(ctx context.Context) (net.Conn, *tierlink.Reader, error) 
 	dr := &deadlineReader{c: conn, d: timeout}
 	r := tierlink.NewReader(dr, 64<<10, tierlink.MaxFrame)
 	_ = conn.SetWriteDeadline(time.Now().Add(timeout))
-	hello := tierlink.AppendHello(nil, tierlink.TypeHello, tierlink.Hello{Version: tierlink.Version, NodeID: l.srv.cfg.NodeID})
-	if _, err := conn.Write(hello); err != nil {
-		conn.Close()
-		return nil, nil, fmt.Errorf("cannot send hello to logic %s: %w", l.addr, err)
-	}
-	f, err := r.Next()
+	h, err := tierlink.DialHandshake(conn, r, tierlink.TypeHello, l.srv.cfg.NodeID, l.srv.linkSecret)
 	if err != nil {
 		conn.Close()
-		return nil, nil, fmt.Errorf("cannot read hello ack from logic %s: %w", l.addr, err)
-	}
-	if f.Type != tierlink.TypeHelloAck {
-		conn.Close()
-		return nil, nil, fmt.Errorf("cannot complete hello with logic %s: got %s, want hello_ack", l.addr, f.Type)
-	}
-	h, err := tierlink.ParseHello(f.Payload)
-	if err != nil || h.Version != tierlink.Version {
-		conn.Close()
-		return nil, nil, fmt.Errorf("cannot complete hello with logic %s: version %d, err %v", l.addr, h.Version, err)
+		return nil, nil, fmt.Errorf("cannot complete hello with logic %s: %w", l.addr, err)
 	}
 	_ = conn.SetWriteDeadline(time.Time{})
 	dr.d = 3 * l.srv.cfg.LinkPingInterval

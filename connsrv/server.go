@@ -23,6 +23,7 @@ import (
 	"github.com/parley-chat/parley/internal/gostats"
 	"github.com/parley-chat/parley/internal/proto"
 	"github.com/parley-chat/parley/internal/ring"
+	"github.com/parley-chat/parley/internal/tierlink"
 	"github.com/parley-chat/parley/internal/tlsconf"
 )
 
@@ -43,18 +44,21 @@ type Server struct {
 	reg      *registry
 	links    []*link
 	linkTLS  *tls.Config // dialing logic nodes; nil: plain TCP
-	nextID   atomic.Uint64
-	running  atomic.Bool
-	handler  *handler
-	booted   chan struct{} // closed in OnBoot
-	ready    chan struct{} // closed when booted and every link was up once
-	everUp   atomic.Int32
-	readyMu  sync.Mutex // guards readyDone
-	readyOK  bool
-	addrMu   sync.Mutex // guards addr and eng
-	addr     string
-	eng      gnet.Engine
-	shutdown atomic.Bool
+	// linkSecret is proved to logic nodes in the link handshake (empty:
+	// mutual TLS).
+	linkSecret tierlink.Secret
+	nextID     atomic.Uint64
+	running    atomic.Bool
+	handler    *handler
+	booted     chan struct{} // closed in OnBoot
+	ready      chan struct{} // closed when booted and every link was up once
+	everUp     atomic.Int32
+	readyMu    sync.Mutex // guards readyDone
+	readyOK    bool
+	addrMu     sync.Mutex // guards addr and eng
+	addr       string
+	eng        gnet.Engine
+	shutdown   atomic.Bool
 
 	trusted []netip.Prefix // cfg.TrustedProxies
 	ipl     *ipLimiter     // nil when cfg.IPConnRate is 0
@@ -92,6 +96,7 @@ func New(cfg Config, verifier *auth.Verifier, log *slog.Logger) (*Server, error)
 		}
 		s.linkTLS = tc
 	}
+	s.linkSecret, _ = tierlink.LoadSecret("connsrv", cfg.LinkSecret, cfg.LinkSecretFile) // checked by Validate
 	for _, a := range cfg.LogicAddrs {
 		for range cfg.LinkPoolSize {
 			s.links = append(s.links, newLink(s, a, len(s.links)))

@@ -375,8 +375,18 @@ func TestUpgradeWhileLinkDown(t *testing.T) {
 }
 
 func TestConfigValidate(t *testing.T) {
-	if err := Default().Validate(); err != nil {
-		t.Fatalf("default config: got %v, want nil", err)
+	// The defaults dial a logic node, and a link must be authenticated.
+	if err := Default().Validate(); err == nil || !strings.Contains(err.Error(), "link_secret") {
+		t.Fatalf("default config: got %v, want the link secret asked for", err)
+	}
+	d := Default()
+	d.LinkSecret = string(testLinkSecret)
+	if err := d.Validate(); err != nil {
+		t.Fatalf("default config with a link secret: got %v, want nil", err)
+	}
+	d.LinkSecret = "short"
+	if err := d.Validate(); err == nil || !strings.Contains(err.Error(), "at least 32") {
+		t.Fatalf("short link secret: got %v, want refused", err)
 	}
 	c := Default()
 	c.LinkPoolSize = -1

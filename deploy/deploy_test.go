@@ -613,7 +613,7 @@ func TestSystemdEnvFiles(t *testing.T) {
 
 // Secrets the tests put in place of the Secret's placeholders.
 type secrets struct {
-	auth, vapidPublic, vapidPrivate string
+	auth, link, vapidPublic, vapidPrivate string
 }
 
 // dummySecrets makes a VAPID pair with the binary itself.
@@ -623,7 +623,7 @@ func dummySecrets(t *testing.T, bin string) secrets {
 	if err != nil {
 		t.Fatalf("parley notifier -gen-vapid: %v", err)
 	}
-	s := secrets{auth: "deploy-test-secret-0123456789abcdef0123456789"}
+	s := secrets{auth: "deploy-test-secret-0123456789abcdef0123456789", link: "deploy-test-link-secret-0123456789abcdef0123"}
 	for _, line := range strings.Split(string(out), "\n") {
 		k, v, _ := strings.Cut(strings.TrimSpace(line), ": ")
 		switch k {
@@ -643,6 +643,8 @@ func (s secrets) forKey(key string) string {
 	switch key {
 	case "auth-secret":
 		return s.auth
+	case "link-secret":
+		return s.link
 	case "vapid-public-key":
 		return s.vapidPublic
 	case "vapid-private-key":
@@ -871,6 +873,8 @@ func testSystemdBinary(t *testing.T, bin string, sec secrets) {
 				switch k {
 				case "PARLEY_AUTH_SECRET":
 					vars[k] = sec.auth
+				case "PARLEY_LOGIC_LINK_SECRET", "PARLEY_CONNSRV_LINK_SECRET":
+					vars[k] = sec.link
 				case "PARLEY_NOTIFIER_VAPID_PUBLIC_KEY":
 					vars[k] = sec.vapidPublic
 				case "PARLEY_NOTIFIER_VAPID_PRIVATE_KEY":

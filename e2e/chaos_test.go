@@ -597,6 +597,7 @@ func TestChaosNeverLosesAMessage(t *testing.T) {
 	h.authCfg.Secret = secret
 	logicArgs := append([]string{"logic", "-config", "../configs/logic.yaml",
 		"-set", "auth.secret=" + secret,
+		"-set", "logic.link_secret=" + e2eLinkSecret,
 		"-set", fmt.Sprintf("logic.link_listen=127.0.0.1:%d", linkPort),
 		"-set", fmt.Sprintf("logic.http_listen=127.0.0.1:%d", logicHTTP),
 		"-set", "logic.send_rate=0", // faults, not limits, are under test here
@@ -610,6 +611,7 @@ func TestChaosNeverLosesAMessage(t *testing.T) {
 	h.connsrv = newTierProc(t, "connsrv", bin, fmt.Sprintf("http://127.0.0.1:%d/readyz", connHTTP), cfg.logDir,
 		"connsrv", "-config", "../configs/connsrv.yaml",
 		"-set", "auth.secret="+secret,
+		"-set", "connsrv.link_secret="+e2eLinkSecret,
 		"-set", fmt.Sprintf("connsrv.listen=127.0.0.1:%d", wsPort),
 		"-set", fmt.Sprintf("connsrv.http_listen=127.0.0.1:%d", connHTTP),
 		"-set", fmt.Sprintf("connsrv.logic_addrs=127.0.0.1:%d", linkPort),

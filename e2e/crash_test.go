@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -173,9 +174,15 @@ func startStandalone(t *testing.T, bin string, ts testStore, ports [4]int, extra
 	return &proc{cmd: cmd, wsURL: fmt.Sprintf("ws://127.0.0.1:%d/ws", ports[0]), httpBase: fmt.Sprintf("http://127.0.0.1:%d", ports[3])}
 }
 
-func (p *proc) token(t *testing.T, user string) string {
+// token mints a development token for user, bound to device when one is
+// given (without: no dev claim, so a test may dial as several devices).
+func (p *proc) token(t *testing.T, user string, device ...string) string {
 	t.Helper()
-	resp, err := http.Post(p.httpBase+"/v1/dev/token?user="+user, "", nil) // no dev claim: tests dial as several devices
+	q := "?user=" + url.QueryEscape(user)
+	if len(device) > 0 {
+		q += "&device=" + url.QueryEscape(device[0])
+	}
+	resp, err := http.Post(p.httpBase+"/v1/dev/token"+q, "", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -36,7 +36,7 @@ func TestStandalonePush(t *testing.T) {
 
 	// The VAPID key is served to signed-in browsers.
 	req, _ := http.NewRequest(http.MethodGet, p.httpBase+"/v1/push/vapid", nil)
-	req.Header.Set("Authorization", "Bearer "+p.token(t, "rosa"))
+	req.Header.Set("Authorization", "Bearer "+p.token(t, "rosa", "d"))
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -51,7 +51,7 @@ func TestStandalonePush(t *testing.T) {
 		sub := push.Subscribe(user, "d")
 		body := fmt.Sprintf(`{"endpoint":%q,"keys":{"p256dh":%q,"auth":%q}}`, sub.Endpoint, sub.P256dh, sub.Auth)
 		req, _ := http.NewRequest(http.MethodPost, p.httpBase+"/v1/push/subscriptions", strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+p.token(t, user))
+		req.Header.Set("Authorization", "Bearer "+p.token(t, user, "d")) // push subscriptions are per device
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)

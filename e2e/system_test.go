@@ -18,6 +18,10 @@ import (
 
 const secret = "e2e-secret-0123456789abcdef0123456789"
 
+// e2eLinkSecret authenticates the tier links of the tiers these tests
+// start as separate processes or in one test process.
+const e2eLinkSecret = "e2e-link-secret-0123456789abcdef0123456789"
+
 // system is a running standalone Parley on ephemeral loopback ports.
 type system struct {
 	t        testing.TB
@@ -47,6 +51,7 @@ func startSystem(t testing.TB, tune func(*connsrv.Config, *logic.Config)) *syste
 	st := newTestStore(t).open(t)
 	lc := logic.Default()
 	lc.LinkListen, lc.HTTPListen, lc.Shards = "127.0.0.1:0", "127.0.0.1:0", 32
+	lc.LinkSecret = e2eLinkSecret
 	lc.SendRate = 0 // these tests send in bursts far above 20/s
 	cc := connsrv.Default()
 	cc.Listen, cc.HTTPListen = "tcp://127.0.0.1:0", ""
@@ -74,6 +79,7 @@ func startSystem(t testing.TB, tune func(*connsrv.Config, *logic.Config)) *syste
 	}
 
 	cc.LogicAddrs = []string{svc.LinkAddr()}
+	cc.LinkSecret = e2eLinkSecret
 	cs, err := connsrv.New(cc, v, log)
 	if err != nil {
 		t.Fatal(err)

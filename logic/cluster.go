@@ -261,20 +261,10 @@ func (c *cluster) connectPeer(ctx context.Context, addr string) error {
 	defer stop()
 	r := tierlink.NewReader(conn, 64<<10, tierlink.MaxFrame)
 	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
-	hello := tierlink.AppendHello(nil, tierlink.TypePeerHello, tierlink.Hello{Version: tierlink.Version, NodeID: c.self + "|" + c.advertise})
-	if _, err := conn.Write(hello); err != nil {
+	h, err := tierlink.DialHandshake(conn, r, tierlink.TypePeerHello, c.self+"|"+c.advertise, c.svc.linkSecret)
+	if err != nil {
 		_ = conn.Close()
-		return fmt.Errorf("cannot send hello to peer %s: %w", addr, err)
-	}
-	f, err := r.Next()
-	if err != nil || f.Type != tierlink.TypeHelloAck {
-		_ = conn.Close()
-		return fmt.Errorf("cannot complete hello with peer %s: frame %v, err %v", addr, f.Type, err)
-	}
-	h, err := tierlink.ParseHello(f.Payload)
-	if err != nil || h.Version != tierlink.Version {
-		_ = conn.Close()
-		return fmt.Errorf("cannot complete hello with peer %s: version %d, err %v", addr, h.Version, err)
+		return fmt.Errorf("cannot complete hello with peer %s: %w", addr, err)
 	}
 	_ = conn.SetDeadline(time.Time{})
 	if h.NodeID == c.self {

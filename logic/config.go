@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/parley-chat/parley/internal/tierlink"
 	"github.com/parley-chat/parley/internal/tlsconf"
 	"github.com/parley-chat/parley/logic/lease"
 )
@@ -85,6 +86,15 @@ type Config struct {
 	// ca_file/server_name verify peers this node dials (other logic nodes),
 	// client_ca_file requires client certificates. Default off.
 	LinkTLS tlsconf.Config `yaml:"link_tls"`
+	// LinkSecret authenticates the tier and peer links: every connsrv and
+	// logic node of a fleet holds the same secret (at least 32 bytes) and
+	// proves it in the link handshake (a challenge-response; the secret
+	// never crosses the wire). LinkSecretFile reads it from a file instead
+	// (set one). A node with a link listener needs a secret or mutual TLS
+	// (link_tls.client_ca_file); standalone makes a random secret at every
+	// start. Default empty.
+	LinkSecret     string `yaml:"link_secret"`
+	LinkSecretFile string `yaml:"link_secret_file"`
 	// Cluster configures how this node finds and talks to the other logic
 	// nodes of a fleet. Empty peers and no directory: a single node.
 	Cluster ClusterConfig `yaml:"cluster"`
@@ -234,6 +244,11 @@ func (c Config) Validate() error {
 	}
 	if err := c.LinkTLS.ValidateAs("logic.link_tls"); err != nil {
 		errs = append(errs, err)
+	}
+	if secret, err := tierlink.LoadSecret("logic", c.LinkSecret, c.LinkSecretFile); err != nil {
+		errs = append(errs, err)
+	} else if c.LinkListen != "" && len(secret) == 0 && c.LinkTLS.ClientCAFile == "" {
+		bad("logic.link_listen %s: the tier link must be authenticated: set logic.link_secret_file (the same secret on every connsrv and logic node; e.g. openssl rand -hex 32) or mutual TLS (logic.link_tls with client_ca_file)", c.LinkListen)
 	}
 	if c.SendRate < 0 {
 		bad("logic.send_rate must not be negative, got %g", c.SendRate)

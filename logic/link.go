@@ -2,6 +2,7 @@ package logic
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -23,6 +24,7 @@ var (
 	linkFramesIn      = metrics.NewCounter(`parley_logic_link_frames_in_total`)
 	linkFramesOut     = metrics.NewCounter(`parley_logic_link_frames_out_total`)
 	linkProtocolError = metrics.NewCounter(`parley_logic_link_drops_total{reason="protocol"}`)
+	linkAuthFailed    = metrics.NewCounter(`parley_logic_link_drops_total{reason="auth"}`)
 )
 
 // link is one tier-link TCP connection from a connection node. Frames are
@@ -160,7 +162,7 @@ type linkHandler interface {
 }
 
 // serveLinks accepts tier links on ln until ctx is done.
-func serveLinks(ctx context.Context, ln net.Listener, cfg Config, h linkHandler, log *slog.Logger) error {
+func serveLinks(ctx context.Context, ln net.Listener, cfg Config, secret tierlink.Secret, h linkHandler, log *slog.Logger) error {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	conns := map[net.Conn]struct{}{}
@@ -196,7 +198,7 @@ func serveLinks(ctx context.Context, ln net.Listener, cfg Config, h linkHandler,
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			serveLink(c, cfg, h, log)
+			serveLink(c, cfg, secret, h, log)
 			mu.Lock()
 			delete(conns, c)
 			mu.Unlock()
@@ -204,32 +206,59 @@ func serveLinks(ctx context.Context, ln net.Listener, cfg Config, h linkHandler,
 	}
 }
 
-func serveLink(c net.Conn, cfg Config, h linkHandler, log *slog.Logger) {
+// linkAuthenticated reports whether a link's dialer is authenticated: it
+// proved the link secret, or it showed a client certificate the link's
+// TLS verified (mutual TLS).
+func linkAuthenticated(c net.Conn, acc tierlink.Accepted) bool {
+	if acc.Proved {
+		return true
+	}
+	tc, ok := c.(*tls.Conn)
+	return ok && len(tc.ConnectionState().VerifiedChains) > 0
+}
+
+// acceptHandshake runs the link handshake after the first frame and
+// refuses a dialer that is not authenticated. It writes to c directly
+// (before the link's write loop starts).
+func acceptHandshake(c net.Conn, r *tierlink.Reader, f tierlink.Frame, nodeID string, secret tierlink.Secret, log *slog.Logger) (tierlink.Accepted, bool) {
+	acc, err := tierlink.AcceptHandshake(c, r, f, nodeID, secret)
+	if err == nil && !linkAuthenticated(c, acc) {
+		err = fmt.Errorf("%w: no link secret and no verified client certificate", tierlink.ErrAuth)
+	}
+	if err != nil {
+		if errors.Is(err, tierlink.ErrAuth) {
+			linkAuthFailed.Inc()
+		} else {
+			linkProtocolError.Inc()
+		}
+		log.Warn("tier link refused", "remote", c.RemoteAddr().String(), "hello", f.Type.String(), "err", err)
+		return acc, false
+	}
+	return acc, true
+}
+
+func serveLink(c net.Conn, cfg Config, secret tierlink.Secret, h linkHandler, log *slog.Logger) {
 	l := newLink(c, cfg.LinkQueueLimit)
 	defer l.close()
 	r := tierlink.NewReader(c, 64<<10, tierlink.MaxFrame)
 
-	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
 	f, err := r.Next()
-	if err == nil && f.Type == tierlink.TypePeerHello {
-		servePeer(c, r, l, f, cfg, h, log)
-		return
-	}
-	if err != nil || f.Type != tierlink.TypeHello {
+	if err != nil || (f.Type != tierlink.TypeHello && f.Type != tierlink.TypePeerHello) {
 		log.Warn("tier link without hello", "remote", c.RemoteAddr().String(), "err", err)
 		linkProtocolError.Inc()
 		return
 	}
-	hello, err := tierlink.ParseHello(f.Payload)
-	if err != nil || hello.Version != tierlink.Version {
-		log.Warn("tier link with bad hello", "remote", c.RemoteAddr().String(), "version", hello.Version, "err", err)
-		linkProtocolError.Inc()
+	acc, ok := acceptHandshake(c, r, f, cfg.NodeID, secret, log)
+	if !ok {
 		return
 	}
-	l.node = hello.NodeID
-	l.appendFrames(func(b []byte) []byte {
-		return tierlink.AppendHello(b, tierlink.TypeHelloAck, tierlink.Hello{Version: tierlink.Version, NodeID: cfg.NodeID})
-	})
+	_ = c.SetWriteDeadline(time.Time{})
+	if f.Type == tierlink.TypePeerHello {
+		servePeer(c, r, l, acc.Hello, cfg.LinkIdleTimeout, h, log)
+		return
+	}
+	l.node = acc.Hello.NodeID
 	go l.writeLoop()
 	linksOpen.Inc()
 	log.Info("tier link up", "node", l.node, "remote", c.RemoteAddr().String())
@@ -285,11 +314,10 @@ func serveLink(c net.Conn, cfg Config, h linkHandler, log *slog.Logger) {
 
 // servePeer serves a link another logic node dialed: it sends requests and
 // fan-outs, this node answers on the same link.
-func servePeer(c net.Conn, r *tierlink.Reader, l *link, f tierlink.Frame, cfg Config, h linkHandler, log *slog.Logger) {
-	hello, err := tierlink.ParseHello(f.Payload)
+func servePeer(c net.Conn, r *tierlink.Reader, l *link, hello tierlink.Hello, idle time.Duration, h linkHandler, log *slog.Logger) {
 	id, addr, _ := strings.Cut(hello.NodeID, "|")
-	if err != nil || hello.Version != tierlink.Version || id == "" {
-		log.Warn("peer link with bad hello", "remote", c.RemoteAddr().String(), "version", hello.Version, "err", err)
+	if id == "" {
+		log.Warn("peer link with bad hello: no node id", "remote", c.RemoteAddr().String())
 		linkProtocolError.Inc()
 		return
 	}
@@ -298,14 +326,11 @@ func servePeer(c net.Conn, r *tierlink.Reader, l *link, f tierlink.Frame, cfg Co
 		log.Warn("peer link refused: this node has no cluster configured", "peer", id, "remote", c.RemoteAddr().String())
 		return
 	}
-	l.appendFrames(func(b []byte) []byte {
-		return tierlink.AppendHello(b, tierlink.TypeHelloAck, tierlink.Hello{Version: tierlink.Version, NodeID: cfg.NodeID})
-	})
 	go l.writeLoop()
 	log.Debug("peer link accepted", "peer", id, "remote", c.RemoteAddr().String())
 	defer h.onPeerGone(l)
 	for {
-		_ = c.SetReadDeadline(time.Now().Add(cfg.LinkIdleTimeout))
+		_ = c.SetReadDeadline(time.Now().Add(idle))
 		f, err := r.Next()
 		if err != nil {
 			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {

@@ -110,14 +110,16 @@ type Service struct {
 	// SetVAPIDPublicKey (push_http.go) is safe before or after Run.
 	vapidPublicKey atomic.Pointer[string]
 
-	linkLn   net.Listener
-	httpLn   net.Listener
-	peerTLS  *tls.Config // dialing other logic nodes; nil: plain TCP
-	tlsStops []func()    // certificate reloaders
-	http     *fasthttp.Server
-	web      fasthttp.RequestHandler // static files of the web client; nil when logic.web_dir is empty
-	ready    chan struct{}
-	health   healthState
+	linkLn  net.Listener
+	httpLn  net.Listener
+	peerTLS *tls.Config // dialing other logic nodes; nil: plain TCP
+	// linkSecret authenticates tier and peer links (empty: mutual TLS).
+	linkSecret tierlink.Secret
+	tlsStops   []func() // certificate reloaders
+	http       *fasthttp.Server
+	web        fasthttp.RequestHandler // static files of the web client; nil when logic.web_dir is empty
+	ready      chan struct{}
+	health     healthState
 }
 
 type presenceEvent struct {
@@ -180,6 +182,7 @@ func New(cfg Config, store Store, presence Presence, verifier *auth.Verifier, lo
 		readSem: make(chan struct{}, cfg.ReadWorkers),
 		ready:   make(chan struct{}),
 	}
+	s.linkSecret, _ = tierlink.LoadSecret("logic", cfg.LinkSecret, cfg.LinkSecretFile) // checked by Validate
 	s.presenceQ = make(chan presenceEvent, 4096)
 	s.catchupSem = make(chan struct{}, cfg.CatchupWorkers)
 	s.sendLimit = newRateLimiter(cfg.SendRate, cfg.SendBurst)
@@ -354,7 +357,7 @@ func (s *Service) Run(ctx context.Context) error {
 	servers.Add(1)
 	go func() {
 		defer servers.Done()
-		errc <- serveLinks(ctx, s.linkLn, s.cfg, s, s.log)
+		errc <- serveLinks(ctx, s.linkLn, s.cfg, s.linkSecret, s, s.log)
 	}()
 	if s.httpLn != nil {
 		s.http = s.newHTTPServer()

@@ -20,10 +20,14 @@ import (
 
 const testSecret = "0123456789abcdef0123456789abcdef"
 
+// testLinkSecret authenticates the test nodes' tier and peer links.
+var testLinkSecret = tierlink.Secret("link-secret-link-secret-link-secret")
+
 func startService(t *testing.T, st Store, tune ...func(*Config)) *Service {
 	t.Helper()
 	cfg := Default()
 	cfg.LinkListen, cfg.HTTPListen, cfg.Shards, cfg.DevTokens = "127.0.0.1:0", "127.0.0.1:0", 8, true
+	cfg.LinkSecret = string(testLinkSecret)
 	cfg.SendRate = 0 // tests send in bursts; TestTwentyFirstSendIsRateLimited turns it on
 	for _, f := range tune {
 		f(&cfg)
@@ -73,11 +77,9 @@ func dialNode(t *testing.T, addr string) *fakeNode {
 		t.Fatal(err)
 	}
 	n := &fakeNode{t: t, conn: c, got: map[uint64]chan map[string]any{}, kick: map[uint64]uint16{}}
-	n.write(tierlink.AppendHello(nil, tierlink.TypeHello, tierlink.Hello{Version: tierlink.Version, NodeID: "fake"}))
 	r := tierlink.NewReader(c, 0, 0)
-	f, err := r.Next()
-	if err != nil || f.Type != tierlink.TypeHelloAck {
-		t.Fatalf("got %v %v, want hello_ack", f.Type, err)
+	if _, err := tierlink.DialHandshake(c, r, tierlink.TypeHello, "fake", testLinkSecret); err != nil {
+		t.Fatalf("link handshake: %v", err)
 	}
 	go func() {
 		for {

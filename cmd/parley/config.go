@@ -274,6 +274,9 @@ func loadConfig(fs *flag.FlagSet, args []string, defaultPath string, validate fu
 	if err := confload.SetAll(&cfg, sets); err != nil {
 		return cfg, false, err
 	}
+	if err := cfg.Auth.ResolveSecretFile(); err != nil {
+		return cfg, false, fmt.Errorf("invalid configuration:\n%w", err)
+	}
 	if err := errors.Join(cfg.Runtime.validate(os.Getenv), cfg.Debug.validate(), validate(&cfg)); err != nil {
 		return cfg, false, fmt.Errorf("invalid configuration:\n%w", err)
 	}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -27,9 +28,12 @@ func TestShippedConfigs(t *testing.T) {
 			return validateStore(c.Store)
 		}, []string{"-set", "store.backend=cql"}},
 		{file: "standalone.yaml", validate: func(c *fileConfig) error {
+			if err := standaloneLinkSecret(c); err != nil {
+				return err
+			}
 			return joinErrs(validateLog(c.Log), c.Auth.Validate(), c.Logic.Validate(), validateStore(c.Store), c.Connsrv.Validate())
 		}},
-		// The tier files ship without a secret: supply one as ops would.
+		// The tier files ship without secrets: supply them as ops would.
 		{file: "connsrv.yaml", validate: func(c *fileConfig) error {
 			return joinErrs(validateLog(c.Log), c.Auth.Validate(), c.Connsrv.Validate())
 		}},
@@ -41,7 +45,8 @@ func TestShippedConfigs(t *testing.T) {
 		t.Run(tt.file, func(t *testing.T) {
 			fs := flag.NewFlagSet("t", flag.ContinueOnError)
 			fs.SetOutput(io.Discard)
-			args := append([]string{"-config", filepath.Join("..", "..", "configs", tt.file), "-set", "auth.secret=" + strings.Repeat("s", 32)}, tt.extra...)
+			args := append([]string{"-config", filepath.Join("..", "..", "configs", tt.file), "-set", "auth.secret=" + strings.Repeat("s", 32),
+				"-set", "logic.link_secret=" + strings.Repeat("l", 32), "-set", "connsrv.link_secret=" + strings.Repeat("l", 32)}, tt.extra...)
 			if _, _, err := loadConfig(fs, args, "", tt.validate); err != nil {
 				t.Fatalf("got %v, want a valid config", err)
 			}
@@ -133,4 +138,42 @@ func TestPositionsRoundTrip(t *testing.T) {
 	if len(got) != 2 || got["dm:alice:bob"] != 7 || got["g:x"] != 3 {
 		t.Fatalf("got %v, want %v", got, want)
 	}
+}
+
+// TestSecretFiles: auth.secret_file and logic.link_secret_file keep secrets
+// off the command line; setting both forms is an error.
+func TestSecretFiles(t *testing.T) {
+	dir := t.TempDir()
+	authFile, linkFile := filepath.Join(dir, "auth"), filepath.Join(dir, "link")
+	if err := os.WriteFile(authFile, []byte(strings.Repeat("a", 40)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(linkFile, []byte(strings.Repeat("k", 40)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ok := []string{"-config", "../../configs/logic.yaml", "-set", "auth.secret_file=" + authFile, "-set", "logic.link_secret_file=" + linkFile, "-check-config"}
+	if err := runLogic(ok); err != nil {
+		t.Fatalf("secret files: got %v, want ok", err)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-config", "../../configs/logic.yaml", "-set", "auth.secret_file=" + authFile, "-set", "auth.secret=" + strings.Repeat("s", 32), "-set", "logic.link_secret_file=" + linkFile, "-check-config"}, "set one"},
+		{[]string{"-config", "../../configs/logic.yaml", "-set", "auth.secret_file=" + filepath.Join(dir, "missing"), "-set", "logic.link_secret_file=" + linkFile, "-check-config"}, "auth.secret_file"},
+		{[]string{"-config", "../../configs/logic.yaml", "-set", "auth.secret_file=" + authFile, "-check-config"}, "link_secret"},
+		{[]string{"-config", "../../configs/connsrv.yaml", "-set", "auth.secret_file=" + authFile, "-check-config"}, "link_secret"},
+	} {
+		if err := runLogicOrConnsrv(tc.args); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: got %v, want an error containing %q", tc.args, err, tc.want)
+		}
+	}
+}
+
+// runLogicOrConnsrv runs the command the configuration file is for.
+func runLogicOrConnsrv(args []string) error {
+	if strings.Contains(args[1], "connsrv") {
+		return runConnsrv(args)
+	}
+	return runLogic(args)
 }

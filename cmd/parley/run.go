@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -117,9 +119,30 @@ func startLogic(cfg fileConfig, v *auth.Verifier, log *slog.Logger) (*logicNode,
 	return n, nil
 }
 
+// standaloneLinkSecret gives the two halves of a standalone process one
+// link secret: a random one made at every start unless the configuration
+// names one, so the loopback tier link is never open to other local
+// processes.
+func standaloneLinkSecret(c *fileConfig) error {
+	if c.Logic.LinkSecret == "" && c.Logic.LinkSecretFile == "" {
+		b := make([]byte, 32)
+		if _, err := rand.Read(b); err != nil {
+			return fmt.Errorf("cannot make a link secret: %w", err)
+		}
+		c.Logic.LinkSecret = hex.EncodeToString(b)
+	}
+	if c.Connsrv.LinkSecret == "" && c.Connsrv.LinkSecretFile == "" {
+		c.Connsrv.LinkSecret, c.Connsrv.LinkSecretFile = c.Logic.LinkSecret, c.Logic.LinkSecretFile
+	}
+	return nil
+}
+
 func runStandalone(args []string) error {
 	fs := flag.NewFlagSet("standalone", flag.ContinueOnError)
 	cfg, done, err := loadConfig(fs, args, "", func(c *fileConfig) error {
+		if err := standaloneLinkSecret(c); err != nil {
+			return err
+		}
 		return joinErrs(validateLog(c.Log), c.Auth.Validate(), c.Logic.Validate(), validateStore(c.Store), validateFleet(c))
 	})
 	if err != nil || done {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -48,6 +49,11 @@ type Config struct {
 	// Secret is the HS256 key shared with the token issuer, at least 32
 	// bytes. Required when HS256 is allowed; must be empty otherwise.
 	Secret string `yaml:"secret"`
+	// SecretFile names a file holding Secret (surrounding white space
+	// trimmed), so the secret never sits on a command line or in the
+	// configuration file; set one of the two. Read by the parley command
+	// when it loads its configuration (ResolveSecretFile).
+	SecretFile string `yaml:"secret_file"`
 	// Issuer, when set, must match the token's iss claim. Default none
 	// (any issuer).
 	Issuer string `yaml:"issuer"`
@@ -244,4 +250,21 @@ func isLoopback(host string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// ResolveSecretFile reads SecretFile into Secret. Setting both is an
+// error.
+func (c *Config) ResolveSecretFile() error {
+	if c.SecretFile == "" {
+		return nil
+	}
+	if c.Secret != "" {
+		return errors.New("auth.secret and auth.secret_file: set one")
+	}
+	b, err := os.ReadFile(c.SecretFile)
+	if err != nil {
+		return fmt.Errorf("auth.secret_file: %w", err)
+	}
+	c.Secret = strings.TrimSpace(string(b))
+	return nil
 }

@@ -19,8 +19,9 @@
 //
 // # Frame types
 //
-//	Hello    c->l  session 0   payload: version u8 | idlen u8 | node id
-//	HelloAck l->c  session 0   payload: version u8 | idlen u8 | node id
+//	Hello    c->l  session 0   payload: min u8 | max u8 | idlen u8 | node id | nonce [32]
+//	HelloAck l->c  session 0   payload: version u8 | idlen u8 | node id | nonce [32] | maclen u8 | mac
+//	Auth     c->l  session 0   payload: mac (0 or 32 bytes)
 //	Open     c->l  session s   payload: ulen u8 | user | dlen u8 | device | alen u8 | remote addr
 //	Close    c->l  session s   payload: ws close code u16
 //	Data     c->l  session s   payload: one client frame (JSON text)
@@ -29,6 +30,25 @@
 //	Ping     both  session 0   payload: nonce u64
 //	Pong     both  session 0   payload: the ping's nonce u64
 //	Multi    l->c  session 0   payload: count u16 | count × session u64 | server frame
+//
+// # Handshake
+//
+// A link opens with Hello (or PeerHello) from the dialer, HelloAck from the
+// accepting node and Auth from the dialer; nothing else is read before
+// Auth checks out (handshake.go: DialHandshake, AcceptHandshake).
+//
+//   - Versions: Hello carries the dialer's range [min, max]; the acceptor
+//     answers the highest version both ranges share, or closes. So frame
+//     changes roll out node by node: a build adds a version at the top of
+//     its range, and drops the bottom one once no node needs it.
+//   - Authentication: both sides prove the fleet's link secret with
+//     HMAC-SHA256 over the handshake transcript (the hello type, the
+//     chosen version, both node ids and both nonces): the acceptor in
+//     HelloAck (so a dialer never talks to an impostor), the dialer in
+//     Auth. The secret never crosses the wire, and the acceptor's fresh
+//     nonce makes a recorded Auth useless on another link. A node without
+//     a secret sends empty proofs and must be authenticated by mutual TLS
+//     instead (the logic node checks the verified client certificate).
 //
 // Multi delivers one server frame to several sessions of the same connsrv
 // node (group fan-out) without repeating the payload.
@@ -62,6 +82,11 @@
 //
 //	1  initial version; the logic-to-logic frames 0x0B-0x0F were added with
 //	   the fleet (nodes of one fleet run one release).
+//	2  version ranges in Hello and link authentication (HelloAck's nonce
+//	   and proof, the Auth frame 0x10). A node of version 2 refuses a
+//	   version-1 hello (ErrLegacyHello, logged), and a version-1 node
+//	   cannot parse a version-2 hello: moving to 2 is a flag day for the
+//	   whole fleet; every later version is negotiated.
 //
 // # Concurrency
 //

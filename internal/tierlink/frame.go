@@ -7,9 +7,6 @@ import (
 	"io"
 )
 
-// Version is the link protocol version sent in Hello and HelloAck.
-const Version = 1
-
 // Type is a frame type.
 type Type uint8
 
@@ -32,6 +29,9 @@ const (
 	TypeReply     Type = 0x0D
 	TypeFanout    Type = 0x0E
 	TypeUsers     Type = 0x0F
+
+	// TypeAuth ends the handshake (see handshake.go).
+	TypeAuth Type = 0x10
 )
 
 func (t Type) String() string {
@@ -66,6 +66,8 @@ func (t Type) String() string {
 		return "fanout"
 	case TypeUsers:
 		return "users"
+	case TypeAuth:
+		return "auth"
 	}
 	return fmt.Sprintf("type(0x%02x)", uint8(t))
 }
@@ -140,7 +142,7 @@ func Parse(b []byte, maxFrame int) (f Frame, n int, err error) {
 	// Check the type before the whole frame is buffered, so a Reader fails
 	// fast instead of buffering a large frame it will reject anyway.
 	t := Type(b[4])
-	if t < TypeHello || t > TypeUsers {
+	if t < TypeHello || t > TypeAuth {
 		return Frame{}, 0, fmt.Errorf("%w: 0x%02x", ErrUnknown, b[4])
 	}
 	total := 4 + int(l)

@@ -27,8 +27,9 @@ func frameCases() []frameCase {
 	multi = binary.BigEndian.AppendUint64(multi, 1<<63)
 	multi = append(multi, `{"type":"msg"}`...)
 	return []frameCase{
-		{"hello", AppendHello(nil, TypeHello, Hello{Version: Version, NodeID: "conn-1"}), TypeHello, 0, []byte("\x01\x06conn-1")},
-		{"hello_ack", AppendHello(nil, TypeHelloAck, Hello{Version: 9, NodeID: ""}), TypeHelloAck, 0, []byte{9, 0}},
+		{"hello", AppendHello(nil, TypeHello, Hello{Min: 2, Max: 3, NodeID: "conn-1", Nonce: [NonceSize]byte{7}}), TypeHello, 0, append([]byte("\x02\x03\x06conn-1\x07"), make([]byte, NonceSize-1)...)},
+		{"hello_ack", AppendHelloAck(nil, HelloAck{Version: 9, NodeID: "", MAC: []byte{1, 2}}), TypeHelloAck, 0, append(append([]byte{9, 0}, make([]byte, NonceSize)...), 2, 1, 2)},
+		{"auth", AppendAuth(nil, []byte{5, 6}), TypeAuth, 0, []byte{5, 6}},
 		{"open", AppendOpen(nil, 42, Open{User: "alice", Device: "d1", Remote: "127.0.0.1:9"}), TypeOpen, 42, []byte("\x05alice\x02d1\x0b127.0.0.1:9")},
 		{"close", AppendClose(nil, 43, 1000), TypeClose, 43, []byte{0x03, 0xe8}},
 		{"data", AppendFrame(nil, TypeData, 44, []byte(`{"type":"ping"}`)), TypeData, 44, []byte(`{"type":"ping"}`)},
@@ -123,7 +124,7 @@ func TestParseErrors(t *testing.T) {
 		{"too_large_custom", header(9+100, TypeData, 1), 9 + 99, ErrTooLarge},
 		{"custom_over_max_clamped", header(MaxFrame+1, TypeData, 1), MaxFrame * 2, ErrTooLarge},
 		{"type_0", header(9, 0, 1), 0, ErrUnknown},
-		{"type_after_users", header(9, TypeUsers+1, 1), 0, ErrUnknown},
+		{"type_after_auth", header(9, TypeAuth+1, 1), 0, ErrUnknown},
 		{"type_ff", header(9, 0xff, 1), 0, ErrUnknown},
 		{"type_unknown_partial_frame", header(MaxFrame, 0x7f, 1)[:5], 0, ErrUnknown},
 	}
@@ -174,7 +175,7 @@ func TestTypeString(t *testing.T) {
 		{TypeHello, "hello"}, {TypeHelloAck, "hello_ack"}, {TypeOpen, "open"},
 		{TypeClose, "close"}, {TypeData, "data"}, {TypeDeliver, "deliver"},
 		{TypeKick, "kick"}, {TypePing, "ping"}, {TypePong, "pong"},
-		{TypeMulti, "multi"}, {0, "type(0x00)"}, {0xab, "type(0xab)"},
+		{TypeMulti, "multi"}, {TypeAuth, "auth"}, {0, "type(0x00)"}, {0xab, "type(0xab)"},
 	}
 	for _, tc := range tests {
 		if got := tc.t.String(); got != tc.want {
@@ -185,16 +186,30 @@ func TestTypeString(t *testing.T) {
 
 func TestPayloadRoundTrip(t *testing.T) {
 	t.Run("hello", func(t *testing.T) {
-		for _, h := range []Hello{{Version: 1, NodeID: "n"}, {Version: 0, NodeID: ""}, {Version: 255, NodeID: strings.Repeat("x", 255)}} {
-			f := mustParse(t, AppendHello(nil, TypeHelloAck, h))
+		for _, h := range []Hello{{Min: 2, Max: 2, NodeID: "n"}, {Min: 1, Max: 255, NodeID: ""}, {Min: 255, Max: 255, NodeID: strings.Repeat("x", 255), Nonce: [NonceSize]byte{1, 2, 3}}} {
+			f := mustParse(t, AppendHello(nil, TypePeerHello, h))
 			got, err := ParseHello(f.Payload)
 			if err != nil || got != h {
 				t.Errorf("got %+v, %v; want %+v, nil", got, err, h)
 			}
 		}
 	})
+	t.Run("hello_ack", func(t *testing.T) {
+		for _, a := range []HelloAck{{Version: 2, NodeID: "n"}, {Version: 2, NodeID: "l", MAC: []byte("0123456789abcdef0123456789abcdef")}} {
+			f := mustParse(t, AppendHelloAck(nil, a))
+			got, err := ParseHelloAck(f.Payload)
+			if err != nil || got.Version != a.Version || got.NodeID != a.NodeID || got.Nonce != a.Nonce || !bytes.Equal(got.MAC, a.MAC) {
+				t.Errorf("got %+v, %v; want %+v, nil", got, err, a)
+			}
+		}
+	})
+	t.Run("hello_v1_is_legacy", func(t *testing.T) {
+		if _, err := ParseHello([]byte("\x01\x06conn-1")); !errors.Is(err, ErrLegacyHello) {
+			t.Fatalf("got %v, want ErrLegacyHello", err)
+		}
+	})
 	t.Run("hello_cut", func(t *testing.T) {
-		h := Hello{Version: 1, NodeID: strings.Repeat("y", 300)}
+		h := Hello{Min: 2, Max: 2, NodeID: strings.Repeat("y", 300)}
 		f := mustParse(t, AppendHello(nil, TypeHello, h))
 		got, err := ParseHello(f.Payload)
 		if err != nil {
@@ -348,9 +363,15 @@ func TestPayloadDecodeErrors(t *testing.T) {
 		in    []byte
 	}{
 		{"hello_empty", parseHello, nil},
-		{"hello_1", parseHello, []byte{1}},
-		{"hello_truncated_id", parseHello, []byte{1, 3, 'a', 'b'}},
-		{"hello_trailing", parseHello, []byte{1, 1, 'a', 'b'}},
+		{"hello_1", parseHello, []byte{2}},
+		{"hello_no_nonce", parseHello, []byte{2, 2, 1, 'a'}},
+		{"hello_truncated_id", parseHello, append([]byte{2, 2, 3, 'a', 'b'}, make([]byte, NonceSize-2)...)},
+		{"hello_trailing", parseHello, append([]byte{2, 2, 1, 'a', 'b'}, make([]byte, NonceSize)...)},
+		{"hello_min_above_max", parseHello, append([]byte{3, 2, 0}, make([]byte, NonceSize)...)},
+		{"hello_min_zero", parseHello, append([]byte{0, 2, 0}, make([]byte, NonceSize)...)},
+		{"hello_ack_empty", parseHelloAck, nil},
+		{"hello_ack_no_mac_len", parseHelloAck, append([]byte{2, 0}, make([]byte, NonceSize)...)},
+		{"hello_ack_short_mac", parseHelloAck, append(append([]byte{2, 0}, make([]byte, NonceSize)...), 3, 1)},
 		{"open_empty", parseOpen, nil},
 		{"open_truncated_user", parseOpen, []byte{5, 'a'}},
 		{"open_missing_device", parseOpen, []byte{1, 'a'}},
@@ -383,12 +404,13 @@ func TestPayloadDecodeErrors(t *testing.T) {
 	}
 }
 
-func parseHello(p []byte) error { _, err := ParseHello(p); return err }
-func parseOpen(p []byte) error  { _, err := ParseOpen(p); return err }
-func parseClose(p []byte) error { _, err := ParseClose(p); return err }
-func parseKick(p []byte) error  { _, _, err := ParseKick(p); return err }
-func parsePing(p []byte) error  { _, err := ParsePing(p); return err }
-func parseMulti(p []byte) error { _, err := ParseMulti(p); return err }
+func parseHello(p []byte) error    { _, err := ParseHello(p); return err }
+func parseHelloAck(p []byte) error { _, err := ParseHelloAck(p); return err }
+func parseOpen(p []byte) error     { _, err := ParseOpen(p); return err }
+func parseClose(p []byte) error    { _, err := ParseClose(p); return err }
+func parseKick(p []byte) error     { _, _, err := ParseKick(p); return err }
+func parsePing(p []byte) error     { _, err := ParsePing(p); return err }
+func parseMulti(p []byte) error    { _, err := ParseMulti(p); return err }
 
 // oneByteReader returns at most one byte per Read, so every frame arrives
 // split at every byte boundary.

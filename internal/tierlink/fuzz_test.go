@@ -105,6 +105,7 @@ func FuzzParse(f *testing.F) {
 // Payload kinds for FuzzPayloads.
 const (
 	fuzzHello = iota
+	fuzzHelloAck
 	fuzzOpen
 	fuzzClose
 	fuzzKick
@@ -128,6 +129,7 @@ func FuzzPayloads(f *testing.F) {
 		// Every decoder must cope with every input; only the round trip
 		// check depends on kind.
 		h, errHello := ParseHello(p)
+		ha, errHelloAck := ParseHelloAck(p)
 		o, errOpen := ParseOpen(p)
 		code, errClose := ParseClose(p)
 		kcode, reason, errKick := ParseKick(p)
@@ -139,7 +141,13 @@ func FuzzPayloads(f *testing.F) {
 		switch kind % fuzzKinds {
 		case fuzzHello:
 			err = errHello
+			if errors.Is(err, ErrLegacyHello) {
+				return
+			}
 			re = payloadOf(AppendHello(nil, TypeHello, h))
+		case fuzzHelloAck:
+			err = errHelloAck
+			re = payloadOf(AppendHelloAck(nil, ha))
 		case fuzzOpen:
 			err = errOpen
 			re = payloadOf(AppendOpen(nil, 1, o))

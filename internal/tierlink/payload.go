@@ -6,29 +6,6 @@ import (
 	"unicode/utf8"
 )
 
-// Hello is the payload of Hello and HelloAck.
-type Hello struct {
-	Version uint8
-	NodeID  string
-}
-
-// AppendHello appends a Hello or HelloAck frame. A node id longer than 255
-// bytes is cut.
-func AppendHello(dst []byte, t Type, h Hello) []byte {
-	id := cut255(h.NodeID)
-	dst = AppendHeader(dst, t, 0, 2+len(id))
-	dst = append(dst, h.Version, byte(len(id)))
-	return append(dst, id...)
-}
-
-// ParseHello decodes a Hello or HelloAck payload.
-func ParseHello(p []byte) (Hello, error) {
-	if len(p) < 2 || len(p) != 2+int(p[1]) {
-		return Hello{}, fmt.Errorf("%w: hello of %d bytes", ErrBadPayload, len(p))
-	}
-	return Hello{Version: p[0], NodeID: string(p[2:])}, nil
-}
-
 // Open is the payload of an Open frame: who the session belongs to.
 type Open struct {
 	User   string
