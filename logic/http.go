@@ -194,7 +194,7 @@ func (s *Service) serveHTTP(ctx *fasthttp.RequestCtx) {
 	case path == "/v1/presence" && method == fasthttp.MethodGet:
 		route = "presence"
 		users := strings.Split(string(ctx.QueryArgs().Peek("users")), ",")
-		info, err := s.Presence(rctx, users)
+		info, err := s.Presence(rctx, claims.User, users)
 		s.writeJSON(ctx, proto.PresenceAnswer{Users: info}, err)
 	case path == "/v1/push/subscriptions":
 		route = "push_subscriptions"

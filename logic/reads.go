@@ -48,7 +48,7 @@ func (s *Service) read(ctx context.Context, r *request) ([]byte, error) {
 		}
 		return proto.Marshal(proto.TypeMembers, in.ID, proto.MembersAnswer{Chat: in.Chat, Members: members})
 	case proto.TypePresence:
-		users, err := s.Presence(ctx, in.Users)
+		users, err := s.Presence(ctx, r.user, in.Users)
 		if err != nil {
 			return nil, err
 		}
@@ -163,9 +163,11 @@ func (s *Service) ChatMembers(ctx context.Context, user, chat string) ([]string,
 	return s.store.Members(ctx, chat)
 }
 
-// Presence returns the presence of users (at most 256). Presence is best
-// effort: on a presence-store error users read as offline.
-func (s *Service) Presence(ctx context.Context, users []string) ([]proto.PresenceInfo, error) {
+// Presence answers whether users are online and when they were last
+// seen, as requester may see it (relations.go): users requester has no
+// relationship with, and ids no one uses, are answered the same way —
+// offline, never seen.
+func (s *Service) Presence(ctx context.Context, requester string, users []string) ([]proto.PresenceInfo, error) {
 	if len(users) == 0 || len(users) > maxPresenceUsers {
 		return nil, proto.Errorf(proto.CodeBadRequest, "presence takes 1..%d users", maxPresenceUsers)
 	}
@@ -174,21 +176,42 @@ func (s *Service) Presence(ctx context.Context, users []string) ([]proto.Presenc
 			return nil, proto.Errorf(proto.CodeBadRequest, "%q is not a valid user id", truncate(u, 64))
 		}
 	}
-	info, err := s.presence.Lookup(ctx, users)
+	vis, err := s.visibleTo(ctx, requester, users)
 	if err != nil {
-		s.log.Warn("presence lookup failed; reporting offline", "err", err)
-		info = make([]proto.PresenceInfo, len(users))
-		for i, u := range users {
-			info[i] = proto.PresenceInfo{User: u}
+		return nil, err
+	}
+	var shown []string
+	for _, u := range users {
+		if vis[u] {
+			shown = append(shown, u)
 		}
 	}
-	// This node knows its own sessions for sure.
-	for i := range info {
-		if s.reg.online(info[i].User) {
-			info[i].Online, info[i].LastSeen = true, 0
+	known := map[string]proto.PresenceInfo{}
+	if len(shown) > 0 {
+		info, err := s.presence.Lookup(ctx, shown)
+		if err != nil {
+			s.log.Warn("presence lookup failed; reporting offline", "err", err)
+			info = nil
+		}
+		for _, pi := range info {
+			known[pi.User] = pi
 		}
 	}
-	return info, nil
+	out := make([]proto.PresenceInfo, len(users))
+	for i, u := range users {
+		out[i] = proto.PresenceInfo{User: u}
+		if !vis[u] {
+			continue
+		}
+		if pi, ok := known[u]; ok {
+			out[i] = pi
+		}
+		// This node knows its own sessions for sure.
+		if s.reg.online(u) {
+			out[i].Online, out[i].LastSeen = true, 0
+		}
+	}
+	return out, nil
 }
 
 var _ = errors.Is

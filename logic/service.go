@@ -81,6 +81,7 @@ type Service struct {
 	store    Store // the caller's store behind the circuit breaker
 	breaker  *breaker
 	presence Presence
+	rel      *relations // who may see whose presence
 	verifier *auth.Verifier
 	log      *slog.Logger
 	now      func() time.Time
@@ -126,6 +127,9 @@ type presenceEvent struct {
 	user   string
 	online bool
 	at     time.Time
+	// chat, when set, is a 1-on-1 chat that may have become mutual
+	// (relations.go) instead of a presence change.
+	chat string
 }
 
 type healthState struct {
@@ -183,6 +187,7 @@ func New(cfg Config, store Store, presence Presence, verifier *auth.Verifier, lo
 		ready:   make(chan struct{}),
 	}
 	s.linkSecret, _ = tierlink.LoadSecret("logic", cfg.LinkSecret, cfg.LinkSecretFile) // checked by Validate
+	s.rel = newRelations(s.store, s.now)
 	s.presenceQ = make(chan presenceEvent, 4096)
 	s.catchupSem = make(chan struct{}, cfg.CatchupWorkers)
 	s.sendLimit = newRateLimiter(cfg.SendRate, cfg.SendBurst)
@@ -773,6 +778,11 @@ func (s *Service) presenceLoop(stop <-chan struct{}) {
 			return
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.StoreTimeout)
+		if ev.chat != "" {
+			s.relationCheck(ctx, ev.chat, &scratch)
+			cancel()
+			continue
+		}
 		var err error
 		if ev.online {
 			err = s.presence.SetOnline(ctx, ev.user, ev.at)
@@ -808,7 +818,9 @@ func (s *Service) presenceLoop(stop <-chan struct{}) {
 // maxPresencePeers bounds the fan-out of one presence change.
 const maxPresencePeers = 2000
 
-// peersOf returns the distinct members of user's chats, without user.
+// peersOf returns the users who may see user's presence (relations.go):
+// the members of user's groups and the other side of each 1-on-1 chat in
+// which both have sent a message, without user.
 func (s *Service) peersOf(ctx context.Context, user string) ([]string, error) {
 	chats, err := s.store.UserChats(ctx, user)
 	if err != nil {
@@ -824,6 +836,10 @@ func (s *Service) peersOf(ctx context.Context, user string) ([]string, error) {
 	}
 	for _, c := range chats {
 		if a, b, ok := record.DirectMembers(c.Chat.ID); ok {
+			// Only the other side of a chat where both have spoken.
+			if mutual, err := s.rel.mutualDirect(ctx, c.Chat.ID); err != nil || !mutual {
+				continue
+			}
 			addPeer(a)
 			addPeer(b)
 			continue

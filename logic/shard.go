@@ -513,6 +513,9 @@ func (sh *shard) flush() {
 			}
 		}
 		sh.fanout(st.Chat, &st.Msg, skip, extra)
+		if st.Msg.Kind == record.MsgText && record.IsDirectID(st.Msg.ChatID) && sh.svc.rel.mayForm(st.Msg.ChatID, st.Msg.Sender) {
+			sh.svc.queuePresence(presenceEvent{chat: st.Msg.ChatID}) // a reply may make it mutual
+		}
 	}
 	messagesStored.Add(stored)
 	appendBatchSize.Update(float64(stored))

@@ -183,6 +183,10 @@ func DirectMembers(chatID string) (a, b string, ok bool) {
 	return a, b, true
 }
 
+// IsDirectID reports whether id has the form of a 1-on-1 chat id (a
+// cheap prefix test; DirectMembers validates it).
+func IsDirectID(id string) bool { return strings.HasPrefix(id, directPrefix) }
+
 // GroupChatID returns the chat id for a group with the given random suffix
 // (hex or other ValidID characters).
 func GroupChatID(suffix string) string { return groupPrefix + suffix }

@@ -121,15 +121,19 @@ test("1-on-1 chat both ways", async () => {
   bob = await signIn(uid("bob"), "web1");
   await openChatWith(alice.page, bob.name);
   await send(alice.page, "hi bob");
-  // bob sees the chat appear with an unread badge and a presence dot for alice
+  // bob sees the chat appear with an unread badge; alice's presence stays
+  // hidden from him until he answers (a first message is a request)
   const item = bob.page.locator(`[data-testid=chat-item][data-name="${alice.name}"]`);
   await item.waitFor({ timeout: T });
   await eventually("bob's unread badge", async () => (await item.locator("[data-testid=unread]").textContent()) === "1");
-  await eventually("alice online for bob", async () => (await item.locator("[data-testid=presence]").getAttribute("data-online")) === "true");
+  assert((await item.locator("[data-testid=presence]").getAttribute("data-online")) === "false", "alice's presence shown to bob before he answered");
   await item.click();
   await seeBodies(bob.page, ["hi bob"], "bob sees hi bob");
   await send(bob.page, "hi alice");
   await seeBodies(alice.page, ["hi bob", "hi alice"], "alice sees the reply");
+  await eventually("alice online for bob once both have written", async () => (await item.locator("[data-testid=presence]").getAttribute("data-online")) === "true");
+  await eventually("bob online for alice once both have written", async () =>
+    (await alice.page.locator(`[data-testid=chat-item][data-name="${bob.name}"] [data-testid=presence]`).getAttribute("data-online")) === "true");
   await eventually("alice's message delivered", async () => (await status(alice.page, "hi bob")) === "delivered");
 });
 

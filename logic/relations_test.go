@@ -1,0 +1,116 @@
+package logic
+
+import (
+	"fmt"
+	"testing"
+	"time"
+)
+
+// presenceOf asks session s for users' presence and returns the answers
+// by user.
+func presenceOf(t *testing.T, n *fakeNode, s uint64, users ...string) map[string]map[string]any {
+	t.Helper()
+	q := `{"type":"presence","id":"p","users":[`
+	for i, u := range users {
+		if i > 0 {
+			q += ","
+		}
+		q += fmt.Sprintf("%q", u)
+	}
+	n.send(s, q+`]}`)
+	for {
+		m := n.next(s)
+		if m["type"] != "presence" || m["id"] != "p" {
+			continue // pushes, receipts
+		}
+		out := map[string]map[string]any{}
+		for _, x := range m["users"].([]any) {
+			u := x.(map[string]any)
+			out[u["user"].(string)] = u
+		}
+		return out
+	}
+}
+
+// pushedPresence waits for a presence push on session s about user.
+func pushedPresence(t *testing.T, n *fakeNode, s uint64, user string) map[string]any {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		m := n.next(s)
+		if m["type"] != "presence" || m["id"] != nil {
+			continue
+		}
+		for _, x := range m["users"].([]any) {
+			if u := x.(map[string]any); u["user"] == user {
+				return u
+			}
+		}
+	}
+	t.Fatalf("session %d: no presence push about %s", s, user)
+	return nil
+}
+
+// TestPresenceByRelationship: presence is visible within groups and
+// between the two sides of a 1-on-1 chat once both have sent; a stranger
+// gets the same answer for an existing, online user as for an id no one
+// uses; a reply that makes a chat mutual pushes each side the other's
+// presence.
+func TestPresenceByRelationship(t *testing.T) {
+	svc := startService(t, newMemStore())
+	n := dialNode(t, svc.LinkAddr())
+	n.open(1, "alice", "d")
+	n.open(2, "bob", "d")
+	n.open(3, "mallory", "d")
+	n.open(4, "carol", "d")
+
+	stranger := func(t *testing.T, s uint64, asker, user string) {
+		t.Helper()
+		got := presenceOf(t, n, s, user, "nobody-at-all")
+		a, b := got[user], got["nobody-at-all"]
+		if a["online"] != b["online"] || a["last_seen"] != b["last_seen"] || a["online"] != false {
+			t.Fatalf("%s asking: %s is %v, a user no one uses %v; want the same offline answer", asker, user, a, b)
+		}
+	}
+	stranger(t, 3, "mallory", "alice")
+
+	// A first "hi" is a request, not a relationship.
+	n.send(1, `{"type":"send","id":"r1","to":"bob","body":"hi bob"}`)
+	n.nextType(1, "sent")
+	n.nextType(2, "msg")
+	stranger(t, 2, "bob", "alice")
+	stranger(t, 1, "alice", "bob")
+	n.send(1, `{"type":"send","id":"r2","to":"bob","body":"hello?"}`) // the same side again
+	n.nextType(1, "sent")
+	stranger(t, 2, "bob", "alice")
+
+	// Bob replies: both are pushed the other's presence.
+	n.send(2, `{"type":"send","id":"b1","to":"alice","body":"hi alice"}`)
+	n.nextType(2, "sent")
+	if p := pushedPresence(t, n, 1, "bob"); p["online"] != true {
+		t.Fatalf("alice got %v about bob, want online", p)
+	}
+	if p := pushedPresence(t, n, 2, "alice"); p["online"] != true {
+		t.Fatalf("bob got %v about alice, want online", p)
+	}
+	if got := presenceOf(t, n, 2, "alice"); got["alice"]["online"] != true {
+		t.Fatalf("bob asking: got %v, want alice online", got)
+	}
+	stranger(t, 3, "mallory", "alice")
+
+	// A shared group is a relationship.
+	n.send(4, `{"type":"group_create","id":"g","name":"trip","members":["alice"]}`)
+	n.nextType(4, "msg") // the system message, then ok
+	n.nextType(4, "ok")
+	if got := presenceOf(t, n, 4, "alice"); got["alice"]["online"] != true {
+		t.Fatalf("carol asking: got %v, want alice online", got)
+	}
+	stranger(t, 3, "mallory", "carol")
+
+	// Going offline is pushed to related users with last_seen.
+	n.close(1)
+	if p := pushedPresence(t, n, 2, "alice"); p["online"] != false || p["last_seen"] == float64(0) {
+		t.Fatalf("bob got %v about alice, want offline with last_seen", p)
+	}
+	stranger(t, 3, "mallory", "alice")
+}
