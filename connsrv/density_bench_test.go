@@ -305,7 +305,7 @@ func densityLogic(c net.Conn, opened *atomic.Int64) {
 		out = out[:0]
 		switch f.Type {
 		case tierlink.TypeHello:
-			if _, err := tierlink.AcceptHandshake(c, r, f, "density-logic", testLinkSecret); err != nil {
+			if _, err := tierlink.AcceptHandshake(c, r, f, "density-logic", testLinkSecret, nil); err != nil {
 				return
 			}
 		case tierlink.TypePing:

@@ -103,7 +103,7 @@ func (f *fakeLogic) serve(c net.Conn) {
 			m := f.wmu[c]
 			f.mu.Unlock()
 			m.Lock()
-			_, err := tierlink.AcceptHandshake(c, r, fr, "fake-logic", testLinkSecret)
+			_, err := tierlink.AcceptHandshake(c, r, fr, "fake-logic", testLinkSecret, nil)
 			m.Unlock()
 			if err != nil {
 				c.Close()

@@ -222,7 +222,7 @@ func (l *link) connect(ctx context.Context) (net.Conn, *tierlink.Reader, error) 
 	dr := &deadlineReader{c: conn, d: timeout}
 	r := tierlink.NewReader(dr, 64<<10, tierlink.MaxFrame)
 	_ = conn.SetWriteDeadline(time.Now().Add(timeout))
-	h, err := tierlink.DialHandshake(conn, r, tierlink.TypeHello, l.srv.cfg.NodeID, l.srv.linkSecret)
+	h, err := tierlink.DialHandshake(conn, r, tierlink.TypeHello, l.srv.cfg.NodeID, l.srv.linkSecret, tierlink.DialOptions{Binding: tierlink.Binding(conn)})
 	if err != nil {
 		conn.Close()
 		return nil, nil, fmt.Errorf("cannot complete hello with logic %s: %w", l.addr, err)

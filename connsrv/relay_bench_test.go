@@ -28,6 +28,7 @@ func benchServer(b *testing.B) *Server {
 	}
 	cfg := Default()
 	cfg.LinkPoolSize = 1
+	cfg.LinkSecret = string(testLinkSecret)
 	srv, err := New(cfg, v, nil)
 	if err != nil {
 		b.Fatal(err)

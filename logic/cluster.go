@@ -261,7 +261,21 @@ func (c *cluster) connectPeer(ctx context.Context, addr string) error {
 	defer stop()
 	r := tierlink.NewReader(conn, 64<<10, tierlink.MaxFrame)
 	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
-	h, err := tierlink.DialHandshake(conn, r, tierlink.TypePeerHello, c.self+"|"+c.advertise, c.svc.linkSecret)
+	h, err := tierlink.DialHandshake(conn, r, tierlink.TypePeerHello, c.self+"|"+c.advertise, c.svc.linkSecret, tierlink.DialOptions{
+		Binding: tierlink.Binding(conn),
+		// Never prove the secret to this node itself (a relay could use
+		// the proof to open a link to it in this node's name).
+		Check: func(d tierlink.Dialed) error {
+			if d.NodeID == c.self {
+				return errSelf
+			}
+			return nil
+		},
+	})
+	if errors.Is(err, errSelf) {
+		_ = conn.Close()
+		return errSelf
+	}
 	if err != nil {
 		_ = conn.Close()
 		return fmt.Errorf("cannot complete hello with peer %s: %w", addr, err)

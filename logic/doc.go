@@ -1,7 +1,8 @@
 // Package logic is Parley's logic tier. It accepts tier links from
-// connection nodes (connsrv), authenticates nothing itself (connsrv verified
-// the session's token at upgrade and names the user in the Open frame), and
-// runs the message path:
+// connection nodes (connsrv) that prove the fleet's link secret or show a
+// verified client certificate (internal/tierlink's handshake), trusts the
+// user an authenticated link names in an Open frame (connsrv verified the
+// session's token at upgrade), and runs the message path:
 //
 //	Data frame -> proto.Decode -> chat shard worker (one goroutine owns a chat)
 //	  -> membership + dedup checks -> seq = last+1 -> Store.AppendMessages

@@ -221,9 +221,13 @@ func linkAuthenticated(c net.Conn, acc tierlink.Accepted) bool {
 // refuses a dialer that is not authenticated. It writes to c directly
 // (before the link's write loop starts).
 func acceptHandshake(c net.Conn, r *tierlink.Reader, f tierlink.Frame, nodeID string, secret tierlink.Secret, log *slog.Logger) (tierlink.Accepted, bool) {
-	acc, err := tierlink.AcceptHandshake(c, r, f, nodeID, secret)
+	acc, err := tierlink.AcceptHandshake(c, r, f, nodeID, secret, tierlink.Binding(c))
 	if err == nil && !linkAuthenticated(c, acc) {
 		err = fmt.Errorf("%w: no link secret and no verified client certificate", tierlink.ErrAuth)
+	}
+	if id, _, _ := strings.Cut(acc.Hello.NodeID, "|"); err == nil && f.Type == tierlink.TypePeerHello && id == nodeID {
+		// This node's own hello, relayed back to it.
+		err = fmt.Errorf("%w: a peer hello with this node's own id", tierlink.ErrAuth)
 	}
 	if err != nil {
 		if errors.Is(err, tierlink.ErrAuth) {
@@ -243,6 +247,7 @@ func serveLink(c net.Conn, cfg Config, secret tierlink.Secret, h linkHandler, lo
 	r := tierlink.NewReader(c, 64<<10, tierlink.MaxFrame)
 
 	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	r.SetMaxFrame(tierlink.HandshakeMaxFrame) // until the dialer is authenticated
 	f, err := r.Next()
 	if err != nil || (f.Type != tierlink.TypeHello && f.Type != tierlink.TypePeerHello) {
 		log.Warn("tier link without hello", "remote", c.RemoteAddr().String(), "err", err)
@@ -253,6 +258,7 @@ func serveLink(c net.Conn, cfg Config, secret tierlink.Secret, h linkHandler, lo
 	if !ok {
 		return
 	}
+	r.SetMaxFrame(tierlink.MaxFrame)
 	_ = c.SetWriteDeadline(time.Time{})
 	if f.Type == tierlink.TypePeerHello {
 		servePeer(c, r, l, acc.Hello, cfg.LinkIdleTimeout, h, log)

@@ -52,7 +52,7 @@ func TestLinkRefusesUnauthenticated(t *testing.T) {
 	})
 	t.Run("wrong secret", func(t *testing.T) {
 		c, r := dial(t)
-		_, err := tierlink.DialHandshake(c, r, tierlink.TypeHello, "fake", tierlink.Secret("wrong-secret-wrong-secret-wrong-secret"))
+		_, err := tierlink.DialHandshake(c, r, tierlink.TypeHello, "fake", tierlink.Secret("wrong-secret-wrong-secret-wrong-secret"), tierlink.DialOptions{})
 		if !errors.Is(err, tierlink.ErrAuth) {
 			t.Fatalf("got %v, want ErrAuth (the server's proof does not match)", err)
 		}

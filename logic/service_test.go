@@ -78,7 +78,7 @@ func dialNode(t *testing.T, addr string) *fakeNode {
 	}
 	n := &fakeNode{t: t, conn: c, got: map[uint64]chan map[string]any{}, kick: map[uint64]uint16{}}
 	r := tierlink.NewReader(c, 0, 0)
-	if _, err := tierlink.DialHandshake(c, r, tierlink.TypeHello, "fake", testLinkSecret); err != nil {
+	if _, err := tierlink.DialHandshake(c, r, tierlink.TypeHello, "fake", testLinkSecret, tierlink.DialOptions{}); err != nil {
 		t.Fatalf("link handshake: %v", err)
 	}
 	go func() {

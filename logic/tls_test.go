@@ -1,18 +1,23 @@
 package logic
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"io"
 	"math/big"
 	"net"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/parley-chat/parley/internal/record"
+	"github.com/parley-chat/parley/internal/tierlink"
 )
 
 // writeTestCert writes a self-signed certificate for 127.0.0.1 (its own
@@ -54,8 +59,10 @@ func writeTestCert(t *testing.T) (pair, ca string) {
 // only TLS 1.3 (mutual, here) and peers dial each other over it.
 func TestClusterPeersOverTLS(t *testing.T) {
 	pair, ca := writeTestCert(t)
+	// Mutual TLS alone authenticates the links (no link secret).
 	withTLS := func(c *Config) {
 		c.LinkTLS.CertFile, c.LinkTLS.KeyFile, c.LinkTLS.CAFile, c.LinkTLS.ClientCAFile = pair, pair, ca, ca
+		c.LinkSecret = ""
 	}
 	st := newMemStore()
 	a := startService(t, st, func(c *Config) { c.NodeID, c.Cluster.Enabled = "n1", true }, withTLS)
@@ -67,4 +74,47 @@ func TestClusterPeersOverTLS(t *testing.T) {
 	time.Sleep(500 * time.Millisecond)
 	waitRing(t, a, 2)
 	waitRing(t, c, 1)
+
+	// With a secret too, the proofs are bound to the TLS session.
+	withBoth := func(c *Config) {
+		c.LinkTLS.CertFile, c.LinkTLS.KeyFile, c.LinkTLS.CAFile, c.LinkTLS.ClientCAFile = pair, pair, ca, ca
+	}
+	st2 := newMemStore()
+	d := startService(t, st2, func(c *Config) { c.NodeID, c.Cluster.Enabled = "d1", true }, withBoth)
+	e := startService(t, st2, func(c *Config) { c.NodeID, c.Cluster.Peers = "d2", []string{d.LinkAddr()} }, withBoth)
+	waitRing(t, d, 2)
+	waitRing(t, e, 2)
+}
+
+// TestPeerHelloRelayedToItself: a node that dials a relay leading back to
+// its own listener proves nothing to it and gets no peer link: the relay
+// cannot inject requests in the node's name.
+func TestPeerHelloRelayedToItself(t *testing.T) {
+	relay, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer relay.Close()
+	st := newMemStore()
+	svc := startService(t, st, func(c *Config) { c.NodeID, c.Cluster.Peers = "n1", []string{relay.Addr().String()} })
+	in, err := relay.Accept() // the node dials its "peer"
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	out, err := net.Dial("tcp", svc.LinkAddr()) // and the relay dials the node
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	go func() { _, _ = io.Copy(out, in) }()
+	go func() { _, _ = io.Copy(in, out) }()
+	time.Sleep(300 * time.Millisecond) // let the handshake run through the relay
+	// The relay injects a request on the acceptor's side.
+	_, _ = out.Write(tierlink.AppendForward(nil, 1, "alice", "d", []byte(`{"type":"send","id":"x","to":"bob","body":"forged"}`)))
+	time.Sleep(300 * time.Millisecond)
+	if msgs, _ := st.Messages(context.Background(), record.DirectChatID("alice", "bob"), record.Page{Limit: 10}); len(msgs) != 0 {
+		t.Fatalf("a relayed self-link stored %v", msgs)
+	}
+	waitRing(t, svc, 1)
 }

@@ -125,6 +125,9 @@ func startLogic(cfg fileConfig, v *auth.Verifier, log *slog.Logger) (*logicNode,
 // processes.
 func standaloneLinkSecret(c *fileConfig) error {
 	if c.Logic.LinkSecret == "" && c.Logic.LinkSecretFile == "" {
+		c.Logic.LinkSecret, c.Logic.LinkSecretFile = c.Connsrv.LinkSecret, c.Connsrv.LinkSecretFile
+	}
+	if c.Logic.LinkSecret == "" && c.Logic.LinkSecretFile == "" {
 		b := make([]byte, 32)
 		if _, err := rand.Read(b); err != nil {
 			return fmt.Errorf("cannot make a link secret: %w", err)

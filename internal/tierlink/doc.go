@@ -44,11 +44,18 @@
 //   - Authentication: both sides prove the fleet's link secret with
 //     HMAC-SHA256 over the handshake transcript (the hello type, the
 //     chosen version, both node ids and both nonces): the acceptor in
-//     HelloAck (so a dialer never talks to an impostor), the dialer in
-//     Auth. The secret never crosses the wire, and the acceptor's fresh
-//     nonce makes a recorded Auth useless on another link. A node without
-//     a secret sends empty proofs and must be authenticated by mutual TLS
-//     instead (the logic node checks the verified client certificate).
+//     HelloAck, the dialer in Auth. The secret never crosses the wire;
+//     each side's fresh nonce makes a recorded proof useless on another
+//     link; the proofs also cover the dialer's whole version range (no
+//     downgrade) and, on TLS, the session's channel binding (an exporter),
+//     so a proof cannot be relayed into another TLS session. On plain TCP
+//     the proofs show that both ends hold the secret, not that nobody
+//     relays between them: a node never proves the secret to itself (a
+//     relay back to the dialer is refused), but only TLS protects the
+//     stream from a relay or an on-path attacker. A node without a secret
+//     sends empty proofs and must be authenticated by mutual TLS instead
+//     (the logic node checks the verified client certificate). Frames are
+//     limited to HandshakeMaxFrame until the proof checks out.
 //
 // Multi delivers one server frame to several sessions of the same connsrv
 // node (group fan-out) without repeating the payload.

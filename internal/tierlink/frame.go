@@ -230,5 +230,14 @@ func (r *Reader) fill() error {
 // maxEmptyReads is how many consecutive (0, nil) reads fill tolerates.
 const maxEmptyReads = 100
 
+// SetMaxFrame changes the largest frame r accepts (MaxFrame at most), e.g.
+// a small bound while a link is not yet authenticated.
+func (r *Reader) SetMaxFrame(n int) {
+	if n <= 0 || n > MaxFrame {
+		n = MaxFrame
+	}
+	r.maxFrame = n
+}
+
 // Buffered reports how many bytes are buffered but not yet returned.
 func (r *Reader) Buffered() int { return r.end - r.start }

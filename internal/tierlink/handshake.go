@@ -5,9 +5,11 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 )
 
@@ -18,10 +20,13 @@ const (
 	MaxVersion = 2
 )
 
-// NonceSize is the size of the handshake nonces; MACSize of a proof.
+// NonceSize is the size of the handshake nonces; MACSize of a proof;
+// HandshakeMaxFrame bounds the frames read before a link is
+// authenticated.
 const (
-	NonceSize = 32
-	MACSize   = sha256.Size
+	NonceSize         = 32
+	MACSize           = sha256.Size
+	HandshakeMaxFrame = 1024
 )
 
 // Handshake errors.
@@ -126,31 +131,62 @@ func AppendAuth(dst []byte, mac []byte) []byte {
 // node relies on mutual TLS.
 type Secret []byte
 
-// mac proves knowledge of s over one handshake: role is "ack" (the
-// accepting node) or "auth" (the dialer); t is the dialer's hello type, so
-// a proof made for one kind of link does not open another.
-func (s Secret) mac(role string, t Type, version uint8, h Hello, a HelloAck) []byte {
+// transcript is what both proofs cover: the hello type (so a proof made
+// for one kind of link does not open another), the dialer's whole version
+// range and the version chosen (so a downgrade is caught), both node ids
+// and nonces, and the channel binding (so a proof made on one TLS session
+// does not open another).
+type transcript struct {
+	t       Type
+	version uint8
+	h       Hello
+	a       HelloAck
+	binding []byte
+}
+
+// mac proves knowledge of s over tr: role is "ack" (the accepting node) or
+// "auth" (the dialer), so one side's proof is never the other's.
+func (s Secret) mac(role string, tr transcript) []byte {
 	if len(s) == 0 {
 		return nil
 	}
 	m := hmac.New(sha256.New, s)
-	m.Write([]byte("parley tierlink " + role))
-	m.Write([]byte{byte(t), version, byte(len(cut255(h.NodeID)))})
-	m.Write([]byte(cut255(h.NodeID)))
-	m.Write(h.Nonce[:])
-	m.Write([]byte{byte(len(cut255(a.NodeID)))})
-	m.Write([]byte(cut255(a.NodeID)))
-	m.Write(a.Nonce[:])
+	m.Write([]byte("parley tierlink v2 " + role + "\x00"))
+	m.Write([]byte{byte(tr.t), tr.version, tr.h.Min, tr.h.Max, byte(len(cut255(tr.h.NodeID)))})
+	m.Write([]byte(cut255(tr.h.NodeID)))
+	m.Write(tr.h.Nonce[:])
+	m.Write([]byte{byte(len(cut255(tr.a.NodeID)))})
+	m.Write([]byte(cut255(tr.a.NodeID)))
+	m.Write(tr.a.Nonce[:])
+	m.Write([]byte{byte(len(tr.binding))})
+	m.Write(tr.binding)
 	return m.Sum(nil)
 }
 
 // check reports whether got proves s (an empty secret expects no proof).
-func (s Secret) check(got []byte, role string, t Type, version uint8, h Hello, a HelloAck) bool {
-	want := s.mac(role, t, version, h, a)
+func (s Secret) check(got []byte, role string, tr transcript) bool {
+	want := s.mac(role, tr)
 	if len(want) == 0 {
 		return len(got) == 0
 	}
 	return hmac.Equal(got, want)
+}
+
+// Binding returns the channel binding of a TLS connection whose handshake
+// is complete (RFC 9266 style: a keying-material exporter), nil for a
+// plain connection. Both ends of one TLS session get the same bytes; a
+// relay that terminates TLS on either side cannot make them match.
+func Binding(c net.Conn) []byte {
+	tc, ok := c.(*tls.Conn)
+	if !ok {
+		return nil
+	}
+	cs := tc.ConnectionState()
+	b, err := cs.ExportKeyingMaterial("EXPORTER-parley-tierlink", nil, 32)
+	if err != nil {
+		return nil
+	}
+	return b
 }
 
 // Dialed is the outcome of a dialer's handshake.
@@ -159,13 +195,27 @@ type Dialed struct {
 	NodeID  string // the accepting node's id
 }
 
+// DialOptions tunes DialHandshake.
+type DialOptions struct {
+	// Binding is the connection's channel binding (Binding), nil on plain
+	// TCP.
+	Binding []byte
+	// Check, when set, vets the accepting node before this node proves
+	// the secret to it: an error ends the handshake without the proof
+	// (e.g. a peer link that reached this very node).
+	Check func(Dialed) error
+}
+
 // DialHandshake runs the dialer's side on a fresh connection: it sends a
 // Hello (or PeerHello, t) with this build's version range, checks the
 // HelloAck's version and proof, and sends its own proof. With an empty
 // secret neither side proves anything (the caller relies on mutual TLS);
 // a peer that proves a secret this node lacks, or lacks one this node
-// has, fails with ErrAuth. Deadlines are the caller's.
-func DialHandshake(w io.Writer, r *Reader, t Type, nodeID string, secret Secret) (Dialed, error) {
+// has, fails with ErrAuth. On plain TCP the proofs show that both ends
+// hold the secret, not that nobody relays between them: only TLS (whose
+// binding the proofs then cover) protects the stream. Deadlines are the
+// caller's.
+func DialHandshake(w io.Writer, r *Reader, t Type, nodeID string, secret Secret, opts DialOptions) (Dialed, error) {
 	h := Hello{Min: MinVersion, Max: MaxVersion, NodeID: nodeID}
 	if _, err := rand.Read(h.Nonce[:]); err != nil {
 		return Dialed{}, err
@@ -187,15 +237,21 @@ func DialHandshake(w io.Writer, r *Reader, t Type, nodeID string, secret Secret)
 	if a.Version < MinVersion || a.Version > MaxVersion {
 		return Dialed{}, fmt.Errorf("%w: the peer chose %d, this node speaks %d-%d", ErrNoCommonVersion, a.Version, MinVersion, MaxVersion)
 	}
-	// Hello is echoed with the cut id, as the acceptor saw it.
-	h.NodeID = cut255(h.NodeID)
-	if !secret.check(a.MAC, "ack", t, a.Version, h, a) {
+	h.NodeID = cut255(h.NodeID) // as the acceptor saw it
+	tr := transcript{t: t, version: a.Version, h: h, a: a, binding: opts.Binding}
+	if !secret.check(a.MAC, "ack", tr) {
 		return Dialed{}, fmt.Errorf("%w: the peer's proof of the link secret is missing or wrong", ErrAuth)
 	}
-	if _, err := w.Write(AppendAuth(nil, secret.mac("auth", t, a.Version, h, a))); err != nil {
+	d := Dialed{Version: a.Version, NodeID: a.NodeID}
+	if opts.Check != nil {
+		if err := opts.Check(d); err != nil {
+			return d, err
+		}
+	}
+	if _, err := w.Write(AppendAuth(nil, secret.mac("auth", tr))); err != nil {
 		return Dialed{}, fmt.Errorf("cannot send auth: %w", err)
 	}
-	return Dialed{Version: a.Version, NodeID: a.NodeID}, nil
+	return d, nil
 }
 
 // Accepted is the outcome of an accepting node's handshake.
@@ -209,10 +265,11 @@ type Accepted struct {
 // AcceptHandshake runs the accepting side after the first frame (Hello or
 // PeerHello) was read: it picks the highest version both ranges share,
 // sends HelloAck with its proof of the secret and its nonce, and checks
-// the dialer's Auth frame. With an empty secret it expects no proof and
-// returns Proved false: the caller must then have authenticated the
-// dialer otherwise (mutual TLS) or refuse it. Deadlines are the caller's.
-func AcceptHandshake(w io.Writer, r *Reader, first Frame, nodeID string, secret Secret) (Accepted, error) {
+// the dialer's Auth frame. binding is the connection's channel binding
+// (Binding). With an empty secret it expects no proof and returns Proved
+// false: the caller must then have authenticated the dialer otherwise
+// (mutual TLS) or refuse it. Deadlines are the caller's.
+func AcceptHandshake(w io.Writer, r *Reader, first Frame, nodeID string, secret Secret, binding []byte) (Accepted, error) {
 	h, err := ParseHello(first.Payload)
 	if err != nil {
 		return Accepted{}, err
@@ -225,7 +282,8 @@ func AcceptHandshake(w io.Writer, r *Reader, first Frame, nodeID string, secret 
 	if _, err := rand.Read(a.Nonce[:]); err != nil {
 		return Accepted{}, err
 	}
-	a.MAC = secret.mac("ack", first.Type, v, h, a)
+	tr := transcript{t: first.Type, version: v, h: h, a: a, binding: binding}
+	a.MAC = secret.mac("ack", tr)
 	if _, err := w.Write(AppendHelloAck(nil, a)); err != nil {
 		return Accepted{}, fmt.Errorf("cannot send hello ack: %w", err)
 	}
@@ -236,7 +294,7 @@ func AcceptHandshake(w io.Writer, r *Reader, first Frame, nodeID string, secret 
 	if f.Type != TypeAuth {
 		return Accepted{}, fmt.Errorf("%w: got %s, want auth", ErrAuth, f.Type)
 	}
-	if !secret.check(f.Payload, "auth", first.Type, v, h, a) {
+	if !secret.check(f.Payload, "auth", tr) {
 		return Accepted{}, fmt.Errorf("%w: the dialer's proof of the link secret is missing or wrong", ErrAuth)
 	}
 	return Accepted{Version: v, Hello: h, Proved: len(secret) > 0}, nil
@@ -258,8 +316,9 @@ func LoadSecret(prefix, inline, file string) (Secret, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s.link_secret_file: %w", prefix, err)
 		}
-		s = bytes.TrimSpace(b)
+		s = b
 	}
+	s = bytes.TrimSpace(s)
 	if len(s) > 0 && len(s) < MinSecretSize {
 		return nil, fmt.Errorf("%s.link_secret: %d bytes, want at least %d (e.g. openssl rand -hex 32)", prefix, len(s), MinSecretSize)
 	}

@@ -10,6 +10,10 @@ import (
 
 // handshake runs both sides over a pipe and returns their outcomes.
 func handshake(t *testing.T, dialSecret, acceptSecret Secret, tamper func(frame []byte) []byte) (Dialed, error, Accepted, error) {
+	return handshakeWith(t, dialSecret, acceptSecret, tamper, DialOptions{}, nil)
+}
+
+func handshakeWith(t *testing.T, dialSecret, acceptSecret Secret, tamper func(frame []byte) []byte, opts DialOptions, acceptBinding []byte) (Dialed, error, Accepted, error) {
 	t.Helper()
 	c, s := net.Pipe()
 	defer c.Close()
@@ -28,7 +32,7 @@ func handshake(t *testing.T, dialSecret, acceptSecret Secret, tamper func(frame 
 			done <- res{err: err}
 			return
 		}
-		a, err := AcceptHandshake(s, r, f, "logic-1", acceptSecret)
+		a, err := AcceptHandshake(s, r, f, "logic-1", acceptSecret, acceptBinding)
 		if err != nil {
 			s.Close()
 		}
@@ -38,7 +42,7 @@ func handshake(t *testing.T, dialSecret, acceptSecret Secret, tamper func(frame 
 	if tamper != nil {
 		w = tamperWriter{c, tamper}
 	}
-	d, derr := DialHandshake(w, NewReader(c, 4096, MaxFrame), TypeHello, "conn-1", dialSecret)
+	d, derr := DialHandshake(w, NewReader(c, 4096, MaxFrame), TypeHello, "conn-1", dialSecret, opts)
 	if derr != nil {
 		c.Close()
 	}
@@ -123,7 +127,7 @@ func TestHandshakeReplay(t *testing.T) {
 	}()
 	r := NewReader(s, 4096, MaxFrame)
 	f, _ := r.Next()
-	if _, err := AcceptHandshake(s, r, f, "logic-1", secret); !errors.Is(err, ErrAuth) {
+	if _, err := AcceptHandshake(s, r, f, "logic-1", secret, nil); !errors.Is(err, ErrAuth) {
 		t.Fatalf("replayed handshake: got %v, want ErrAuth", err)
 	}
 }
@@ -155,7 +159,7 @@ func TestHandshakeVersions(t *testing.T) {
 			}()
 			r := NewReader(s, 4096, MaxFrame)
 			f, _ := r.Next()
-			a, err := AcceptHandshake(s, r, f, "l", nil)
+			a, err := AcceptHandshake(s, r, f, "l", nil, nil)
 			if !errors.Is(err, tc.wantErr) || (err == nil && a.Version != tc.want) {
 				t.Fatalf("got %d %v, want %d %v", a.Version, err, tc.want, tc.wantErr)
 			}
@@ -166,7 +170,7 @@ func TestHandshakeVersions(t *testing.T) {
 	go func() { _, _ = c.Write(AppendFrame(nil, TypeHello, 0, []byte("\x01\x06conn-1"))) }()
 	r := NewReader(s, 4096, MaxFrame)
 	f, _ := r.Next()
-	if _, err := AcceptHandshake(s, r, f, "l", nil); !errors.Is(err, ErrLegacyHello) {
+	if _, err := AcceptHandshake(s, r, f, "l", nil, nil); !errors.Is(err, ErrLegacyHello) {
 		t.Fatalf("v1 hello: got %v, want ErrLegacyHello", err)
 	}
 }
@@ -187,11 +191,11 @@ func BenchmarkHandshake(b *testing.B) {
 					r := NewReader(s, 4096, MaxFrame)
 					f, err := r.Next()
 					if err == nil {
-						_, err = AcceptHandshake(s, r, f, "logic-1", tc.secret)
+						_, err = AcceptHandshake(s, r, f, "logic-1", tc.secret, nil)
 					}
 					done <- err
 				}()
-				if _, err := DialHandshake(c, NewReader(c, 4096, MaxFrame), TypeHello, "conn-1", tc.secret); err != nil {
+				if _, err := DialHandshake(c, NewReader(c, 4096, MaxFrame), TypeHello, "conn-1", tc.secret, DialOptions{}); err != nil {
 					b.Fatal(err)
 				}
 				if err := <-done; err != nil {
@@ -201,5 +205,95 @@ func BenchmarkHandshake(b *testing.B) {
 				s.Close()
 			}
 		})
+	}
+}
+
+// TestHandshakeCovers: the proofs cover the offered version range and the
+// channel binding, one side's proof is not the other's, and a dialer that
+// vetoes the acceptor sends no proof.
+func TestHandshakeCovers(t *testing.T) {
+	secret := Secret("0123456789abcdef0123456789abcdef")
+	t.Run("range changed in transit", func(t *testing.T) {
+		_, derr, _, _ := handshake(t, secret, secret, func(b []byte) []byte {
+			if Type(b[4]) == TypeHello {
+				b[HeaderSize+1]++ // max
+			}
+			return b
+		})
+		if !errors.Is(derr, ErrAuth) {
+			t.Fatalf("got %v, want ErrAuth", derr)
+		}
+	})
+	t.Run("different channel bindings", func(t *testing.T) {
+		_, derr, _, _ := handshakeWith(t, secret, secret, nil, DialOptions{Binding: []byte("session-1")}, []byte("session-2"))
+		if !errors.Is(derr, ErrAuth) {
+			t.Fatalf("got %v, want ErrAuth", derr)
+		}
+	})
+	t.Run("same channel binding", func(t *testing.T) {
+		_, derr, a, aerr := handshakeWith(t, secret, secret, nil, DialOptions{Binding: []byte("session-1")}, []byte("session-1"))
+		if derr != nil || aerr != nil || !a.Proved {
+			t.Fatalf("got %v / %v, want a proved link", derr, aerr)
+		}
+	})
+	t.Run("veto sends no proof", func(t *testing.T) {
+		veto := errors.New("that is me")
+		_, derr, _, aerr := handshakeWith(t, secret, secret, nil, DialOptions{Check: func(d Dialed) error { return veto }}, nil)
+		if !errors.Is(derr, veto) || aerr == nil {
+			t.Fatalf("got dial %v, accept %v; want the veto and no link", derr, aerr)
+		}
+	})
+	t.Run("the acceptor's proof bounced back", func(t *testing.T) {
+		c, s := net.Pipe()
+		defer c.Close()
+		go func() {
+			_, _ = c.Write(AppendHello(nil, TypeHello, Hello{Min: MinVersion, Max: MaxVersion, NodeID: "conn-1"}))
+			r := NewReader(c, 4096, MaxFrame)
+			if f, err := r.Next(); err == nil && f.Type == TypeHelloAck {
+				if a, err := ParseHelloAck(f.Payload); err == nil {
+					_, _ = c.Write(AppendAuth(nil, a.MAC))
+				}
+			}
+		}()
+		r := NewReader(s, 4096, MaxFrame)
+		f, _ := r.Next()
+		if _, err := AcceptHandshake(s, r, f, "logic-1", secret, nil); !errors.Is(err, ErrAuth) {
+			t.Fatalf("got %v, want ErrAuth", err)
+		}
+	})
+}
+
+// TestHandshakeReplayedAck: a recorded HelloAck does not fool a dialer
+// (its own nonce is new every time), so nobody can pose as a logic node.
+func TestHandshakeReplayedAck(t *testing.T) {
+	secret := Secret("0123456789abcdef0123456789abcdef")
+	var ack []byte
+	c, s := net.Pipe()
+	go func() {
+		r := NewReader(s, 4096, MaxFrame)
+		if f, err := r.Next(); err == nil {
+			_, _ = AcceptHandshake(tamperWriter{s, func(b []byte) []byte {
+				if Type(b[4]) == TypeHelloAck {
+					ack = bytes.Clone(b)
+				}
+				return b
+			}}, r, f, "logic-1", secret, nil)
+		}
+	}()
+	if _, err := DialHandshake(c, NewReader(c, 4096, MaxFrame), TypeHello, "conn-1", secret, DialOptions{}); err != nil || ack == nil {
+		t.Fatalf("first link: %v", err)
+	}
+	c.Close()
+	s.Close()
+	c, s = net.Pipe()
+	defer c.Close()
+	go func() {
+		r := NewReader(s, 4096, MaxFrame)
+		if _, err := r.Next(); err == nil {
+			_, _ = s.Write(ack)
+		}
+	}()
+	if _, err := DialHandshake(c, NewReader(c, 4096, MaxFrame), TypeHello, "conn-1", secret, DialOptions{}); !errors.Is(err, ErrAuth) {
+		t.Fatalf("replayed hello ack: got %v, want ErrAuth", err)
 	}
 }
