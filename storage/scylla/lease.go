@@ -124,7 +124,11 @@ func (s *Store) casLease(ctx context.Context, prev, want record.Lease) (record.L
 	if applied {
 		return want, true, nil
 	}
-	return leaseOf(prev.Slot, cur), false, nil
+	// The driver retries this idempotent write when an answer is lost: a
+	// retry of a write that did apply finds our own row (its version has
+	// random bits, so no other writer makes the same row) and is a success.
+	got := leaseOf(prev.Slot, cur)
+	return got, got == want, nil
 }
 
 // RenewLeases bumps the version of every lease in held (all of one owner)
