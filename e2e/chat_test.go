@@ -187,7 +187,17 @@ func TestPresencePush(t *testing.T) {
 		t.Fatal(err)
 	}
 	recv(t, bob)
+	// A first message is a request: bob's presence stays hidden from alice
+	// (answered like an id no one uses) until he answers.
 	p, err := alice.Presence(ctx, "bob", "nobody")
+	if err != nil || p[0].Online || p[1].Online || !p[0].LastSeen.IsZero() {
+		t.Fatalf("before bob answered: got %+v, %v; want both offline and never seen", p, err)
+	}
+	if _, err := bob.SendTo(ctx, "alice", "hi back"); err != nil {
+		t.Fatal(err)
+	}
+	recv(t, alice)
+	p, err = alice.Presence(ctx, "bob", "nobody")
 	if err != nil || !p[0].Online || p[1].Online {
 		t.Fatalf("got %+v, %v; want bob online, nobody offline", p, err)
 	}
