@@ -29,7 +29,7 @@ type ServerSpec struct {
 	Port       int      // shared WebSocket port
 	HTTPBase   int      // connsrv i serves /metrics on HTTPBase+i
 	LinkPort   int      // logic tier link
-	LogicHTTP  int      // logic /metrics
+	LogicHTTP  int      // logic's admin listener (/metrics, /readyz); its HTTP API is off
 	Dir        string   // store and logs
 	Env        []string // extra environment (e.g. GOGC=50), for connsrv processes
 	// ConnsrvNice is added to the nice value of the connsrv processes (0:
@@ -109,7 +109,7 @@ func StartServers(ctx context.Context, spec ServerSpec, log *slog.Logger) (*Serv
 		"-set", "store.backend=pebble",
 		"-set", "store.pebble.dir="+filepath.Join(spec.Dir, "store"),
 		"-set", "logic.link_listen="+hp(spec.LinkPort),
-		"-set", "logic.http_listen="+hp(spec.LogicHTTP),
+		"-set", "logic.http_listen=", "-set", "logic.admin_listen="+hp(spec.LogicHTTP),
 		"-set", "log.format=text")
 	logicArgs = append(logicArgs, spec.LogicArgs...)
 	// The secret goes in the environment, not on a command line.

@@ -645,6 +645,8 @@ func (s secrets) forKey(key string) string {
 		return s.auth
 	case "link-secret":
 		return s.link
+	case "admin-token":
+		return "deploy-test-admin-token-0123456789abcdef0123"
 	case "vapid-public-key":
 		return s.vapidPublic
 	case "vapid-private-key":

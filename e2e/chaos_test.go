@@ -600,6 +600,7 @@ func TestChaosNeverLosesAMessage(t *testing.T) {
 		"-set", "logic.link_secret=" + e2eLinkSecret,
 		"-set", fmt.Sprintf("logic.link_listen=127.0.0.1:%d", linkPort),
 		"-set", fmt.Sprintf("logic.http_listen=127.0.0.1:%d", logicHTTP),
+		"-set", "logic.admin_listen=", // none: the test reads no metrics
 		"-set", "logic.send_rate=0", // faults, not limits, are under test here
 		// On CQL the store sequences under leases: a restarted node takes
 		// its slots over when the killed one's lease ran out. Short leases

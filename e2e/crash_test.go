@@ -96,14 +96,17 @@ var portSeq = func() *atomic.Uint32 {
 
 // proc is a running `parley standalone`.
 type proc struct {
-	cmd      *exec.Cmd
-	wsURL    string
-	httpBase string
+	cmd       *exec.Cmd
+	wsURL     string
+	httpBase  string
+	adminBase string // logic's admin listener: /metrics
 }
 
 func startStandalone(t *testing.T, bin string, ts testStore, ports [4]int, extra ...string) *proc {
 	t.Helper()
+	adminPort := freePort(t)
 	cmd := exec.Command(bin, "standalone", "-config", "../configs/standalone.yaml",
+		"-set", fmt.Sprintf("logic.admin_listen=127.0.0.1:%d", adminPort),
 		"-set", fmt.Sprintf("connsrv.listen=127.0.0.1:%d", ports[0]),
 		"-set", fmt.Sprintf("connsrv.http_listen=127.0.0.1:%d", ports[1]),
 		"-set", fmt.Sprintf("logic.link_listen=127.0.0.1:%d", ports[2]),
@@ -171,7 +174,8 @@ func startStandalone(t *testing.T, bin string, ts testStore, ports [4]int, extra
 	if err := waitReadyz(hc, readyz, within); err != nil {
 		t.Fatalf("standalone not ready within %v of coming up (%v); its last lines:\n%s", within, err, lastLines())
 	}
-	return &proc{cmd: cmd, wsURL: fmt.Sprintf("ws://127.0.0.1:%d/ws", ports[0]), httpBase: fmt.Sprintf("http://127.0.0.1:%d", ports[3])}
+	return &proc{cmd: cmd, wsURL: fmt.Sprintf("ws://127.0.0.1:%d/ws", ports[0]), httpBase: fmt.Sprintf("http://127.0.0.1:%d", ports[3]),
+		adminBase: fmt.Sprintf("http://127.0.0.1:%d", adminPort)}
 }
 
 // token mints a development token for user, bound to device when one is

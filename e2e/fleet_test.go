@@ -37,6 +37,7 @@ type fleet struct {
 	conn     [2]*tierProc
 	ws       [2]string // connection nodes' WebSocket URLs
 	logicAPI [2]string // logic nodes' HTTP base URLs
+	logicAdm [2]string // logic nodes' admin listeners (/metrics)
 	within   time.Duration
 	topic    string // this run's Kafka topic
 	prefix   string // this run's Redis key prefix
@@ -84,9 +85,9 @@ func startFleetWith(t *testing.T, opts fleetOptions) *fleet {
 	f.authCfg.Secret = secret
 	logDir := t.TempDir()
 	f.bin, f.data, f.logDir = bin, data, logDir
-	var link, lhttp, ws, chttp [2]int
+	var link, lhttp, ws, chttp, ladm [2]int
 	for i := range 2 {
-		link[i], lhttp[i], ws[i], chttp[i] = freePort(t), freePort(t), freePort(t), freePort(t)
+		link[i], lhttp[i], ws[i], chttp[i], ladm[i] = freePort(t), freePort(t), freePort(t), freePort(t), freePort(t)
 	}
 	peers := fmt.Sprintf("127.0.0.1:%d,127.0.0.1:%d", link[0], link[1])
 	links := peers // what connection nodes dial
@@ -103,10 +104,12 @@ func startFleetWith(t *testing.T, opts fleetOptions) *fleet {
 		"-set", "redis.addrs=" + os.Getenv("PARLEY_REDIS_ADDR"), "-set", "redis.key_prefix=" + f.prefix}
 	for i := range 2 {
 		f.logicAPI[i] = fmt.Sprintf("http://127.0.0.1:%d", lhttp[i])
+		f.logicAdm[i] = fmt.Sprintf("http://127.0.0.1:%d", ladm[i])
 		f.ws[i] = fmt.Sprintf("ws://127.0.0.1:%d/ws", ws[i])
 		args := append([]string{"logic", "-config", fmt.Sprintf("../configs/fleet/logic-%d.yaml", i+1),
 			"-set", fmt.Sprintf("logic.link_listen=127.0.0.1:%d", link[i]),
 			"-set", fmt.Sprintf("logic.http_listen=127.0.0.1:%d", lhttp[i]),
+			"-set", fmt.Sprintf("logic.admin_listen=127.0.0.1:%d", ladm[i]),
 			"-set", "logic.cluster.advertise=" + advertise[i],
 			"-set", "logic.cluster.peers=" + peers,
 			"-set", "logic.cluster.location_refresh=2s",
@@ -149,7 +152,7 @@ func (f *fleet) waitRing(n int) {
 	f.t.Helper()
 	want := fmt.Sprintf("parley_logic_ring_members %d", n)
 	deadline := time.Now().Add(30 * time.Second)
-	for _, api := range f.logicAPI {
+	for _, api := range f.logicAdm {
 		for {
 			body := httpGet(api + "/metrics")
 			if strings.Contains(body, want+"\n") {

@@ -111,7 +111,7 @@ func TestMetricsShowTraffic(t *testing.T) {
 	bin := parleyBinary(t)
 	ports := [4]int{freePort(t), freePort(t), freePort(t), freePort(t)}
 	p := startStandalone(t, bin, newTestStore(t), ports)
-	logicURL := p.httpBase + "/metrics"
+	logicURL := p.adminBase + "/metrics"
 	connURL := fmt.Sprintf("http://127.0.0.1:%d/metrics", ports[1])
 	logicBefore, connBefore := scrape(t, logicURL), scrape(t, connURL)
 

@@ -52,6 +52,7 @@ func startSystem(t testing.TB, tune func(*connsrv.Config, *logic.Config)) *syste
 	lc := logic.Default()
 	lc.LinkListen, lc.HTTPListen, lc.Shards = "127.0.0.1:0", "127.0.0.1:0", 32
 	lc.LinkSecret = e2eLinkSecret
+	lc.AdminListen = ""
 	lc.SendRate = 0 // these tests send in bursts far above 20/s
 	cc := connsrv.Default()
 	cc.Listen, cc.HTTPListen = "tcp://127.0.0.1:0", ""

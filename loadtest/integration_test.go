@@ -55,7 +55,7 @@ func TestStandalone(t *testing.T) {
 	ws, wsHTTP, link, api := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
 	srv := exec.Command(bin, "standalone", "-config", "../configs/standalone.yaml",
 		"-set", "connsrv.listen=tcp://"+ws, "-set", "connsrv.http_listen="+wsHTTP,
-		"-set", "logic.link_listen="+link, "-set", "logic.http_listen="+api,
+		"-set", "logic.link_listen="+link, "-set", "logic.http_listen="+api, "-set", "logic.admin_listen=",
 		"-set", "store.pebble.dir="+filepath.Join(dir, "data"), "-set", "log.level=warn",
 		"-set", "logic.send_rate=0", // one chat gets 1000 messages at once
 		// A small window and a short retransmit timeout: a generator that

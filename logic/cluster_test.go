@@ -207,6 +207,7 @@ func startServiceStoppable(t *testing.T, st Store, stop <-chan struct{}, tune ..
 	cfg := Default()
 	cfg.LinkListen, cfg.HTTPListen, cfg.Shards = "127.0.0.1:0", "", 8
 	cfg.LinkSecret = string(testLinkSecret)
+	cfg.AdminListen = ""
 	cfg.SendRate = 0
 	for _, f := range tune {
 		f(&cfg)

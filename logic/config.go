@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/parley-chat/parley/internal/tierlink"
@@ -21,8 +22,18 @@ type Config struct {
 	// LinkListen is the TCP address connection nodes dial. Default "127.0.0.1:7070".
 	LinkListen string `yaml:"link_listen"`
 	// HTTPListen is the address of the HTTP API (history, chats, REST send,
-	// health, metrics). Default "127.0.0.1:8081"; empty disables HTTP.
+	// presence, push subscriptions, the web client) and of /healthz and
+	// /readyz. Default "127.0.0.1:8081"; empty disables HTTP.
 	HTTPListen string `yaml:"http_listen"`
+	// AdminListen is the address of the admin listener: /metrics (and
+	// /healthz, /readyz). Default "127.0.0.1:8091"; empty: none. On an
+	// address other than loopback it needs AdminTokenFile (or AdminToken):
+	// /metrics then asks for "Authorization: Bearer <token>".
+	AdminListen string `yaml:"admin_listen"`
+	// AdminToken (or AdminTokenFile, a file holding it) is the bearer token
+	// /metrics asks for; at least 32 bytes. Empty: none (loopback only).
+	AdminToken     string `yaml:"admin_token"`
+	AdminTokenFile string `yaml:"admin_token_file"`
 	// Shards is the number of chat shard workers. Default 256.
 	Shards int `yaml:"shards"`
 	// ShardQueue is the depth of each shard's request queue; a full queue
@@ -149,6 +160,7 @@ func Default() Config {
 		NodeID:             host + "-" + strconv.Itoa(os.Getpid()),
 		LinkListen:         "127.0.0.1:7070",
 		HTTPListen:         "127.0.0.1:8081",
+		AdminListen:        "127.0.0.1:8091",
 		Shards:             256,
 		ShardQueue:         1024,
 		BatchMax:           128,
@@ -245,6 +257,11 @@ func (c Config) Validate() error {
 	if err := c.LinkTLS.ValidateAs("logic.link_tls"); err != nil {
 		errs = append(errs, err)
 	}
+	if tok, err := adminToken(c); err != nil {
+		errs = append(errs, err)
+	} else if c.AdminListen != "" && tok == "" && !loopbackAddr(c.AdminListen) {
+		bad("logic.admin_listen %s serves /metrics beyond loopback: set logic.admin_token_file (a bearer token for your scraper; e.g. openssl rand -hex 32) or bind it to loopback", c.AdminListen)
+	}
 	if secret, err := tierlink.LoadSecret("logic", c.LinkSecret, c.LinkSecretFile); err != nil {
 		errs = append(errs, err)
 	} else if c.LinkListen != "" && len(secret) == 0 && c.LinkTLS.ClientCAFile == "" {
@@ -285,4 +302,38 @@ func (c ClusterConfig) validate() []error {
 		}
 	}
 	return errs
+}
+
+// adminToken returns the admin bearer token given inline or in a file.
+func adminToken(c Config) (string, error) {
+	if c.AdminToken != "" && c.AdminTokenFile != "" {
+		return "", errors.New("logic.admin_token and logic.admin_token_file: set one")
+	}
+	tok := c.AdminToken
+	if c.AdminTokenFile != "" {
+		b, err := os.ReadFile(c.AdminTokenFile)
+		if err != nil {
+			return "", fmt.Errorf("logic.admin_token_file: %w", err)
+		}
+		tok = string(b)
+	}
+	tok = strings.TrimSpace(tok)
+	if tok != "" && len(tok) < 32 {
+		return "", fmt.Errorf("logic.admin_token: %d bytes, want at least 32", len(tok))
+	}
+	return tok, nil
+}
+
+// loopbackAddr reports whether a listen address is on loopback (a
+// loopback IP or "localhost"); an empty host (all interfaces) is not.
+func loopbackAddr(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

@@ -2,6 +2,7 @@ package logic
 
 import (
 	"bytes"
+	"crypto/subtle"
 	"context"
 	"encoding/json"
 	"errors"
@@ -158,12 +159,6 @@ func (s *Service) serveHTTP(ctx *fasthttp.RequestCtx) {
 	case path == "/readyz":
 		route = "readyz"
 		s.serveReady(ctx)
-		return
-	case path == "/metrics":
-		route = "metrics"
-		ctx.SetContentType("text/plain; version=0.0.4")
-		metrics.WritePrometheus(ctx, true)
-		gostats.Write(ctx)
 		return
 	case path == "/v1/dev/token" && method == fasthttp.MethodPost:
 		route = "dev_token"
@@ -444,4 +439,52 @@ func httpError(ctx *fasthttp.RequestCtx, status int, e *proto.Error) {
 		ctx.Response.Header.Set("Retry-After", strconv.FormatInt((e.RetryAfterMS+999)/1000, 10))
 	}
 	ctx.SetBody(b)
+}
+
+// newAdminServer serves the admin listener: /metrics (behind the admin
+// bearer token when one is set), /healthz and /readyz; GET and HEAD only.
+func (s *Service) newAdminServer() *fasthttp.Server {
+	return &fasthttp.Server{
+		Handler:            s.serveAdmin,
+		Name:               httpServerName,
+		ReadTimeout:        10 * time.Second,
+		WriteTimeout:       30 * time.Second,
+		IdleTimeout:        60 * time.Second,
+		MaxRequestBodySize: 1 << 10,
+		Logger:             httpLogger{s},
+	}
+}
+
+func (s *Service) serveAdmin(ctx *fasthttp.RequestCtx) {
+	start := time.Now()
+	route := "other"
+	defer func() { observeHTTP(route, ctx.Response.StatusCode(), start) }()
+	if !ctx.IsGet() && !ctx.IsHead() {
+		ctx.Response.Header.Set("Allow", "GET, HEAD")
+		httpError(ctx, fasthttp.StatusMethodNotAllowed, proto.Errorf(proto.CodeBadRequest, "GET or HEAD only"))
+		return
+	}
+	switch string(ctx.Path()) {
+	case "/healthz":
+		route = "healthz"
+		ctx.SetBodyString("ok\n")
+	case "/readyz":
+		route = "readyz"
+		s.serveReady(ctx)
+	case "/metrics":
+		route = "metrics"
+		if s.adminToken != "" {
+			tok, ok := bearerToken(string(ctx.Request.Header.Peek("Authorization")))
+			if !ok || subtle.ConstantTimeCompare([]byte(tok), []byte(s.adminToken)) != 1 {
+				ctx.Response.Header.Set("WWW-Authenticate", `Bearer realm="parley-admin"`)
+				httpError(ctx, fasthttp.StatusUnauthorized, proto.Errorf("unauthorized", "the admin bearer token is missing or wrong"))
+				return
+			}
+		}
+		ctx.SetContentType("text/plain; version=0.0.4")
+		metrics.WritePrometheus(ctx, true)
+		gostats.Write(ctx)
+	default:
+		httpError(ctx, fasthttp.StatusNotFound, proto.Errorf("not_found", "no such endpoint"))
+	}
 }

@@ -165,3 +165,71 @@ func TestHTTPTooLargePipelined(t *testing.T) {
 		}
 	}
 }
+
+// TestMetricsOnAdminListenerOnly: /metrics is not on the public API; the
+// admin listener serves it (behind its bearer token when one is set) and
+// the probes, GET and HEAD only.
+func TestMetricsOnAdminListenerOnly(t *testing.T) {
+	token := strings.Repeat("t", 40)
+	svc := startService(t, newMemStore(), func(c *Config) { c.AdminToken = token })
+	get := func(method, url, auth string) int {
+		t.Helper()
+		req, err := http.NewRequestWithContext(t.Context(), method, url, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	api, admin := "http://"+svc.HTTPAddr(), "http://"+svc.AdminAddr()
+	for _, tc := range []struct {
+		method, url, auth string
+		want              int
+	}{
+		{"GET", api + "/metrics", "", 404},
+		{"GET", api + "/metrics", "Bearer " + token, 404},
+		{"GET", api + "/healthz", "", 200},
+		{"GET", admin + "/metrics", "", 401},
+		{"GET", admin + "/metrics", "Bearer wrong", 401},
+		{"GET", admin + "/metrics", "bearer " + token, 200},
+		{"POST", admin + "/metrics", "Bearer " + token, 405},
+		{"HEAD", admin + "/healthz", "", 200},
+		{"GET", admin + "/readyz", "", 200},
+		{"GET", admin + "/v1/chats", "", 404},
+	} {
+		if got := get(tc.method, tc.url, tc.auth); got != tc.want {
+			t.Errorf("%s %s (auth %q): got %d, want %d", tc.method, tc.url, tc.auth, got, tc.want)
+		}
+	}
+}
+
+func TestAdminListenConfig(t *testing.T) {
+	for _, tc := range []struct {
+		listen, token string
+		ok            bool
+	}{
+		{"127.0.0.1:8091", "", true},
+		{"[::1]:8091", "", true},
+		{"localhost:8091", "", true},
+		{"", "", true},
+		{"0.0.0.0:8091", "", false},
+		{":8091", "", false},
+		{"10.0.0.5:8091", strings.Repeat("t", 32), true},
+		{"10.0.0.5:8091", "short", false},
+	} {
+		c := Default()
+		c.LinkSecret = string(testLinkSecret)
+		c.AdminListen, c.AdminToken = tc.listen, tc.token
+		if err := c.Validate(); (err == nil) != tc.ok {
+			t.Errorf("admin_listen %q token %q: got %v, want ok=%v", tc.listen, tc.token, err, tc.ok)
+		}
+	}
+}

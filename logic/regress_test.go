@@ -29,6 +29,7 @@ func newBareService(t *testing.T, st Store, tune func(*Config)) *Service {
 	cfg := Default()
 	cfg.LinkListen, cfg.HTTPListen, cfg.Shards = "127.0.0.1:0", "", 1
 	cfg.LinkSecret = string(testLinkSecret)
+	cfg.AdminListen = ""
 	tune(&cfg)
 	v, _ := auth.NewVerifier(auth.Config{Secret: testSecret}, nil)
 	svc, err := New(cfg, st, nil, v, slog.New(slog.NewTextHandler(io.Discard, nil)))

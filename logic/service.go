@@ -113,11 +113,14 @@ type Service struct {
 
 	linkLn  net.Listener
 	httpLn  net.Listener
+	adminLn net.Listener // /metrics, /healthz, /readyz; nil: none
 	peerTLS *tls.Config // dialing other logic nodes; nil: plain TCP
 	// linkSecret authenticates tier and peer links (empty: mutual TLS).
 	linkSecret tierlink.Secret
 	tlsStops   []func() // certificate reloaders
 	http       *fasthttp.Server
+	admin      *fasthttp.Server
+	adminToken string // bearer token /metrics asks for; empty: none
 	web        fasthttp.RequestHandler // static files of the web client; nil when logic.web_dir is empty
 	ready      chan struct{}
 	health     healthState
@@ -187,6 +190,7 @@ func New(cfg Config, store Store, presence Presence, verifier *auth.Verifier, lo
 		ready:   make(chan struct{}),
 	}
 	s.linkSecret, _ = tierlink.LoadSecret("logic", cfg.LinkSecret, cfg.LinkSecretFile) // checked by Validate
+	s.adminToken, _ = adminToken(cfg)                                                   // checked by Validate
 	s.rel = newRelations(s.store, s.now)
 	s.presenceQ = make(chan presenceEvent, 4096)
 	s.catchupSem = make(chan struct{}, cfg.CatchupWorkers)
@@ -211,6 +215,9 @@ func (s *Service) Listen() error {
 		_ = ln.Close()
 		if s.httpLn != nil {
 			_ = s.httpLn.Close()
+		}
+		if s.adminLn != nil {
+			_ = s.adminLn.Close()
 		}
 		s.stopTLS()
 		return err
@@ -245,7 +252,23 @@ func (s *Service) Listen() error {
 		}
 		s.httpLn = lingerListener{s.httpLn}
 	}
+	if s.cfg.AdminListen != "" {
+		al, err := net.Listen("tcp", s.cfg.AdminListen)
+		if err != nil {
+			return fail(fmt.Errorf("cannot listen for the admin HTTP on %s: %w", s.cfg.AdminListen, err))
+		}
+		s.adminLn = al
+	}
 	return nil
+}
+
+// AdminAddr returns the admin listener's address ("" when there is none).
+// Valid after Listen.
+func (s *Service) AdminAddr() string {
+	if s.adminLn == nil {
+		return ""
+	}
+	return s.adminLn.Addr().String()
 }
 
 // stopTLS ends the certificate reloaders.
@@ -374,6 +397,16 @@ func (s *Service) Run(ctx context.Context) error {
 			}
 		}()
 	}
+	if s.adminLn != nil {
+		s.admin = s.newAdminServer()
+		servers.Add(1)
+		go func() {
+			defer servers.Done()
+			if err := s.admin.Serve(s.adminLn); err != nil {
+				errc <- fmt.Errorf("cannot serve the admin HTTP: %w", err)
+			}
+		}()
+	}
 	if k := s.leases; k != nil {
 		// Sequencing starts with the leases: wait for the first round of
 		// acquisitions (bounded: a slot held by a dead node is taken over
@@ -403,6 +436,9 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	if s.http != nil {
 		_ = s.http.Shutdown()
+	}
+	if s.admin != nil {
+		_ = s.admin.Shutdown()
 	}
 	_ = s.linkLn.Close()
 	servers.Wait()

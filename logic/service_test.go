@@ -28,6 +28,7 @@ func startService(t *testing.T, st Store, tune ...func(*Config)) *Service {
 	cfg := Default()
 	cfg.LinkListen, cfg.HTTPListen, cfg.Shards, cfg.DevTokens = "127.0.0.1:0", "127.0.0.1:0", 8, true
 	cfg.LinkSecret = string(testLinkSecret)
+	cfg.AdminListen = "127.0.0.1:0"
 	cfg.SendRate = 0 // tests send in bursts; TestTwentyFirstSendIsRateLimited turns it on
 	for _, f := range tune {
 		f(&cfg)

@@ -72,7 +72,7 @@ redis_calls() {
 # events prints the push events both logic nodes have published.
 events() {
   local p n=0 v
-  for p in 18181 18182; do
+  for p in 18191 18192; do   # the logic nodes' admin listeners
     v=$(curl -fsS "http://127.0.0.1:$p/metrics" 2>/dev/null | awk '$1 == "parley_events_published_total" { print $2 }')
     n=$((n + ${v:-0}))
   done

@@ -15,6 +15,8 @@
 #   WebSocket   ws://127.0.0.1:18081/ws  ws://127.0.0.1:18082/ws
 #   HTTP API    http://127.0.0.1:18181   http://127.0.0.1:18182  (the web client
 #               too, after `make web`)
+#   /metrics    http://127.0.0.1:18191   http://127.0.0.1:18192  (logic admin
+#               listeners) and connsrv's http://127.0.0.1:18281 / 18282
 #   Redis 16379, Cassandra 127.0.0.1:19042 (with PARLEY_CASSANDRA_NODES=3:
 #   127.0.0.2-4:19042), Kafka 19092
 #

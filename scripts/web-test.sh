@@ -82,6 +82,7 @@ const ports = [];
 	-set "connsrv.http_listen=127.0.0.1:$cs_http_port" \
 	-set "logic.link_listen=127.0.0.1:$link_port" \
 	-set "logic.http_listen=127.0.0.1:$http_port" \
+	-set "logic.admin_listen=" \
 	-set "store.pebble.dir=$tmp/data" \
 	-set "logic.web_dir=$root/web/dist" \
 	>"$tmp/server.log" 2>&1 &

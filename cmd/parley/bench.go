@@ -19,7 +19,7 @@ func runBench(args []string) error {
 	fs.IntVar(&d.Conns, "conns", d.Conns, "idle connections to open and hold (above one process's open-files limit, bench starts client processes)")
 	fs.DurationVar(&d.Hold, "hold", d.Hold, "how long to hold all connections before the after readings (longer than the heartbeat interval to see heartbeat CPU)")
 	pids := fs.String("server-pid", "", "server process ids, comma-separated, for RSS and CPU from /proc (empty: skip)")
-	metrics := fs.String("metrics-url", "", "the servers' /metrics URLs, comma-separated in -server-pid order (default: the logic tier's /metrics from logic.http_listen, right for standalone; \"none\" to skip)")
+	metrics := fs.String("metrics-url", "", "the servers' /metrics URLs, comma-separated in -server-pid order (default: the logic tier's /metrics from logic.admin_listen, right for standalone; \"none\" to skip)")
 	role := fs.String("role", "standalone", "role of the -server-pid processes in the report: standalone, connsrv or logic")
 	fs.StringVar(&d.SourceIPs, "source-ips", d.SourceIPs, "spread connections over local addresses, e.g. 127.0.0.2-127.0.0.50 (default: 4 per client process from 127.16.x.1-4)")
 	fs.IntVar(&d.DialConcurrency, "dial-concurrency", d.DialConcurrency, "connections set up at once, over all client processes")
@@ -101,7 +101,7 @@ func runBench(args []string) error {
 	var mu []string
 	switch *metrics {
 	case "":
-		mu = []string{"http://" + t.cfg.Logic.HTTPListen + "/metrics"}
+		mu = []string{"http://" + t.cfg.Logic.AdminListen + "/metrics"}
 	case "none":
 	default:
 		mu = strings.Split(*metrics, ",")
