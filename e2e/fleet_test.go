@@ -357,6 +357,16 @@ func (f *fleet) redisDown(t *testing.T) {
 		p, err := carol.c.Presence(ctx, "dave")
 		return err == nil && len(p) == 1 && p[0].Online
 	}
+	// Presence is shown between users who have both written to each other.
+	hello, err := carol.c.SendTo(ctx, "dave", "hello")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dave.waitTexts(t, hello.Chat, 1, 20*time.Second)
+	if _, err := dave.c.SendTo(ctx, "carol", "hi"); err != nil {
+		t.Fatal(err)
+	}
+	carol.waitTexts(t, hello.Chat, 1, 20*time.Second)
 	waitFor(t, 20*time.Second, "dave online before the outage", online)
 
 	redis(t, "stop")
@@ -374,7 +384,7 @@ func (f *fleet) redisDown(t *testing.T) {
 		}
 		chat = s.Chat
 	}
-	dave.waitTexts(t, chat, 20, 30*time.Second)
+	dave.waitTexts(t, chat, 21, 30*time.Second) // hello and the 20
 	if p, err := carol.c.Presence(ctx, "dave"); err == nil && len(p) == 1 && p[0].Online {
 		t.Logf("presence with redis down: %+v (cached)", p)
 	} else {

@@ -2,8 +2,8 @@ package logic
 
 import (
 	"bytes"
-	"crypto/subtle"
 	"context"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"

@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/parley-chat/parley/internal/proto"
@@ -11,135 +12,137 @@ import (
 )
 
 // Who sees whose presence (docs/protocol.md, "Presence"): a user sees the
-// presence and last-seen of the users they share a group with, and of the
-// other side of a 1-on-1 chat in which both have sent a message (a
-// stranger's first "hi" is a request, not a relationship). Anyone else,
-// unknown or unrelated, is answered as offline and never seen, the same as
-// a user id that does not exist. The relation is symmetric, so presence
-// pushes follow the same rule, and when a 1-on-1 chat becomes mutual each
-// side is pushed the other's presence.
+// presence and last-seen of the other side of a 1-on-1 chat in which both
+// have sent a text message (a stranger's first "hi" is a request, not a
+// relationship), and of the members of a group they are in who have sent a
+// text message in that group (being added to a group is not consent;
+// speaking in it is). Anyone else, unknown or unrelated, is answered as
+// offline and never seen, the same as a user id that does not exist.
+// Presence pushes follow the same rule, and when a 1-on-1 chat becomes
+// mutual each side is pushed the other's presence.
+//
+// Who has spoken in a chat is learned two ways: the shard that stores a
+// text message notes its sender (exact, on the node that sequences the
+// chat), and a node that must answer without that knowledge reads the
+// chat's first and latest spokenScan messages (a sender whose only
+// messages lie between the two windows is missed: the error hides
+// presence, it never reveals it). Known senders are never forgotten while
+// the entry lives; a read is repeated at most every rescanAfter.
 
 const (
-	// mutualScan is how many messages are read from each end of a 1-on-1
-	// chat (the oldest and the newest) to find both members as senders.
-	// A chat whose reply lies only between the two windows is taken as
-	// one-sided: the error hides presence, it never reveals it.
-	mutualScan = 50
-	// oneSidedTTL is how long a one-sided answer is reused before the chat
-	// is read again (the node that sequences a reply forgets it at once).
-	oneSidedTTL = 30 * time.Second
-	// relationsMax bounds the one-sided cache; a full cache is emptied.
-	relationsMax = 100_000
+	// spokenScan is how many messages are read from each end of a chat.
+	spokenScan = 50
+	// rescanAfter is how long a read's answer stands before a sender it did
+	// not find is looked for again.
+	rescanAfter = 30 * time.Second
+	// relationsMax bounds the number of chats remembered; a full cache is
+	// emptied.
+	relationsMax = 200_000
 )
 
-// oneSided is a 1-on-1 chat found with one member's messages only.
-type oneSided struct {
-	at     time.Time
-	sender string // the member who has sent ("" if none)
+// spoken is what is known of one chat's senders.
+type spoken struct {
+	mu        sync.Mutex
+	senders   map[string]struct{}
+	scannedAt time.Time // zero: never read
 }
 
-// relations answers and caches whether the two members of a 1-on-1 chat
-// have both sent in it. Safe for concurrent use.
+// relations remembers who has spoken in which chat. Safe for concurrent
+// use.
 type relations struct {
 	store Store
 	now   func() time.Time
-
-	mutual sync.Map // chat id → struct{}: known mutual (it never reverts)
-
-	mu  sync.Mutex
-	one map[string]oneSided // chat id → last one-sided answer
+	chats sync.Map // chat id → *spoken
+	n     atomic.Int64
 }
 
 func newRelations(store Store, now func() time.Time) *relations {
-	return &relations{store: store, now: now, one: map[string]oneSided{}}
+	return &relations{store: store, now: now}
 }
 
-// mutualDirect reports whether both members of the 1-on-1 chat have sent a
-// text message in it.
-func (r *relations) mutualDirect(ctx context.Context, chat string) (bool, error) {
+func (r *relations) entry(chat string) *spoken {
+	if e, ok := r.chats.Load(chat); ok {
+		return e.(*spoken)
+	}
+	if r.n.Add(1) > relationsMax {
+		r.chats.Clear()
+		r.n.Store(1)
+	}
+	e, _ := r.chats.LoadOrStore(chat, &spoken{senders: map[string]struct{}{}})
+	return e.(*spoken)
+}
+
+// noteSender records that sender stored a text message in chat and
+// reports whether that made a 1-on-1 chat mutual (the other side had
+// spoken before, as far as this node knows). Called by the shard after a
+// store: one map load and a small lock.
+func (r *relations) noteSender(chat, sender string) (nowMutual bool) {
+	e := r.entry(chat)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if _, ok := e.senders[sender]; ok {
+		return false
+	}
+	e.senders[sender] = struct{}{}
 	a, b, ok := record.DirectMembers(chat)
 	if !ok {
-		return false, nil
+		return false
 	}
-	if _, yes := r.mutual.Load(chat); yes {
-		return true, nil
+	_, sa := e.senders[a]
+	_, sb := e.senders[b]
+	return sa && sb
+}
+
+// hasSpoken reports whether every one of users has sent a text message in
+// chat, reading the chat (at most every rescanAfter) when this node does
+// not know. lastSeq (0: unknown) saves the second read of a short chat.
+func (r *relations) hasSpoken(ctx context.Context, chat string, lastSeq uint64, users ...string) (bool, error) {
+	e := r.entry(chat)
+	all := func() bool {
+		for _, u := range users {
+			if _, ok := e.senders[u]; !ok {
+				return false
+			}
+		}
+		return true
 	}
-	r.mu.Lock()
-	o, no := r.one[chat]
-	r.mu.Unlock()
-	if no && r.now().Sub(o.at) < oneSidedTTL {
-		return false, nil
+	e.mu.Lock()
+	if all() || (!e.scannedAt.IsZero() && r.now().Sub(e.scannedAt) < rescanAfter) {
+		ok := all()
+		e.mu.Unlock()
+		return ok, nil
 	}
-	sent := map[string]bool{}
-	for _, p := range []record.Page{{Before: mutualScan + 1, Limit: mutualScan}, {Limit: mutualScan}} {
+	e.mu.Unlock()
+	found := map[string]struct{}{}
+	pages := []record.Page{{Before: spokenScan + 1, Limit: spokenScan}}
+	if lastSeq == 0 || lastSeq > spokenScan {
+		pages = append(pages, record.Page{Limit: spokenScan})
+	}
+	for _, p := range pages {
 		msgs, err := r.store.Messages(ctx, chat, p)
 		if err != nil {
 			return false, err
 		}
 		for _, m := range msgs {
-			if m.Kind == record.MsgText {
-				sent[m.Sender] = true
+			if m.Kind == record.MsgText && m.Sender != "" {
+				found[m.Sender] = struct{}{}
 			}
 		}
-		if sent[a] && sent[b] {
-			break
-		}
 	}
-	if sent[a] && sent[b] {
-		r.mutual.Store(chat, struct{}{})
-		r.mu.Lock()
-		delete(r.one, chat)
-		r.mu.Unlock()
-		return true, nil
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for s := range found { // a union: what the shard noted meanwhile stays
+		e.senders[s] = struct{}{}
 	}
-	o = oneSided{at: r.now()}
-	if sent[a] {
-		o.sender = a
-	} else if sent[b] {
-		o.sender = b
-	}
-	r.mu.Lock()
-	if len(r.one) >= relationsMax {
-		clear(r.one)
-	}
-	r.one[chat] = o
-	r.mu.Unlock()
-	return false, nil
+	e.scannedAt = r.now()
+	return all(), nil
 }
 
-// mayForm reports whether a text message sender stored in the 1-on-1 chat
-// may have made it mutual (then the caller checks, off the message path).
-// Cheap: one map load for a mutual chat.
-func (r *relations) mayForm(chat, sender string) bool {
-	if _, yes := r.mutual.Load(chat); yes {
-		return false
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if o, ok := r.one[chat]; ok && o.sender == sender {
-		return false // the same side again: nothing changed
-	}
-	delete(r.one, chat) // stale now
-	return true
-}
-
-// relationCheck looks at a 1-on-1 chat that may just have become mutual
-// and, if it has, pushes each side the other's presence. Called by the
-// presence loop.
-func (s *Service) relationCheck(ctx context.Context, chat string, scratch *fanoutScratch) {
+// relationFormed pushes each side of a 1-on-1 chat that just became mutual
+// the other's presence. Called by the presence loop.
+func (s *Service) relationFormed(ctx context.Context, chat string, scratch *fanoutScratch) {
 	a, b, ok := record.DirectMembers(chat)
 	if !ok {
-		return
-	}
-	if _, known := s.rel.mutual.Load(chat); known {
-		return
-	}
-	mutual, err := s.rel.mutualDirect(ctx, chat)
-	if err != nil {
-		s.log.Warn("cannot read a 1-on-1 chat for presence", "chat_id", chat, "err", err)
-		return
-	}
-	if !mutual {
 		return
 	}
 	info, err := s.presence.Lookup(ctx, []string{a, b})
@@ -182,6 +185,9 @@ func (s *Service) visibleTo(ctx context.Context, requester string, users []strin
 		return nil, err
 	}
 	for _, c := range chats {
+		if left == 0 || ctx.Err() != nil {
+			break
+		}
 		if a, b, ok := record.DirectMembers(c.Chat.ID); ok {
 			peer := a
 			if peer == requester {
@@ -190,7 +196,7 @@ func (s *Service) visibleTo(ctx context.Context, requester string, users []strin
 			if seen, asked := vis[peer]; !asked || seen {
 				continue
 			}
-			mutual, err := s.rel.mutualDirect(ctx, c.Chat.ID)
+			mutual, err := s.rel.hasSpoken(ctx, c.Chat.ID, c.LastSeq, a, b)
 			if err != nil {
 				return nil, err
 			}
@@ -198,13 +204,6 @@ func (s *Service) visibleTo(ctx context.Context, requester string, users []strin
 				vis[peer] = true
 				left--
 			}
-		}
-	}
-	for _, c := range chats {
-		if left == 0 {
-			break
-		}
-		if c.Chat.Kind == record.KindDirect {
 			continue
 		}
 		members, err := s.store.Members(ctx, c.Chat.ID)
@@ -215,7 +214,14 @@ func (s *Service) visibleTo(ctx context.Context, requester string, users []strin
 			continue // left or removed since the chat list was read
 		}
 		for _, m := range members {
-			if seen, asked := vis[m]; asked && !seen {
+			if seen, asked := vis[m]; !asked || seen {
+				continue
+			}
+			spoke, err := s.rel.hasSpoken(ctx, c.Chat.ID, c.LastSeq, m)
+			if err != nil {
+				return nil, err
+			}
+			if spoke {
 				vis[m] = true
 				left--
 			}

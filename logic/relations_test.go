@@ -1,9 +1,12 @@
 package logic
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/parley-chat/parley/internal/record"
 )
 
 // presenceOf asks session s for users' presence and returns the answers
@@ -98,13 +101,24 @@ func TestPresenceByRelationship(t *testing.T) {
 	}
 	stranger(t, 3, "mallory", "alice")
 
-	// A shared group is a relationship.
+	// Being added to a group is not consent: a group made to reach alice
+	// shows nothing until she speaks in it.
+	n.send(3, `{"type":"group_create","id":"g0","name":"bait","members":["alice"]}`)
+	n.nextType(3, "msg") // the system message, then ok
+	g0 := n.nextType(3, "ok")["chat"].(string)
+	stranger(t, 3, "mallory", "alice")
 	n.send(4, `{"type":"group_create","id":"g","name":"trip","members":["alice"]}`)
-	n.nextType(4, "msg") // the system message, then ok
-	n.nextType(4, "ok")
-	if got := presenceOf(t, n, 4, "alice"); got["alice"]["online"] != true {
-		t.Fatalf("carol asking: got %v, want alice online", got)
+	n.nextType(4, "msg")
+	g := n.nextType(4, "ok")["chat"].(string)
+	stranger(t, 4, "carol", "alice")
+	n.send(1, `{"type":"send","id":"ga","chat":"`+g+`","body":"hi all"}`)
+	for m := n.next(1); m["type"] != "sent"; m = n.next(1) { // past the groups' system messages
 	}
+	if got := presenceOf(t, n, 4, "alice"); got["alice"]["online"] != true {
+		t.Fatalf("carol asking after alice spoke in their group: got %v, want alice online", got)
+	}
+	stranger(t, 3, "mallory", "alice") // she spoke in carol's group, not in mallory's
+	_ = g0
 	stranger(t, 3, "mallory", "carol")
 
 	// Going offline is pushed to related users with last_seen.
@@ -113,4 +127,47 @@ func TestPresenceByRelationship(t *testing.T) {
 		t.Fatalf("bob got %v about alice, want offline with last_seen", p)
 	}
 	stranger(t, 3, "mallory", "alice")
+}
+
+// slowMessages blocks Messages until release is closed.
+type slowMessages struct {
+	*memStore
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (s slowMessages) Messages(ctx context.Context, chat string, p record.Page) ([]record.Message, error) {
+	select {
+	case s.entered <- struct{}{}:
+	default:
+	}
+	<-s.release
+	return s.memStore.Messages(ctx, chat, p)
+}
+
+// TestSpokenReadDoesNotHideANotedSender: a sender the shard notes while a
+// read of the chat is in flight is still known when the read ends (a read
+// merges into what is known, it never overwrites it).
+func TestSpokenReadDoesNotHideANotedSender(t *testing.T) {
+	st := slowMessages{memStore: newMemStore(), entered: make(chan struct{}, 1), release: make(chan struct{})}
+	r := newRelations(st, time.Now)
+	chat := record.DirectChatID("alice", "bob")
+	r.noteSender(chat, "alice")
+	done := make(chan bool)
+	go func() {
+		ok, err := r.hasSpoken(context.Background(), chat, 0, "alice", "bob")
+		if err != nil {
+			t.Error(err)
+		}
+		done <- ok
+	}()
+	<-st.entered
+	if !r.noteSender(chat, "bob") {
+		t.Fatal("bob's first message did not make the chat mutual")
+	}
+	close(st.release)
+	<-done
+	if ok, _ := r.hasSpoken(context.Background(), chat, 0, "alice", "bob"); !ok {
+		t.Fatal("the read that began before bob spoke hid him afterwards")
+	}
 }

@@ -114,13 +114,13 @@ type Service struct {
 	linkLn  net.Listener
 	httpLn  net.Listener
 	adminLn net.Listener // /metrics, /healthz, /readyz; nil: none
-	peerTLS *tls.Config // dialing other logic nodes; nil: plain TCP
+	peerTLS *tls.Config  // dialing other logic nodes; nil: plain TCP
 	// linkSecret authenticates tier and peer links (empty: mutual TLS).
 	linkSecret tierlink.Secret
 	tlsStops   []func() // certificate reloaders
 	http       *fasthttp.Server
 	admin      *fasthttp.Server
-	adminToken string // bearer token /metrics asks for; empty: none
+	adminToken string                  // bearer token /metrics asks for; empty: none
 	web        fasthttp.RequestHandler // static files of the web client; nil when logic.web_dir is empty
 	ready      chan struct{}
 	health     healthState
@@ -130,7 +130,7 @@ type presenceEvent struct {
 	user   string
 	online bool
 	at     time.Time
-	// chat, when set, is a 1-on-1 chat that may have become mutual
+	// chat, when set, is a 1-on-1 chat that just became mutual
 	// (relations.go) instead of a presence change.
 	chat string
 }
@@ -190,7 +190,7 @@ func New(cfg Config, store Store, presence Presence, verifier *auth.Verifier, lo
 		ready:   make(chan struct{}),
 	}
 	s.linkSecret, _ = tierlink.LoadSecret("logic", cfg.LinkSecret, cfg.LinkSecretFile) // checked by Validate
-	s.adminToken, _ = adminToken(cfg)                                                   // checked by Validate
+	s.adminToken, _ = adminToken(cfg)                                                  // checked by Validate
 	s.rel = newRelations(s.store, s.now)
 	s.presenceQ = make(chan presenceEvent, 4096)
 	s.catchupSem = make(chan struct{}, cfg.CatchupWorkers)
@@ -815,7 +815,7 @@ func (s *Service) presenceLoop(stop <-chan struct{}) {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.StoreTimeout)
 		if ev.chat != "" {
-			s.relationCheck(ctx, ev.chat, &scratch)
+			s.relationFormed(ctx, ev.chat, &scratch)
 			cancel()
 			continue
 		}
@@ -855,8 +855,8 @@ func (s *Service) presenceLoop(stop <-chan struct{}) {
 const maxPresencePeers = 2000
 
 // peersOf returns the users who may see user's presence (relations.go):
-// the members of user's groups and the other side of each 1-on-1 chat in
-// which both have sent a message, without user.
+// the members of the groups where user has sent a message and the other
+// side of each 1-on-1 chat in which both have, without user.
 func (s *Service) peersOf(ctx context.Context, user string) ([]string, error) {
 	chats, err := s.store.UserChats(ctx, user)
 	if err != nil {
@@ -871,13 +871,20 @@ func (s *Service) peersOf(ctx context.Context, user string) ([]string, error) {
 		}
 	}
 	for _, c := range chats {
+		if ctx.Err() != nil {
+			break
+		}
 		if a, b, ok := record.DirectMembers(c.Chat.ID); ok {
 			// Only the other side of a chat where both have spoken.
-			if mutual, err := s.rel.mutualDirect(ctx, c.Chat.ID); err != nil || !mutual {
+			if mutual, err := s.rel.hasSpoken(ctx, c.Chat.ID, c.LastSeq, a, b); err != nil || !mutual {
 				continue
 			}
 			addPeer(a)
 			addPeer(b)
+			continue
+		}
+		// A group's members see the user once the user has spoken there.
+		if spoke, err := s.rel.hasSpoken(ctx, c.Chat.ID, c.LastSeq, user); err != nil || !spoke {
 			continue
 		}
 		members, err := s.store.Members(ctx, c.Chat.ID)

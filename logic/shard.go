@@ -513,8 +513,8 @@ func (sh *shard) flush() {
 			}
 		}
 		sh.fanout(st.Chat, &st.Msg, skip, extra)
-		if st.Msg.Kind == record.MsgText && record.IsDirectID(st.Msg.ChatID) && sh.svc.rel.mayForm(st.Msg.ChatID, st.Msg.Sender) {
-			sh.svc.queuePresence(presenceEvent{chat: st.Msg.ChatID}) // a reply may make it mutual
+		if st.Msg.Kind == record.MsgText && st.Msg.Sender != "" && sh.svc.rel.noteSender(st.Msg.ChatID, st.Msg.Sender) {
+			sh.svc.queuePresence(presenceEvent{chat: st.Msg.ChatID}) // a 1-on-1 chat became mutual
 		}
 	}
 	messagesStored.Add(stored)

@@ -101,7 +101,9 @@ func runBench(args []string) error {
 	var mu []string
 	switch *metrics {
 	case "":
-		mu = []string{"http://" + t.cfg.Logic.AdminListen + "/metrics"}
+		if t.cfg.Logic.AdminListen != "" {
+			mu = []string{"http://" + t.cfg.Logic.AdminListen + "/metrics"}
+		}
 	case "none":
 	default:
 		mu = strings.Split(*metrics, ",")

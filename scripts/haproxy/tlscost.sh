@@ -34,7 +34,7 @@ if [[ -z "$BIN" ]]; then
 fi
 WS_PORT=$BASE CS_HTTP=$((BASE + 1)) LINK=$((BASE + 2)) LOGIC_HTTP=$((BASE + 3)) TLS_PORT=$((BASE + 4))
 SETS=(-set "connsrv.listen=tcp://127.0.0.1:$WS_PORT" -set "connsrv.http_listen=127.0.0.1:$CS_HTTP"
-	-set "logic.link_listen=127.0.0.1:$LINK" -set "logic.http_listen=127.0.0.1:$LOGIC_HTTP" -set "logic.send_rate=0"
+	-set "logic.link_listen=127.0.0.1:$LINK" -set "logic.http_listen=127.0.0.1:$LOGIC_HTTP" -set "logic.admin_listen=" -set "logic.send_rate=0"
 	-set connsrv.ip_conn_rate=0) # the per-IP limit would refuse a bench ramp
 export PARLEY_HAPROXY_DIR="$WORK/haproxy" PARLEY_HAPROXY_PORT="$TLS_PORT" PARLEY_HAPROXY_BACKEND="127.0.0.1:$WS_PORT"
 export PARLEY_HAPROXY_MAXCONN=$((N + 100))
