@@ -69,14 +69,18 @@ func (s *Store) Leases(ctx context.Context) ([]record.Lease, error) {
 // nextVersion returns the version of the write that follows v: the
 // counter in the high bits grows by one, the low versionRandBits are drawn
 // at random for every attempt. Versions of one slot thus grow with every
-// write, and two attempts never want the same row, so finding the row one
-// wanted never passes for one's own success: an earlier attempt whose
-// outcome was unknown may have written a row like it (see lease.Store).
+// write, and two attempts (two calls) want the same row only with
+// probability 2^-versionRandBits: a row of one's own with other random bits
+// is an earlier attempt whose outcome was unknown, never this call's
+// success (see lease.Store). Only the driver's resend of this call's own
+// write finds exactly the row this call wanted, and counts as its success
+// (casLease).
 func nextVersion(v uint64) uint64 {
 	return (v>>versionRandBits+1)<<versionRandBits | rand.Uint64N(1<<versionRandBits)
 }
 
-const versionRandBits = 16
+// versionRandBits: 24 random bits leave a 40-bit write counter per slot.
+const versionRandBits = 24
 
 // AcquireLease takes prev's slot for owner at prev.Epoch+1, on condition
 // that the row is still exactly prev (its owner, epoch and version). It
@@ -124,9 +128,10 @@ func (s *Store) casLease(ctx context.Context, prev, want record.Lease) (record.L
 	if applied {
 		return want, true, nil
 	}
-	// The driver retries this idempotent write when an answer is lost: a
-	// retry of a write that did apply finds our own row (its version has
-	// random bits, so no other writer makes the same row) and is a success.
+	// The driver resends this idempotent write when an answer is lost: a
+	// resend of a write that did apply finds exactly the row this call
+	// wanted (its version's random bits make an earlier attempt's row
+	// differ but for a 2^-24 chance) and is this call's success.
 	got := leaseOf(prev.Slot, cur)
 	return got, got == want, nil
 }
