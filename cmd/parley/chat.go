@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -22,11 +23,24 @@ func runChat(args []string) error {
 	wsURL := fs.String("url", "ws://127.0.0.1:8080/ws", "WebSocket URL of a connection node")
 	httpURL := fs.String("http", "http://127.0.0.1:8081", "HTTP API of a logic node (for a development token)")
 	user := fs.String("user", "", "user id (required unless -token is given)")
-	device := fs.String("device", "terminal", "device id")
+	device := fs.String("device", "terminal", "device id (with -token: the token's dev claim when it has one)")
 	token := fs.String("token", "", "JWT; default: ask the standalone node's /v1/dev/token")
 	state := fs.String("state", "auto", "file keeping this device's delivery positions between runs (auto: the user cache dir; empty: none)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *token != "" {
+		// A token bound to a device runs as that device only (another
+		// ?device= is refused), and names the user.
+		sub, dev := tokenNames(*token)
+		deviceSet := false
+		fs.Visit(func(f *flag.Flag) { deviceSet = deviceSet || f.Name == "device" })
+		if dev != "" && !deviceSet {
+			*device = dev
+		}
+		if *user == "" {
+			*user = sub
+		}
 	}
 	if *state == "auto" {
 		*state = ""
@@ -134,4 +148,25 @@ func devToken(ctx context.Context, base, user, device string) (string, error) {
 		return "", fmt.Errorf("cannot read dev token answer %q", body)
 	}
 	return out.Token, nil
+}
+
+// tokenNames reads the sub and dev claims of a JWT without verifying it
+// (the server does); empty when it cannot be read.
+func tokenNames(tok string) (sub, dev string) {
+	parts := strings.Split(tok, ".")
+	if len(parts) != 3 {
+		return "", ""
+	}
+	b, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return "", ""
+	}
+	var c struct {
+		Sub string `json:"sub"`
+		Dev string `json:"dev"`
+	}
+	if json.Unmarshal(b, &c) != nil {
+		return "", ""
+	}
+	return c.Sub, c.Dev
 }

@@ -10,6 +10,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/parley-chat/parley/internal/auth"
 )
 
 // TestShippedConfigs loads every file in configs/ the way the binary does,
@@ -176,4 +179,21 @@ func runLogicOrConnsrv(args []string) error {
 		return runConnsrv(args)
 	}
 	return runLogic(args)
+}
+
+func TestTokenNames(t *testing.T) {
+	cfg := auth.Default()
+	cfg.Secret = strings.Repeat("s", 32)
+	tok, err := auth.Issue(cfg, "alice", "phone", time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sub, dev := tokenNames(tok); sub != "alice" || dev != "phone" {
+		t.Fatalf("got %q %q, want alice phone", sub, dev)
+	}
+	for _, bad := range []string{"", "x", "a.b.c", "a.!!.c"} {
+		if sub, dev := tokenNames(bad); sub != "" || dev != "" {
+			t.Errorf("%q: got %q %q, want nothing", bad, sub, dev)
+		}
+	}
 }
