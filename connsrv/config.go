@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/parley-chat/parley/internal/adminauth"
 	"github.com/parley-chat/parley/internal/tierlink"
 	"github.com/parley-chat/parley/internal/tlsconf"
 )
@@ -136,8 +137,15 @@ type Config struct {
 	DrainWindow time.Duration `yaml:"drain_window"`
 
 	// HTTPListen is the address ("host:port") of the small HTTP server with
-	// /healthz, /readyz and /metrics. Empty turns it off (the default).
+	// /healthz, /readyz and /metrics. Empty turns it off (the default). On
+	// an address other than loopback it needs MetricsTokenFile (or
+	// MetricsToken): /metrics then asks for that bearer token (the probes
+	// stay open).
 	HTTPListen string `yaml:"http_listen"`
+	// MetricsToken (or MetricsTokenFile, a file holding it) is the bearer
+	// token /metrics asks for; at least 32 bytes. Empty: none.
+	MetricsToken     string `yaml:"metrics_token"`
+	MetricsTokenFile string `yaml:"metrics_token_file"`
 }
 
 // Default returns the default configuration.
@@ -243,6 +251,11 @@ func (c Config) Validate() error {
 	var errs []error
 	if err := c.LinkTLS.ValidateAs("connsrv.link_tls"); err != nil {
 		errs = append(errs, err)
+	}
+	if tok, err := adminauth.Load("connsrv", "metrics_token", c.MetricsToken, c.MetricsTokenFile); err != nil {
+		errs = append(errs, err)
+	} else if adminauth.Check(c.HTTPListen, tok) != nil {
+		errs = append(errs, fmt.Errorf("connsrv.http_listen %s serves /metrics beyond loopback: set connsrv.metrics_token_file (a bearer token for your scraper; e.g. openssl rand -hex 32) or bind it to loopback", c.HTTPListen))
 	}
 	if secret, err := tierlink.LoadSecret("connsrv", c.LinkSecret, c.LinkSecretFile); err != nil {
 		errs = append(errs, err)

@@ -19,6 +19,7 @@ import (
 	"github.com/panjf2000/gnet/v2"
 	"github.com/valyala/fasthttp"
 
+	"github.com/parley-chat/parley/internal/adminauth"
 	"github.com/parley-chat/parley/internal/auth"
 	"github.com/parley-chat/parley/internal/gostats"
 	"github.com/parley-chat/parley/internal/proto"
@@ -47,18 +48,20 @@ type Server struct {
 	// linkSecret is proved to logic nodes in the link handshake (empty:
 	// mutual TLS).
 	linkSecret tierlink.Secret
-	nextID     atomic.Uint64
-	running    atomic.Bool
-	handler    *handler
-	booted     chan struct{} // closed in OnBoot
-	ready      chan struct{} // closed when booted and every link was up once
-	everUp     atomic.Int32
-	readyMu    sync.Mutex // guards readyDone
-	readyOK    bool
-	addrMu     sync.Mutex // guards addr and eng
-	addr       string
-	eng        gnet.Engine
-	shutdown   atomic.Bool
+	// metricsToken is the bearer token /metrics asks for ("": none).
+	metricsToken string
+	nextID       atomic.Uint64
+	running      atomic.Bool
+	handler      *handler
+	booted       chan struct{} // closed in OnBoot
+	ready        chan struct{} // closed when booted and every link was up once
+	everUp       atomic.Int32
+	readyMu      sync.Mutex // guards readyDone
+	readyOK      bool
+	addrMu       sync.Mutex // guards addr and eng
+	addr         string
+	eng          gnet.Engine
+	shutdown     atomic.Bool
 
 	trusted []netip.Prefix // cfg.TrustedProxies
 	ipl     *ipLimiter     // nil when cfg.IPConnRate is 0
@@ -96,7 +99,8 @@ func New(cfg Config, verifier *auth.Verifier, log *slog.Logger) (*Server, error)
 		}
 		s.linkTLS = tc
 	}
-	s.linkSecret, _ = tierlink.LoadSecret("connsrv", cfg.LinkSecret, cfg.LinkSecretFile) // checked by Validate
+	s.linkSecret, _ = tierlink.LoadSecret("connsrv", cfg.LinkSecret, cfg.LinkSecretFile)                   // checked by Validate
+	s.metricsToken, _ = adminauth.Load("connsrv", "metrics_token", cfg.MetricsToken, cfg.MetricsTokenFile) // checked by Validate
 	for _, a := range cfg.LogicAddrs {
 		for range cfg.LinkPoolSize {
 			s.links = append(s.links, newLink(s, a, len(s.links)))
@@ -410,6 +414,11 @@ func (s *Server) serveHTTP(ctx *fasthttp.RequestCtx) {
 		}
 		ctx.SetBodyString("ok\n")
 	case "/metrics":
+		if !adminauth.Allowed(string(ctx.Request.Header.Peek("Authorization")), s.metricsToken) {
+			ctx.Response.Header.Set("WWW-Authenticate", `Bearer realm="parley-metrics"`)
+			ctx.SetStatusCode(fasthttp.StatusUnauthorized)
+			return
+		}
 		ctx.SetContentType("text/plain; version=0.0.4")
 		s.m.set.WritePrometheus(ctx)
 		metrics.WriteProcessMetrics(ctx) // go_memstats_*, process_* for density tuning

@@ -355,6 +355,46 @@ func TestHTTPEndpoints(t *testing.T) {
 	}
 }
 
+// TestMetricsToken: with a metrics token /metrics asks for it; the probes
+// stay open. A non-loopback http_listen without a token is a config error.
+func TestMetricsToken(t *testing.T) {
+	addr, token := freeAddr(t), strings.Repeat("m", 40)
+	startServer(t, func(c *Config) { c.HTTPListen, c.MetricsToken = addr, token })
+	for _, tt := range []struct {
+		path, auth string
+		want       int
+	}{
+		{"/metrics", "", 401},
+		{"/metrics", "Bearer nope", 401},
+		{"/metrics", "bearer " + token, 200},
+		{"/healthz", "", 200},
+		{"/readyz", "", 200},
+	} {
+		req, _ := http.NewRequest("GET", "http://"+addr+tt.path, nil)
+		if tt.auth != "" {
+			req.Header.Set("Authorization", tt.auth)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tt.want {
+			t.Errorf("%s (auth %q): got %d, want %d", tt.path, tt.auth, resp.StatusCode, tt.want)
+		}
+	}
+	c := Default()
+	c.LinkSecret = string(testLinkSecret)
+	c.HTTPListen = "0.0.0.0:8082"
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "metrics_token") {
+		t.Fatalf("0.0.0.0 without a token: got %v, want the token asked for", err)
+	}
+	c.MetricsToken = token
+	if err := c.Validate(); err != nil {
+		t.Fatalf("0.0.0.0 with a token: got %v", err)
+	}
+}
+
 func TestUpgradeWhileLinkDown(t *testing.T) {
 	ts := startServer(t, nil)
 	ts.logic.ln.Close()

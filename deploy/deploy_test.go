@@ -877,6 +877,8 @@ func testSystemdBinary(t *testing.T, bin string, sec secrets) {
 					vars[k] = sec.auth
 				case "PARLEY_LOGIC_LINK_SECRET", "PARLEY_CONNSRV_LINK_SECRET":
 					vars[k] = sec.link
+				case "PARLEY_CONNSRV_METRICS_TOKEN", "PARLEY_NOTIFIER_METRICS_TOKEN", "PARLEY_LOGIC_ADMIN_TOKEN":
+					vars[k] = "deploy-test-admin-token-0123456789abcdef0123"
 				case "PARLEY_NOTIFIER_VAPID_PUBLIC_KEY":
 					vars[k] = sec.vapidPublic
 				case "PARLEY_NOTIFIER_VAPID_PRIVATE_KEY":

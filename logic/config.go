@@ -6,9 +6,9 @@ import (
 	"net"
 	"os"
 	"strconv"
-	"strings"
 	"time"
 
+	"github.com/parley-chat/parley/internal/adminauth"
 	"github.com/parley-chat/parley/internal/tierlink"
 	"github.com/parley-chat/parley/internal/tlsconf"
 	"github.com/parley-chat/parley/logic/lease"
@@ -259,7 +259,7 @@ func (c Config) Validate() error {
 	}
 	if tok, err := adminToken(c); err != nil {
 		errs = append(errs, err)
-	} else if c.AdminListen != "" && tok == "" && !loopbackAddr(c.AdminListen) {
+	} else if adminauth.Check(c.AdminListen, tok) != nil {
 		bad("logic.admin_listen %s serves /metrics beyond loopback: set logic.admin_token_file (a bearer token for your scraper; e.g. openssl rand -hex 32) or bind it to loopback", c.AdminListen)
 	}
 	if secret, err := tierlink.LoadSecret("logic", c.LinkSecret, c.LinkSecretFile); err != nil {
@@ -306,34 +306,5 @@ func (c ClusterConfig) validate() []error {
 
 // adminToken returns the admin bearer token given inline or in a file.
 func adminToken(c Config) (string, error) {
-	if c.AdminToken != "" && c.AdminTokenFile != "" {
-		return "", errors.New("logic.admin_token and logic.admin_token_file: set one")
-	}
-	tok := c.AdminToken
-	if c.AdminTokenFile != "" {
-		b, err := os.ReadFile(c.AdminTokenFile)
-		if err != nil {
-			return "", fmt.Errorf("logic.admin_token_file: %w", err)
-		}
-		tok = string(b)
-	}
-	tok = strings.TrimSpace(tok)
-	if tok != "" && len(tok) < 32 {
-		return "", fmt.Errorf("logic.admin_token: %d bytes, want at least 32", len(tok))
-	}
-	return tok, nil
-}
-
-// loopbackAddr reports whether a listen address is on loopback (a
-// loopback IP or "localhost"); an empty host (all interfaces) is not.
-func loopbackAddr(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
+	return adminauth.Load("logic", "admin_token", c.AdminToken, c.AdminTokenFile)
 }

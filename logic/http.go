@@ -3,7 +3,6 @@ package logic
 import (
 	"bytes"
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,6 +16,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/fasthttp"
 
+	"github.com/parley-chat/parley/internal/adminauth"
 	"github.com/parley-chat/parley/internal/auth"
 	"github.com/parley-chat/parley/internal/gostats"
 	"github.com/parley-chat/parley/internal/proto"
@@ -474,8 +474,7 @@ func (s *Service) serveAdmin(ctx *fasthttp.RequestCtx) {
 	case "/metrics":
 		route = "metrics"
 		if s.adminToken != "" {
-			tok, ok := bearerToken(string(ctx.Request.Header.Peek("Authorization")))
-			if !ok || subtle.ConstantTimeCompare([]byte(tok), []byte(s.adminToken)) != 1 {
+			if !adminauth.Allowed(string(ctx.Request.Header.Peek("Authorization")), s.adminToken) {
 				ctx.Response.Header.Set("WWW-Authenticate", `Bearer realm="parley-admin"`)
 				httpError(ctx, fasthttp.StatusUnauthorized, proto.Errorf("unauthorized", "the admin bearer token is missing or wrong"))
 				return

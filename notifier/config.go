@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/parley-chat/parley/internal/adminauth"
 	"github.com/parley-chat/parley/notifier/webhook"
 	"github.com/parley-chat/parley/notifier/webpush"
 )
@@ -61,8 +62,19 @@ type Config struct {
 	// encrypted, but the device's lock screen may). Default true.
 	Preview bool `yaml:"preview"`
 	// HTTPListen is where `parley notifier` serves /healthz, /readyz and
-	// /metrics. Empty: none. Not used by the in-process notifier.
+	// /metrics. Empty: none. Not used by the in-process notifier. On an
+	// address other than loopback it needs MetricsTokenFile (or
+	// MetricsToken): /metrics then asks for that bearer token.
 	HTTPListen string `yaml:"http_listen"`
+	// MetricsToken (or MetricsTokenFile, a file holding it) is the bearer
+	// token /metrics asks for; at least 32 bytes. Empty: none.
+	MetricsToken     string `yaml:"metrics_token"`
+	MetricsTokenFile string `yaml:"metrics_token_file"`
+}
+
+// LoadMetricsToken returns the metrics token given inline or in a file.
+func (c Config) LoadMetricsToken() (string, error) {
+	return adminauth.Load("notifier", "metrics_token", c.MetricsToken, c.MetricsTokenFile)
 }
 
 // MaxRetryAfter caps how long a Retry-After answer can hold a retry.
@@ -126,6 +138,11 @@ func (c Config) Validate() error {
 	var errs []error
 	bad := func(key, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("notifier.%s: "+format, append([]any{key}, args...)...))
+	}
+	if tok, err := c.LoadMetricsToken(); err != nil {
+		errs = append(errs, err)
+	} else if adminauth.Check(c.HTTPListen, tok) != nil {
+		bad("http_listen", "%s serves /metrics beyond loopback: set notifier.metrics_token_file (a bearer token for your scraper) or bind it to loopback", c.HTTPListen)
 	}
 	switch {
 	case c.VAPIDPrivateKey != "":

@@ -49,7 +49,8 @@ func TestShippedConfigs(t *testing.T) {
 			fs := flag.NewFlagSet("t", flag.ContinueOnError)
 			fs.SetOutput(io.Discard)
 			args := append([]string{"-config", filepath.Join("..", "..", "configs", tt.file), "-set", "auth.secret=" + strings.Repeat("s", 32),
-				"-set", "logic.link_secret=" + strings.Repeat("l", 32), "-set", "connsrv.link_secret=" + strings.Repeat("l", 32)}, tt.extra...)
+				"-set", "logic.link_secret=" + strings.Repeat("l", 32), "-set", "connsrv.link_secret=" + strings.Repeat("l", 32),
+				"-set", "connsrv.metrics_token=" + strings.Repeat("m", 32)}, tt.extra...)
 			if _, _, err := loadConfig(fs, args, "", tt.validate); err != nil {
 				t.Fatalf("got %v, want a valid config", err)
 			}

@@ -12,6 +12,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/fasthttp"
 
+	"github.com/parley-chat/parley/internal/adminauth"
 	"github.com/parley-chat/parley/internal/events"
 	"github.com/parley-chat/parley/internal/gostats"
 	"github.com/parley-chat/parley/notifier"
@@ -61,7 +62,8 @@ func runNotifier(args []string) error {
 		if err != nil {
 			return fmt.Errorf("cannot listen for HTTP on %s: %w", cfg.Notifier.HTTPListen, err)
 		}
-		srv := &fasthttp.Server{Handler: healthHandler(&ready), NoDefaultServerHeader: true}
+		token, _ := cfg.Notifier.LoadMetricsToken() // checked by Validate
+		srv := &fasthttp.Server{Handler: healthHandler(&ready, token), NoDefaultServerHeader: true}
 		go func() { _ = srv.Serve(ln) }()
 		defer func() { _ = srv.Shutdown() }()
 	}
@@ -73,9 +75,9 @@ func runNotifier(args []string) error {
 	return err
 }
 
-// healthHandler serves /healthz, /readyz and /metrics for a process
-// without an API of its own.
-func healthHandler(ready *atomic.Bool) fasthttp.RequestHandler {
+// healthHandler serves /healthz, /readyz and /metrics (behind token when
+// it is set) for a process without an API of its own.
+func healthHandler(ready *atomic.Bool, token string) fasthttp.RequestHandler {
 	return func(ctx *fasthttp.RequestCtx) {
 		switch string(ctx.Path()) {
 		case "/healthz":
@@ -88,6 +90,10 @@ func healthHandler(ready *atomic.Bool) fasthttp.RequestHandler {
 			}
 			ctx.SetBodyString("ready\n")
 		case "/metrics":
+			if !adminauth.Allowed(string(ctx.Request.Header.Peek("Authorization")), token) {
+				ctx.SetStatusCode(fasthttp.StatusUnauthorized)
+				return
+			}
 			ctx.SetContentType("text/plain; version=0.0.4")
 			metrics.WritePrometheus(ctx, true)
 			gostats.Write(ctx)
