@@ -72,31 +72,48 @@ func (r *relations) entry(chat string) *spoken {
 	return e.(*spoken)
 }
 
-// noteSender records that sender stored a text message in chat and
-// reports whether that made a 1-on-1 chat mutual (the other side had
-// spoken before, as far as this node knows). Called by the shard after a
-// store: one map load and a small lock.
-func (r *relations) noteSender(chat, sender string) (nowMutual bool) {
+// Outcomes of noteSender for a 1-on-1 chat.
+const (
+	notFormed     = iota // nothing changed, or still one-sided as far as is known
+	formed               // this message made the chat mutual
+	mayHaveFormed        // the other side's earlier messages are unknown here: look
+)
+
+// noteSender records that sender stored a text message in chat and tells
+// whether that made a 1-on-1 chat mutual: formed when the other side is
+// known to have spoken, mayHaveFormed when this node has never read the
+// chat (after a restart or a lease move) and so cannot tell. Called by the
+// shard after a store: one map load and a small lock.
+func (r *relations) noteSender(chat, sender string) int {
 	e := r.entry(chat)
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if _, ok := e.senders[sender]; ok {
-		return false
+		return notFormed
 	}
 	e.senders[sender] = struct{}{}
 	a, b, ok := record.DirectMembers(chat)
 	if !ok {
-		return false
+		return notFormed
 	}
 	_, sa := e.senders[a]
 	_, sb := e.senders[b]
-	return sa && sb
+	switch {
+	case sa && sb:
+		return formed
+	case e.scannedAt.IsZero():
+		return mayHaveFormed
+	}
+	return notFormed
 }
 
 // hasSpoken reports whether every one of users has sent a text message in
 // chat, reading the chat (at most every rescanAfter) when this node does
 // not know. lastSeq (0: unknown) saves the second read of a short chat.
 func (r *relations) hasSpoken(ctx context.Context, chat string, lastSeq uint64, users ...string) (bool, error) {
+	if len(users) == 0 {
+		return false, nil
+	}
 	e := r.entry(chat)
 	all := func() bool {
 		for _, u := range users {
@@ -139,11 +156,17 @@ func (r *relations) hasSpoken(ctx context.Context, chat string, lastSeq uint64, 
 }
 
 // relationFormed pushes each side of a 1-on-1 chat that just became mutual
-// the other's presence. Called by the presence loop.
-func (s *Service) relationFormed(ctx context.Context, chat string, scratch *fanoutScratch) {
+// the other's presence; with check, it first reads whether it is mutual
+// (the shard could not tell). Called by the presence loop.
+func (s *Service) relationFormed(ctx context.Context, chat string, check bool, scratch *fanoutScratch) {
 	a, b, ok := record.DirectMembers(chat)
 	if !ok {
 		return
+	}
+	if check {
+		if mutual, err := s.rel.hasSpoken(ctx, chat, 0, a, b); err != nil || !mutual {
+			return
+		}
 	}
 	info, err := s.presence.Lookup(ctx, []string{a, b})
 	if err != nil || len(info) != 2 {

@@ -162,12 +162,41 @@ func TestSpokenReadDoesNotHideANotedSender(t *testing.T) {
 		done <- ok
 	}()
 	<-st.entered
-	if !r.noteSender(chat, "bob") {
+	if r.noteSender(chat, "bob") != formed {
 		t.Fatal("bob's first message did not make the chat mutual")
 	}
 	close(st.release)
 	<-done
 	if ok, _ := r.hasSpoken(context.Background(), chat, 0, "alice", "bob"); !ok {
 		t.Fatal("the read that began before bob spoke hid him afterwards")
+	}
+}
+
+// TestRelationFormedAfterRestart: a node that never saw the first side
+// speak (a restart, a lease move) still pushes presence when the reply
+// makes the chat mutual.
+func TestRelationFormedAfterRestart(t *testing.T) {
+	st := newMemStore()
+	first := startService(t, st)
+	n1 := dialNode(t, first.LinkAddr())
+	n1.open(1, "alice", "d")
+	n1.send(1, `{"type":"send","id":"a1","to":"bob","body":"hi bob"}`)
+	n1.nextType(1, "sent")
+
+	second := startService(t, st) // the same store, no memory of alice's message
+	n2 := dialNode(t, second.LinkAddr())
+	n2.openSync(1, "alice", "d2", "")
+	for m := n2.next(1); m["type"] != "synced"; m = n2.next(1) { // past her own message, caught up
+	}
+	n2.openSync(2, "bob", "d", "")
+	for m := n2.next(2); m["type"] != "synced"; m = n2.next(2) {
+	}
+	n2.send(2, `{"type":"send","id":"b1","to":"alice","body":"hi alice"}`)
+	n2.nextType(2, "sent")
+	if p := pushedPresence(t, n2, 1, "bob"); p["online"] != true {
+		t.Fatalf("alice got %v about bob, want online", p)
+	}
+	if p := pushedPresence(t, n2, 2, "alice"); p["online"] != true {
+		t.Fatalf("bob got %v about alice, want online", p)
 	}
 }

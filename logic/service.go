@@ -131,8 +131,10 @@ type presenceEvent struct {
 	online bool
 	at     time.Time
 	// chat, when set, is a 1-on-1 chat that just became mutual
-	// (relations.go) instead of a presence change.
-	chat string
+	// (relations.go) instead of a presence change; with check, one that may
+	// have (the presence loop reads it first).
+	chat  string
+	check bool
 }
 
 type healthState struct {
@@ -815,7 +817,7 @@ func (s *Service) presenceLoop(stop <-chan struct{}) {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.StoreTimeout)
 		if ev.chat != "" {
-			s.relationFormed(ctx, ev.chat, &scratch)
+			s.relationFormed(ctx, ev.chat, ev.check, &scratch)
 			cancel()
 			continue
 		}

@@ -513,8 +513,13 @@ func (sh *shard) flush() {
 			}
 		}
 		sh.fanout(st.Chat, &st.Msg, skip, extra)
-		if st.Msg.Kind == record.MsgText && st.Msg.Sender != "" && sh.svc.rel.noteSender(st.Msg.ChatID, st.Msg.Sender) {
-			sh.svc.queuePresence(presenceEvent{chat: st.Msg.ChatID}) // a 1-on-1 chat became mutual
+		if st.Msg.Kind == record.MsgText && st.Msg.Sender != "" {
+			switch sh.svc.rel.noteSender(st.Msg.ChatID, st.Msg.Sender) {
+			case formed: // a 1-on-1 chat became mutual
+				sh.svc.queuePresence(presenceEvent{chat: st.Msg.ChatID})
+			case mayHaveFormed: // unknown here: the presence loop reads the chat
+				sh.svc.queuePresence(presenceEvent{chat: st.Msg.ChatID, check: true})
+			}
 		}
 	}
 	messagesStored.Add(stored)

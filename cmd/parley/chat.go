@@ -38,8 +38,8 @@ func runChat(args []string) error {
 		if dev != "" && !deviceSet {
 			*device = dev
 		}
-		if *user == "" {
-			*user = sub
+		if sub != "" {
+			*user = sub // the server runs the session as the token's user
 		}
 	}
 	if *state == "auto" {

@@ -91,6 +91,7 @@ func healthHandler(ready *atomic.Bool, token string) fasthttp.RequestHandler {
 			ctx.SetBodyString("ready\n")
 		case "/metrics":
 			if !adminauth.Allowed(string(ctx.Request.Header.Peek("Authorization")), token) {
+				ctx.Response.Header.Set("WWW-Authenticate", `Bearer realm="parley-metrics"`)
 				ctx.SetStatusCode(fasthttp.StatusUnauthorized)
 				return
 			}
