@@ -98,6 +98,12 @@
 //
 // Server methods document whether they are safe for concurrent use.
 //
-// Tier: connsrv. Imports internal/{auth,proto,record,ring,tierlink},
-// connsrv/wsframe and connsrv/proxyproto; never logic or storage.
+// Tier links open with tierlink's authenticated handshake (the fleet's
+// link secret, Config.LinkSecret, or a client certificate); /metrics on the
+// HTTP listener asks for Config.MetricsToken when one is set (required
+// beyond loopback).
+//
+// Tier: connsrv. Imports internal/{adminauth,auth,gostats,proto,record,
+// ring,tierlink,tlsconf}, connsrv/wsframe and connsrv/proxyproto; never
+// logic or storage.
 package connsrv

@@ -14,7 +14,18 @@
 // the node holding the lease of the chat's slot (logic/lease, SetLeases).
 //
 // Read requests (history, chat list, members, presence) run on a bounded
-// pool of goroutines and never touch the shard workers.
+// pool of goroutines and never touch the shard workers. Presence is
+// answered only for related users (relations.go: 1-on-1 chats where both
+// have written, group members who have written in the group); the shard
+// notes each text message's sender, and a node that did not see them
+// reads a chat's first and latest messages, so a presence request can
+// cost a few store reads.
+//
+// HTTP: the public API (http.go, JWT-authenticated) and an admin listener
+// for /metrics, /healthz and /readyz (Config.AdminListen, behind
+// Config.AdminToken beyond loopback). Every store call goes through a
+// circuit breaker (breaker.go) that opens when most calls of its window
+// fail.
 //
 // # Concurrency
 //

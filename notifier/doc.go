@@ -60,6 +60,9 @@
 // runs Config.Workers workers over a bounded queue (Config.QueueSize)
 // that Notify never blocks on.
 //
-// Tier: notifier. Imports internal/record and its own subpackages; the
-// store comes in through the Store interface.
+// Config also holds the metrics bearer token of `parley notifier`'s HTTP
+// listener (required beyond loopback; LoadMetricsToken).
+//
+// Tier: notifier. Imports internal/record, internal/adminauth and its own
+// subpackages; the store comes in through the Store interface.
 package notifier

@@ -98,5 +98,8 @@
 // # Concurrency
 //
 // The append functions and Parse are pure and safe for concurrent use.
-// A Reader is owned by one goroutine.
+// A Reader is owned by one goroutine. DialHandshake and AcceptHandshake
+// do network I/O on the connection they are given (deadlines are the
+// caller's); LoadSecret reads a file. The package also owns the link
+// secret (Secret, LoadSecret) and the TLS channel binding (Binding).
 package tierlink
