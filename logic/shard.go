@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -400,6 +401,33 @@ func (sh *shard) replySent(r *request, chat string, seq uint64, ts int64) {
 	r.out.reply(sh.scratch)
 }
 
+// createChats stores the rows of chats first used in this flush, at most
+// maxParallelCreates at a time (a burst of new chats, as after a restart
+// or when many users start talking at once, would otherwise cost one
+// store round trip each, one after another, in front of every message of
+// the shard), and returns each one's error by index. It reads only the
+// chats' metadata; the shard goroutine applies the results.
+func (sh *shard) createChats(ctx context.Context, chats []*seq.Chat[*request], now time.Time) []error {
+	errs := make([]error, len(chats))
+	sem := make(chan struct{}, maxParallelCreates)
+	var wg sync.WaitGroup
+	for i, ch := range chats {
+		meta := ch.Meta
+		meta.CreatedAt = now.UnixMilli()
+		members := ch.Members
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			errs[i] = sh.svc.store.CreateChat(ctx, meta, members)
+		})
+	}
+	wg.Wait()
+	return errs
+}
+
+// maxParallelCreates bounds createChats' store calls in flight per shard.
+const maxParallelCreates = 16
+
 // flush appends what the core has pending (new messages, and appends in
 // doubt that are due), then answers and fans out what became durable.
 func (sh *shard) flush() {
@@ -434,6 +462,7 @@ func (sh *shard) flush() {
 	// (the two writable checks below read the clock apart, and a chat's
 	// messages must never be stored before its row).
 	var uncreated map[string]bool
+	var create []*seq.Chat[*request]
 	for _, ch := range sh.core.Uncreated() {
 		if !writable(ch.ID, ch.Epoch) {
 			if uncreated == nil {
@@ -442,9 +471,10 @@ func (sh *shard) flush() {
 			uncreated[ch.ID] = true
 			continue // appended (and so created) when the lease is valid again
 		}
-		meta := ch.Meta
-		meta.CreatedAt = now.UnixMilli()
-		err := sh.svc.store.CreateChat(ctx, meta, ch.Members)
+		create = append(create, ch)
+	}
+	for i, err := range sh.createChats(ctx, create, now) {
+		ch := create[i]
 		if err != nil && !errors.Is(err, record.ErrConflict) {
 			sh.svc.log.Warn("cannot create chat", "chat_id", ch.ID, "err", err)
 			sh.failAll(sh.core.Abort(ch, seq.ErrNotStored))

@@ -8,6 +8,9 @@
 #   start    build bin/parley, start the services, then the tiers; waits until
 #            every node answers /readyz
 #   stop     stop the tiers (TERM, so connection nodes drain), then the services
+#   restart  stop and start the tiers only; Redis, Cassandra and Kafka keep
+#            running (and Cassandra its warmed-up JIT), e.g. to measure two
+#            builds side by side with PARLEY_FLEET_BIN
 #   status   one line per process: running or not, PID, RSS
 #   logs     the last lines of every tier's log
 #
@@ -28,6 +31,8 @@
 # the fleet keeps working with one Cassandra node stopped
 # (`PARLEY_CASSANDRA_NODES=3 PARLEY_CASSANDRA_DIR=$PARLEY_FLEET_DIR/cassandra
 # scripts/cassandra.sh stop-node 2`).
+# PARLEY_FLEET_BIN runs the tiers from that binary instead of building
+# bin/parley (another build, for an A/B run with `restart`).
 # PARLEY_FLEET_STORE adds store settings (space-separated key=value, given
 # as -set to the logic nodes and the notifier), e.g. to measure the
 # per-message LWT mode beside the default lease mode (a keyspace keeps the
@@ -37,7 +42,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 DIR="${PARLEY_FLEET_DIR:-/tmp/parley-fleet}"
-BIN="$ROOT/bin/parley"
+BIN="${PARLEY_FLEET_BIN:-$ROOT/bin/parley}"
 export PARLEY_REDIS_DIR="$DIR/redis" PARLEY_KAFKA_DIR="$DIR/kafka" PARLEY_CASSANDRA_DIR="$DIR/cassandra"
 # One node: 1g heap, 256m resident at start. A cluster keeps cassandra.sh's
 # per-node defaults (512m, 256m at start).
@@ -73,11 +78,19 @@ wait_ready() { # name url seconds
 start() {
   mkdir -p "$DIR"
   command -v curl >/dev/null || die "curl is needed (apt-get install -y curl)"
-  log "building $BIN"
-  go build -o "$BIN" ./cmd/parley
+  if [ -n "${PARLEY_FLEET_BIN:-}" ]; then
+    [ -x "$BIN" ] || die "PARLEY_FLEET_BIN=$BIN is not an executable"
+  else
+    log "building $BIN"
+    go build -o "$BIN" ./cmd/parley
+  fi
   bash scripts/redis.sh start
   bash scripts/cassandra.sh start
   bash scripts/kafka.sh start
+  start_tiers
+}
+
+start_tiers() {
   # The configs name one node (127.0.0.1:19042); point the store users at
   # whatever cassandra.sh runs, one node or a cluster.
   local hosts
@@ -125,13 +138,23 @@ stop_pid() { # name
   log "$1 stopped"
 }
 
-stop() {
+stop_tiers() {
   local i name
   # Connection nodes first (their clients reconnect elsewhere), then the rest.
   for ((i = ${#TIERS[@]} - 1; i >= 0; i--)); do
     read -r name _ <<<"${TIERS[$i]}"
     stop_pid "$name"
   done
+}
+
+restart() {
+  stop_tiers
+  [ -x "$BIN" ] || die "$BIN is missing: build it (make build) or set PARLEY_FLEET_BIN"
+  start_tiers
+}
+
+stop() {
+  stop_tiers
   bash scripts/kafka.sh stop || true
   bash scripts/cassandra.sh stop || true
   bash scripts/redis.sh stop || true
@@ -165,6 +188,7 @@ logs() {
 case "${1:-}" in
   start) start ;;
   stop) stop ;;
+  restart) restart ;;
   status) status ;;
   logs) logs ;;
   *) sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//' >&2; exit 2 ;;

@@ -46,8 +46,9 @@
 //	chat_members   (chat_id, user_id)                Members, ascending
 //	user_chats     (user_id, chat_id)                UserChats
 //	read_markers   (user_id, chat_id) seq
-//	device_cursors ((user_id, device), chat_id) seq  DeviceCursor
-//	chat_cursors   (chat_id, user_id, device) seq    ChatCursors
+//	device_cursors ((user_id, device), chat_id) seq  no longer read or
+//	               written: a copy of chat_cursors, kept beside it before
+//	chat_cursors   (chat_id, user_id, device) seq    ChatCursors, DeviceCursor
 //	leases         (grp, slot) owner, epoch, version LWT only (lease.go)
 //	settings       (name) value                      fixed at creation
 //	push_subscriptions (user_id, device) endpoint, p256dh, auth, created_at
@@ -138,8 +139,8 @@
 // # Markers and cursors
 //
 // SaveMarks (read markers, device cursors) must never lower a value. It
-// writes with USING TIMESTAMP <seq>, grouped into one unlogged batch per
-// partition: the cell with the highest seq wins Cassandra's
+// writes with USING TIMESTAMP <seq>, in unlogged batches of at most ten
+// partitions, one partition's rows together: the cell with the highest seq wins Cassandra's
 // last-write-wins merge whatever the arrival order, without a read or a
 // transaction. These cells must never get a real-clock write or delete (a
 // microsecond timestamp would win forever); nothing does. Cassandra 5's

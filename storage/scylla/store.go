@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -285,6 +286,8 @@ func seqArg(seq uint64) int64 {
 // gocql prepares each once per connection and reuses it.
 const (
 	insertChat = `INSERT INTO chats (chat_id, kind, name, created_by, created_at, wid) VALUES (?, ?, ?, ?, ?, ?) IF NOT EXISTS`
+	// upsertChat writes a direct chat's row (createDirect).
+	upsertChat = `INSERT INTO chats (chat_id, kind, name, created_by, created_at, wid) VALUES (?, ?, ?, ?, ?, ?)`
 	selectChat = `SELECT kind, name, created_by, created_at FROM chats WHERE chat_id = ?`
 
 	insertMember  = `INSERT INTO chat_members (chat_id, user_id) VALUES (?, ?)`
@@ -298,15 +301,21 @@ const (
 	upsertReadMarker  = `INSERT INTO read_markers (user_id, chat_id, seq) VALUES (?, ?, ?) USING TIMESTAMP ?`
 	selectReadMarkers = `SELECT chat_id, seq FROM read_markers WHERE user_id = ?`
 
-	upsertDeviceCursor = `INSERT INTO device_cursors (user_id, device, chat_id, seq) VALUES (?, ?, ?, ?) USING TIMESTAMP ?`
-	selectDeviceCursor = `SELECT seq FROM device_cursors WHERE user_id = ? AND device = ? AND chat_id = ?`
+	selectDeviceCursor = `SELECT seq FROM chat_cursors WHERE chat_id = ? AND user_id = ? AND device = ?`
 	upsertChatCursor   = `INSERT INTO chat_cursors (chat_id, user_id, device, seq) VALUES (?, ?, ?, ?) USING TIMESTAMP ?`
 	selectChatCursors  = `SELECT user_id, device, seq FROM chat_cursors WHERE chat_id = ?`
 )
 
-// CreateChat stores chat (by a lightweight transaction on its chats row)
-// and then its members in a logged batch. ErrConflict if the chat exists;
-// nothing else is written then. Safe for concurrent use.
+// CreateChat stores chat and its members. A group is created by a
+// lightweight transaction on its chats row, then its members in a logged
+// batch; ErrConflict if the group exists (nothing else is written then). A
+// direct chat's id fixes its members, so creating it needs no transaction:
+// the members' rows first (one unlogged batch), then the chats row, a
+// plain write that is the commit point (Chat and UserChats see the chat
+// only once it is there, so a crash in between leaves a creation to be
+// done again). Creating a direct chat that exists succeeds and changes
+// nothing the contract reads, except that created_by and created_at may
+// take the later caller's values. Safe for concurrent use.
 func (s *Store) CreateChat(ctx context.Context, chat record.Chat, members []string) error {
 	if err := s.enter(); err != nil {
 		return err
@@ -314,6 +323,9 @@ func (s *Store) CreateChat(ctx context.Context, chat record.Chat, members []stri
 	defer s.mu.RUnlock()
 	if chat.ID == "" {
 		return fmt.Errorf("cannot create chat: empty id")
+	}
+	if chat.Kind == record.KindDirect {
+		return s.createDirect(ctx, chat, members)
 	}
 	wid, err := gocql.RandomUUID()
 	if err != nil {
@@ -340,6 +352,29 @@ func (s *Store) CreateChat(ctx context.Context, chat record.Chat, members []stri
 	}
 	if err := s.sess.ExecuteBatch(b); err != nil {
 		return fmt.Errorf("cannot add members of chat %s: %w", chat.ID, mapErr(err))
+	}
+	return nil
+}
+
+// createDirect writes a direct chat: members, then the chats row.
+func (s *Store) createDirect(ctx context.Context, chat record.Chat, members []string) error {
+	members = slices.Compact(slices.Sorted(slices.Values(members)))
+	if len(members) > 0 {
+		b := s.idempotentBatch(ctx)
+		for _, u := range members {
+			b.add(insertMember, chat.ID, u)
+			b.add(insertUserChat, u, chat.ID)
+		}
+		if err := s.sess.ExecuteBatch(b.Batch); err != nil {
+			return fmt.Errorf("cannot add members of chat %s: %w", chat.ID, mapErr(err))
+		}
+	}
+	wid, err := gocql.RandomUUID()
+	if err != nil {
+		return fmt.Errorf("cannot create chat %s: %w", chat.ID, err)
+	}
+	if err := s.write(ctx, upsertChat, chat.ID, int8(chat.Kind), chat.Name, chat.CreatedBy, chat.CreatedAt, wid).Exec(); err != nil {
+		return fmt.Errorf("cannot create chat %s: %w", chat.ID, mapErr(err))
 	}
 	return nil
 }
@@ -488,11 +523,16 @@ func (s *Store) UserChats(ctx context.Context, user string) ([]record.ChatEntry,
 	return out, nil
 }
 
-// SaveMarks raises read markers and device cursors (a cursor in both its
-// tables). Each cell is written with its seq as the CQL timestamp, so
-// concurrent or reordered raises converge on the highest seq without a
-// read or a transaction. Writes are grouped by partition into unlogged
-// batches (one mutation per partition) and sent in parallel. Safe for
+// SaveMarks raises read markers and device cursors. Each cell is written
+// with its seq as the CQL timestamp, so concurrent or reordered raises
+// converge on the highest seq without a read or a transaction. A cursor is
+// one chat_cursors row, which DeviceCursor reads too: device_cursors held
+// a copy of every cursor, written beside it, and is no longer written or
+// read.
+// The writes go in unlogged batches of at most marksPerBatch partitions,
+// sorted by partition so that one partition's rows share a mutation, the
+// batches sent in parallel: a few requests per call instead of one per
+// partition, which is most of Cassandra's cost of a small write. Safe for
 // concurrent use.
 func (s *Store) SaveMarks(ctx context.Context, marks []record.Mark) error {
 	if err := s.enter(); err != nil {
@@ -500,17 +540,11 @@ func (s *Store) SaveMarks(ctx context.Context, marks []record.Mark) error {
 	}
 	defer s.mu.RUnlock()
 	type stmt struct {
+		pk   string // partition key, for grouping
 		q    string
 		args []any
 	}
-	parts := map[string][]stmt{} // partition key -> statements
-	var order []string
-	add := func(pk, q string, args ...any) {
-		if _, ok := parts[pk]; !ok {
-			order = append(order, pk)
-		}
-		parts[pk] = append(parts[pk], stmt{q, args})
-	}
+	stmts := make([]stmt, 0, len(marks))
 	for _, m := range marks {
 		v := seqArg(m.Seq)
 		switch m.Kind {
@@ -518,24 +552,40 @@ func (s *Store) SaveMarks(ctx context.Context, marks []record.Mark) error {
 			if m.User == "" || m.ChatID == "" {
 				return fmt.Errorf("cannot save read marker: empty user or chat id")
 			}
-			add("r\x00"+m.User, upsertReadMarker, m.User, m.ChatID, v, v)
+			stmts = append(stmts, stmt{"r\x00" + m.User, upsertReadMarker, []any{m.User, m.ChatID, v, v}})
 		case record.MarkCursor:
 			if m.User == "" || m.Device == "" || m.ChatID == "" {
 				return fmt.Errorf("cannot save cursor: empty user, device or chat id")
 			}
-			add("d\x00"+m.User+"\x00"+m.Device, upsertDeviceCursor, m.User, m.Device, m.ChatID, v, v)
-			add("c\x00"+m.ChatID, upsertChatCursor, m.ChatID, m.User, m.Device, v, v)
+			stmts = append(stmts, stmt{"c\x00" + m.ChatID, upsertChatCursor, []any{m.ChatID, m.User, m.Device, v, v}})
 		default:
 			return fmt.Errorf("cannot save mark of kind %d", m.Kind)
 		}
 	}
-	errs := s.fanout(len(order), func(i int) error {
-		st := parts[order[i]]
-		if len(st) == 1 {
-			return s.write(ctx, st[0].q, st[0].args...).Exec()
+	slices.SortStableFunc(stmts, func(a, b stmt) int { return strings.Compare(a.pk, b.pk) })
+	// Cut the sorted statements into batches of at most marksPerBatch
+	// partitions (Cassandra warns above 10 partitions in an unlogged batch).
+	var cuts []int // start index of every batch
+	parts := 0
+	for i := range stmts {
+		if i == 0 || stmts[i].pk != stmts[i-1].pk {
+			if parts%marksPerBatch == 0 {
+				cuts = append(cuts, i)
+			}
+			parts++
+		}
+	}
+	errs := s.fanout(len(cuts), func(k int) error {
+		end := len(stmts)
+		if k+1 < len(cuts) {
+			end = cuts[k+1]
+		}
+		batch := stmts[cuts[k]:end]
+		if len(batch) == 1 {
+			return s.write(ctx, batch[0].q, batch[0].args...).Exec()
 		}
 		b := s.idempotentBatch(ctx)
-		for _, x := range st {
+		for _, x := range batch {
 			b.add(x.q, x.args...)
 		}
 		return s.sess.ExecuteBatch(b.Batch)
@@ -545,6 +595,10 @@ func (s *Store) SaveMarks(ctx context.Context, marks []record.Mark) error {
 	}
 	return nil
 }
+
+// marksPerBatch is the most partitions SaveMarks puts in one unlogged
+// batch: Cassandra's default unlogged_batch_across_partitions_warn_threshold.
+const marksPerBatch = 10
 
 // DeviceCursor returns the device's delivery cursor in chat, 0 if none.
 // Safe for concurrent use.
@@ -557,7 +611,7 @@ func (s *Store) DeviceCursor(ctx context.Context, user, device, chatID string) (
 		return 0, nil
 	}
 	var seq int64
-	err := s.read(ctx, selectDeviceCursor, user, device, chatID).Scan(&seq)
+	err := s.read(ctx, selectDeviceCursor, chatID, user, device).Scan(&seq)
 	switch {
 	case errors.Is(err, gocql.ErrNotFound):
 		return 0, nil

@@ -739,6 +739,20 @@ func testCreateChat(t *testing.T, s Store, o Options) {
 	if got, want := userChatIDs(t, s, "alice"), []string{dm.ID, g.ID}; !slices.Equal(got, want) {
 		t.Fatalf("UserChats(alice): got %q, want %q", got, want)
 	}
+	// Creating a direct chat again (another node, a retry) either succeeds
+	// or conflicts; the chat stays what it was.
+	again := dm
+	again.CreatedBy, again.CreatedAt = "alice", 43
+	if err := s.CreateChat(ctx, again, []string{"alice", "bob"}); err != nil && !errors.Is(err, record.ErrConflict) {
+		t.Fatalf("CreateChat(direct) again: %v, want nil or ErrConflict", err)
+	}
+	if got, err := s.Chat(ctx, dm.ID); err != nil || got.ID != dm.ID || got.Kind != record.KindDirect {
+		t.Fatalf("Chat(direct) after a second create: %+v, %v", got, err)
+	}
+	wantMembers(t, s, dm.ID, "alice", "bob")
+	if got, want := userChatIDs(t, s, "bob"), []string{dm.ID, g.ID}; !slices.Equal(got, want) {
+		t.Fatalf("UserChats(bob): got %q, want %q", got, want)
+	}
 
 	_, err = s.Chat(ctx, "g:nochat")
 	wantErr(t, "Chat of unknown chat", err, record.ErrNotFound)
@@ -953,6 +967,26 @@ func testMonotonicMarkers(t *testing.T, s Store, o Options) {
 	}
 	if none, err := s.ChatCursors(ctx, "g:nobody"); err != nil || len(none) != 0 {
 		t.Fatalf("ChatCursors(unknown chat): got %+v, %v, want empty", none, err)
+	}
+	// One call with many keys, interleaved (a backend may cut it into
+	// several writes): every one lands.
+	var many []record.Mark
+	for i := range 37 {
+		c := fmt.Sprintf("g:many%02d", i%13)
+		many = append(many,
+			record.Mark{Kind: record.MarkCursor, User: fmt.Sprintf("u%02d", i), Device: "d", ChatID: c, Seq: uint64(i + 1)},
+			record.Mark{Kind: record.MarkRead, User: fmt.Sprintf("u%02d", i%7), ChatID: c, Seq: uint64(i + 1)})
+	}
+	if err := s.SaveMarks(ctx, many); err != nil {
+		t.Fatalf("SaveMarks(%d marks): %v", len(many), err)
+	}
+	for _, m := range many {
+		if m.Kind != record.MarkCursor {
+			continue
+		}
+		if got, err := s.DeviceCursor(ctx, m.User, m.Device, m.ChatID); err != nil || got != m.Seq {
+			t.Fatalf("DeviceCursor(%s, %s) after one call of %d marks: got %d, %v, want %d", m.User, m.ChatID, len(many), got, err, m.Seq)
+		}
 	}
 }
 
