@@ -222,23 +222,11 @@ func (s *Service) serveHTTP(ctx *fasthttp.RequestCtx) {
 // httpAuth verifies the token of "Authorization: Bearer <jwt>", else of
 // ?token=.
 func (s *Service) httpAuth(ctx *fasthttp.RequestCtx) (auth.Claims, error) {
-	tok, ok := bearerToken(string(ctx.Request.Header.Peek("Authorization")))
+	tok, ok := adminauth.Bearer(string(ctx.Request.Header.Peek("Authorization")))
 	if !ok {
 		tok = string(ctx.QueryArgs().Peek("token"))
 	}
 	return s.verifier.Verify(strings.TrimSpace(tok))
-}
-
-// bearerToken returns the credentials of an Authorization header value
-// with the Bearer scheme in any case (RFC 7235: the scheme is
-// case-insensitive), however many spaces follow it, as connsrv's upgrade
-// does.
-func bearerToken(h string) (string, bool) {
-	scheme, rest, ok := strings.Cut(h, " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return "", false
-	}
-	return strings.TrimSpace(rest), true
 }
 
 func (s *Service) serveReady(ctx *fasthttp.RequestCtx) {

@@ -14,31 +14,6 @@ import (
 	"github.com/parley-chat/parley/internal/proto"
 )
 
-func TestBearerToken(t *testing.T) {
-	tests := []struct {
-		in, want string
-		ok       bool
-	}{
-		{"Bearer abc", "abc", true},
-		{"bearer abc", "abc", true},
-		{"BEARER abc", "abc", true},
-		{"bEaReR abc", "abc", true},
-		{"Bearer    abc  ", "abc", true},
-		{"Bearer ", "", true},
-		{"Bearer", "", false},
-		{"Bearerabc", "", false},
-		{"Basic abc", "", false},
-		{"", "", false},
-		{" Bearer abc", "", false},
-	}
-	for _, tc := range tests {
-		got, ok := bearerToken(tc.in)
-		if got != tc.want || ok != tc.ok {
-			t.Errorf("bearerToken(%q): got %q, %v; want %q, %v", tc.in, got, ok, tc.want, tc.ok)
-		}
-	}
-}
-
 // TestHTTPBearerAnyCase: the HTTP API takes the Bearer scheme in any case
 // (RFC 7235), as the WebSocket upgrade does.
 func TestHTTPBearerAnyCase(t *testing.T) {

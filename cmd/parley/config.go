@@ -16,6 +16,7 @@ import (
 
 	"github.com/parley-chat/parley/cmd/internal/confload"
 	"github.com/parley-chat/parley/connsrv"
+	"github.com/parley-chat/parley/internal/adminauth"
 	"github.com/parley-chat/parley/internal/auth"
 	"github.com/parley-chat/parley/internal/directory"
 	"github.com/parley-chat/parley/internal/events"
@@ -167,11 +168,10 @@ func (d DebugConfig) validate() error {
 	if d.PprofListen == "" {
 		return nil
 	}
-	host, _, err := net.SplitHostPort(d.PprofListen)
-	if err != nil {
+	if _, _, err := net.SplitHostPort(d.PprofListen); err != nil {
 		return fmt.Errorf("debug.pprof_listen %q: %w", d.PprofListen, err)
 	}
-	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+	if !adminauth.Loopback(d.PprofListen) {
 		return fmt.Errorf("debug.pprof_listen %q: pprof has no authentication and serves only on loopback (e.g. 127.0.0.1:6060); reach it from elsewhere through an SSH tunnel", d.PprofListen)
 	}
 	return nil

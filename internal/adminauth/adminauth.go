@@ -69,9 +69,17 @@ func Allowed(authorization, token string) bool {
 	if token == "" {
 		return true
 	}
+	got, ok := Bearer(authorization)
+	return ok && subtle.ConstantTimeCompare([]byte(got), []byte(token)) == 1
+}
+
+// Bearer returns the credentials of an Authorization header value with the
+// Bearer scheme, matched in any case (RFC 7235), and false for any other
+// scheme or none.
+func Bearer(authorization string) (string, bool) {
 	scheme, rest, ok := strings.Cut(authorization, " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return false
+		return "", false
 	}
-	return subtle.ConstantTimeCompare([]byte(strings.TrimSpace(rest)), []byte(token)) == 1
+	return strings.TrimSpace(rest), true
 }

@@ -66,3 +66,29 @@ func TestLoad(t *testing.T) {
 		t.Fatalf("none: got %q, %v", tok, err)
 	}
 }
+
+// TestBearer: the scheme in any case (RFC 7235), any spaces after it.
+func TestBearer(t *testing.T) {
+	tests := []struct {
+		in, want string
+		ok       bool
+	}{
+		{"Bearer abc", "abc", true},
+		{"bearer abc", "abc", true},
+		{"BEARER abc", "abc", true},
+		{"bEaReR abc", "abc", true},
+		{"Bearer    abc  ", "abc", true},
+		{"Bearer ", "", true},
+		{"Bearer", "", false},
+		{"Bearerabc", "", false},
+		{"Basic abc", "", false},
+		{"", "", false},
+		{" Bearer abc", "", false},
+	}
+	for _, tc := range tests {
+		got, ok := Bearer(tc.in)
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("Bearer(%q): got %q, %v; want %q, %v", tc.in, got, ok, tc.want, tc.ok)
+		}
+	}
+}
