@@ -52,8 +52,9 @@ type Store interface {
 	// CreateChat durably stores a chat with its initial members and adds it
 	// to each member's chat list. ErrConflict if a group chat exists. A
 	// direct chat's id fixes its members, so creating one that exists either
-	// succeeds without change or gives ErrConflict, as the backend finds
-	// cheaper (CQL: success, with no transaction).
+	// succeeds (its members unchanged; created_by and created_at may take
+	// this call's values) or gives ErrConflict, as the backend finds cheaper
+	// (CQL: success, with no transaction).
 	CreateChat(ctx context.Context, chat record.Chat, members []string) error
 	// Chat returns a chat's metadata, or ErrNotFound.
 	Chat(ctx context.Context, chatID string) (record.Chat, error)

@@ -10,7 +10,8 @@
 #   stop     stop the tiers (TERM, so connection nodes drain), then the services
 #   restart  stop and start the tiers only; Redis, Cassandra and Kafka keep
 #            running (and Cassandra its warmed-up JIT), e.g. to measure two
-#            builds side by side with PARLEY_FLEET_BIN
+#            builds side by side with PARLEY_FLEET_BIN; it does not build:
+#            without PARLEY_FLEET_BIN it runs the bin/parley there is
 #   status   one line per process: running or not, PID, RSS
 #   logs     the last lines of every tier's log
 #
@@ -39,6 +40,10 @@
 # mode it was created with, so give it its own):
 #   PARLEY_FLEET_STORE="store.cql.sequencing=lwt store.cql.keyspace=parley_lwt"
 set -euo pipefail
+# A relative PARLEY_FLEET_BIN is the caller's, not the repository's.
+if [ -n "${PARLEY_FLEET_BIN:-}" ] && [ "${PARLEY_FLEET_BIN#/}" = "$PARLEY_FLEET_BIN" ]; then
+  PARLEY_FLEET_BIN="$PWD/$PARLEY_FLEET_BIN"
+fi
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 DIR="${PARLEY_FLEET_DIR:-/tmp/parley-fleet}"

@@ -18,11 +18,11 @@
 // (LOCAL_SERIAL). The retry policy (exponential backoff, Config.Retries)
 // resends what is marked idempotent: reads, plain writes of fixed values,
 // the batches of plain writes whose cells carry fixed values or fixed
-// timestamps (dedup keys, lease-mode message rows, markers and cursors),
-// and the single-row lease transactions (a lost answer is recognised by
-// the version the keeper finds). Conditional batches (LWT-mode message
-// rows, lease renewals) and the logged membership batches are never
-// resent by the driver: their callers retry, recognising their own earlier
+// timestamps (dedup keys, lease-mode message rows, markers and cursors, a
+// direct chat's member rows), and the single-row lease transactions (a
+// lost answer is recognised by the version the keeper finds). Conditional
+// batches (LWT-mode message rows, lease renewals) and the logged
+// membership batches of groups are never resent by the driver: their callers retry, recognising their own earlier
 // attempt by content (appends, below) or version (renewals). Only reads
 // are speculated (Config.SpeculativeAttempts, off by default). Statement strings are constants, so gocql prepares each once
 // per connection.

@@ -64,7 +64,8 @@ var migrations = []migration{{
 			request_id text,
 			seq bigint,
 			PRIMARY KEY ((chat_id, sender, request_id)))`,
-		// Chat metadata: written once, by a lightweight transaction.
+		// Chat metadata: a group's written once, by a lightweight
+		// transaction; a direct chat's by a plain write (CreateChat).
 		`CREATE TABLE IF NOT EXISTS chats (
 			chat_id text PRIMARY KEY,
 			kind tinyint,

@@ -203,7 +203,8 @@ func (s *Store) write(ctx context.Context, stmt string, args ...any) *gocql.Quer
 
 // idempotentBatch is an unlogged batch whose statements the retry policy
 // may resend: only plain writes of fixed values or fixed timestamps may go
-// in it (dedup keys, lease-mode message rows, markers and cursors). Other
+// in it (dedup keys, lease-mode message rows, markers and cursors, a
+// direct chat's member rows). Other
 // batches are built with Batch.Query, whose entries the driver never
 // retries.
 type idempotentBatch struct{ *gocql.Batch }
@@ -324,7 +325,7 @@ func (s *Store) CreateChat(ctx context.Context, chat record.Chat, members []stri
 	if chat.ID == "" {
 		return fmt.Errorf("cannot create chat: empty id")
 	}
-	if chat.Kind == record.KindDirect {
+	if _, _, ok := record.DirectMembers(chat.ID); ok && chat.Kind == record.KindDirect {
 		return s.createDirect(ctx, chat, members)
 	}
 	wid, err := gocql.RandomUUID()
@@ -497,7 +498,13 @@ func (s *Store) UserChats(ctx context.Context, user string) ([]record.ChatEntry,
 	errs := s.fanout(len(ids), func(i int) error {
 		c, err := s.chat(ctx, ids[i])
 		if errors.Is(err, record.ErrNotFound) {
-			s.log.Warn("chat list names a missing chat", "user_id", user, "chat_id", ids[i])
+			// Normal for a direct chat whose creation is in flight or
+			// was cut short (its member rows come first); not for a group.
+			lvl := slog.LevelWarn
+			if _, _, ok := record.DirectMembers(ids[i]); ok {
+				lvl = slog.LevelDebug
+			}
+			s.log.Log(ctx, lvl, "chat list names a missing chat", "user_id", user, "chat_id", ids[i])
 			return nil
 		}
 		if err != nil {
@@ -526,25 +533,18 @@ func (s *Store) UserChats(ctx context.Context, user string) ([]record.ChatEntry,
 // SaveMarks raises read markers and device cursors. Each cell is written
 // with its seq as the CQL timestamp, so concurrent or reordered raises
 // converge on the highest seq without a read or a transaction. A cursor is
-// one chat_cursors row, which DeviceCursor reads too: device_cursors held
+// one chat_cursors row, which DeviceCursor reads too (device_cursors held
 // a copy of every cursor, written beside it, and is no longer written or
-// read.
-// The writes go in unlogged batches of at most marksPerBatch partitions,
-// sorted by partition so that one partition's rows share a mutation, the
-// batches sent in parallel: a few requests per call instead of one per
-// partition, which is most of Cassandra's cost of a small write. Safe for
+// read). The writes are sorted by partition, one partition's rows kept in
+// one mutation, and cut into unlogged batches (cutMarks) sent in
+// parallel: a few requests per call instead of one per partition. Safe for
 // concurrent use.
 func (s *Store) SaveMarks(ctx context.Context, marks []record.Mark) error {
 	if err := s.enter(); err != nil {
 		return err
 	}
 	defer s.mu.RUnlock()
-	type stmt struct {
-		pk   string // partition key, for grouping
-		q    string
-		args []any
-	}
-	stmts := make([]stmt, 0, len(marks))
+	stmts := make([]markStmt, 0, len(marks))
 	for _, m := range marks {
 		v := seqArg(m.Seq)
 		switch m.Kind {
@@ -552,29 +552,18 @@ func (s *Store) SaveMarks(ctx context.Context, marks []record.Mark) error {
 			if m.User == "" || m.ChatID == "" {
 				return fmt.Errorf("cannot save read marker: empty user or chat id")
 			}
-			stmts = append(stmts, stmt{"r\x00" + m.User, upsertReadMarker, []any{m.User, m.ChatID, v, v}})
+			stmts = append(stmts, markStmt{"r\x00" + m.User, upsertReadMarker, []any{m.User, m.ChatID, v, v}, len(m.User) + len(m.ChatID) + 16})
 		case record.MarkCursor:
 			if m.User == "" || m.Device == "" || m.ChatID == "" {
 				return fmt.Errorf("cannot save cursor: empty user, device or chat id")
 			}
-			stmts = append(stmts, stmt{"c\x00" + m.ChatID, upsertChatCursor, []any{m.ChatID, m.User, m.Device, v, v}})
+			stmts = append(stmts, markStmt{"c\x00" + m.ChatID, upsertChatCursor, []any{m.ChatID, m.User, m.Device, v, v}, len(m.ChatID) + len(m.User) + len(m.Device) + 16})
 		default:
 			return fmt.Errorf("cannot save mark of kind %d", m.Kind)
 		}
 	}
-	slices.SortStableFunc(stmts, func(a, b stmt) int { return strings.Compare(a.pk, b.pk) })
-	// Cut the sorted statements into batches of at most marksPerBatch
-	// partitions (Cassandra warns above 10 partitions in an unlogged batch).
-	var cuts []int // start index of every batch
-	parts := 0
-	for i := range stmts {
-		if i == 0 || stmts[i].pk != stmts[i-1].pk {
-			if parts%marksPerBatch == 0 {
-				cuts = append(cuts, i)
-			}
-			parts++
-		}
-	}
+	slices.SortStableFunc(stmts, func(a, b markStmt) int { return strings.Compare(a.pk, b.pk) })
+	cuts := cutMarks(stmts)
 	errs := s.fanout(len(cuts), func(k int) error {
 		end := len(stmts)
 		if k+1 < len(cuts) {
@@ -596,9 +585,45 @@ func (s *Store) SaveMarks(ctx context.Context, marks []record.Mark) error {
 	return nil
 }
 
-// marksPerBatch is the most partitions SaveMarks puts in one unlogged
-// batch: Cassandra's default unlogged_batch_across_partitions_warn_threshold.
-const marksPerBatch = 10
+// markStmt is one write of SaveMarks.
+type markStmt struct {
+	pk   string // partition key, for grouping
+	q    string
+	args []any
+	size int // the bytes it adds to a batch, estimated
+}
+
+// Limits of one SaveMarks batch spanning several partitions: Cassandra
+// warns above 10 partitions (unlogged_batch_across_partitions_warn_threshold)
+// and above 5 KiB (batch_size_warn_threshold), and refuses above 50 KiB
+// (batch_size_fail_threshold); a batch of one partition is exempt from
+// both.
+const (
+	marksPerBatch   = 10
+	marksBatchBytes = 4 << 10
+)
+
+// cutMarks returns where each batch of stmts (sorted by partition) starts:
+// whole partitions only, at most marksPerBatch of them and marksBatchBytes
+// in all, except a partition larger than that, which goes alone.
+func cutMarks(stmts []markStmt) []int {
+	var cuts []int
+	parts, bytes := 0, 0
+	for i := 0; i < len(stmts); {
+		j, size := i, 0
+		for ; j < len(stmts) && stmts[j].pk == stmts[i].pk; j++ {
+			size += stmts[j].size
+		}
+		if len(cuts) == 0 || parts == marksPerBatch || bytes+size > marksBatchBytes {
+			cuts = append(cuts, i)
+			parts, bytes = 0, 0
+		}
+		parts++
+		bytes += size
+		i = j
+	}
+	return cuts
+}
 
 // DeviceCursor returns the device's delivery cursor in chat, 0 if none.
 // Safe for concurrent use.

@@ -740,7 +740,8 @@ func testCreateChat(t *testing.T, s Store, o Options) {
 		t.Fatalf("UserChats(alice): got %q, want %q", got, want)
 	}
 	// Creating a direct chat again (another node, a retry) either succeeds
-	// or conflicts; the chat stays what it was.
+	// or conflicts; its id, kind and members stay (created_by and
+	// created_at may take the second call's values).
 	again := dm
 	again.CreatedBy, again.CreatedAt = "alice", 43
 	if err := s.CreateChat(ctx, again, []string{"alice", "bob"}); err != nil && !errors.Is(err, record.ErrConflict) {
@@ -987,6 +988,23 @@ func testMonotonicMarkers(t *testing.T, s Store, o Options) {
 		if got, err := s.DeviceCursor(ctx, m.User, m.Device, m.ChatID); err != nil || got != m.Seq {
 			t.Fatalf("DeviceCursor(%s, %s) after one call of %d marks: got %d, %v, want %d", m.User, m.ChatID, len(many), got, err, m.Seq)
 		}
+	}
+	// A large chat's cursors (a busy 100-member group over an interval)
+	// beside small ones: a backend that batches must not exceed its
+	// database's batch size limit.
+	var big []record.Mark
+	for i := range 2000 {
+		big = append(big, record.Mark{Kind: record.MarkCursor, User: fmt.Sprintf("member-with-a-long-user-id-%04d", i%100),
+			Device: fmt.Sprintf("device-with-a-long-id-%02d", i/100), ChatID: "g:big", Seq: uint64(i + 1)})
+	}
+	for i := range 10 {
+		big = append(big, record.Mark{Kind: record.MarkRead, User: fmt.Sprintf("r%02d", i), ChatID: "g:big", Seq: 1})
+	}
+	if err := s.SaveMarks(ctx, big); err != nil {
+		t.Fatalf("SaveMarks(%d marks, 2000 in one chat): %v", len(big), err)
+	}
+	if got, err := s.DeviceCursor(ctx, "member-with-a-long-user-id-0099", "device-with-a-long-id-19", "g:big"); err != nil || got != 2000 {
+		t.Fatalf("DeviceCursor in the large chat: got %d, %v, want 2000", got, err)
 	}
 }
 
