@@ -5,6 +5,7 @@
 //	parley logic        the logic tier with its store
 //	parley notifier     push notifications (Web Push, webhook) from Kafka
 //	parley token        print a development JWT
+//	parley certs        a fleet's tier-link CA and node certificates
 //	parley chat         a terminal chat client
 //	parley loadtest     a chat workload with latency histograms
 //	parley bench        the connection-density harness
@@ -28,6 +29,7 @@ func main() {
 		"logic":      runLogic,
 		"notifier":   runNotifier,
 		"token":      runToken,
+		"certs":      runCerts,
 		"chat":       runChat,
 		"loadtest":   runLoadtest,
 		"bench":      runBench,
@@ -56,6 +58,7 @@ commands:
   logic       run the logic tier
   notifier    deliver push notifications from Kafka (Web Push, webhook)
   token       print a JWT for a user (HS256, or RS256/EdDSA with -key); -gen-key makes a key pair and JWKS
+  certs       init a fleet CA, issue and revoke tier-link node certificates (mutual TLS)
   chat        chat in the terminal
   loadtest    generate a chat workload and measure latency
   bench       connection-density harness

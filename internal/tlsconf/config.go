@@ -29,6 +29,12 @@ type Config struct {
 	// carry. Default empty: the host of the dialed address (crypto/tls
 	// fills it in when dialing with tls.Dialer).
 	ServerName string `yaml:"server_name"`
+	// DenyFile lists revoked certificate serial numbers, one per line in
+	// hex ('#' comments): a peer presenting one (a client certificate on
+	// the server side, the server's on the client side) is refused. The
+	// file must exist at start; a change is picked up within
+	// ReloadInterval. Default empty (no deny list).
+	DenyFile string `yaml:"deny_file"`
 	// ReloadInterval is how often the certificate files are checked for a
 	// change (mtime, size or inode); a changed pair is loaded and served to
 	// new handshakes. Default 10s; zero means the default; at least 10ms.

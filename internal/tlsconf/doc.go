@@ -16,6 +16,11 @@
 // TLS with a server whose ClientCAFile is set); that client certificate is
 // re-read lazily, at most once per ReloadInterval, during handshakes.
 //
+// Config.DenyFile lists revoked certificate serial numbers; both sides
+// refuse a peer presenting one, and re-read the file lazily at handshakes
+// when it changed. NewCA and Issue make a fleet's link CA and node
+// certificates (`parley certs`).
+//
 // Metrics, in the default VictoriaMetrics set (logic's /metrics serves it),
 // labelled with the certificate file: parley_tls_cert_reloads_total{cert,
 // result="ok"|"error"} and parley_tls_cert_expiry_seconds{cert}, the

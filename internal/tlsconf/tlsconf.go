@@ -48,6 +48,13 @@ func ServerConfig(cfg Config, log *slog.Logger) (*tls.Config, func(), error) {
 		conf.ClientCAs = pool
 		conf.ClientAuth = tls.RequireAndVerifyClientCert
 	}
+	if cfg.DenyFile != "" {
+		d, err := newDenyList(cfg.DenyFile, cfg.reloadInterval())
+		if err != nil {
+			return nil, nil, fmt.Errorf("cannot build TLS server config: %w", err)
+		}
+		conf.VerifyConnection = d.verify
+	}
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {
@@ -88,6 +95,13 @@ func ClientConfig(cfg Config) (*tls.Config, error) {
 			return nil, fmt.Errorf("cannot build TLS client config: ca_file: %w", err)
 		}
 		conf.RootCAs = pool
+	}
+	if cfg.DenyFile != "" {
+		d, err := newDenyList(cfg.DenyFile, cfg.reloadInterval())
+		if err != nil {
+			return nil, fmt.Errorf("cannot build TLS client config: %w", err)
+		}
+		conf.VerifyConnection = d.verify
 	}
 	if cfg.CertFile != "" {
 		r, err := newReloader(cfg, nil)

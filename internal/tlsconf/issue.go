@@ -1,0 +1,164 @@
+package tlsconf
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"net"
+	"strings"
+	"time"
+)
+
+// NewCA makes a fleet's certificate authority for the tier links: a
+// self-signed ECDSA P-256 certificate that may sign node certificates
+// only (path length 0), valid from an hour ago for validity, and its key,
+// both PEM.
+func NewCA(commonName string, validity time.Duration) (certPEM, keyPEM []byte, err error) {
+	if commonName == "" || validity <= 0 {
+		return nil, nil, errors.New("cannot make a CA: needs a name and a positive validity")
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, fmt.Errorf("cannot make a CA: %w", err)
+	}
+	serial, err := newSerial()
+	if err != nil {
+		return nil, nil, fmt.Errorf("cannot make a CA: %w", err)
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               pkix.Name{CommonName: commonName},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.Add(validity),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		MaxPathLenZero:        true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("cannot make a CA: %w", err)
+	}
+	keyPEM, err = marshalKey(key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("cannot make a CA: %w", err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), keyPEM, nil
+}
+
+// Issue signs a node certificate with the CA (PEM certificate and key, as
+// NewCA returns them): ECDSA P-256, usable both to serve and to dial a
+// tier link (server and client authentication), with name as its common
+// name and hosts (IP addresses or DNS names) as its subject alternative
+// names, valid from an hour ago for validity (capped at the CA's end). It
+// returns the certificate and key PEM and the serial number in the form a
+// deny file lists it (lower-case hex).
+func Issue(caCertPEM, caKeyPEM []byte, name string, hosts []string, validity time.Duration) (certPEM, keyPEM []byte, serial string, err error) {
+	fail := func(err error) ([]byte, []byte, string, error) {
+		return nil, nil, "", fmt.Errorf("cannot issue a certificate for %q: %w", name, err)
+	}
+	if name == "" || validity <= 0 {
+		return fail(errors.New("needs a name and a positive validity"))
+	}
+	if len(hosts) == 0 {
+		return fail(errors.New("needs at least one host (IP address or DNS name) that peers dial it by"))
+	}
+	ca, caKey, err := parseCA(caCertPEM, caKeyPEM)
+	if err != nil {
+		return fail(err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return fail(err)
+	}
+	sn, err := newSerial()
+	if err != nil {
+		return fail(err)
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber: sn,
+		Subject:      pkix.Name{CommonName: name},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.Add(validity),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+	}
+	if tmpl.NotAfter.After(ca.NotAfter) {
+		tmpl.NotAfter = ca.NotAfter
+	}
+	for _, h := range hosts {
+		h = strings.TrimSpace(h)
+		switch ip := net.ParseIP(h); {
+		case h == "":
+		case ip != nil:
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		default:
+			tmpl.DNSNames = append(tmpl.DNSNames, h)
+		}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		return fail(err)
+	}
+	keyPEM, err = marshalKey(key)
+	if err != nil {
+		return fail(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), keyPEM, SerialHex(sn), nil
+}
+
+// SerialHex is a certificate serial number as a deny file lists it:
+// lower-case hex without separators or leading zeros.
+func SerialHex(n *big.Int) string { return n.Text(16) }
+
+// newSerial returns a random 128-bit positive serial number.
+func newSerial() (*big.Int, error) {
+	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	if err != nil {
+		return nil, err
+	}
+	return n.Add(n, big.NewInt(1)), nil
+}
+
+func marshalKey(key *ecdsa.PrivateKey) ([]byte, error) {
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, err
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
+}
+
+func parseCA(certPEM, keyPEM []byte) (*x509.Certificate, any, error) {
+	cb, _ := pem.Decode(certPEM)
+	if cb == nil || cb.Type != "CERTIFICATE" {
+		return nil, nil, errors.New("the CA certificate is not PEM")
+	}
+	ca, err := x509.ParseCertificate(cb.Bytes)
+	if err != nil {
+		return nil, nil, fmt.Errorf("the CA certificate: %w", err)
+	}
+	if !ca.IsCA {
+		return nil, nil, errors.New("the CA certificate is not a CA")
+	}
+	kb, _ := pem.Decode(keyPEM)
+	if kb == nil {
+		return nil, nil, errors.New("the CA key is not PEM")
+	}
+	key, err := x509.ParsePKCS8PrivateKey(kb.Bytes)
+	if err != nil {
+		return nil, nil, fmt.Errorf("the CA key: %w", err)
+	}
+	pub, ok := key.(*ecdsa.PrivateKey)
+	if !ok || !pub.PublicKey.Equal(ca.PublicKey) {
+		return nil, nil, errors.New("the CA key does not match the CA certificate")
+	}
+	return ca, key, nil
+}
