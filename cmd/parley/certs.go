@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
@@ -23,6 +24,7 @@ func runCerts(args []string) error { return certsCmd(args, os.Stdout) }
 //	parley certs init   -dir D            D/ca.crt, D/ca.key, an empty D/deny.txt
 //	parley certs issue  -dir D -name N -host H[,H...]   D/N.crt, D/N.key
 //	parley certs revoke -dir D -name N    N's serial appended to D/deny.txt
+//	parley certs revoke -dir D -serial S  (a certificate no longer at hand)
 //
 // Keys are written 0600 and never overwritten.
 func certsCmd(args []string, out io.Writer) error {
@@ -35,6 +37,7 @@ func certsCmd(args []string, out io.Writer) error {
 	days := fs.Int("days", 0, "validity in days (default: 3650 for init, 90 for issue; a node's is capped at the CA's)")
 	name := fs.String("name", "", "issue, revoke: the node's name (its certificate's common name and file name)")
 	hosts := fs.String("host", "", "issue: comma-separated IP addresses and DNS names other nodes dial this node by")
+	serialFlag := fs.String("serial", "", "revoke: a serial number in hex, instead of -name")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -66,7 +69,7 @@ func certsCmd(args []string, out io.Writer) error {
 		return nil
 	case "issue":
 		if !record.ValidID(*name) {
-			return fmt.Errorf("-name %q: want a node name of letters, digits, '-', '_', '.'", *name)
+			return fmt.Errorf("-name %q: want a node name of letters, digits, '-', '_', '.', '@'", *name)
 		}
 		caCert, caKey, err := readCA(*dir)
 		if err != nil {
@@ -91,34 +94,55 @@ func certsCmd(args []string, out io.Writer) error {
 		fmt.Fprintf(out, "%s/%s.crt and %s.key for %s, serial %s\n", *dir, *name, *name, strings.Join(hs, ", "), serial)
 		return nil
 	case "revoke":
-		raw, err := os.ReadFile(filepath.Join(*dir, *name+".crt"))
+		serial, what, err := revokedSerial(*dir, *name, *serialFlag)
 		if err != nil {
-			return fmt.Errorf("cannot revoke %q: %w", *name, err)
-		}
-		b, _ := pem.Decode(raw)
-		if b == nil {
-			return fmt.Errorf("cannot revoke %q: %s.crt is not PEM", *name, *name)
-		}
-		c, err := x509.ParseCertificate(b.Bytes)
-		if err != nil {
-			return fmt.Errorf("cannot revoke %q: %w", *name, err)
+			return fmt.Errorf("cannot revoke: %w", err)
 		}
 		f, err := os.OpenFile(filepath.Join(*dir, "deny.txt"), os.O_APPEND|os.O_WRONLY|os.O_CREATE, 0o644)
 		if err != nil {
 			return err
 		}
-		serial := tlsconf.SerialHex(c.SerialNumber)
-		_, err = fmt.Fprintf(f, "%s # %s, revoked %s\n", serial, *name, time.Now().UTC().Format(time.RFC3339))
+		_, err = fmt.Fprintf(f, "%s # %s, revoked %s\n", serial, what, time.Now().UTC().Format(time.RFC3339))
 		if cerr := f.Close(); err == nil {
 			err = cerr
 		}
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(out, "%s (serial %s) added to %s/deny.txt: copy it to every node (link_tls.deny_file); they refuse it within link_tls.reload_interval\n", *name, serial, *dir)
+		fmt.Fprintf(out, "%s (serial %s) added to %s/deny.txt: replace every node's link_tls.deny_file with it (atomically: copy, then rename); they refuse it within link_tls.reload_interval\n", what, serial, *dir)
 		return nil
 	}
 	return fmt.Errorf("unknown subcommand %q: want init, issue or revoke", sub)
+}
+
+// revokedSerial returns the serial to deny, from -serial or from the
+// certificate of -name in dir, and how to name it in the file.
+func revokedSerial(dir, name, serial string) (string, string, error) {
+	switch {
+	case serial != "" && name != "":
+		return "", "", errors.New("give -name or -serial, not both")
+	case serial != "":
+		v, ok := new(big.Int).SetString(strings.ReplaceAll(strings.TrimPrefix(strings.ToLower(serial), "serial="), ":", ""), 16)
+		if !ok || v.Sign() <= 0 {
+			return "", "", fmt.Errorf("-serial %q is not a hex serial number", serial)
+		}
+		return tlsconf.SerialHex(v), "serial " + tlsconf.SerialHex(v), nil
+	case !record.ValidID(name):
+		return "", "", fmt.Errorf("-name %q: want the name a certificate was issued under, or -serial", name)
+	}
+	raw, err := os.ReadFile(filepath.Join(dir, name+".crt"))
+	if err != nil {
+		return "", "", err
+	}
+	b, _ := pem.Decode(raw)
+	if b == nil {
+		return "", "", fmt.Errorf("%s.crt is not PEM", name)
+	}
+	c, err := x509.ParseCertificate(b.Bytes)
+	if err != nil {
+		return "", "", fmt.Errorf("%s.crt: %w", name, err)
+	}
+	return tlsconf.SerialHex(c.SerialNumber), name, nil
 }
 
 func readCA(dir string) (cert, key []byte, err error) {

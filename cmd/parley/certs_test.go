@@ -63,6 +63,17 @@ func TestCertsCmd(t *testing.T) {
 	if err != nil || !strings.Contains(string(deny), serial+" # logic-1") {
 		t.Fatalf("deny.txt after revoke: %q, %v; want serial %s of logic-1", deny, err, serial)
 	}
+	if _, err := run("revoke", "-dir", dir, "-serial", "DE:AD:be:ef"); err != nil {
+		t.Fatalf("revoke -serial: %v", err)
+	}
+	if deny, _ := os.ReadFile(filepath.Join(dir, "deny.txt")); !strings.Contains(string(deny), "deadbeef # serial deadbeef") {
+		t.Fatalf("deny.txt after revoke -serial: %q", deny)
+	}
+	for _, bad := range [][]string{{"-name", "../x"}, {"-serial", "xyz"}, {"-name", "logic-1", "-serial", "ff"}, {"-name", "nobody"}} {
+		if _, err := run(append([]string{"revoke", "-dir", dir}, bad...)...); err == nil {
+			t.Fatalf("revoke %v succeeded", bad)
+		}
+	}
 	if _, err := run("frobnicate", "-dir", dir); err == nil {
 		t.Fatal("an unknown subcommand succeeded")
 	}

@@ -31,9 +31,13 @@ type Config struct {
 	ServerName string `yaml:"server_name"`
 	// DenyFile lists revoked certificate serial numbers, one per line in
 	// hex ('#' comments): a peer presenting one (a client certificate on
-	// the server side, the server's on the client side) is refused. The
-	// file must exist at start; a change is picked up within
-	// ReloadInterval. Default empty (no deny list).
+	// the server side, which needs ClientCAFile to ask for one; the
+	// server's on the client side, which speaks TLS only when
+	// ClientEnabled) is refused, as is one signed by a listed CA. The file
+	// must exist at start; a change is picked up within ReloadInterval
+	// (replace it atomically: a file that changes while it is read is
+	// refused, logged and counted, and the previous list stays). Default
+	// empty (no deny list).
 	DenyFile string `yaml:"deny_file"`
 	// ReloadInterval is how often the certificate files are checked for a
 	// change (mtime, size or inode); a changed pair is loaded and served to

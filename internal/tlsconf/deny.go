@@ -4,36 +4,47 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
+	"log/slog"
 	"math/big"
 	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/VictoriaMetrics/metrics"
 )
 
 // denyList is the set of revoked certificate serial numbers of a deny
 // file, re-read during handshakes (at most once per interval) when the
-// file changed. A file that cannot be read or parsed after a change keeps
-// the last good set in force and is tried again at the next check.
+// file changed. A file that cannot be read or parsed after a change, or
+// that changed while it was read (a copy in progress), keeps the last good
+// set in force, is logged and counted, and is tried again at the next
+// check.
 type denyList struct {
-	file     string
-	interval time.Duration
-	serials  atomic.Pointer[map[string]struct{}]
-	lastLazy atomic.Int64 // Unix ns of the last check
+	file      string
+	interval  time.Duration
+	log       *slog.Logger
+	serials   atomic.Pointer[map[string]struct{}]
+	lastLazy  atomic.Int64 // Unix ns of the last check
+	ok, error *metrics.Counter
 
-	mu   sync.Mutex // guards seen
-	seen os.FileInfo
+	mu     sync.Mutex  // guards the following
+	seen   os.FileInfo // the file as last loaded
+	failed os.FileInfo // the file as last refused (not tried again until it changes)
 }
 
-func newDenyList(file string, interval time.Duration) (*denyList, error) {
-	d := &denyList{file: file, interval: interval}
-	fi, err := os.Stat(file)
-	if err != nil {
-		return nil, fmt.Errorf("deny_file: %w", err)
+func newDenyList(file string, interval time.Duration, log *slog.Logger) (*denyList, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
 	}
-	set, err := readDenyFile(file)
+	label := fmt.Sprintf("file=%q", file)
+	d := &denyList{file: file, interval: interval, log: log,
+		ok:    metrics.GetOrCreateCounter(`parley_tls_deny_reloads_total{` + label + `,result="ok"}`),
+		error: metrics.GetOrCreateCounter(`parley_tls_deny_reloads_total{` + label + `,result="error"}`)}
+	set, fi, err := readStable(file)
 	if err != nil {
 		return nil, err
 	}
@@ -43,13 +54,35 @@ func newDenyList(file string, interval time.Duration) (*denyList, error) {
 	return d, nil
 }
 
+// readStable reads and parses the deny file, and fails when the file
+// changed while it was read (a copy truncates before it writes: the
+// half-written file must not pass for a shorter list).
+func readStable(file string) (map[string]struct{}, os.FileInfo, error) {
+	before, err := os.Stat(file)
+	if err != nil {
+		return nil, nil, fmt.Errorf("deny_file: %w", err)
+	}
+	set, size, err := readDenyFile(file)
+	if err != nil {
+		return nil, nil, err
+	}
+	after, err := os.Stat(file)
+	if err != nil {
+		return nil, nil, fmt.Errorf("deny_file: %w", err)
+	}
+	if !same(before, after) || size != after.Size() {
+		return nil, nil, fmt.Errorf("deny_file %s changed while it was read", file)
+	}
+	return set, after, nil
+}
+
 // readDenyFile parses a deny file: one serial number per line in hex (as
 // `parley certs issue` prints it, or `openssl x509 -serial`, with or
 // without "serial=", colons and leading zeros), '#' starts a comment.
-func readDenyFile(file string) (map[string]struct{}, error) {
+func readDenyFile(file string) (map[string]struct{}, int64, error) {
 	raw, err := os.ReadFile(file)
 	if err != nil {
-		return nil, fmt.Errorf("deny_file: %w", err)
+		return nil, 0, fmt.Errorf("deny_file: %w", err)
 	}
 	set := map[string]struct{}{}
 	sc := bufio.NewScanner(bytes.NewReader(raw))
@@ -62,14 +95,14 @@ func readDenyFile(file string) (map[string]struct{}, error) {
 		line = strings.TrimPrefix(strings.ToLower(line), "serial=")
 		v, ok := new(big.Int).SetString(strings.ReplaceAll(line, ":", ""), 16)
 		if !ok || v.Sign() <= 0 {
-			return nil, fmt.Errorf("deny_file %s line %d: %q is not a hex serial number", file, n, line)
+			return nil, 0, fmt.Errorf("deny_file %s line %d: %q is not a hex serial number", file, n, line)
 		}
 		set[SerialHex(v)] = struct{}{}
 	}
 	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("deny_file %s: %w", file, err)
+		return nil, 0, fmt.Errorf("deny_file %s: %w", file, err)
 	}
-	return set, nil
+	return set, int64(len(raw)), nil
 }
 
 // checkLazily re-reads the file when it changed, at most once per
@@ -83,25 +116,44 @@ func (d *denyList) checkLazily() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	fi, err := os.Stat(d.file)
-	if err != nil || same(fi, d.seen) {
+	if err == nil && (same(fi, d.seen) || (d.failed != nil && same(fi, d.failed))) {
 		return
 	}
-	set, err := readDenyFile(d.file)
+	set, loaded, err := readStable(d.file)
 	if err != nil {
+		d.failed = fi // nil when even the stat failed: tried at every check
+		d.error.Inc()
+		d.log.Warn("cannot reload the deny file; the previous list stays in force", "file", d.file, "err", err)
 		return
 	}
 	d.serials.Store(&set)
-	d.seen = fi
+	d.seen, d.failed = loaded, nil
+	d.ok.Inc()
+	d.log.Info("deny file reloaded", "file", d.file, "serials", len(set))
 }
 
-// verify refuses a connection whose peer presents a denied certificate
-// (the leaf or any certificate of its chain).
+// verify refuses a connection whose peer presents a denied certificate:
+// its leaf, or any certificate of the chains it was verified by (so a
+// listed intermediate or CA refuses everything it signed).
 func (d *denyList) verify(cs tls.ConnectionState) error {
 	d.checkLazily()
 	set := *d.serials.Load()
-	for _, c := range cs.PeerCertificates {
+	check := func(c *x509.Certificate) error {
 		if _, bad := set[SerialHex(c.SerialNumber)]; bad {
 			return fmt.Errorf("certificate %q (serial %s) is revoked (deny_file)", c.Subject.CommonName, SerialHex(c.SerialNumber))
+		}
+		return nil
+	}
+	for _, c := range cs.PeerCertificates {
+		if err := check(c); err != nil {
+			return err
+		}
+	}
+	for _, chain := range cs.VerifiedChains {
+		for _, c := range chain {
+			if err := check(c); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

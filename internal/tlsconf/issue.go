@@ -67,12 +67,12 @@ func Issue(caCertPEM, caKeyPEM []byte, name string, hosts []string, validity tim
 	if name == "" || validity <= 0 {
 		return fail(errors.New("needs a name and a positive validity"))
 	}
-	if len(hosts) == 0 {
-		return fail(errors.New("needs at least one host (IP address or DNS name) that peers dial it by"))
-	}
 	ca, caKey, err := parseCA(caCertPEM, caKeyPEM)
 	if err != nil {
 		return fail(err)
+	}
+	if !ca.NotAfter.After(time.Now()) {
+		return fail(fmt.Errorf("the CA expired %s: make a new one (parley certs init)", ca.NotAfter.UTC().Format(time.RFC3339)))
 	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -103,6 +103,9 @@ func Issue(caCertPEM, caKeyPEM []byte, name string, hosts []string, validity tim
 		default:
 			tmpl.DNSNames = append(tmpl.DNSNames, h)
 		}
+	}
+	if len(tmpl.IPAddresses)+len(tmpl.DNSNames) == 0 {
+		return fail(errors.New("needs at least one host (IP address or DNS name) that peers dial it by"))
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
 	if err != nil {

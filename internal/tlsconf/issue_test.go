@@ -1,6 +1,9 @@
 package tlsconf
 
 import (
+	"crypto/x509"
+	"encoding/pem"
+	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
@@ -93,21 +96,66 @@ func TestIssuedCertsMutualTLS(t *testing.T) {
 		t.Fatal("a certificate of another CA was accepted")
 	}
 
+	// One client config for the rest: its deny list is re-read lazily.
+	p.issue(t, "connsrv-2")
+	c2, err := ClientConfig(client("connsrv-2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reuse := func() error {
+		c, err := dial(addr, c2)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		return echo(c, "hello")
+	}
+
 	// Revoke the client: the server refuses it after the reload interval.
 	writeAtomic(t, deny, []byte("serial="+strings.ToUpper(p.serials["connsrv-1"])+"  # stolen laptop\n"))
-	waitFor(t, "the revoked client refused", func() bool { return roundTrip(client("connsrv-1")) != nil })
-	p.issue(t, "connsrv-2")
-	if err := roundTrip(client("connsrv-2")); err != nil {
+	waitFor(t, "the revoked client refused", func() bool {
+		err := roundTrip(client("connsrv-1"))
+		return err != nil && strings.Contains(err.Error(), "bad certificate")
+	})
+	if err := reuse(); err != nil {
 		t.Fatalf("a node not on the deny list: %v", err)
 	}
 
-	// Revoke the server: a client refuses it.
-	writeAtomic(t, deny, []byte(p.serials["logic-1"]+"\n"))
-	time.Sleep(2 * interval) // past the client's reload interval; its config is new anyway
-	err = roundTrip(client("connsrv-2"))
-	if err == nil || !strings.Contains(err.Error(), "revoked") {
-		t.Fatalf("a revoked server: got %v, want a revoked error", err)
+	// A broken deny file keeps the last good list in force.
+	writeAtomic(t, deny, []byte(p.serials["logic-1"]+"\nnot-a-serial\n"))
+	time.Sleep(3 * interval)
+	if err := reuse(); err != nil {
+		t.Fatalf("after a broken deny file: %v (the last good list must stay)", err)
 	}
+	plain := client("connsrv-1") // its own deny list would refuse to load now
+	plain.DenyFile = ""
+	if err := roundTrip(plain); err == nil {
+		t.Fatal("after a broken deny file the revoked client was let in")
+	}
+
+	// Revoke the server: the client config made before refuses it.
+	writeAtomic(t, deny, []byte(p.serials["logic-1"]+"\n"))
+	waitFor(t, "the revoked server refused", func() bool {
+		err := reuse()
+		return err != nil && strings.Contains(err.Error(), "revoked")
+	})
+
+	// Revoke the CA: everything it signed is refused.
+	writeAtomic(t, deny, []byte(SerialHex(caSerial(t, p.caCert))+"\n"))
+	waitFor(t, "a node of a revoked CA refused", func() bool {
+		err := reuse()
+		return err != nil && strings.Contains(err.Error(), "revoked")
+	})
+}
+
+func caSerial(t *testing.T, certPEM []byte) *big.Int {
+	t.Helper()
+	b, _ := pem.Decode(certPEM)
+	c, err := x509.ParseCertificate(b.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c.SerialNumber
 }
 
 func TestDenyFile(t *testing.T) {
@@ -129,7 +177,7 @@ func TestDenyFile(t *testing.T) {
 			if err := os.WriteFile(f, []byte(tc.text), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			set, err := readDenyFile(f)
+			set, _, err := readDenyFile(f)
 			if (err != nil) != tc.bad {
 				t.Fatalf("readDenyFile: err %v, want error %v", err, tc.bad)
 			}
@@ -158,6 +206,10 @@ func TestIssueErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	shortCert, shortKey, err := NewCA("expired", time.Nanosecond)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name      string
 		cert, key []byte
@@ -168,6 +220,8 @@ func TestIssueErrors(t *testing.T) {
 		{"no hosts", caCert, caKey, "n", nil},
 		{"key of another CA", otherCert, caKey, "n", []string{"h"}},
 		{"a leaf as CA", leaf, leafKey, "n", []string{"h"}},
+		{"blank hosts", caCert, caKey, "n", []string{" ", ""}},
+		{"an expired CA", shortCert, shortKey, "n", []string{"h"}},
 		{"not PEM", []byte("x"), caKey, "n", []string{"h"}},
 	} {
 		if _, _, _, err := Issue(tc.cert, tc.key, tc.node, tc.hosts, time.Hour); err == nil {

@@ -49,11 +49,14 @@ func ServerConfig(cfg Config, log *slog.Logger) (*tls.Config, func(), error) {
 		conf.ClientAuth = tls.RequireAndVerifyClientCert
 	}
 	if cfg.DenyFile != "" {
-		d, err := newDenyList(cfg.DenyFile, cfg.reloadInterval())
+		d, err := newDenyList(cfg.DenyFile, cfg.reloadInterval(), log)
 		if err != nil {
 			return nil, nil, fmt.Errorf("cannot build TLS server config: %w", err)
 		}
 		conf.VerifyConnection = d.verify
+		if cfg.ClientCAFile == "" && log != nil {
+			log.Warn("deny_file is set but client_ca_file is not: clients show no certificate, so nothing is checked against the list on this listener", "deny_file", cfg.DenyFile)
+		}
 	}
 	done := make(chan struct{})
 	var wg sync.WaitGroup
@@ -97,7 +100,7 @@ func ClientConfig(cfg Config) (*tls.Config, error) {
 		conf.RootCAs = pool
 	}
 	if cfg.DenyFile != "" {
-		d, err := newDenyList(cfg.DenyFile, cfg.reloadInterval())
+		d, err := newDenyList(cfg.DenyFile, cfg.reloadInterval(), slog.Default())
 		if err != nil {
 			return nil, fmt.Errorf("cannot build TLS client config: %w", err)
 		}
