@@ -25,7 +25,8 @@
 // labelled with the certificate file: parley_tls_cert_reloads_total{cert,
 // result="ok"|"error"} and parley_tls_cert_expiry_seconds{cert}, the
 // NotAfter of the served leaf as Unix seconds (alert on
-// parley_tls_cert_expiry_seconds - time() < 14*86400).
+// parley_tls_cert_expiry_seconds - time() < 14*86400); and
+// parley_tls_deny_reloads_total{file, result} for the deny file.
 //
 // Concurrency: the *tls.Config values returned are safe for concurrent use
 // by any number of listeners and dialers, like any tls.Config; the stop
