@@ -158,7 +158,7 @@ func (s *Service) serveHTTP(ctx *fasthttp.RequestCtx) {
 		return
 	case path == "/readyz":
 		route = "readyz"
-		s.serveReady(ctx)
+		s.serveReady(ctx, false)
 		return
 	case path == "/v1/dev/token" && method == fasthttp.MethodPost:
 		route = "dev_token"
@@ -229,19 +229,32 @@ func (s *Service) httpAuth(ctx *fasthttp.RequestCtx) (auth.Claims, error) {
 	return s.verifier.Verify(strings.TrimSpace(tok))
 }
 
-func (s *Service) serveReady(ctx *fasthttp.RequestCtx) {
+// serveReady answers a readiness probe: 200 "ready", or 503. With reason
+// (the admin listener, the operator's port) a 503 names why; on the HTTP
+// API's listener, which clients may reach, it says only "not ready".
+func (s *Service) serveReady(ctx *fasthttp.RequestCtx, reason bool) {
+	why := s.notReady()
+	if why == "" {
+		ctx.SetBodyString("ready\n")
+		return
+	}
+	ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
+	if !reason {
+		why = "not ready"
+	}
+	ctx.SetBodyString(why + "\n")
+}
+
+// notReady returns why this node is not ready, "" when it is.
+func (s *Service) notReady() string {
 	s.health.mu.Lock()
 	draining := s.health.draining
 	s.health.mu.Unlock()
 	if draining {
-		ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
-		ctx.SetBodyString("draining\n")
-		return
+		return "draining"
 	}
 	if s.breaker.isOpen() {
-		ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
-		ctx.SetBodyString("store circuit open\n")
-		return
+		return "store circuit open"
 	}
 	if k := s.leases; k != nil {
 		// Not ready to serve its share of chats until it has read the
@@ -250,24 +263,18 @@ func (s *Service) serveReady(ctx *fasthttp.RequestCtx) {
 		select {
 		case <-k.Ready():
 		default:
-			ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
-			ctx.SetBodyString("reading sequencing leases\n")
-			return
+			return "reading sequencing leases"
 		}
 		if n := k.Missing(); n > 0 {
-			ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
-			ctx.SetBodyString(fmt.Sprintf("taking over %d sequencing leases\n", n))
-			return
+			return fmt.Sprintf("taking over %d sequencing leases", n)
 		}
 	}
 	pctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	if _, err := s.store.LastSeq(pctx, "g:readyz-probe"); err != nil && !errors.Is(err, record.ErrNotFound) {
-		ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
-		ctx.SetBodyString("store unreachable\n")
-		return
+		return "store unreachable"
 	}
-	ctx.SetBodyString("ready\n")
+	return ""
 }
 
 func (s *Service) serveDevToken(ctx *fasthttp.RequestCtx) {
@@ -458,7 +465,7 @@ func (s *Service) serveAdmin(ctx *fasthttp.RequestCtx) {
 		ctx.SetBodyString("ok\n")
 	case "/readyz":
 		route = "readyz"
-		s.serveReady(ctx)
+		s.serveReady(ctx, true)
 	case "/metrics":
 		route = "metrics"
 		if s.adminToken != "" {

@@ -186,6 +186,36 @@ func TestMetricsOnAdminListenerOnly(t *testing.T) {
 	}
 }
 
+// TestReadyzReasonOnAdminOnly: a node that is not ready says only "not
+// ready" on the HTTP API's listener, which clients may reach, and why on
+// the admin listener.
+func TestReadyzReasonOnAdminOnly(t *testing.T) {
+	svc := startService(t, newMemStore())
+	body := func(url string) (int, string) {
+		t.Helper()
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	api, admin := "http://"+svc.HTTPAddr()+"/readyz", "http://"+svc.AdminAddr()+"/readyz"
+	if code, b := body(api); code != 200 || b != "ready\n" {
+		t.Fatalf("API /readyz when ready: %d %q", code, b)
+	}
+	svc.health.mu.Lock()
+	svc.health.draining = true
+	svc.health.mu.Unlock()
+	if code, b := body(api); code != 503 || b != "not ready\n" {
+		t.Fatalf("API /readyz while draining: %d %q, want 503 \"not ready\"", code, b)
+	}
+	if code, b := body(admin); code != 503 || b != "draining\n" {
+		t.Fatalf("admin /readyz while draining: %d %q, want 503 \"draining\"", code, b)
+	}
+}
+
 func TestAdminListenConfig(t *testing.T) {
 	for _, tc := range []struct {
 		listen, token string
