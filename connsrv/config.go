@@ -262,6 +262,12 @@ func (c Config) Validate() error {
 	} else if len(c.LogicAddrs) > 0 && len(secret) == 0 && c.LinkTLS.CertFile == "" {
 		errs = append(errs, errors.New("connsrv: the tier link must be authenticated: set connsrv.link_secret_file (the logic nodes' logic.link_secret; e.g. openssl rand -hex 32) or a client certificate for mutual TLS (connsrv.link_tls.cert_file)"))
 	}
+	for _, a := range c.LogicAddrs {
+		if !adminauth.Loopback(a) && (c.LinkTLS.CertFile == "" || c.LinkTLS.CAFile == "") {
+			errs = append(errs, fmt.Errorf("connsrv.logic_addrs: %s is beyond loopback, where tier links need mutual TLS 1.3: set connsrv.link_tls.cert_file and key_file (this node's certificate) and ca_file (the fleet CA); make them with parley certs init and parley certs issue (docs/tls.md)", a))
+			break
+		}
+	}
 	neg := func(name string, v int) {
 		if v < 0 {
 			errs = append(errs, fmt.Errorf("connsrv.%s must not be negative, got %d", name, v))

@@ -428,6 +428,22 @@ func TestConfigValidate(t *testing.T) {
 	if err := d.Validate(); err == nil || !strings.Contains(err.Error(), "at least 32") {
 		t.Fatalf("short link secret: got %v, want refused", err)
 	}
+	// A logic node beyond loopback needs mutual TLS, a secret alone does
+	// not do there.
+	d.LinkSecret = string(testLinkSecret)
+	d.LogicAddrs = []string{"127.0.0.1:7070", "logic-1.internal:7070"}
+	if err := d.Validate(); err == nil || !strings.Contains(err.Error(), "mutual TLS") {
+		t.Fatalf("logic beyond loopback with a secret only: got %v, want mutual TLS asked for", err)
+	}
+	d.LinkTLS.CertFile, d.LinkTLS.KeyFile = "/tls/connsrv-1.crt", "/tls/connsrv-1.key"
+	if err := d.Validate(); err == nil || !strings.Contains(err.Error(), "ca_file") {
+		t.Fatalf("logic beyond loopback without ca_file: got %v, want ca_file asked for", err)
+	}
+	d.LinkTLS.CAFile = "/tls/ca.crt"
+	if err := d.Validate(); err != nil {
+		t.Fatalf("logic beyond loopback with mutual TLS: got %v, want nil", err)
+	}
+	d.LinkTLS, d.LogicAddrs = Default().LinkTLS, Default().LogicAddrs
 	c := Default()
 	c.LinkPoolSize = -1
 	c.MaxFrameSize = -5

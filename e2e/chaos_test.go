@@ -595,6 +595,7 @@ func TestChaosNeverLosesAMessage(t *testing.T) {
 		direct:  fmt.Sprintf("ws://127.0.0.1:%d/ws", wsPort)}
 	h.authCfg = auth.Default()
 	h.authCfg.Secret = secret
+	pki := newLinkPKI(t, "logic", "connsrv") // the link on mutual TLS
 	logicArgs := append([]string{"logic", "-config", "../configs/logic.yaml",
 		"-set", "auth.secret=" + secret,
 		"-set", "logic.link_secret=" + e2eLinkSecret,
@@ -606,13 +607,12 @@ func TestChaosNeverLosesAMessage(t *testing.T) {
 		// its slots over when the killed one's lease ran out. Short leases
 		// keep the cycles' traffic flowing (readyz waits for them).
 		"-set", "logic.lease.duration=1s", "-set", "logic.lease.margin=200ms", "-set", "logic.lease.poll=100ms",
-		"-set", "log.format=text"}, data.flags()...)
+		"-set", "log.format=text"}, append(pki.args("logic", "logic"), data.flags()...)...)
 
 	h.logic = newTierProc(t, "logic", bin, h.httpAPI+"/readyz", cfg.logDir, logicArgs...)
-	h.connsrv = newTierProc(t, "connsrv", bin, fmt.Sprintf("http://127.0.0.1:%d/readyz", connHTTP), cfg.logDir,
-		"connsrv", "-config", "../configs/connsrv.yaml",
-		"-set", "auth.secret="+secret,
-		"-set", "connsrv.link_secret="+e2eLinkSecret,
+	connArgs := append([]string{"connsrv", "-config", "../configs/connsrv.yaml",
+		"-set", "auth.secret=" + secret,
+		"-set", "connsrv.link_secret=" + e2eLinkSecret,
 		"-set", fmt.Sprintf("connsrv.listen=127.0.0.1:%d", wsPort),
 		"-set", fmt.Sprintf("connsrv.http_listen=127.0.0.1:%d", connHTTP),
 		"-set", fmt.Sprintf("connsrv.logic_addrs=127.0.0.1:%d", linkPort),
@@ -620,7 +620,8 @@ func TestChaosNeverLosesAMessage(t *testing.T) {
 		"-set", "connsrv.link_backoff_max=1s",
 		// Reconnect storms from one address are the point here.
 		"-set", "connsrv.ip_conn_rate=0",
-		"-set", "log.format=text")
+		"-set", "log.format=text"}, pki.args("connsrv", "connsrv")...)
+	h.connsrv = newTierProc(t, "connsrv", bin, fmt.Sprintf("http://127.0.0.1:%d/readyz", connHTTP), cfg.logDir, connArgs...)
 	if err := h.logic.start(h.startWithin); err != nil {
 		t.Fatal(err)
 	}

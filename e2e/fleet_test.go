@@ -100,6 +100,8 @@ func startFleetWith(t *testing.T, opts fleetOptions) *fleet {
 		}
 	}
 	peers = advertise[0] + "," + advertise[1]
+	// Every link (connsrv to logic, logic to logic) on mutual TLS.
+	pki := newLinkPKI(t, "logic-1", "logic-2", "connsrv-1", "connsrv-2")
 	common := []string{"-set", "auth.secret=" + secret, "-set", "log.format=text",
 		"-set", "redis.addrs=" + os.Getenv("PARLEY_REDIS_ADDR"), "-set", "redis.key_prefix=" + f.prefix}
 	for i := range 2 {
@@ -117,14 +119,14 @@ func startFleetWith(t *testing.T, opts fleetOptions) *fleet {
 			"-set", "logic.web_dir=",
 			"-set", "kafka.brokers=" + os.Getenv("PARLEY_KAFKA_BROKERS"),
 			"-set", "kafka.topic=" + f.topic, "-set", "kafka.dlq_topic=" + f.topic + ".dlq"}, common...)
-		args = append(append(args, data.flags()...), extra...)
+		args = append(append(append(args, pki.args("logic", fmt.Sprintf("logic-%d", i+1))...), data.flags()...), extra...)
 		f.logic[i] = newTierProc(t, fmt.Sprintf("logic-%d", i+1), bin, f.logicAPI[i]+"/readyz", logDir, args...)
 		f.conn[i] = newTierProc(t, fmt.Sprintf("connsrv-%d", i+1), bin, fmt.Sprintf("http://127.0.0.1:%d/readyz", chttp[i]), logDir,
 			append([]string{"connsrv", "-config", fmt.Sprintf("../configs/fleet/connsrv-%d.yaml", i+1),
 				"-set", fmt.Sprintf("connsrv.listen=127.0.0.1:%d", ws[i]),
 				"-set", fmt.Sprintf("connsrv.http_listen=127.0.0.1:%d", chttp[i]),
 				"-set", "connsrv.logic_addrs=" + links,
-				"-set", "connsrv.drain_window=" + fleetDrainWindow.String()}, common...)...)
+				"-set", "connsrv.drain_window=" + fleetDrainWindow.String()}, append(common, pki.args("connsrv", fmt.Sprintf("connsrv-%d", i+1))...)...)...)
 	}
 	// The first logic node creates the keyspace; the second finds it.
 	for _, p := range []*tierProc{f.logic[0], f.logic[1], f.conn[0], f.conn[1]} {

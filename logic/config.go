@@ -267,6 +267,12 @@ func (c Config) Validate() error {
 	} else if c.LinkListen != "" && len(secret) == 0 && c.LinkTLS.ClientCAFile == "" {
 		bad("logic.link_listen %s: the tier link must be authenticated: set logic.link_secret_file (the same secret on every connsrv and logic node; e.g. openssl rand -hex 32) or mutual TLS (logic.link_tls with client_ca_file)", c.LinkListen)
 	}
+	if addr, off := c.linkBeyondLoopback(); off {
+		t := c.LinkTLS
+		if t.CertFile == "" || t.ClientCAFile == "" || t.CAFile == "" {
+			bad("logic: link address %s is beyond loopback, where tier and peer links need mutual TLS 1.3: set logic.link_tls.cert_file and key_file (this node's certificate), client_ca_file and ca_file (the fleet CA); make them with parley certs init and parley certs issue -name <node> -host <the address others dial> (docs/tls.md)", addr)
+		}
+	}
 	if c.SendRate < 0 {
 		bad("logic.send_rate must not be negative, got %g", c.SendRate)
 	}
@@ -277,6 +283,18 @@ func (c Config) Validate() error {
 		bad("logic.catchup_page must be in 1..200, got %d", c.CatchupPage)
 	}
 	return errors.Join(errs...)
+}
+
+// linkBeyondLoopback returns the first link address of the node (where it
+// listens, advertises itself or dials peers) that is not on loopback.
+func (c Config) linkBeyondLoopback() (string, bool) {
+	addrs := append([]string{c.LinkListen, c.Cluster.Advertise}, c.Cluster.Peers...)
+	for _, a := range addrs {
+		if a != "" && !adminauth.Loopback(a) {
+			return a, true
+		}
+	}
+	return "", false
 }
 
 func (c ClusterConfig) validate() []error {

@@ -238,3 +238,39 @@ func TestAdminListenConfig(t *testing.T) {
 		}
 	}
 }
+
+// TestLinkBeyondLoopbackNeedsMTLS: a link address beyond loopback (where
+// the node listens, advertises itself or dials peers) needs mutual TLS;
+// a link secret alone does not do there.
+func TestLinkBeyondLoopbackNeedsMTLS(t *testing.T) {
+	mtls := func(c *Config) {
+		c.LinkTLS.CertFile, c.LinkTLS.KeyFile = "/tls/logic-1.crt", "/tls/logic-1.key"
+		c.LinkTLS.ClientCAFile, c.LinkTLS.CAFile = "/tls/ca.crt", "/tls/ca.crt"
+	}
+	for _, tc := range []struct {
+		name string
+		set  func(*Config)
+		ok   bool
+	}{
+		{"loopback, secret only", func(c *Config) {}, true},
+		{"all interfaces, secret only", func(c *Config) { c.LinkListen = "0.0.0.0:7070" }, false},
+		{"empty host, secret only", func(c *Config) { c.LinkListen = ":7070" }, false},
+		{"all interfaces, mutual TLS", func(c *Config) { c.LinkListen = "0.0.0.0:7070"; mtls(c) }, true},
+		{"all interfaces, no ca_file", func(c *Config) { c.LinkListen = "0.0.0.0:7070"; mtls(c); c.LinkTLS.CAFile = "" }, false},
+		{"all interfaces, no client_ca_file", func(c *Config) { c.LinkListen = "0.0.0.0:7070"; mtls(c); c.LinkTLS.ClientCAFile = "" }, false},
+		{"advertised beyond loopback", func(c *Config) { c.Cluster.Advertise = "10.0.0.5:7070" }, false},
+		{"a peer beyond loopback", func(c *Config) { c.Cluster.Peers = []string{"127.0.0.1:7071", "logic-2.internal:7070"} }, false},
+		{"peers beyond loopback, mutual TLS", func(c *Config) { c.Cluster.Peers = []string{"logic-2.internal:7070"}; mtls(c) }, true},
+	} {
+		c := Default()
+		c.LinkSecret = string(testLinkSecret)
+		tc.set(&c)
+		err := c.Validate()
+		if (err == nil) != tc.ok {
+			t.Errorf("%s: got %v, want ok=%v", tc.name, err, tc.ok)
+		}
+		if err != nil && !tc.ok && !strings.Contains(err.Error(), "mutual TLS") {
+			t.Errorf("%s: got %v, want it to ask for mutual TLS", tc.name, err)
+		}
+	}
+}

@@ -25,7 +25,9 @@
 #   127.0.0.2-4:19042), Kafka 19092
 #
 # Environment: PARLEY_FLEET_DIR (default /tmp/parley-fleet) holds the PID
-# files and logs; the services keep their own defaults (see their scripts).
+# files, logs and the links' certificates (certs/: a CA and one
+# certificate per node, made once with `parley certs`; every link runs on
+# mutual TLS 1.3); the services keep their own defaults (see their scripts).
 # PARLEY_CASSANDRA_NODES=3 runs the store on a three-node Cassandra cluster
 # instead of one node: the logic nodes and the notifier get its hosts
 # (`cassandra.sh env`) and create the keyspace with replication factor 3, so
@@ -112,6 +114,7 @@ start_tiers() {
       *) die "PARLEY_FLEET_STORE: '$kv' is not a store.<key>=<value> setting" ;;
     esac
   done
+  link_certs
   local t name cmd cfg url
   local -a args
   for t in "${TIERS[@]}"; do
@@ -120,6 +123,11 @@ start_tiers() {
     args=()
     # connsrv has no store section (an unknown setting is an error).
     [ "$cmd" = connsrv ] || args=("${store[@]}")
+    case "$cmd" in
+      logic|connsrv) args+=(-set "$cmd.link_tls.cert_file=$CERTS/$name.crt" -set "$cmd.link_tls.key_file=$CERTS/$name.key"
+        -set "$cmd.link_tls.ca_file=$CERTS/ca.crt" -set "$cmd.link_tls.deny_file=$CERTS/deny.txt") ;;
+    esac
+    [ "$cmd" = logic ] && args+=(-set "logic.link_tls.client_ca_file=$CERTS/ca.crt")
     "$BIN" "$cmd" -config "$cfg" "${args[@]}" >"$DIR/$name.log" 2>&1 &
     echo $! >"$DIR/$name.pid"
     # The first logic node creates the keyspace: wait for it before the next.
@@ -130,6 +138,19 @@ start_tiers() {
   # A fleet has no development tokens: mint them with the fleet's secret.
   log "web client: http://127.0.0.1:18181/?ws=ws://127.0.0.1:18081/ws#token=\$(bin/parley token -config configs/fleet/logic-1.yaml -user alice -device web)"
   log "try: bin/parley chat -url ws://127.0.0.1:18081/ws -http http://127.0.0.1:18181 -token \"\$(bin/parley token -config configs/fleet/logic-1.yaml -user alice)\""
+}
+
+# link_certs makes the fleet's link CA and a certificate per node in
+# $DIR/certs (once; `parley certs`, docs/tls.md): every tier and peer link
+# of the local fleet runs on mutual TLS 1.3, as a production fleet's must.
+CERTS="$DIR/certs"
+link_certs() {
+  local n
+  [ -f "$CERTS/ca.crt" ] || "$BIN" certs init -dir "$CERTS" -days 3650 >/dev/null || die "cannot make the link CA in $CERTS"
+  for n in logic-1 logic-2 connsrv-1 connsrv-2; do
+    [ -f "$CERTS/$n.crt" ] || "$BIN" certs issue -dir "$CERTS" -name "$n" -host 127.0.0.1,localhost -days 3650 >/dev/null ||
+      die "cannot issue the link certificate of $n in $CERTS"
+  done
 }
 
 stop_pid() { # name

@@ -50,7 +50,10 @@ func TestShippedConfigs(t *testing.T) {
 			fs.SetOutput(io.Discard)
 			args := append([]string{"-config", filepath.Join("..", "..", "configs", tt.file), "-set", "auth.secret=" + strings.Repeat("s", 32),
 				"-set", "logic.link_secret=" + strings.Repeat("l", 32), "-set", "connsrv.link_secret=" + strings.Repeat("l", 32),
-				"-set", "connsrv.metrics_token=" + strings.Repeat("m", 32)}, tt.extra...)
+				"-set", "connsrv.metrics_token=" + strings.Repeat("m", 32),
+				// logic.yaml's link_listen is beyond loopback: mutual TLS.
+				"-set", "logic.link_tls.cert_file=/etc/parley/tls/logic-1.crt", "-set", "logic.link_tls.key_file=/etc/parley/tls/logic-1.key",
+				"-set", "logic.link_tls.client_ca_file=/etc/parley/tls/ca.crt", "-set", "logic.link_tls.ca_file=/etc/parley/tls/ca.crt"}, tt.extra...)
 			if _, _, err := loadConfig(fs, args, "", tt.validate); err != nil {
 				t.Fatalf("got %v, want a valid config", err)
 			}
@@ -155,7 +158,8 @@ func TestSecretFiles(t *testing.T) {
 	if err := os.WriteFile(linkFile, []byte(strings.Repeat("k", 40)+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	ok := []string{"-config", "../../configs/logic.yaml", "-set", "auth.secret_file=" + authFile, "-set", "logic.link_secret_file=" + linkFile, "-check-config"}
+	ok := []string{"-config", "../../configs/logic.yaml", "-set", "auth.secret_file=" + authFile, "-set", "logic.link_secret_file=" + linkFile,
+		"-set", "logic.link_listen=127.0.0.1:7070", "-check-config"}
 	if err := runLogic(ok); err != nil {
 		t.Fatalf("secret files: got %v, want ok", err)
 	}
