@@ -17,7 +17,9 @@ type linkPKI struct{ dir string }
 func newLinkPKI(t *testing.T, nodes ...string) *linkPKI {
 	t.Helper()
 	p := &linkPKI{dir: t.TempDir()}
-	caCert, caKey, err := tlsconf.NewCA("parley e2e fleet", time.Hour)
+	// Long enough for a soak (PARLEY_CHAOS_DURATION).
+	const validity = 30 * 24 * time.Hour
+	caCert, caKey, err := tlsconf.NewCA("parley e2e fleet", validity)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,7 +31,7 @@ func newLinkPKI(t *testing.T, nodes ...string) *linkPKI {
 	write("ca.crt", caCert)
 	write("deny.txt", []byte("# none revoked\n"))
 	for _, n := range nodes {
-		cert, key, _, err := tlsconf.Issue(caCert, caKey, n, []string{"127.0.0.1", "localhost"}, time.Hour)
+		cert, key, _, err := tlsconf.Issue(caCert, caKey, n, []string{"127.0.0.1", "localhost"}, validity)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 
+	"github.com/parley-chat/parley/internal/adminauth"
 	"github.com/parley-chat/parley/internal/proto"
 	"github.com/parley-chat/parley/internal/record"
 	"github.com/parley-chat/parley/internal/ring"
@@ -219,6 +220,10 @@ func (c *cluster) dialLoop(ctx context.Context, addr string) {
 		if errors.Is(err, errSelf) {
 			return
 		}
+		if errors.Is(err, errPlainBeyondLoopback) {
+			c.svc.log.Warn("peer not dialed: it is beyond loopback and this node has no link_tls", "peer_addr", addr)
+			return
+		}
 		if ctx.Err() != nil {
 			return
 		}
@@ -239,6 +244,11 @@ func (c *cluster) dialLoop(ctx context.Context, addr string) {
 
 var errSelf = errors.New("logic: peer address is this node")
 
+// errPlainBeyondLoopback refuses a plain TCP dial of a peer beyond loopback
+// (an address found in the directory or a peer's hello, which the
+// configuration check could not see): such links need mutual TLS.
+var errPlainBeyondLoopback = errors.New("logic: a peer beyond loopback needs mutual TLS (logic.link_tls); not dialed in plain TCP")
+
 // connectPeer dials addr, exchanges hellos and serves the link until it
 // fails.
 func (c *cluster) connectPeer(ctx context.Context, addr string) error {
@@ -248,6 +258,8 @@ func (c *cluster) connectPeer(ctx context.Context, addr string) error {
 	if c.svc.peerTLS != nil {
 		td := tls.Dialer{NetDialer: &d, Config: c.svc.peerTLS}
 		conn, err = td.DialContext(ctx, "tcp", addr)
+	} else if !adminauth.Loopback(addr) {
+		return fmt.Errorf("cannot dial peer %s: %w", addr, errPlainBeyondLoopback)
 	} else {
 		conn, err = d.DialContext(ctx, "tcp", addr)
 	}

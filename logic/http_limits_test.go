@@ -3,6 +3,7 @@ package logic
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -261,6 +262,7 @@ func TestLinkBeyondLoopbackNeedsMTLS(t *testing.T) {
 		{"advertised beyond loopback", func(c *Config) { c.Cluster.Advertise = "10.0.0.5:7070" }, false},
 		{"a peer beyond loopback", func(c *Config) { c.Cluster.Peers = []string{"127.0.0.1:7071", "logic-2.internal:7070"} }, false},
 		{"peers beyond loopback, mutual TLS", func(c *Config) { c.Cluster.Peers = []string{"logic-2.internal:7070"}; mtls(c) }, true},
+		{"localhost and [::1], secret only", func(c *Config) { c.LinkListen = "[::1]:7070"; c.Cluster.Peers = []string{"localhost:7071"} }, true},
 	} {
 		c := Default()
 		c.LinkSecret = string(testLinkSecret)
@@ -271,6 +273,18 @@ func TestLinkBeyondLoopbackNeedsMTLS(t *testing.T) {
 		}
 		if err != nil && !tc.ok && !strings.Contains(err.Error(), "mutual TLS") {
 			t.Errorf("%s: got %v, want it to ask for mutual TLS", tc.name, err)
+		}
+	}
+}
+
+// TestPeerBeyondLoopbackNeedsTLS: a node without link_tls never dials a
+// peer beyond loopback in plain TCP, even one found at run time (the
+// directory, a peer's hello) that the configuration check never saw.
+func TestPeerBeyondLoopbackNeedsTLS(t *testing.T) {
+	c := &cluster{svc: &Service{}}
+	for _, addr := range []string{"192.0.2.1:7070", "logic-2.internal:7070", "[2001:db8::1]:7070"} {
+		if err := c.connectPeer(t.Context(), addr); !errors.Is(err, errPlainBeyondLoopback) {
+			t.Errorf("plain dial of %s: got %v, want errPlainBeyondLoopback", addr, err)
 		}
 	}
 }

@@ -35,7 +35,9 @@
 # (`PARLEY_CASSANDRA_NODES=3 PARLEY_CASSANDRA_DIR=$PARLEY_FLEET_DIR/cassandra
 # scripts/cassandra.sh stop-node 2`).
 # PARLEY_FLEET_BIN runs the tiers from that binary instead of building
-# bin/parley (another build, for an A/B run with `restart`).
+# bin/parley (another build, for an A/B run with `restart`; a build from
+# before `parley certs` needs PARLEY_FLEET_LINK_TLS=0, which runs the
+# loopback links on the link secret alone, and so should its A/B partner).
 # PARLEY_FLEET_STORE adds store settings (space-separated key=value, given
 # as -set to the logic nodes and the notifier), e.g. to measure the
 # per-message LWT mode beside the default lease mode (a keyspace keeps the
@@ -114,7 +116,7 @@ start_tiers() {
       *) die "PARLEY_FLEET_STORE: '$kv' is not a store.<key>=<value> setting" ;;
     esac
   done
-  link_certs
+  [ "${PARLEY_FLEET_LINK_TLS:-1}" = 0 ] || link_certs
   local t name cmd cfg url
   local -a args
   for t in "${TIERS[@]}"; do
@@ -123,11 +125,13 @@ start_tiers() {
     args=()
     # connsrv has no store section (an unknown setting is an error).
     [ "$cmd" = connsrv ] || args=("${store[@]}")
-    case "$cmd" in
+    [ "${PARLEY_FLEET_LINK_TLS:-1}" = 0 ] || case "$cmd" in
       logic|connsrv) args+=(-set "$cmd.link_tls.cert_file=$CERTS/$name.crt" -set "$cmd.link_tls.key_file=$CERTS/$name.key"
         -set "$cmd.link_tls.ca_file=$CERTS/ca.crt" -set "$cmd.link_tls.deny_file=$CERTS/deny.txt") ;;
     esac
-    [ "$cmd" = logic ] && args+=(-set "logic.link_tls.client_ca_file=$CERTS/ca.crt")
+    if [ "$cmd" = logic ] && [ "${PARLEY_FLEET_LINK_TLS:-1}" != 0 ]; then
+      args+=(-set "logic.link_tls.client_ca_file=$CERTS/ca.crt")
+    fi
     "$BIN" "$cmd" -config "$cfg" "${args[@]}" >"$DIR/$name.log" 2>&1 &
     echo $! >"$DIR/$name.pid"
     # The first logic node creates the keyspace: wait for it before the next.
