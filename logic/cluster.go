@@ -84,6 +84,7 @@ type cluster struct {
 	dialers map[string]context.CancelFunc // by address
 	stopped bool
 	ctx     context.Context // run's context, for dialers started by inbound hellos; nil before run
+	early   []string        // addresses peers announced before run; run dials them
 
 	pmu     sync.Mutex // guards pending
 	pending map[uint64]*pendingForward
@@ -129,9 +130,11 @@ func newCluster(svc *Service, dir Directory) *cluster {
 func (c *cluster) run(ctx context.Context) {
 	c.mu.Lock()
 	c.ctx = ctx
+	early := c.early
+	c.early = nil
 	c.setMembersLocked()
 	c.mu.Unlock()
-	for _, a := range c.cfg.Peers {
+	for _, a := range append(slices.Clip(c.cfg.Peers), early...) {
 		c.ensureDialer(ctx, a)
 	}
 	node := record.Node{Kind: record.NodeLogic, ID: c.self, Addr: c.advertise, Started: time.Now().UnixMilli()}
@@ -718,9 +721,14 @@ func (s *Service) onPeerHello(_ *link, id, addr string) bool {
 		return false
 	}
 	if addr != "" && id != c.self {
-		c.mu.RLock()
+		c.mu.Lock()
 		ctx := c.ctx
-		c.mu.RUnlock()
+		if ctx == nil {
+			// The link listener can serve a hello before run starts: run
+			// dials this address back when it does.
+			c.early = append(c.early, addr)
+		}
+		c.mu.Unlock()
 		if ctx != nil {
 			c.ensureDialer(ctx, addr)
 		}

@@ -566,3 +566,53 @@ func sumMap(m map[string]int) int {
 	}
 	return n
 }
+
+// TestClusterPeerHelloBeforeRun: Run starts the cluster loop and the link
+// listener in separate goroutines, so a peer's hello can be served before
+// the loop runs. It is not forgotten: the loop dials the peer back when it
+// starts (with no peers configured and no directory nothing else would).
+func TestClusterPeerHelloBeforeRun(t *testing.T) {
+	cfg := Default()
+	cfg.NodeID, cfg.Cluster.Enabled = "n1", true
+	cfg.LinkListen, cfg.LinkSecret = "127.0.0.1:0", string(testLinkSecret)
+	v, err := auth.NewVerifier(auth.Config{Secret: testSecret}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(cfg, newMemStore(), nil, v, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.linkLn.Close() })
+	s.cluster = newCluster(s, nil)
+	const addr = "127.0.0.1:1" // nothing listens: the dial loop keeps trying
+	if !s.onPeerHello(nil, "n2", addr) {
+		t.Fatal("hello refused")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.cluster.run(ctx)
+	}()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		s.cluster.mu.RLock()
+		dialing := s.cluster.dialers[addr] != nil
+		s.cluster.mu.RUnlock()
+		if dialing {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the peer that said hello before run is never dialed")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
