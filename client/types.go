@@ -35,6 +35,7 @@ const (
 	CodeTooLarge     = proto.CodeTooLarge
 	CodeForbidden    = proto.CodeForbidden
 	CodeRateLimited  = proto.CodeRateLimited
+	CodeIDReused     = proto.CodeIDReused
 	CodeOverloaded   = proto.CodeOverloaded
 	CodeUnavailable  = proto.CodeUnavailable
 	CodeInternal     = proto.CodeInternal

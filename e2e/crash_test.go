@@ -328,3 +328,86 @@ func TestCrashKeepsHistory(t *testing.T) {
 	}
 	t.Logf("%d acked messages survived SIGKILL", n)
 }
+
+// TestCrashKeepsPositions: a device's acknowledged position and a user's
+// read marker survive SIGKILL once the marks interval (logic.marks_interval,
+// 1 s) has passed: after the restart the device, reconnecting without
+// positions, is not sent what it acknowledged, and read_seq is kept. (Until
+// acks and reads went through the marks writer, an idle node held them only
+// in memory and a crash re-sent everything.)
+func TestCrashKeepsPositions(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	bin := parleyBinary(t)
+	data := newTestStore(t)
+	ports := [4]int{freePort(t), freePort(t), freePort(t), freePort(t)}
+	p := startStandalone(t, bin, data, ports)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	dialBob := func(p *proc) *client.Client {
+		cfg := client.Default()
+		cfg.URL, cfg.Token, cfg.Device = p.wsURL, p.token(t, "bob"), "b1"
+		cfg.Logger = logger()
+		cfg.RequestTimeout = 3 * time.Second
+		c, err := client.Dial(ctx, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		return c
+	}
+	alice := p.dial(t, "alice")
+	const chat, n = "dm:alice:bob", 5
+	for i := range n {
+		if _, err := alice.SendTo(ctx, "bob", fmt.Sprintf("m%d", i+1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bob := dialBob(p)
+	for i := range n {
+		select {
+		case m := <-bob.Messages():
+			if m.Seq != uint64(i+1) {
+				t.Fatalf("bob got seq %d, want %d", m.Seq, i+1)
+			}
+		case <-ctx.Done():
+			t.Fatal("bob did not get the messages")
+		}
+	}
+	if err := bob.MarkRead(ctx, chat, 2); err != nil {
+		t.Fatal(err)
+	}
+	// The SDK acks what the app took; the marks writer makes it durable
+	// within logic.marks_interval. Wait past both.
+	time.Sleep(3 * time.Second)
+	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = p.cmd.Wait()
+	_ = bob.Close()
+
+	p2 := startStandalone(t, bin, data, ports)
+	bob = dialBob(p2) // a fresh client: no positions in its sync
+	if err := bob.WaitSynced(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case m := <-bob.Messages():
+		t.Fatalf("after the restart bob was sent %s #%d again, which it had acknowledged", m.Chat, m.Seq)
+	case <-time.After(time.Second):
+	}
+	chats, err := bob.Chats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range chats {
+		if c.Chat == chat && (c.ReadSeq != 2 || c.Unread != n-2) {
+			t.Fatalf("after the restart bob's %s has read_seq %d, unread %d; want 2, %d", chat, c.ReadSeq, c.Unread, n-2)
+		}
+	}
+	if len(chats) == 0 {
+		t.Fatal("bob has no chats after the restart")
+	}
+}

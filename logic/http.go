@@ -416,7 +416,7 @@ func statusFor(code string) int {
 		return fasthttp.StatusNotFound
 	case proto.CodeTooLarge:
 		return fasthttp.StatusRequestEntityTooLarge
-	case proto.CodeGroupFull:
+	case proto.CodeGroupFull, proto.CodeIDReused:
 		return fasthttp.StatusConflict
 	case proto.CodeRateLimited:
 		return fasthttp.StatusTooManyRequests

@@ -108,7 +108,7 @@ func (m *memStore) AppendMessages(_ context.Context, apps []record.ChatAppend) [
 		for _, x := range add {
 			m.msgs[chat] = append(m.msgs[chat], x)
 			if x.RequestID != "" {
-				m.dedup[record.DedupKey{ChatID: x.ChatID, Sender: x.Sender, RequestID: x.RequestID}] = x
+				m.dedup[record.MessageDedupKey(&x)] = x
 			}
 		}
 		res[i].Stored = len(a.Msgs)

@@ -323,6 +323,8 @@ func (sh *shard) clientError(r *request, err error) error {
 		return proto.Errorf(proto.CodeChatNotFound, "no such chat")
 	case errors.Is(err, seq.ErrBadSeq):
 		return proto.Errorf(proto.CodeBadRequest, "%v", err)
+	case errors.Is(err, seq.ErrIDReused):
+		return proto.Errorf(proto.CodeIDReused, "request id %s was already used for another message from this device; use a new id", r.in.ID)
 	case errors.Is(err, seq.ErrBusy):
 		return &proto.Error{Code: proto.CodeOverloaded, Message: "too many messages of this chat in flight", RetryAfterMS: 100}
 	case errors.Is(err, seq.ErrNotStored), errors.Is(err, seq.ErrInDoubt):
@@ -361,7 +363,7 @@ func (sh *shard) addSend(r *request) {
 	d := sh.core.Send(r, s)
 	if d.Kind == seq.Lookup {
 		dedupLookups.Inc()
-		orig, err := sh.svc.store.LookupDedup(ctx, record.DedupKey{ChatID: r.chat, Sender: r.user, RequestID: in.ID})
+		orig, err := sh.svc.store.LookupDedup(ctx, record.DedupKey{ChatID: r.chat, Sender: r.user, Device: r.device, RequestID: in.ID})
 		switch {
 		case err == nil:
 			d = sh.core.Resolve(r, s, &orig)
@@ -677,6 +679,9 @@ func (sh *shard) appendSystem(r *request, ch *seq.Chat[*request], actor, request
 	r.system, r.extra, r.sysSeq, r.sysErr = true, extra, 0, nil
 	defer func() { r.system, r.extra = false, nil }()
 	m := record.Message{ChatID: ch.ID, Sender: actor, RequestID: requestID, TS: sh.svc.now().UnixMilli(), Kind: record.MsgSystem, Body: string(body)}
+	if requestID != "" {
+		m.Device = r.device // its dedup key is scoped to the device that asked
+	}
 	if d := sh.core.System(r, m); d.Kind == seq.Rejected {
 		return 0, sh.clientError(r, d.Err)
 	}
@@ -831,7 +836,7 @@ func (sh *shard) groupChange(ctx context.Context, r *request) error {
 				return &proto.Error{Code: proto.CodeUnavailable, Message: "an earlier change of this group is not stored yet, retry", RetryAfterMS: 200}
 			}
 		}
-		prev, err := sh.svc.store.LookupDedup(ctx, record.DedupKey{ChatID: r.chat, Sender: r.user, RequestID: in.ID})
+		prev, err := sh.svc.store.LookupDedup(ctx, record.DedupKey{ChatID: r.chat, Sender: r.user, Device: r.device, RequestID: in.ID})
 		switch {
 		case err == nil:
 			if err := sh.applyMembership(ctx, ch, target, add); err != nil {

@@ -51,6 +51,7 @@ const (
 	CodeTooLarge     = "too_large"      // a field exceeds its limit (body, name, members)
 	CodeForbidden    = "forbidden"      // the operation is not allowed for this user
 	CodeRateLimited  = "rate_limited"   // too many requests; retry after retry_after_ms
+	CodeIDReused     = "id_reused"      // the request id names another message of this device; never retried
 	CodeOverloaded   = "overloaded"     // the server is shedding load; retry with backoff
 	CodeUnavailable  = "unavailable"    // the store or the logic tier is unreachable; retry
 	CodeInternal     = "internal"       // unexpected server error; retry with backoff

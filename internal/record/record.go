@@ -131,11 +131,45 @@ type Page struct {
 }
 
 // DedupKey identifies a send for idempotency: a resend with the same key
-// gets the original result.
+// gets the original result. Keys are scoped to (chat, sender, the sender's
+// device, request id), so two devices of one user that number their
+// requests alike never collide.
 type DedupKey struct {
 	ChatID    string
 	Sender    string
+	Device    string // the sender's device; "" when Unscoped
 	RequestID string
+	// Unscoped marks a key stored before keys were scoped per device: it
+	// names no device, and LookupDedup matches it only for the device its
+	// message came from. Only DedupKeys returns such keys.
+	Unscoped bool
+}
+
+// Stored returns the key's request part as the stores keep it:
+// "device/request-id", or the bare request id for an unscoped key. '/' is
+// not in the id alphabet (ValidID), so the two forms never collide.
+func (k DedupKey) Stored() string {
+	if k.Unscoped {
+		return k.RequestID
+	}
+	return k.Device + "/" + k.RequestID
+}
+
+// ParseDedupKey returns the key whose Stored form is stored.
+func ParseDedupKey(chatID, sender, stored string) DedupKey {
+	k := DedupKey{ChatID: chatID, Sender: sender}
+	if dev, id, ok := strings.Cut(stored, "/"); ok {
+		k.Device, k.RequestID = dev, id
+	} else {
+		k.RequestID, k.Unscoped = stored, true
+	}
+	return k
+}
+
+// MessageDedupKey returns the key a message is stored under (RequestID
+// must be set).
+func MessageDedupKey(m *Message) DedupKey {
+	return DedupKey{ChatID: m.ChatID, Sender: m.Sender, Device: m.Device, RequestID: m.RequestID}
 }
 
 // ValidID reports whether s is a valid user, device or request id: 1 to

@@ -3,6 +3,7 @@ package seq
 import (
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"slices"
 	"time"
 
@@ -19,6 +20,8 @@ var (
 	ErrBusy      = errors.New("seq: too many messages of the chat in flight")
 	ErrNotStored = errors.New("seq: message not stored")
 	ErrInDoubt   = errors.New("seq: message outcome unknown")
+	// ErrIDReused: the request key names a message with another body.
+	ErrIDReused = errors.New("seq: request id already used for another message")
 )
 
 // Config bounds what a Core holds. Zero fields take the defaults.
@@ -124,6 +127,7 @@ type Chat[R any] struct {
 	keyOrder []dkey // insertion order of keys, oldest first (from keyFirst)
 	keyFirst int
 	filter   *filter // nil: every unknown key needs a lookup
+	unscoped bool    // the filter holds unscoped keys (bare request ids, from before keys were scoped per device)
 	recent   [recentN]recentMsg
 	cursors  map[dkey]uint64 // (user, device) -> delivery cursor
 
@@ -132,14 +136,24 @@ type Chat[R any] struct {
 	backoff time.Duration
 }
 
-// dkey is a (user, request id) or (user, device) pair.
+// dkey is a (user, "device/request-id") or (user, device) pair.
 type dkey struct{ a, b string }
 
-type keyVal struct {
-	seq    uint64
-	ts     int64
-	device string
+// requestKey returns the request key of a send (record.DedupKey.Stored).
+func requestKey(s *Send) dkey {
+	return dkey{s.User, s.Device + "/" + s.RequestID}
 }
+
+type keyVal struct {
+	seq uint64
+	ts  int64
+	sum uint64 // bodySum of the message's body
+}
+
+var bodySeed = maphash.MakeSeed()
+
+// bodySum tells two bodies apart (a retry must carry the same body).
+func bodySum(body string) uint64 { return maphash.String(bodySeed, body) }
 
 // entry is one assigned message not known durable.
 type entry[R any] struct {
@@ -261,7 +275,10 @@ func (c *Core[R]) Install(l Load) (*Chat[R], []Failure[R]) {
 	if c.cfg.Filter && (l.KeysComplete || !l.Exists) {
 		ch.filter = newFilter(2 * len(l.Keys))
 		for _, k := range l.Keys {
-			ch.filter.add(k.Sender, k.RequestID)
+			// An unscoped key (a bare request id) never equals a scoped
+			// one ('/' is not in the id alphabet).
+			ch.filter.add(k.Sender, k.Stored())
+			ch.unscoped = ch.unscoped || k.Unscoped
 		}
 	}
 	for _, cur := range l.Cursors {
@@ -313,13 +330,19 @@ func (c *Core[R]) Send(ref R, s Send) Decision {
 		return Decision{Kind: Rejected, Err: ErrNotMember}
 	}
 	if s.RequestID != "" {
-		k := dkey{s.User, s.RequestID}
+		k := requestKey(&s)
 		if v, ok := ch.keys[k]; ok {
 			if v.seq <= ch.Head {
+				if v.sum != bodySum(s.Body) {
+					return Decision{Kind: Rejected, Err: ErrIDReused}
+				}
 				return Decision{Kind: Known, Msg: record.Message{ChatID: ch.ID, Seq: v.seq, Sender: s.User,
-					Device: v.device, RequestID: s.RequestID, TS: v.ts, Kind: kindOr(s.Kind)}}
+					Device: s.Device, RequestID: s.RequestID, TS: v.ts, Kind: kindOr(s.Kind)}}
 			}
 			e := ch.inflight[v.seq-ch.Head-1]
+			if e.msg.Body != s.Body {
+				return Decision{Kind: Rejected, Err: ErrIDReused}
+			}
 			e.waiters = append(e.waiters, ref)
 			if !e.doubt {
 				return Decision{Kind: Waiting}
@@ -329,7 +352,8 @@ func (c *Core[R]) Send(ref R, s Send) Decision {
 			c.markDirty(ch)
 			return Decision{Kind: Waiting}
 		}
-		if ch.Exists && (ch.filter == nil || ch.filter.mayContain(s.User, s.RequestID)) {
+		if ch.Exists && (ch.filter == nil || ch.filter.mayContain(k.a, k.b) ||
+			ch.unscoped && ch.filter.mayContain(s.User, s.RequestID)) {
 			return Decision{Kind: Lookup}
 		}
 	}
@@ -344,8 +368,11 @@ func (c *Core[R]) Resolve(ref R, s Send, found *record.Message) Decision {
 		return Decision{Kind: Rejected, Err: fmt.Errorf("chat %s not loaded: %w", s.Chat, ErrNoChat)}
 	}
 	if found != nil {
+		if found.Body != s.Body {
+			return Decision{Kind: Rejected, Err: ErrIDReused}
+		}
 		if found.Seq <= ch.Head {
-			ch.addKey(dkey{s.User, s.RequestID}, keyVal{seq: found.Seq, ts: found.TS, device: found.Device}, c.cfg.Keys)
+			ch.addKey(requestKey(&s), keyVal{seq: found.Seq, ts: found.TS, sum: bodySum(found.Body)}, c.cfg.Keys)
 			return Decision{Kind: Known, Msg: *found, Refan: true}
 		}
 		// A row above the head (another writer's, in LWT sequencing): the
@@ -381,7 +408,7 @@ func (c *Core[R]) assign(ch *Chat[R], ref R, s Send) Decision {
 		TS: s.TS, Kind: kindOr(s.Kind), Body: s.Body}
 	ch.inflight = append(ch.inflight, &entry[R]{msg: m, waiters: []R{ref}})
 	if s.RequestID != "" {
-		ch.addKey(dkey{s.User, s.RequestID}, keyVal{seq: m.Seq, ts: m.TS, device: m.Device}, c.cfg.Keys)
+		ch.addKey(requestKey(&s), keyVal{seq: m.Seq, ts: m.TS, sum: bodySum(m.Body)}, c.cfg.Keys)
 	}
 	c.markDirty(ch)
 	return Decision{Kind: Waiting}

@@ -23,10 +23,11 @@ import (
 // Commands (key=value arguments; lists are comma-separated):
 //
 //	config inflight=N keys=N filter=on|off retry=D
-//	load chat=ID [members=a,b] [head=N] [epoch=N] [exists=false] [keys=u/r,...] [incomplete] [cursors=u/d/N,...] [tail=N:sender,...]
+//	load chat=ID [members=a,b] [head=N] [epoch=N] [exists=false] [keys=u/d/r,...] [incomplete] [cursors=u/d/N,...] [tail=N:sender,...]
+//	     (a key u/r without a device is unscoped: stored before keys were scoped per device)
 //	send ref=R chat=ID user=U [device=D] id=K [body=B] [ts=N]
 //	system ref=R chat=ID user=U [id=K] body=B
-//	resolve ref=R chat=ID user=U id=K [found=SEQ] [body=B]
+//	resolve ref=R chat=ID user=U [device=D] id=K [found=SEQ] [body=B] [stored=B (the found message's body when not B)]
 //	uncreated
 //	create chat=ID | abort chat=ID
 //	appends [at=D]
@@ -177,8 +178,8 @@ func (s *scenario) run(cmd string) []string {
 			l.KeysComplete = false
 		}
 		for _, k := range list(a["keys"]) {
-			u, r, _ := strings.Cut(k, "/")
-			l.Keys = append(l.Keys, record.DedupKey{ChatID: l.Meta.ID, Sender: u, RequestID: r})
+			u, stored, _ := strings.Cut(k, "/")
+			l.Keys = append(l.Keys, record.ParseDedupKey(l.Meta.ID, u, stored))
 		}
 		for _, c := range list(a["cursors"]) {
 			p := strings.Split(c, "/")
@@ -199,7 +200,10 @@ func (s *scenario) run(cmd string) []string {
 	case "resolve":
 		var found *record.Message
 		if f := a["found"]; f != "" {
-			found = &record.Message{ChatID: a["chat"], Seq: s.num(f), Sender: a["user"], RequestID: a["id"], Kind: record.MsgText, Body: a["body"]}
+			found = &record.Message{ChatID: a["chat"], Seq: s.num(f), Sender: a["user"], Device: s.send(a).Device, RequestID: a["id"], Kind: record.MsgText, Body: a["body"]}
+			if b, ok := a["stored"]; ok {
+				found.Body = b
+			}
 		}
 		return []string{decision(s.core.Resolve(a["ref"], s.send(a), found))}
 	case "uncreated":

@@ -63,7 +63,7 @@ func checkAcked(t *testing.T, s *Store, acked map[string]uint64) {
 			}
 		}
 		if n >= 2 {
-			key := record.DedupKey{ChatID: chat, Sender: "alice", RequestID: "req-2"}
+			key := record.DedupKey{ChatID: chat, Sender: "alice", Device: "phone-1", RequestID: "req-2"}
 			if m, err := s.LookupDedup(ctx, key); err != nil || m.Seq != 2 {
 				t.Fatalf("LookupDedup(%+v) after crash: got %+v, %v, want seq 2", key, m, err)
 			}

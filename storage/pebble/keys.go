@@ -19,7 +19,7 @@ import (
 //
 //	table    key                                     value
 //	'm' msg  'm' chat 00 seq(8, BE)                  message (see codec.go)
-//	'k' dup  'k' chat 00 sender 00 requestID         seq(8, BE)
+//	'k' dup  'k' chat 00 sender 00 device/requestID  seq(8, BE) (bare requestID if written before dedup was scoped per device)
 //	'c' chat 'c' chat                                chat meta (see codec.go)
 //	'b' mem  'b' chat 00 user                        empty
 //	'u' list 'u' user 00 chat                        empty
@@ -29,6 +29,7 @@ import (
 //	's' push 's' user 00 device                      push subscription (see codec.go)
 //	'l' ldgr 'l' key                                 expiry, Unix ns (8, BE)
 //	'x' lexp 'x' expiry(8, BE) key                   empty (the ledger by expiry, for the sweep)
+//	'z' meta 'z' name                                a store-wide setting (dedupFormatKey)
 //
 // Consequences:
 //   - LastSeq is one reverse seek (Last) within ['m' chat 00, 'm' chat 01).
@@ -58,6 +59,7 @@ const (
 	tablePushSub = 's'
 	tableLedger  = 'l'
 	tableLedgerX = 'x'
+	tableMeta    = 'z'
 )
 
 const sep = 0x00

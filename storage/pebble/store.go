@@ -41,6 +41,11 @@ type Store struct {
 
 	marks atomic.Uint64 // MarkPushed calls, to pace the ledger sweep
 
+	// unscoped: the database may hold dedup keys written before keys were
+	// scoped per device (see openDedupFormat); LookupDedup then falls back
+	// to them. Set at Open.
+	unscoped bool
+
 	mu     sync.RWMutex // read-held by every operation, write-held by Close
 	closed bool         // guarded by mu
 }
@@ -86,6 +91,10 @@ func OpenFS(cfg Config, fs vfs.FS, log *slog.Logger) (*Store, error) {
 	if !cfg.Sync {
 		s.wo = pdb.NoSync
 		log.Warn("pebble store opened with sync disabled: acknowledged writes may be lost on power failure", "dir", cfg.Dir)
+	}
+	if s.unscoped, err = openDedupFormat(db); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("cannot open pebble store in %s: %w", cfg.Dir, err)
 	}
 	log.Info("pebble store opened", "dir", cfg.Dir, "sync", cfg.Sync)
 	return s, nil
@@ -201,6 +210,9 @@ func validMessage(m *record.Message) error {
 		if err := checkID("request id", m.RequestID); err != nil {
 			return err
 		}
+		if strings.ContainsAny(m.RequestID, "/") || strings.ContainsAny(m.Device, "/\x00") {
+			return fmt.Errorf("invalid request id %q or device %q: '/' or NUL in a dedup key", m.RequestID, m.Device)
+		}
 	}
 	return nil
 }
@@ -297,7 +309,7 @@ func (s *Store) AppendMessages(ctx context.Context, appends []record.ChatAppend)
 				break
 			}
 			if m.RequestID != "" {
-				key = dedupKey(key[:0], m.ChatID, m.Sender, m.RequestID)
+				key = dedupKey(key[:0], m.ChatID, m.Sender, record.MessageDedupKey(m).Stored())
 				val = appendSeq(val[:0], m.Seq)
 				if err := b.Set(key, val, nil); err != nil {
 					res[i].Err = fmt.Errorf("cannot append dedup entry of message %d to chat %s: %w", m.Seq, m.ChatID, err)
@@ -389,21 +401,34 @@ func (s *Store) LastSeq(ctx context.Context, chatID string) (uint64, error) {
 var errDedupNotFound = fmt.Errorf("cannot look up dedup entry: %w", record.ErrNotFound)
 
 // LookupDedup returns the message stored under key, or record.ErrNotFound.
-// Safe for concurrent use.
+// In a database that may hold keys from before keys were scoped per device,
+// a miss falls back to the bare request id, matched only when its message
+// came from key.Device. Safe for concurrent use.
 func (s *Store) LookupDedup(ctx context.Context, key record.DedupKey) (record.Message, error) {
 	if err := s.enter(ctx); err != nil {
 		return record.Message{}, fmt.Errorf("cannot look up dedup entry: %w", err)
 	}
 	defer s.leave()
-	if key.RequestID == "" || checkID("chat id", key.ChatID) != nil ||
-		strings.IndexByte(key.Sender, sep) >= 0 || strings.IndexByte(key.RequestID, sep) >= 0 {
+	if key.RequestID == "" || key.Unscoped || checkID("chat id", key.ChatID) != nil ||
+		strings.IndexByte(key.Sender, sep) >= 0 || strings.IndexByte(key.Device, sep) >= 0 ||
+		strings.IndexByte(key.RequestID, sep) >= 0 {
 		return record.Message{}, errDedupNotFound
 	}
-	var kbuf [160]byte
+	m, err := s.lookupDedup(key, key.Device+"/"+key.RequestID)
+	if errors.Is(err, record.ErrNotFound) && s.unscoped {
+		if m, err = s.lookupDedup(key, key.RequestID); err == nil && m.Device != key.Device {
+			return record.Message{}, errDedupNotFound
+		}
+	}
+	return m, err
+}
+
+func (s *Store) lookupDedup(key record.DedupKey, stored string) (record.Message, error) {
+	var kbuf [224]byte
 	var vbuf [8]byte
-	v, err := s.get(dedupKey(kbuf[:0], key.ChatID, key.Sender, key.RequestID), vbuf[:0])
+	v, err := s.get(dedupKey(kbuf[:0], key.ChatID, key.Sender, stored), vbuf[:0])
 	if errors.Is(err, pdb.ErrNotFound) {
-		// The common case (every new send): no allocation, no formatting.
+		// The common case (every new send): no formatting.
 		return record.Message{}, errDedupNotFound
 	}
 	if err != nil {
@@ -452,7 +477,7 @@ func (s *Store) DedupKeys(ctx context.Context, chatID string, limit int) ([]reco
 		if len(out) == limit {
 			return out, false, nil
 		}
-		out = append(out, record.DedupKey{ChatID: chatID, Sender: string(rest[:i]), RequestID: string(rest[i+1:])})
+		out = append(out, record.ParseDedupKey(chatID, string(rest[:i]), string(rest[i+1:])))
 	}
 	if err := it.Error(); err != nil {
 		return nil, false, fmt.Errorf("cannot list dedup keys of chat %s: %w", chatID, err)
@@ -967,4 +992,40 @@ func (s *Store) DeviceCursor(ctx context.Context, user, device, chatID string) (
 		}
 	}
 	return 0, fmt.Errorf("cannot read cursor of device %s/%s in chat %s: %w", user, device, chatID, err)
+}
+
+// dedupFormatKey records whether the database may hold dedup keys written
+// before keys were scoped per device: "unscoped" or "scoped".
+var dedupFormatKey = []byte{tableMeta, 'd', 'e', 'd', 'u', 'p'}
+
+// openDedupFormat reads the dedup key format, recording it on the first
+// open by this version: a database that already holds dedup keys may hold
+// unscoped ones (kept for good: this store never expires keys), a new one
+// never does. It reports whether unscoped keys may exist.
+func openDedupFormat(db *pdb.DB) (bool, error) {
+	v, closer, err := db.Get(dedupFormatKey)
+	if err == nil {
+		unscoped := string(v) == "unscoped"
+		_ = closer.Close()
+		return unscoped, nil
+	}
+	if !errors.Is(err, pdb.ErrNotFound) {
+		return false, fmt.Errorf("cannot read the dedup key format: %w", err)
+	}
+	it, err := db.NewIter(&pdb.IterOptions{LowerBound: []byte{tableDedup}, UpperBound: []byte{tableDedup + 1}})
+	if err != nil {
+		return false, fmt.Errorf("cannot read the dedup key format: %w", err)
+	}
+	unscoped := it.First()
+	if err := errors.Join(it.Error(), it.Close()); err != nil {
+		return false, fmt.Errorf("cannot read the dedup key format: %w", err)
+	}
+	val := "scoped"
+	if unscoped {
+		val = "unscoped"
+	}
+	if err := db.Set(dedupFormatKey, []byte(val), pdb.Sync); err != nil {
+		return false, fmt.Errorf("cannot record the dedup key format: %w", err)
+	}
+	return unscoped, nil
 }

@@ -212,7 +212,7 @@ func BenchmarkLookupDedupMiss(b *testing.B) {
 	i := 0
 	for b.Loop() {
 		i++
-		key := record.DedupKey{ChatID: fmt.Sprintf("g:dedup%d", i%40), Sender: "u1", RequestID: "miss-" + strconv.Itoa(i)}
+		key := record.DedupKey{ChatID: fmt.Sprintf("g:dedup%d", i%40), Sender: "u1", Device: "d1", RequestID: "miss-" + strconv.Itoa(i)}
 		if _, err := s.LookupDedup(ctx, key); !errors.Is(err, record.ErrNotFound) {
 			b.Fatalf("LookupDedup: got %v, want ErrNotFound", err)
 		}

@@ -3,10 +3,12 @@ package pebble
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	pdb "github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/parley-chat/parley/internal/record"
@@ -137,5 +139,54 @@ func TestCanceledContext(t *testing.T) {
 	}
 	if got, err := s.LastSeq(t.Context(), "g:a"); err != nil || got != 0 {
 		t.Fatalf("LastSeq: got %d, %v, want 0", got, err)
+	}
+}
+
+// TestUnscopedDedupKeys: a database written before dedup keys were scoped
+// per device holds bare request ids, kept for good. Opened by this version
+// it is marked unscoped: LookupDedup finds such a key for the device its
+// message came from, and only for it, and DedupKeys lists it as unscoped.
+// A database without old keys is marked scoped on its first open.
+func TestUnscopedDedupKeys(t *testing.T) {
+	ctx := t.Context()
+	fs := vfs.NewMem()
+	s := openOn(t, fs)
+	if s.unscoped {
+		t.Fatal("a new database is marked unscoped")
+	}
+	m := storetest.Msg("g:old", 2) // request id req-2, device phone-1
+	if err := storetest.Append(ctx, s, 0, []record.Message{m}); err != nil {
+		t.Fatal(err)
+	}
+	// Make it look as the previous version left it: a bare key, no marker.
+	b := s.db.NewBatch()
+	_ = b.Delete(dedupKey(nil, m.ChatID, m.Sender, "phone-1/req-2"), nil)
+	_ = b.Set(dedupKey(nil, m.ChatID, m.Sender, "req-2"), appendSeq(nil, m.Seq), nil)
+	_ = b.Delete(dedupFormatKey, nil)
+	if err := b.Commit(pdb.Sync); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+
+	for range 2 { // marked on the first open, read on the second
+		s = openOn(t, fs)
+		if !s.unscoped {
+			t.Fatal("a database holding old keys is not marked unscoped")
+		}
+		got, err := s.LookupDedup(ctx, record.MessageDedupKey(&m))
+		if err != nil || got != m {
+			t.Fatalf("LookupDedup of an unscoped key from its device: got %+v, %v, want %+v", got, err, m)
+		}
+		other := record.MessageDedupKey(&m)
+		other.Device = "tablet"
+		if got, err := s.LookupDedup(ctx, other); !errors.Is(err, record.ErrNotFound) {
+			t.Fatalf("LookupDedup of an unscoped key from another device: got %+v, %v, want ErrNotFound", got, err)
+		}
+		keys, complete, err := s.DedupKeys(ctx, m.ChatID, 10)
+		want := []record.DedupKey{{ChatID: m.ChatID, Sender: m.Sender, RequestID: m.RequestID, Unscoped: true}}
+		if err != nil || !complete || !slices.Equal(keys, want) {
+			t.Fatalf("DedupKeys: got %+v, complete=%v, %v, want %+v", keys, complete, err, want)
+		}
+		s.Close()
 	}
 }

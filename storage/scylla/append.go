@@ -172,7 +172,7 @@ func (s *Store) writeDedupKeys(ctx context.Context, msgs []record.Message) error
 		if b.Batch == nil {
 			b = s.idempotentBatch(ctx)
 		}
-		b.add(insertDedupKey, m.ChatID, m.Sender, m.RequestID, int64(m.Seq), s.dedupTTL)
+		b.add(insertDedupKey, m.ChatID, m.Sender, record.MessageDedupKey(m).Stored(), int64(m.Seq), s.dedupTTL)
 	}
 	if b.Batch == nil {
 		return nil
@@ -508,18 +508,24 @@ func scanMessages(iter *gocql.Iter, chatID string, out []record.Message, max int
 
 // LookupDedup returns the message stored under key, or ErrNotFound. A key
 // whose message is not there (its append never landed) or belongs to
-// someone else counts as missing. Safe for concurrent use.
+// someone else counts as missing. While keys written before keys were
+// scoped per device may be alive (unscopedUntil), a miss falls back to the
+// bare request id, matched only when its message came from key.Device.
+// Safe for concurrent use.
 func (s *Store) LookupDedup(ctx context.Context, key record.DedupKey) (record.Message, error) {
 	if err := s.enter(); err != nil {
 		return record.Message{}, err
 	}
 	defer s.mu.RUnlock()
-	if key.ChatID == "" || key.RequestID == "" {
+	if key.ChatID == "" || key.RequestID == "" || key.Unscoped {
 		return record.Message{}, fmt.Errorf("cannot look up %+v: %w", key, record.ErrNotFound)
 	}
-	m, err := s.lookupDedup(ctx, selectDedupKey, key)
+	m, err := s.lookupDedup(ctx, selectDedupKey, key, key.Stored())
+	if errors.Is(err, record.ErrNotFound) && s.unscopedDedup() {
+		m, err = s.lookupDedup(ctx, selectDedupKey, key, key.RequestID)
+	}
 	if errors.Is(err, record.ErrNotFound) && s.legacyDedup() {
-		m, err = s.lookupDedup(ctx, selectLegacyDedup, key)
+		m, err = s.lookupDedup(ctx, selectLegacyDedup, key, key.RequestID)
 	}
 	if err != nil {
 		return record.Message{}, fmt.Errorf("cannot look up %+v: %w", key, err)
@@ -527,13 +533,13 @@ func (s *Store) LookupDedup(ctx context.Context, key record.DedupKey) (record.Me
 	return m, nil
 }
 
-func (s *Store) lookupDedup(ctx context.Context, stmt string, key record.DedupKey) (record.Message, error) {
+func (s *Store) lookupDedup(ctx context.Context, stmt string, key record.DedupKey, stored string) (record.Message, error) {
 	var seq int64
-	if err := s.read(ctx, stmt, key.ChatID, key.Sender, key.RequestID).Scan(&seq); err != nil {
+	if err := s.read(ctx, stmt, key.ChatID, key.Sender, stored).Scan(&seq); err != nil {
 		return record.Message{}, mapErr(err)
 	}
 	m, err := s.message(ctx, key.ChatID, uint64(seq))
-	if err == nil && (m.Sender != key.Sender || m.RequestID != key.RequestID) {
+	if err == nil && (m.Sender != key.Sender || m.Device != key.Device || m.RequestID != key.RequestID) {
 		err = record.ErrNotFound
 	}
 	return m, err
@@ -553,14 +559,14 @@ func (s *Store) DedupKeys(ctx context.Context, chatID string, limit int) (keys [
 		return nil, false, nil
 	}
 	iter := s.read(ctx, selectDedupKeys, chatID).PageSize(1000).Iter()
-	k := record.DedupKey{ChatID: chatID}
+	var sender, stored string
 	complete = true
-	for iter.Scan(&k.Sender, &k.RequestID) {
+	for iter.Scan(&sender, &stored) {
 		if len(keys) == limit {
 			complete = false
 			break
 		}
-		keys = append(keys, k)
+		keys = append(keys, record.ParseDedupKey(chatID, sender, stored))
 	}
 	if err := iter.Close(); err != nil {
 		return nil, false, fmt.Errorf("cannot read dedup keys of chat %s: %w", chatID, mapErr(err))

@@ -39,7 +39,9 @@
 //	               ts, kind tinyint, body blob, wid uuid (unused since 3)
 //	chat_buckets   (chat_id, bucket DESC)            every bucket of a chat
 //	dedup_keys     (chat_id, sender, request_id) seq USING TTL dedup_ttl;
-//	               time-window compaction, gc_grace 1h (TTL only)
+//	               time-window compaction, gc_grace 1h (TTL only);
+//	               request_id is "device/request-id" (a bare id before
+//	               migration 4: read only while such keys can be alive)
 //	dedup          ((chat_id, sender, request_id)) seq  migration 1's keys,
 //	               read only while they can be alive (legacy keyspaces)
 //	chats          (chat_id) kind, name, created_by, created_at, wid
@@ -61,7 +63,9 @@
 // byte for byte. The settings the first Open records, and later ones must
 // match, are bucket_size, sequencing (lwt or lease) and, under leases,
 // slots; a keyspace created before migration 3 is recorded as lwt, with
-// legacy_dedup_until (the old dedup table's keys expire by then).
+// legacy_dedup_until (the old dedup table's keys expire by then); one
+// created before migration 4 records unscoped_dedup_until (its dedup keys
+// not scoped per device expire by then).
 //
 // # Sequencing: two modes
 //

@@ -154,6 +154,12 @@ var migrations = []migration{{
 		`ALTER TABLE push_ledger WITH compaction = {'class': 'TimeWindowCompactionStrategy', 'compaction_window_unit': 'DAYS', 'compaction_window_size': 1}
 			AND gc_grace_seconds = 3600`,
 	},
+}, {
+	id: 4,
+	// No DDL: dedup_keys.request_id becomes "device/request-id"
+	// (record.DedupKey.Stored). A keyspace that existed before records
+	// unscoped_dedup_until, when its bare-id keys have expired.
+	description: "dedup keys scoped per device",
 }}
 
 const (
@@ -189,6 +195,10 @@ type schemaInfo struct {
 	// until then LookupDedup falls back to it and DedupKeys is incomplete.
 	// Zero for a keyspace created with migration 3.
 	legacyDedupUntil time.Time
+	// unscopedDedupUntil is when dedup keys written before keys were scoped
+	// per device (migration 4) expire: until then LookupDedup falls back to
+	// the bare request id. Zero for a keyspace created with migration 4.
+	unscopedDedupUntil time.Time
 }
 
 // migrate applies the migrations not yet recorded in schema_version, then
@@ -210,6 +220,9 @@ func migrate(ctx context.Context, sess *gocql.Session, cfg Config) (info schemaI
 	// A keyspace that existed before migration 3 holds data written by
 	// lightweight transactions and dedup keys in the old table.
 	legacy := done[1] && !done[3]
+	// One that existed before migration 4 holds dedup keys not scoped per
+	// device.
+	unscoped := done[1] && !done[4]
 	for _, m := range migrations {
 		if done[m.id] {
 			continue
@@ -254,6 +267,12 @@ func migrate(ctx context.Context, sess *gocql.Session, cfg Config) (info schemaI
 			return info, err
 		}
 	}
+	if unscoped {
+		until := time.Now().Add(cfg.DedupTTL).UnixMilli()
+		if _, err := recordSetting(ctx, sess, "unscoped_dedup_until", strconv.FormatInt(until, 10)); err != nil {
+			return info, err
+		}
+	}
 	if err := check("sequencing", mode, "and it can never change (a keyspace's rows are written in one mode; use a new keyspace for the other)"); err != nil {
 		return info, err
 	}
@@ -262,20 +281,30 @@ func migrate(ctx context.Context, sess *gocql.Session, cfg Config) (info schemaI
 			return info, err
 		}
 	}
-	var until string
-	err = sess.Query(selectSetting, "legacy_dedup_until").WithContext(ctx).Scan(&until)
-	switch {
-	case errors.Is(err, gocql.ErrNotFound):
-	case err != nil:
-		return info, fmt.Errorf("cannot read setting legacy_dedup_until: %w", err)
-	default:
-		ms, perr := strconv.ParseInt(until, 10, 64)
-		if perr != nil {
-			return info, fmt.Errorf("cannot parse setting legacy_dedup_until %q: %w", until, perr)
-		}
-		info.legacyDedupUntil = time.UnixMilli(ms)
+	if info.legacyDedupUntil, err = readUntil(ctx, sess, "legacy_dedup_until"); err != nil {
+		return info, err
+	}
+	if info.unscopedDedupUntil, err = readUntil(ctx, sess, "unscoped_dedup_until"); err != nil {
+		return info, err
 	}
 	return info, nil
+}
+
+// readUntil reads a time setting (Unix milliseconds); zero when unset.
+func readUntil(ctx context.Context, sess *gocql.Session, name string) (time.Time, error) {
+	var until string
+	err := sess.Query(selectSetting, name).WithContext(ctx).Scan(&until)
+	switch {
+	case errors.Is(err, gocql.ErrNotFound):
+		return time.Time{}, nil
+	case err != nil:
+		return time.Time{}, fmt.Errorf("cannot read setting %s: %w", name, err)
+	}
+	ms, err := strconv.ParseInt(until, 10, 64)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("cannot parse setting %s %q: %w", name, until, err)
+	}
+	return time.UnixMilli(ms), nil
 }
 
 // recordSetting stores name=value unless name is set, and returns the

@@ -30,6 +30,9 @@ type Store struct {
 	// legacyUntil: until then keys of the migration-1 dedup table may be
 	// alive (schemaInfo.legacyDedupUntil); zero for none.
 	legacyUntil time.Time
+	// unscopedUntil: until then dedup keys not scoped per device may be
+	// alive (schemaInfo.unscopedDedupUntil); zero for none.
+	unscopedUntil time.Time
 	// hookWritePart, when set (tests only), runs before a partition's rows
 	// are written; an error it returns is the write's.
 	hookWritePart func(ctx context.Context, p *part) error
@@ -96,15 +99,16 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Store, error) {
 	}
 	serial, _ := parseSerial(cfg.SerialConsistency)
 	s := &Store{
-		cfg:         cfg,
-		log:         log,
-		sess:        sess,
-		bucketSize:  cfg.BucketSize,
-		dedupTTL:    int(cfg.DedupTTL / time.Second),
-		buckets:     make(map[bucketKey]struct{}),
-		lease:       cfg.Sequencing == SequencingLease,
-		serial:      serial,
-		legacyUntil: info.legacyDedupUntil,
+		cfg:           cfg,
+		log:           log,
+		sess:          sess,
+		bucketSize:    cfg.BucketSize,
+		dedupTTL:      int(cfg.DedupTTL / time.Second),
+		buckets:       make(map[bucketKey]struct{}),
+		lease:         cfg.Sequencing == SequencingLease,
+		serial:        serial,
+		legacyUntil:   info.legacyDedupUntil,
+		unscopedUntil: info.unscopedDedupUntil,
 	}
 	if cfg.SpeculativeAttempts > 0 {
 		s.spec = &gocql.SimpleSpeculativeExecution{NumAttempts: cfg.SpeculativeAttempts, TimeoutDelay: cfg.SpeculativeDelay}
@@ -157,6 +161,12 @@ func newCluster(cfg Config) (*gocql.ClusterConfig, error) {
 // still be alive.
 func (s *Store) legacyDedup() bool {
 	return !s.legacyUntil.IsZero() && time.Now().Before(s.legacyUntil)
+}
+
+// unscopedDedup reports whether dedup keys not scoped per device may still
+// be alive.
+func (s *Store) unscopedDedup() bool {
+	return !s.unscopedUntil.IsZero() && time.Now().Before(s.unscopedUntil)
 }
 
 // enter registers a call in flight; it fails with record.ErrClosed after

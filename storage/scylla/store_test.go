@@ -181,6 +181,7 @@ func TestStore(t *testing.T) {
 		{"RetriedTransaction", testRetriedTransaction},
 		{"SettingsFixed", testSettingsFixed},
 		{"LegacyKeyspace", testLegacyKeyspace},
+		{"UnscopedKeys", testUnscopedKeys},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -232,7 +233,7 @@ func testTwoNodesRace(t *testing.T, cfg Config) {
 				t.Fatalf("seq %d node %d: got %+v, %v, want %+v", seq, n, got, err, sent[winner])
 			}
 			loser := sent[1-winner]
-			_, err = s.LookupDedup(ctx, record.DedupKey{ChatID: chat, Sender: loser.Sender, RequestID: loser.RequestID})
+			_, err = s.LookupDedup(ctx, record.MessageDedupKey(&loser))
 			if !errors.Is(err, record.ErrNotFound) {
 				t.Fatalf("seq %d: loser's dedup key: got %v, want ErrNotFound", seq, err)
 			}
@@ -561,12 +562,60 @@ func testLegacyKeyspace(t *testing.T, cfg Config) {
 	}
 	s = openStore(t, cfg)
 	defer s.Close()
-	got, err := s.LookupDedup(ctx, record.DedupKey{ChatID: m.ChatID, Sender: m.Sender, RequestID: m.RequestID})
+	got, err := s.LookupDedup(ctx, record.MessageDedupKey(&m))
 	if err != nil || got != m {
 		t.Fatalf("LookupDedup of a legacy key: got %+v, %v, want %+v", got, err, m)
 	}
 	if _, complete, err := s.DedupKeys(ctx, m.ChatID, 100); err != nil || complete {
 		t.Fatalf("DedupKeys of a legacy keyspace: got complete=%v, %v, want incomplete", complete, err)
+	}
+}
+
+// testUnscopedKeys: a keyspace created before migration 4 holds dedup keys
+// of bare request ids; until they expire LookupDedup finds them for the
+// device their message came from, and only for it, and DedupKeys lists them
+// as unscoped.
+func testUnscopedKeys(t *testing.T, cfg Config) {
+	ctx := t.Context()
+	s := openStore(t, cfg)
+	m := storetest.Msg("g:unscoped", 2) // carries request id req-2, device phone-1
+	if r := appendOne(ctx, s, 0, m); r.Err != nil {
+		t.Fatalf("append: %v", r.Err)
+	}
+	// Make the keyspace look as it did before migration 4: a bare key.
+	for _, q := range []string{
+		"DELETE FROM schema_version WHERE id = 4",
+		"DELETE FROM settings WHERE name = 'unscoped_dedup_until'",
+		"DELETE FROM settings WHERE name = 'legacy_dedup_until'", // left by LegacyKeyspace
+		"DELETE FROM dedup_keys WHERE chat_id = 'g:unscoped'",
+	} {
+		if err := s.sess.Query(q).Exec(); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	if err := s.sess.Query(insertDedupKey, m.ChatID, m.Sender, m.RequestID, int64(m.Seq), 3600).Exec(); err != nil {
+		t.Fatalf("insert unscoped dedup key: %v", err)
+	}
+	s.Close()
+
+	s = openStore(t, cfg)
+	defer s.Close()
+	if s.unscopedUntil.IsZero() {
+		t.Fatal("a keyspace from before migration 4 recorded no unscoped_dedup_until")
+	}
+	got, err := s.LookupDedup(ctx, record.MessageDedupKey(&m))
+	if err != nil || got != m {
+		t.Fatalf("LookupDedup of an unscoped key from its device: got %+v, %v, want %+v", got, err, m)
+	}
+	other := record.MessageDedupKey(&m)
+	other.Device = "tablet"
+	if got, err := s.LookupDedup(ctx, other); !errors.Is(err, record.ErrNotFound) {
+		t.Fatalf("LookupDedup of an unscoped key from another device: got %+v, %v, want ErrNotFound", got, err)
+	}
+	keys, complete, err := s.DedupKeys(ctx, m.ChatID, 100)
+	want := []record.DedupKey{{ChatID: m.ChatID, Sender: m.Sender, RequestID: m.RequestID, Unscoped: true}}
+	if err != nil || !complete || !slices.Equal(keys, want) {
+		t.Fatalf("DedupKeys: got %+v, complete=%v, %v, want %+v, complete", keys, complete, err, want)
 	}
 }
 

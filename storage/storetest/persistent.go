@@ -79,7 +79,7 @@ func RunPersistent(t *testing.T, open func(t *testing.T, dir string) Store, o Op
 				t.Fatalf("round %d: Message(%q, %d): got %+v, %v, want %+v", round, want.ChatID, want.Seq, got, err, want)
 			}
 		}
-		key := record.DedupKey{ChatID: g.ID, Sender: "alice", RequestID: "req-4"}
+		key := record.DedupKey{ChatID: g.ID, Sender: "alice", Device: "phone-1", RequestID: "req-4"}
 		if got, err := s.LookupDedup(ctx, key); err != nil || got != msgs[3] {
 			t.Fatalf("round %d: LookupDedup: got %+v, %v, want %+v", round, got, err, msgs[3])
 		}

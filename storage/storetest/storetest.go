@@ -424,7 +424,7 @@ func testConflict(t *testing.T, s Store, o Options) {
 	if got, err := s.Message(ctx, b, 2); err != nil || got != Msg(b, 2) {
 		t.Fatalf("Message(%q, 2): got %+v, %v, want %+v", b, got, err, Msg(b, 2))
 	}
-	if got, err := s.LookupDedup(ctx, record.DedupKey{ChatID: b, Sender: "alice", RequestID: "req-2"}); err != nil || got != Msg(b, 2) {
+	if got, err := s.LookupDedup(ctx, record.DedupKey{ChatID: b, Sender: "alice", Device: "phone-1", RequestID: "req-2"}); err != nil || got != Msg(b, 2) {
 		t.Fatalf("LookupDedup(b, req-2): got %+v, %v, want %+v", got, err, Msg(b, 2))
 	}
 	// The store stays usable after a conflict.
@@ -496,7 +496,7 @@ func testRetrySameContent(t *testing.T, s Store, o Options) {
 	if err != nil || !slices.Equal(got, Msgs(chat, 1, 5)) {
 		t.Fatalf("Messages: got %+v, %v, want seqs 1..5", got, err)
 	}
-	if m, err := s.LookupDedup(ctx, record.DedupKey{ChatID: chat, Sender: "alice", RequestID: "req-4"}); err != nil || m != Msg(chat, 4) {
+	if m, err := s.LookupDedup(ctx, record.DedupKey{ChatID: chat, Sender: "alice", Device: "phone-1", RequestID: "req-4"}); err != nil || m != Msg(chat, 4) {
 		t.Fatalf("LookupDedup(req-4): got %+v, %v, want %+v", m, err, Msg(chat, 4))
 	}
 }
@@ -504,22 +504,29 @@ func testRetrySameContent(t *testing.T, s Store, o Options) {
 func testDedup(t *testing.T, s Store, o Options) {
 	ctx := t.Context()
 	const chat = "dm:alice:bob"
-	in := Msgs(chat, 1, 4)
+	in := Msgs(chat, 1, 6)
 	in[1].RequestID = "r-1"
 	in[3].RequestID = "r-2"
-	in[3].Sender = "bob"
+	in[3].Sender, in[3].Device = "bob", "laptop"
+	// Keys are scoped per device: alice's tablet numbers its requests
+	// like her phone.
+	in[5].RequestID, in[5].Device = "r-1", "tablet"
 	mustAppend(t, s, o, in)
 
 	tests := []struct {
 		key  record.DedupKey
 		want *record.Message
 	}{
-		{record.DedupKey{ChatID: chat, Sender: "alice", RequestID: "r-1"}, &in[1]},
-		{record.DedupKey{ChatID: chat, Sender: "bob", RequestID: "r-2"}, &in[3]},
-		{record.DedupKey{ChatID: chat, Sender: "bob", RequestID: "r-1"}, nil},
-		{record.DedupKey{ChatID: chat, Sender: "alice", RequestID: "r-2"}, nil},
-		{record.DedupKey{ChatID: "g:other", Sender: "alice", RequestID: "r-1"}, nil},
-		{record.DedupKey{ChatID: chat, Sender: "alice", RequestID: "r"}, nil},
+		{record.DedupKey{ChatID: chat, Sender: "alice", Device: "phone-1", RequestID: "r-1"}, &in[1]},
+		{record.DedupKey{ChatID: chat, Sender: "alice", Device: "tablet", RequestID: "r-1"}, &in[5]},
+		{record.DedupKey{ChatID: chat, Sender: "bob", Device: "laptop", RequestID: "r-2"}, &in[3]},
+		{record.DedupKey{ChatID: chat, Sender: "alice", Device: "laptop", RequestID: "r-1"}, nil},
+		{record.DedupKey{ChatID: chat, Sender: "alice", RequestID: "r-1"}, nil},
+		{record.DedupKey{ChatID: chat, Sender: "alice", RequestID: "r-1", Unscoped: true}, nil},
+		{record.DedupKey{ChatID: chat, Sender: "bob", Device: "phone-1", RequestID: "r-1"}, nil},
+		{record.DedupKey{ChatID: chat, Sender: "alice", Device: "phone-1", RequestID: "r-2"}, nil},
+		{record.DedupKey{ChatID: "g:other", Sender: "alice", Device: "phone-1", RequestID: "r-1"}, nil},
+		{record.DedupKey{ChatID: chat, Sender: "alice", Device: "phone-1", RequestID: "r"}, nil},
 		{record.DedupKey{ChatID: chat, Sender: "", RequestID: ""}, nil},
 	}
 	for _, tc := range tests {
@@ -549,7 +556,7 @@ func testDedupKeys(t *testing.T, s Store, o Options) {
 		t.Fatalf("DedupKeys: %v", err)
 	}
 	slices.SortFunc(keys, func(a, b record.DedupKey) int { return strings.Compare(a.RequestID, b.RequestID) })
-	want := []record.DedupKey{{ChatID: chat, Sender: "alice", RequestID: "req-2"}, {ChatID: chat, Sender: "alice", RequestID: "req-4"}, {ChatID: chat, Sender: "alice", RequestID: "req-6"}}
+	want := []record.DedupKey{{ChatID: chat, Sender: "alice", Device: "phone-1", RequestID: "req-2"}, {ChatID: chat, Sender: "alice", Device: "phone-1", RequestID: "req-4"}, {ChatID: chat, Sender: "alice", Device: "phone-1", RequestID: "req-6"}}
 	if !complete || !slices.Equal(keys, want) {
 		t.Fatalf("DedupKeys: got %+v, complete=%v, want %+v, complete", keys, complete, want)
 	}
@@ -656,7 +663,7 @@ func testRacingAppends(t *testing.T, s Store, o Options) {
 		}
 		// The winner's dedup entry points at the stored row; the losers' do not exist.
 		for r := range racers {
-			key := record.DedupKey{ChatID: chat, Sender: stored.Sender, RequestID: fmt.Sprintf("race-%d-%d", seq, r)}
+			key := record.DedupKey{ChatID: chat, Sender: stored.Sender, Device: stored.Device, RequestID: fmt.Sprintf("race-%d-%d", seq, r)}
 			got, err := s.LookupDedup(t.Context(), key)
 			if key.RequestID == stored.RequestID {
 				if err != nil || got != stored {
@@ -1029,7 +1036,7 @@ func testClosed(t *testing.T, s Store, o Options) {
 		{"LastSeq", func() error { _, err := s.LastSeq(ctx, chat); return err }},
 		{"DedupKeys", func() error { _, _, err := s.DedupKeys(ctx, chat, 10); return err }},
 		{"LookupDedup", func() error {
-			_, err := s.LookupDedup(ctx, record.DedupKey{ChatID: chat, Sender: "alice", RequestID: "req-2"})
+			_, err := s.LookupDedup(ctx, record.DedupKey{ChatID: chat, Sender: "alice", Device: "phone-1", RequestID: "req-2"})
 			return err
 		}},
 		{"Message", func() error { _, err := s.Message(ctx, chat, 1); return err }},

@@ -11,6 +11,7 @@ export const Codes = {
   TooLarge: "too_large",
   Forbidden: "forbidden",
   RateLimited: "rate_limited",
+  IDReused: "id_reused",
   Overloaded: "overloaded",
   Unavailable: "unavailable",
   Internal: "internal",
