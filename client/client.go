@@ -369,8 +369,11 @@ func (c *Client) send(ctx context.Context, id, chat, to, body string) (Sent, err
 // History returns a page of chat's messages in ascending seq order and
 // whether more messages exist beyond the page. Safe for concurrent use.
 func (c *Client) History(ctx context.Context, chat string, q HistoryQuery) ([]Message, bool, error) {
-	f, err := c.do(ctx, proto.Inbound{Type: proto.TypeHistory, ID: NewRequestID(), Chat: chat,
-		Before: q.Before, After: q.After, Limit: q.Limit}, c.cfg.SendRetry)
+	in := proto.Inbound{Type: proto.TypeHistory, ID: NewRequestID(), Chat: chat, Before: q.Before, Limit: q.Limit}
+	if q.After > 0 || q.FromStart {
+		in.After = &q.After
+	}
+	f, err := c.do(ctx, in, c.cfg.SendRetry)
 	if err != nil {
 		return nil, false, fmt.Errorf("cannot fetch history of chat %s: %w", chat, err)
 	}

@@ -138,13 +138,14 @@ type ChatInfo struct {
 }
 
 // HistoryQuery selects a page of history: with Before > 0 the messages with
-// seq < Before, else with After > 0 those with seq > After, else the newest.
-// Limit is 1..200; zero means the server default (50). Pages are in
-// ascending seq order.
+// seq < Before, else with After > 0 or FromStart those with seq > After
+// (FromStart alone: the oldest), else the newest. Limit is 1..200; zero
+// means the server default (50). Pages are in ascending seq order.
 type HistoryQuery struct {
-	Before uint64
-	After  uint64
-	Limit  int
+	Before    uint64
+	After     uint64
+	FromStart bool
+	Limit     int
 }
 
 // StateKind is the connection state.

@@ -325,6 +325,7 @@ func (s *Service) serveHistory(rctx context.Context, ctx *fasthttp.RequestCtx, u
 		return n
 	}
 	p.Before, p.After = parse("before"), parse("after")
+	p.Forward = q.Has("after") // after=0: from the start
 	limit := parse("limit")
 	if err == nil && limit > record.MaxPageLimit {
 		err = proto.Errorf(proto.CodeBadRequest, "limit must be in 1..%d", record.MaxPageLimit)

@@ -184,7 +184,7 @@ func (m *memStore) Messages(_ context.Context, chat string, p record.Page) ([]re
 	case p.Before > 0:
 		end := min(int(p.Before)-1, len(l))
 		out = l[max(0, end-lim):end]
-	case p.After > 0:
+	case p.After > 0 || p.Forward:
 		start := min(int(p.After), len(l))
 		out = l[start:min(len(l), start+lim)]
 	default:

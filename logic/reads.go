@@ -30,7 +30,11 @@ func (s *Service) read(ctx context.Context, r *request) ([]byte, error) {
 	in := &r.in
 	switch in.Type {
 	case proto.TypeHistory:
-		msgs, more, err := s.History(ctx, r.user, in.Chat, record.Page{Before: in.Before, After: in.After, Limit: in.Limit})
+		p := record.Page{Before: in.Before, Limit: in.Limit}
+		if in.After != nil {
+			p.After, p.Forward = *in.After, true
+		}
+		msgs, more, err := s.History(ctx, r.user, in.Chat, p)
 		if err != nil {
 			return nil, err
 		}
@@ -84,7 +88,8 @@ func (s *Service) checkMember(ctx context.Context, user, chat string) error {
 // order, and whether more messages lie beyond the page in the paging
 // direction. Safe for concurrent use.
 func (s *Service) History(ctx context.Context, user, chat string, p record.Page) ([]record.Message, bool, error) {
-	if p.Before > 0 && p.After > 0 {
+	p.Forward = p.Forward || p.After > 0
+	if p.Before > 0 && p.Forward {
 		return nil, false, proto.Errorf(proto.CodeBadRequest, "history takes before or after, not both")
 	}
 	if p.Limit == 0 {
@@ -107,14 +112,14 @@ func (s *Service) History(ctx context.Context, user, chat string, p record.Page)
 	more := false
 	if len(msgs) > want {
 		more = true
-		if p.After > 0 {
+		if p.Forward {
 			msgs = msgs[:want]
 		} else {
 			msgs = msgs[len(msgs)-want:]
 		}
 	} else if want == record.MaxPageLimit && len(msgs) == want {
 		more = true // cannot tell without a second query; the client asks again
-		if p.After == 0 && msgs[0].Seq == 1 {
+		if !p.Forward && msgs[0].Seq == 1 {
 			more = false
 		}
 	}

@@ -97,7 +97,7 @@ type Inbound struct {
 	Body    *string  `json:"body,omitempty"`    // send: message text
 	Seq     uint64   `json:"seq,omitempty"`     // ack, read
 	Before  uint64   `json:"before,omitempty"`  // history: messages with seq < before
-	After   uint64   `json:"after,omitempty"`   // history: messages with seq > after
+	After   *uint64  `json:"after,omitempty"`   // history: messages with seq > after, oldest first (0: from the start)
 	Limit   int      `json:"limit,omitempty"`   // history: page size, 1..200 (default 50)
 	Name    string   `json:"name,omitempty"`    // group_create
 	Members []string `json:"members,omitempty"` // group_create: initial members besides the creator

@@ -21,6 +21,7 @@ type decodeCase struct {
 }
 
 func ptr(s string) *string { return &s }
+func ptrU(n uint64) *uint64 { return &n }
 
 func decodeCases() []decodeCase {
 	long := strings.Repeat("i", 65)
@@ -34,7 +35,9 @@ func decodeCases() []decodeCase {
 		{name: "read", in: `{"type":"read","chat":"g:x","seq":18446744073709551615}`,
 			want: Inbound{Type: TypeRead, Chat: "g:x", Seq: 18446744073709551615}},
 		{name: "history", in: `{"type":"history","id":"h","chat":"g:x","before":10,"after":2,"limit":50}`,
-			want: Inbound{Type: TypeHistory, ID: "h", Chat: "g:x", Before: 10, After: 2, Limit: 50}},
+			want: Inbound{Type: TypeHistory, ID: "h", Chat: "g:x", Before: 10, After: ptrU(2), Limit: 50}},
+		{name: "history from the start", in: `{"type":"history","id":"h","chat":"g:x","after":0}`,
+			want: Inbound{Type: TypeHistory, ID: "h", Chat: "g:x", After: ptrU(0)}},
 		{name: "chats", in: `{"type":"chats","id":"c"}`, want: Inbound{Type: TypeChats, ID: "c"}},
 		{name: "group_create", in: `{"type":"group_create","id":"g","name":"team","members":["a","b"]}`,
 			want: Inbound{Type: TypeGroupCreate, ID: "g", Name: "team", Members: []string{"a", "b"}}},

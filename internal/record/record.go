@@ -121,13 +121,15 @@ type DeviceCursor struct {
 
 // Page selects a slice of a chat's history. With Before > 0 it returns up to
 // Limit messages with seq < Before, newest first in storage but returned in
-// ascending seq order. With After set (and Before 0) it returns up to Limit
-// messages with seq > After in ascending order. With neither, the newest
-// Limit messages in ascending order.
+// ascending seq order. With After > 0 or Forward (and Before 0) it returns
+// up to Limit messages with seq > After in ascending order (Forward with
+// After 0: the oldest). Otherwise the newest Limit messages in ascending
+// order.
 type Page struct {
-	Before uint64
-	After  uint64
-	Limit  int
+	Before  uint64
+	After   uint64
+	Forward bool
+	Limit   int
 }
 
 // DedupKey identifies a send for idempotency: a resend with the same key

@@ -535,7 +535,7 @@ func (s *Store) Messages(ctx context.Context, chatID string, page record.Page) (
 	limit := pageLimit(page.Limit)
 	prefix := msgPrefix(nil, chatID)
 	opts := pdb.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)}
-	forward := page.Before == 0 && page.After > 0
+	forward := page.Before == 0 && (page.After > 0 || page.Forward)
 	switch {
 	case page.Before > 0:
 		opts.UpperBound = msgKey(nil, chatID, page.Before)

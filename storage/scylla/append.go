@@ -594,7 +594,7 @@ func (s *Store) Messages(ctx context.Context, chatID string, page record.Page) (
 		out = []record.Message{}
 	case page.Before > 0:
 		out, err = s.pageDesc(ctx, chatID, min(page.Before, math.MaxInt64), limit)
-	case page.After > 0:
+	case page.After > 0 || page.Forward:
 		out, err = s.pageAsc(ctx, chatID, page.After, limit)
 	default:
 		out, err = s.pageDesc(ctx, chatID, math.MaxInt64, limit)

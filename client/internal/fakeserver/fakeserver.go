@@ -293,16 +293,20 @@ func (s *Server) handle(fc *Conn, in proto.Inbound) {
 		if limit == 0 {
 			limit = 50
 		}
+		var after uint64
+		if in.After != nil {
+			after = *in.After
+		}
 		var page []record.Message
 		for _, m := range all {
-			if (in.Before == 0 || m.Seq < in.Before) && m.Seq > in.After {
+			if (in.Before == 0 || m.Seq < in.Before) && m.Seq > after {
 				page = append(page, m)
 			}
 		}
 		more := false
 		if len(page) > limit {
 			more = true
-			if in.Before == 0 && in.After > 0 {
+			if in.Before == 0 && in.After != nil {
 				page = page[:limit]
 			} else {
 				page = page[len(page)-limit:]

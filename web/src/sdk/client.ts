@@ -835,7 +835,7 @@ export class ParleyClient {
   async history(chat: string, q: HistoryQuery = {}): Promise<HistoryPage> {
     const req: Record<string, unknown> & { id: string } = { type: "history", id: newRequestId(), chat };
     if (q.before) req.before = q.before;
-    else if (q.after) req.after = q.after;
+    else if (q.after !== undefined) req.after = q.after; // after 0: from the oldest
     if (q.limit) req.limit = q.limit;
     const f = await this.request(req, this.o.sendRetry);
     if (f.type !== "history") throw new ProtocolError(`answer ${JSON.stringify(f.type)} to history`);

@@ -161,7 +161,9 @@ export interface ChatInfo {
 
 /** Selects a page of history: before, else after, else the newest. */
 export interface HistoryQuery {
+  /** Messages with seq < before, the newest of them (0 or absent: no bound). */
   before?: number;
+  /** Messages with seq > after, the oldest of them (0: from the first message). */
   after?: number;
   /** 1..200; 0 or absent means the server default (50). */
   limit?: number;
