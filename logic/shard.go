@@ -322,7 +322,10 @@ func (sh *shard) clientError(r *request, err error) error {
 	case errors.Is(err, seq.ErrNoChat):
 		return proto.Errorf(proto.CodeChatNotFound, "no such chat")
 	case errors.Is(err, seq.ErrBadSeq):
-		return proto.Errorf(proto.CodeBadRequest, "%v", err)
+		if be, ok := errors.AsType[*seq.BadSeqError](err); ok {
+			return proto.Errorf(proto.CodeBadRequest, "seq %d is outside the chat's messages 1..%d", be.Seq, be.Head)
+		}
+		return proto.Errorf(proto.CodeBadRequest, "seq is outside the chat's messages")
 	case errors.Is(err, seq.ErrIDReused):
 		return proto.Errorf(proto.CodeIDReused, "request id %s was already used for another message from this device; use a new id", r.in.ID)
 	case errors.Is(err, seq.ErrBusy):

@@ -5,6 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"reflect"
+	"strconv"
+	"strings"
 
 	"github.com/parley-chat/parley/internal/record"
 )
@@ -94,7 +97,7 @@ func decodeJSON(b []byte) (Inbound, error) {
 			return Inbound{}, invalidJSON(err)
 		}
 		if refused == nil {
-			refused = Errorf(CodeBadRequest, "invalid JSON: %s", trimErr(err))
+			refused = typeError(te)
 		}
 	}
 	if refused == nil && !jsonSpace(b[ks.end:]) {
@@ -303,6 +306,42 @@ func skipValue(b []byte, i int) (int, bool) {
 		j++
 	}
 	return j, j > i
+}
+
+// typeError words a value of the wrong JSON type in the protocol's terms
+// (encoding/json's message names Go types and struct fields).
+func typeError(te *json.UnmarshalTypeError) *Error {
+	field := "a field"
+	name, _, _ := strings.Cut(te.Field, ".") // chats.<chat id>: a chats value
+	if name != "" {
+		field = strconv.Quote(name)
+	}
+	switch name {
+	case "members", "users":
+		return Errorf(CodeBadRequest, "%s must be an array of strings", field)
+	case "chats":
+		return Errorf(CodeBadRequest, "%s must be an object of chat ids to non-negative integers", field)
+	}
+	want := "of another type"
+	t := te.Type
+	if t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t != nil {
+		switch t.Kind() {
+		case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+			want = "a non-negative integer"
+		case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+			want = "an integer in range"
+		case reflect.String:
+			want = "a string"
+		case reflect.Slice:
+			want = "an array of strings"
+		case reflect.Map:
+			want = "an object"
+		}
+	}
+	return Errorf(CodeBadRequest, "%s must be %s, not %s", field, want, trunc(te.Value, 40))
 }
 
 // invalidJSON is the refusal of a frame that is not JSON.

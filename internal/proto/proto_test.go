@@ -20,7 +20,7 @@ type decodeCase struct {
 	wantNullID bool
 }
 
-func ptr(s string) *string { return &s }
+func ptr(s string) *string  { return &s }
 func ptrU(n uint64) *uint64 { return &n }
 
 func decodeCases() []decodeCase {
@@ -239,5 +239,31 @@ func TestInvalidIDErrorFrame(t *testing.T) {
 	got := string(AppendError(nil, in.ID, pe))
 	if want := `{"type":"error","id":null,"code":"bad_request","message":"id must be 1-64 bytes of [A-Za-z0-9-_.@]","retryable":false}`; got != want {
 		t.Errorf("got %s, want %s", got, want)
+	}
+}
+
+// TestDecodeErrorsInOurWords: a value of the wrong type is refused in the
+// protocol's terms, naming the field, never Go's types or struct fields.
+func TestDecodeErrorsInOurWords(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{`{"type":"history","id":"h","chat":"g:x","before":-1}`, `"before" must be a non-negative integer, not number -1`},
+		{`{"type":"history","id":"h","chat":"g:x","after":"x"}`, `"after" must be a non-negative integer, not string`},
+		{`{"type":"history","id":"h","chat":"g:x","limit":1.5}`, `"limit" must be an integer in range, not number 1.5`},
+		{`{"type":"send","id":"h","chat":"g:x","body":5}`, `"body" must be a string, not number`},
+		{`{"type":"sync","id":"h","chats":{"g:x":-1}}`, `"chats" must be an object of chat ids to non-negative integers`},
+		{`{"type":"presence","id":"h","users":"a"}`, `"users" must be an array of strings`},
+		{`{"type":"presence","id":"h","users":[1]}`, `"users" must be an array of strings`},
+		{`{"type":"group_create","id":"h","members":{}}`, `"members" must be an array of strings`},
+	} {
+		_, err := Decode([]byte(tc.in))
+		var pe *Error
+		if !errors.As(err, &pe) || pe.Code != CodeBadRequest || pe.Message != tc.want {
+			t.Errorf("Decode(%s): got %v, want bad_request %q", tc.in, err, tc.want)
+		}
+		for _, bad := range []string{"Go ", "struct", "Inbound", "uint64", "json:"} {
+			if err != nil && strings.Contains(err.Error(), bad) {
+				t.Errorf("Decode(%s): %q mentions %q", tc.in, err, bad)
+			}
+		}
 	}
 }

@@ -136,6 +136,19 @@ type Chat[R any] struct {
 	backoff time.Duration
 }
 
+// BadSeqError is an ack of a seq the chat does not hold; it matches
+// ErrBadSeq.
+type BadSeqError struct {
+	Seq, Head uint64
+}
+
+func (e *BadSeqError) Error() string {
+	return fmt.Sprintf("seq: ack seq %d outside 1..%d", e.Seq, e.Head)
+}
+
+// Is makes a *BadSeqError match ErrBadSeq.
+func (e *BadSeqError) Is(target error) bool { return target == ErrBadSeq }
+
 // dkey is a (user, "device/request-id") or (user, device) pair.
 type dkey struct{ a, b string }
 
@@ -632,7 +645,7 @@ func (c *Core[R]) Ack(dst []record.Message, chat, user, device string, seq uint6
 	case !ch.IsMember(user):
 		return AckResult{}, ErrNotMember
 	case seq == 0 || seq > ch.Head:
-		return AckResult{}, fmt.Errorf("ack seq %d outside 1..%d: %w", seq, ch.Head, ErrBadSeq)
+		return AckResult{}, &BadSeqError{Seq: seq, Head: ch.Head}
 	}
 	k := dkey{user, device}
 	cur := ch.cursors[k]
