@@ -75,6 +75,7 @@ type flakyStore struct {
 	failMessages  atomic.Bool
 	msgCalls      atomic.Int64
 	commitThenErr atomic.Bool
+	dropAppends   atomic.Bool // appends refused as invalid, nothing written (the core drops them)
 }
 
 func (f *flakyStore) UserChats(ctx context.Context, u string) ([]record.ChatEntry, error) {
@@ -91,6 +92,13 @@ func (f *flakyStore) Messages(ctx context.Context, c string, p record.Page) ([]r
 	return f.Store.Messages(ctx, c, p)
 }
 func (f *flakyStore) AppendMessages(ctx context.Context, apps []record.ChatAppend) []record.AppendResult {
+	if f.dropAppends.Load() {
+		res := make([]record.AppendResult, len(apps))
+		for i := range res {
+			res[i].Err = fmt.Errorf("injected: %w", record.ErrInvalid)
+		}
+		return res
+	}
 	res := f.Store.AppendMessages(ctx, apps)
 	if f.commitThenErr.Load() {
 		for i := range res {

@@ -780,14 +780,7 @@ func (sh *shard) groupCreate(ctx context.Context, r *request) error {
 	err := sh.svc.store.CreateChat(ctx, chat, members)
 	if errors.Is(err, record.ErrConflict) {
 		// A retried create: the group exists already with this id.
-		existing, gerr := sh.svc.store.Chat(ctx, r.chat)
-		if gerr != nil {
-			return gerr
-		}
-		if existing.CreatedBy != r.user {
-			return proto.Errorf(proto.CodeForbidden, "group id taken")
-		}
-		return sh.replyOK(r, r.chat, 0)
+		return sh.groupCreateRetry(ctx, r, members)
 	}
 	if err != nil {
 		return err
@@ -797,11 +790,76 @@ func (sh *shard) groupCreate(ctx context.Context, r *request) error {
 	if err != nil {
 		return err
 	}
-	seq, err := sh.appendSystem(r, ch, r.user, "", map[string]any{"event": "created", "by": r.user, "name": in.Name, "members": members}, nil)
+	return sh.groupCreated(ctx, r, ch, members)
+}
+
+// groupCreated stores a new group's "created" event (its seq 1) and answers
+// the create.
+func (sh *shard) groupCreated(ctx context.Context, r *request, ch *seq.Chat[*request], members []string) error {
+	seq, err := sh.appendSystem(r, ch, r.user, "", map[string]any{"event": "created", "by": r.user, "name": r.in.Name, "members": members}, nil)
 	if err != nil {
 		return err
 	}
 	return sh.replyOK(r, r.chat, seq)
+}
+
+// createdEvent is the body of a group's "created" message.
+type createdEvent struct {
+	Event   string   `json:"event"`
+	By      string   `json:"by"`
+	Name    string   `json:"name"`
+	Members []string `json:"members"`
+}
+
+// groupCreateRetry answers a group_create whose group exists: the same
+// creator asking for the same group gets the original answer (its
+// "created" seq), stored now if the first attempt died before storing it;
+// another name or member list under the same id is id_reused.
+func (sh *shard) groupCreateRetry(ctx context.Context, r *request, members []string) error {
+	existing, err := sh.svc.store.Chat(ctx, r.chat)
+	if err != nil {
+		return err
+	}
+	if existing.CreatedBy != r.user {
+		return proto.Errorf(proto.CodeForbidden, "group id taken")
+	}
+	ch, err := sh.loadChat(ctx, r.chat)
+	if err != nil {
+		return err
+	}
+	if ch.Busy() {
+		// The event may be in doubt: find out first.
+		sh.core.Retry(ch)
+		sh.flush()
+		if ch = sh.core.Chat(r.chat); ch == nil || ch.Busy() {
+			return &proto.Error{Code: proto.CodeUnavailable, Message: "the group's creation is not stored yet, retry", RetryAfterMS: 200}
+		}
+	}
+	if existing.Name != r.in.Name {
+		return proto.Errorf(proto.CodeIDReused, "group id %s was already used for a group with another name; use a new id", r.in.ID)
+	}
+	if ch.Head == 0 {
+		// Created, but the first attempt never stored its event.
+		if !slices.Equal(ch.Members, members) {
+			return proto.Errorf(proto.CodeIDReused, "group id %s was already used for a group with other members; use a new id", r.in.ID)
+		}
+		return sh.groupCreated(ctx, r, ch, members)
+	}
+	first, err := sh.svc.store.Message(ctx, r.chat, 1)
+	if err != nil {
+		return err
+	}
+	var ev createdEvent
+	if first.Kind != record.MsgSystem || json.Unmarshal([]byte(first.Body), &ev) != nil || ev.Event != "created" {
+		// A group from a build that could lose its event: nothing to
+		// compare with, so answer as that build did.
+		sh.svc.log.Debug("group without its created event at seq 1", "chat_id", r.chat)
+		return sh.replyOK(r, r.chat, 0)
+	}
+	if !slices.Equal(ev.Members, members) {
+		return proto.Errorf(proto.CodeIDReused, "group id %s was already used for a group with other members; use a new id", r.in.ID)
+	}
+	return sh.replyOK(r, r.chat, first.Seq)
 }
 
 func (sh *shard) groupChange(ctx context.Context, r *request) error {
@@ -906,7 +964,8 @@ func (sh *shard) applyMembership(ctx context.Context, ch *seq.Chat[*request], ta
 // ack records a device's delivery cursor and sends cumulative "delivered"
 // receipts to the senders of the newly covered messages.
 func (sh *shard) ack(ctx context.Context, r *request) error {
-	if _, err := sh.loadChat(ctx, r.chat); err != nil {
+	ch, err := sh.loadChat(ctx, r.chat)
+	if err != nil {
 		return err
 	}
 	res, err := sh.core.Ack(sh.acked[:0], r.chat, r.user, r.device, r.in.Seq)
@@ -931,7 +990,9 @@ func (sh *shard) ack(ctx context.Context, r *request) error {
 	sh.svc.observeDelivered(r, res.From, msgs)
 	var senders []string
 	for _, m := range msgs {
-		if m.Seq > res.From && m.Kind == record.MsgText && m.Sender != r.user && !slices.Contains(senders, m.Sender) {
+		// A sender no longer in the group gets nothing of it after its
+		// removal, receipts included.
+		if m.Seq > res.From && m.Kind == record.MsgText && m.Sender != r.user && !slices.Contains(senders, m.Sender) && ch.IsMember(m.Sender) {
 			senders = append(senders, m.Sender)
 		}
 	}

@@ -1,0 +1,95 @@
+package logic
+
+import (
+	"testing"
+	"time"
+)
+
+// TestGroupCreateRetry: a retried group_create answers with the original
+// "created" seq; the same id with other members or another name is
+// id_reused; a create whose event was never stored (the node died between
+// the group row and the event) is completed by the retry. (Before, a retry
+// answered ok without a seq, other members silently got the first group,
+// and a lost event stayed lost.)
+func TestGroupCreateRetry(t *testing.T) {
+	fs := &flakyStore{Store: newMemStore()}
+	svc := startService(t, fs)
+	n := dialNode(t, svc.LinkAddr())
+	n.open(1, "alice", "d")
+	create := func(id, name, members string) map[string]any {
+		t.Helper()
+		n.send(1, `{"type":"group_create","id":"`+id+`","name":"`+name+`","members":`+members+`}`)
+		for {
+			if m := n.next(1); m["type"] != "msg" && m["type"] != "presence" {
+				return m
+			}
+		}
+	}
+	if m := create("g1", "team", `["bob","carol"]`); m["type"] != "ok" || m["seq"] != float64(1) {
+		t.Fatalf("create: got %v, want ok seq 1", m)
+	}
+	if m := create("g1", "team", `["carol","bob","bob"]`); m["type"] != "ok" || m["seq"] != float64(1) {
+		t.Fatalf("retry: got %v, want ok seq 1", m)
+	}
+	for _, tc := range []struct{ name, members string }{{"team", `["bob"]`}, {"other", `["bob","carol"]`}} {
+		if m := create("g1", tc.name, tc.members); m["type"] != "error" || m["code"] != "id_reused" || m["id"] != "g1" {
+			t.Fatalf("same id, %s %s: got %v, want id_reused", tc.name, tc.members, m)
+		}
+	}
+
+	fs.dropAppends.Store(true)
+	if m := create("g2", "lost", `["bob"]`); m["type"] != "error" {
+		t.Fatalf("create with the event refused: got %v, want an error", m)
+	}
+	fs.dropAppends.Store(false)
+	m := create("g2", "lost", `["bob"]`)
+	if m["type"] != "ok" || m["seq"] != float64(1) {
+		t.Fatalf("retry of a create without its event: got %v, want ok seq 1", m)
+	}
+	n.send(1, `{"type":"history","id":"h","chat":"`+m["chat"].(string)+`"}`)
+	h := n.nextType(1, "history")
+	if msgs := h["messages"].([]any); len(msgs) != 1 || msgs[0].(map[string]any)["kind"] != "system" {
+		t.Fatalf("history after the completed create: %v, want the created event", h)
+	}
+}
+
+// TestRemovedMemberGetsNoReceipts: a member removed from a group gets no
+// receipts for the messages it sent before (nothing of the chat after its
+// removal).
+func TestRemovedMemberGetsNoReceipts(t *testing.T) {
+	svc := startService(t, newMemStore())
+	n := dialNode(t, svc.LinkAddr())
+	n.open(1, "alice", "d")
+	n.open(2, "bob", "d")
+	n.open(3, "carol", "d")
+	n.send(1, `{"type":"group_create","id":"g","name":"g","members":["bob","carol"]}`)
+	var chat string
+	for chat == "" {
+		if m := n.next(1); m["type"] == "ok" {
+			chat = m["chat"].(string)
+		}
+	}
+	n.send(3, `{"type":"send","id":"c1","chat":"`+chat+`","body":"hi"}`)
+	for n.next(3)["type"] != "sent" { // after the "created" event
+	}
+	n.send(1, `{"type":"group_remove","id":"rm","chat":"`+chat+`","user":"carol"}`)
+	// bob acks everything: the "created" event, carol's message, the removal.
+	var last float64
+	for last < 3 {
+		if m := n.next(2); m["type"] == "msg" {
+			last = m["seq"].(float64)
+		}
+	}
+	n.send(2, `{"type":"ack","chat":"`+chat+`","seq":3}`)
+	deadline := time.After(500 * time.Millisecond)
+	for {
+		select {
+		case m := <-n.ch(3):
+			if m["type"] == "receipt" {
+				t.Fatalf("carol, removed, got %v", m)
+			}
+		case <-deadline:
+			return
+		}
+	}
+}
