@@ -204,6 +204,18 @@ func (svc *Service) ackLocal(s *session, chat string, seq uint64) {
 	}
 }
 
+// ackDevice applies an ack received on session from to every local session
+// of its device.
+func (svc *Service) ackDevice(from *session, chat string, seq uint64) {
+	svc.ackLocal(from, chat, seq)
+	var buf [8]*session
+	for _, s := range svc.reg.appendSessions(buf[:0], from.user) {
+		if s != from && s.device == from.device {
+			svc.ackLocal(s, chat, seq)
+		}
+	}
+}
+
 // startSync handles a sync request: remember the positions, answer ok and
 // start the catch-up.
 func (svc *Service) startSync(s *session, r *request) {

@@ -210,3 +210,42 @@ func TestIdleSessionsLeaveTheDeliveryLoop(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestRetransmitNeverBelowTheDeviceAck: two connections of one device; the
+// device acks everything on one, the other never acks. The silent one must
+// not be sent those messages again after the retransmit timeout (before,
+// it re-sent from seq 1, going backwards on its connection).
+func TestRetransmitNeverBelowTheDeviceAck(t *testing.T) {
+	svc := startService(t, newMemStore(), func(c *Config) { c.RetransmitTimeout = 200 * time.Millisecond })
+	n := dialNode(t, svc.LinkAddr())
+	n.open(1, "alice", "d")
+	n.open(2, "bob", "nd")
+	n.open(3, "bob", "nd")
+	const total = 16
+	for i := range total {
+		n.send(1, fmt.Sprintf(`{"type":"send","id":"m%d","to":"bob","body":"m%d"}`, i, i))
+		n.nextType(1, "sent")
+	}
+	var chat string
+	for _, s := range []uint64{2, 3} {
+		for seq := 1; seq <= total; seq++ {
+			m := n.nextType(s, "msg")
+			if m["seq"] != float64(seq) {
+				t.Fatalf("session %d: got %v, want seq %d", s, m, seq)
+			}
+			chat = m["chat"].(string)
+		}
+	}
+	n.send(2, fmt.Sprintf(`{"type":"ack","chat":%q,"seq":%d}`, chat, total))
+	deadline := time.After(4 * svc.cfg.RetransmitTimeout)
+	for {
+		select {
+		case m := <-n.ch(3):
+			if m["type"] == "msg" {
+				t.Fatalf("session 3 got %s #%v again after its device acked %d on session 2", m["chat"], m["seq"], total)
+			}
+		case <-deadline:
+			return
+		}
+	}
+}

@@ -590,7 +590,10 @@ func (s *Service) dispatch(r *request) {
 	case proto.TypeAck:
 		r.chat = in.Chat
 		if r.from != nil && in.Seq > 0 {
-			s.ackLocal(r.from, in.Chat, in.Seq)
+			// Every session of the device here (a user's sessions share
+			// its home node): a connection that has not acked yet must not
+			// retransmit what the device acknowledged on another one.
+			s.ackDevice(r.from, in.Chat, in.Seq)
 		}
 	default: // read, group_add, group_remove, group_leave
 		r.chat = in.Chat
