@@ -35,7 +35,8 @@ type Client struct {
 	// refreshKick tells the refresh goroutine the token or the connection
 	// changed (capacity 1).
 	refreshKick chan struct{}
-	ho          *handoff // positions handed to the app; own lock
+	ho          *handoff  // positions handed to the app; own lock
+	sends       sendQueue // per destination, sends in call order; own lock
 
 	wg        sync.WaitGroup // run, deliver, ack, refresh and gap fetch goroutines
 	done      chan struct{}  // closed once every goroutine exited and channels are closed
@@ -317,6 +318,8 @@ func NewRequestID() string {
 // Send posts body to the existing chat chatID and returns once the message
 // is durable. The request id is generated once and reused on every retry
 // (Config.SendRetry), so the server stores the message at most once.
+// Concurrent sends to one destination go out one at a time in the order
+// they were made, so a retried send is never overtaken by a later one.
 // Errors: *Error from the server (errors.As), ErrDisconnected, ErrTimeout,
 // ErrClosed, or ctx's error. Safe for concurrent use.
 func (c *Client) Send(ctx context.Context, chatID, body string) (Sent, error) {
@@ -342,6 +345,15 @@ func (c *Client) SendWithID(ctx context.Context, requestID, dest, body string) (
 }
 
 func (c *Client) send(ctx context.Context, id, chat, to, body string) (Sent, error) {
+	dest := chat
+	if dest == "" {
+		dest = "user " + to
+	}
+	wait, done := c.sends.enter(dest)
+	defer done()
+	if err := wait(ctx); err != nil {
+		return Sent{}, fmt.Errorf("cannot send message %s to %s: %w", id, dest, err)
+	}
 	c.mu.Lock()
 	c.ownSends[id]++
 	c.mu.Unlock()
@@ -354,10 +366,6 @@ func (c *Client) send(ctx context.Context, id, chat, to, body string) (Sent, err
 	}()
 	f, err := c.do(ctx, proto.Inbound{Type: proto.TypeSend, ID: id, Chat: chat, To: to, Body: &body}, c.cfg.SendRetry)
 	if err != nil {
-		dest := chat
-		if dest == "" {
-			dest = "user " + to
-		}
 		return Sent{}, fmt.Errorf("cannot send message %s to %s: %w", id, dest, err)
 	}
 	if f.Type != proto.TypeSent || f.Seq == 0 {

@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"errors"
+	"fmt"
 	"runtime"
 	"strings"
 	"sync"
@@ -643,5 +644,52 @@ func TestHeartbeatIdleOnly(t *testing.T) {
 		if strings.HasPrefix(p.ID, "hb-") {
 			t.Fatalf("got heartbeat ping %q on a busy connection", p.ID)
 		}
+	}
+}
+
+// TestPipelinedSendsKeepOrder: sends made one after another without
+// waiting (each in its own goroutine), to a server that refuses some first
+// attempts with rate_limited, are stored in the order they were made.
+func TestPipelinedSendsKeepOrder(t *testing.T) {
+	s := newFakeServer(t)
+	var attempts atomic.Int32
+	var seen sync.Map // bodies the server got an attempt of
+	s.SetHook(func(fc *fakeserver.Conn, in proto.Inbound) bool {
+		if in.Type == proto.TypeSend {
+			seen.Store(*in.Body, true)
+		}
+		if in.Type == proto.TypeSend && attempts.Add(1)%3 == 1 {
+			fc.Write(proto.AppendError(nil, in.ID, &proto.Error{Code: proto.CodeRateLimited, Message: "slow down", RetryAfterMS: 20}))
+			return true
+		}
+		return false
+	})
+	c := dialT(t, testConfig(s, "alice"))
+	const n = 12
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			_, err := c.Send(context.Background(), "g:room", fmt.Sprintf("m%02d", i))
+			errs <- err
+		}()
+		// The next send is made once the server saw this one: that is
+		// the order the app made them in.
+		for _, ok := seen.Load(fmt.Sprintf("m%02d", i)); !ok; _, ok = seen.Load(fmt.Sprintf("m%02d", i)) {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	msgs := s.Messages("g:room")
+	for i, m := range msgs {
+		if want := fmt.Sprintf("m%02d", i); m.Body != want {
+			t.Fatalf("stored #%d is %q, want %q (order %v)", i+1, m.Body, want, msgs)
+		}
+	}
+	if len(msgs) != n || attempts.Load() <= n {
+		t.Fatalf("stored %d of %d in %d attempts, want all with some refused", len(msgs), n, attempts.Load())
 	}
 }

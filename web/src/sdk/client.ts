@@ -150,6 +150,8 @@ export class ParleyClient {
   private catchingUp: boolean;
   private readonly pending = new Map<string, Call>();
   private readonly ownSends = new Map<string, number>();
+  /** Per destination, the newest queued send: sends go out one at a time in call order, so a retried one is never overtaken. */
+  private readonly sendTails = new Map<string, Promise<unknown>>();
   private closed = false;
   private stopErr: unknown = null;
   private started: Promise<Hello> | null = null;
@@ -815,7 +817,21 @@ export class ParleyClient {
    * send with a caller-chosen request id (for an app that keeps an outbox).
    * dest is a chat id when it contains ':', else a user id.
    */
-  async sendWithId(id: string, dest: string, body: string): Promise<Sent> {
+  sendWithId(id: string, dest: string, body: string): Promise<Sent> {
+    // Sends to one destination go out one at a time in call order: a send
+    // retried after rate_limited (or any retryable error) is never
+    // overtaken by a later one. docs/protocol.md, "Order of a device's sends".
+    const prev = this.sendTails.get(dest) ?? Promise.resolve();
+    const mine = prev.catch(() => undefined).then(() => this.sendNow(id, dest, body));
+    const tail = mine.catch(() => undefined);
+    this.sendTails.set(dest, tail);
+    void tail.then(() => {
+      if (this.sendTails.get(dest) === tail) this.sendTails.delete(dest);
+    });
+    return mine;
+  }
+
+  private async sendNow(id: string, dest: string, body: string): Promise<Sent> {
     this.ownSends.set(id, (this.ownSends.get(id) ?? 0) + 1);
     try {
       const req: Record<string, unknown> & { id: string } = { type: "send", id, body };

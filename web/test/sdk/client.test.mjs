@@ -242,3 +242,31 @@ test("requests fail with a timeout when unanswered and not retried", async () =>
   await assert.rejects(c.chats(), (e) => e.name === "TimeoutError");
   c.close();
 });
+
+test("pipelined sends keep their order across a rate_limited retry", async () => {
+  const srv = new FakeServer();
+  const { c } = newClient(srv);
+  void c.start();
+  const cn = await srv.conn(0);
+  cn.hello();
+  // Made one after another without waiting: that is their order.
+  const ps = ["a", "b", "c"].map((body) => c.send("g:x", body));
+  const stored = [];
+  let from = 0;
+  let refused = false;
+  while (stored.length < 3) {
+    const f = await cn.next((f) => f.type === "send", from);
+    from = cn.sent.indexOf(f) + 1;
+    if (f.body === "b" && !refused) {
+      refused = true; // b's first attempt is refused: c must not overtake it
+      cn.push({ type: "error", id: f.id, code: "rate_limited", message: "slow", retryable: true, retry_after_ms: 30 });
+      continue;
+    }
+    stored.push(f.body);
+    cn.push({ type: "sent", id: f.id, chat: "g:x", seq: stored.length, ts: 1 });
+  }
+  const sent = await Promise.all(ps);
+  assert.deepEqual(stored, ["a", "b", "c"]);
+  assert.deepEqual(sent.map((s) => s.seq), [1, 2, 3]);
+  c.close();
+});
