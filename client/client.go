@@ -378,7 +378,7 @@ func (c *Client) send(ctx context.Context, id, chat, to, body string) (Sent, err
 // whether more messages exist beyond the page. Safe for concurrent use.
 func (c *Client) History(ctx context.Context, chat string, q HistoryQuery) ([]Message, bool, error) {
 	in := proto.Inbound{Type: proto.TypeHistory, ID: NewRequestID(), Chat: chat, Before: q.Before, Limit: q.Limit}
-	if q.After > 0 || q.FromStart {
+	if q.Before == 0 && (q.After > 0 || q.FromStart) { // Before wins
 		in.After = &q.After
 	}
 	f, err := c.do(ctx, in, c.cfg.SendRetry)

@@ -440,8 +440,10 @@ func (c *Client) isOwn(m Message) bool {
 	if m.From != c.hello.User || m.Kind == "system" {
 		return false
 	}
-	if m.Device != "" && m.Device == c.hello.Device {
-		return true
+	if m.Device != "" {
+		// Request ids are scoped per device: another device of this user
+		// may use an id this Client has in flight.
+		return m.Device == c.hello.Device
 	}
 	return m.RequestID != "" && c.ownSends[m.RequestID] > 0
 }

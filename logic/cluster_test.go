@@ -575,6 +575,7 @@ func TestClusterPeerHelloBeforeRun(t *testing.T) {
 	cfg := Default()
 	cfg.NodeID, cfg.Cluster.Enabled = "n1", true
 	cfg.LinkListen, cfg.LinkSecret = "127.0.0.1:0", string(testLinkSecret)
+	cfg.HTTPListen, cfg.AdminListen = "", ""
 	v, err := auth.NewVerifier(auth.Config{Secret: testSecret}, nil)
 	if err != nil {
 		t.Fatal(err)

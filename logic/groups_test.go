@@ -93,3 +93,48 @@ func TestRemovedMemberGetsNoReceipts(t *testing.T) {
 		}
 	}
 }
+
+// TestGroupChangeReusedID: a group change whose id names another message
+// of the device is no way past the checks (before, any hit completed the
+// "change" with no event: a member removed someone without being the
+// creator); the creator gets id_reused; a retried leave answers ok with its
+// event's seq though the user is gone.
+func TestGroupChangeReusedID(t *testing.T) {
+	svc := startService(t, newMemStore())
+	n := dialNode(t, svc.LinkAddr())
+	n.open(1, "alice", "d")
+	n.open(2, "bob", "d")
+	n.open(3, "carol", "d")
+	answer := func(s uint64, frame string) map[string]any {
+		t.Helper()
+		n.send(s, frame)
+		for {
+			if m := n.next(s); m["type"] != "msg" && m["type"] != "presence" && m["type"] != "receipt" {
+				return m
+			}
+		}
+	}
+	chat := answer(1, `{"type":"group_create","id":"g","name":"g","members":["bob","carol"]}`)["chat"].(string)
+	if m := answer(2, `{"type":"send","id":"y","chat":"`+chat+`","body":"hi"}`); m["type"] != "sent" {
+		t.Fatal(m)
+	}
+	if m := answer(2, `{"type":"group_remove","id":"y","chat":"`+chat+`","user":"carol"}`); m["type"] != "error" || m["code"] != "forbidden" {
+		t.Fatalf("bob removing carol under his message's id: got %v, want forbidden", m)
+	}
+	if m := answer(1, `{"type":"send","id":"z","chat":"`+chat+`","body":"hey"}`); m["type"] != "sent" {
+		t.Fatal(m)
+	}
+	if m := answer(1, `{"type":"group_remove","id":"z","chat":"`+chat+`","user":"carol"}`); m["type"] != "error" || m["code"] != "id_reused" {
+		t.Fatalf("alice removing carol under her message's id: got %v, want id_reused", m)
+	}
+	if m := answer(1, `{"type":"members","id":"m","chat":"`+chat+`"}`); len(m["members"].([]any)) != 3 {
+		t.Fatalf("members after the refused changes: %v, want all three", m)
+	}
+	left := answer(3, `{"type":"group_leave","id":"L","chat":"`+chat+`"}`)
+	if left["type"] != "ok" || left["seq"] == nil {
+		t.Fatalf("leave: got %v, want ok with a seq", left)
+	}
+	if m := answer(3, `{"type":"group_leave","id":"L","chat":"`+chat+`"}`); m["type"] != "ok" || m["seq"] != left["seq"] {
+		t.Fatalf("retried leave: got %v, want ok seq %v", m, left["seq"])
+	}
+}

@@ -325,7 +325,7 @@ func (s *Service) serveHistory(rctx context.Context, ctx *fasthttp.RequestCtx, u
 		return n
 	}
 	p.Before, p.After = parse("before"), parse("after")
-	p.Forward = q.Has("after") // after=0: from the start
+	p.Forward = len(q.Peek("after")) > 0 // after=0: from the start; after= (empty): no bound
 	limit := parse("limit")
 	if err == nil && limit > record.MaxPageLimit {
 		err = proto.Errorf(proto.CodeBadRequest, "limit must be in 1..%d", record.MaxPageLimit)
@@ -364,9 +364,24 @@ func (s *Service) serveSend(ctx *fasthttp.RequestCtx, claims auth.Claims, chat s
 		return
 	}
 	in.Type, in.Chat, in.To = proto.TypeSend, chat, ""
+	// The device as on the WebSocket (connsrv): ?device=, else the
+	// token's dev claim, else "default", so that a send retried over REST
+	// after a WebSocket timeout is the same request (ids are per device).
 	device := claims.Device
+	if q := ctx.QueryArgs(); q.Has("device") {
+		d := string(q.Peek("device"))
+		if !record.ValidID(d) {
+			httpError(ctx, fasthttp.StatusBadRequest, proto.Errorf(proto.CodeBadRequest, "invalid device id"))
+			return
+		}
+		if device != "" && device != d {
+			httpError(ctx, fasthttp.StatusBadRequest, proto.Errorf(proto.CodeBadRequest, "device does not match the token's dev claim"))
+			return
+		}
+		device = d
+	}
 	if device == "" {
-		device = "http"
+		device = defaultDevice
 	}
 	out := make(httpReply, 1)
 	s.dispatch(&request{in: in, user: claims.User, device: device, out: out, recv: s.now(), chat: chat})
@@ -406,6 +421,10 @@ func (s *Service) writeJSON(ctx *fasthttp.RequestCtx, v any, err error) {
 	ctx.SetContentType("application/json")
 	ctx.SetBody(b)
 }
+
+// defaultDevice is the device of a session whose token and URL name none
+// (connsrv uses the same name).
+const defaultDevice = "default"
 
 func statusFor(code string) int {
 	switch code {

@@ -1,6 +1,9 @@
 package logic
 
 import (
+	"encoding/json"
+	"net/http"
+	"strings"
 	"testing"
 )
 
@@ -60,4 +63,44 @@ func TestIdempotencyPerDevice(t *testing.T) {
 	reused(n, 2, `{"type":"send","id":"1","to":"bob","body":"from a1"}`)
 	sent(n, 2, `{"type":"send","id":"1","to":"bob","body":"from a2"}`, 2)
 	sent(n, 1, `{"type":"send","id":"1","to":"bob","body":"from a1"}`, 1)
+}
+
+// TestRESTRetryOfWebSocketSend: a send that timed out on the WebSocket and
+// is retried over REST with the same id is one message: REST names the
+// device as the upgrade does (?device=, the dev claim, else "default").
+func TestRESTRetryOfWebSocketSend(t *testing.T) {
+	svc := startService(t, newMemStore())
+	n := dialNode(t, svc.LinkAddr())
+	n.open(1, "alice", "default")
+	n.open(2, "alice", "tab")
+	for _, s := range []uint64{1, 2} {
+		n.send(s, `{"type":"send","id":"r1","to":"bob","body":"hi"}`)
+		for n.next(s)["type"] != "sent" {
+		}
+	}
+	post := func(query string) (int, map[string]any) {
+		t.Helper()
+		req, err := http.NewRequestWithContext(t.Context(), "POST", "http://"+svc.HTTPAddr()+"/v1/chats/dm:alice:bob/messages"+query,
+			strings.NewReader(`{"id":"r1","body":"hi"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+testToken(t, "alice", ""))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var m map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&m)
+		return resp.StatusCode, m
+	}
+	for query, want := range map[string]float64{"": 1, "?device=tab": 2} {
+		if code, m := post(query); code != http.StatusOK || m["seq"] != want {
+			t.Fatalf("REST retry%s: got %d %v, want sent seq %v", query, code, m, want)
+		}
+	}
+	if code, _ := post("?device=a/b"); code != http.StatusBadRequest {
+		t.Fatalf("invalid device: got %d, want 400", code)
+	}
 }

@@ -323,6 +323,9 @@ func (sh *shard) clientError(r *request, err error) error {
 		return proto.Errorf(proto.CodeChatNotFound, "no such chat")
 	case errors.Is(err, seq.ErrBadSeq):
 		if be, ok := errors.AsType[*seq.BadSeqError](err); ok {
+			if be.Head == 0 {
+				return proto.Errorf(proto.CodeBadRequest, "seq %d: the chat has no messages yet", be.Seq)
+			}
 			return proto.Errorf(proto.CodeBadRequest, "seq %d is outside the chat's messages 1..%d", be.Seq, be.Head)
 		}
 		return proto.Errorf(proto.CodeBadRequest, "seq is outside the chat's messages")
@@ -872,9 +875,6 @@ func (sh *shard) groupChange(ctx context.Context, r *request) error {
 	if err != nil {
 		return err
 	}
-	if !ch.IsMember(r.user) {
-		return proto.Errorf(proto.CodeNotMember, "you are not a member of %s", r.chat)
-	}
 	target := in.User
 	if r.in.Type == proto.TypeGroupLeave {
 		target = r.user
@@ -883,10 +883,20 @@ func (sh *shard) groupChange(ctx context.Context, r *request) error {
 		return proto.Errorf(proto.CodeBadRequest, "user is missing or not a valid user id")
 	}
 	add := r.in.Type == proto.TypeGroupAdd
+	var denied error
+	switch {
+	case !ch.IsMember(r.user):
+		denied = proto.Errorf(proto.CodeNotMember, "you are not a member of %s", r.chat)
+	case !add && target != r.user && ch.Meta.CreatedBy != r.user:
+		denied = proto.Errorf(proto.CodeForbidden, "only the group's creator can remove members")
+	}
 	// The event is stored first, under the request id, and the membership
 	// changed after it: a retry after any failure finds its event (dedup)
 	// and completes the change, so no change is ever left without its
-	// event, and no event is stored twice.
+	// event, and no event is stored twice. Only this change's own event
+	// counts: the change was allowed when it was stored (a retry of a
+	// leave finds the user gone), while an id of another message is
+	// id_reused, never a way past the checks.
 	if in.ID != "" {
 		if ch.Busy() {
 			// An earlier message of this chat is in doubt (it may be this
@@ -899,14 +909,19 @@ func (sh *shard) groupChange(ctx context.Context, r *request) error {
 		}
 		prev, err := sh.svc.store.LookupDedup(ctx, record.DedupKey{ChatID: r.chat, Sender: r.user, Device: r.device, RequestID: in.ID})
 		switch {
-		case err == nil:
+		case err == nil && isChangeEvent(&prev, target, add):
 			if err := sh.applyMembership(ctx, ch, target, add); err != nil {
 				return err
 			}
 			return sh.replyOK(r, r.chat, prev.Seq)
-		case !errors.Is(err, record.ErrNotFound):
+		case err == nil && denied == nil:
+			return proto.Errorf(proto.CodeIDReused, "request id %s was already used for another message from this device; use a new id", in.ID)
+		case err != nil && !errors.Is(err, record.ErrNotFound):
 			return err
 		}
+	}
+	if denied != nil {
+		return denied
 	}
 	var event map[string]any
 	var extra []string
@@ -920,9 +935,6 @@ func (sh *shard) groupChange(ctx context.Context, r *request) error {
 		event = map[string]any{"event": "member_added", "user": target, "by": r.user}
 		extra = []string{target} // the new member gets the event too
 	} else {
-		if target != r.user && ch.Meta.CreatedBy != r.user {
-			return proto.Errorf(proto.CodeForbidden, "only the group's creator can remove members")
-		}
 		if !ch.IsMember(target) {
 			return sh.replyOK(r, r.chat, 0)
 		}
@@ -940,6 +952,26 @@ func (sh *shard) groupChange(ctx context.Context, r *request) error {
 		return err // the retry finds the event and applies the change
 	}
 	return sh.replyOK(r, r.chat, seq)
+}
+
+// isChangeEvent reports whether m is the event a membership change of
+// target stores (add: member_added; otherwise member_removed or
+// member_left).
+func isChangeEvent(m *record.Message, target string, add bool) bool {
+	if m.Kind != record.MsgSystem {
+		return false
+	}
+	var ev struct {
+		Event string `json:"event"`
+		User  string `json:"user"`
+	}
+	if json.Unmarshal([]byte(m.Body), &ev) != nil || ev.User != target {
+		return false
+	}
+	if add {
+		return ev.Event == "member_added"
+	}
+	return ev.Event == "member_removed" || ev.Event == "member_left"
 }
 
 // applyMembership adds target to (or removes it from) the chat in the

@@ -24,7 +24,8 @@ import (
 // ErrConflict, or (CQL under leases) fences the older writer by epoch.
 type Store interface {
 	// AppendMessages durably stores each chat's messages and, for each with
-	// a RequestID, the dedup entry (ChatID, Sender, RequestID) -> message,
+	// a RequestID, the dedup entry record.MessageDedupKey (chat, sender,
+	// device, request id) -> message,
 	// and returns one result per append (record.AppendResult): chats are
 	// independent; a chat whose seqs meet a stored message with other
 	// content gets ErrConflict; an error leaves the outcome of the rest
@@ -37,6 +38,8 @@ type Store interface {
 	// LastSeq returns the highest seq stored for chat, 0 if none.
 	LastSeq(ctx context.Context, chatID string) (uint64, error)
 	// LookupDedup returns the message stored under key, or ErrNotFound.
+	// A key stored before keys were scoped per device (no device) answers
+	// only when record.UnscopedMatch says so.
 	LookupDedup(ctx context.Context, key record.DedupKey) (record.Message, error)
 	// DedupKeys returns up to limit of the chat's stored request keys;
 	// complete is false when there may be more (then a key absent from the

@@ -168,6 +168,14 @@ func ParseDedupKey(chatID, sender, stored string) DedupKey {
 	return k
 }
 
+// UnscopedMatch reports whether m, found under key's request id (scoped or
+// bare), may answer key: it came from key's device, or it is a system
+// message (a group change) stored without a device by a build from before
+// keys were scoped per device.
+func UnscopedMatch(m *Message, key DedupKey) bool {
+	return m.Device == key.Device || (m.Kind == MsgSystem && m.Device == "")
+}
+
 // MessageDedupKey returns the key a message is stored under (RequestID
 // must be set).
 func MessageDedupKey(m *Message) DedupKey {

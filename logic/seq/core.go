@@ -123,8 +123,8 @@ type Chat[R any] struct {
 
 	next     uint64      // the highest assigned seq
 	inflight []*entry[R] // seqs Head+1..next, ascending; those in doubt first
-	keys     map[dkey]keyVal
-	keyOrder []dkey // insertion order of keys, oldest first (from keyFirst)
+	keys     map[rkey]keyVal
+	keyOrder []rkey // insertion order of keys, oldest first (from keyFirst)
 	keyFirst int
 	filter   *filter // nil: every unknown key needs a lookup
 	unscoped bool    // the filter holds unscoped keys (bare request ids, from before keys were scoped per device)
@@ -149,13 +149,14 @@ func (e *BadSeqError) Error() string {
 // Is makes a *BadSeqError match ErrBadSeq.
 func (e *BadSeqError) Is(target error) bool { return target == ErrBadSeq }
 
-// dkey is a (user, "device/request-id") or (user, device) pair.
+// dkey is a (user, device) pair.
 type dkey struct{ a, b string }
 
-// requestKey returns the request key of a send (record.DedupKey.Stored).
-func requestKey(s *Send) dkey {
-	return dkey{s.User, s.Device + "/" + s.RequestID}
-}
+// rkey is a request key: (user, device, request id).
+type rkey struct{ user, device, id string }
+
+// requestKey returns the request key of a send.
+func requestKey(s *Send) rkey { return rkey{s.User, s.Device, s.RequestID} }
 
 type keyVal struct {
 	seq uint64
@@ -278,7 +279,7 @@ func (c *Core[R]) Install(l Load) (*Chat[R], []Failure[R]) {
 	ch := &Chat[R]{
 		ID: l.Meta.ID, Meta: l.Meta, Exists: l.Exists, Epoch: l.Epoch, Head: l.Head, next: l.Head,
 		Members: slices.Compact(slices.Sorted(slices.Values(l.Members))),
-		keys:    map[dkey]keyVal{}, cursors: map[dkey]uint64{},
+		keys:    map[rkey]keyVal{}, cursors: map[dkey]uint64{},
 	}
 	for i := range l.Tail {
 		if m := &l.Tail[i]; m.Seq <= l.Head {
@@ -290,8 +291,12 @@ func (c *Core[R]) Install(l Load) (*Chat[R], []Failure[R]) {
 		for _, k := range l.Keys {
 			// An unscoped key (a bare request id) never equals a scoped
 			// one ('/' is not in the id alphabet).
-			ch.filter.add(k.Sender, k.Stored())
-			ch.unscoped = ch.unscoped || k.Unscoped
+			if k.Unscoped {
+				ch.filter.add(k.Sender, k.RequestID)
+				ch.unscoped = true
+			} else {
+				ch.filter.addScoped(k.Sender, k.Device, k.RequestID)
+			}
 		}
 	}
 	for _, cur := range l.Cursors {
@@ -365,7 +370,7 @@ func (c *Core[R]) Send(ref R, s Send) Decision {
 			c.markDirty(ch)
 			return Decision{Kind: Waiting}
 		}
-		if ch.Exists && (ch.filter == nil || ch.filter.mayContain(k.a, k.b) ||
+		if ch.Exists && (ch.filter == nil || ch.filter.mayContainScoped(k.user, k.device, k.id) ||
 			ch.unscoped && ch.filter.mayContain(s.User, s.RequestID)) {
 			return Decision{Kind: Lookup}
 		}
@@ -427,11 +432,11 @@ func (c *Core[R]) assign(ch *Chat[R], ref R, s Send) Decision {
 	return Decision{Kind: Waiting}
 }
 
-func (ch *Chat[R]) addKey(k dkey, v keyVal, limit int) {
+func (ch *Chat[R]) addKey(k rkey, v keyVal, limit int) {
 	if _, ok := ch.keys[k]; !ok {
 		ch.keyOrder = append(ch.keyOrder, k)
 		if ch.filter != nil {
-			ch.filter.add(k.a, k.b)
+			ch.filter.addScoped(k.user, k.device, k.id)
 		}
 	}
 	ch.keys[k] = v
@@ -448,7 +453,7 @@ func (ch *Chat[R]) trimKeys(limit int) {
 			break
 		}
 		delete(ch.keys, old)
-		ch.keyOrder[ch.keyFirst] = dkey{}
+		ch.keyOrder[ch.keyFirst] = rkey{}
 		ch.keyFirst++
 	}
 	if ch.keyFirst > len(ch.keyOrder)/2 && ch.keyFirst > 64 {

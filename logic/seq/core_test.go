@@ -46,10 +46,19 @@ func TestFilter(t *testing.T) {
 // TestKeyHashSeparator: (sender, request id) pairs that concatenate to the
 // same bytes hash differently.
 func TestKeyHashSeparator(t *testing.T) {
-	a1, a2 := keyHash("ab", "c")
-	b1, b2 := keyHash("a", "bc")
+	a1, a2 := keyHash("ab", "", false, "c")
+	b1, b2 := keyHash("a", "", false, "bc")
 	if a1 == b1 && a2 == b2 {
 		t.Fatalf("keyHash(ab, c) == keyHash(a, bc)")
+	}
+	// A scoped key hashes as its stored form, device/id, and apart from
+	// the bare id.
+	s1, s2 := keyHash("a", "d", true, "r")
+	if u1, u2 := keyHash("a", "", false, "d/r"); s1 != u1 || s2 != u2 {
+		t.Fatal("keyHash(a, d, scoped, r) != keyHash(a, d/r)")
+	}
+	if u1, u2 := keyHash("a", "", false, "r"); s1 == u1 && s2 == u2 {
+		t.Fatal("keyHash(a, d, scoped, r) == keyHash(a, r)")
 	}
 }
 

@@ -38,12 +38,21 @@ func newFilter(capacity int) *filter {
 
 // add records key.
 func (f *filter) add(sender, requestID string) {
+	f.addHash(keyHash(sender, "", false, requestID))
+}
+
+// addScoped records the key (sender, "device/requestID") (the form
+// record.DedupKey.Stored gives), without building that string.
+func (f *filter) addScoped(sender, device, requestID string) {
+	f.addHash(keyHash(sender, device, true, requestID))
+}
+
+func (f *filter) addHash(h1, h2 uint64) {
 	last := &f.parts[len(f.parts)-1]
 	if last.n >= last.limit {
 		f.parts = append(f.parts, newBloom(2*last.limit, len(f.parts)))
 		last = &f.parts[len(f.parts)-1]
 	}
-	h1, h2 := keyHash(sender, requestID)
 	m := uint64(len(last.bits) * 64)
 	for i := range last.probes {
 		b := (h1 + i*h2) % m
@@ -54,7 +63,15 @@ func (f *filter) add(sender, requestID string) {
 
 // mayContain reports whether key may have been added.
 func (f *filter) mayContain(sender, requestID string) bool {
-	h1, h2 := keyHash(sender, requestID)
+	return f.mayContainHash(keyHash(sender, "", false, requestID))
+}
+
+// mayContainScoped is mayContain of (sender, "device/requestID").
+func (f *filter) mayContainScoped(sender, device, requestID string) bool {
+	return f.mayContainHash(keyHash(sender, device, true, requestID))
+}
+
+func (f *filter) mayContainHash(h1, h2 uint64) bool {
 	for p := range f.parts {
 		bits := f.parts[p].bits
 		m := uint64(len(bits) * 64)
@@ -82,9 +99,10 @@ func (f *filter) bytes() int {
 	return n
 }
 
-// keyHash returns two independent 64-bit hashes of (sender, requestID)
-// for double hashing (FNV-1a with two offsets; deterministic across runs).
-func keyHash(sender, requestID string) (uint64, uint64) {
+// keyHash returns two independent 64-bit hashes of (sender, requestID), or
+// with scoped of (sender, device + "/" + requestID), for double hashing
+// (FNV-1a with two offsets; deterministic across runs).
+func keyHash(sender, device string, scoped bool, requestID string) (uint64, uint64) {
 	const prime = 1099511628211
 	h1 := uint64(14695981039346656037)
 	h2 := uint64(0x9e3779b97f4a7c15)
@@ -98,6 +116,12 @@ func keyHash(sender, requestID string) (uint64, uint64) {
 		mix(sender[i])
 	}
 	mix(0)
+	if scoped {
+		for i := 0; i < len(device); i++ {
+			mix(device[i])
+		}
+		mix('/')
+	}
 	for i := 0; i < len(requestID); i++ {
 		mix(requestID[i])
 	}

@@ -416,7 +416,7 @@ func (s *Store) LookupDedup(ctx context.Context, key record.DedupKey) (record.Me
 	}
 	m, err := s.lookupDedup(key, key.Device+"/"+key.RequestID)
 	if errors.Is(err, record.ErrNotFound) && s.unscoped {
-		if m, err = s.lookupDedup(key, key.RequestID); err == nil && m.Device != key.Device {
+		if m, err = s.lookupDedup(key, key.RequestID); err == nil && !record.UnscopedMatch(&m, key) {
 			return record.Message{}, errDedupNotFound
 		}
 	}

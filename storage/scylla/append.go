@@ -539,7 +539,7 @@ func (s *Store) lookupDedup(ctx context.Context, stmt string, key record.DedupKe
 		return record.Message{}, mapErr(err)
 	}
 	m, err := s.message(ctx, key.ChatID, uint64(seq))
-	if err == nil && (m.Sender != key.Sender || m.Device != key.Device || m.RequestID != key.RequestID) {
+	if err == nil && (m.Sender != key.Sender || m.RequestID != key.RequestID || !record.UnscopedMatch(&m, key)) {
 		err = record.ErrNotFound
 	}
 	return m, err

@@ -135,7 +135,8 @@
 // all-or-nothing rollback this replaced).
 //
 // A dedup key is only a hint: LookupDedup trusts it only when the message
-// row at its seq carries the same sender and request id. Written before
+// row at its seq carries the same sender, request id and device (a bare-id
+// key from before migration 4: record.UnscopedMatch). Written before
 // the rows, a stored message always has its key, so a retry after a crash
 // between the rows and the client's "sent" finds it. DedupKeys lists a
 // chat's keys for the sequencer's filter.

@@ -223,6 +223,26 @@ func migrate(ctx context.Context, sess *gocql.Session, cfg Config) (info schemaI
 	// One that existed before migration 4 holds dedup keys not scoped per
 	// device.
 	unscoped := done[1] && !done[4]
+	// What such a keyspace needs is recorded before the migrations that
+	// mark it as migrated (settings are insert-if-absent, so an open that
+	// died in between does it again): the settings table is migration 1's.
+	if legacy {
+		// Such a keyspace is LWT whatever the configuration asks (checked
+		// below).
+		if _, err := recordSetting(ctx, sess, "sequencing", SequencingLWT); err != nil {
+			return info, err
+		}
+		until := time.Now().Add(cfg.DedupTTL).UnixMilli()
+		if _, err := recordSetting(ctx, sess, "legacy_dedup_until", strconv.FormatInt(until, 10)); err != nil {
+			return info, err
+		}
+	}
+	if unscoped {
+		until := time.Now().Add(cfg.DedupTTL).UnixMilli()
+		if _, err := recordSetting(ctx, sess, "unscoped_dedup_until", strconv.FormatInt(until, 10)); err != nil {
+			return info, err
+		}
+	}
 	for _, m := range migrations {
 		if done[m.id] {
 			continue
@@ -256,23 +276,6 @@ func migrate(ctx context.Context, sess *gocql.Session, cfg Config) (info schemaI
 		return info, err
 	}
 	mode := cfg.Sequencing
-	if legacy {
-		// Recorded before the check: such a keyspace is LWT whatever the
-		// configuration asks.
-		if _, err := recordSetting(ctx, sess, "sequencing", SequencingLWT); err != nil {
-			return info, err
-		}
-		until := time.Now().Add(cfg.DedupTTL).UnixMilli()
-		if _, err := recordSetting(ctx, sess, "legacy_dedup_until", strconv.FormatInt(until, 10)); err != nil {
-			return info, err
-		}
-	}
-	if unscoped {
-		until := time.Now().Add(cfg.DedupTTL).UnixMilli()
-		if _, err := recordSetting(ctx, sess, "unscoped_dedup_until", strconv.FormatInt(until, 10)); err != nil {
-			return info, err
-		}
-	}
 	if err := check("sequencing", mode, "and it can never change (a keyspace's rows are written in one mode; use a new keyspace for the other)"); err != nil {
 		return info, err
 	}

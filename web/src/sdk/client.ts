@@ -519,7 +519,7 @@ export class ParleyClient {
     switch (f.type) {
       case "msg": {
         const m = frameMessage(f);
-        const own = this.isOwn(m.from, m.id);
+        const own = this.isOwn(m);
         let skip = own;
         if (this.catchingUp && !skip && !(m.chat in this.resume)) skip = true;
         this.add(m, skip, own, true);
@@ -566,8 +566,12 @@ export class ParleyClient {
     }
   }
 
-  private isOwn(user: string, id: string): boolean {
-    return id !== "" && user === this.conn?.hello.user && (this.ownSends.get(id) ?? 0) > 0;
+  /** A send of this client still in flight. Request ids are scoped per device, so a message of another device with the same id is not. */
+  private isOwn(m: Message): boolean {
+    const hello = this.conn?.hello;
+    if (m.id === "" || m.from !== hello?.user) return false;
+    if (m.device !== "" && m.device !== hello.device) return false;
+    return (this.ownSends.get(m.id) ?? 0) > 0;
   }
 
   private resolve(f: ServerFrame): boolean {
@@ -666,7 +670,7 @@ export class ParleyClient {
     }
     if (this.closed) return;
     this.orderer.filled(g.chat);
-    for (const m of msgs) this.add(m, this.isOwn(m.from, m.id), false, false);
+    for (const m of msgs) this.add(m, this.isOwn(m), false, false);
     if (err !== null && retryable(err)) {
       this.orderer.retryGap(g.chat, Date.now());
       this.checkGaps();
@@ -689,8 +693,8 @@ export class ParleyClient {
     while (after + 1 < before) {
       let page: HistoryPage;
       const limit = Math.min(before - after - 1, 200);
-      // after 0 is "no after": the newest page. The first page of a chat is
-      // the one below seq limit+1.
+      // The first page of a chat is asked as the one below seq limit+1:
+      // older servers read after 0 as "no bound".
       const first = after === 0;
       try {
         page = await this.history(chat, first ? { before: limit + 1, limit } : { after, limit });
@@ -726,7 +730,7 @@ export class ParleyClient {
       const cur = cursors[ch.chat];
       if (cur === undefined || ch.last_seq <= cur) continue;
       try {
-        for (const m of await this.fetchRange(ch.chat, cur, ch.last_seq + 1)) this.add(m, this.isOwn(m.from, m.id), false, false);
+        for (const m of await this.fetchRange(ch.chat, cur, ch.last_seq + 1)) this.add(m, this.isOwn(m), false, false);
       } catch (e) {
         this.o.logger("info", "cannot resync chat", { chat_id: ch.chat, err: String(e) });
       }

@@ -131,7 +131,7 @@ test("send is retried with the same id across a reconnect until sent", async () 
   const s2 = await cn2.next((f) => f.type === "send");
   assert.equal(s2.id, s1.id, "same request id on retry");
   // The catch-up pushes our own message before the sent answer: not delivered.
-  cn2.push(msg("dm:alice:bob", 1, { from: "alice", id: s1.id }));
+  cn2.push(msg("dm:alice:bob", 1, { from: "alice", device: "d1", id: s1.id }));
   cn2.push({ type: "sent", id: s1.id, chat: "dm:alice:bob", seq: 1, ts: 5 });
   const sent = await p;
   assert.deepEqual(sent, { id: s1.id, chat: "dm:alice:bob", seq: 1, ts: 5 });
