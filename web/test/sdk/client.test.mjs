@@ -270,3 +270,19 @@ test("pipelined sends keep their order across a rate_limited retry", async () =>
   assert.deepEqual(sent.map((s) => s.seq), [1, 2, 3]);
   c.close();
 });
+
+test("another device's message with the id of a send in flight is delivered (ids are per device)", async () => {
+  const srv = new FakeServer();
+  const { c, got } = newClient(srv);
+  void c.start();
+  const cn = await srv.conn(0);
+  cn.hello("alice");
+  const p = c.send("g:x", "mine");
+  const s1 = await cn.next((f) => f.type === "send");
+  cn.push(msg("g:x", 1, { from: "alice", device: "d2", id: s1.id, body: "from d2" }));
+  cn.push({ type: "sent", id: s1.id, chat: "g:x", seq: 2, ts: 5 });
+  await p;
+  for (let i = 0; i < 50 && got.length === 0; i++) await sleep(5);
+  assert.deepEqual(got, ["g:x#1:from d2"]);
+  c.close();
+});
