@@ -121,6 +121,12 @@ type Config struct {
 	// Logger receives connection events (Info) and per-frame noise
 	// (Debug). Nil means discard.
 	Logger *slog.Logger `yaml:"-"`
+	// Observe, when set, sees every text frame the client writes (out
+	// true) and every complete message it reads (out false), on the
+	// connection's goroutines, before the client acts on it. For debugging
+	// and contract checks (api/apicheck); it must not block, and must not
+	// keep or change frame.
+	Observe func(out bool, frame []byte) `yaml:"-"`
 }
 
 // Default returns a Config with every default filled in and SendRetry on.

@@ -34,6 +34,7 @@ func (c *Client) connect(ctx context.Context) (*wsConn, Hello, error) {
 		c.nextURL()
 		return nil, Hello{}, err
 	}
+	cn.observe = c.cfg.Observe
 	stop := context.AfterFunc(dctx, func() { _ = cn.nc.Close() })
 	_ = cn.nc.SetReadDeadline(time.Now().Add(c.cfg.DialTimeout))
 	b, err := cn.read()

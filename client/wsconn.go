@@ -26,8 +26,9 @@ type wsConn struct {
 	wtimeout time.Duration
 	readIdle time.Duration // read deadline after each frame; 0 = none
 
-	msg      []byte       // reassembly buffer for fragmented messages (reader only)
-	lastRead atomic.Int64 // Unix ns of the last frame header read
+	observe  func(out bool, frame []byte) // Config.Observe; nil for none
+	msg      []byte                       // reassembly buffer for fragmented messages (reader only)
+	lastRead atomic.Int64                 // Unix ns of the last frame header read
 
 	wmu     sync.Mutex // guards the following
 	wbuf    []byte
@@ -147,13 +148,21 @@ func (c *wsConn) read() ([]byte, error) {
 			ws.Cipher(c.msg[start:], h.Mask, 0)
 		}
 		if h.Fin {
+			if c.observe != nil {
+				c.observe(false, c.msg)
+			}
 			return c.msg, nil
 		}
 	}
 }
 
 // writeText writes one masked text frame. p is not modified.
-func (c *wsConn) writeText(p []byte) error { return c.writeFrame(ws.OpText, p) }
+func (c *wsConn) writeText(p []byte) error {
+	if c.observe != nil {
+		c.observe(true, p)
+	}
+	return c.writeFrame(ws.OpText, p)
+}
 
 func (c *wsConn) writeFrame(op ws.OpCode, p []byte) error {
 	c.wmu.Lock()

@@ -3,6 +3,7 @@ package connsrv
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"net/url"
@@ -453,6 +454,7 @@ type upgrade struct {
 	queryToken, headerToken, protoToken string
 	queryDevice                         string
 	hasDevice                           bool
+	queryProtocol                       string // ?protocol=, the client protocol version the client asks for
 	origin                              string
 	badQuery                            bool
 
@@ -474,6 +476,7 @@ func (u *upgrade) onRequest(uri []byte) error {
 	if d, ok := q["device"]; ok && len(d) > 0 {
 		u.queryDevice, u.hasDevice = d[0], true
 	}
+	u.queryProtocol = q.Get("protocol")
 	return nil
 }
 
@@ -525,6 +528,11 @@ func (u *upgrade) beforeUpgrade() (ws.HandshakeHeader, error) {
 	}
 	if u.badQuery {
 		return nil, reject(400, "malformed query")
+	}
+	if v := u.queryProtocol; v != "" && !proto.SupportedVersion(v) {
+		// docs/protocol.md, "Compatibility": a client asking for a version
+		// this server does not speak is refused here, naming what it does.
+		return nil, reject(400, fmt.Sprintf("client protocol %.16q not supported: this server speaks %d..%d", v, proto.MinVersion, proto.Version))
 	}
 	token := u.headerToken
 	if token == "" {

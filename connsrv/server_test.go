@@ -40,6 +40,9 @@ func TestUpgradeAuth(t *testing.T) {
 		{name: "device claim and the same device", query: "?device=tablet", header: http.Header{"Authorization": {"Bearer " + token(t, "dave", "tablet", time.Hour)}}, wantUser: "dave", wantDevice: "tablet"},
 		{name: "device claim and another device", query: "?device=phone", header: http.Header{"Authorization": {"Bearer " + token(t, "dave", "tablet", time.Hour)}}, wantStatus: 400},
 		{name: "bad device", query: "?token=" + good("frank") + "&device=" + url.QueryEscape("bad device!"), wantStatus: 400},
+		{name: "protocol spoken", query: "?token=" + good("gina") + "&protocol=1", wantUser: "gina", wantDevice: "default"},
+		{name: "protocol not spoken", query: "?token=" + good("gina") + "&protocol=99", wantStatus: 400},
+		{name: "protocol garbage", query: "?token=" + good("gina") + "&protocol=v1", wantStatus: 400},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -360,6 +360,7 @@ func (h *chaosHarness) dialClient(user, dev string, viaProxy bool, resume map[st
 	cfg.Backoff = client.Backoff{Min: 100 * time.Millisecond, Max: 2 * time.Second}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
+	cfg.Observe = observeContract
 	c, err := client.Dial(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("cannot dial %s/%s: %w", user, dev, err)

@@ -207,6 +207,7 @@ func (p *proc) dial(t *testing.T, user string) *client.Client {
 	cfg.RequestTimeout = 3 * time.Second
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	cfg.Observe = observeContract
 	c, err := client.Dial(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -351,6 +352,7 @@ func TestCrashKeepsPositions(t *testing.T) {
 		cfg.URL, cfg.Token, cfg.Device = p.wsURL, p.token(t, "bob"), "b1"
 		cfg.Logger = logger()
 		cfg.RequestTimeout = 3 * time.Second
+		cfg.Observe = observeContract
 		c, err := client.Dial(ctx, cfg)
 		if err != nil {
 			t.Fatal(err)

@@ -101,6 +101,7 @@ func TestResumeWithPositions(t *testing.T) {
 	cfg.URL, cfg.Token, cfg.Device, cfg.Resume = sys.wsURL, sys.token("bob", "d", time.Hour), "d", pos
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
+	cfg.Observe = observeContract
 	bob2, err := client.Dial(dctx, cfg)
 	if err != nil {
 		t.Fatal(err)

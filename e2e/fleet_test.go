@@ -197,6 +197,7 @@ func (f *fleet) dial(user, device string, i int) *recorder {
 	cfg.RetryBackoff.Max = 500 * time.Millisecond
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
+	cfg.Observe = observeContract
 	c, err := client.Dial(ctx, cfg)
 	if err != nil {
 		f.t.Fatalf("dial %s/%s on node %d: %v", user, device, i+1, err)

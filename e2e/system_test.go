@@ -129,6 +129,7 @@ func (s *system) dial(user, device string) *client.Client {
 	cfg.Logger = logger()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	cfg.Observe = observeContract
 	c, err := client.Dial(ctx, cfg)
 	if err != nil {
 		s.t.Fatalf("dial %s/%s: %v", user, device, err)

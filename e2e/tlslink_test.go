@@ -83,6 +83,7 @@ func TestStandaloneTLSLinkAndHTTP(t *testing.T) {
 		cfg.URL, cfg.Token, cfg.Device, cfg.Logger = p.wsURL, token(user), "d", logger()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
+		cfg.Observe = observeContract
 		c, err := client.Dial(ctx, cfg)
 		if err != nil {
 			t.Fatal(err)

@@ -16,6 +16,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/fasthttp"
 
+	"github.com/parley-chat/parley/api"
 	"github.com/parley-chat/parley/internal/adminauth"
 	"github.com/parley-chat/parley/internal/auth"
 	"github.com/parley-chat/parley/internal/gostats"
@@ -163,6 +164,11 @@ func (s *Service) serveHTTP(ctx *fasthttp.RequestCtx) {
 	case path == "/v1/dev/token" && method == fasthttp.MethodPost:
 		route = "dev_token"
 		s.serveDevToken(ctx)
+		return
+	case path == "/v1/openapi.json" && (method == fasthttp.MethodGet || method == fasthttp.MethodHead):
+		route = "openapi"
+		ctx.SetContentType("application/json")
+		ctx.SetBody(api.OpenAPI)
 		return
 	}
 	if !strings.HasPrefix(path, "/v1/") {
@@ -388,19 +394,21 @@ func (s *Service) serveSend(ctx *fasthttp.RequestCtx, claims auth.Claims, chat s
 	select {
 	case frame := <-out:
 		var f struct {
-			Type string `json:"type"`
-			Code string `json:"code"`
+			Type         string `json:"type"`
+			Code         string `json:"code"`
+			Message      string `json:"message"`
+			RetryAfterMS int64  `json:"retry_after_ms"`
 		}
 		_ = json.Unmarshal(frame, &f)
-		status := fasthttp.StatusOK
 		if f.Type == proto.TypeError {
-			status = statusFor(f.Code)
+			// The error frame becomes the API's error object.
+			httpErrorID(ctx, statusFor(f.Code), &proto.Error{Code: f.Code, Message: f.Message, RetryAfterMS: f.RetryAfterMS}, in.ID)
+			return
 		}
-		ctx.SetStatusCode(status)
 		ctx.SetContentType("application/json")
 		ctx.SetBody(frame)
 	case <-time.After(s.cfg.StoreTimeout + time.Second):
-		httpError(ctx, fasthttp.StatusServiceUnavailable, &proto.Error{Code: proto.CodeUnavailable, Message: "timed out, retry with the same id"})
+		httpErrorID(ctx, fasthttp.StatusServiceUnavailable, &proto.Error{Code: proto.CodeUnavailable, Message: "timed out, retry with the same id"}, in.ID)
 	}
 }
 
@@ -447,7 +455,17 @@ func statusFor(code string) int {
 }
 
 func httpError(ctx *fasthttp.RequestCtx, status int, e *proto.Error) {
-	b, _ := json.Marshal(map[string]any{"error": map[string]any{"code": e.Code, "message": e.Message, "retryable": proto.Retryable(e.Code)}})
+	httpErrorID(ctx, status, e, "")
+}
+
+// httpErrorID is httpError naming the request's id (when valid) in the
+// error object.
+func httpErrorID(ctx *fasthttp.RequestCtx, status int, e *proto.Error, id string) {
+	obj := map[string]any{"code": e.Code, "message": e.Message, "retryable": proto.Retryable(e.Code)}
+	if record.ValidID(id) && !e.NullID {
+		obj["id"] = id
+	}
+	b, _ := json.Marshal(map[string]any{"error": obj})
 	ctx.SetStatusCode(status)
 	ctx.SetContentType("application/json")
 	if e.RetryAfterMS > 0 {

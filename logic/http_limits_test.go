@@ -104,8 +104,11 @@ func TestHTTPBodyTooLarge(t *testing.T) {
 	// At the limit the body is read (and here refused for its text, which
 	// is over logic.max_body_bytes: the message limit, also 413).
 	code, m := httpDo(t, "POST", url, tok, `{"id":"ok","body":"`+strings.Repeat("x", MaxHTTPBodyBytes-len(`{"id":"ok","body":""}`))+`"}`)
-	if code != http.StatusRequestEntityTooLarge || m["code"] != proto.CodeTooLarge || !strings.Contains(m["message"].(string), "limit 16384") {
-		t.Fatalf("at the limit: got %d %v, want 413 too_large from the send path", code, m)
+	// The send path's error frame becomes the API's error object, with
+	// the request's id.
+	e, _ := m["error"].(map[string]any)
+	if code != http.StatusRequestEntityTooLarge || e["code"] != proto.CodeTooLarge || e["id"] != "ok" || !strings.Contains(e["message"].(string), "limit 16384") {
+		t.Fatalf("at the limit: got %d %v, want 413 too_large from the send path with id ok", code, m)
 	}
 	code, m = httpDo(t, "POST", url, tok, `{"id":"small","body":"hi"}`)
 	if code != http.StatusOK {

@@ -42,6 +42,9 @@ func httpDo(t *testing.T, method, url, token, body string) (int, map[string]any)
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
+	if err := contract(t).HTTPResponse(method, req.URL.Path, resp.StatusCode, resp.Header.Get("Content-Type"), b); err != nil {
+		t.Error(err)
+	}
 	var out map[string]any
 	if len(bytes.TrimSpace(b)) > 0 {
 		if err := json.Unmarshal(b, &out); err != nil {

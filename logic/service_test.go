@@ -129,6 +129,9 @@ func (n *fakeNode) push(s uint64, payload []byte) {
 		n.t.Errorf("session %d got invalid JSON %q: %v", s, payload, err)
 		return
 	}
+	if err := contract(n.t).ServerFrame(payload); err != nil {
+		n.t.Errorf("session %d: %v", s, err)
+	}
 	n.ch(s) <- m
 }
 

@@ -10,6 +10,18 @@ import (
 // Version is the client protocol version announced in the hello frame.
 const Version = 1
 
+// MinVersion is the oldest client protocol version this build still
+// speaks (docs/protocol.md, "Compatibility"): a release that raises
+// Version keeps the previous one for at least one release.
+const MinVersion = 1
+
+// SupportedVersion reports whether v, a client's ?protocol= value, names a
+// version in MinVersion..Version.
+func SupportedVersion(v string) bool {
+	n, err := strconv.Atoi(v)
+	return err == nil && n >= MinVersion && n <= Version
+}
+
 // Client frame types (client -> server).
 const (
 	TypeSend        = "send"         // post a message; answered by sent or error
