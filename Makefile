@@ -3,6 +3,7 @@ GO        ?= go
 FUZZTIME  ?= 100000x
 STATICCHECK_VERSION ?= v0.8.2
 GOBIN     := $(shell $(GO) env GOPATH)/bin
+CONTRACT_REPORT := $(CURDIR)/.contract-report
 
 .PHONY: help run web build fmt vet lint test test-race test-integration test-web fuzz bench check clean
 
@@ -32,8 +33,10 @@ lint: ## staticcheck (installed into GOPATH/bin on first use)
 test: ## unit, end-to-end and crash tests
 	$(GO) test -count=1 ./...
 
-test-race: ## the tests under the race detector
-	$(GO) test -race -count=1 ./...
+test-race: ## the tests under the race detector (prints how many frames and responses e2e checked against api/)
+	@rm -f $(CONTRACT_REPORT)
+	PARLEY_CONTRACT_REPORT=$(CONTRACT_REPORT) $(GO) test -race -count=1 ./...
+	@cat $(CONTRACT_REPORT) 2>/dev/null || true
 
 test-integration: ## CQL backend and e2e/chaos on a real Cassandra 5 that the script fetches and starts
 	bash scripts/test-integration.sh
