@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/parley-chat/parley/internal/tierlink"
+	"github.com/parley-chat/parley/internal/tlsconf"
 )
 
 // tierlinkMaxPayload is the largest payload one link frame carries.
@@ -297,6 +298,12 @@ func (l *link) writeLoop(ctx context.Context, conn net.Conn, done <-chan struct{
 		case <-done:
 			return nil
 		case <-ping.C:
+			// A link made before the logic node's certificate was
+			// revoked (link_tls.deny_file) is cut; the redial is refused.
+			if err := tlsconf.Recheck(l.srv.linkTLS, conn); err != nil {
+				l.srv.log.Warn("tier link cut: the logic node's certificate is revoked", "logic_addr", l.addr, "err", err)
+				return fmt.Errorf("link to %s: %w", l.addr, err)
+			}
 			nonce++
 			l.sendPing(tierlink.TypePing, nonce)
 			continue

@@ -32,11 +32,19 @@ func TestStandaloneTLSLinkAndHTTP(t *testing.T) {
 	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.cert.Raw}), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// connsrv checks the logic node's certificate against a deny list,
+	// empty for now (revoked at the end).
+	deny := filepath.Join(dir, "deny.txt")
+	if err := os.WriteFile(deny, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	bin := parleyBinary(t)
 	ports := [4]int{freePort(t), freePort(t), freePort(t), freePort(t)}
 	p := startStandalone(t, bin, newTestStore(t), ports,
 		"-set", "logic.link_tls.cert_file="+srv, "-set", "logic.link_tls.key_file="+srv,
 		"-set", "connsrv.link_tls.ca_file="+caFile,
+		"-set", "connsrv.link_tls.deny_file="+deny, "-set", "connsrv.link_tls.reload_interval=100ms",
+		"-set", "connsrv.link_ping_interval=200ms",
 		"-set", "logic.http_tls.cert_file="+srv, "-set", "logic.http_tls.key_file="+srv)
 	roots := x509.NewCertPool()
 	roots.AddCert(ca.cert)
@@ -105,5 +113,49 @@ func TestStandaloneTLSLinkAndHTTP(t *testing.T) {
 		}
 	case <-ctx.Done():
 		t.Fatal("bob got nothing")
+	}
+
+	// Revoking the logic node's certificate cuts the established link
+	// (before, it lived on until a restart): connsrv stops being ready and
+	// its clients are closed.
+	raw, err := os.ReadFile(srv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode(raw)
+	leaf, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(deny+".new", []byte(fmt.Sprintf("%x\n", leaf.SerialNumber)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(deny+".new", deny); err != nil {
+		t.Fatal(err)
+	}
+	for cut := time.After(30 * time.Second); ; {
+		select {
+		case st := <-bob.States():
+			if st.Kind != client.StateReconnecting {
+				continue
+			}
+		case <-cut:
+			t.Fatal("bob's connection outlived the revocation of the logic node's certificate by 30 s")
+		}
+		break
+	}
+	start := time.Now()
+	for {
+		resp, err := (&http.Client{Timeout: time.Second}).Get(fmt.Sprintf("http://127.0.0.1:%d/readyz", ports[1]))
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusServiceUnavailable {
+				break
+			}
+		}
+		if time.Since(start) > 30*time.Second {
+			t.Fatal("connsrv still ready 30 s after the logic node's certificate was revoked")
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/parley-chat/parley/internal/record"
 	"github.com/parley-chat/parley/internal/ring"
 	"github.com/parley-chat/parley/internal/tierlink"
+	"github.com/parley-chat/parley/internal/tlsconf"
 )
 
 // A fleet of logic nodes (see ARCHITECTURE.md, "Fleet"):
@@ -326,6 +327,12 @@ func (c *cluster) connectPeer(ctx context.Context, addr string) error {
 			case <-pingDone:
 				return
 			case <-t.C:
+				if err := tlsconf.Recheck(c.svc.peerTLS, conn); err != nil {
+					linksRevoked.Inc()
+					c.svc.log.Warn("peer link cut: the peer's certificate is revoked", "peer", p.id, "peer_addr", addr, "err", err)
+					_ = conn.Close()
+					return
+				}
 				n++
 				p.l.appendFrames(func(b []byte) []byte { return tierlink.AppendPing(b, tierlink.TypePing, n) })
 			}

@@ -15,6 +15,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/parley-chat/parley/internal/tierlink"
+	"github.com/parley-chat/parley/internal/tlsconf"
 )
 
 var (
@@ -25,6 +26,7 @@ var (
 	linkFramesOut     = metrics.NewCounter(`parley_logic_link_frames_out_total`)
 	linkProtocolError = metrics.NewCounter(`parley_logic_link_drops_total{reason="protocol"}`)
 	linkAuthFailed    = metrics.NewCounter(`parley_logic_link_drops_total{reason="auth"}`)
+	linksRevoked      = metrics.NewCounter(`parley_logic_link_drops_total{reason="revoked"}`)
 )
 
 // link is one tier-link TCP connection from a connection node. Frames are
@@ -161,8 +163,10 @@ type linkHandler interface {
 	onPeerGone(l *link)
 }
 
-// serveLinks accepts tier links on ln until ctx is done.
-func serveLinks(ctx context.Context, ln net.Listener, cfg Config, secret tierlink.Secret, h linkHandler, log *slog.Logger) error {
+// serveLinks accepts tier links on ln until ctx is done. With tlsConf (the
+// listener's TLS), established links are rechecked every reload interval:
+// one whose peer certificate was revoked since (link_tls.deny_file) is cut.
+func serveLinks(ctx context.Context, ln net.Listener, cfg Config, secret tierlink.Secret, tlsConf *tls.Config, h linkHandler, log *slog.Logger) error {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	conns := map[net.Conn]struct{}{}
@@ -175,6 +179,34 @@ func serveLinks(ctx context.Context, ln net.Listener, cfg Config, secret tierlin
 		}
 		mu.Unlock()
 	}()
+	if tlsConf != nil && tlsConf.VerifyConnection != nil {
+		go func() {
+			t := time.NewTicker(cfg.LinkTLS.RecheckInterval())
+			defer t.Stop()
+			var live []net.Conn
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+				}
+				mu.Lock()
+				for c := range conns {
+					live = append(live, c)
+				}
+				mu.Unlock()
+				for _, c := range live {
+					if err := tlsconf.Recheck(tlsConf, c); err != nil {
+						linksRevoked.Inc()
+						log.Warn("tier link cut: its peer's certificate is revoked", "remote", c.RemoteAddr().String(), "err", err)
+						_ = c.Close()
+					}
+				}
+				clear(live)
+				live = live[:0]
+			}
+		}()
+	}
 	defer wg.Wait()
 	for {
 		c, err := ln.Accept()

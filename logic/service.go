@@ -115,6 +115,7 @@ type Service struct {
 	httpLn  net.Listener
 	adminLn net.Listener // /metrics, /healthz, /readyz; nil: none
 	peerTLS *tls.Config  // dialing other logic nodes; nil: plain TCP
+	linkTLS *tls.Config  // the link listener's; nil: plain TCP
 	// linkSecret authenticates tier and peer links (empty: mutual TLS).
 	linkSecret tierlink.Secret
 	tlsStops   []func() // certificate reloaders
@@ -231,6 +232,7 @@ func (s *Service) Listen() error {
 		}
 		s.tlsStops = append(s.tlsStops, stop)
 		ln = tls.NewListener(ln, conf)
+		s.linkTLS = conf
 	}
 	if s.cfg.LinkTLS.ClientEnabled() {
 		if s.peerTLS, err = tlsconf.ClientConfig(s.cfg.LinkTLS); err != nil {
@@ -387,7 +389,7 @@ func (s *Service) Run(ctx context.Context) error {
 	servers.Add(1)
 	go func() {
 		defer servers.Done()
-		errc <- serveLinks(ctx, s.linkLn, s.cfg, s.linkSecret, s, s.log)
+		errc <- serveLinks(ctx, s.linkLn, s.cfg, s.linkSecret, s.linkTLS, s, s.log)
 	}()
 	if s.httpLn != nil {
 		s.http = s.newHTTPServer()

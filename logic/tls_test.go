@@ -18,6 +18,7 @@ import (
 
 	"github.com/parley-chat/parley/internal/record"
 	"github.com/parley-chat/parley/internal/tierlink"
+	"github.com/parley-chat/parley/internal/tlsconf"
 )
 
 // writeTestCert writes a self-signed certificate for 127.0.0.1 (its own
@@ -117,4 +118,38 @@ func TestPeerHelloRelayedToItself(t *testing.T) {
 		t.Fatalf("a relayed self-link stored %v", msgs)
 	}
 	waitRing(t, svc, 1)
+}
+
+// TestRevokedPeerLinkCut: links made before a certificate was revoked are
+// cut once the deny list lists it (both the accepting side's recheck and
+// the dialer's), and the redial is refused: the ring shrinks back to one
+// on each node. (Before, established links outlived the revocation.)
+func TestRevokedPeerLinkCut(t *testing.T) {
+	pair, ca := writeTestCert(t)
+	deny := filepath.Join(t.TempDir(), "deny.txt")
+	if err := os.WriteFile(deny, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	withTLS := func(c *Config) {
+		c.LinkTLS.CertFile, c.LinkTLS.KeyFile, c.LinkTLS.CAFile, c.LinkTLS.ClientCAFile = pair, pair, ca, ca
+		c.LinkTLS.DenyFile, c.LinkTLS.ReloadInterval = deny, 50*time.Millisecond
+		c.Cluster.PeerPingInterval = 100 * time.Millisecond
+		c.LinkSecret = ""
+	}
+	st := newMemStore()
+	a := startService(t, st, func(c *Config) { c.NodeID, c.Cluster.Enabled = "n1", true }, withTLS)
+	b := startService(t, st, func(c *Config) { c.NodeID, c.Cluster.Peers = "n2", []string{a.LinkAddr()} }, withTLS)
+	waitRing(t, a, 2)
+	waitRing(t, b, 2)
+	// Revoke the (shared) certificate: a file replaced whole, as parley
+	// certs revoke leaves it.
+	tmp := deny + ".new"
+	if err := os.WriteFile(tmp, []byte(tlsconf.SerialHex(big.NewInt(1))+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, deny); err != nil {
+		t.Fatal(err)
+	}
+	waitRing(t, a, 1)
+	waitRing(t, b, 1)
 }

@@ -64,6 +64,11 @@ func (c Config) reloadInterval() time.Duration {
 	return c.ReloadInterval
 }
 
+// RecheckInterval is how often a holder of established connections
+// should Recheck them: the reload interval, so a revocation cuts a live
+// link about as soon as it refuses a new one.
+func (c Config) RecheckInterval() time.Duration { return c.reloadInterval() }
+
 // minReload is the shortest reload interval accepted (tests use tens of
 // milliseconds; production leaves the default).
 const minReload = 10 * time.Millisecond

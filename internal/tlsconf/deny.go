@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"log/slog"
+	"net"
 	"math/big"
 	"os"
 	"strings"
@@ -157,4 +158,17 @@ func (d *denyList) verify(cs tls.ConnectionState) error {
 		}
 	}
 	return nil
+}
+
+// Recheck runs conf's connection check (the deny list, when conf has one)
+// again on an established connection c: a link made before its peer's
+// certificate was revoked is cut by a caller that rechecks it from time to
+// time. nil when c is not TLS or conf checks nothing. Safe for concurrent
+// use.
+func Recheck(conf *tls.Config, c net.Conn) error {
+	tc, ok := c.(*tls.Conn)
+	if !ok || conf == nil || conf.VerifyConnection == nil {
+		return nil
+	}
+	return conf.VerifyConnection(tc.ConnectionState())
 }
