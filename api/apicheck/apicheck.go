@@ -28,7 +28,7 @@ const (
 type Checker struct {
 	client, server *jsonschema.Schema
 	apiError       *jsonschema.Schema // components.schemas.Error of openapi.json
-	openapi        map[string]any // the parsed document, for looking up routes
+	openapi        map[string]any     // the parsed document, for looking up routes
 	compiler       *jsonschema.Compiler
 	mu             sync.Mutex
 	responses      map[string]*jsonschema.Schema // "METHOD path status" -> schema

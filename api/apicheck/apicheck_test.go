@@ -34,8 +34,8 @@ func TestFrames(t *testing.T) {
 		}
 	}
 	bad := []string{
-		`{"type":"sent","id":"r1","chat":"dm:alice:bob","seq":0,"ts":1}`,                  // seq 0
-		`{"type":"sent","id":"r1","chat":"dm:alice:bob","seq":1}`,                         // no ts
+		`{"type":"sent","id":"r1","chat":"dm:alice:bob","seq":0,"ts":1}`, // seq 0
+		`{"type":"sent","id":"r1","chat":"dm:alice:bob","seq":1}`,        // no ts
 		`{"type":"msg","chat":"bogus","seq":1,"from":"a","device":"d","ts":1,"kind":"text","body":"x"}`,
 		`{"type":"receipt","chat":"g:x","user":"b","device":"d","seq":1,"status":"read"}`, // unknown status
 		`{"type":"ok","id":"x","extra":1}`,                                                // unknown field
