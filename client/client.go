@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/parley-chat/parley/internal/proto"
+	"github.com/parley-chat/parley/internal/record"
 )
 
 // Client is a connection to a Parley server that reconnects by itself.
@@ -349,7 +350,15 @@ func (c *Client) send(ctx context.Context, id, chat, to, body string) (Sent, err
 	if dest == "" {
 		dest = "user " + to
 	}
-	wait, done := c.sends.enter(dest)
+	// One queue per chat: a 1-on-1 chat reached with SendTo and with Send
+	// (its dm: id) is one destination once this user is known.
+	key := dest
+	c.mu.Lock()
+	if me := c.hello.User; chat == "" && me != "" && record.ValidID(to) && to != me {
+		key = record.DirectChatID(me, to)
+	}
+	c.mu.Unlock()
+	wait, done := c.sends.enter(key)
 	defer done()
 	if err := wait(ctx); err != nil {
 		return Sent{}, fmt.Errorf("cannot send message %s to %s: %w", id, dest, err)

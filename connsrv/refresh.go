@@ -6,6 +6,7 @@ import (
 
 	"github.com/parley-chat/parley/internal/auth"
 	"github.com/parley-chat/parley/internal/proto"
+	"github.com/parley-chat/parley/internal/record"
 )
 
 // typeRefresh is the client frame that replaces the session's token:
@@ -41,6 +42,12 @@ func (h *handler) refresh(s *session, msg []byte) bool {
 		return false
 	}
 	srv := h.srv
+	if !record.ValidID(r.ID) {
+		// Never echo an invalid id (docs/protocol.md, frame rules).
+		srv.m.refreshed(refreshInvalid)
+		s.enqueue(srv, opText, proto.AppendError(nil, "", &proto.Error{Code: proto.CodeBadRequest, Message: "refresh needs an id (request id): 1-64 of [A-Za-z0-9-_.@]", NullID: r.ID != ""}))
+		return true
+	}
 	fail := func(result, message string) bool {
 		srv.m.refreshed(result)
 		srv.log.Debug("token refresh refused", "conn_id", s.id, "user_id", s.user, "reason", message)

@@ -1,8 +1,11 @@
 package logic
 
 import (
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/parley-chat/parley/internal/record"
 )
 
 // TestGroupCreateRetry: a retried group_create answers with the original
@@ -136,5 +139,77 @@ func TestGroupChangeReusedID(t *testing.T) {
 	}
 	if m := answer(3, `{"type":"group_leave","id":"L","chat":"`+chat+`"}`); m["type"] != "ok" || m["seq"] != left["seq"] {
 		t.Fatalf("retried leave: got %v, want ok seq %v", m, left["seq"])
+	}
+}
+
+// TestGroupChangeLateRetry: a group change retried after a later change of
+// the same user answers its own seq and does not undo the later change
+// (before, a late retry of "add dave" after "remove dave" put dave back
+// with no event).
+func TestGroupChangeLateRetry(t *testing.T) {
+	svc := startService(t, newMemStore())
+	n := dialNode(t, svc.LinkAddr())
+	n.open(1, "alice", "d")
+	answer := func(frame string) map[string]any {
+		t.Helper()
+		n.send(1, frame)
+		for {
+			if m := n.next(1); m["type"] != "msg" && m["type"] != "presence" && m["type"] != "receipt" {
+				return m
+			}
+		}
+	}
+	chat := answer(`{"type":"group_create","id":"g","name":"g","members":["bob"]}`)["chat"].(string)
+	added := answer(`{"type":"group_add","id":"a","chat":"` + chat + `","user":"dave"}`)
+	answer(`{"type":"group_remove","id":"b","chat":"` + chat + `","user":"dave"}`)
+	if m := answer(`{"type":"group_add","id":"a","chat":"` + chat + `","user":"dave"}`); m["type"] != "ok" || m["seq"] != added["seq"] {
+		t.Fatalf("late retry of the add: got %v, want ok seq %v", m, added["seq"])
+	}
+	m := answer(`{"type":"members","id":"m","chat":"` + chat + `"}`)
+	for _, u := range m["members"].([]any) {
+		if u == "dave" {
+			t.Fatalf("members after a late retry of an undone add: %v, want no dave", m)
+		}
+	}
+}
+
+// TestGroupWithoutCreatedEvent: a group whose created event was never
+// stored gets it before anything else, so seq 1 is always the created
+// event, even when a member posts before the creator retries.
+func TestGroupWithoutCreatedEvent(t *testing.T) {
+	fs := &flakyStore{Store: newMemStore()}
+	svc := startService(t, fs)
+	n := dialNode(t, svc.LinkAddr())
+	n.open(1, "alice", "d")
+	n.open(2, "bob", "d")
+	fs.dropAppends.Store(true)
+	n.send(1, `{"type":"group_create","id":"g","name":"g","members":["bob"]}`)
+	n.nextType(1, "error")
+	fs.dropAppends.Store(false)
+	chat := groupIDFor("alice", "g")
+	n.send(2, `{"type":"send","id":"b1","chat":"`+chat+`","body":"first?"}`)
+	var sent map[string]any
+	for sent == nil {
+		if m := n.next(2); m["type"] == "sent" {
+			sent = m
+		} else if m["type"] == "error" {
+			t.Fatalf("bob's send: %v", m)
+		}
+	}
+	if sent["seq"] != float64(2) {
+		t.Fatalf("bob's send: got %v, want seq 2 (after the created event)", sent)
+	}
+	msgs, err := fs.Messages(t.Context(), chat, record.Page{Limit: 10})
+	if err != nil || len(msgs) != 2 || msgs[0].Kind != record.MsgSystem || !strings.Contains(msgs[0].Body, `"created"`) {
+		t.Fatalf("history: %+v, %v; want the created event at seq 1", msgs, err)
+	}
+	n.send(1, `{"type":"group_create","id":"g","name":"g","members":["bob"]}`)
+	for {
+		if m := n.next(1); m["type"] == "ok" {
+			if m["seq"] != float64(1) {
+				t.Fatalf("creator's retry: got %v, want ok seq 1", m)
+			}
+			break
+		}
 	}
 }

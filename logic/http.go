@@ -165,7 +165,7 @@ func (s *Service) serveHTTP(ctx *fasthttp.RequestCtx) {
 		route = "dev_token"
 		s.serveDevToken(ctx)
 		return
-	case path == "/v1/openapi.json" && (method == fasthttp.MethodGet || method == fasthttp.MethodHead):
+	case path == "/v1/openapi.json" && method == fasthttp.MethodGet:
 		route = "openapi"
 		ctx.SetContentType("application/json")
 		ctx.SetBody(api.OpenAPI)
@@ -370,9 +370,11 @@ func (s *Service) serveSend(ctx *fasthttp.RequestCtx, claims auth.Claims, chat s
 		return
 	}
 	in.Type, in.Chat, in.To = proto.TypeSend, chat, ""
-	// The device as on the WebSocket (connsrv): ?device=, else the
-	// token's dev claim, else "default", so that a send retried over REST
-	// after a WebSocket timeout is the same request (ids are per device).
+	// ?device=, else the token's dev claim, else "http". A send retried
+	// over REST after a WebSocket timeout names the session's device, so
+	// it is the same request (ids are per device). Without one it is not
+	// "default": the sessions of the device "default" would then take it
+	// for their own message and never be sent it.
 	device := claims.Device
 	if q := ctx.QueryArgs(); q.Has("device") {
 		d := string(q.Peek("device"))
@@ -387,7 +389,7 @@ func (s *Service) serveSend(ctx *fasthttp.RequestCtx, claims auth.Claims, chat s
 		device = d
 	}
 	if device == "" {
-		device = defaultDevice
+		device = "http"
 	}
 	out := make(httpReply, 1)
 	s.dispatch(&request{in: in, user: claims.User, device: device, out: out, recv: s.now(), chat: chat})
@@ -429,10 +431,6 @@ func (s *Service) writeJSON(ctx *fasthttp.RequestCtx, v any, err error) {
 	ctx.SetContentType("application/json")
 	ctx.SetBody(b)
 }
-
-// defaultDevice is the device of a session whose token and URL name none
-// (connsrv uses the same name).
-const defaultDevice = "default"
 
 func statusFor(code string) int {
 	switch code {

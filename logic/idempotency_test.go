@@ -66,8 +66,8 @@ func TestIdempotencyPerDevice(t *testing.T) {
 }
 
 // TestRESTRetryOfWebSocketSend: a send that timed out on the WebSocket and
-// is retried over REST with the same id is one message: REST names the
-// device as the upgrade does (?device=, the dev claim, else "default").
+// is retried over REST with the same id and the session's device
+// (?device=) is one message; without a device REST is the device "http".
 func TestRESTRetryOfWebSocketSend(t *testing.T) {
 	svc := startService(t, newMemStore())
 	n := dialNode(t, svc.LinkAddr())
@@ -95,7 +95,7 @@ func TestRESTRetryOfWebSocketSend(t *testing.T) {
 		_ = json.NewDecoder(resp.Body).Decode(&m)
 		return resp.StatusCode, m
 	}
-	for query, want := range map[string]float64{"": 1, "?device=tab": 2} {
+	for query, want := range map[string]float64{"?device=default": 1, "?device=tab": 2, "": 3} {
 		if code, m := post(query); code != http.StatusOK || m["seq"] != want {
 			t.Fatalf("REST retry%s: got %d %v, want sent seq %v", query, code, m, want)
 		}

@@ -514,6 +514,17 @@ func (s *Service) onLinkDown(l *link) {
 	}
 }
 
+// needsID reports whether a request of type typ is answered (so needs an
+// id to match the answer): every known type but ack, read and ping.
+func needsID(typ string) bool {
+	switch typ {
+	case proto.TypeSend, proto.TypeHistory, proto.TypeChats, proto.TypeMembers, proto.TypePresence, proto.TypeSync,
+		proto.TypeGroupCreate, proto.TypeGroupAdd, proto.TypeGroupRemove, proto.TypeGroupLeave:
+		return true
+	}
+	return false
+}
+
 // onData decodes one client frame and dispatches it. It runs on the link's
 // reader goroutine and must not block.
 func (s *Service) onData(l *link, id uint64, payload []byte) {
@@ -533,6 +544,11 @@ func (s *Service) onData(l *link, id uint64, payload []byte) {
 // dispatch routes a decoded request to its shard worker or the read pool.
 func (s *Service) dispatch(r *request) {
 	in := &r.in
+	if in.ID == "" && needsID(in.Type) {
+		// Its answer could not be matched (and carries the id).
+		s.rejectRequest(r, proto.Errorf(proto.CodeBadRequest, "%s needs an id (request id): 1-64 of [A-Za-z0-9-_.@]", in.Type))
+		return
+	}
 	switch in.Type {
 	case proto.TypePing:
 		s.requestDone(r, nil)

@@ -361,6 +361,9 @@ func (sh *shard) addSend(r *request) {
 	ctx, cancel := sh.ctx()
 	defer cancel()
 	ch, err := sh.loadChat(ctx, r.chat)
+	if err == nil {
+		ch, err = sh.ensureCreated(ctx, r, ch)
+	}
 	if err != nil {
 		sh.fail(r, err)
 		return
@@ -370,6 +373,11 @@ func (sh *shard) addSend(r *request) {
 	if d.Kind == seq.Lookup {
 		dedupLookups.Inc()
 		orig, err := sh.svc.store.LookupDedup(ctx, record.DedupKey{ChatID: r.chat, Sender: r.user, Device: r.device, RequestID: in.ID})
+		if err == nil && orig.Device != r.device {
+			// An old build's group change stored without a device
+			// (record.UnscopedMatch): it answers group changes only.
+			err = record.ErrNotFound
+		}
 		switch {
 		case err == nil:
 			d = sh.core.Resolve(r, s, &orig)
@@ -806,6 +814,25 @@ func (sh *shard) groupCreated(ctx context.Context, r *request, ch *seq.Chat[*req
 	return sh.replyOK(r, r.chat, seq)
 }
 
+// ensureCreated stores a group's "created" event when the group exists
+// without one (its creator's node died between the group's row and the
+// event), before anything else is sequenced in it: a group's seq 1 is
+// always its created event. r lends its waiter slot. Cheap for every other
+// chat.
+func (sh *shard) ensureCreated(ctx context.Context, r *request, ch *seq.Chat[*request]) (*seq.Chat[*request], error) {
+	if ch.Meta.Kind != record.KindGroup || !ch.Exists || ch.Head != 0 || ch.Busy() {
+		return ch, nil
+	}
+	by := ch.Meta.CreatedBy
+	if _, err := sh.appendSystem(r, ch, by, "", map[string]any{"event": "created", "by": by, "name": ch.Meta.Name, "members": slices.Clone(ch.Members)}, nil); err != nil {
+		return nil, err
+	}
+	if ch = sh.core.Chat(ch.ID); ch == nil {
+		return nil, &proto.Error{Code: proto.CodeUnavailable, Message: "the group's creation is not stored yet, retry", RetryAfterMS: 200}
+	}
+	return ch, nil
+}
+
 // createdEvent is the body of a group's "created" message.
 type createdEvent struct {
 	Event   string   `json:"event"`
@@ -846,7 +873,10 @@ func (sh *shard) groupCreateRetry(ctx context.Context, r *request, members []str
 		if !slices.Equal(ch.Members, members) {
 			return proto.Errorf(proto.CodeIDReused, "group id %s was already used for a group with other members; use a new id", r.in.ID)
 		}
-		return sh.groupCreated(ctx, r, ch, members)
+		if ch, err = sh.ensureCreated(ctx, r, ch); err != nil {
+			return err
+		}
+		return sh.replyOK(r, r.chat, ch.Head)
 	}
 	first, err := sh.svc.store.Message(ctx, r.chat, 1)
 	if err != nil {
@@ -872,6 +902,9 @@ func (sh *shard) groupChange(ctx context.Context, r *request) error {
 		return proto.Errorf(proto.CodeForbidden, "membership of a 1-on-1 chat cannot change")
 	}
 	ch, err := sh.loadChat(ctx, r.chat)
+	if err == nil {
+		ch, err = sh.ensureCreated(ctx, r, ch)
+	}
 	if err != nil {
 		return err
 	}
@@ -910,8 +943,16 @@ func (sh *shard) groupChange(ctx context.Context, r *request) error {
 		prev, err := sh.svc.store.LookupDedup(ctx, record.DedupKey{ChatID: r.chat, Sender: r.user, Device: r.device, RequestID: in.ID})
 		switch {
 		case err == nil && isChangeEvent(&prev, target, add):
-			if err := sh.applyMembership(ctx, ch, target, add); err != nil {
+			// Complete the change, unless a later change of the same
+			// user followed it (then this one was applied and undone).
+			later, err := sh.laterChange(ctx, r.chat, prev.Seq, ch.Head, target)
+			if err != nil {
 				return err
+			}
+			if !later {
+				if err := sh.applyMembership(ctx, ch, target, add); err != nil {
+					return err
+				}
 			}
 			return sh.replyOK(r, r.chat, prev.Seq)
 		case err == nil && denied == nil:
@@ -952,6 +993,36 @@ func (sh *shard) groupChange(ctx context.Context, r *request) error {
 		return err // the retry finds the event and applies the change
 	}
 	return sh.replyOK(r, r.chat, seq)
+}
+
+// laterChangeScan bounds how many messages after a retried group change's
+// event laterChange reads: a retry that late finds its change applied
+// (the change is applied right after its event is stored).
+const laterChangeScan = 10 * record.MaxPageLimit
+
+// laterChange reports whether a membership event about target lies in
+// chat's seqs after..head.
+func (sh *shard) laterChange(ctx context.Context, chat string, after, head uint64, target string) (bool, error) {
+	if head-after > laterChangeScan {
+		return true, nil
+	}
+	for after < head {
+		msgs, err := sh.svc.store.Messages(ctx, chat, record.Page{After: after, Limit: record.MaxPageLimit})
+		if err != nil {
+			return false, err
+		}
+		if len(msgs) == 0 {
+			return false, nil
+		}
+		for i := range msgs {
+			m := &msgs[i]
+			if m.Seq <= head && (isChangeEvent(m, target, true) || isChangeEvent(m, target, false)) {
+				return true, nil
+			}
+		}
+		after = msgs[len(msgs)-1].Seq
+	}
+	return false, nil
 }
 
 // isChangeEvent reports whether m is the event a membership change of

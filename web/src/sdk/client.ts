@@ -825,12 +825,15 @@ export class ParleyClient {
     // Sends to one destination go out one at a time in call order: a send
     // retried after rate_limited (or any retryable error) is never
     // overtaken by a later one. docs/protocol.md, "Order of a device's sends".
-    const prev = this.sendTails.get(dest) ?? Promise.resolve();
+    // A 1-on-1 chat reached by user id and by its dm: id is one queue.
+    const me = this.conn?.hello.user;
+    const key = !dest.includes(":") && me && dest !== me ? (me < dest ? `dm:${me}:${dest}` : `dm:${dest}:${me}`) : dest;
+    const prev = this.sendTails.get(key) ?? Promise.resolve();
     const mine = prev.catch(() => undefined).then(() => this.sendNow(id, dest, body));
     const tail = mine.catch(() => undefined);
-    this.sendTails.set(dest, tail);
+    this.sendTails.set(key, tail);
     void tail.then(() => {
-      if (this.sendTails.get(dest) === tail) this.sendTails.delete(dest);
+      if (this.sendTails.get(key) === tail) this.sendTails.delete(key);
     });
     return mine;
   }
