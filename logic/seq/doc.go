@@ -16,11 +16,15 @@
 //
 // # Sends
 //
-// A send is refused (not a member, too many in flight), answered from
-// memory (its key names a stored message), joined to an earlier message of
-// the same key still on its way (in this batch, or in doubt), sent to the
-// store for a lookup (the filter says the key may exist, or the chat has no
-// filter), or given the next seq. Appends carry the messages of each chat in
+// A request key is (user, device, request id): two devices of one user
+// number their requests independently. A send is refused (not a member,
+// too many in flight, ErrIDReused: its key names a message with another
+// body), answered from memory (its key names a stored message), joined to
+// an earlier message of the same key still on its way (in this batch, or in
+// doubt), sent to the store for a lookup (the filter says the key may
+// exist, or the chat has no filter; a chat whose store holds keys from
+// before keys were per device also probes the bare id), or given the next
+// seq. Appends carry the messages of each chat in
 // seq order, the ones in doubt first.
 //
 // # Outcomes of an append
