@@ -43,7 +43,11 @@
 // with their answers by a random 128-bit request id. With Config.SendRetry
 // a send is retried on retryable errors, timeouts and reconnects with the
 // same id, so the server stores it once; a server's retry_after_ms hint is
-// honoured. Server errors come back as *Error (errors.As).
+// honoured. Sends to one destination (a chat; a 1-on-1 chat by user id or
+// by dm: id alike) go out one at a time in call order (sendQueue), so a
+// retried send is never overtaken. Server errors come back as *Error
+// (errors.As). Config.Observe sees every frame written and read, for
+// debugging and contract checks (api/apicheck).
 //
 // Events come on bounded channels: Messages (never dropped: when full the
 // client stops reading the socket and stops acking, so the server pauses),
@@ -54,8 +58,9 @@
 // idempotent and waits for the client's goroutines (one reader per
 // connection, one heartbeat, one delivery goroutine, one ack goroutine,
 // one token refresh goroutine with TokenFunc, short-lived gap fetchers) to exit. Locks: Client.mu and handoff.mu are
-// never held together.
+// never held together; the send queue has its own lock, never held with
+// either.
 //
 // Tier: client side; it imports only the leaf packages internal/proto and
-// (in tests) internal/record.
+// internal/record.
 package client

@@ -21,12 +21,7 @@ func TestGroupCreateRetry(t *testing.T) {
 	n.open(1, "alice", "d")
 	create := func(id, name, members string) map[string]any {
 		t.Helper()
-		n.send(1, `{"type":"group_create","id":"`+id+`","name":"`+name+`","members":`+members+`}`)
-		for {
-			if m := n.next(1); m["type"] != "msg" && m["type"] != "presence" {
-				return m
-			}
-		}
+		return n.answer(1, `{"type":"group_create","id":"`+id+`","name":"`+name+`","members":`+members+`}`)
 	}
 	if m := create("g1", "team", `["bob","carol"]`); m["type"] != "ok" || m["seq"] != float64(1) {
 		t.Fatalf("create: got %v, want ok seq 1", m)
@@ -108,36 +103,27 @@ func TestGroupChangeReusedID(t *testing.T) {
 	n.open(1, "alice", "d")
 	n.open(2, "bob", "d")
 	n.open(3, "carol", "d")
-	answer := func(s uint64, frame string) map[string]any {
-		t.Helper()
-		n.send(s, frame)
-		for {
-			if m := n.next(s); m["type"] != "msg" && m["type"] != "presence" && m["type"] != "receipt" {
-				return m
-			}
-		}
-	}
-	chat := answer(1, `{"type":"group_create","id":"g","name":"g","members":["bob","carol"]}`)["chat"].(string)
-	if m := answer(2, `{"type":"send","id":"y","chat":"`+chat+`","body":"hi"}`); m["type"] != "sent" {
+	chat := n.answer(1, `{"type":"group_create","id":"g","name":"g","members":["bob","carol"]}`)["chat"].(string)
+	if m := n.answer(2, `{"type":"send","id":"y","chat":"`+chat+`","body":"hi"}`); m["type"] != "sent" {
 		t.Fatal(m)
 	}
-	if m := answer(2, `{"type":"group_remove","id":"y","chat":"`+chat+`","user":"carol"}`); m["type"] != "error" || m["code"] != "forbidden" {
+	if m := n.answer(2, `{"type":"group_remove","id":"y","chat":"`+chat+`","user":"carol"}`); m["type"] != "error" || m["code"] != "forbidden" {
 		t.Fatalf("bob removing carol under his message's id: got %v, want forbidden", m)
 	}
-	if m := answer(1, `{"type":"send","id":"z","chat":"`+chat+`","body":"hey"}`); m["type"] != "sent" {
+	if m := n.answer(1, `{"type":"send","id":"z","chat":"`+chat+`","body":"hey"}`); m["type"] != "sent" {
 		t.Fatal(m)
 	}
-	if m := answer(1, `{"type":"group_remove","id":"z","chat":"`+chat+`","user":"carol"}`); m["type"] != "error" || m["code"] != "id_reused" {
+	if m := n.answer(1, `{"type":"group_remove","id":"z","chat":"`+chat+`","user":"carol"}`); m["type"] != "error" || m["code"] != "id_reused" {
 		t.Fatalf("alice removing carol under her message's id: got %v, want id_reused", m)
 	}
-	if m := answer(1, `{"type":"members","id":"m","chat":"`+chat+`"}`); len(m["members"].([]any)) != 3 {
+	if m := n.answer(1, `{"type":"members","id":"m","chat":"`+chat+`"}`); len(m["members"].([]any)) != 3 {
 		t.Fatalf("members after the refused changes: %v, want all three", m)
 	}
-	left := answer(3, `{"type":"group_leave","id":"L","chat":"`+chat+`"}`)
+	left := n.answer(3, `{"type":"group_leave","id":"L","chat":"`+chat+`"}`)
 	if left["type"] != "ok" || left["seq"] == nil {
 		t.Fatalf("leave: got %v, want ok with a seq", left)
 	}
-	if m := answer(3, `{"type":"group_leave","id":"L","chat":"`+chat+`"}`); m["type"] != "ok" || m["seq"] != left["seq"] {
+	if m := n.answer(3, `{"type":"group_leave","id":"L","chat":"`+chat+`"}`); m["type"] != "ok" || m["seq"] != left["seq"] {
 		t.Fatalf("retried leave: got %v, want ok seq %v", m, left["seq"])
 	}
 }
@@ -150,22 +136,13 @@ func TestGroupChangeLateRetry(t *testing.T) {
 	svc := startService(t, newMemStore())
 	n := dialNode(t, svc.LinkAddr())
 	n.open(1, "alice", "d")
-	answer := func(frame string) map[string]any {
-		t.Helper()
-		n.send(1, frame)
-		for {
-			if m := n.next(1); m["type"] != "msg" && m["type"] != "presence" && m["type"] != "receipt" {
-				return m
-			}
-		}
-	}
-	chat := answer(`{"type":"group_create","id":"g","name":"g","members":["bob"]}`)["chat"].(string)
-	added := answer(`{"type":"group_add","id":"a","chat":"` + chat + `","user":"dave"}`)
-	answer(`{"type":"group_remove","id":"b","chat":"` + chat + `","user":"dave"}`)
-	if m := answer(`{"type":"group_add","id":"a","chat":"` + chat + `","user":"dave"}`); m["type"] != "ok" || m["seq"] != added["seq"] {
+	chat := n.answer(1, `{"type":"group_create","id":"g","name":"g","members":["bob"]}`)["chat"].(string)
+	added := n.answer(1, `{"type":"group_add","id":"a","chat":"`+chat+`","user":"dave"}`)
+	n.answer(1, `{"type":"group_remove","id":"b","chat":"`+chat+`","user":"dave"}`)
+	if m := n.answer(1, `{"type":"group_add","id":"a","chat":"`+chat+`","user":"dave"}`); m["type"] != "ok" || m["seq"] != added["seq"] {
 		t.Fatalf("late retry of the add: got %v, want ok seq %v", m, added["seq"])
 	}
-	m := answer(`{"type":"members","id":"m","chat":"` + chat + `"}`)
+	m := n.answer(1, `{"type":"members","id":"m","chat":"`+chat+`"}`)
 	for _, u := range m["members"].([]any) {
 		if u == "dave" {
 			t.Fatalf("members after a late retry of an undone add: %v, want no dave", m)

@@ -20,25 +20,15 @@ func TestIdempotencyPerDevice(t *testing.T) {
 	n.open(1, "alice", "a1")
 	n.open(2, "alice", "a2")
 	n.open(3, "bob", "b1")
-	// answer skips the other device's messages (own-device sync).
-	answer := func(n *fakeNode, s uint64, frame string) map[string]any {
-		t.Helper()
-		n.send(s, frame)
-		for {
-			if m := n.next(s); m["type"] != "msg" {
-				return m
-			}
-		}
-	}
 	sent := func(n *fakeNode, s uint64, frame string, want float64) {
 		t.Helper()
-		if m := answer(n, s, frame); m["type"] != "sent" || m["seq"] != want || m["id"] != "1" {
+		if m := n.answer(s, frame); m["type"] != "sent" || m["seq"] != want || m["id"] != "1" {
 			t.Fatalf("%s: got %v, want sent seq %v", frame, m, want)
 		}
 	}
 	reused := func(n *fakeNode, s uint64, frame string) {
 		t.Helper()
-		if m := answer(n, s, frame); m["type"] != "error" || m["code"] != "id_reused" || m["id"] != "1" {
+		if m := n.answer(s, frame); m["type"] != "error" || m["code"] != "id_reused" || m["id"] != "1" {
 			t.Fatalf("%s: got %v, want id_reused for id 1", frame, m)
 		}
 	}

@@ -185,6 +185,18 @@ func (n *fakeNode) next(s uint64) map[string]any {
 	}
 }
 
+// answer sends frame on session s and returns the next frame that is not
+// a msg, presence or receipt push: the request's answer.
+func (n *fakeNode) answer(s uint64, frame string) map[string]any {
+	n.t.Helper()
+	n.send(s, frame)
+	for {
+		if m := n.next(s); m["type"] != "msg" && m["type"] != "presence" && m["type"] != "receipt" {
+			return m
+		}
+	}
+}
+
 // nextType skips presence pushes and returns the next frame of another type.
 func (n *fakeNode) nextType(s uint64, typ string) map[string]any {
 	n.t.Helper()

@@ -1,10 +1,3 @@
-// Package apicheck validates WebSocket frames and HTTP responses against
-// Parley's contract (package api): tests call it on everything they see,
-// so a frame or response the documents do not describe fails the test
-// that saw it.
-//
-// Tier: test support; imports api and a JSON Schema validator. Never
-// imported by a binary.
 package apicheck
 
 import (

@@ -18,7 +18,9 @@
 //
 // Config.DenyFile lists revoked certificate serial numbers; both sides
 // refuse a peer presenting one, and re-read the file lazily at handshakes
-// when it changed. NewCA and Issue make a fleet's link CA and node
+// when it changed. Recheck runs the same check on an established
+// connection: holders of long-lived links call it every RecheckInterval
+// and cut a link whose peer was revoked since. NewCA and Issue make a fleet's link CA and node
 // certificates (`parley certs`).
 //
 // Metrics, in the default VictoriaMetrics set (logic's /metrics serves it),

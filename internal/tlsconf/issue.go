@@ -23,17 +23,8 @@ func NewCA(commonName string, validity time.Duration) (certPEM, keyPEM []byte, e
 	if commonName == "" || validity <= 0 {
 		return nil, nil, errors.New("cannot make a CA: needs a name and a positive validity")
 	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, nil, fmt.Errorf("cannot make a CA: %w", err)
-	}
-	serial, err := newSerial()
-	if err != nil {
-		return nil, nil, fmt.Errorf("cannot make a CA: %w", err)
-	}
 	now := time.Now()
 	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
 		Subject:               pkix.Name{CommonName: commonName},
 		NotBefore:             now.Add(-time.Hour),
 		NotAfter:              now.Add(validity),
@@ -42,13 +33,32 @@ func NewCA(commonName string, validity time.Duration) (certPEM, keyPEM []byte, e
 		IsCA:                  true,
 		MaxPathLenZero:        true,
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
+	if certPEM, keyPEM, err = newCert(tmpl, nil, nil); err != nil {
 		return nil, nil, fmt.Errorf("cannot make a CA: %w", err)
 	}
-	keyPEM, err = marshalKey(key)
+	return certPEM, keyPEM, nil
+}
+
+// newCert gives tmpl a random serial and a new P-256 key and signs it with
+// parentKey as parent (both nil: self-signed). It returns the certificate
+// and key PEM.
+func newCert(tmpl, parent *x509.Certificate, parentKey *ecdsa.PrivateKey) (certPEM, keyPEM []byte, err error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return nil, nil, fmt.Errorf("cannot make a CA: %w", err)
+		return nil, nil, err
+	}
+	if tmpl.SerialNumber, err = newSerial(); err != nil {
+		return nil, nil, err
+	}
+	if parent == nil {
+		parent, parentKey = tmpl, key
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, parentKey)
+	if err != nil {
+		return nil, nil, err
+	}
+	if keyPEM, err = marshalKey(key); err != nil {
+		return nil, nil, err
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), keyPEM, nil
 }
@@ -74,22 +84,13 @@ func Issue(caCertPEM, caKeyPEM []byte, name string, hosts []string, validity tim
 	if !ca.NotAfter.After(time.Now()) {
 		return fail(fmt.Errorf("the CA expired %s: make a new one (parley certs init)", ca.NotAfter.UTC().Format(time.RFC3339)))
 	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return fail(err)
-	}
-	sn, err := newSerial()
-	if err != nil {
-		return fail(err)
-	}
 	now := time.Now()
 	tmpl := &x509.Certificate{
-		SerialNumber: sn,
-		Subject:      pkix.Name{CommonName: name},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(validity),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		Subject:     pkix.Name{CommonName: name},
+		NotBefore:   now.Add(-time.Hour),
+		NotAfter:    now.Add(validity),
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 	}
 	if tmpl.NotAfter.After(ca.NotAfter) {
 		tmpl.NotAfter = ca.NotAfter
@@ -107,15 +108,10 @@ func Issue(caCertPEM, caKeyPEM []byte, name string, hosts []string, validity tim
 	if len(tmpl.IPAddresses)+len(tmpl.DNSNames) == 0 {
 		return fail(errors.New("needs at least one host (IP address or DNS name) that peers dial it by"))
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
+	if certPEM, keyPEM, err = newCert(tmpl, ca, caKey); err != nil {
 		return fail(err)
 	}
-	keyPEM, err = marshalKey(key)
-	if err != nil {
-		return fail(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), keyPEM, SerialHex(sn), nil
+	return certPEM, keyPEM, SerialHex(tmpl.SerialNumber), nil
 }
 
 // SerialHex is a certificate serial number as a deny file lists it:
@@ -139,7 +135,7 @@ func marshalKey(key *ecdsa.PrivateKey) ([]byte, error) {
 	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
 }
 
-func parseCA(certPEM, keyPEM []byte) (*x509.Certificate, any, error) {
+func parseCA(certPEM, keyPEM []byte) (*x509.Certificate, *ecdsa.PrivateKey, error) {
 	cb, _ := pem.Decode(certPEM)
 	if cb == nil || cb.Type != "CERTIFICATE" {
 		return nil, nil, errors.New("the CA certificate is not PEM")
@@ -159,9 +155,9 @@ func parseCA(certPEM, keyPEM []byte) (*x509.Certificate, any, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("the CA key: %w", err)
 	}
-	pub, ok := key.(*ecdsa.PrivateKey)
-	if !ok || !pub.PublicKey.Equal(ca.PublicKey) {
+	ek, ok := key.(*ecdsa.PrivateKey)
+	if !ok || !ek.PublicKey.Equal(ca.PublicKey) {
 		return nil, nil, errors.New("the CA key does not match the CA certificate")
 	}
-	return ca, key, nil
+	return ca, ek, nil
 }

@@ -3,7 +3,6 @@ package pebble
 import (
 	"context"
 	"errors"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -173,20 +172,7 @@ func TestUnscopedDedupKeys(t *testing.T) {
 		if !s.unscoped {
 			t.Fatal("a database holding old keys is not marked unscoped")
 		}
-		got, err := s.LookupDedup(ctx, record.MessageDedupKey(&m))
-		if err != nil || got != m {
-			t.Fatalf("LookupDedup of an unscoped key from its device: got %+v, %v, want %+v", got, err, m)
-		}
-		other := record.MessageDedupKey(&m)
-		other.Device = "tablet"
-		if got, err := s.LookupDedup(ctx, other); !errors.Is(err, record.ErrNotFound) {
-			t.Fatalf("LookupDedup of an unscoped key from another device: got %+v, %v, want ErrNotFound", got, err)
-		}
-		keys, complete, err := s.DedupKeys(ctx, m.ChatID, 10)
-		want := []record.DedupKey{{ChatID: m.ChatID, Sender: m.Sender, RequestID: m.RequestID, Unscoped: true}}
-		if err != nil || !complete || !slices.Equal(keys, want) {
-			t.Fatalf("DedupKeys: got %+v, complete=%v, %v, want %+v", keys, complete, err, want)
-		}
+		storetest.CheckUnscopedKey(t, s, m)
 		s.Close()
 	}
 }

@@ -603,20 +603,7 @@ func testUnscopedKeys(t *testing.T, cfg Config) {
 	if s.unscopedUntil.IsZero() {
 		t.Fatal("a keyspace from before migration 4 recorded no unscoped_dedup_until")
 	}
-	got, err := s.LookupDedup(ctx, record.MessageDedupKey(&m))
-	if err != nil || got != m {
-		t.Fatalf("LookupDedup of an unscoped key from its device: got %+v, %v, want %+v", got, err, m)
-	}
-	other := record.MessageDedupKey(&m)
-	other.Device = "tablet"
-	if got, err := s.LookupDedup(ctx, other); !errors.Is(err, record.ErrNotFound) {
-		t.Fatalf("LookupDedup of an unscoped key from another device: got %+v, %v, want ErrNotFound", got, err)
-	}
-	keys, complete, err := s.DedupKeys(ctx, m.ChatID, 100)
-	want := []record.DedupKey{{ChatID: m.ChatID, Sender: m.Sender, RequestID: m.RequestID, Unscoped: true}}
-	if err != nil || !complete || !slices.Equal(keys, want) {
-		t.Fatalf("DedupKeys: got %+v, complete=%v, %v, want %+v, complete", keys, complete, err, want)
-	}
+	storetest.CheckUnscopedKey(t, s, m)
 }
 
 // TestLease covers sequencing under leases: the lease transactions, the

@@ -1061,3 +1061,26 @@ func testClosed(t *testing.T, s Store, o Options) {
 		wantErr(t, c.name+" after Close", c.fn(), record.ErrClosed)
 	}
 }
+
+// CheckUnscopedKey asserts how a store answers for m, stored under a bare
+// request-id key written before keys were scoped per device (a backend
+// test plants it, since no Store method writes one): LookupDedup finds it
+// from m's device and from no other, and DedupKeys lists it as unscoped.
+func CheckUnscopedKey(t *testing.T, s Store, m record.Message) {
+	t.Helper()
+	ctx := t.Context()
+	got, err := s.LookupDedup(ctx, record.MessageDedupKey(&m))
+	if err != nil || got != m {
+		t.Fatalf("LookupDedup of an unscoped key from its device: got %+v, %v, want %+v", got, err, m)
+	}
+	other := record.MessageDedupKey(&m)
+	other.Device += "-other"
+	if got, err := s.LookupDedup(ctx, other); !errors.Is(err, record.ErrNotFound) {
+		t.Fatalf("LookupDedup of an unscoped key from another device: got %+v, %v, want ErrNotFound", got, err)
+	}
+	keys, complete, err := s.DedupKeys(ctx, m.ChatID, 100)
+	want := []record.DedupKey{{ChatID: m.ChatID, Sender: m.Sender, RequestID: m.RequestID, Unscoped: true}}
+	if err != nil || !complete || !slices.Equal(keys, want) {
+		t.Fatalf("DedupKeys: got %+v, complete=%v, %v, want %+v, complete", keys, complete, err, want)
+	}
+}
