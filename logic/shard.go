@@ -1016,7 +1016,7 @@ func (sh *shard) laterChange(ctx context.Context, chat string, after, head uint6
 		}
 		for i := range msgs {
 			m := &msgs[i]
-			if m.Seq <= head && (isChangeEvent(m, target, true) || isChangeEvent(m, target, false)) {
+			if event, user := memberEvent(m); m.Seq <= head && user == target && (event == "member_added" || event == "member_removed" || event == "member_left") {
 				return true, nil
 			}
 		}
@@ -1029,20 +1029,30 @@ func (sh *shard) laterChange(ctx context.Context, chat string, after, head uint6
 // target stores (add: member_added; otherwise member_removed or
 // member_left).
 func isChangeEvent(m *record.Message, target string, add bool) bool {
-	if m.Kind != record.MsgSystem {
+	event, user := memberEvent(m)
+	if user != target {
 		return false
+	}
+	if add {
+		return event == "member_added"
+	}
+	return event == "member_removed" || event == "member_left"
+}
+
+// memberEvent returns the event name and user of a system message ("" for
+// any other message).
+func memberEvent(m *record.Message) (event, user string) {
+	if m.Kind != record.MsgSystem {
+		return "", ""
 	}
 	var ev struct {
 		Event string `json:"event"`
 		User  string `json:"user"`
 	}
-	if json.Unmarshal([]byte(m.Body), &ev) != nil || ev.User != target {
-		return false
+	if json.Unmarshal([]byte(m.Body), &ev) != nil {
+		return "", ""
 	}
-	if add {
-		return ev.Event == "member_added"
-	}
-	return ev.Event == "member_removed" || ev.Event == "member_left"
+	return ev.Event, ev.User
 }
 
 // applyMembership adds target to (or removes it from) the chat in the
