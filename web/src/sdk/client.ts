@@ -152,6 +152,8 @@ export class ParleyClient {
   private readonly ownSends = new Map<string, number>();
   /** Per destination, the newest queued send: sends go out one at a time in call order, so a retried one is never overtaken. */
   private readonly sendTails = new Map<string, Promise<unknown>>();
+  /** This user's id from the first hello, kept across reconnects (the send queues' key). */
+  private self = "";
   private closed = false;
   private stopErr: unknown = null;
   private started: Promise<Hello> | null = null;
@@ -476,6 +478,7 @@ export class ParleyClient {
       }, iv);
     }
     this.conn = s;
+    this.self ||= s.hello.user;
     this.synced = false;
     for (const w of this.readyWaiters.splice(0)) w();
     this.setState({ kind: "connected", hello });
@@ -826,10 +829,15 @@ export class ParleyClient {
     // retried after rate_limited (or any retryable error) is never
     // overtaken by a later one. docs/protocol.md, "Order of a device's sends".
     // A 1-on-1 chat reached by user id and by its dm: id is one queue.
-    const me = this.conn?.hello.user;
-    const key = !dest.includes(":") && me && dest !== me ? (me < dest ? `dm:${me}:${dest}` : `dm:${dest}:${me}`) : dest;
-    const prev = this.sendTails.get(key) ?? Promise.resolve();
-    const mine = prev.catch(() => undefined).then(() => this.sendNow(id, dest, body));
+    // this.self, not the current connection's hello: sends made while
+    // reconnecting must queue behind the ones retrying. Before the first
+    // hello the user is unknown and every send goes on one queue ("*"),
+    // which later sends also wait for.
+    const me = this.self;
+    const key = !me ? "*" : !dest.includes(":") && dest !== me ? (me < dest ? `dm:${me}:${dest}` : `dm:${dest}:${me}`) : dest;
+    const before = [this.sendTails.get(key), key === "*" ? undefined : this.sendTails.get("*")];
+    const prev = Promise.all(before.map((p) => (p ?? Promise.resolve()).catch(() => undefined)));
+    const mine = prev.then(() => this.sendNow(id, dest, body));
     const tail = mine.catch(() => undefined);
     this.sendTails.set(key, tail);
     void tail.then(() => {

@@ -286,3 +286,26 @@ test("another device's message with the id of a send in flight is delivered (ids
   assert.deepEqual(got, ["g:x#1:from d2"]);
   c.close();
 });
+
+test("a send made while reconnecting waits behind one still retrying", async () => {
+  const srv = new FakeServer();
+  const { c } = newClient(srv);
+  void c.start();
+  const cn = await srv.conn(0);
+  cn.hello("alice");
+  const p1 = c.sendTo("bob", "1");
+  const s1 = await cn.next((f) => f.type === "send");
+  cn.push({ type: "error", id: s1.id, code: "rate_limited", message: "slow", retryable: true, retry_after_ms: 50 });
+  cn.serverClose(1006);
+  const p2 = c.sendTo("bob", "2"); // while the connection is down
+  const cn2 = await srv.conn(1);
+  cn2.hello("alice");
+  const first = await cn2.next((f) => f.type === "send");
+  assert.equal(first.body, "1", "the retried send goes first");
+  cn2.push({ type: "sent", id: first.id, chat: "dm:alice:bob", seq: 1, ts: 1 });
+  const second = await cn2.next((f) => f.type === "send" && f.id !== first.id);
+  assert.equal(second.body, "2");
+  cn2.push({ type: "sent", id: second.id, chat: "dm:alice:bob", seq: 2, ts: 1 });
+  assert.deepEqual((await Promise.all([p1, p2])).map((s) => s.seq), [1, 2]);
+  c.close();
+});
