@@ -30,7 +30,13 @@ func startPair(t *testing.T, st Store) (*Service, *Service) {
 
 func waitRing(t *testing.T, s *Service, n int) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	waitRingIn(t, s, n, 10*time.Second)
+}
+
+// waitRingIn is waitRing with a bound of d.
+func waitRingIn(t *testing.T, s *Service, n int, d time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(d)
 	for time.Now().Before(deadline) {
 		s.cluster.mu.RLock()
 		got := len(s.cluster.members)

@@ -165,7 +165,7 @@ func (s *Service) serveHTTP(ctx *fasthttp.RequestCtx) {
 		route = "dev_token"
 		s.serveDevToken(ctx)
 		return
-	case path == "/v1/openapi.json" && method == fasthttp.MethodGet:
+	case path == "/v1/openapi.json" && (method == fasthttp.MethodGet || method == fasthttp.MethodHead):
 		route = "openapi"
 		ctx.SetContentType("application/json")
 		ctx.SetBody(api.OpenAPI)

@@ -169,7 +169,7 @@ type linkHandler interface {
 func serveLinks(ctx context.Context, ln net.Listener, cfg Config, secret tierlink.Secret, tlsConf *tls.Config, h linkHandler, log *slog.Logger) error {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
-	conns := map[net.Conn]struct{}{}
+	conns := map[net.Conn]bool{} // -> its TLS handshake is done (only those are rechecked)
 	go func() {
 		<-ctx.Done()
 		_ = ln.Close()
@@ -191,8 +191,10 @@ func serveLinks(ctx context.Context, ln net.Listener, cfg Config, secret tierlin
 				case <-t.C:
 				}
 				mu.Lock()
-				for c := range conns {
-					live = append(live, c)
+				for c, shook := range conns {
+					if shook { // ConnectionState would wait for a handshake in progress
+						live = append(live, c)
+					}
 				}
 				mu.Unlock()
 				for _, c := range live {
@@ -225,15 +227,29 @@ func serveLinks(ctx context.Context, ln net.Listener, cfg Config, secret tierlin
 			_ = tc.SetNoDelay(true)
 		}
 		mu.Lock()
-		conns[c] = struct{}{}
+		conns[c] = false
 		mu.Unlock()
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			defer func() {
+				mu.Lock()
+				delete(conns, c)
+				mu.Unlock()
+			}()
+			if tc, ok := c.(*tls.Conn); ok {
+				_ = tc.SetDeadline(time.Now().Add(10 * time.Second))
+				if err := tc.Handshake(); err != nil {
+					linkAuthFailed.Inc()
+					log.Warn("tier link refused: TLS handshake failed", "remote", c.RemoteAddr().String(), "err", err)
+					_ = c.Close()
+					return
+				}
+				mu.Lock()
+				conns[c] = true
+				mu.Unlock()
+			}
 			serveLink(c, cfg, secret, h, log)
-			mu.Lock()
-			delete(conns, c)
-			mu.Unlock()
 		}()
 	}
 }

@@ -514,6 +514,20 @@ func (s *Service) onLinkDown(l *link) {
 	}
 }
 
+// rateLimited takes one of the user's send tokens for r (a forwarded
+// request was counted on its first node) and, when none is left, refuses r
+// with rate_limited and reports true.
+func (s *Service) rateLimited(r *request) bool {
+	if ok, wait := s.sendLimit.allow(r.user, s.now()); !r.forwarded && !ok {
+		rateLimited.Inc()
+		s.rejectRequest(r, &proto.Error{Code: proto.CodeRateLimited,
+			Message:      fmt.Sprintf("more than %g messages per second (burst %d)", s.cfg.SendRate, s.cfg.SendBurst),
+			RetryAfterMS: max(1, wait.Milliseconds())})
+		return true
+	}
+	return false
+}
+
 // needsID reports whether a request of type typ is answered (so needs an
 // id to match the answer): every known type but ack, read and ping.
 func needsID(typ string) bool {
@@ -550,6 +564,14 @@ func (s *Service) dispatch(r *request) {
 		return
 	}
 	switch in.Type {
+	case proto.TypeGroupCreate, proto.TypeGroupAdd, proto.TypeGroupRemove, proto.TypeGroupLeave:
+		// Group changes store messages too, and a retried one may read
+		// the chat (laterChange): they share the send rate.
+		if s.rateLimited(r) {
+			return
+		}
+	}
+	switch in.Type {
 	case proto.TypePing:
 		s.requestDone(r, nil)
 		var buf [96]byte
@@ -575,11 +597,7 @@ func (s *Service) dispatch(r *request) {
 		}
 		return
 	case proto.TypeSend:
-		if ok, wait := s.sendLimit.allow(r.user, s.now()); !r.forwarded && !ok {
-			rateLimited.Inc()
-			s.rejectRequest(r, &proto.Error{Code: proto.CodeRateLimited,
-				Message:      fmt.Sprintf("more than %g messages per second (burst %d)", s.cfg.SendRate, s.cfg.SendBurst),
-				RetryAfterMS: max(1, wait.Milliseconds())})
+		if s.rateLimited(r) {
 			return
 		}
 		if in.To != "" {

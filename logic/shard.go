@@ -818,7 +818,8 @@ func (sh *shard) groupCreated(ctx context.Context, r *request, ch *seq.Chat[*req
 // without one (its creator's node died between the group's row and the
 // event), before anything else is sequenced in it: a group's seq 1 is
 // always its created event. r lends its waiter slot. Cheap for every other
-// chat.
+// chat. Callers run it before their membership check: a non-member's
+// request can trigger the repair, which only stores what the group lacks.
 func (sh *shard) ensureCreated(ctx context.Context, r *request, ch *seq.Chat[*request]) (*seq.Chat[*request], error) {
 	if ch.Meta.Kind != record.KindGroup || !ch.Exists || ch.Head != 0 || ch.Busy() {
 		return ch, nil
@@ -930,21 +931,23 @@ func (sh *shard) groupChange(ctx context.Context, r *request) error {
 	// counts: the change was allowed when it was stored (a retry of a
 	// leave finds the user gone), while an id of another message is
 	// id_reused, never a way past the checks.
-	if in.ID != "" {
-		if ch.Busy() {
-			// An earlier message of this chat is in doubt (it may be this
-			// change's event): find out first.
-			sh.core.Retry(ch)
-			sh.flush()
-			if ch = sh.core.Chat(r.chat); ch == nil || ch.Busy() {
-				return &proto.Error{Code: proto.CodeUnavailable, Message: "an earlier change of this group is not stored yet, retry", RetryAfterMS: 200}
-			}
+	// (Every group change has an id: dispatch refuses one without.)
+	if ch.Busy() {
+		// An earlier message of this chat is in doubt (it may be this
+		// change's event): find out first.
+		sh.core.Retry(ch)
+		sh.flush()
+		if ch = sh.core.Chat(r.chat); ch == nil || ch.Busy() {
+			return &proto.Error{Code: proto.CodeUnavailable, Message: "an earlier change of this group is not stored yet, retry", RetryAfterMS: 200}
 		}
-		prev, err := sh.svc.store.LookupDedup(ctx, record.DedupKey{ChatID: r.chat, Sender: r.user, Device: r.device, RequestID: in.ID})
-		switch {
-		case err == nil && isChangeEvent(&prev, target, add):
-			// Complete the change, unless a later change of the same
-			// user followed it (then this one was applied and undone).
+	}
+	prev, err := sh.svc.store.LookupDedup(ctx, record.DedupKey{ChatID: r.chat, Sender: r.user, Device: r.device, RequestID: in.ID})
+	switch {
+	case err == nil && isChangeEvent(&prev, target, add):
+		// Complete the change when the membership does not show it
+		// yet, unless a later change of the same user followed it
+		// (then this one was applied and undone).
+		if add != ch.IsMember(target) {
 			later, err := sh.laterChange(ctx, r.chat, prev.Seq, ch.Head, target)
 			if err != nil {
 				return err
@@ -954,12 +957,12 @@ func (sh *shard) groupChange(ctx context.Context, r *request) error {
 					return err
 				}
 			}
-			return sh.replyOK(r, r.chat, prev.Seq)
-		case err == nil && denied == nil:
-			return proto.Errorf(proto.CodeIDReused, "request id %s was already used for another message from this device; use a new id", in.ID)
-		case err != nil && !errors.Is(err, record.ErrNotFound):
-			return err
 		}
+		return sh.replyOK(r, r.chat, prev.Seq)
+	case err == nil && denied == nil:
+		return proto.Errorf(proto.CodeIDReused, "request id %s was already used for another message from this device; use a new id", in.ID)
+	case err != nil && !errors.Is(err, record.ErrNotFound):
+		return err
 	}
 	if denied != nil {
 		return denied
@@ -996,18 +999,22 @@ func (sh *shard) groupChange(ctx context.Context, r *request) error {
 }
 
 // laterChangeScan bounds how many messages after a retried group change's
-// event laterChange reads: a retry that late finds its change applied
-// (the change is applied right after its event is stored).
+// event laterChange reads. A retry that late is taken as finding its
+// change applied: a change is applied right after its event is stored, and
+// a client retries a failed one at once, not thousands of messages later.
 const laterChangeScan = 10 * record.MaxPageLimit
 
 // laterChange reports whether a membership event about target lies in
 // chat's seqs after..head.
 func (sh *shard) laterChange(ctx context.Context, chat string, after, head uint64, target string) (bool, error) {
+	if after >= head {
+		return false, nil
+	}
 	if head-after > laterChangeScan {
 		return true, nil
 	}
 	for after < head {
-		msgs, err := sh.svc.store.Messages(ctx, chat, record.Page{After: after, Limit: record.MaxPageLimit})
+		msgs, err := sh.svc.store.Messages(ctx, chat, record.Page{After: after, Forward: true, Limit: record.MaxPageLimit})
 		if err != nil {
 			return false, err
 		}

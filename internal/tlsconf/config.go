@@ -65,9 +65,10 @@ func (c Config) reloadInterval() time.Duration {
 }
 
 // RecheckInterval is how often a holder of established connections
-// should Recheck them: the reload interval, so a revocation cuts a live
-// link about as soon as it refuses a new one.
-func (c Config) RecheckInterval() time.Duration { return c.reloadInterval() }
+// should Recheck them: half the reload interval (the deny file is re-read
+// at most once per interval), so a revocation cuts a live link within
+// about one interval, as soon as it refuses a new one.
+func (c Config) RecheckInterval() time.Duration { return c.reloadInterval() / 2 }
 
 // minReload is the shortest reload interval accepted (tests use tens of
 // milliseconds; production leaves the default).
