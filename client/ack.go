@@ -49,15 +49,41 @@ func newHandoff(resume map[string]uint64) *handoff {
 		dirty: make(map[string]bool), urgent: make(map[string]bool)}
 }
 
-// sent records that m was put on the channel. Call it after the send.
-func (h *handoff) sent(m Message) {
+// put sends m on ch and records it. When ch has room the send and the
+// record happen under h.mu, so Positions never sees a message the app
+// already took as unrecorded. When ch is full the send blocks without the
+// lock (the app may call Positions while it drains the channel) and until
+// it is recorded the message may be reported as not yet received: a
+// position that lags by one, never one ahead. It returns false when done
+// closed first.
+func (h *handoff) put(ch chan<- Message, m Message, done <-chan struct{}) bool {
 	h.mu.Lock()
+	select {
+	case ch <- m:
+		h.recordLocked(m)
+		h.mu.Unlock()
+		return true
+	default:
+	}
+	h.mu.Unlock()
+	select {
+	case ch <- m:
+	case <-done:
+		return false
+	}
+	h.mu.Lock()
+	h.recordLocked(m)
+	h.mu.Unlock()
+	return true
+}
+
+// recordLocked records that m was put on the channel. h.mu must be held.
+func (h *handoff) recordLocked(m Message) {
 	h.queue = append(h.queue, handEntry{chat: m.Chat, seq: m.Seq, inChan: true})
 	h.inChan++
 	if m.Seq > h.handed[m.Chat] {
 		h.handed[m.Chat] = m.Seq
 	}
-	h.mu.Unlock()
 }
 
 // mark records that chat's position is pos once everything recorded

@@ -60,7 +60,7 @@ func TestHandoff(t *testing.T) {
 			for i, s := range tt.steps {
 				switch s.op {
 				case "sent":
-					h.sent(Message{Chat: s.chat, Seq: s.seq})
+					recordSent(h, Message{Chat: s.chat, Seq: s.seq})
 				case "mark", "quiet":
 					h.mark(s.chat, s.seq, s.op == "quiet")
 				case "reack":
@@ -99,7 +99,7 @@ func TestHandoff(t *testing.T) {
 func TestHandoffCompacts(t *testing.T) {
 	h := newHandoff(nil)
 	for seq := uint64(1); seq <= 5000; seq++ {
-		h.sent(Message{Chat: "a", Seq: seq})
+		recordSent(h, Message{Chat: "a", Seq: seq})
 		if seq%3 == 0 {
 			h.positions(1) // all but the newest received
 		}
@@ -109,5 +109,38 @@ func TestHandoffCompacts(t *testing.T) {
 	}
 	if h.head != 0 || len(h.queue) != 0 || h.inChan != 0 {
 		t.Fatalf("got head %d len %d inChan %d, want an empty queue", h.head, len(h.queue), h.inChan)
+	}
+}
+
+// recordSent records m as put on the channel, as handoff.put does once
+// the send succeeded.
+func recordSent(h *handoff, m Message) {
+	h.mu.Lock()
+	h.recordLocked(m)
+	h.mu.Unlock()
+}
+
+// TestHandoffPutThenPositions: once the app took a message from the
+// channel, Positions includes it, even when it asks at once (the send and
+// its record used to be two steps; a Positions call between them lagged).
+// The channel has room for all: a full channel may lag by one (see put).
+func TestHandoffPutThenPositions(t *testing.T) {
+	const n = 20000
+	h := newHandoff(nil)
+	ch := make(chan Message, n)
+	done := make(chan struct{})
+	go func() {
+		for seq := uint64(1); seq <= n; seq++ {
+			if !h.put(ch, Message{Chat: "a", Seq: seq}, done) {
+				return
+			}
+		}
+	}()
+	defer close(done)
+	for seq := uint64(1); seq <= n; seq++ {
+		m := <-ch
+		if got := h.positions(len(ch))["a"]; got < m.Seq {
+			t.Fatalf("after receiving #%d: position %d", m.Seq, got)
+		}
 	}
 }

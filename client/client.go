@@ -255,8 +255,11 @@ func (c *Client) WaitSynced(ctx context.Context) error {
 // after processing what it read) and passes it back as Config.Resume on
 // its next start gets a gap-free continuation: the server pushes only the
 // messages after these positions, nothing is downloaded again, nothing is
-// lost (a server cursor that got ahead is filled from history). Safe for
-// concurrent use.
+// lost (a server cursor that got ahead is filled from history). While
+// Messages is full, the message the client is waiting to put on it may be
+// counted only a moment after the app took it (a position one behind,
+// never ahead: at worst one message comes again after a restart). Safe
+// for concurrent use.
 func (c *Client) Positions() map[string]uint64 {
 	return c.ho.positions(len(c.msgs))
 }

@@ -41,7 +41,7 @@ func BenchmarkHandoff(b *testing.B) {
 	var seq uint64
 	for b.Loop() {
 		seq++
-		h.sent(Message{Chat: "g:x", Seq: seq})
+		recordSent(h, Message{Chat: "g:x", Seq: seq})
 		h.mark("g:x", seq, false)
 		if seq%64 == 0 {
 			acks, _ := h.collect(0, false, 64)

@@ -666,12 +666,9 @@ func (c *Client) fetchRange(chat string, after, before uint64) ([]Message, error
 // the arrival that released ready was this client's own send.
 func (c *Client) deliver(o *orderer, chat string, ready []Message, quiet bool) bool {
 	for _, m := range ready {
-		select {
-		case c.msgs <- m:
-		case <-c.ctx.Done():
+		if !c.ho.put(c.msgs, m, c.ctx.Done()) {
 			return false
 		}
-		c.ho.sent(m)
 	}
 	c.ho.mark(chat, o.cursor(chat), quiet)
 	c.kickAcks()
