@@ -490,6 +490,36 @@ func (c *Client) Presence(ctx context.Context, users ...string) ([]UserPresence,
 	return f.presence(), nil
 }
 
+// Settings are the user's settings (docs/protocol.md, Settings).
+type Settings struct {
+	// HideLastSeen withholds the user's last-seen time from everyone else.
+	HideLastSeen bool
+}
+
+// Settings returns the user's settings. Safe for concurrent use.
+func (c *Client) Settings(ctx context.Context) (Settings, error) {
+	return c.settings(ctx, nil)
+}
+
+// SetHideLastSeen hides (or shows again) the user's last-seen time from
+// everyone else and returns the settings after the change. Safe for
+// concurrent use.
+func (c *Client) SetHideLastSeen(ctx context.Context, hide bool) (Settings, error) {
+	return c.settings(ctx, &hide)
+}
+
+func (c *Client) settings(ctx context.Context, hideLastSeen *bool) (Settings, error) {
+	// A retried change sets the same value again: safe to retry.
+	f, err := c.do(ctx, proto.Inbound{Type: proto.TypeSettings, ID: NewRequestID(), HideLastSeen: hideLastSeen}, c.cfg.SendRetry)
+	if err != nil {
+		return Settings{}, fmt.Errorf("cannot get settings: %w", err)
+	}
+	if f.Type != proto.TypeSettings {
+		return Settings{}, fmt.Errorf("cannot get settings: %w: answer %q", ErrProtocol, f.Type)
+	}
+	return Settings{HideLastSeen: f.HideLastSeen}, nil
+}
+
 // Ping sends an application-level ping and returns the round-trip time.
 // Safe for concurrent use.
 func (c *Client) Ping(ctx context.Context) (time.Duration, error) {

@@ -484,6 +484,15 @@ func TestRequests(t *testing.T) {
 	if err != nil || len(ps) != 2 || !ps[0].Online || ps[1].Online || ps[1].LastSeen.IsZero() {
 		t.Fatalf("presence: got %+v, %v", ps, err)
 	}
+	if st, err := c.Settings(ctx); err != nil || st.HideLastSeen {
+		t.Fatalf("settings: got %+v, %v, want last seen shown", st, err)
+	}
+	if st, err := c.SetHideLastSeen(ctx, true); err != nil || !st.HideLastSeen {
+		t.Fatalf("hide last seen: got %+v, %v", st, err)
+	}
+	if f := s.Frames(proto.TypeSettings); len(f) != 2 || f[0].HideLastSeen != nil || f[1].HideLastSeen == nil || !*f[1].HideLastSeen {
+		t.Fatalf("settings frames: got %+v, want a read then hide_last_seen true", f)
+	}
 	if _, err := c.Ping(ctx); err != nil {
 		t.Fatalf("ping: %v", err)
 	}

@@ -38,6 +38,9 @@ type serverFrame struct {
 	Members  []string       `json:"members"`
 	Users    []wirePresence `json:"users"`
 
+	// settings
+	HideLastSeen bool `json:"hide_last_seen"`
+
 	// error
 	Code         string `json:"code"`
 	Message      string `json:"message"`
@@ -125,7 +128,7 @@ func decodeServerFrame(b []byte) (*serverFrame, error) {
 				f.Messages[i].Chat = f.Chat
 			}
 		}
-	case proto.TypeOK, proto.TypeChats, proto.TypeMembers:
+	case proto.TypeOK, proto.TypeChats, proto.TypeMembers, proto.TypeSettings:
 		if f.ID == "" {
 			return bad("missing id")
 		}

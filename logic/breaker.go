@@ -309,6 +309,15 @@ func (g guardedStore) ChatCursors(ctx context.Context, chatID string) (c []recor
 	return
 }
 
+func (g guardedStore) UserSettings(ctx context.Context, user string) (st record.UserSettings, err error) {
+	err = g.b.call(func() (e error) { st, e = g.s.UserSettings(ctx, user); return })
+	return
+}
+
+func (g guardedStore) PutUserSettings(ctx context.Context, user string, st record.UserSettings) error {
+	return g.b.call(func() error { return g.s.PutUserSettings(ctx, user, st) })
+}
+
 func (g guardedStore) Close() error { return g.s.Close() }
 
 func (c BreakerConfig) validate() []error {

@@ -197,6 +197,9 @@ func (s *Service) serveHTTP(ctx *fasthttp.RequestCtx) {
 		users := strings.Split(string(ctx.QueryArgs().Peek("users")), ",")
 		info, err := s.Presence(rctx, claims.User, users)
 		s.writeJSON(ctx, proto.PresenceAnswer{Users: info}, err)
+	case path == "/v1/settings" && (method == fasthttp.MethodGet || method == fasthttp.MethodPut):
+		route = "settings"
+		s.serveSettings(rctx, ctx, claims.User, method == fasthttp.MethodPut)
 	case path == "/v1/push/subscriptions":
 		route = "push_subscriptions"
 		s.servePushSubscriptions(rctx, ctx, claims)
@@ -517,4 +520,24 @@ func (s *Service) serveAdmin(ctx *fasthttp.RequestCtx) {
 	default:
 		httpError(ctx, fasthttp.StatusNotFound, proto.Errorf("not_found", "no such endpoint"))
 	}
+}
+
+// serveSettings answers GET /v1/settings with the user's settings, and PUT
+// with a JSON object of the settings to change (each optional) with the
+// settings after the change.
+func (s *Service) serveSettings(rctx context.Context, ctx *fasthttp.RequestCtx, user string, put bool) {
+	var change struct {
+		HideLastSeen *bool `json:"hide_last_seen"`
+	}
+	if put {
+		dec := json.NewDecoder(bytes.NewReader(ctx.PostBody()))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&change); err != nil || dec.More() {
+			httpError(ctx, fasthttp.StatusBadRequest, proto.Errorf(proto.CodeBadRequest,
+				`the body must be a JSON object of settings: {"hide_last_seen": true|false}`))
+			return
+		}
+	}
+	st, err := s.Settings(rctx, user, change.HideLastSeen)
+	s.writeJSON(ctx, proto.SettingsAnswer{HideLastSeen: st.HideLastSeen}, err)
 }

@@ -24,6 +24,7 @@ type memStore struct {
 	cursors map[string]uint64
 	subs    map[string]map[string]record.PushSubscription // user -> device -> subscription
 	ledger  map[string]time.Time                          // push ledger key -> expiry
+	sets    map[string]record.UserSettings                // user -> settings
 	failing bool
 	// failMembers makes this many AddMember/RemoveMember calls fail.
 	failMembers int
@@ -333,6 +334,31 @@ func (m *memStore) ChatCursors(_ context.Context, chat string) ([]record.DeviceC
 		}
 	}
 	return out, nil
+}
+
+func (m *memStore) UserSettings(_ context.Context, user string) (record.UserSettings, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return record.UserSettings{}, record.ErrClosed
+	}
+	return m.sets[user], nil
+}
+
+func (m *memStore) PutUserSettings(_ context.Context, user string, st record.UserSettings) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return record.ErrClosed
+	}
+	if user == "" {
+		return fmt.Errorf("cannot store settings: empty user id")
+	}
+	if m.sets == nil {
+		m.sets = map[string]record.UserSettings{}
+	}
+	m.sets[user] = st
+	return nil
 }
 
 func (m *memStore) PutPushSubscription(_ context.Context, sub record.PushSubscription) error {

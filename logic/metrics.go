@@ -63,7 +63,7 @@ const (
 var requestTypes = []string{
 	proto.TypeSend, proto.TypeAck, proto.TypeRead, proto.TypeHistory, proto.TypeChats,
 	proto.TypeGroupCreate, proto.TypeGroupAdd, proto.TypeGroupRemove, proto.TypeGroupLeave,
-	proto.TypeMembers, proto.TypePresence, proto.TypePing, proto.TypeSync, "other",
+	proto.TypeMembers, proto.TypePresence, proto.TypePing, proto.TypeSync, proto.TypeSettings, "other",
 }
 
 // requestMetrics is the RED set of one request type.
@@ -78,7 +78,7 @@ var requestsByType = map[string]*requestMetrics{}
 // httpRoutes are the route labels serveHTTP sets; any other counts as "other".
 var httpRoutes = []string{
 	"healthz", "readyz", "metrics", "dev_token", "web", "chats", "presence",
-	"push_subscriptions", "push_vapid", "history", "send", "members", "other",
+	"push_subscriptions", "push_vapid", "settings", "history", "send", "members", "other",
 }
 
 // httpRouteMetrics is the RED set of one HTTP route.

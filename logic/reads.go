@@ -12,8 +12,8 @@ import (
 // maxPresenceUsers bounds one presence query.
 const maxPresenceUsers = 256
 
-// handleRead answers history, chats, members and presence. It runs on the
-// bounded read pool.
+// handleRead answers history, chats, members, presence and settings. It
+// runs on the bounded read pool.
 func (s *Service) handleRead(r *request) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.StoreTimeout)
 	defer cancel()
@@ -57,6 +57,12 @@ func (s *Service) read(ctx context.Context, r *request) ([]byte, error) {
 			return nil, err
 		}
 		return proto.Marshal(proto.TypePresence, in.ID, proto.PresenceAnswer{Users: users})
+	case proto.TypeSettings:
+		st, err := s.Settings(ctx, r.user, in.HideLastSeen)
+		if err != nil {
+			return nil, err
+		}
+		return proto.Marshal(proto.TypeSettings, in.ID, proto.SettingsAnswer{HideLastSeen: st.HideLastSeen})
 	}
 	return nil, proto.Errorf(proto.CodeUnknownType, "unexpected frame type %q", in.Type)
 }
@@ -216,6 +222,7 @@ func (s *Service) Presence(ctx context.Context, requester string, users []string
 			out[i].Online, out[i].LastSeen = true, 0
 		}
 	}
+	s.hideLastSeen(ctx, requester, out)
 	return out, nil
 }
 

@@ -177,6 +177,7 @@ func (s *Service) relationFormed(ctx context.Context, chat string, check bool, s
 			info[i].Online, info[i].LastSeen = true, 0
 		}
 	}
+	s.hideLastSeen(ctx, "", info)
 	for _, p := range []struct {
 		to   string
 		info proto.PresenceInfo

@@ -81,7 +81,8 @@ type Service struct {
 	store    Store // the caller's store behind the circuit breaker
 	breaker  *breaker
 	presence Presence
-	rel      *relations // who may see whose presence
+	rel      *relations     // who may see whose presence
+	settings *settingsCache // users' settings (hide last seen)
 	verifier *auth.Verifier
 	log      *slog.Logger
 	now      func() time.Time
@@ -195,6 +196,7 @@ func New(cfg Config, store Store, presence Presence, verifier *auth.Verifier, lo
 	s.linkSecret, _ = tierlink.LoadSecret("logic", cfg.LinkSecret, cfg.LinkSecretFile) // checked by Validate
 	s.adminToken, _ = adminToken(cfg)                                                  // checked by Validate
 	s.rel = newRelations(s.store, s.now)
+	s.settings = newSettingsCache(s.store, func() time.Time { return s.now() })
 	s.presenceQ = make(chan presenceEvent, 4096)
 	s.catchupSem = make(chan struct{}, cfg.CatchupWorkers)
 	s.sendLimit = newRateLimiter(cfg.SendRate, cfg.SendBurst)
@@ -533,7 +535,7 @@ func (s *Service) rateLimited(r *request) bool {
 func needsID(typ string) bool {
 	switch typ {
 	case proto.TypeSend, proto.TypeHistory, proto.TypeChats, proto.TypeMembers, proto.TypePresence, proto.TypeSync,
-		proto.TypeGroupCreate, proto.TypeGroupAdd, proto.TypeGroupRemove, proto.TypeGroupLeave:
+		proto.TypeSettings, proto.TypeGroupCreate, proto.TypeGroupAdd, proto.TypeGroupRemove, proto.TypeGroupLeave:
 		return true
 	}
 	return false
@@ -584,7 +586,7 @@ func (s *Service) dispatch(r *request) {
 		}
 		s.startSync(r.from, r)
 		return
-	case proto.TypeHistory, proto.TypeChats, proto.TypeMembers, proto.TypePresence:
+	case proto.TypeHistory, proto.TypeChats, proto.TypeMembers, proto.TypePresence, proto.TypeSettings:
 		select {
 		case s.readSem <- struct{}{}:
 			go func() {
@@ -875,15 +877,16 @@ func (s *Service) presenceLoop(stop <-chan struct{}) {
 			continue
 		}
 		peers, err := s.peersOf(ctx, ev.user)
-		cancel()
 		if err != nil {
+			cancel()
 			s.log.Warn("cannot list presence peers", "user_id", ev.user, "err", err)
 			continue
 		}
 		info := proto.PresenceInfo{User: ev.user, Online: ev.online}
-		if !ev.online {
+		if !ev.online && !s.lastSeenHidden(ctx, ev.user) {
 			info.LastSeen = ev.at.UnixMilli()
 		}
+		cancel()
 		frame, err := proto.Marshal(proto.TypePresence, "", proto.PresenceAnswer{Users: []proto.PresenceInfo{info}})
 		if err != nil {
 			continue

@@ -85,6 +85,12 @@ type Store interface {
 	// sender who was offline are rebuilt from it.
 	ChatCursors(ctx context.Context, chatID string) ([]record.DeviceCursor, error)
 
+	// UserSettings returns the user's settings; the zero value for a user
+	// who never stored any (not an error).
+	UserSettings(ctx context.Context, user string) (record.UserSettings, error)
+	// PutUserSettings durably replaces the user's settings.
+	PutUserSettings(ctx context.Context, user string, st record.UserSettings) error
+
 	// PutPushSubscription stores sub as the push subscription of
 	// (sub.User, sub.Device), replacing any earlier one. Durable.
 	PutPushSubscription(ctx context.Context, sub record.PushSubscription) error

@@ -182,6 +182,12 @@ type ChatsAnswer struct {
 	Chats []ChatInfo `json:"chats"`
 }
 
+// SettingsAnswer is the body of a settings answer: the user's settings
+// after the request.
+type SettingsAnswer struct {
+	HideLastSeen bool `json:"hide_last_seen"`
+}
+
 // MembersAnswer is the body of a members answer.
 type MembersAnswer struct {
 	Chat    string   `json:"chat"`

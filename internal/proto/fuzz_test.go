@@ -14,7 +14,7 @@ import (
 var knownTypes = map[string]bool{
 	TypeSend: true, TypeAck: true, TypeRead: true, TypeHistory: true, TypeChats: true,
 	TypeGroupCreate: true, TypeGroupAdd: true, TypeGroupRemove: true, TypeGroupLeave: true,
-	TypeMembers: true, TypePresence: true, TypePing: true, TypeSync: true,
+	TypeMembers: true, TypePresence: true, TypePing: true, TypeSync: true, TypeSettings: true,
 }
 
 func FuzzDecode(f *testing.F) {

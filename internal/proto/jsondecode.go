@@ -28,6 +28,7 @@ const (
 	keyUser
 	keyUsers
 	keyChats
+	keyHideLastSeen
 )
 
 // keyBit returns the bit of the client-frame key k, spelled exactly as in
@@ -63,6 +64,8 @@ func keyBit(k string) uint16 {
 		return keyUsers
 	case "chats":
 		return keyChats
+	case "hide_last_seen":
+		return keyHideLastSeen
 	}
 	return 0
 }

@@ -37,6 +37,7 @@ const (
 	TypePresence    = "presence"     // ask for users' presence
 	TypePing        = "ping"         // application-level heartbeat
 	TypeSync        = "sync"         // start or resume delivery from the device's positions
+	TypeSettings    = "settings"     // read or change my settings; answered by settings
 )
 
 // Server frame types (server -> client). history, chats, members and
@@ -115,6 +116,9 @@ type Inbound struct {
 	Members []string `json:"members,omitempty"` // group_create: initial members besides the creator
 	User    string   `json:"user,omitempty"`    // group_add, group_remove
 	Users   []string `json:"users,omitempty"`   // presence
+	// HideLastSeen is settings' change of the hide-last-seen setting;
+	// absent leaves it as it is.
+	HideLastSeen *bool `json:"hide_last_seen,omitempty"`
 	// Chats is sync's resume state: the highest seq the device already has
 	// (contiguously) per chat id.
 	Chats map[string]uint64 `json:"chats,omitempty"`
@@ -165,7 +169,7 @@ func Decode(b []byte) (Inbound, error) {
 func finish(in Inbound) (Inbound, error) {
 	switch in.Type {
 	case TypeSend, TypeAck, TypeRead, TypeHistory, TypeChats, TypeGroupCreate, TypeGroupAdd,
-		TypeGroupRemove, TypeGroupLeave, TypeMembers, TypePresence, TypePing, TypeSync:
+		TypeGroupRemove, TypeGroupLeave, TypeMembers, TypePresence, TypePing, TypeSync, TypeSettings:
 	case "":
 		return in, Errorf(CodeBadRequest, "missing type")
 	default:

@@ -22,6 +22,7 @@ type decodeCase struct {
 
 func ptr(s string) *string  { return &s }
 func ptrU(n uint64) *uint64 { return &n }
+func ptrB(b bool) *bool     { return &b }
 
 func decodeCases() []decodeCase {
 	long := strings.Repeat("i", 65)
@@ -50,6 +51,12 @@ func decodeCases() []decodeCase {
 		{name: "members", in: `{"type":"members","id":"m","chat":"g:x"}`, want: Inbound{Type: TypeMembers, ID: "m", Chat: "g:x"}},
 		{name: "presence", in: `{"type":"presence","id":"p","users":["a"]}`,
 			want: Inbound{Type: TypePresence, ID: "p", Users: []string{"a"}}},
+		{name: "settings read", in: `{"type":"settings","id":"s"}`, want: Inbound{Type: TypeSettings, ID: "s"}},
+		{name: "settings change", in: `{"type":"settings","id":"s","hide_last_seen":true}`,
+			want: Inbound{Type: TypeSettings, ID: "s", HideLastSeen: ptrB(true)}},
+		{name: "settings change off", in: `{"type":"settings","id":"s","hide_last_seen":false}`,
+			want: Inbound{Type: TypeSettings, ID: "s", HideLastSeen: ptrB(false)}},
+		{name: "settings not a bool", in: `{"type":"settings","id":"s","hide_last_seen":1}`, wantCode: CodeBadRequest, wantID: "s"},
 		{name: "ping", in: `{"type":"ping"}`, want: Inbound{Type: TypePing}},
 		{name: "whitespace_around", in: " \t\r\n{\"type\":\"ping\",\"id\":\"x\"}\n ", want: Inbound{Type: TypePing, ID: "x"}},
 		{name: "id_64", in: `{"type":"ping","id":"` + long[:64] + `"}`, want: Inbound{Type: TypePing, ID: long[:64]}},
@@ -223,8 +230,8 @@ func TestInboundFields(t *testing.T) {
 			}
 		}
 	}
-	if want := uint16(1)<<typ.NumField() - 1; all != want || keyChats<<1 != want+1 {
-		t.Errorf("got key bits %#x (last %#x), want %#x: one per field of Inbound", all, keyChats, want)
+	if want := uint16(1)<<typ.NumField() - 1; all != want || keyHideLastSeen<<1 != want+1 {
+		t.Errorf("got key bits %#x (last %#x), want %#x: one per field of Inbound", all, keyHideLastSeen, want)
 	}
 }
 

@@ -42,9 +42,10 @@ import (
 //
 // Version history: 1 is the first and only version.
 const (
-	msgVersion     = 1
-	chatVersion    = 1
-	pushSubVersion = 1
+	msgVersion      = 1
+	chatVersion     = 1
+	pushSubVersion  = 1
+	settingsVersion = 1
 )
 
 // errCorrupt is wrapped by every decoding error.
@@ -212,4 +213,29 @@ func (d *decoder) str() string {
 	v := d.s[d.off : d.off+int(n)]
 	d.off += int(n)
 	return v
+}
+
+// Bits of the flags byte of a settings value.
+const settingHideLastSeen = 1 << 0
+
+// appendSettings appends the value encoding of st to b: the version and a
+// flags byte.
+func appendSettings(b []byte, st record.UserSettings) []byte {
+	var flags byte
+	if st.HideLastSeen {
+		flags |= settingHideLastSeen
+	}
+	return append(b, settingsVersion, flags)
+}
+
+// decodeSettings decodes the settings stored for user. Flags it does not
+// know are ignored (a later version may add some). It never panics.
+func decodeSettings(user string, v []byte) (record.UserSettings, error) {
+	if len(v) < 2 {
+		return record.UserSettings{}, fmt.Errorf("cannot decode settings of %s: %w: %d bytes", user, errCorrupt, len(v))
+	}
+	if v[0] != settingsVersion {
+		return record.UserSettings{}, fmt.Errorf("cannot decode settings of %s: %w: unknown version %d", user, errCorrupt, v[0])
+	}
+	return record.UserSettings{HideLastSeen: v[1]&settingHideLastSeen != 0}, nil
 }

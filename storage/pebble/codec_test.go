@@ -170,3 +170,34 @@ func FuzzDecodePushSub(f *testing.F) {
 		}
 	})
 }
+
+// TestDecodeSettingsExhaustive decodes every value of up to two bytes (a
+// settings value is two bytes, so this covers more than fuzzing would) and
+// a longer one: no panic, and whatever decodes re-encodes to itself.
+func TestDecodeSettingsExhaustive(t *testing.T) {
+	check := func(v []byte) {
+		st, err := decodeSettings("u", v)
+		if err != nil {
+			return
+		}
+		if again, err := decodeSettings("u", appendSettings(nil, st)); err != nil || again != st {
+			t.Fatalf("%x: re-encoded settings: got %+v, %v, want %+v", v, again, err, st)
+		}
+	}
+	check(nil)
+	for a := range 256 {
+		check([]byte{byte(a)})
+		for b := range 256 {
+			check([]byte{byte(a), byte(b)})
+		}
+	}
+	check([]byte{settingsVersion, 1, 0xff, 0xff})
+	for _, st := range []record.UserSettings{{}, {HideLastSeen: true}} {
+		if got, err := decodeSettings("u", appendSettings(nil, st)); err != nil || got != st {
+			t.Fatalf("round trip of %+v: got %+v, %v", st, got, err)
+		}
+	}
+	if _, err := decodeSettings("u", []byte{settingsVersion + 1, 0}); err == nil {
+		t.Fatal("unknown version: got nil error")
+	}
+}

@@ -27,6 +27,7 @@ import (
 //	'd' cur  'd' user 00 device 00 chat              delivery seq(8, BE)
 //	'e' ccur 'e' chat 00 user 00 device              delivery seq(8, BE) (same value as 'd', by chat)
 //	's' push 's' user 00 device                      push subscription (see codec.go)
+//	'p' set  'p' user                                user settings (see codec.go)
 //	'l' ldgr 'l' key                                 expiry, Unix ns (8, BE)
 //	'x' lexp 'x' expiry(8, BE) key                   empty (the ledger by expiry, for the sweep)
 //	'z' meta 'z' name                                a store-wide setting (dedupFormatKey)
@@ -48,18 +49,19 @@ import (
 // Membership is stored twice ('b' and 'u'), always changed together in one
 // batch, so the two directions never disagree.
 const (
-	tableMessage = 'm'
-	tableDedup   = 'k'
-	tableChat    = 'c'
-	tableMember  = 'b'
-	tableList    = 'u'
-	tableRead    = 'r'
-	tableCursor  = 'd'
-	tableChatCur = 'e'
-	tablePushSub = 's'
-	tableLedger  = 'l'
-	tableLedgerX = 'x'
-	tableMeta    = 'z'
+	tableMessage  = 'm'
+	tableDedup    = 'k'
+	tableChat     = 'c'
+	tableMember   = 'b'
+	tableList     = 'u'
+	tableRead     = 'r'
+	tableCursor   = 'd'
+	tableChatCur  = 'e'
+	tablePushSub  = 's'
+	tableSettings = 'p'
+	tableLedger   = 'l'
+	tableLedgerX  = 'x'
+	tableMeta     = 'z'
 )
 
 const sep = 0x00

@@ -27,7 +27,7 @@
 // are speculated (Config.SpeculativeAttempts, off by default). Statement strings are constants, so gocql prepares each once
 // per connection.
 //
-// # Schema (migrations 1 to 3, schema.go)
+// # Schema (migrations 1 to 5, schema.go)
 //
 // Open creates the keyspace (Config.Replication: SimpleStrategy with a
 // factor or NetworkTopologyStrategy with per-DC factors) and applies
@@ -54,6 +54,7 @@
 //	leases         (grp, slot) owner, epoch, version LWT only (lease.go)
 //	settings       (name) value                      fixed at creation
 //	push_subscriptions (user_id, device) endpoint, p256dh, auth, created_at
+//	user_settings  (user_id) hide_last_seen          UserSettings (migration 5)
 //	push_ledger    (key) wid uuid    LWT only, USING TTL (MarkPushed);
 //	               time-window compaction, gc_grace 1h
 //

@@ -160,6 +160,16 @@ var migrations = []migration{{
 	// (record.DedupKey.Stored). A keyspace that existed before records
 	// unscoped_dedup_until, when its bare-id keys have expired.
 	description: "dedup keys scoped per device",
+}, {
+	id:          5,
+	description: "user settings",
+	stmts: []string{
+		// One row per user who changed a setting; every write sets every
+		// column (PutUserSettings).
+		`CREATE TABLE IF NOT EXISTS user_settings (
+			user_id text PRIMARY KEY,
+			hide_last_seen boolean)`,
+	},
 }}
 
 const (

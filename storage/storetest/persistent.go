@@ -47,6 +47,9 @@ func RunPersistent(t *testing.T, open func(t *testing.T, dir string) Store, o Op
 	if err := s.PutPushSubscription(ctx, sub); err != nil {
 		t.Fatalf("PutPushSubscription: %v", err)
 	}
+	if err := s.PutUserSettings(ctx, "alice", record.UserSettings{HideLastSeen: true}); err != nil {
+		t.Fatalf("PutUserSettings: %v", err)
+	}
 	if first, err := s.MarkPushed(ctx, "g:keep/1/alice/phone", time.Hour); err != nil || !first {
 		t.Fatalf("MarkPushed: got first=%v, %v, want true", first, err)
 	}
@@ -96,6 +99,9 @@ func RunPersistent(t *testing.T, open func(t *testing.T, dir string) Store, o Op
 			t.Fatalf("round %d: DeviceCursor: got %d, %v, want 5", round, got, err)
 		}
 		wantSubs(t, s, "alice", sub)
+		if got, err := s.UserSettings(ctx, "alice"); err != nil || !got.HideLastSeen {
+			t.Fatalf("round %d: UserSettings after reopen: got %+v, %v, want hidden last-seen", round, got, err)
+		}
 		if first, err := s.MarkPushed(ctx, "g:keep/1/alice/phone", time.Hour); err != nil || first {
 			t.Fatalf("round %d: MarkPushed after reopen: got first=%v, %v, want false", round, first, err)
 		}

@@ -170,3 +170,29 @@ func testMarkPushedConcurrent(t *testing.T, s Store, _ Options) {
 		}
 	}
 }
+
+func testUserSettings(t *testing.T, s Store, _ Options) {
+	ctx := t.Context()
+	want := func(user string, w record.UserSettings) {
+		t.Helper()
+		got, err := s.UserSettings(ctx, user)
+		if err != nil || got != w {
+			t.Fatalf("UserSettings(%q): got %+v, %v, want %+v", user, got, err, w)
+		}
+	}
+	want("alice", record.UserSettings{})
+	hidden := record.UserSettings{HideLastSeen: true}
+	if err := s.PutUserSettings(ctx, "alice", hidden); err != nil {
+		t.Fatalf("PutUserSettings: %v", err)
+	}
+	want("alice", hidden)
+	want("alic", record.UserSettings{}) // a prefix is another user
+	want("alice2", record.UserSettings{})
+	if err := s.PutUserSettings(ctx, "alice", record.UserSettings{}); err != nil {
+		t.Fatalf("PutUserSettings(zero): %v", err)
+	}
+	want("alice", record.UserSettings{})
+	if err := s.PutUserSettings(ctx, "", hidden); err == nil {
+		t.Fatal("PutUserSettings with an empty user id: got nil, want an error")
+	}
+}

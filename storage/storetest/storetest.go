@@ -34,6 +34,9 @@ type Store interface {
 	DeviceCursor(ctx context.Context, user, device, chatID string) (uint64, error)
 	ChatCursors(ctx context.Context, chatID string) ([]record.DeviceCursor, error)
 
+	UserSettings(ctx context.Context, user string) (record.UserSettings, error)
+	PutUserSettings(ctx context.Context, user string, st record.UserSettings) error
+
 	PutPushSubscription(ctx context.Context, sub record.PushSubscription) error
 	PushSubscriptions(ctx context.Context, user string) ([]record.PushSubscription, error)
 	DeletePushSubscription(ctx context.Context, user, device string) error
@@ -72,6 +75,8 @@ type Options struct {
 //     succeeds (the retry of an append whose outcome was unknown).
 //   - AddMember and RemoveMember on a chat that does not exist return
 //     ErrNotFound; UserChats of an unknown user is empty, not an error.
+//   - UserSettings of a user who never stored any is the zero value, not
+//     an error; PutUserSettings refuses an empty user id.
 //   - PushSubscriptions returns an empty, non-nil slice for a user without
 //     subscriptions. MarkPushed refuses an empty key and a ttl <= 0; CQL
 //     backends round ttl up to whole seconds.
@@ -97,6 +102,7 @@ func Run(t *testing.T, newStore func(t *testing.T) Store, o Options) {
 		{"Membership", testMembership, false},
 		{"UserChats", testUserChats, false},
 		{"MonotonicMarkers", testMonotonicMarkers, false},
+		{"UserSettings", testUserSettings, false},
 		{"PushSubscriptions", testPushSubscriptions, false},
 		{"MarkPushed", testMarkPushed, false},
 		{"MarkPushedConcurrent", testMarkPushedConcurrent, false},

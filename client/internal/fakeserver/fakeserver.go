@@ -46,18 +46,19 @@ type Server struct {
 
 	wg sync.WaitGroup
 
-	mu       sync.Mutex // guards the following
-	conns    map[*Conn]bool
-	msgs     map[string][]record.Message // chat -> messages, seq order
-	dedup    map[string]record.Message   // sender/request id -> message
-	frames   []proto.Inbound             // every client frame, in order
-	members  map[string][]string
-	upgrades []url.Values // query of every upgrade
-	authz    []string     // Authorization header of every upgrade
-	nextGrp  int
-	cursors  map[string]uint64 // user/device/chat -> acked seq
-	syncs    []Sync
-	legacy   bool // refuse sync like a server without it
+	mu           sync.Mutex // guards the following
+	conns        map[*Conn]bool
+	msgs         map[string][]record.Message // chat -> messages, seq order
+	dedup        map[string]record.Message   // sender/request id -> message
+	frames       []proto.Inbound             // every client frame, in order
+	members      map[string][]string
+	upgrades     []url.Values // query of every upgrade
+	authz        []string     // Authorization header of every upgrade
+	nextGrp      int
+	cursors      map[string]uint64 // user/device/chat -> acked seq
+	hideLastSeen map[string]bool   // user -> settings' hide_last_seen
+	syncs        []Sync
+	legacy       bool // refuse sync like a server without it
 	// refreshes are the refresh frames received; refuseRefresh answers
 	// them with auth_failed.
 	refreshes     []Refresh
@@ -100,7 +101,7 @@ func New() (*Server, error) {
 	}
 	s := &Server{ln: ln, URL: "ws://" + ln.Addr().String() + "/ws",
 		conns: map[*Conn]bool{}, msgs: map[string][]record.Message{},
-		dedup: map[string]record.Message{}, members: map[string][]string{}, cursors: map[string]uint64{}}
+		dedup: map[string]record.Message{}, members: map[string][]string{}, cursors: map[string]uint64{}, hideLastSeen: map[string]bool{}}
 	s.wg.Add(1)
 	go s.accept()
 	return s, nil
@@ -387,6 +388,15 @@ func (s *Server) handle(fc *Conn, in proto.Inbound) {
 		}
 		s.mu.Unlock()
 		b, _ := proto.Marshal(proto.TypePresence, in.ID, ans)
+		fc.Write(b)
+	case proto.TypeSettings:
+		s.mu.Lock()
+		if in.HideLastSeen != nil {
+			s.hideLastSeen[fc.User] = *in.HideLastSeen
+		}
+		hide := s.hideLastSeen[fc.User]
+		s.mu.Unlock()
+		b, _ := proto.Marshal(proto.TypeSettings, in.ID, proto.SettingsAnswer{HideLastSeen: hide})
 		fc.Write(b)
 	case proto.TypePing:
 		fc.Write(proto.AppendPong(nil, in.ID, time.Now().UnixMilli()))

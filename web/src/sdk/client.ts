@@ -16,7 +16,7 @@ import { Orderer, type Gap } from "./order.js";
 import {
   CloseCodes, CloseError, ClosedError, DisconnectedError, GoawayError, ParleyError, ProtocolError, TimeoutError,
   type Backoff, type ChatInfo, type Hello, type HistoryPage, type HistoryQuery, type Message, type Receipt,
-  type Sent, type State, type Stats, type UserPresence,
+  type Sent, type Settings, type State, type Stats, type UserPresence,
 } from "./types.js";
 
 /** The subset of the WebSocket API the client uses (browsers' WebSocket fits). */
@@ -913,6 +913,25 @@ export class ParleyClient {
     const f = await this.request({ type: "presence", id: newRequestId(), users }, this.o.sendRetry);
     if (f.type !== "presence") throw new ProtocolError(`answer ${JSON.stringify(f.type)} to presence`);
     return framePresence(f);
+  }
+
+  /** The user's settings. */
+  async settings(): Promise<Settings> {
+    return this.settingsRequest(undefined);
+  }
+
+  /** Hides (or shows again) the user's last-seen time from everyone else; resolves with the settings after the change. */
+  async setHideLastSeen(hide: boolean): Promise<Settings> {
+    return this.settingsRequest(hide);
+  }
+
+  private async settingsRequest(hide: boolean | undefined): Promise<Settings> {
+    const req: Record<string, unknown> & { id: string } = { type: "settings", id: newRequestId() };
+    if (hide !== undefined) req.hide_last_seen = hide;
+    // A retried change sets the same value again: safe to retry.
+    const f = await this.request(req, this.o.sendRetry);
+    if (f.type !== "settings") throw new ProtocolError(`answer ${JSON.stringify(f.type)} to settings`);
+    return { hideLastSeen: f.hide_last_seen === true };
   }
 
   /** An application-level ping; resolves with the round-trip time in ms. */

@@ -27,6 +27,7 @@ export interface ServerFrame {
   retryable?: boolean;
   retry_after_ms?: number;
   url?: string;
+  hide_last_seen?: boolean;
 }
 
 const isStr = (v: unknown): v is string => typeof v === "string";
@@ -92,6 +93,10 @@ export function decodeServerFrame(text: string): ServerFrame {
     case "chats":
     case "members":
       if (!f.id) bad("missing id");
+      break;
+    case "settings":
+      if (!f.id) bad("missing id");
+      if (typeof f.hide_last_seen !== "boolean") bad("hide_last_seen is not a boolean");
       break;
   }
   return f;

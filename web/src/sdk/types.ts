@@ -148,6 +148,12 @@ export interface UserPresence {
   lastSeen: number;
 }
 
+/** The user's settings (docs/protocol.md, Settings). */
+export interface Settings {
+  /** The user's last-seen time is withheld from everyone else. */
+  hideLastSeen: boolean;
+}
+
 /** One entry of the user's chat list. */
 export interface ChatInfo {
   chat: string;

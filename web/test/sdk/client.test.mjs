@@ -309,3 +309,26 @@ test("a send made while reconnecting waits behind one still retrying", async () 
   assert.deepEqual((await Promise.all([p1, p2])).map((s) => s.seq), [1, 2]);
   c.close();
 });
+
+test("settings reads and changes hide_last_seen", async () => {
+  const srv = new FakeServer();
+  const { c } = newClient(srv);
+  void c.start();
+  const cn = await srv.conn(0);
+  cn.hello();
+  const answer = async (hide) => {
+    const f = await cn.next((f) => f.type === "settings" && !f.answered);
+    f.answered = true;
+    cn.push({ type: "settings", id: f.id, hide_last_seen: hide ?? f.hide_last_seen ?? false });
+    return f;
+  };
+  const read = c.settings();
+  const f1 = await answer(false);
+  assert.equal(f1.hide_last_seen, undefined);
+  assert.deepEqual(await read, { hideLastSeen: false });
+  const set = c.setHideLastSeen(true);
+  const f2 = await answer();
+  assert.equal(f2.hide_last_seen, true);
+  assert.deepEqual(await set, { hideLastSeen: true });
+  c.close();
+});

@@ -1,0 +1,104 @@
+package logic
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/parley-chat/parley/internal/proto"
+	"github.com/parley-chat/parley/internal/record"
+)
+
+const (
+	// settingsTTL is how long a node trusts the settings it read of a
+	// user: a change made through another node shows here within it (the
+	// node that took the change knows at once).
+	settingsTTL = 10 * time.Second
+	// settingsMax bounds the users whose settings are remembered; a full
+	// cache is emptied.
+	settingsMax = 100_000
+)
+
+// settingsCache remembers users' settings (record.UserSettings) for
+// settingsTTL, read through from the store. Safe for concurrent use.
+type settingsCache struct {
+	store Store
+	now   func() time.Time
+	mu    sync.Mutex
+	m     map[string]settingsEntry
+}
+
+type settingsEntry struct {
+	st record.UserSettings
+	at time.Time
+}
+
+func newSettingsCache(store Store, now func() time.Time) *settingsCache {
+	return &settingsCache{store: store, now: now, m: map[string]settingsEntry{}}
+}
+
+// get returns user's settings, from the cache when fresh.
+func (c *settingsCache) get(ctx context.Context, user string) (record.UserSettings, error) {
+	c.mu.Lock()
+	e, ok := c.m[user]
+	c.mu.Unlock()
+	if ok && c.now().Sub(e.at) < settingsTTL {
+		return e.st, nil
+	}
+	st, err := c.store.UserSettings(ctx, user)
+	if err != nil {
+		return record.UserSettings{}, err
+	}
+	c.remember(user, st)
+	return st, nil
+}
+
+// remember caches st as user's settings as of now.
+func (c *settingsCache) remember(user string, st record.UserSettings) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.m[user]; !ok && len(c.m) >= settingsMax {
+		clear(c.m)
+	}
+	c.m[user] = settingsEntry{st: st, at: c.now()}
+}
+
+// lastSeenHidden reports whether user hides their last-seen time. When the
+// settings cannot be read it says hidden: an error withholds, it never
+// reveals.
+func (s *Service) lastSeenHidden(ctx context.Context, user string) bool {
+	st, err := s.settings.get(ctx, user)
+	if err != nil {
+		s.log.Debug("cannot read settings; hiding last seen", "user_id", user, "err", err)
+		return true
+	}
+	return st.HideLastSeen
+}
+
+// hideLastSeen clears the last-seen time of each entry of info whose user
+// hides it, but requester's own.
+func (s *Service) hideLastSeen(ctx context.Context, requester string, info []proto.PresenceInfo) {
+	for i := range info {
+		if info[i].LastSeen != 0 && info[i].User != requester && s.lastSeenHidden(ctx, info[i].User) {
+			info[i].LastSeen = 0
+		}
+	}
+}
+
+// Settings returns user's settings after applying a change: hideLastSeen,
+// when not nil, sets the hide-last-seen setting. The answer is read from
+// the store, not the cache. Safe for concurrent use.
+func (s *Service) Settings(ctx context.Context, user string, hideLastSeen *bool) (record.UserSettings, error) {
+	st, err := s.store.UserSettings(ctx, user)
+	if err != nil {
+		return record.UserSettings{}, err
+	}
+	if hideLastSeen != nil && *hideLastSeen != st.HideLastSeen {
+		st.HideLastSeen = *hideLastSeen
+		if err := s.store.PutUserSettings(ctx, user, st); err != nil {
+			return record.UserSettings{}, err
+		}
+	}
+	s.settings.remember(user, st)
+	return st, nil
+}
