@@ -29,6 +29,7 @@ const helpText = `commands:
   /chats                     list chats with unread counts
   /history [chat] [n]        show the last n messages (default 20)
   /presence <user>...        show who is online
+  /lastseen [show|hide]      show or change whether others see when you were last online
   /help                      this text
   /quit                      exit`
 
@@ -301,6 +302,27 @@ func (s *session) command(ctx context.Context, line string) bool {
 				continue
 			}
 			s.printf("%s: %s", p.User, onlineWord(p.Online))
+		}
+	case "/lastseen":
+		var st client.Settings
+		var err error
+		switch {
+		case len(args) == 0:
+			st, err = s.c.Settings(ctx)
+		case len(args) == 1 && (args[0] == "show" || args[0] == "hide"):
+			st, err = s.c.SetHideLastSeen(ctx, args[0] == "hide")
+		default:
+			usage("/lastseen [show|hide]")
+			return false
+		}
+		if err != nil {
+			s.printf("error: %v", err)
+			return false
+		}
+		if st.HideLastSeen {
+			s.printf("your last seen is hidden from others")
+		} else {
+			s.printf("others may see when you were last online")
 		}
 	default:
 		s.printf("unknown command %s; /help lists commands", cmd)

@@ -138,6 +138,12 @@ func TestTwoTerminals(t *testing.T) {
 	alice.say("/presence bob zed")
 	alice.expect("bob: online")
 	alice.expect("zed: offline (last seen")
+	alice.say("/lastseen")
+	alice.expect("others may see when you were last online")
+	alice.say("/lastseen hide")
+	alice.expect("your last seen is hidden from others")
+	alice.say("/lastseen maybe")
+	alice.expect("usage: /lastseen [show|hide]")
 
 	alice.say("/leave g:grp1")
 	alice.expect("left g:grp1")

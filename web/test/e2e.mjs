@@ -142,6 +142,7 @@ test("offline peer catches up in order exactly once; ticks go sent -> delivered"
   await bob.page.close();
   await eventually("bob offline for alice", async () =>
     (await alice.page.locator(`[data-testid=chat-item][data-name="${bob.name}"] [data-testid=presence]`).getAttribute("data-online")) === "false");
+  await eventually("bob's last seen shown to alice", async () => (await alice.page.textContent("#conv-sub")).startsWith("last seen "));
   const texts = ["one", "two", "three"];
   for (const t of texts) await send(alice.page, t);
   for (const t of texts) {
@@ -186,6 +187,24 @@ test("reconnecting banner and seamless resume", async () => {
   assert(got.filter((x) => x === "while you were away").length === 1, `shown more than once: ${JSON.stringify(got)}`);
   await handedOnceInOrder(bob.page);
   await eventually("delivered after resume", async () => (await status(alice.page, "while you were away")) === "delivered");
+});
+
+test("hiding last seen: the peer sees offline without a time, and the setting stays", async () => {
+  const box = bob.page.locator("[data-testid=hide-last-seen]");
+  await eventually("bob's settings loaded", async () => (await box.getAttribute("data-saved")) === "false");
+  await box.check();
+  await eventually("bob's hide last seen saved", async () => (await box.getAttribute("data-saved")) === "true");
+  await bob.page.close();
+  await eventually("bob offline for alice", async () =>
+    (await alice.page.locator(`[data-testid=chat-item][data-name="${bob.name}"] [data-testid=presence]`).getAttribute("data-online")) === "false");
+  await eventually("no last seen of bob for alice", async () => (await alice.page.textContent("#conv-sub")) === "offline");
+  bob.page = await bob.ctx.newPage();
+  await bob.page.goto(appURL());
+  await bob.page.waitForSelector("body[data-state=connected-synced]", { timeout: T });
+  const again = bob.page.locator("[data-testid=hide-last-seen]");
+  await eventually("the setting is kept", async () => (await again.getAttribute("data-saved")) === "true" && (await again.isChecked()));
+  await again.uncheck();
+  await eventually("bob shows his last seen again", async () => (await again.getAttribute("data-saved")) === "false");
 });
 
 test("three-member group: everyone sees everyone", async () => {

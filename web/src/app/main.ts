@@ -5,7 +5,7 @@
 // reconnecting banner. Positions are persisted per (user, device) in
 // localStorage so a reload resumes without downloading everything again; a
 // new device gets the full history pushed by the server.
-import { ParleyClient, newRequestId, type ChatInfo, type Message, type Receipt, type State } from "../sdk/index.js";
+import { ParleyClient, newRequestId, type ChatInfo, type Message, type Receipt, type State, type UserPresence } from "../sdk/index.js";
 
 interface Session {
   user: string;
@@ -64,6 +64,14 @@ let me: Session | null = null;
 let client: ParleyClient | null = null;
 const chats = new Map<string, ChatView>();
 const presence = new Map<string, boolean>();
+/** user -> last seen (Unix ms) of an offline peer who shows it; absent otherwise. */
+const lastSeen = new Map<string, number>();
+
+function notePresence(p: UserPresence): void {
+  presence.set(p.user, p.online);
+  if (!p.online && p.lastSeen > 0) lastSeen.set(p.user, p.lastSeen);
+  else lastSeen.delete(p.user);
+}
 let openId = "";
 
 // --- configuration ---
@@ -160,7 +168,7 @@ function refreshChats(): Promise<void> {
         }));
         const peers = [...chats.values()].filter((c) => c.kind === "direct").map((c) => c.name).filter(Boolean);
         if (peers.length > 0) {
-          for (const p of await client!.presence(peers.slice(0, 256))) presence.set(p.user, p.online);
+          for (const p of await client!.presence(peers.slice(0, 256))) notePresence(p);
         }
       } catch (e) {
         console.warn("cannot refresh chats", e);
@@ -342,8 +350,10 @@ function renderHeader(): void {
   $("composer").hidden = !c;
   if (!c) return;
   $("conv-title").textContent = c.name || c.id;
+  const seen = lastSeen.get(c.name);
   $("conv-sub").textContent =
-    c.kind === "group" ? c.members.join(", ") : presence.get(c.name) ? "online" : "offline";
+    c.kind === "group" ? c.members.join(", ") : presence.get(c.name) ? "online"
+      : seen ? `last seen ${new Date(seen).toLocaleString()}` : "offline";
 }
 
 let renderQueued = false;
@@ -437,16 +447,51 @@ async function start(s: Session): Promise<void> {
     }
   });
   client.on("presence", (p) => {
-    presence.set(p.user, p.online);
+    notePresence(p);
     render();
   });
   client.on("state", (st) => {
     showBanner(st);
-    if (st.kind === "connected" && st.synced) void refreshChats();
+    if (st.kind === "connected" && st.synced) {
+      void refreshChats();
+      if (!settingsLoaded) void loadSettings();
+    }
   });
   showBanner({ kind: "connecting" });
   client.start().catch((e: unknown) => console.warn("client stopped", e));
 }
+
+let settingsLoaded = false;
+
+/** Shows the user's settings in the sidebar header's checkbox, then lets it change them. */
+async function loadSettings(): Promise<void> {
+  const box = $<HTMLInputElement>("hide-last-seen");
+  try {
+    const st = await client!.settings();
+    settingsLoaded = true;
+    box.checked = st.hideLastSeen;
+    box.disabled = false;
+    box.dataset.saved = String(st.hideLastSeen);
+  } catch (e) {
+    console.warn("cannot read settings", e);
+  }
+}
+
+$<HTMLInputElement>("hide-last-seen").onchange = async () => {
+  const box = $<HTMLInputElement>("hide-last-seen");
+  if (!client) return;
+  box.disabled = true;
+  try {
+    const st = await client.setHideLastSeen(box.checked);
+    box.checked = st.hideLastSeen;
+    box.dataset.saved = String(st.hideLastSeen);
+  } catch (e) {
+    console.warn("cannot change settings", e);
+    box.checked = box.dataset.saved === "true";
+  } finally {
+    box.disabled = false;
+  }
+};
 
 function signOut(): void {
   client?.close();
@@ -506,7 +551,7 @@ $<HTMLFormElement>("new-chat").onsubmit = (ev) => {
   const id = "dm:" + [me.user, peer].sort().join(":");
   chatView(id, { kind: "direct", members: [me.user, peer].sort() });
   void client?.presence([peer]).then((ps) => {
-    for (const p of ps) presence.set(p.user, p.online);
+    for (const p of ps) notePresence(p);
     render();
   }).catch(() => {});
   openChat(id);
