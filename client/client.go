@@ -456,6 +456,24 @@ func (c *Client) RemoveMember(ctx context.Context, chat, user string) (uint64, e
 	return f.Seq, nil
 }
 
+// Group roles for SetRole (docs/protocol.md, "Groups and roles").
+const (
+	RoleAdmin  = "admin"
+	RoleMember = "member"
+)
+
+// SetRole makes user an admin of the group chat (RoleAdmin) or a plain
+// member again (RoleMember); only admins may. It returns the seq of the
+// role_changed event (0 when the role was already so). Not retried
+// automatically, like AddMember. Safe for concurrent use.
+func (c *Client) SetRole(ctx context.Context, chat, user, role string) (uint64, error) {
+	f, err := c.do(ctx, proto.Inbound{Type: proto.TypeGroupRole, ID: NewRequestID(), Chat: chat, User: user, Role: role}, false)
+	if err != nil {
+		return 0, fmt.Errorf("cannot make %s %s in chat %s: %w", user, role, chat, err)
+	}
+	return f.Seq, nil
+}
+
 // Leave removes the caller from the group chat; see AddMember. Safe for
 // concurrent use.
 func (c *Client) Leave(ctx context.Context, chat string) (uint64, error) {
@@ -468,14 +486,28 @@ func (c *Client) Leave(ctx context.Context, chat string) (uint64, error) {
 
 // Members returns the chat's members. Safe for concurrent use.
 func (c *Client) Members(ctx context.Context, chat string) ([]string, error) {
+	g, err := c.GroupMembers(ctx, chat)
+	return g.Members, err
+}
+
+// Group is a chat's membership as the members frame gives it.
+type Group struct {
+	Members []string // sorted
+	Admins  []string // groups only: the members with the admin or creator role, sorted
+	Creator string   // groups only: the creator, while a member
+}
+
+// GroupMembers returns the chat's members with a group's admins and
+// creator. Safe for concurrent use.
+func (c *Client) GroupMembers(ctx context.Context, chat string) (Group, error) {
 	f, err := c.do(ctx, proto.Inbound{Type: proto.TypeMembers, ID: NewRequestID(), Chat: chat}, c.cfg.SendRetry)
 	if err != nil {
-		return nil, fmt.Errorf("cannot list members of chat %s: %w", chat, err)
+		return Group{}, fmt.Errorf("cannot list members of chat %s: %w", chat, err)
 	}
 	if f.Type != proto.TypeMembers {
-		return nil, fmt.Errorf("cannot list members of chat %s: %w: answer %q", chat, ErrProtocol, f.Type)
+		return Group{}, fmt.Errorf("cannot list members of chat %s: %w: answer %q", chat, ErrProtocol, f.Type)
 	}
-	return f.Members, nil
+	return Group{Members: f.Members, Admins: f.Admins, Creator: f.Creator}, nil
 }
 
 // Presence asks for the users' presence. Safe for concurrent use.

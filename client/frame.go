@@ -36,6 +36,8 @@ type serverFrame struct {
 	More     bool           `json:"more"`
 	Chats    []ChatInfo     `json:"chats"`
 	Members  []string       `json:"members"`
+	Admins   []string       `json:"admins"`
+	Creator  string         `json:"creator"`
 	Users    []wirePresence `json:"users"`
 
 	// settings

@@ -131,7 +131,7 @@ func TestGroupMembership(t *testing.T) {
 		}
 	}
 	if _, err := bob.RemoveMember(ctx, chat, "carol"); !errors.As(err, &ce) || ce.Code != client.CodeForbidden {
-		t.Fatalf("got %v, want forbidden (only the creator removes)", err)
+		t.Fatalf("got %v, want forbidden (only admins remove)", err)
 	}
 	if _, err := carol.Leave(ctx, chat); err != nil {
 		t.Fatal(err)
@@ -139,6 +139,26 @@ func TestGroupMembership(t *testing.T) {
 	got, err := alice.Members(ctx, chat)
 	if err != nil || fmt.Sprint(got) != "[alice bob dave]" {
 		t.Fatalf("got members %v, %v", got, err)
+	}
+	// Roles: alice (the creator) makes bob admin; bob may then remove;
+	// alice leaving leaves bob; bob, the last admin, leaving makes dave
+	// (the oldest member left) admin.
+	if _, err := alice.SetRole(ctx, chat, "bob", client.RoleAdmin); err != nil {
+		t.Fatal(err)
+	}
+	if g, err := dave.GroupMembers(ctx, chat); err != nil || fmt.Sprint(g.Admins) != "[alice bob]" || g.Creator != "alice" {
+		t.Fatalf("got %+v, %v, want admins alice and bob, creator alice", g, err)
+	}
+	if _, err := bob.RemoveMember(ctx, chat, "alice"); !errors.As(err, &ce) || ce.Code != client.CodeForbidden {
+		t.Fatalf("got %v, want forbidden (the creator cannot be removed)", err)
+	}
+	for _, c := range []*client.Client{alice, bob} {
+		if _, err := c.Leave(ctx, chat); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if g, err := dave.GroupMembers(ctx, chat); err != nil || fmt.Sprint(g.Admins) != "[dave]" || g.Creator != "" {
+		t.Fatalf("got %+v, %v, want dave the admin", g, err)
 	}
 	if _, _, err := carol.History(ctx, chat, client.HistoryQuery{}); !errors.As(err, &ce) || ce.Code != client.CodeNotMember {
 		t.Fatalf("got %v, want not_member after leaving", err)

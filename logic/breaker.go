@@ -282,8 +282,17 @@ func (g guardedStore) Members(ctx context.Context, chatID string) (m []string, e
 	return
 }
 
-func (g guardedStore) AddMember(ctx context.Context, chatID, user string) error {
-	return g.b.call(func() error { return g.s.AddMember(ctx, chatID, user) })
+func (g guardedStore) AddMember(ctx context.Context, chatID string, m record.Member) error {
+	return g.b.call(func() error { return g.s.AddMember(ctx, chatID, m) })
+}
+
+func (g guardedStore) GroupMembers(ctx context.Context, chatID string) (ms []record.Member, err error) {
+	err = g.b.call(func() (e error) { ms, e = g.s.GroupMembers(ctx, chatID); return })
+	return
+}
+
+func (g guardedStore) SetRole(ctx context.Context, chatID, user string, role record.Role) error {
+	return g.b.call(func() error { return g.s.SetRole(ctx, chatID, user, role) })
 }
 
 func (g guardedStore) RemoveMember(ctx context.Context, chatID, user string) error {

@@ -218,8 +218,8 @@ func (s *Service) serveHTTP(ctx *fasthttp.RequestCtx) {
 			s.serveSend(ctx, claims, chat)
 		case sub == "members" && method == fasthttp.MethodGet:
 			route = "members"
-			members, err := s.ChatMembers(rctx, claims.User, chat)
-			s.writeJSON(ctx, proto.MembersAnswer{Chat: chat, Members: members}, err)
+			ans, err := s.ChatMembers(rctx, claims.User, chat)
+			s.writeJSON(ctx, ans, err)
 		default:
 			httpError(ctx, fasthttp.StatusNotFound, proto.Errorf("not_found", "no such endpoint"))
 		}

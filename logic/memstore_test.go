@@ -25,6 +25,7 @@ type memStore struct {
 	subs    map[string]map[string]record.PushSubscription // user -> device -> subscription
 	ledger  map[string]time.Time                          // push ledger key -> expiry
 	sets    map[string]record.UserSettings                // user -> settings
+	roles   map[string]record.Member                      // chat|user -> member row
 	failing bool
 	// failMembers makes this many AddMember/RemoveMember calls fail.
 	failMembers int
@@ -205,12 +206,21 @@ func (m *memStore) CreateChat(_ context.Context, c record.Chat, members []string
 	}
 	m.chats[c.ID] = c
 	for _, u := range members {
-		m.addLocked(c.ID, u)
+		row := record.Member{User: u, Role: record.RoleMember}
+		if c.Kind == record.KindGroup && u == c.CreatedBy {
+			row.Role = record.RoleCreator
+		}
+		m.addLocked(c.ID, row)
 	}
 	return nil
 }
 
-func (m *memStore) addLocked(chat, u string) {
+func (m *memStore) addLocked(chat string, row record.Member) {
+	u := row.User
+	if m.roles == nil {
+		m.roles = map[string]record.Member{}
+	}
+	m.roles[chat+"|"+u] = row
 	if !slices.Contains(m.members[chat], u) {
 		m.members[chat] = append(m.members[chat], u)
 		slices.Sort(m.members[chat])
@@ -246,7 +256,38 @@ func (m *memStore) Members(_ context.Context, id string) ([]string, error) {
 	return slices.Clone(m.members[id]), nil
 }
 
-func (m *memStore) AddMember(_ context.Context, chat, u string) error {
+func (m *memStore) GroupMembers(_ context.Context, id string) ([]record.Member, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil, record.ErrClosed
+	}
+	if _, ok := m.chats[id]; !ok {
+		return nil, record.ErrNotFound
+	}
+	out := []record.Member{}
+	for _, u := range m.members[id] {
+		out = append(out, m.roles[id+"|"+u])
+	}
+	return out, nil
+}
+
+func (m *memStore) SetRole(_ context.Context, chat, u string, role record.Role) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return record.ErrClosed
+	}
+	if !slices.Contains(m.members[chat], u) {
+		return record.ErrNotFound
+	}
+	row := m.roles[chat+"|"+u]
+	row.Role = role
+	m.roles[chat+"|"+u] = row
+	return nil
+}
+
+func (m *memStore) AddMember(_ context.Context, chat string, row record.Member) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
@@ -259,7 +300,7 @@ func (m *memStore) AddMember(_ context.Context, chat, u string) error {
 		m.failMembers--
 		return fmt.Errorf("injected membership failure")
 	}
-	m.addLocked(chat, u)
+	m.addLocked(chat, row)
 	return nil
 }
 
@@ -274,6 +315,7 @@ func (m *memStore) RemoveMember(_ context.Context, chat, u string) error {
 	}
 	m.members[chat] = slices.DeleteFunc(m.members[chat], func(x string) bool { return x == u })
 	delete(m.lists[u], chat)
+	delete(m.roles, chat+"|"+u)
 	return nil
 }
 

@@ -62,7 +62,7 @@ const (
 // metrics; any other type counts as "other" (bounded label values).
 var requestTypes = []string{
 	proto.TypeSend, proto.TypeAck, proto.TypeRead, proto.TypeHistory, proto.TypeChats,
-	proto.TypeGroupCreate, proto.TypeGroupAdd, proto.TypeGroupRemove, proto.TypeGroupLeave,
+	proto.TypeGroupCreate, proto.TypeGroupAdd, proto.TypeGroupRemove, proto.TypeGroupLeave, proto.TypeGroupRole,
 	proto.TypeMembers, proto.TypePresence, proto.TypePing, proto.TypeSync, proto.TypeSettings, "other",
 }
 

@@ -46,11 +46,11 @@ func (s *Service) read(ctx context.Context, r *request) ([]byte, error) {
 		}
 		return proto.Marshal(proto.TypeChats, in.ID, proto.ChatsAnswer{Chats: chats})
 	case proto.TypeMembers:
-		members, err := s.ChatMembers(ctx, r.user, in.Chat)
+		ans, err := s.ChatMembers(ctx, r.user, in.Chat)
 		if err != nil {
 			return nil, err
 		}
-		return proto.Marshal(proto.TypeMembers, in.ID, proto.MembersAnswer{Chat: in.Chat, Members: members})
+		return proto.Marshal(proto.TypeMembers, in.ID, ans)
 	case proto.TypePresence:
 		users, err := s.Presence(ctx, r.user, in.Users)
 		if err != nil {
@@ -163,15 +163,31 @@ func (s *Service) Chats(ctx context.Context, user string) ([]proto.ChatInfo, err
 	return out, nil
 }
 
-// ChatMembers returns chat's members if user is one. Safe for concurrent use.
-func (s *Service) ChatMembers(ctx context.Context, user, chat string) ([]string, error) {
+// ChatMembers returns chat's members (and a group's admins and creator) if
+// user is one. Safe for concurrent use.
+func (s *Service) ChatMembers(ctx context.Context, user, chat string) (proto.MembersAnswer, error) {
+	ans := proto.MembersAnswer{Chat: chat}
 	if err := s.checkMember(ctx, user, chat); err != nil {
-		return nil, err
+		return ans, err
 	}
 	if a, b, ok := record.DirectMembers(chat); ok {
-		return []string{a, b}, nil
+		ans.Members = []string{a, b}
+		return ans, nil
 	}
-	return s.store.Members(ctx, chat)
+	meta, err := s.store.Chat(ctx, chat)
+	if err != nil {
+		return ans, err
+	}
+	rows, err := s.store.GroupMembers(ctx, chat)
+	if err != nil {
+		return ans, err
+	}
+	ans.Members = make([]string, len(rows))
+	for i, m := range rows {
+		ans.Members[i] = m.User
+	}
+	ans.Admins, ans.Creator = resolveRoles(meta, rows).adminList()
+	return ans, nil
 }
 
 // Presence answers whether users are online and when they were last

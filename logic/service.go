@@ -535,7 +535,7 @@ func (s *Service) rateLimited(r *request) bool {
 func needsID(typ string) bool {
 	switch typ {
 	case proto.TypeSend, proto.TypeHistory, proto.TypeChats, proto.TypeMembers, proto.TypePresence, proto.TypeSync,
-		proto.TypeSettings, proto.TypeGroupCreate, proto.TypeGroupAdd, proto.TypeGroupRemove, proto.TypeGroupLeave:
+		proto.TypeSettings, proto.TypeGroupCreate, proto.TypeGroupAdd, proto.TypeGroupRemove, proto.TypeGroupLeave, proto.TypeGroupRole:
 		return true
 	}
 	return false
@@ -566,7 +566,7 @@ func (s *Service) dispatch(r *request) {
 		return
 	}
 	switch in.Type {
-	case proto.TypeGroupCreate, proto.TypeGroupAdd, proto.TypeGroupRemove, proto.TypeGroupLeave:
+	case proto.TypeGroupCreate, proto.TypeGroupAdd, proto.TypeGroupRemove, proto.TypeGroupLeave, proto.TypeGroupRole:
 		// Group changes store messages too, and a retried one may read
 		// the chat (laterChange): they share the send rate.
 		if s.rateLimited(r) {
@@ -633,7 +633,7 @@ func (s *Service) dispatch(r *request) {
 			// retransmit what the device acknowledged on another one.
 			s.ackDevice(r.from, in.Chat, in.Seq)
 		}
-	default: // read, group_add, group_remove, group_leave
+	default: // read, group_add, group_remove, group_leave, group_role
 		r.chat = in.Chat
 	}
 	if _, ok := record.ParseChatID(r.chat); !ok {

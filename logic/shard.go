@@ -747,7 +747,7 @@ func (sh *shard) handleOther(r *request) {
 	switch r.in.Type {
 	case proto.TypeGroupCreate:
 		err = sh.groupCreate(ctx, r)
-	case proto.TypeGroupAdd, proto.TypeGroupRemove, proto.TypeGroupLeave:
+	case proto.TypeGroupAdd, proto.TypeGroupRemove, proto.TypeGroupLeave, proto.TypeGroupRole:
 		err = sh.groupChange(ctx, r)
 	case proto.TypeAck:
 		err = sh.ack(ctx, r)
@@ -917,12 +917,23 @@ func (sh *shard) groupChange(ctx context.Context, r *request) error {
 		return proto.Errorf(proto.CodeBadRequest, "user is missing or not a valid user id")
 	}
 	add := r.in.Type == proto.TypeGroupAdd
+	var role record.Role // group_role: the new role
+	if r.in.Type == proto.TypeGroupRole {
+		var perr *proto.Error
+		if role, perr = parseRole(in.Role); perr != nil {
+			return perr
+		}
+	}
+	rows, err := sh.svc.store.GroupMembers(ctx, r.chat)
+	if err != nil {
+		return err
+	}
+	roles := resolveRoles(ch.Meta, rows)
 	var denied error
-	switch {
-	case !ch.IsMember(r.user):
+	if !ch.IsMember(r.user) {
 		denied = proto.Errorf(proto.CodeNotMember, "you are not a member of %s", r.chat)
-	case !add && target != r.user && ch.Meta.CreatedBy != r.user:
-		denied = proto.Errorf(proto.CodeForbidden, "only the group's creator can remove members")
+	} else if perr := roles.changeDenied(r.in.Type, r.user, target, role); perr != nil {
+		denied = perr
 	}
 	// The event is stored first, under the request id, and the membership
 	// changed after it: a retry after any failure finds its event (dedup)
@@ -943,20 +954,9 @@ func (sh *shard) groupChange(ctx context.Context, r *request) error {
 	}
 	prev, err := sh.svc.store.LookupDedup(ctx, record.DedupKey{ChatID: r.chat, Sender: r.user, Device: r.device, RequestID: in.ID})
 	switch {
-	case err == nil && isChangeEvent(&prev, target, add):
-		// Complete the change when the membership does not show it
-		// yet, unless a later change of the same user followed it
-		// (then this one was applied and undone).
-		if add != ch.IsMember(target) {
-			later, err := sh.laterChange(ctx, r.chat, prev.Seq, ch.Head, target)
-			if err != nil {
-				return err
-			}
-			if !later {
-				if err := sh.applyMembership(ctx, ch, target, add); err != nil {
-					return err
-				}
-			}
+	case err == nil && isChangeEvent(&prev, r.in.Type, target, role):
+		if err := sh.completeChange(ctx, ch, roles, &prev, r.in.Type, target, role); err != nil {
+			return err
 		}
 		return sh.replyOK(r, r.chat, prev.Seq)
 	case err == nil && denied == nil:
@@ -969,7 +969,14 @@ func (sh *shard) groupChange(ctx context.Context, r *request) error {
 	}
 	var event map[string]any
 	var extra []string
-	if add {
+	promoted := ""
+	switch {
+	case r.in.Type == proto.TypeGroupRole:
+		if roles[target].Role == role {
+			return sh.replyOK(r, r.chat, 0)
+		}
+		event = map[string]any{"event": "role_changed", "user": target, "by": r.user, "role": role.String()}
+	case add:
 		if ch.IsMember(target) {
 			return sh.replyOK(r, r.chat, 0)
 		}
@@ -978,7 +985,7 @@ func (sh *shard) groupChange(ctx context.Context, r *request) error {
 		}
 		event = map[string]any{"event": "member_added", "user": target, "by": r.user}
 		extra = []string{target} // the new member gets the event too
-	} else {
+	default:
 		if !ch.IsMember(target) {
 			return sh.replyOK(r, r.chat, 0)
 		}
@@ -987,15 +994,76 @@ func (sh *shard) groupChange(ctx context.Context, r *request) error {
 			name = "member_left"
 		}
 		event = map[string]any{"event": name, "user": target, "by": r.user}
+		// The last admin to go hands the role to the oldest member, in
+		// the same event.
+		if promoted = roles.successor(target); promoted != "" {
+			event["promoted"] = promoted
+		}
 	}
 	seq, err := sh.appendSystem(r, ch, r.user, in.ID, event, extra)
 	if err != nil {
 		return err
 	}
-	if err := sh.applyMembership(ctx, ch, target, add); err != nil {
-		return err // the retry finds the event and applies the change
+	// The retry finds the event and completes whatever of this fails.
+	switch {
+	case r.in.Type == proto.TypeGroupRole:
+		err = sh.svc.store.SetRole(ctx, r.chat, target, role)
+	case add:
+		err = sh.applyMembership(ctx, ch, target, true, seq)
+	default:
+		if err = sh.applyMembership(ctx, ch, target, false, 0); err == nil && promoted != "" {
+			err = sh.svc.store.SetRole(ctx, r.chat, promoted, record.RoleAdmin)
+		}
+	}
+	if err != nil {
+		return err
 	}
 	return sh.replyOK(r, r.chat, seq)
+}
+
+// completeChange completes a retried group change whose event prev is
+// stored: the membership or role it made, when the store does not show it
+// yet, unless a later change of the same user followed it (then this one
+// was applied and undone); and the promotion a leave carried.
+func (sh *shard) completeChange(ctx context.Context, ch *seq.Chat[*request], roles groupRoles, prev *record.Message, typ, target string, role record.Role) error {
+	done := func(user string) (bool, error) { return sh.laterChange(ctx, ch.ID, prev.Seq, ch.Head, user) }
+	switch typ {
+	case proto.TypeGroupRole:
+		if m, ok := roles[target]; !ok || m.Role == role {
+			return nil
+		}
+		if later, err := done(target); err != nil || later {
+			return err
+		}
+		return sh.svc.store.SetRole(ctx, ch.ID, target, role)
+	case proto.TypeGroupAdd:
+		if ch.IsMember(target) {
+			return nil
+		}
+		if later, err := done(target); err != nil || later {
+			return err
+		}
+		return sh.applyMembership(ctx, ch, target, true, prev.Seq)
+	}
+	if ch.IsMember(target) {
+		later, err := done(target)
+		if err != nil {
+			return err
+		}
+		if !later {
+			if err := sh.applyMembership(ctx, ch, target, false, 0); err != nil {
+				return err
+			}
+		}
+	}
+	ev, _ := parseGroupEvent(prev)
+	if p := ev.Promoted; p != "" && roles[p].Role == record.RoleMember {
+		if later, err := done(p); err != nil || later {
+			return err
+		}
+		return sh.svc.store.SetRole(ctx, ch.ID, p, record.RoleAdmin)
+	}
+	return nil
 }
 
 // laterChangeScan bounds how many messages after a retried group change's
@@ -1023,7 +1091,7 @@ func (sh *shard) laterChange(ctx context.Context, chat string, after, head uint6
 		}
 		for i := range msgs {
 			m := &msgs[i]
-			if event, user := memberEvent(m); m.Seq <= head && user == target && (event == "member_added" || event == "member_removed" || event == "member_left") {
+			if ev, ok := parseGroupEvent(m); ok && m.Seq <= head && (ev.User == target || ev.Promoted == target) && isGroupChange(ev.Event) {
 				return true, nil
 			}
 		}
@@ -1032,41 +1100,56 @@ func (sh *shard) laterChange(ctx context.Context, chat string, after, head uint6
 	return false, nil
 }
 
-// isChangeEvent reports whether m is the event a membership change of
-// target stores (add: member_added; otherwise member_removed or
-// member_left).
-func isChangeEvent(m *record.Message, target string, add bool) bool {
-	event, user := memberEvent(m)
-	if user != target {
+// groupEvent is the body of a group's system message.
+type groupEvent struct {
+	Event    string `json:"event"`
+	User     string `json:"user"`
+	Role     string `json:"role"`     // role_changed
+	Promoted string `json:"promoted"` // member_left, member_removed: the new admin
+}
+
+// parseGroupEvent parses a system message's body; ok is false for any
+// other message.
+func parseGroupEvent(m *record.Message) (ev groupEvent, ok bool) {
+	if m.Kind != record.MsgSystem || json.Unmarshal([]byte(m.Body), &ev) != nil {
+		return groupEvent{}, false
+	}
+	return ev, true
+}
+
+// isGroupChange reports whether event names a change of a member
+// (membership or role).
+func isGroupChange(event string) bool {
+	switch event {
+	case "member_added", "member_removed", "member_left", "role_changed":
+		return true
+	}
+	return false
+}
+
+// isChangeEvent reports whether m is the event the group change typ of
+// target stores (group_add: member_added; group_role: role_changed to
+// role; otherwise member_removed or member_left).
+func isChangeEvent(m *record.Message, typ, target string, role record.Role) bool {
+	ev, ok := parseGroupEvent(m)
+	if !ok || ev.User != target {
 		return false
 	}
-	if add {
-		return event == "member_added"
+	switch typ {
+	case proto.TypeGroupAdd:
+		return ev.Event == "member_added"
+	case proto.TypeGroupRole:
+		return ev.Event == "role_changed" && ev.Role == role.String()
 	}
-	return event == "member_removed" || event == "member_left"
+	return ev.Event == "member_removed" || ev.Event == "member_left"
 }
 
-// memberEvent returns the event name and user of a system message ("" for
-// any other message).
-func memberEvent(m *record.Message) (event, user string) {
-	if m.Kind != record.MsgSystem {
-		return "", ""
-	}
-	var ev struct {
-		Event string `json:"event"`
-		User  string `json:"user"`
-	}
-	if json.Unmarshal([]byte(m.Body), &ev) != nil {
-		return "", ""
-	}
-	return ev.Event, ev.User
-}
-
-// applyMembership adds target to (or removes it from) the chat in the
-// store and the core's state. Both are idempotent.
-func (sh *shard) applyMembership(ctx context.Context, ch *seq.Chat[*request], target string, add bool) error {
+// applyMembership adds target (as a member, joined at seq joined) to the
+// chat, or removes it, in the store and the core's state. Both are
+// idempotent.
+func (sh *shard) applyMembership(ctx context.Context, ch *seq.Chat[*request], target string, add bool, joined uint64) error {
 	if add {
-		if err := sh.svc.store.AddMember(ctx, ch.ID, target); err != nil {
+		if err := sh.svc.store.AddMember(ctx, ch.ID, record.Member{User: target, Role: record.RoleMember, Joined: joined}); err != nil {
 			sh.failAll(sh.core.Drop(ch.ID))
 			return err
 		}

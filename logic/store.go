@@ -64,9 +64,21 @@ type Store interface {
 	// Members returns the chat's members in ascending order, or ErrNotFound
 	// when the chat does not exist.
 	Members(ctx context.Context, chatID string) ([]string, error)
-	// AddMember durably adds user to chat and the chat to the user's list.
-	// Adding an existing member is not an error.
-	AddMember(ctx context.Context, chatID, user string) error
+	// GroupMembers returns the chat's member rows (record.Member: role and
+	// join seq) in ascending user order, or ErrNotFound when the chat does
+	// not exist. CreateChat stores a group's creator as RoleCreator and
+	// every other initial member as RoleMember, joined 0; rows stored
+	// before roles existed read as RoleUnset.
+	GroupMembers(ctx context.Context, chatID string) ([]record.Member, error)
+	// AddMember durably adds m.User to chat, with m's role and join seq,
+	// and the chat to the user's list. Adding an existing member is not an
+	// error and replaces its row (role and join seq).
+	AddMember(ctx context.Context, chatID string, m record.Member) error
+	// SetRole durably changes the role of user in chat; ErrNotFound when
+	// the chat does not exist or user is not a member. Not atomic against a
+	// concurrent RemoveMember of the same user (the logic tier serialises
+	// a chat's changes).
+	SetRole(ctx context.Context, chatID, user string, role record.Role) error
 	// RemoveMember durably removes user from chat and the chat from the
 	// user's list. Removing a non-member is not an error.
 	RemoveMember(ctx context.Context, chatID, user string) error

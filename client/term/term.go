@@ -25,6 +25,7 @@ const helpText = `commands:
   /add <chat> <user>         add a member
   /remove <chat> <user>      remove a member
   /leave <chat>              leave a group
+  /role <chat> <user> admin|member  make a member admin, or an admin member
   /members <chat>            list members
   /chats                     list chats with unread counts
   /history [chat] [n]        show the last n messages (default 20)
@@ -261,6 +262,16 @@ func (s *session) command(ctx context.Context, line string) bool {
 			return false
 		}
 		s.printf("ok")
+	case "/role":
+		if len(args) != 3 || (args[2] != client.RoleAdmin && args[2] != client.RoleMember) {
+			usage("/role <chat> <user> admin|member")
+			return false
+		}
+		if _, err := s.c.SetRole(ctx, args[0], args[1], args[2]); err != nil {
+			s.printf("error: %v", err)
+			return false
+		}
+		s.printf("%s is %s of %s", args[1], args[2], args[0])
 	case "/leave":
 		if len(args) != 1 {
 			usage("/leave <chat>")
@@ -276,12 +287,16 @@ func (s *session) command(ctx context.Context, line string) bool {
 			usage("/members <chat>")
 			return false
 		}
-		ms, err := s.c.Members(ctx, args[0])
+		g, err := s.c.GroupMembers(ctx, args[0])
 		if err != nil {
 			s.printf("error: %v", err)
 			return false
 		}
-		s.printf("members of %s: %s", args[0], strings.Join(ms, ", "))
+		line := fmt.Sprintf("members of %s: %s", args[0], strings.Join(g.Members, ", "))
+		if len(g.Admins) > 0 {
+			line += fmt.Sprintf(" (admins: %s)", strings.Join(g.Admins, ", "))
+		}
+		s.printf("%s", line)
 	case "/chats":
 		s.chats(ctx)
 	case "/history":

@@ -188,10 +188,13 @@ type SettingsAnswer struct {
 	HideLastSeen bool `json:"hide_last_seen"`
 }
 
-// MembersAnswer is the body of a members answer.
+// MembersAnswer is the body of a members answer. Admins and Creator are
+// set for groups only.
 type MembersAnswer struct {
 	Chat    string   `json:"chat"`
 	Members []string `json:"members"`
+	Admins  []string `json:"admins,omitempty"`  // members with the admin or creator role, sorted
+	Creator string   `json:"creator,omitempty"` // the creator, while a member
 }
 
 // PresenceAnswer is the body of a presence answer or push.

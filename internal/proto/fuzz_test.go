@@ -13,7 +13,7 @@ import (
 
 var knownTypes = map[string]bool{
 	TypeSend: true, TypeAck: true, TypeRead: true, TypeHistory: true, TypeChats: true,
-	TypeGroupCreate: true, TypeGroupAdd: true, TypeGroupRemove: true, TypeGroupLeave: true,
+	TypeGroupCreate: true, TypeGroupAdd: true, TypeGroupRemove: true, TypeGroupLeave: true, TypeGroupRole: true,
 	TypeMembers: true, TypePresence: true, TypePing: true, TypeSync: true, TypeSettings: true,
 }
 

@@ -14,7 +14,7 @@ import (
 
 // Bits of the keys of a client frame, for duplicate detection.
 const (
-	keyType uint16 = 1 << iota
+	keyType uint32 = 1 << iota
 	keyID
 	keyChat
 	keyTo
@@ -26,6 +26,7 @@ const (
 	keyName
 	keyMembers
 	keyUser
+	keyRole
 	keyUsers
 	keyChats
 	keyHideLastSeen
@@ -34,7 +35,7 @@ const (
 // keyBit returns the bit of the client-frame key k, spelled exactly as in
 // Inbound's json tags, or 0 for any other key (including one that differs
 // only in case).
-func keyBit(k string) uint16 {
+func keyBit(k string) uint32 {
 	switch k {
 	case "type":
 		return keyType
@@ -60,6 +61,8 @@ func keyBit(k string) uint16 {
 		return keyMembers
 	case "user":
 		return keyUser
+	case "role":
+		return keyRole
 	case "users":
 		return keyUsers
 	case "chats":
@@ -151,7 +154,7 @@ func parseID(raw []byte) (id string, bad bool) {
 // keyScan is what scanKeys learns about a frame's object.
 type keyScan struct {
 	end      int    // index after the object's closing brace
-	seen     uint16 // the known keys present
+	seen     uint32 // the known keys present
 	refused  *Error // the first unknown or repeated key
 	id       []byte // the raw value of the first id; nil when absent
 	dupID    bool   // id appears more than once
@@ -167,7 +170,7 @@ type keyScan struct {
 func scanKeys(b []byte) (ks keyScan, ok bool) {
 	i := skipSpace(b, 0)
 	ks.end, ok = walkObject(b, i, func(key, val []byte) bool {
-		var bit uint16
+		var bit uint32
 		if bytes.IndexByte(key, '\\') < 0 {
 			bit = keyBit(string(key[1 : len(key)-1])) // no allocation
 		} else if k, ok := unquoteKey(key); ok {

@@ -33,6 +33,7 @@ const (
 	TypeGroupAdd    = "group_add"    // add a member
 	TypeGroupRemove = "group_remove" // remove a member
 	TypeGroupLeave  = "group_leave"  // leave a group
+	TypeGroupRole   = "group_role"   // make a member admin, or an admin member
 	TypeMembers     = "members"      // list a chat's members
 	TypePresence    = "presence"     // ask for users' presence
 	TypePing        = "ping"         // application-level heartbeat
@@ -114,7 +115,8 @@ type Inbound struct {
 	Limit   int      `json:"limit,omitempty"`   // history: page size, 1..200 (default 50)
 	Name    string   `json:"name,omitempty"`    // group_create
 	Members []string `json:"members,omitempty"` // group_create: initial members besides the creator
-	User    string   `json:"user,omitempty"`    // group_add, group_remove
+	User    string   `json:"user,omitempty"`    // group_add, group_remove, group_role
+	Role    string   `json:"role,omitempty"`    // group_role: "admin" or "member"
 	Users   []string `json:"users,omitempty"`   // presence
 	// HideLastSeen is settings' change of the hide-last-seen setting;
 	// absent leaves it as it is.
@@ -169,7 +171,7 @@ func Decode(b []byte) (Inbound, error) {
 func finish(in Inbound) (Inbound, error) {
 	switch in.Type {
 	case TypeSend, TypeAck, TypeRead, TypeHistory, TypeChats, TypeGroupCreate, TypeGroupAdd,
-		TypeGroupRemove, TypeGroupLeave, TypeMembers, TypePresence, TypePing, TypeSync, TypeSettings:
+		TypeGroupRemove, TypeGroupLeave, TypeGroupRole, TypeMembers, TypePresence, TypePing, TypeSync, TypeSettings:
 	case "":
 		return in, Errorf(CodeBadRequest, "missing type")
 	default:

@@ -46,6 +46,8 @@ func decodeCases() []decodeCase {
 			want: Inbound{Type: TypeGroupAdd, ID: "g", Chat: "g:x", User: "c"}},
 		{name: "group_remove", in: `{"type":"group_remove","id":"g","chat":"g:x","user":"c"}`,
 			want: Inbound{Type: TypeGroupRemove, ID: "g", Chat: "g:x", User: "c"}},
+		{name: "group_role", in: `{"type":"group_role","id":"g","chat":"g:x","user":"c","role":"admin"}`,
+			want: Inbound{Type: TypeGroupRole, ID: "g", Chat: "g:x", User: "c", Role: "admin"}},
 		{name: "group_leave", in: `{"type":"group_leave","id":"g","chat":"g:x"}`,
 			want: Inbound{Type: TypeGroupLeave, ID: "g", Chat: "g:x"}},
 		{name: "members", in: `{"type":"members","id":"m","chat":"g:x"}`, want: Inbound{Type: TypeMembers, ID: "m", Chat: "g:x"}},
@@ -216,7 +218,7 @@ func TestDecode(t *testing.T) {
 // differing only in case, or by a byte, is unknown.
 func TestInboundFields(t *testing.T) {
 	typ := reflect.TypeFor[Inbound]()
-	var all uint16
+	var all uint32
 	for i := range typ.NumField() {
 		name, _, _ := strings.Cut(typ.Field(i).Tag.Get("json"), ",")
 		bit := keyBit(name)
@@ -230,7 +232,7 @@ func TestInboundFields(t *testing.T) {
 			}
 		}
 	}
-	if want := uint16(1)<<typ.NumField() - 1; all != want || keyHideLastSeen<<1 != want+1 {
+	if want := uint32(1)<<typ.NumField() - 1; all != want || keyHideLastSeen<<1 != want+1 {
 		t.Errorf("got key bits %#x (last %#x), want %#x: one per field of Inbound", all, keyHideLastSeen, want)
 	}
 }

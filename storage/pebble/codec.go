@@ -46,6 +46,7 @@ const (
 	chatVersion     = 1
 	pushSubVersion  = 1
 	settingsVersion = 1
+	memberVersion   = 1
 )
 
 // errCorrupt is wrapped by every decoding error.
@@ -238,4 +239,33 @@ func decodeSettings(user string, v []byte) (record.UserSettings, error) {
 		return record.UserSettings{}, fmt.Errorf("cannot decode settings of %s: %w: unknown version %d", user, errCorrupt, v[0])
 	}
 	return record.UserSettings{HideLastSeen: v[1]&settingHideLastSeen != 0}, nil
+}
+
+// appendMember appends the value encoding of a member row to b: the
+// version, the role and the join seq (uvarint).
+func appendMember(b []byte, m record.Member) []byte {
+	b = append(b, memberVersion, byte(m.Role))
+	return binary.AppendUvarint(b, m.Joined)
+}
+
+// decodeMember decodes the member row of user. An empty value is a row
+// written before roles were stored (RoleUnset, joined 0). It never panics.
+func decodeMember(user string, v []byte) (record.Member, error) {
+	m := record.Member{User: user}
+	if len(v) == 0 {
+		return m, nil
+	}
+	if len(v) < 3 || v[0] != memberVersion {
+		return m, fmt.Errorf("cannot decode member %s: %w: %d bytes, version %d", user, errCorrupt, len(v), v[0])
+	}
+	if v[1] > byte(record.RoleCreator) {
+		return m, fmt.Errorf("cannot decode member %s: %w: unknown role %d", user, errCorrupt, v[1])
+	}
+	m.Role = record.Role(v[1])
+	n, size := binary.Uvarint(v[2:])
+	if size <= 0 || 2+size != len(v) {
+		return m, fmt.Errorf("cannot decode member %s: %w: bad join seq", user, errCorrupt)
+	}
+	m.Joined = n
+	return m, nil
 }

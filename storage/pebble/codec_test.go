@@ -201,3 +201,26 @@ func TestDecodeSettingsExhaustive(t *testing.T) {
 		t.Fatal("unknown version: got nil error")
 	}
 }
+
+// FuzzDecodeMember is FuzzDecodeMessage for member rows.
+func FuzzDecodeMember(f *testing.F) {
+	f.Add(appendMember(nil, record.Member{User: "u", Role: record.RoleAdmin, Joined: 300}))
+	f.Add([]byte{})
+	f.Add([]byte{memberVersion, byte(record.RoleCreator), 0x80})
+	f.Fuzz(func(t *testing.T, v []byte) {
+		m, err := decodeMember("u", v)
+		if err != nil {
+			return
+		}
+		if len(v) == 0 {
+			if m != (record.Member{User: "u"}) {
+				t.Fatalf("empty row: got %+v", m)
+			}
+			return
+		}
+		again, err := decodeMember("u", appendMember(nil, m))
+		if err != nil || again != m {
+			t.Fatalf("re-encoded member: got %+v, %v, want %+v", again, err, m)
+		}
+	})
+}

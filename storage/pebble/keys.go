@@ -21,7 +21,7 @@ import (
 //	'm' msg  'm' chat 00 seq(8, BE)                  message (see codec.go)
 //	'k' dup  'k' chat 00 sender 00 device/requestID  seq(8, BE) (bare requestID if written before dedup was scoped per device)
 //	'c' chat 'c' chat                                chat meta (see codec.go)
-//	'b' mem  'b' chat 00 user                        empty
+//	'b' mem  'b' chat 00 user                        role and join seq (see codec.go; empty if written before roles)
 //	'u' list 'u' user 00 chat                        empty
 //	'r' read 'r' user 00 chat                        read seq(8, BE)
 //	'd' cur  'd' user 00 device 00 chat              delivery seq(8, BE)

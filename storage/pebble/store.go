@@ -622,8 +622,12 @@ func (s *Store) CreateChat(ctx context.Context, chat record.Chat, members []stri
 		return fmt.Errorf("cannot create chat %s: %w", chat.ID, err)
 	}
 	for _, u := range members {
+		m := record.Member{User: u, Role: record.RoleMember}
+		if chat.Kind == record.KindGroup && u == chat.CreatedBy {
+			m.Role = record.RoleCreator
+		}
 		key = memberKey(key[:0], chat.ID, u)
-		if err := b.Set(key, nil, nil); err != nil {
+		if err := b.Set(key, appendMember(nil, m), nil); err != nil {
 			return fmt.Errorf("cannot create chat %s: %w", chat.ID, err)
 		}
 		key = listKey(key[:0], u, chat.ID)
@@ -702,11 +706,79 @@ func (s *Store) Members(ctx context.Context, chatID string) ([]string, error) {
 	return out, nil
 }
 
-// AddMember durably adds user to chat and the chat to the user's list in
-// one synced batch. Adding an existing member is not an error;
-// record.ErrNotFound if the chat does not exist. Safe for concurrent use.
-func (s *Store) AddMember(ctx context.Context, chatID, user string) error {
-	return s.setMember(ctx, chatID, user, true)
+// GroupMembers returns the chat's member rows in ascending user order, or
+// record.ErrNotFound when the chat does not exist. Safe for concurrent
+// use.
+func (s *Store) GroupMembers(ctx context.Context, chatID string) ([]record.Member, error) {
+	if err := s.enter(ctx); err != nil {
+		return nil, fmt.Errorf("cannot read members of chat %s: %w", chatID, err)
+	}
+	defer s.leave()
+	if err := checkID("chat id", chatID); err != nil {
+		return nil, fmt.Errorf("cannot read members: %w", err)
+	}
+	if err := s.chatExists(chatID); err != nil {
+		return nil, fmt.Errorf("cannot read members: %w", err)
+	}
+	prefix := memberPrefix(nil, chatID)
+	it, err := s.db.NewIter(&pdb.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	if err != nil {
+		return nil, fmt.Errorf("cannot read members of chat %s: %w", chatID, err)
+	}
+	out := []record.Member{}
+	for valid := it.First(); valid; valid = it.Next() {
+		m, err := decodeMember(string(it.Key()[len(prefix):]), it.Value())
+		if err != nil {
+			_ = it.Close()
+			return nil, fmt.Errorf("cannot read members of chat %s: %w", chatID, err)
+		}
+		out = append(out, m)
+	}
+	if err := errors.Join(it.Error(), it.Close()); err != nil {
+		return nil, fmt.Errorf("cannot read members of chat %s: %w", chatID, err)
+	}
+	return out, nil
+}
+
+// AddMember durably adds m.User to chat, with m's role and join seq, and
+// the chat to the user's list in one synced batch. Adding an existing
+// member is not an error and replaces its row; record.ErrNotFound if the
+// chat does not exist. Safe for concurrent use.
+func (s *Store) AddMember(ctx context.Context, chatID string, m record.Member) error {
+	return s.setMember(ctx, chatID, m.User, appendMember(nil, m))
+}
+
+// SetRole changes the role of user in chat, keeping its join seq;
+// record.ErrNotFound when the chat does not exist or user is not a member.
+// The read and the write run under the chat's stripe lock. Synced. Safe
+// for concurrent use.
+func (s *Store) SetRole(ctx context.Context, chatID, user string, role record.Role) error {
+	if err := s.enter(ctx); err != nil {
+		return fmt.Errorf("cannot set role of %s in chat %s: %w", user, chatID, err)
+	}
+	defer s.leave()
+	if err := errors.Join(checkID("chat id", chatID), checkID("user id", user)); err != nil {
+		return fmt.Errorf("cannot set role: %w", err)
+	}
+	defer s.lockChat(chatID).Unlock()
+	key := memberKey(nil, chatID, user)
+	v, closer, err := s.db.Get(key)
+	if errors.Is(err, pdb.ErrNotFound) {
+		return fmt.Errorf("cannot set role of %s in chat %s: not a member: %w", user, chatID, record.ErrNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("cannot set role of %s in chat %s: %w", user, chatID, err)
+	}
+	m, err := decodeMember(user, v)
+	closer.Close()
+	if err != nil {
+		return fmt.Errorf("cannot set role of %s in chat %s: %w", user, chatID, err)
+	}
+	m.Role = role
+	if err := s.db.Set(key, appendMember(nil, m), s.wo); err != nil {
+		return fmt.Errorf("cannot set role of %s in chat %s: %w", user, chatID, err)
+	}
+	return nil
 }
 
 // RemoveMember durably removes user from chat and the chat from the user's
@@ -714,10 +786,13 @@ func (s *Store) AddMember(ctx context.Context, chatID, user string) error {
 // record.ErrNotFound if the chat does not exist. The user's read marker and
 // device cursors in the chat are kept. Safe for concurrent use.
 func (s *Store) RemoveMember(ctx context.Context, chatID, user string) error {
-	return s.setMember(ctx, chatID, user, false)
+	return s.setMember(ctx, chatID, user, nil)
 }
 
-func (s *Store) setMember(ctx context.Context, chatID, user string, add bool) error {
+// setMember writes user's member row with value row and the list entry,
+// or deletes both when row is nil.
+func (s *Store) setMember(ctx context.Context, chatID, user string, row []byte) error {
+	add := row != nil
 	verb := "remove"
 	if add {
 		verb = "add"
@@ -731,17 +806,20 @@ func (s *Store) setMember(ctx context.Context, chatID, user string, add bool) er
 	}
 	// Chats are never deleted, so the existence check needs no lock; the
 	// two rows change together in one batch, so concurrent adds and removes
-	// of the same user leave both directions agreeing.
+	// of the same user leave both directions agreeing. The chat's stripe
+	// lock orders them against SetRole's read and write.
 	if err := s.chatExists(chatID); err != nil {
 		return fmt.Errorf("cannot %s member %s: %w", verb, user, err)
 	}
+	defer s.lockChat(chatID).Unlock()
 	b := s.db.NewBatch()
 	defer b.Close()
-	op := b.Set
-	if !add {
-		op = func(key, _ []byte, o *pdb.WriteOptions) error { return b.Delete(key, o) }
+	var err error
+	if add {
+		err = errors.Join(b.Set(memberKey(nil, chatID, user), row, nil), b.Set(listKey(nil, user, chatID), nil, nil))
+	} else {
+		err = errors.Join(b.Delete(memberKey(nil, chatID, user), nil), b.Delete(listKey(nil, user, chatID), nil))
 	}
-	err := errors.Join(op(memberKey(nil, chatID, user), nil, nil), op(listKey(nil, user, chatID), nil, nil))
 	if err == nil {
 		err = s.db.Apply(b, s.wo)
 	}

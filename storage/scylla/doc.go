@@ -27,7 +27,7 @@
 // are speculated (Config.SpeculativeAttempts, off by default). Statement strings are constants, so gocql prepares each once
 // per connection.
 //
-// # Schema (migrations 1 to 5, schema.go)
+// # Schema (migrations 1 to 6, schema.go)
 //
 // Open creates the keyspace (Config.Replication: SimpleStrategy with a
 // factor or NetworkTopologyStrategy with per-DC factors) and applies
@@ -46,6 +46,8 @@
 //	               read only while they can be alive (legacy keyspaces)
 //	chats          (chat_id) kind, name, created_by, created_at, wid
 //	chat_members   (chat_id, user_id)                Members, ascending
+//	chat_roles     (chat_id, user_id) role, joined   GroupMembers (migration 6;
+//	               absent for members from before: RoleUnset)
 //	user_chats     (user_id, chat_id)                UserChats
 //	read_markers   (user_id, chat_id) seq
 //	device_cursors ((user_id, device), chat_id) seq  no longer read or

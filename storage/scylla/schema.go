@@ -170,6 +170,22 @@ var migrations = []migration{{
 			user_id text PRIMARY KEY,
 			hide_last_seen boolean)`,
 	},
+}, {
+	id:          6,
+	description: "member roles",
+	stmts: []string{
+		// A member's role and join seq, beside its chat_members row and
+		// written in the same logged batch (a table of its own rather than
+		// columns of chat_members: CREATE ... IF NOT EXISTS can be replayed,
+		// ALTER TABLE ADD cannot). A member without a row here is one from
+		// before roles (RoleUnset).
+		`CREATE TABLE IF NOT EXISTS chat_roles (
+			chat_id text,
+			user_id text,
+			role tinyint,
+			joined bigint,
+			PRIMARY KEY (chat_id, user_id))`,
+	},
 }}
 
 const (

@@ -304,6 +304,12 @@ const (
 	insertMember  = `INSERT INTO chat_members (chat_id, user_id) VALUES (?, ?)`
 	deleteMember  = `DELETE FROM chat_members WHERE chat_id = ? AND user_id = ?`
 	selectMembers = `SELECT user_id FROM chat_members WHERE chat_id = ?`
+	selectMember  = `SELECT user_id FROM chat_members WHERE chat_id = ? AND user_id = ?`
+
+	insertRole  = `INSERT INTO chat_roles (chat_id, user_id, role, joined) VALUES (?, ?, ?, ?)`
+	updateRole  = `UPDATE chat_roles SET role = ? WHERE chat_id = ? AND user_id = ?`
+	deleteRole  = `DELETE FROM chat_roles WHERE chat_id = ? AND user_id = ?`
+	selectRoles = `SELECT user_id, role, joined FROM chat_roles WHERE chat_id = ?`
 
 	insertUserChat  = `INSERT INTO user_chats (user_id, chat_id) VALUES (?, ?)`
 	deleteUserChat  = `DELETE FROM user_chats WHERE user_id = ? AND chat_id = ?`
@@ -358,7 +364,12 @@ func (s *Store) CreateChat(ctx context.Context, chat record.Chat, members []stri
 	}
 	b := s.sess.Batch(gocql.LoggedBatch).WithContext(ctx)
 	for _, u := range members {
+		role := record.RoleMember
+		if u == chat.CreatedBy {
+			role = record.RoleCreator
+		}
 		b.Query(insertMember, chat.ID, u)
+		b.Query(insertRole, chat.ID, u, int8(role), int64(0))
 		b.Query(insertUserChat, u, chat.ID)
 	}
 	if err := s.sess.ExecuteBatch(b); err != nil {
@@ -374,6 +385,7 @@ func (s *Store) createDirect(ctx context.Context, chat record.Chat, members []st
 		b := s.idempotentBatch(ctx)
 		for _, u := range members {
 			b.add(insertMember, chat.ID, u)
+			b.add(insertRole, chat.ID, u, int8(record.RoleMember), int64(0))
 			b.add(insertUserChat, u, chat.ID)
 		}
 		if err := s.sess.ExecuteBatch(b.Batch); err != nil {
@@ -438,20 +450,77 @@ func (s *Store) Members(ctx context.Context, chatID string) ([]string, error) {
 	return out, nil // clustering order is ascending
 }
 
-// AddMember adds user to chat and the chat to the user's list in one logged
-// batch. ErrNotFound if the chat does not exist. Safe for concurrent use.
-func (s *Store) AddMember(ctx context.Context, chatID, user string) error {
-	return s.membership(ctx, chatID, user, insertMember, insertUserChat, "add")
+// GroupMembers returns the chat's member rows in ascending user order, or
+// ErrNotFound: the members, then their roles (two reads of one
+// partition each). Safe for concurrent use.
+func (s *Store) GroupMembers(ctx context.Context, chatID string) ([]record.Member, error) {
+	users, err := s.Members(ctx, chatID)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.enter(); err != nil {
+		return nil, err
+	}
+	defer s.mu.RUnlock()
+	out := make([]record.Member, len(users))
+	for i, u := range users {
+		out[i].User = u
+	}
+	iter := s.read(ctx, selectRoles, chatID).Iter()
+	var (
+		u      string
+		role   int8
+		joined int64
+	)
+	for iter.Scan(&u, &role, &joined) {
+		// A role row without a member row is a member removed meanwhile
+		// (the batch that removes both is not isolated from this read).
+		if i, ok := slices.BinarySearchFunc(out, u, func(m record.Member, u string) int { return strings.Compare(m.User, u) }); ok {
+			out[i].Role, out[i].Joined = record.Role(uint8(role)), uint64(joined)
+		}
+	}
+	if err := iter.Close(); err != nil {
+		return nil, fmt.Errorf("cannot read roles of chat %s: %w", chatID, mapErr(err))
+	}
+	return out, nil
+}
+
+// AddMember adds m.User to chat, with m's role and join seq, and the chat
+// to the user's list in one logged batch. ErrNotFound if the chat does not
+// exist. Safe for concurrent use.
+func (s *Store) AddMember(ctx context.Context, chatID string, m record.Member) error {
+	return s.membership(ctx, chatID, m.User, &m, "add")
 }
 
 // RemoveMember removes user from chat and the chat from the user's list in
 // one logged batch. ErrNotFound if the chat does not exist. Safe for
 // concurrent use.
 func (s *Store) RemoveMember(ctx context.Context, chatID, user string) error {
-	return s.membership(ctx, chatID, user, deleteMember, deleteUserChat, "remove")
+	return s.membership(ctx, chatID, user, nil, "remove")
 }
 
-func (s *Store) membership(ctx context.Context, chatID, user, memberStmt, userStmt, verb string) error {
+// SetRole changes a member's role: a read of the member row, then a plain
+// write of the role (not atomic against a concurrent RemoveMember: the
+// logic tier serialises a chat's changes). ErrNotFound when the chat does
+// not exist or user is not a member. Safe for concurrent use.
+func (s *Store) SetRole(ctx context.Context, chatID, user string, role record.Role) error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.mu.RUnlock()
+	var u string
+	if err := s.read(ctx, selectMember, chatID, user).Scan(&u); err != nil {
+		return fmt.Errorf("cannot set role of %s in chat %s: %w", user, chatID, mapErr(err))
+	}
+	if err := s.write(ctx, updateRole, int8(role), chatID, user).Exec(); err != nil {
+		return fmt.Errorf("cannot set role of %s in chat %s: %w", user, chatID, mapErr(err))
+	}
+	return nil
+}
+
+// membership adds user (with m's role and join seq) or, with m nil,
+// removes them.
+func (s *Store) membership(ctx context.Context, chatID, user string, m *record.Member, verb string) error {
 	if err := s.enter(); err != nil {
 		return err
 	}
@@ -463,8 +532,15 @@ func (s *Store) membership(ctx context.Context, chatID, user, memberStmt, userSt
 		return fmt.Errorf("cannot %s member of chat %s: empty user id", verb, chatID)
 	}
 	b := s.sess.Batch(gocql.LoggedBatch).WithContext(ctx)
-	b.Query(memberStmt, chatID, user)
-	b.Query(userStmt, user, chatID)
+	if m != nil {
+		b.Query(insertMember, chatID, user)
+		b.Query(insertRole, chatID, user, int8(m.Role), int64(m.Joined))
+		b.Query(insertUserChat, user, chatID)
+	} else {
+		b.Query(deleteMember, chatID, user)
+		b.Query(deleteRole, chatID, user)
+		b.Query(deleteUserChat, user, chatID)
+	}
 	if err := s.sess.ExecuteBatch(b); err != nil {
 		return fmt.Errorf("cannot %s member %s of chat %s: %w", verb, user, chatID, mapErr(err))
 	}

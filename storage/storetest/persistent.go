@@ -29,7 +29,7 @@ func RunPersistent(t *testing.T, open func(t *testing.T, dir string) Store, o Op
 			t.Fatalf("CreateChat(%q): %v", c.chat.ID, err)
 		}
 	}
-	if err := s.AddMember(ctx, g.ID, "dave"); err != nil {
+	if err := s.AddMember(ctx, g.ID, record.Member{User: "dave", Role: record.RoleAdmin, Joined: 3}); err != nil {
 		t.Fatalf("AddMember: %v", err)
 	}
 	if err := s.RemoveMember(ctx, g.ID, "carol"); err != nil {
@@ -67,6 +67,7 @@ func RunPersistent(t *testing.T, open func(t *testing.T, dir string) Store, o Op
 			}
 		}
 		wantMembers(t, s, g.ID, "alice", "dave")
+		wantGroupMembers(t, s, g.ID, member("alice"), record.Member{User: "dave", Role: record.RoleAdmin, Joined: 3})
 		wantMembers(t, s, dm.ID, "alice", "bob")
 		if got, want := userChatIDs(t, s, "carol"), []string{}; !slices.Equal(got, want) {
 			t.Fatalf("round %d: UserChats(carol): got %q, want %q", round, got, want)

@@ -26,7 +26,9 @@ type Store interface {
 	CreateChat(ctx context.Context, chat record.Chat, members []string) error
 	Chat(ctx context.Context, chatID string) (record.Chat, error)
 	Members(ctx context.Context, chatID string) ([]string, error)
-	AddMember(ctx context.Context, chatID, user string) error
+	GroupMembers(ctx context.Context, chatID string) ([]record.Member, error)
+	AddMember(ctx context.Context, chatID string, m record.Member) error
+	SetRole(ctx context.Context, chatID, user string, role record.Role) error
 	RemoveMember(ctx context.Context, chatID, user string) error
 	UserChats(ctx context.Context, user string) ([]record.ChatEntry, error)
 
@@ -100,6 +102,7 @@ func Run(t *testing.T, newStore func(t *testing.T) Store, o Options) {
 		{"RacingAppendsSameSeq", testRacingAppends, true},
 		{"CreateChat", testCreateChat, false},
 		{"Membership", testMembership, false},
+		{"Roles", testRoles, false},
 		{"UserChats", testUserChats, false},
 		{"MonotonicMarkers", testMonotonicMarkers, false},
 		{"UserSettings", testUserSettings, false},
@@ -791,11 +794,11 @@ func testMembership(t *testing.T, s Store, o Options) {
 		t.Fatalf("CreateChat: %v", err)
 	}
 	for range 2 {
-		if err := s.AddMember(ctx, g.ID, "dave"); err != nil {
+		if err := s.AddMember(ctx, g.ID, member("dave")); err != nil {
 			t.Fatalf("AddMember: %v", err)
 		}
 	}
-	if err := s.AddMember(ctx, g.ID, "alice"); err != nil {
+	if err := s.AddMember(ctx, g.ID, member("alice")); err != nil {
 		t.Fatalf("AddMember: %v", err)
 	}
 	wantMembers(t, s, g.ID, "alice", "carol", "dave")
@@ -826,7 +829,7 @@ func testMembership(t *testing.T, s Store, o Options) {
 	}
 	wantMembers(t, s, g.ID)
 
-	wantErr(t, "AddMember to unknown chat", s.AddMember(ctx, "g:nochat", "dave"), record.ErrNotFound)
+	wantErr(t, "AddMember to unknown chat", s.AddMember(ctx, "g:nochat", member("dave")), record.ErrNotFound)
 	wantErr(t, "RemoveMember from unknown chat", s.RemoveMember(ctx, "g:nochat", "dave"), record.ErrNotFound)
 	if got := userChatIDs(t, s, "dave"); len(got) != 0 {
 		t.Fatalf("UserChats(dave) after AddMember to unknown chat: got %q, want none", got)
@@ -881,7 +884,7 @@ func testUserChats(t *testing.T, s Store, o Options) {
 		t.Fatalf("UserChats(nobody): got %+v, want none", none)
 	}
 	// A user id that is a prefix of another sees only its own chats.
-	if err := s.AddMember(ctx, a.ID, "ali"); err != nil {
+	if err := s.AddMember(ctx, a.ID, member("ali")); err != nil {
 		t.Fatalf("AddMember: %v", err)
 	}
 	if got, want := userChatIDs(t, s, "ali"), []string{a.ID}; !slices.Equal(got, want) {
@@ -1053,7 +1056,9 @@ func testClosed(t *testing.T, s Store, o Options) {
 		{"CreateChat", func() error { return s.CreateChat(ctx, group("g:new", "N"), []string{"alice"}) }},
 		{"Chat", func() error { _, err := s.Chat(ctx, chat); return err }},
 		{"Members", func() error { _, err := s.Members(ctx, chat); return err }},
-		{"AddMember", func() error { return s.AddMember(ctx, chat, "bob") }},
+		{"AddMember", func() error { return s.AddMember(ctx, chat, member("bob")) }},
+		{"GroupMembers", func() error { _, err := s.GroupMembers(ctx, chat); return err }},
+		{"SetRole", func() error { return s.SetRole(ctx, chat, "alice", record.RoleAdmin) }},
 		{"RemoveMember", func() error { return s.RemoveMember(ctx, chat, "alice") }},
 		{"UserChats", func() error { _, err := s.UserChats(ctx, "alice"); return err }},
 		{"SaveMarks", func() error { return setRead(ctx, s, "alice", chat, 1) }},
@@ -1089,4 +1094,71 @@ func CheckUnscopedKey(t *testing.T, s Store, m record.Message) {
 	if err != nil || !complete || !slices.Equal(keys, want) {
 		t.Fatalf("DedupKeys: got %+v, complete=%v, %v, want %+v, complete", keys, complete, err, want)
 	}
+}
+
+// member is a member row with the member role, joined 0.
+func member(user string) record.Member {
+	return record.Member{User: user, Role: record.RoleMember}
+}
+
+func wantGroupMembers(t *testing.T, s Store, chat string, want ...record.Member) {
+	t.Helper()
+	got, err := s.GroupMembers(t.Context(), chat)
+	if err != nil {
+		t.Fatalf("GroupMembers(%q): %v", chat, err)
+	}
+	if want == nil {
+		want = []record.Member{}
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("GroupMembers(%q): got %+v, want %+v", chat, got, want)
+	}
+}
+
+func testRoles(t *testing.T, s Store, _ Options) {
+	ctx := t.Context()
+	g := group("g:roles", "Roles")
+	g.CreatedBy = "alice"
+	if err := s.CreateChat(ctx, g, []string{"alice", "bob"}); err != nil {
+		t.Fatalf("CreateChat: %v", err)
+	}
+	// A neighbour chat whose id extends this one must not leak in.
+	if err := s.CreateChat(ctx, group("g:roles2", "R2"), []string{"alice", "zed"}); err != nil {
+		t.Fatalf("CreateChat: %v", err)
+	}
+	wantGroupMembers(t, s, g.ID,
+		record.Member{User: "alice", Role: record.RoleCreator},
+		record.Member{User: "bob", Role: record.RoleMember})
+	if err := s.AddMember(ctx, g.ID, record.Member{User: "carol", Role: record.RoleMember, Joined: 7}); err != nil {
+		t.Fatalf("AddMember: %v", err)
+	}
+	if err := s.SetRole(ctx, g.ID, "carol", record.RoleAdmin); err != nil {
+		t.Fatalf("SetRole: %v", err)
+	}
+	wantGroupMembers(t, s, g.ID,
+		record.Member{User: "alice", Role: record.RoleCreator},
+		record.Member{User: "bob", Role: record.RoleMember},
+		record.Member{User: "carol", Role: record.RoleAdmin, Joined: 7})
+	wantErr(t, "SetRole of a non-member", s.SetRole(ctx, g.ID, "dave", record.RoleAdmin), record.ErrNotFound)
+	wantErr(t, "SetRole in an unknown chat", s.SetRole(ctx, "g:nochat", "alice", record.RoleAdmin), record.ErrNotFound)
+	wantMembers(t, s, g.ID, "alice", "bob", "carol") // SetRole of a non-member added no one
+	_, err := s.GroupMembers(ctx, "g:nochat")
+	wantErr(t, "GroupMembers of unknown chat", err, record.ErrNotFound)
+	// Removed and added again: a new row, the old role gone.
+	if err := s.RemoveMember(ctx, g.ID, "carol"); err != nil {
+		t.Fatalf("RemoveMember: %v", err)
+	}
+	if err := s.AddMember(ctx, g.ID, record.Member{User: "carol", Role: record.RoleMember, Joined: 9}); err != nil {
+		t.Fatalf("AddMember: %v", err)
+	}
+	wantGroupMembers(t, s, g.ID,
+		record.Member{User: "alice", Role: record.RoleCreator},
+		record.Member{User: "bob", Role: record.RoleMember},
+		record.Member{User: "carol", Role: record.RoleMember, Joined: 9})
+	// A direct chat's members are members.
+	dm := record.Chat{ID: record.DirectChatID("alice", "bob"), Kind: record.KindDirect, CreatedBy: "alice", CreatedAt: 1}
+	if err := s.CreateChat(ctx, dm, []string{"alice", "bob"}); err != nil {
+		t.Fatalf("CreateChat(direct): %v", err)
+	}
+	wantGroupMembers(t, s, dm.ID, member("alice"), member("bob"))
 }

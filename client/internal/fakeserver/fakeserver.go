@@ -332,6 +332,15 @@ func (s *Server) handle(fc *Conn, in proto.Inbound) {
 		s.members[id] = append([]string{fc.User}, in.Members...)
 		s.mu.Unlock()
 		fc.Write(proto.AppendOK(nil, in.ID, id, 0))
+	case proto.TypeGroupRole:
+		s.mu.Lock()
+		_, ok := s.members[in.Chat]
+		s.mu.Unlock()
+		if !ok {
+			fc.Write(proto.AppendError(nil, in.ID, proto.Errorf(proto.CodeChatNotFound, "no chat %s", in.Chat)))
+			return
+		}
+		fc.Write(proto.AppendOK(nil, in.ID, in.Chat, 0))
 	case proto.TypeGroupAdd, proto.TypeGroupRemove, proto.TypeGroupLeave:
 		s.mu.Lock()
 		if _, ok := s.members[in.Chat]; !ok {

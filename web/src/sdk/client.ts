@@ -16,7 +16,7 @@ import { Orderer, type Gap } from "./order.js";
 import {
   CloseCodes, CloseError, ClosedError, DisconnectedError, GoawayError, ParleyError, ProtocolError, TimeoutError,
   type Backoff, type ChatInfo, type Hello, type HistoryPage, type HistoryQuery, type Message, type Receipt,
-  type Sent, type Settings, type State, type Stats, type UserPresence,
+  type GroupMembers, type Sent, type Settings, type State, type Stats, type UserPresence,
 } from "./types.js";
 
 /** The subset of the WebSocket API the client uses (browsers' WebSocket fits). */
@@ -887,14 +887,19 @@ export class ParleyClient {
     return f.chat;
   }
 
-  /** Adds user to the group; resolves with the seq of the system message. Not retried. */
+  /** Adds user to the group (admins only); resolves with the seq of the system message. Not retried. */
   async addMember(chat: string, user: string): Promise<number> {
     return (await this.request({ type: "group_add", id: newRequestId(), chat, user }, false)).seq ?? 0;
   }
 
-  /** Removes user from the group (creator only). Not retried. */
+  /** Removes user from the group (admins only; never the creator). Not retried. */
   async removeMember(chat: string, user: string): Promise<number> {
     return (await this.request({ type: "group_remove", id: newRequestId(), chat, user }, false)).seq ?? 0;
+  }
+
+  /** Makes user an admin of the group, or a plain member again (admins only); resolves with the seq of the role_changed event (0 when unchanged). Not retried. */
+  async setRole(chat: string, user: string, role: "admin" | "member"): Promise<number> {
+    return (await this.request({ type: "group_role", id: newRequestId(), chat, user, role }, false)).seq ?? 0;
   }
 
   /** Leaves the group. Not retried. */
@@ -904,8 +909,13 @@ export class ParleyClient {
 
   /** The chat's members, sorted. */
   async members(chat: string): Promise<string[]> {
+    return (await this.groupMembers(chat)).members;
+  }
+
+  /** The chat's members with a group's admins (sorted, the creator included) and creator ("" when not a member). */
+  async groupMembers(chat: string): Promise<GroupMembers> {
     const f = await this.request({ type: "members", id: newRequestId(), chat }, this.o.sendRetry);
-    return f.members ?? [];
+    return { members: f.members ?? [], admins: f.admins ?? [], creator: f.creator ?? "" };
   }
 
   /** The users' presence. */

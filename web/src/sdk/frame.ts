@@ -21,6 +21,8 @@ export interface ServerFrame {
   more?: boolean;
   chats?: ChatInfo[];
   members?: string[];
+  admins?: string[];
+  creator?: string;
   users?: { user: string; online: boolean; last_seen?: number }[];
   code?: string;
   message?: string;

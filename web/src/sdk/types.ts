@@ -148,6 +148,15 @@ export interface UserPresence {
   lastSeen: number;
 }
 
+/** A chat's membership (docs/protocol.md, "Groups and roles"). */
+export interface GroupMembers {
+  members: string[];
+  /** Groups only: the members with the admin or creator role, sorted. */
+  admins: string[];
+  /** Groups only: the creator while a member, else "". */
+  creator: string;
+}
+
 /** The user's settings (docs/protocol.md, Settings). */
 export interface Settings {
   /** The user's last-seen time is withheld from everyone else. */

@@ -332,3 +332,21 @@ test("settings reads and changes hide_last_seen", async () => {
   assert.deepEqual(await set, { hideLastSeen: true });
   c.close();
 });
+
+test("group roles: setRole sends group_role, groupMembers reads admins and creator", async () => {
+  const srv = new FakeServer();
+  const { c } = newClient(srv);
+  void c.start();
+  const cn = await srv.conn(0);
+  cn.hello();
+  const set = c.setRole("g:x", "bob", "admin");
+  const f = await cn.next((f) => f.type === "group_role");
+  assert.deepEqual({ chat: f.chat, user: f.user, role: f.role }, { chat: "g:x", user: "bob", role: "admin" });
+  cn.push({ type: "ok", id: f.id, chat: "g:x", seq: 7 });
+  assert.equal(await set, 7);
+  const get = c.groupMembers("g:x");
+  const m = await cn.next((f) => f.type === "members");
+  cn.push({ type: "members", id: m.id, chat: "g:x", members: ["alice", "bob"], admins: ["alice", "bob"], creator: "alice" });
+  assert.deepEqual(await get, { members: ["alice", "bob"], admins: ["alice", "bob"], creator: "alice" });
+  c.close();
+});
