@@ -111,7 +111,8 @@ func (h *handoff) reack(chat string) {
 }
 
 // advance pops the entries the app received; bufLen is the channel's
-// current length. h.mu must be held.
+// length, read under h.mu (read before, it could count messages put on
+// the channel since as received). h.mu must be held.
 func (h *handoff) advance(bufLen int) {
 	received := max(h.inChan-bufLen, 0)
 	for h.head < len(h.queue) {
@@ -142,11 +143,12 @@ func (h *handoff) advance(bufLen int) {
 	}
 }
 
-// positions returns a copy of the consumed positions.
-func (h *handoff) positions(bufLen int) map[string]uint64 {
+// positions returns a copy of the consumed positions; bufLen returns the
+// channel's current length.
+func (h *handoff) positions(bufLen func() int) map[string]uint64 {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.advance(bufLen)
+	h.advance(bufLen())
 	return maps.Clone(h.consumed)
 }
 
@@ -167,10 +169,10 @@ type ackEntry struct {
 // the chats with at least batch received but unacked messages. outstanding
 // reports whether acks may still be due later (unreceived entries or dirty
 // chats remain).
-func (h *handoff) collect(bufLen int, force bool, batch int) (acks []ackEntry, outstanding bool) {
+func (h *handoff) collect(bufLen func() int, force bool, batch int) (acks []ackEntry, outstanding bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.advance(bufLen)
+	h.advance(bufLen())
 	for chat := range h.dirty {
 		pos := h.consumed[chat]
 		if pos == 0 {
@@ -228,7 +230,7 @@ func (c *Client) ackLoop() {
 		case <-c.ctx.Done():
 			return
 		}
-		acks, outstanding := c.ho.collect(len(c.msgs), force, c.cfg.AckBatch)
+		acks, outstanding := c.ho.collect(c.msgsLen, force, c.cfg.AckBatch)
 		if len(acks) > 0 {
 			if c.writeAcks(acks) {
 				c.ho.done(acks)

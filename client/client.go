@@ -261,8 +261,11 @@ func (c *Client) WaitSynced(ctx context.Context) error {
 // never ahead: at worst one message comes again after a restart). Safe
 // for concurrent use.
 func (c *Client) Positions() map[string]uint64 {
-	return c.ho.positions(len(c.msgs))
+	return c.ho.positions(c.msgsLen)
 }
+
+// msgsLen returns the number of messages waiting in Messages.
+func (c *Client) msgsLen() int { return len(c.msgs) }
 
 // URL returns the server URL the client (re)connects to: Config.URL, or
 // the url of the last goaway that named one. Safe for concurrent use.
@@ -549,7 +552,7 @@ func (c *Client) settings(ctx context.Context, hideLastSeen *bool) (Settings, er
 	if f.Type != proto.TypeSettings {
 		return Settings{}, fmt.Errorf("cannot get settings: %w: answer %q", ErrProtocol, f.Type)
 	}
-	return Settings{HideLastSeen: f.HideLastSeen}, nil
+	return Settings{HideLastSeen: *f.HideLastSeen}, nil
 }
 
 // Ping sends an application-level ping and returns the round-trip time.

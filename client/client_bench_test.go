@@ -44,7 +44,7 @@ func BenchmarkHandoff(b *testing.B) {
 		recordSent(h, Message{Chat: "g:x", Seq: seq})
 		h.mark("g:x", seq, false)
 		if seq%64 == 0 {
-			acks, _ := h.collect(0, false, 64)
+			acks, _ := h.collect(fixed(0), false, 64)
 			h.done(acks)
 		}
 	}

@@ -41,7 +41,7 @@ type serverFrame struct {
 	Users    []wirePresence `json:"users"`
 
 	// settings
-	HideLastSeen bool `json:"hide_last_seen"`
+	HideLastSeen *bool `json:"hide_last_seen"`
 
 	// error
 	Code         string `json:"code"`
@@ -130,7 +130,11 @@ func decodeServerFrame(b []byte) (*serverFrame, error) {
 				f.Messages[i].Chat = f.Chat
 			}
 		}
-	case proto.TypeOK, proto.TypeChats, proto.TypeMembers, proto.TypeSettings:
+	case proto.TypeSettings:
+		if f.ID == "" || f.HideLastSeen == nil {
+			return bad("missing id or hide_last_seen")
+		}
+	case proto.TypeOK, proto.TypeChats, proto.TypeMembers:
 		if f.ID == "" {
 			return bad("missing id")
 		}

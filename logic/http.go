@@ -526,18 +526,28 @@ func (s *Service) serveAdmin(ctx *fasthttp.RequestCtx) {
 // with a JSON object of the settings to change (each optional) with the
 // settings after the change.
 func (s *Service) serveSettings(rctx context.Context, ctx *fasthttp.RequestCtx, user string, put bool) {
-	var change struct {
+	var change *struct {
 		HideLastSeen *bool `json:"hide_last_seen"`
 	}
+	var hide *bool
 	if put {
 		dec := json.NewDecoder(bytes.NewReader(ctx.PostBody()))
 		dec.DisallowUnknownFields()
-		if err := dec.Decode(&change); err != nil || dec.More() {
+		if err := dec.Decode(&change); err != nil || dec.More() || change == nil {
 			httpError(ctx, fasthttp.StatusBadRequest, proto.Errorf(proto.CodeBadRequest,
 				`the body must be a JSON object of settings: {"hide_last_seen": true|false}`))
 			return
 		}
+		hide = change.HideLastSeen
+		if hide != nil {
+			if ok, wait := s.sendLimit.allow(user, s.now()); !ok {
+				rateLimited.Inc()
+				httpError(ctx, fasthttp.StatusTooManyRequests, &proto.Error{Code: proto.CodeRateLimited,
+					Message: "too many changes: retry later", RetryAfterMS: max(1, wait.Milliseconds())})
+				return
+			}
+		}
 	}
-	st, err := s.Settings(rctx, user, change.HideLastSeen)
+	st, err := s.Settings(rctx, user, hide)
 	s.writeJSON(ctx, proto.SettingsAnswer{HideLastSeen: st.HideLastSeen}, err)
 }

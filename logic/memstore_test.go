@@ -313,6 +313,10 @@ func (m *memStore) RemoveMember(_ context.Context, chat, u string) error {
 	if _, ok := m.chats[chat]; !ok {
 		return record.ErrNotFound
 	}
+	if m.failMembers > 0 {
+		m.failMembers--
+		return fmt.Errorf("injected membership failure")
+	}
 	m.members[chat] = slices.DeleteFunc(m.members[chat], func(x string) bool { return x == u })
 	delete(m.lists[u], chat)
 	delete(m.roles, chat+"|"+u)

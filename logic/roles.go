@@ -20,16 +20,27 @@ import (
 // RoleCreator, everyone else RoleMember.
 type groupRoles map[string]record.Member
 
+// resolveRoles resolves rows (see groupRoles). A group with members but no
+// admin — one whose creator left before roles existed, or a store that
+// lost a promotion — has its oldest member act as admin, as a leave would
+// have made them: nobody is ever locked out of a group's administration.
+// A role this build does not know counts as member.
 func resolveRoles(meta record.Chat, rows []record.Member) groupRoles {
 	out := make(groupRoles, len(rows))
 	for _, m := range rows {
-		if m.Role == record.RoleUnset {
+		switch {
+		case m.Role == record.RoleUnset && m.User == meta.CreatedBy:
+			m.Role = record.RoleCreator
+		case m.Role == record.RoleUnset || m.Role > record.RoleCreator:
 			m.Role = record.RoleMember
-			if m.User == meta.CreatedBy {
-				m.Role = record.RoleCreator
-			}
 		}
 		out[m.User] = m
+	}
+	if len(out) > 0 && out.admins() == 0 {
+		oldest := out.oldest("")
+		m := out[oldest]
+		m.Role = record.RoleAdmin
+		out[oldest] = m
 	}
 	return out
 }
@@ -106,9 +117,15 @@ func (g groupRoles) successor(leaving string) string {
 	if !g.admin(leaving) || g.admins() > 1 {
 		return ""
 	}
+	return g.oldest(leaving)
+}
+
+// oldest returns the member with the lowest (Joined, User) but except, ""
+// when there is none.
+func (g groupRoles) oldest(except string) string {
 	var oldest *record.Member
 	for u, m := range g {
-		if u == leaving {
+		if u == except {
 			continue
 		}
 		if oldest == nil || cmp.Or(cmp.Compare(m.Joined, oldest.Joined), cmp.Compare(m.User, oldest.User)) < 0 {

@@ -31,6 +31,23 @@ func TestResolveRoles(t *testing.T) {
 	}
 }
 
+// TestResolveRolesNoAdmin: a group with members and no admin (its creator
+// left before roles existed, or a promotion was lost) has its oldest member
+// act as admin; a role this build does not know counts as member.
+func TestResolveRolesNoAdmin(t *testing.T) {
+	meta := record.Chat{ID: "g:x", Kind: record.KindGroup, CreatedBy: "gone"}
+	got := resolveRoles(meta, []record.Member{{User: "zed"}, {User: "bob", Joined: 9}, {User: "amy", Role: 200, Joined: 12}})
+	if got["zed"].Role != record.RoleAdmin || got["bob"].Role != record.RoleMember || got["amy"].Role != record.RoleMember {
+		t.Fatalf("got %+v, want zed (joined first) acting admin, the others members", got)
+	}
+	if admins, creator := got.adminList(); len(admins) != 1 || admins[0] != "zed" || creator != "" {
+		t.Fatalf("adminList: %v %q", admins, creator)
+	}
+	if len(resolveRoles(meta, nil)) != 0 {
+		t.Fatal("an empty group got members")
+	}
+}
+
 func TestChangeDenied(t *testing.T) {
 	g := groupRoles{
 		"ann":  {User: "ann", Role: record.RoleCreator},
@@ -223,4 +240,32 @@ func TestGroupRoles(t *testing.T) {
 		t.Fatalf("after the last admin left: %v, want dave admin", m)
 	}
 	want(do(dave, "d1", "group_add", `,"user":"carol"`), "")
+}
+
+// TestRoleEventDoesNotUndoRemoval: a removal whose event is stored but
+// whose store write failed is completed by its retry even when the user's
+// role changed in between (a role change does not undo a membership
+// change; before, the retry answered ok and left the user in the group).
+func TestRoleEventDoesNotUndoRemoval(t *testing.T) {
+	st := newMemStore()
+	svc := startService(t, st)
+	n := dialNode(t, svc.LinkAddr())
+	n.open(1, "alice", "d")
+	n.open(2, "bob", "d")
+	g := n.answer(1, `{"type":"group_create","id":"g","name":"team","members":["bob"]}`)["chat"].(string)
+	st.mu.Lock()
+	st.failMembers = 1
+	st.mu.Unlock()
+	if m := n.answer(1, `{"type":"group_remove","id":"r1","chat":"`+g+`","user":"bob"}`); m["type"] != "error" {
+		t.Fatalf("remove with the store failing: got %v, want an error", m)
+	}
+	if m := n.answer(1, `{"type":"group_role","id":"r2","chat":"`+g+`","user":"bob","role":"admin"}`); m["type"] != "ok" {
+		t.Fatalf("role change: %v", m)
+	}
+	if m := n.answer(1, `{"type":"group_remove","id":"r1","chat":"`+g+`","user":"bob"}`); m["type"] != "ok" {
+		t.Fatalf("retried remove: %v", m)
+	}
+	if ms, _ := st.Members(t.Context(), g); slices.Contains(ms, "bob") {
+		t.Fatalf("members %v: bob still in the group after his removal was retried", ms)
+	}
 }

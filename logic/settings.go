@@ -24,50 +24,70 @@ const (
 type settingsCache struct {
 	store Store
 	now   func() time.Time
-	mu    sync.Mutex
+	mu    sync.Mutex // guards the following
 	m     map[string]settingsEntry
+	gen   uint64 // counts reads started and changes made
 }
 
 type settingsEntry struct {
-	st record.UserSettings
-	at time.Time
+	st  record.UserSettings
+	at  time.Time
+	gen uint64 // when the value was read (its read's start) or written
 }
 
 func newSettingsCache(store Store, now func() time.Time) *settingsCache {
 	return &settingsCache{store: store, now: now, m: map[string]settingsEntry{}}
 }
 
-// get returns user's settings, from the cache when fresh.
-func (c *settingsCache) get(ctx context.Context, user string) (record.UserSettings, error) {
+// get returns user's settings, from the cache when fresh unless fresh is
+// set (then from the store).
+func (c *settingsCache) get(ctx context.Context, user string, fresh bool) (record.UserSettings, error) {
 	c.mu.Lock()
 	e, ok := c.m[user]
+	c.gen++
+	start := c.gen
 	c.mu.Unlock()
-	if ok && c.now().Sub(e.at) < settingsTTL {
+	if ok && !fresh && c.now().Sub(e.at) < settingsTTL {
 		return e.st, nil
 	}
 	st, err := c.store.UserSettings(ctx, user)
 	if err != nil {
 		return record.UserSettings{}, err
 	}
-	c.remember(user, st)
+	c.remember(user, st, start)
 	return st, nil
 }
 
-// remember caches st as user's settings as of now.
-func (c *settingsCache) remember(user string, st record.UserSettings) {
+// changed caches st, just written, as user's settings.
+func (c *settingsCache) changed(user string, st record.UserSettings) {
+	c.mu.Lock()
+	c.gen++
+	gen := c.gen
+	c.mu.Unlock()
+	c.remember(user, st, gen)
+}
+
+// remember caches st as user's settings as of now, unless what the cache
+// holds is newer than gen: a read that started before a change must not
+// put back the value from before it.
+func (c *settingsCache) remember(user string, st record.UserSettings, gen uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if _, ok := c.m[user]; !ok && len(c.m) >= settingsMax {
+	e, ok := c.m[user]
+	if ok && e.gen > gen {
+		return
+	}
+	if !ok && len(c.m) >= settingsMax {
 		clear(c.m)
 	}
-	c.m[user] = settingsEntry{st: st, at: c.now()}
+	c.m[user] = settingsEntry{st: st, at: c.now(), gen: gen}
 }
 
 // lastSeenHidden reports whether user hides their last-seen time. When the
 // settings cannot be read it says hidden: an error withholds, it never
 // reveals.
 func (s *Service) lastSeenHidden(ctx context.Context, user string) bool {
-	st, err := s.settings.get(ctx, user)
+	st, err := s.settings.get(ctx, user, false)
 	if err != nil {
 		s.log.Debug("cannot read settings; hiding last seen", "user_id", user, "err", err)
 		return true
@@ -86,19 +106,22 @@ func (s *Service) hideLastSeen(ctx context.Context, requester string, info []pro
 }
 
 // Settings returns user's settings after applying a change: hideLastSeen,
-// when not nil, sets the hide-last-seen setting. The answer is read from
-// the store, not the cache. Safe for concurrent use.
+// when not nil, sets the hide-last-seen setting (written even when it
+// seems unchanged: another node may be changing it at the same time, and
+// the last write should win). The answer is read from the store, not the
+// cache. Safe for concurrent use.
 func (s *Service) Settings(ctx context.Context, user string, hideLastSeen *bool) (record.UserSettings, error) {
+	if hideLastSeen == nil {
+		return s.settings.get(ctx, user, true)
+	}
 	st, err := s.store.UserSettings(ctx, user)
 	if err != nil {
 		return record.UserSettings{}, err
 	}
-	if hideLastSeen != nil && *hideLastSeen != st.HideLastSeen {
-		st.HideLastSeen = *hideLastSeen
-		if err := s.store.PutUserSettings(ctx, user, st); err != nil {
-			return record.UserSettings{}, err
-		}
+	st.HideLastSeen = *hideLastSeen
+	if err := s.store.PutUserSettings(ctx, user, st); err != nil {
+		return record.UserSettings{}, err
 	}
-	s.settings.remember(user, st)
+	s.settings.changed(user, st)
 	return st, nil
 }

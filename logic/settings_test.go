@@ -1,10 +1,15 @@
 package logic
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/parley-chat/parley/internal/record"
 )
 
 // TestHideLastSeen: a user who hides their last-seen time is shown to the
@@ -91,6 +96,9 @@ func TestHideLastSeen(t *testing.T) {
 	if got := do("PUT", `{"hide_last_seen":1}`); !strings.HasPrefix(got, "400 ") {
 		t.Fatalf("PUT with a number: got %s, want 400", got)
 	}
+	if got := do("PUT", `null`); !strings.HasPrefix(got, "400 ") {
+		t.Fatalf("PUT null: got %s, want 400", got)
+	}
 	if got := do("PUT", `{"hide_lastseen":false}`); !strings.HasPrefix(got, "400 ") {
 		t.Fatalf("PUT with an unknown setting: got %s, want 400", got)
 	}
@@ -126,5 +134,48 @@ func pushedOffline(t *testing.T, n *fakeNode, s uint64, user string) map[string]
 		if p := pushedPresence(t, n, s, user); p["online"] == false {
 			return p
 		}
+	}
+}
+
+// heldSettings holds the first UserSettings read of a user until release
+// is closed, after entered.
+type heldSettings struct {
+	*memStore
+	hold    atomic.Bool
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (h *heldSettings) UserSettings(ctx context.Context, user string) (record.UserSettings, error) {
+	st, err := h.memStore.UserSettings(ctx, user)
+	if h.hold.CompareAndSwap(true, false) {
+		close(h.entered)
+		<-h.release
+	}
+	return st, err
+}
+
+// TestSettingsCacheKeepsChange: a read of the settings that started before
+// a change and ends after it does not put the old value back in the cache
+// (last_seen would have shown for up to the cache's lifetime).
+func TestSettingsCacheKeepsChange(t *testing.T) {
+	st := &heldSettings{memStore: newMemStore(), entered: make(chan struct{}), release: make(chan struct{})}
+	c := newSettingsCache(st, time.Now)
+	st.hold.Store(true)
+	done := make(chan record.UserSettings)
+	go func() {
+		got, _ := c.get(t.Context(), "bob", false)
+		done <- got
+	}()
+	<-st.entered // the read has the old value (shown)
+	hidden := record.UserSettings{HideLastSeen: true}
+	if err := st.PutUserSettings(t.Context(), "bob", hidden); err != nil {
+		t.Fatal(err)
+	}
+	c.changed("bob", hidden)
+	close(st.release)
+	<-done
+	if got, err := c.get(t.Context(), "bob", false); err != nil || !got.HideLastSeen {
+		t.Fatalf("after the change: got %+v, %v, want hidden", got, err)
 	}
 }

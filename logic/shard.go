@@ -1011,8 +1011,13 @@ func (sh *shard) groupChange(ctx context.Context, r *request) error {
 	case add:
 		err = sh.applyMembership(ctx, ch, target, true, seq)
 	default:
-		if err = sh.applyMembership(ctx, ch, target, false, 0); err == nil && promoted != "" {
+		// The successor first: a failure in between leaves two admins
+		// for the retry to complete, never none.
+		if promoted != "" {
 			err = sh.svc.store.SetRole(ctx, r.chat, promoted, record.RoleAdmin)
+		}
+		if err == nil {
+			err = sh.applyMembership(ctx, ch, target, false, 0)
 		}
 	}
 	if err != nil {
@@ -1026,13 +1031,15 @@ func (sh *shard) groupChange(ctx context.Context, r *request) error {
 // yet, unless a later change of the same user followed it (then this one
 // was applied and undone); and the promotion a leave carried.
 func (sh *shard) completeChange(ctx context.Context, ch *seq.Chat[*request], roles groupRoles, prev *record.Message, typ, target string, role record.Role) error {
-	done := func(user string) (bool, error) { return sh.laterChange(ctx, ch.ID, prev.Seq, ch.Head, user) }
+	later := func(user string, roles bool) (bool, error) {
+		return sh.laterChange(ctx, ch.ID, prev.Seq, ch.Head, user, roles)
+	}
 	switch typ {
 	case proto.TypeGroupRole:
 		if m, ok := roles[target]; !ok || m.Role == role {
 			return nil
 		}
-		if later, err := done(target); err != nil || later {
+		if l, err := later(target, true); err != nil || l {
 			return err
 		}
 		return sh.svc.store.SetRole(ctx, ch.ID, target, role)
@@ -1040,30 +1047,31 @@ func (sh *shard) completeChange(ctx context.Context, ch *seq.Chat[*request], rol
 		if ch.IsMember(target) {
 			return nil
 		}
-		if later, err := done(target); err != nil || later {
+		if l, err := later(target, false); err != nil || l {
 			return err
 		}
 		return sh.applyMembership(ctx, ch, target, true, prev.Seq)
 	}
-	if ch.IsMember(target) {
-		later, err := done(target)
+	// A leave's promotion first, as when it was made.
+	ev, _ := parseGroupEvent(prev)
+	if p := ev.Promoted; p != "" && roles[p].Role == record.RoleMember && ch.IsMember(p) {
+		l, err := later(p, true)
 		if err != nil {
 			return err
 		}
-		if !later {
-			if err := sh.applyMembership(ctx, ch, target, false, 0); err != nil {
+		if !l {
+			if err := sh.svc.store.SetRole(ctx, ch.ID, p, record.RoleAdmin); err != nil {
 				return err
 			}
 		}
 	}
-	ev, _ := parseGroupEvent(prev)
-	if p := ev.Promoted; p != "" && roles[p].Role == record.RoleMember {
-		if later, err := done(p); err != nil || later {
-			return err
-		}
-		return sh.svc.store.SetRole(ctx, ch.ID, p, record.RoleAdmin)
+	if !ch.IsMember(target) {
+		return nil
 	}
-	return nil
+	if l, err := later(target, false); err != nil || l {
+		return err
+	}
+	return sh.applyMembership(ctx, ch, target, false, 0)
 }
 
 // laterChangeScan bounds how many messages after a retried group change's
@@ -1072,9 +1080,11 @@ func (sh *shard) completeChange(ctx context.Context, ch *seq.Chat[*request], rol
 // a client retries a failed one at once, not thousands of messages later.
 const laterChangeScan = 10 * record.MaxPageLimit
 
-// laterChange reports whether a membership event about target lies in
-// chat's seqs after..head.
-func (sh *shard) laterChange(ctx context.Context, chat string, after, head uint64, target string) (bool, error) {
+// laterChange reports whether a change of target lies in chat's seqs
+// after..head: a membership event about target, and with roles also a
+// role_changed about target or a leave that promoted target (what undoes a
+// role change, but not a membership change).
+func (sh *shard) laterChange(ctx context.Context, chat string, after, head uint64, target string, roles bool) (bool, error) {
 	if after >= head {
 		return false, nil
 	}
@@ -1091,8 +1101,19 @@ func (sh *shard) laterChange(ctx context.Context, chat string, after, head uint6
 		}
 		for i := range msgs {
 			m := &msgs[i]
-			if ev, ok := parseGroupEvent(m); ok && m.Seq <= head && (ev.User == target || ev.Promoted == target) && isGroupChange(ev.Event) {
-				return true, nil
+			ev, ok := parseGroupEvent(m)
+			if !ok || m.Seq > head {
+				continue
+			}
+			switch ev.Event {
+			case "member_added", "member_removed", "member_left":
+				if ev.User == target || roles && ev.Promoted == target {
+					return true, nil
+				}
+			case "role_changed":
+				if roles && ev.User == target {
+					return true, nil
+				}
 			}
 		}
 		after = msgs[len(msgs)-1].Seq
@@ -1105,7 +1126,7 @@ type groupEvent struct {
 	Event    string `json:"event"`
 	User     string `json:"user"`
 	Role     string `json:"role"`     // role_changed
-	Promoted string `json:"promoted"` // member_left, member_removed: the new admin
+	Promoted string `json:"promoted"` // member_left: the new admin
 }
 
 // parseGroupEvent parses a system message's body; ok is false for any
@@ -1115,16 +1136,6 @@ func parseGroupEvent(m *record.Message) (ev groupEvent, ok bool) {
 		return groupEvent{}, false
 	}
 	return ev, true
-}
-
-// isGroupChange reports whether event names a change of a member
-// (membership or role).
-func isGroupChange(event string) bool {
-	switch event {
-	case "member_added", "member_removed", "member_left", "role_changed":
-		return true
-	}
-	return false
 }
 
 // isChangeEvent reports whether m is the event the group change typ of

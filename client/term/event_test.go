@@ -8,6 +8,8 @@ func TestDescribeEvent(t *testing.T) {
 		{`{"event":"member_added","by":"alice","user":"dave"}`, "alice added dave"},
 		{`{"event":"member_removed","by":"alice","user":"dave"}`, "alice removed dave"},
 		{`{"event":"member_left","by":"carol","user":"carol"}`, "carol left"},
+		{`{"event":"member_left","by":"carol","user":"carol","promoted":"dave"}`, "carol left; dave is now admin"},
+		{`{"event":"role_changed","by":"alice","user":"dave","role":"admin"}`, "alice made dave admin"},
 		{`{"event":"renamed"}`, `system: {"event":"renamed"}`},
 		{`not json`, "system: not json"},
 	}

@@ -296,6 +296,9 @@ func (s *session) command(ctx context.Context, line string) bool {
 		if len(g.Admins) > 0 {
 			line += fmt.Sprintf(" (admins: %s)", strings.Join(g.Admins, ", "))
 		}
+		if g.Creator != "" {
+			line += fmt.Sprintf(" (creator: %s)", g.Creator)
+		}
 		s.printf("%s", line)
 	case "/chats":
 		s.chats(ctx)
@@ -440,11 +443,13 @@ func (s *session) history(ctx context.Context, args []string) {
 // docs/protocol.md) as a sentence; unknown events are shown raw.
 func describeEvent(body string) string {
 	var ev struct {
-		Event   string   `json:"event"`
-		By      string   `json:"by"`
-		User    string   `json:"user"`
-		Name    string   `json:"name"`
-		Members []string `json:"members"`
+		Event    string   `json:"event"`
+		By       string   `json:"by"`
+		User     string   `json:"user"`
+		Name     string   `json:"name"`
+		Members  []string `json:"members"`
+		Role     string   `json:"role"`
+		Promoted string   `json:"promoted"`
 	}
 	if json.Unmarshal([]byte(body), &ev) != nil {
 		return "system: " + body
@@ -457,7 +462,12 @@ func describeEvent(body string) string {
 	case "member_removed":
 		return fmt.Sprintf("%s removed %s", ev.By, ev.User)
 	case "member_left":
+		if ev.Promoted != "" {
+			return fmt.Sprintf("%s left; %s is now admin", ev.User, ev.Promoted)
+		}
 		return fmt.Sprintf("%s left", ev.User)
+	case "role_changed":
+		return fmt.Sprintf("%s made %s %s", ev.By, ev.User, ev.Role)
 	}
 	return "system: " + body
 }

@@ -249,7 +249,9 @@ func appendMember(b []byte, m record.Member) []byte {
 }
 
 // decodeMember decodes the member row of user. An empty value is a row
-// written before roles were stored (RoleUnset, joined 0). It never panics.
+// written before roles were stored (RoleUnset, joined 0). A role it does
+// not know is returned as is (the logic tier reads it as member). It
+// never panics.
 func decodeMember(user string, v []byte) (record.Member, error) {
 	m := record.Member{User: user}
 	if len(v) == 0 {
@@ -257,9 +259,6 @@ func decodeMember(user string, v []byte) (record.Member, error) {
 	}
 	if len(v) < 3 || v[0] != memberVersion {
 		return m, fmt.Errorf("cannot decode member %s: %w: %d bytes, version %d", user, errCorrupt, len(v), v[0])
-	}
-	if v[1] > byte(record.RoleCreator) {
-		return m, fmt.Errorf("cannot decode member %s: %w: unknown role %d", user, errCorrupt, v[1])
 	}
 	m.Role = record.Role(v[1])
 	n, size := binary.Uvarint(v[2:])

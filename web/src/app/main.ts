@@ -278,7 +278,7 @@ function lastTs(c: ChatView): number {
 
 function systemText(m: Message): string {
   try {
-    const e = JSON.parse(m.body) as { event?: string; by?: string; user?: string; name?: string; members?: string[] };
+    const e = JSON.parse(m.body) as { event?: string; by?: string; user?: string; name?: string; members?: string[]; role?: string; promoted?: string };
     switch (e.event) {
       case "created":
         return `${e.by ?? m.from} created the group “${e.name ?? ""}”`;
@@ -287,7 +287,9 @@ function systemText(m: Message): string {
       case "member_removed":
         return `${e.by ?? ""} removed ${e.user ?? ""}`;
       case "member_left":
-        return `${e.user ?? ""} left`;
+        return e.promoted ? `${e.user ?? ""} left; ${e.promoted} is now admin` : `${e.user ?? ""} left`;
+      case "role_changed":
+        return `${e.by ?? ""} made ${e.user ?? ""} ${e.role ?? ""}`;
     }
   } catch {
     /* not JSON */
