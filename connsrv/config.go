@@ -1,9 +1,11 @@
 package connsrv
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math"
+	"net"
 	"net/netip"
 	"os"
 	"strconv"
@@ -37,6 +39,11 @@ type Config struct {
 	// Sessions are spread over every link of every address by session id.
 	// Default ["127.0.0.1:7070"].
 	LogicAddrs []string `yaml:"logic_addrs"`
+	// LinkDial, when set, makes the links to LogicAddrs instead of TCP:
+	// standalone links its two tiers in one process (internal/memlink), and
+	// LogicAddrs then name its in-process listener. With LinkTLS, TLS runs
+	// over what it returns. Not configurable in YAML.
+	LinkDial func(ctx context.Context, addr string) (net.Conn, error) `yaml:"-"`
 	// LinkPoolSize is the number of TCP links per logic address. Default 4.
 	LinkPoolSize int `yaml:"link_pool_size"`
 	// NodeID names this node in the link Hello. Default hostname-pid.
@@ -263,6 +270,9 @@ func (c Config) Validate() error {
 		errs = append(errs, errors.New("connsrv: the tier link must be authenticated: set connsrv.link_secret_file (the logic nodes' logic.link_secret; e.g. openssl rand -hex 32) or a client certificate for mutual TLS (connsrv.link_tls.cert_file)"))
 	}
 	for _, a := range c.LogicAddrs {
+		if c.LinkDial != nil {
+			break // in process: no network to cross
+		}
 		if !adminauth.Loopback(a) && (c.LinkTLS.CertFile == "" || c.LinkTLS.CAFile == "") {
 			errs = append(errs, fmt.Errorf("connsrv.logic_addrs: %s is beyond loopback, where tier links need mutual TLS 1.3: set connsrv.link_tls.cert_file and key_file (this node's certificate) and ca_file (the fleet CA); make them with parley certs init and parley certs issue (docs/tls.md)", a))
 			break
@@ -320,7 +330,7 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("connsrv.node_id must be at most 255 bytes, got %d", len(c.NodeID)))
 	}
 	for i, a := range c.LogicAddrs {
-		if a == "" || !strings.Contains(a, ":") {
+		if a == "" || (!strings.Contains(a, ":") && c.LinkDial == nil) {
 			errs = append(errs, fmt.Errorf("connsrv.logic_addrs[%d] must be host:port, got %q", i, a))
 		}
 	}

@@ -210,7 +210,18 @@ func (l *link) connect(ctx context.Context) (net.Conn, *tierlink.Reader, error) 
 	d := net.Dialer{Timeout: timeout}
 	var conn net.Conn
 	var err error
-	if tc := l.srv.linkTLS; tc != nil {
+	if dial := l.srv.cfg.LinkDial; dial != nil {
+		dctx, cancel := context.WithTimeout(ctx, timeout)
+		conn, err = dial(dctx, l.addr)
+		if tc := l.srv.linkTLS; err == nil && tc != nil {
+			tconn := tls.Client(conn, tc)
+			if err = tconn.HandshakeContext(dctx); err != nil {
+				conn.Close()
+			}
+			conn = tconn
+		}
+		cancel()
+	} else if tc := l.srv.linkTLS; tc != nil {
 		dctx, cancel := context.WithTimeout(ctx, timeout)
 		conn, err = (&tls.Dialer{NetDialer: &d, Config: tc}).DialContext(dctx, "tcp", l.addr)
 		cancel()

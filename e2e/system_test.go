@@ -13,6 +13,7 @@ import (
 	"github.com/parley-chat/parley/client"
 	"github.com/parley-chat/parley/connsrv"
 	"github.com/parley-chat/parley/internal/auth"
+	"github.com/parley-chat/parley/internal/memlink"
 	"github.com/parley-chat/parley/logic"
 )
 
@@ -65,6 +66,11 @@ func startSystem(t testing.TB, tune func(*connsrv.Config, *logic.Config)) *syste
 	}
 	if ls, ok := st.(logic.LeaseStore); ok && ls.Slots() > 0 {
 		svc.SetLeases(ls)
+	}
+	if inProcessLink() {
+		mem := memlink.NewListener()
+		svc.SetLinkListener(mem)
+		cc.LinkDial = mem.Dial
 	}
 	if err := svc.Listen(); err != nil {
 		t.Fatal(err)
@@ -169,6 +175,20 @@ func issueWith(c auth.Config, user string) (string, error) {
 }
 
 func startSystemB(b *testing.B) *system { return startSystem(b, nil) }
+
+// inProcessLink reports whether startSystem links its tiers in process
+// (internal/memlink, as standalone does) rather than over loopback TCP:
+// PARLEY_E2E_LINK=memory or tcp, by default memory with the embedded
+// store and tcp with CQL, so that CI's two e2e runs cover both transports.
+func inProcessLink() bool {
+	switch os.Getenv("PARLEY_E2E_LINK") {
+	case "memory":
+		return true
+	case "tcp":
+		return false
+	}
+	return os.Getenv("PARLEY_E2E_STORE") != "cql"
+}
 
 // waitReadyz polls url until it answers 200 or within passes.
 func waitReadyz(hc *http.Client, url string, within time.Duration) error {

@@ -212,10 +212,14 @@ func New(cfg Config, store Store, presence Presence, verifier *auth.Verifier, lo
 // Listen binds the tier-link and HTTP listeners, so that their addresses
 // are known before Run. Not safe for concurrent use.
 func (s *Service) Listen() error {
-	ln, err := net.Listen("tcp", s.cfg.LinkListen)
-	if err != nil {
-		return fmt.Errorf("cannot listen for tier links on %s: %w", s.cfg.LinkListen, err)
+	ln := s.linkLn // set by SetLinkListener
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", s.cfg.LinkListen); err != nil {
+			return fmt.Errorf("cannot listen for tier links on %s: %w", s.cfg.LinkListen, err)
+		}
 	}
+	var err error
 	fail := func(err error) error {
 		_ = ln.Close()
 		if s.httpLn != nil {
@@ -284,6 +288,12 @@ func (s *Service) stopTLS() {
 	}
 	s.tlsStops = nil
 }
+
+// SetLinkListener makes Listen take tier links from ln instead of binding
+// logic.link_listen (standalone links its two tiers in process,
+// internal/memlink); logic.link_tls, if set, still wraps it. Call it
+// before Listen.
+func (s *Service) SetLinkListener(ln net.Listener) { s.linkLn = ln }
 
 // LinkAddr returns the bound tier-link address (after Listen).
 func (s *Service) LinkAddr() string { return s.linkLn.Addr().String() }
@@ -565,10 +575,16 @@ func (s *Service) dispatch(r *request) {
 		s.rejectRequest(r, proto.Errorf(proto.CodeBadRequest, "%s needs an id (request id): 1-64 of [A-Za-z0-9-_.@]", in.Type))
 		return
 	}
-	switch in.Type {
-	case proto.TypeGroupCreate, proto.TypeGroupAdd, proto.TypeGroupRemove, proto.TypeGroupLeave, proto.TypeGroupRole:
+	switch {
+	case in.Type == proto.TypeGroupCreate, in.Type == proto.TypeGroupAdd, in.Type == proto.TypeGroupRemove,
+		in.Type == proto.TypeGroupLeave, in.Type == proto.TypeGroupRole:
 		// Group changes store messages too, and a retried one may read
 		// the chat (laterChange): they share the send rate.
+		if s.rateLimited(r) {
+			return
+		}
+	case in.Type == proto.TypeSettings && in.HideLastSeen != nil:
+		// A change is a synced write.
 		if s.rateLimited(r) {
 			return
 		}

@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"runtime"
@@ -18,6 +19,7 @@ import (
 	"github.com/parley-chat/parley/internal/auth"
 	"github.com/parley-chat/parley/internal/directory"
 	"github.com/parley-chat/parley/internal/events"
+	"github.com/parley-chat/parley/internal/memlink"
 	"github.com/parley-chat/parley/internal/record"
 	"github.com/parley-chat/parley/logic"
 	"github.com/parley-chat/parley/storage/pebble"
@@ -65,8 +67,9 @@ func (n *logicNode) close() error {
 }
 
 // startLogic opens the store (and, when configured, the fleet directory
-// and the Kafka producer) and binds the logic node's listeners.
-func startLogic(cfg fileConfig, v *auth.Verifier, log *slog.Logger) (*logicNode, error) {
+// and the Kafka producer) and binds the logic node's listeners; tier links
+// come from linkLn when it is not nil, else from logic.link_listen.
+func startLogic(cfg fileConfig, v *auth.Verifier, log *slog.Logger, linkLn net.Listener) (*logicNode, error) {
 	st, err := openStore(cfg.Store, log)
 	if err != nil {
 		return nil, err
@@ -111,6 +114,9 @@ func startLogic(cfg fileConfig, v *auth.Verifier, log *slog.Logger) (*logicNode,
 	// Browsers fetch the key they subscribe with from GET /v1/push/vapid.
 	if cfg.Notifier.VAPIDPublicKey != "" {
 		n.svc.SetVAPIDPublicKey(cfg.Notifier.VAPIDPublicKey)
+	}
+	if linkLn != nil {
+		n.svc.SetLinkListener(linkLn)
 	}
 	if err := n.svc.Listen(); err != nil {
 		_ = n.close()
@@ -160,14 +166,26 @@ func runStandalone(args []string) error {
 	if err != nil {
 		return err
 	}
-	node, err := startLogic(cfg, v, log)
+	// The connection tier reaches the logic tier over the tier link a
+	// fleet uses: in process (no socket, no port), or, when the link is
+	// configured with TLS, over TCP on loopback.
+	var mem *memlink.Listener
+	if !cfg.Logic.LinkTLS.ServerEnabled() {
+		mem = memlink.NewListener()
+	}
+	var linkLn net.Listener
+	if mem != nil {
+		linkLn = mem
+	}
+	node, err := startLogic(cfg, v, log, linkLn)
 	if err != nil {
 		return err
 	}
 	svc := node.svc
-	// The connection tier reaches the logic tier over the same TCP tier link
-	// a fleet uses, here on loopback.
 	cfg.Connsrv.LogicAddrs = []string{svc.LinkAddr()}
+	if mem != nil {
+		cfg.Connsrv.LinkDial = mem.Dial
+	}
 	cs, err := connsrv.New(cfg.Connsrv, v, log.With("component", "connsrv"))
 	if err != nil {
 		_ = node.close()
@@ -244,7 +262,7 @@ func runLogic(args []string) error {
 	if err != nil {
 		return err
 	}
-	node, err := startLogic(cfg, v, log)
+	node, err := startLogic(cfg, v, log, nil)
 	if err != nil {
 		return err
 	}
