@@ -39,6 +39,12 @@ type Config struct {
 	// ShardQueue is the depth of each shard's request queue; a full queue
 	// answers "overloaded". Default 1024.
 	ShardQueue int `yaml:"shard_queue"`
+	// QueueDeadline is the longest a request may wait in its shard's queue:
+	// one that waited longer is answered "overloaded" (retryable, with a
+	// retry-after) when the shard reaches it, instead of adding to a
+	// backlog that cannot meet the delivery SLO (an ack is dropped: the
+	// next one carries it). 0 waits without bound. Default 500ms.
+	QueueDeadline time.Duration `yaml:"queue_deadline"`
 	// BatchMax is the most sends a shard worker appends in one store call. Default 128.
 	BatchMax int `yaml:"batch_max"`
 	// ReadWorkers bounds concurrent read requests (history, chats, ...). Default 64.
@@ -163,6 +169,7 @@ func Default() Config {
 		AdminListen:        "127.0.0.1:8091",
 		Shards:             256,
 		ShardQueue:         1024,
+		QueueDeadline:      500 * time.Millisecond,
 		BatchMax:           128,
 		ReadWorkers:        64,
 		MaxBodyBytes:       16 << 10,
@@ -203,6 +210,9 @@ func (c Config) Validate() error {
 	}
 	if c.ShardQueue < 1 {
 		bad("logic.shard_queue must be positive, got %d", c.ShardQueue)
+	}
+	if c.QueueDeadline < 0 {
+		bad("logic.queue_deadline must not be negative, got %s", c.QueueDeadline)
 	}
 	if c.BatchMax < 1 {
 		bad("logic.batch_max must be positive, got %d", c.BatchMax)

@@ -32,6 +32,8 @@ var (
 	requestsOverloaded = metrics.NewCounter(`parley_logic_requests_rejected_total{reason="overloaded"}`)
 	presenceDropped    = metrics.NewCounter(`parley_logic_presence_events_dropped_total`)
 	acksDropped        = metrics.NewCounter(`parley_logic_acks_dropped_total{reason="queue_full"}`)
+	queueOverdue       = metrics.NewCounter(`parley_logic_requests_rejected_total{reason="queue_deadline"}`)
+	acksOverdue        = metrics.NewCounter(`parley_logic_acks_dropped_total{reason="queue_deadline"}`)
 	sessionsReplaced   = metrics.NewCounter(`parley_logic_sessions_replaced_total`)
 )
 
@@ -83,6 +85,7 @@ type Service struct {
 	presence Presence
 	rel      *relations     // who may see whose presence
 	settings *settingsCache // users' settings (hide last seen)
+	overload overloadLog    // requests refused for overload, logged now and then
 	verifier *auth.Verifier
 	log      *slog.Logger
 	now      func() time.Time
@@ -197,6 +200,7 @@ func New(cfg Config, store Store, presence Presence, verifier *auth.Verifier, lo
 	s.adminToken, _ = adminToken(cfg)                                                  // checked by Validate
 	s.rel = newRelations(s.store, s.now)
 	s.settings = newSettingsCache(s.store, func() time.Time { return s.now() })
+	s.overload.log = log
 	s.presenceQ = make(chan presenceEvent, 4096)
 	s.catchupSem = make(chan struct{}, cfg.CatchupWorkers)
 	s.sendLimit = newRateLimiter(cfg.SendRate, cfg.SendBurst)
@@ -673,6 +677,7 @@ func (s *Service) dispatch(r *request) {
 	case sh.q <- r:
 	default:
 		requestsOverloaded.Inc()
+		s.overload.note(s.now(), "queue_full", 0)
 		if in.Type == proto.TypeAck {
 			// Acks are cumulative and the session's delivery state already
 			// took this one: the next ack persists the cursor.

@@ -136,6 +136,9 @@ func (sh *shard) process(batch []*request) {
 		}
 	}
 	for _, r := range batch {
+		if sh.overdue(r) {
+			continue
+		}
 		switch r.in.Type {
 		case proto.TypeSend:
 			sh.addSend(r)
@@ -147,6 +150,31 @@ func (sh *shard) process(batch []*request) {
 		}
 	}
 	sh.flush()
+}
+
+// overdue refuses r when it waited in the queue longer than
+// logic.queue_deadline: an overloaded answer now, which the client retries
+// after a pause, beats the work of a request whose answer would come too
+// late; an overdue ack is dropped (the next one carries it).
+func (sh *shard) overdue(r *request) bool {
+	d := sh.svc.cfg.QueueDeadline
+	if d <= 0 {
+		return false
+	}
+	waited := sh.svc.now().Sub(r.recv)
+	if waited <= d {
+		return false
+	}
+	sh.svc.overload.note(sh.svc.now(), "queue_deadline", waited)
+	if r.in.Type == proto.TypeAck {
+		acksOverdue.Inc()
+		return true
+	}
+	queueOverdue.Inc()
+	sh.svc.rejectRequest(r, &proto.Error{Code: proto.CodeOverloaded,
+		Message:      fmt.Sprintf("waited %d ms for this chat's queue, over its %d ms bound: retry", waited.Milliseconds(), d.Milliseconds()),
+		RetryAfterMS: min(200, d.Milliseconds())})
+	return true
 }
 
 // checkGrants drops the chats of slots whose lease this node lost, or

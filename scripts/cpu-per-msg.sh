@@ -38,6 +38,6 @@ d = json.load(open(path))
 lat = d.get("send_to_deliver", {})
 print(json.dumps({"bin": b, "rate": rate, "server_us_per_msg": round(srv / rate * 1e6, 1),
                   "generator_us_per_msg": round(gen / rate * 1e6, 1), "deliver_rate": d.get("deliver_rate"),
-                  "lost": d.get("lost"), "duplicates": d.get("duplicates"),
+                  "sent": d.get("sent"), "lost": d.get("lost"), "duplicates": d.get("duplicates"), "errors": d.get("errors"),
                   "p50_ms": lat.get("p50_ms"), "p99_ms": lat.get("p99_ms"), "p999_ms": lat.get("p999_ms")}))
 PY
