@@ -214,6 +214,10 @@ func (l *link) connect(ctx context.Context) (net.Conn, *tierlink.Reader, error) 
 		dctx, cancel := context.WithTimeout(ctx, timeout)
 		conn, err = dial(dctx, l.addr)
 		if tc := l.srv.linkTLS; err == nil && tc != nil {
+			if tc.ServerName == "" { // as tls.Dialer does: the address's host
+				tc = tc.Clone()
+				tc.ServerName, _, _ = net.SplitHostPort(l.addr)
+			}
 			tconn := tls.Client(conn, tc)
 			if err = tconn.HandshakeContext(dctx); err != nil {
 				conn.Close()

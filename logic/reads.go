@@ -186,7 +186,8 @@ func (s *Service) ChatMembers(ctx context.Context, user, chat string) (proto.Mem
 	for i, m := range rows {
 		ans.Members[i] = m.User
 	}
-	ans.Admins, ans.Creator = resolveRoles(meta, rows).adminList()
+	roles, _ := resolveRoles(meta, rows)
+	ans.Admins, ans.Creator = roles.adminList()
 	return ans, nil
 }
 

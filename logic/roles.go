@@ -24,8 +24,11 @@ type groupRoles map[string]record.Member
 // admin — one whose creator left before roles existed, or a store that
 // lost a promotion — has its oldest member act as admin, as a leave would
 // have made them: nobody is ever locked out of a group's administration.
-// A role this build does not know counts as member.
-func resolveRoles(meta record.Chat, rows []record.Member) groupRoles {
+// acting names that member ("" when the group has an admin); the first
+// change of the group stores the role (groupChange), so that it does not
+// move when another member becomes admin. A role this build does not know
+// counts as member.
+func resolveRoles(meta record.Chat, rows []record.Member) (g groupRoles, acting string) {
 	out := make(groupRoles, len(rows))
 	for _, m := range rows {
 		switch {
@@ -37,12 +40,12 @@ func resolveRoles(meta record.Chat, rows []record.Member) groupRoles {
 		out[m.User] = m
 	}
 	if len(out) > 0 && out.admins() == 0 {
-		oldest := out.oldest("")
-		m := out[oldest]
+		acting = out.oldest("")
+		m := out[acting]
 		m.Role = record.RoleAdmin
-		out[oldest] = m
+		out[acting] = m
 	}
-	return out
+	return out, acting
 }
 
 // admin reports whether user is a member with the admin or creator role.

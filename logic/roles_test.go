@@ -15,7 +15,10 @@ import (
 
 func TestResolveRoles(t *testing.T) {
 	meta := record.Chat{ID: "g:x", Kind: record.KindGroup, CreatedBy: "alice"}
-	got := resolveRoles(meta, []record.Member{{User: "alice"}, {User: "bob"}, {User: "carol", Role: record.RoleAdmin, Joined: 4}})
+	got, acting := resolveRoles(meta, []record.Member{{User: "alice"}, {User: "bob"}, {User: "carol", Role: record.RoleAdmin, Joined: 4}})
+	if acting != "" {
+		t.Fatalf("acting %q in a group with admins", acting)
+	}
 	want := groupRoles{
 		"alice": {User: "alice", Role: record.RoleCreator},
 		"bob":   {User: "bob", Role: record.RoleMember},
@@ -36,14 +39,14 @@ func TestResolveRoles(t *testing.T) {
 // act as admin; a role this build does not know counts as member.
 func TestResolveRolesNoAdmin(t *testing.T) {
 	meta := record.Chat{ID: "g:x", Kind: record.KindGroup, CreatedBy: "gone"}
-	got := resolveRoles(meta, []record.Member{{User: "zed"}, {User: "bob", Joined: 9}, {User: "amy", Role: 200, Joined: 12}})
-	if got["zed"].Role != record.RoleAdmin || got["bob"].Role != record.RoleMember || got["amy"].Role != record.RoleMember {
+	got, acting := resolveRoles(meta, []record.Member{{User: "zed"}, {User: "bob", Joined: 9}, {User: "amy", Role: 200, Joined: 12}})
+	if acting != "zed" || got["zed"].Role != record.RoleAdmin || got["bob"].Role != record.RoleMember || got["amy"].Role != record.RoleMember {
 		t.Fatalf("got %+v, want zed (joined first) acting admin, the others members", got)
 	}
 	if admins, creator := got.adminList(); len(admins) != 1 || admins[0] != "zed" || creator != "" {
 		t.Fatalf("adminList: %v %q", admins, creator)
 	}
-	if len(resolveRoles(meta, nil)) != 0 {
+	if g, acting := resolveRoles(meta, nil); len(g) != 0 || acting != "" {
 		t.Fatal("an empty group got members")
 	}
 }
@@ -267,5 +270,33 @@ func TestRoleEventDoesNotUndoRemoval(t *testing.T) {
 	}
 	if ms, _ := st.Members(t.Context(), g); slices.Contains(ms, "bob") {
 		t.Fatalf("members %v: bob still in the group after his removal was retried", ms)
+	}
+}
+
+// TestActingAdminKeepsRole: in a group from before roles whose creator had
+// left, the oldest member acts as admin; making another member admin does
+// not take the role from them (their role is stored at the first change).
+func TestActingAdminKeepsRole(t *testing.T) {
+	st := newMemStore()
+	meta := record.Chat{ID: "g:legacy", Kind: record.KindGroup, CreatedBy: "gone", CreatedAt: 1}
+	if err := st.CreateChat(t.Context(), meta, []string{"bob", "carol"}); err != nil {
+		t.Fatal(err)
+	}
+	st.mu.Lock() // rows from before roles
+	st.roles["g:legacy|bob"] = record.Member{User: "bob"}
+	st.roles["g:legacy|carol"] = record.Member{User: "carol"}
+	st.mu.Unlock()
+	svc := startService(t, st)
+	n := dialNode(t, svc.LinkAddr())
+	n.open(1, "bob", "d")
+	if m := n.answer(1, `{"type":"group_role","id":"p","chat":"g:legacy","user":"carol","role":"admin"}`); m["type"] != "ok" {
+		t.Fatalf("acting admin promotes carol: %v", m)
+	}
+	m := n.answer(1, `{"type":"members","id":"m","chat":"g:legacy"}`)
+	if admins := m["admins"].([]any); len(admins) != 2 {
+		t.Fatalf("admins after the promotion: %v, want bob and carol", m)
+	}
+	if m := n.answer(1, `{"type":"group_add","id":"a","chat":"g:legacy","user":"dave"}`); m["type"] != "ok" {
+		t.Fatalf("bob adds after promoting carol: %v", m)
 	}
 }

@@ -27,6 +27,7 @@ type settingsCache struct {
 	mu    sync.Mutex // guards the following
 	m     map[string]settingsEntry
 	gen   uint64 // counts reads started and changes made
+	floor uint64 // gen when m was last emptied: older reads are not kept
 }
 
 type settingsEntry struct {
@@ -58,13 +59,23 @@ func (c *settingsCache) get(ctx context.Context, user string, fresh bool) (recor
 	return st, nil
 }
 
-// changed caches st, just written, as user's settings.
-func (c *settingsCache) changed(user string, st record.UserSettings) {
+// changed records that user's settings were just written: the next get
+// reads them from the store (two changes racing on this node may be
+// written in either order, so the value to keep is the store's), and a
+// read that started before the change cannot put the old value back.
+func (c *settingsCache) changed(user string) {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	c.gen++
-	gen := c.gen
-	c.mu.Unlock()
-	c.remember(user, st, gen)
+	if _, ok := c.m[user]; !ok && len(c.m) >= settingsMax {
+		c.clearLocked()
+	}
+	c.m[user] = settingsEntry{gen: c.gen} // expired: at is zero
+}
+
+func (c *settingsCache) clearLocked() {
+	clear(c.m)
+	c.floor = c.gen
 }
 
 // remember caches st as user's settings as of now, unless what the cache
@@ -74,11 +85,11 @@ func (c *settingsCache) remember(user string, st record.UserSettings, gen uint64
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.m[user]
-	if ok && e.gen > gen {
+	if ok && e.gen > gen || gen <= c.floor {
 		return
 	}
 	if !ok && len(c.m) >= settingsMax {
-		clear(c.m)
+		c.clearLocked()
 	}
 	c.m[user] = settingsEntry{st: st, at: c.now(), gen: gen}
 }
@@ -122,6 +133,6 @@ func (s *Service) Settings(ctx context.Context, user string, hideLastSeen *bool)
 	if err := s.store.PutUserSettings(ctx, user, st); err != nil {
 		return record.UserSettings{}, err
 	}
-	s.settings.changed(user, st)
+	s.settings.changed(user)
 	return st, nil
 }

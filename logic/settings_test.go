@@ -172,7 +172,7 @@ func TestSettingsCacheKeepsChange(t *testing.T) {
 	if err := st.PutUserSettings(t.Context(), "bob", hidden); err != nil {
 		t.Fatal(err)
 	}
-	c.changed("bob", hidden)
+	c.changed("bob")
 	close(st.release)
 	<-done
 	if got, err := c.get(t.Context(), "bob", false); err != nil || !got.HideLastSeen {

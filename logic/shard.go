@@ -956,7 +956,14 @@ func (sh *shard) groupChange(ctx context.Context, r *request) error {
 	if err != nil {
 		return err
 	}
-	roles := resolveRoles(ch.Meta, rows)
+	roles, acting := resolveRoles(ch.Meta, rows)
+	if acting != "" {
+		// Store the acting admin's role before any change: another
+		// member made admin must not take it away.
+		if err := sh.svc.store.SetRole(ctx, r.chat, acting, record.RoleAdmin); err != nil {
+			return err
+		}
+	}
 	var denied error
 	if !ch.IsMember(r.user) {
 		denied = proto.Errorf(proto.CodeNotMember, "you are not a member of %s", r.chat)

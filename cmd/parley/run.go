@@ -167,10 +167,12 @@ func runStandalone(args []string) error {
 		return err
 	}
 	// The connection tier reaches the logic tier over the tier link a
-	// fleet uses: in process (no socket, no port), or, when the link is
-	// configured with TLS, over TCP on loopback.
+	// fleet uses: in process (no socket, no port), or over TCP when the
+	// link is configured with TLS or the node is part of a cluster (its
+	// peers dial the link address it advertises).
 	var mem *memlink.Listener
-	if !cfg.Logic.LinkTLS.ServerEnabled() {
+	if !cfg.Logic.LinkTLS.ServerEnabled() && len(cfg.Redis.Addrs) == 0 &&
+		len(cfg.Logic.Cluster.Peers) == 0 && !cfg.Logic.Cluster.Enabled {
 		mem = memlink.NewListener()
 	}
 	var linkLn net.Listener

@@ -126,3 +126,39 @@ func TestBufferedPipe(t *testing.T) {
 		t.Fatal("read after Close: got nil error")
 	}
 }
+
+// TestCloseWakesEveryWaiter: two goroutines blocked in Read on one end,
+// and one in Write on a full pipe, all return when the end is closed.
+func TestCloseWakesEveryWaiter(t *testing.T) {
+	a, b := bufPipe()
+	defer b.Close()
+	errs := make(chan error, 3)
+	for range 2 {
+		go func() {
+			_, err := a.Read(make([]byte, 8))
+			errs <- err
+		}()
+	}
+	c, d := bufPipe()
+	defer d.Close()
+	if _, err := c.Write(make([]byte, pipeCap)); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		_, err := c.Write([]byte("x")) // waits: the pipe is full
+		errs <- err
+	}()
+	time.Sleep(20 * time.Millisecond) // let them block (a missed wake would hang below)
+	a.Close()
+	c.Close()
+	for range 3 {
+		select {
+		case err := <-errs:
+			if err == nil {
+				t.Fatal("a waiter returned nil after Close")
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("a waiter was not woken by Close")
+		}
+	}
+}

@@ -8,124 +8,129 @@ import (
 	"time"
 )
 
-// pipeCap is how many bytes one direction of a connection holds before a
-// writer waits: like a socket buffer, it lets a writer go on while its
-// reader is busy, and bounds what a slow reader leaves queued.
+// pipeCap is how many unread bytes one direction of a connection holds
+// before a writer waits: like a socket buffer, it lets a writer go on while
+// its reader is busy, and bounds what a slow reader leaves queued.
 const pipeCap = 4 << 20
 
+// keepCap is the largest drained buffer a pipe keeps for reuse.
+const keepCap = 64 << 10
+
 // pipe is one direction of a connection: bytes written and not yet read.
+// Waiters wait on cond; every change that could let one go on (data, room,
+// a close, a deadline set or passed) broadcasts.
 type pipe struct {
 	mu       sync.Mutex // guards the following
+	cond     sync.Cond  // on mu
 	buf      []byte     // buf[off:] is unread
 	off      int
 	wclosed  bool // the writing end closed: EOF after the rest
 	rclosed  bool // the reading end closed: writes fail
 	rdl, wdl time.Time
-	// readable and writable (capacity 1) wake a waiting reader or writer
-	// after a change; a waiter rechecks, so a spurious wake is harmless.
-	readable chan struct{}
-	writable chan struct{}
+	rtimer   *time.Timer // broadcasts when rdl passes
+	wtimer   *time.Timer // broadcasts when wdl passes
+
+	wmu sync.Mutex // serialises Writes, so that one Write's bytes stay together
 }
 
 func newPipe() *pipe {
-	return &pipe{readable: make(chan struct{}, 1), writable: make(chan struct{}, 1)}
+	p := &pipe{}
+	p.cond.L = &p.mu
+	return p
 }
 
-func wake(c chan struct{}) {
-	select {
-	case c <- struct{}{}:
-	default:
-	}
-}
-
-// wait blocks until c is signalled or the deadline dl (zero: none) passes;
-// it reports false on the deadline.
-func wait(c chan struct{}, dl time.Time) bool {
-	if dl.IsZero() {
-		<-c
-		return true
-	}
-	d := time.Until(dl)
-	if d <= 0 {
-		return false
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-c:
-		return true
-	case <-t.C:
-		return false
-	}
-}
+// passed reports whether the deadline dl is set and past.
+func passed(dl time.Time) bool { return !dl.IsZero() && !time.Now().Before(dl) }
 
 func (p *pipe) read(b []byte) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	for {
-		p.mu.Lock()
 		switch {
 		case p.rclosed:
-			p.mu.Unlock()
 			return 0, net.ErrClosed
+		case passed(p.rdl):
+			return 0, os.ErrDeadlineExceeded
+		case len(b) == 0:
+			return 0, nil
 		case len(p.buf) > p.off:
 			n := copy(b, p.buf[p.off:])
 			p.off += n
 			if p.off == len(p.buf) {
 				p.buf, p.off = p.buf[:0], 0
+				if cap(p.buf) > keepCap {
+					p.buf = nil
+				}
 			}
-			p.mu.Unlock()
-			wake(p.writable)
+			p.cond.Broadcast() // room for a writer
 			return n, nil
 		case p.wclosed:
-			p.mu.Unlock()
 			return 0, io.EOF
 		}
-		dl := p.rdl
-		p.mu.Unlock()
-		if !dl.IsZero() && !time.Now().Before(dl) {
-			return 0, os.ErrDeadlineExceeded
-		}
-		if !wait(p.readable, dl) {
-			return 0, os.ErrDeadlineExceeded
-		}
+		p.cond.Wait()
 	}
 }
 
 func (p *pipe) write(b []byte) (int, error) {
+	p.wmu.Lock()
+	defer p.wmu.Unlock()
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	written := 0
 	for {
-		p.mu.Lock()
-		if p.rclosed || p.wclosed {
-			p.mu.Unlock()
+		switch {
+		case p.wclosed:
 			return written, net.ErrClosed
-		}
-		if p.off > 0 && len(p.buf)+len(b) > cap(p.buf) {
-			n := copy(p.buf, p.buf[p.off:]) // reclaim what was read
-			p.buf, p.off = p.buf[:n], 0
+		case p.rclosed:
+			return written, io.ErrClosedPipe
+		case passed(p.wdl):
+			return written, os.ErrDeadlineExceeded
+		case len(b) == 0:
+			return written, nil
 		}
 		if room := pipeCap - (len(p.buf) - p.off); room > 0 {
+			// Reclaim what was read once it is at least as much as what
+			// is not: each unread byte moves at most once per its own size
+			// of reads.
+			if p.off > 0 && p.off >= len(p.buf)-p.off {
+				n := copy(p.buf, p.buf[p.off:])
+				p.buf, p.off = p.buf[:n], 0
+			}
 			n := min(room, len(b))
 			p.buf = append(p.buf, b[:n]...)
 			b = b[n:]
 			written += n
-			p.mu.Unlock()
-			wake(p.readable)
-			if len(b) == 0 {
-				return written, nil
-			}
+			p.cond.Broadcast() // data for the reader
 			continue
 		}
-		dl := p.wdl
-		p.mu.Unlock()
-		if !dl.IsZero() && !time.Now().Before(dl) {
-			return written, os.ErrDeadlineExceeded
-		}
-		if !wait(p.writable, dl) {
-			return written, os.ErrDeadlineExceeded
-		}
+		p.cond.Wait()
 	}
 }
 
-// bufConn is one end of a buffered in-memory connection.
+// setDeadline sets *dl to t and arms *timer to broadcast when it passes;
+// it broadcasts now so that waiters recheck. p.mu must not be held.
+func (p *pipe) setDeadline(dl *time.Time, timer **time.Timer, t time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	*dl = t
+	if *timer != nil {
+		(*timer).Stop()
+		*timer = nil
+	}
+	if !t.IsZero() {
+		if d := time.Until(t); d > 0 {
+			*timer = time.AfterFunc(d, func() {
+				p.mu.Lock()
+				p.cond.Broadcast()
+				p.mu.Unlock()
+			})
+		}
+	}
+	p.cond.Broadcast()
+}
+
+// bufConn is one end of a buffered in-memory connection. Safe for
+// concurrent use, as a net.Conn must be.
 type bufConn struct {
 	rx, tx    *pipe
 	closeOnce sync.Once
@@ -144,16 +149,19 @@ func (c *bufConn) Write(b []byte) (int, error) { return c.tx.write(b) }
 // and its writes fail; this end's reads and writes fail.
 func (c *bufConn) Close() error {
 	c.closeOnce.Do(func() {
-		c.rx.mu.Lock()
-		c.rx.rclosed = true
-		c.rx.mu.Unlock()
-		wake(c.rx.readable)
-		wake(c.rx.writable)
-		c.tx.mu.Lock()
-		c.tx.wclosed = true
-		c.tx.mu.Unlock()
-		wake(c.tx.readable)
-		wake(c.tx.writable)
+		for _, side := range []struct {
+			p     *pipe
+			flag  *bool
+			timer **time.Timer
+		}{{c.rx, &c.rx.rclosed, &c.rx.rtimer}, {c.tx, &c.tx.wclosed, &c.tx.wtimer}} {
+			side.p.mu.Lock()
+			*side.flag = true
+			if *side.timer != nil {
+				(*side.timer).Stop()
+			}
+			side.p.cond.Broadcast()
+			side.p.mu.Unlock()
+		}
 	})
 	return nil
 }
@@ -167,17 +175,11 @@ func (c *bufConn) SetDeadline(t time.Time) error {
 }
 
 func (c *bufConn) SetReadDeadline(t time.Time) error {
-	c.rx.mu.Lock()
-	c.rx.rdl = t
-	c.rx.mu.Unlock()
-	wake(c.rx.readable) // a waiting reader rechecks its deadline
+	c.rx.setDeadline(&c.rx.rdl, &c.rx.rtimer, t)
 	return nil
 }
 
 func (c *bufConn) SetWriteDeadline(t time.Time) error {
-	c.tx.mu.Lock()
-	c.tx.wdl = t
-	c.tx.mu.Unlock()
-	wake(c.tx.writable)
+	c.tx.setDeadline(&c.tx.wdl, &c.tx.wtimer, t)
 	return nil
 }
