@@ -26,7 +26,8 @@
 //     not in AllowedOrigins; 503 the session's logic link is down.
 //  2. After the upgrade the session gets an id unique in the process and is
 //     bound to one link of the pool (id modulo the number of links), so all
-//     its frames travel on one TCP connection in order: Open first, then one
+//     its frames travel on one link connection in order (TCP, or in
+//     standalone an in-process pipe: Config.LinkDial): Open first, then one
 //     Data frame per complete client text message (the bytes verbatim, not
 //     parsed here), then Close with the WebSocket close code.
 //  3. Logic answers with Deliver (one session), Multi (many sessions, one

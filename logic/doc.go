@@ -13,13 +13,23 @@
 // fleet on a keyspace that sequences under leases, a chat's worker runs on
 // the node holding the lease of the chat's slot (logic/lease, SetLeases).
 //
-// Read requests (history, chat list, members, presence) run on a bounded
-// pool of goroutines and never touch the shard workers. Presence is
+// Group changes (add, remove, leave, role) run on the chat's shard worker
+// too: roles.go holds the rules (creator, admins, members; a group with
+// members always has an admin), and each change stores its event before
+// the membership or role it makes, so a retry completes it.
+//
+// Read requests (history, chat list, members, presence, settings) run on
+// a bounded pool of goroutines and never touch the shard workers. Presence is
 // answered only for related users (relations.go: 1-on-1 chats where both
 // have written, group members who have written in the group); the shard
 // notes each text message's sender, and a node that did not see them
 // reads a chat's first and latest messages, so a presence request can
-// cost a few store reads.
+// cost a few store reads. A user's settings (settings.go: hide last-seen)
+// are cached for 10 s per node.
+//
+// Overload: a full shard queue, or a request that waited in it longer
+// than Config.QueueDeadline, is answered "overloaded" (counted, and logged
+// at most every 10 s: overload.go).
 //
 // HTTP: the public API (http.go, JWT-authenticated) and an admin listener
 // for /metrics, /healthz and /readyz (Config.AdminListen, behind

@@ -23,8 +23,8 @@
 // it off voids this promise and is for benchmarks only). SaveMarks (read
 // markers and device cursors) is synced too; the logic tier coalesces marks
 // and saves them in one call per interval.
-// Push subscriptions and push ledger claims (MarkPushed) are synced. Close
-// syncs everything.
+// SetRole, PutUserSettings, push subscriptions and push ledger claims
+// (MarkPushed) are synced. Close syncs everything.
 //
 // Concurrency: every method of Store is safe for concurrent use. The
 // conflict check and commit of AppendMessages (and the existence check and

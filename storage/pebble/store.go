@@ -681,27 +681,13 @@ func (s *Store) chatExists(chatID string) error {
 // Members returns the chat's members in ascending order, or
 // record.ErrNotFound when the chat does not exist. Safe for concurrent use.
 func (s *Store) Members(ctx context.Context, chatID string) ([]string, error) {
-	if err := s.enter(ctx); err != nil {
-		return nil, fmt.Errorf("cannot read members of chat %s: %w", chatID, err)
-	}
-	defer s.leave()
-	if err := checkID("chat id", chatID); err != nil {
-		return nil, fmt.Errorf("cannot read members: %w", err)
-	}
-	if err := s.chatExists(chatID); err != nil {
-		return nil, fmt.Errorf("cannot read members: %w", err)
-	}
-	prefix := memberPrefix(nil, chatID)
-	it, err := s.db.NewIter(&pdb.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
-	if err != nil {
-		return nil, fmt.Errorf("cannot read members of chat %s: %w", chatID, err)
-	}
 	out := []string{}
-	for valid := it.First(); valid; valid = it.Next() {
-		out = append(out, string(it.Key()[len(prefix):]))
-	}
-	if err := errors.Join(it.Error(), it.Close()); err != nil {
-		return nil, fmt.Errorf("cannot read members of chat %s: %w", chatID, err)
+	err := s.scanMembers(ctx, chatID, func(user string, _ []byte) error {
+		out = append(out, user)
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }
@@ -710,34 +696,44 @@ func (s *Store) Members(ctx context.Context, chatID string) ([]string, error) {
 // record.ErrNotFound when the chat does not exist. Safe for concurrent
 // use.
 func (s *Store) GroupMembers(ctx context.Context, chatID string) ([]record.Member, error) {
+	out := []record.Member{}
+	err := s.scanMembers(ctx, chatID, func(user string, v []byte) error {
+		m, err := decodeMember(user, v)
+		out = append(out, m)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// scanMembers calls fn with each member row of chat ('b' chat 00 user),
+// in ascending user order, until fn fails; record.ErrNotFound when the
+// chat does not exist.
+func (s *Store) scanMembers(ctx context.Context, chatID string, fn func(user string, v []byte) error) error {
 	if err := s.enter(ctx); err != nil {
-		return nil, fmt.Errorf("cannot read members of chat %s: %w", chatID, err)
+		return fmt.Errorf("cannot read members of chat %s: %w", chatID, err)
 	}
 	defer s.leave()
 	if err := checkID("chat id", chatID); err != nil {
-		return nil, fmt.Errorf("cannot read members: %w", err)
+		return fmt.Errorf("cannot read members: %w", err)
 	}
 	if err := s.chatExists(chatID); err != nil {
-		return nil, fmt.Errorf("cannot read members: %w", err)
+		return fmt.Errorf("cannot read members: %w", err)
 	}
 	prefix := memberPrefix(nil, chatID)
 	it, err := s.db.NewIter(&pdb.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
 	if err != nil {
-		return nil, fmt.Errorf("cannot read members of chat %s: %w", chatID, err)
+		return fmt.Errorf("cannot read members of chat %s: %w", chatID, err)
 	}
-	out := []record.Member{}
-	for valid := it.First(); valid; valid = it.Next() {
-		m, err := decodeMember(string(it.Key()[len(prefix):]), it.Value())
-		if err != nil {
-			_ = it.Close()
-			return nil, fmt.Errorf("cannot read members of chat %s: %w", chatID, err)
-		}
-		out = append(out, m)
+	for valid := it.First(); valid && err == nil; valid = it.Next() {
+		err = fn(string(it.Key()[len(prefix):]), it.Value())
 	}
-	if err := errors.Join(it.Error(), it.Close()); err != nil {
-		return nil, fmt.Errorf("cannot read members of chat %s: %w", chatID, err)
+	if err := errors.Join(err, it.Error(), it.Close()); err != nil {
+		return fmt.Errorf("cannot read members of chat %s: %w", chatID, err)
 	}
-	return out, nil
+	return nil
 }
 
 // AddMember durably adds m.User to chat, with m's role and join seq, and
