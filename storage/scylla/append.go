@@ -116,13 +116,19 @@ func (s *Store) validAppend(a record.ChatAppend) error {
 func (s *Store) appendChat(ctx context.Context, a record.ChatAppend) record.AppendResult {
 	chat := a.ChatID()
 	parts := s.partition(a.Msgs)
-	// Dedup keys first. A key is only a hint: LookupDedup trusts it only
-	// when the message row at its seq carries the same sender and request
-	// id, so a key whose rows never land reads as missing. Written before
-	// the rows, a crash between the rows and the client's "sent" can never
-	// leave a stored message that a retry fails to find.
-	if err := s.writeDedupKeys(ctx, a.Msgs); err != nil {
-		return record.AppendResult{Err: fmt.Errorf("cannot append to chat %s: cannot store dedup keys: %w", chat, mapErr(err))}
+	// Under LWT the dedup keys go first. A key is only a hint: LookupDedup
+	// trusts it only when the message row at its seq carries the same
+	// sender and request id, so a key whose rows never land reads as
+	// missing. Written before the rows, a crash between the rows and the
+	// client's "sent" can never leave a stored message that a retry fails
+	// to find. Under leases each partition's keys ride in its rows' batch
+	// (one request instead of two): a row can then land without its key
+	// only in a write whose outcome its holder never learnt, and the next
+	// holder's Fence writes the keys of every row it keeps.
+	if !s.lease {
+		if err := s.writeDedupKeys(ctx, a.Msgs); err != nil {
+			return record.AppendResult{Err: fmt.Errorf("cannot append to chat %s: cannot store dedup keys: %w", chat, mapErr(err))}
+		}
 	}
 	// Bucket markers, so that a message row never exists in a bucket
 	// LastSeq and the page walks cannot find.
@@ -165,19 +171,25 @@ func (s *Store) partition(msgs []record.Message) []*part {
 func (s *Store) writeDedupKeys(ctx context.Context, msgs []record.Message) error {
 	var b idempotentBatch
 	for i := range msgs {
-		m := &msgs[i]
-		if m.RequestID == "" {
+		if msgs[i].RequestID == "" {
 			continue
 		}
 		if b.Batch == nil {
 			b = s.idempotentBatch(ctx)
 		}
-		b.add(insertDedupKey, m.ChatID, m.Sender, record.MessageDedupKey(m).Stored(), int64(m.Seq), s.dedupTTL)
+		s.addDedupKey(b, &msgs[i])
 	}
 	if b.Batch == nil {
 		return nil
 	}
 	return s.sess.ExecuteBatch(b.Batch)
+}
+
+// addDedupKey adds m's dedup key to b when m has a request id.
+func (s *Store) addDedupKey(b idempotentBatch, m *record.Message) {
+	if m.RequestID != "" {
+		b.add(insertDedupKey, m.ChatID, m.Sender, record.MessageDedupKey(m).Stored(), int64(m.Seq), s.dedupTTL)
+	}
 }
 
 // markBuckets writes the chat_buckets rows of parts that this process has
@@ -212,10 +224,12 @@ func (s *Store) markBuckets(ctx context.Context, parts []*part) error {
 	return nil
 }
 
-// writePart writes one partition's rows under leases: one unlogged batch
-// (a single partition, so one mutation, atomic on each replica), every row
-// stamped with its (epoch, seq) timestamp. The write is idempotent: a
-// retry writes the same cells with the same timestamps.
+// writePart writes one partition's rows under leases, with their dedup
+// keys, in one unlogged batch: the rows are one mutation (a single
+// partition, atomic on each replica) stamped with their (epoch, seq)
+// timestamps, the keys a second one (the chat's dedup_keys partition). The
+// write is idempotent: a retry writes the same cells with the same
+// timestamps, and the same keys.
 func (s *Store) writePart(ctx context.Context, p *part, epoch uint64) (int, error) {
 	if s.hookWritePart != nil {
 		if err := s.hookWritePart(ctx, p); err != nil {
@@ -223,16 +237,40 @@ func (s *Store) writePart(ctx context.Context, p *part, epoch uint64) (int, erro
 		}
 	}
 	b := s.idempotentBatch(ctx)
+	size := 0
 	for i := range p.msgs {
 		m := &p.msgs[i]
 		b.add(insertMessageAt, m.ChatID, p.bucket, int64(m.Seq), m.Sender, m.Device, m.RequestID,
 			m.TS, int8(m.Kind), []byte(m.Body), leaseTimestamp(epoch, m.Seq, 0))
+		size += rowBytes + len(m.ChatID) + len(m.Sender) + len(m.Device) + 2*len(m.RequestID) + len(m.Body)
 	}
-	if err := s.sess.ExecuteBatch(b.Batch); err != nil {
+	if size <= marksBatchBytes {
+		// Small enough for a batch of two partitions (see marksBatchBytes).
+		for i := range p.msgs {
+			s.addDedupKey(b, &p.msgs[i])
+		}
+		if err := s.sess.ExecuteBatch(b.Batch); err != nil {
+			return 0, fmt.Errorf("cannot write to chat %s bucket %d: %w", p.chat, p.bucket, mapErr(err))
+		}
+		return len(p.msgs), nil
+	}
+	// Larger: the keys in a batch of their own, sent with the rows'.
+	errs := s.fanout(2, func(i int) error {
+		if i == 0 {
+			return s.sess.ExecuteBatch(b.Batch)
+		}
+		return s.writeDedupKeys(ctx, p.msgs)
+	})
+	if err := firstErr(errs); err != nil {
 		return 0, fmt.Errorf("cannot write to chat %s bucket %d: %w", p.chat, p.bucket, mapErr(err))
 	}
 	return len(p.msgs), nil
 }
+
+// rowBytes estimates what a message row and its dedup key add to a batch
+// besides their strings: the fixed-size columns, the timestamps and the
+// statements' framing.
+const rowBytes = 64
 
 // insertPart writes one partition's rows under LWT sequencing: a
 // conditional batch of INSERT ... IF NOT EXISTS, applied whole or not at
@@ -397,14 +435,23 @@ func (s *Store) Fence(ctx context.Context, chatID string, epoch uint64, span int
 			return 0, fmt.Errorf("cannot fence chat %s: cannot read its newest rows: %w", chatID, mapErr(err))
 		}
 		head = low
+		kept := 0
 		for _, m := range rows {
 			if m.Seq != head+1 {
 				break
 			}
 			head = m.Seq
+			kept++
 		}
 		if head < newest {
 			s.log.Warn("fencing rows above a hole: an older holder's unacknowledged writes", "chat_id", chatID, "head", head, "newest", newest)
+		}
+		// The rows kept may include ones whose batch landed without its
+		// dedup keys (an older holder's write of unknown outcome, see
+		// writePart): write the keys of all of them, so a stored message
+		// always has its key.
+		if err := s.writeDedupKeys(ctx, rows[:kept]); err != nil {
+			return 0, fmt.Errorf("cannot fence chat %s: cannot store the dedup keys of its newest rows: %w", chatID, mapErr(err))
 		}
 	}
 	ts := leaseTimestamp(epoch, 0, fenceRevBits)

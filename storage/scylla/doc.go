@@ -120,9 +120,14 @@
 //
 // AppendMessages takes one append per chat (record.ChatAppend) and answers
 // per chat (record.AppendResult); chats are written in parallel and never
-// affect each other. Within a chat: first the dedup keys (one unlogged
-// batch, the chat's partition of dedup_keys), then the bucket markers, then
-// the partitions one after another in seq order; the first failure ends
+// affect each other. Within a chat: under LWT first the dedup keys (one
+// unlogged batch, the chat's partition of dedup_keys), then the bucket
+// markers, then the partitions one after another in seq order; under
+// leases the bucket markers, then the partitions, each in one unlogged
+// batch with its messages' dedup keys (one request per partition, not
+// two; a partition above 4 KiB sends its keys in a batch of their own
+// alongside, since Cassandra refuses multi-partition batches above 50 KiB).
+// The first failure ends
 // the chat's append, so what a chat has stored is always a prefix of the
 // append, and a later seq can never be stored while an earlier one of the
 // same append is missing. Nothing is ever rolled back: a conflict (LWT)
@@ -139,10 +144,14 @@
 //
 // A dedup key is only a hint: LookupDedup trusts it only when the message
 // row at its seq carries the same sender, request id and device (a bare-id
-// key from before migration 4: record.UnscopedMatch). Written before
-// the rows, a stored message always has its key, so a retry after a crash
-// between the rows and the client's "sent" finds it. DedupKeys lists a
-// chat's keys for the sequencer's filter.
+// key from before migration 4: record.UnscopedMatch). A stored message
+// always has its key, so a retry after a crash between the rows and the
+// client's "sent" finds it: under LWT the keys are written before the
+// rows; under leases they share the rows' batch, whose two mutations
+// (rows, keys) can land apart only in a write of unknown outcome, which
+// its holder retries until it succeeds or loses the lease, and Fence
+// writes the keys of every row it keeps before the next holder sequences.
+// DedupKeys lists a chat's keys for the sequencer's filter.
 //
 // # Markers and cursors
 //

@@ -630,6 +630,7 @@ func TestLease(t *testing.T) {
 			})
 		}},
 		{"Zombie", testZombie},
+		{"FenceWritesDedupKeys", testFenceWritesDedupKeys},
 		{"SettingsFixed", func(t *testing.T, cfg Config) {
 			for _, edit := range []func(*Config){
 				func(c *Config) { c.Sequencing = SequencingLWT },
@@ -759,6 +760,42 @@ func testFence(t *testing.T, cfg Config) {
 	// A fence of a chat with no rows is harmless.
 	if head, err := s.Fence(ctx, "g:empty", 3, 16); err != nil || head != 0 {
 		t.Fatalf("Fence of an empty chat: got %d, %v, want 0", head, err)
+	}
+}
+
+// testFenceWritesDedupKeys: rows of an older epoch that landed without
+// their dedup keys (the keys' half of writePart's batch lost, its outcome
+// never learnt) have their keys once a new holder fences the chat, so a
+// client's retry of such a message is found, not stored twice.
+func testFenceWritesDedupKeys(t *testing.T, cfg Config) {
+	ctx := t.Context()
+	s := openStore(t, cfg)
+	defer s.Close()
+	const chat = "g:fencekeys"
+	msgs := storetest.Msgs(chat, 1, 3)
+	for i := range msgs {
+		m := &msgs[i]
+		m.Sender, m.Device, m.RequestID = "alice", "d1", fmt.Sprintf("r%d", m.Seq)
+		// The rows' mutation alone, as writePart stamps it.
+		if err := s.write(ctx, insertMessageAt, m.ChatID, int64(m.Seq/s.bucketSize), int64(m.Seq), m.Sender, m.Device,
+			m.RequestID, m.TS, int8(m.Kind), []byte(m.Body), leaseTimestamp(1, m.Seq, 0)).Exec(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.write(ctx, insertBucket, chat, int64(0)).Exec(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.LookupDedup(ctx, record.MessageDedupKey(&msgs[0])); !errors.Is(err, record.ErrNotFound) {
+		t.Fatalf("LookupDedup before the fence: got %v, want not found (the rows were written without keys)", err)
+	}
+	if head, err := s.Fence(ctx, chat, 2, 16); err != nil || head != 3 {
+		t.Fatalf("Fence: got %d, %v, want 3", head, err)
+	}
+	for i := range msgs {
+		got, err := s.LookupDedup(ctx, record.MessageDedupKey(&msgs[i]))
+		if err != nil || got != msgs[i] {
+			t.Fatalf("LookupDedup of seq %d after the fence: got %+v, %v, want the message", msgs[i].Seq, got, err)
+		}
 	}
 }
 
