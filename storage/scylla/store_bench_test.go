@@ -3,7 +3,10 @@ package scylla
 import (
 	"context"
 	"fmt"
+	"os"
 	"slices"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -17,6 +20,10 @@ import (
 // They report p50/p99 latency per call as custom metrics:
 //
 //	PARLEY_CQL_HOSTS=127.0.0.1:19042 go test -run '^$' -bench . -benchtime 2000x ./storage/scylla/
+//
+// With PARLEY_CQL_PID set to the Cassandra JVM's process id (one node on
+// this machine), BenchmarkAppend also reports that process's CPU time per
+// append (utime+stime from /proc, over the timed part): "cass-us/msg".
 
 func benchStore(b *testing.B, sequencing string) *Store {
 	b.Helper()
@@ -50,6 +57,7 @@ func BenchmarkAppend(b *testing.B) {
 				lats := make([][]time.Duration, writers)
 				var next atomic.Int64
 				b.ReportAllocs()
+				cpu0 := serverCPU(b)
 				b.ResetTimer()
 				done := make(chan struct{}, writers)
 				for w := range writers {
@@ -73,11 +81,36 @@ func BenchmarkAppend(b *testing.B) {
 					<-done
 				}
 				b.StopTimer()
+				if cpu0 >= 0 {
+					b.ReportMetric(float64((serverCPU(b)-cpu0).Microseconds())/float64(b.N), "cass-us/msg")
+				}
 				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 				reportLatency(b, slices.Concat(lats...))
 			})
 		}
 	}
+}
+
+// serverCPU returns the CPU time (utime+stime) of the process
+// PARLEY_CQL_PID names, -1 when it is not set.
+func serverCPU(b *testing.B) time.Duration {
+	pid := os.Getenv("PARLEY_CQL_PID")
+	if pid == "" {
+		return -1
+	}
+	raw, err := os.ReadFile("/proc/" + pid + "/stat")
+	if err != nil {
+		b.Fatalf("PARLEY_CQL_PID: %v", err)
+	}
+	// Fields after the command's closing parenthesis; utime and stime are
+	// the 14th and 15th of the whole line, in clock ticks (100 a second).
+	f := strings.Fields(string(raw[strings.LastIndexByte(string(raw), ')')+1:]))
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		b.Fatalf("PARLEY_CQL_PID: cannot parse /proc/%s/stat", pid)
+	}
+	return time.Duration(utime+stime) * 10 * time.Millisecond
 }
 
 // BenchmarkPage reads a 50-message history page (newest, and from the
