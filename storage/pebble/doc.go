@@ -31,7 +31,12 @@
 // commit of CreateChat) run under a striped mutex chosen by a hash of the
 // chat id, so they are atomic against concurrent writers of the same chat
 // even though the logic tier already serializes per chat; writers of
-// different chats run in parallel and share fsyncs. Read markers and device
+// different chats run in parallel and share fsyncs. The conflict check
+// reads a row only at or below the chat's ceiling, a seq no stored row
+// exceeds, kept in memory under the same stripe (learnt from one reverse
+// seek per chat, raised before every commit): this process is the
+// database's only writer, so the usual append, above its chat's newest
+// row, reads nothing. Read markers and device
 // cursors are raised, and push ledger keys claimed, with a read-modify-write
 // under a second, separate set of striped mutexes. Reads take no locks beyond a shared read lock that lets
 // Close wait for operations in flight; after Close every method returns

@@ -36,7 +36,13 @@ type Store struct {
 	log *slog.Logger
 	wo  *pdb.WriteOptions // for appends and membership: pdb.Sync unless Config.Sync is false
 
-	chatMu   [chatStripes]sync.Mutex   // guards check+commit of appends and CreateChat, by hash(chat)
+	chatMu [chatStripes]sync.Mutex // guards check+commit of appends and CreateChat, by hash(chat)
+	// ceilings[i] (guarded by chatMu[i]) maps chats of stripe i to a seq
+	// that no stored message of the chat exceeds, so that an append above
+	// it needs no read to know its rows are new. This process is the
+	// database's only writer (Pebble locks the directory), and every
+	// message write raises the ceiling first, so the bound holds.
+	ceilings [chatStripes]map[string]uint64
 	markerMu [markerStripes]sync.Mutex // guards read-modify-write of markers, by hash(key)
 
 	marks atomic.Uint64 // MarkPushed calls, to pace the ledger sweep
@@ -270,14 +276,22 @@ func (s *Store) AppendMessages(ctx context.Context, appends []record.ChatAppend)
 			continue
 		}
 		// Which rows exist already: identical ones count as stored, a
-		// different one is a conflict for the whole chat.
+		// different one is a conflict for the whole chat. Rows above the
+		// chat's ceiling cannot exist: the usual append reads nothing.
 		write := make([]bool, len(a.Msgs))
 		lead, leading := 0, true
-		var err error
+		top, err := s.ceiling(a.ChatID())
+		if err != nil {
+			res[i].Err = fmt.Errorf("cannot append to chat %s: %w", a.ChatID(), err)
+			continue
+		}
 		for j := range a.Msgs {
 			m := &a.Msgs[j]
 			var same, found bool
-			if same, found, err = s.sameMessage(m); err != nil {
+			if m.Seq <= top {
+				same, found, err = s.sameMessage(m)
+			}
+			if err != nil {
 				err = fmt.Errorf("cannot check message %d of chat %s: %w", m.Seq, m.ChatID, err)
 				break
 			}
@@ -318,6 +332,11 @@ func (s *Store) AppendMessages(ctx context.Context, appends []record.ChatAppend)
 			}
 		}
 		written[i] = res[i].Err == nil
+		if written[i] {
+			// Raised before the commit: whatever its outcome, no row of
+			// the chat is above the new ceiling.
+			s.raiseCeiling(a.ChatID(), a.Msgs[len(a.Msgs)-1].Seq)
+		}
 	}
 	if b.Empty() {
 		for i := range appends {
@@ -354,6 +373,45 @@ func validAppend(a record.ChatAppend) error {
 	return nil
 }
 
+// maxCeilings bounds each stripe's map of ceilings (256 stripes: about
+// 260,000 chats); a full map is emptied, and its chats read their
+// ceilings again.
+const maxCeilings = 1024
+
+// ceiling returns a seq that no stored message of chat exceeds: from
+// memory, else the newest stored seq (one reverse seek), remembered. Call
+// with chat's stripe lock held.
+func (s *Store) ceiling(chat string) (uint64, error) {
+	st := fnv32(chat) % chatStripes
+	if v, ok := s.ceilings[st][chat]; ok {
+		return v, nil
+	}
+	v, err := s.lastSeq(chat)
+	if err != nil {
+		return 0, err
+	}
+	s.raiseCeiling(chat, v)
+	return v, nil
+}
+
+// raiseCeiling raises chat's ceiling to at least seq. Call with chat's
+// stripe lock held.
+func (s *Store) raiseCeiling(chat string, seq uint64) {
+	st := fnv32(chat) % chatStripes
+	m := s.ceilings[st]
+	if v, ok := m[chat]; ok {
+		m[chat] = max(v, seq)
+		return
+	}
+	if m == nil {
+		m = make(map[string]uint64)
+		s.ceilings[st] = m
+	} else if len(m) >= maxCeilings {
+		clear(m)
+	}
+	m[chat] = seq
+}
+
 // sameMessage reports whether m's (chat, seq) is stored, and if so whether
 // with m's content.
 func (s *Store) sameMessage(m *record.Message) (same, found bool, err error) {
@@ -382,6 +440,11 @@ func (s *Store) LastSeq(ctx context.Context, chatID string) (uint64, error) {
 	if err := checkID("chat id", chatID); err != nil {
 		return 0, fmt.Errorf("cannot read last seq: %w", err)
 	}
+	return s.lastSeq(chatID)
+}
+
+// lastSeq is LastSeq of a valid chat id, in an open store.
+func (s *Store) lastSeq(chatID string) (uint64, error) {
 	lower := msgPrefix(nil, chatID)
 	it, err := s.db.NewIter(&pdb.IterOptions{LowerBound: lower, UpperBound: prefixEnd(lower)})
 	if err != nil {

@@ -176,3 +176,58 @@ func TestUnscopedDedupKeys(t *testing.T) {
 		s.Close()
 	}
 }
+
+// TestCeilings: an append reads rows only at or below its chat's ceiling,
+// so the ceiling must be right however the store learnt it: from a
+// reopened database, after its map was emptied, and with rows stored out
+// of seq order.
+func TestCeilings(t *testing.T) {
+	ctx := t.Context()
+	fs := vfs.NewMem()
+	cfg := Default()
+	cfg.Dir = "/db"
+	open := func() *Store {
+		s, err := OpenFS(cfg, fs, nil)
+		if err != nil {
+			t.Fatalf("OpenFS: %v", err)
+		}
+		return s
+	}
+	const chat = "g:ceil"
+	other := func(m record.Message) record.Message { m.Body = "other"; return m }
+	appendOne := func(s *Store, msgs ...record.Message) record.AppendResult {
+		return s.AppendMessages(ctx, []record.ChatAppend{{Msgs: msgs}})[0]
+	}
+	s := open()
+	if r := appendOne(s, storetest.Msgs(chat, 1, 3)...); r.Err != nil || r.Stored != 3 {
+		t.Fatalf("append 1..3: %+v", r)
+	}
+	s.Close()
+
+	s = open()
+	defer s.Close()
+	tests := []struct {
+		name     string
+		before   func()
+		msgs     []record.Message
+		conflict bool
+		stored   int
+	}{
+		{"ReopenedConflict", nil, []record.Message{other(storetest.Msg(chat, 2))}, true, 0},
+		{"ReopenedRetry", nil, storetest.Msgs(chat, 1, 3), false, 3},
+		{"EmptiedConflict", func() { clear(s.ceilings[fnv32(chat)%chatStripes]) }, []record.Message{other(storetest.Msg(chat, 3))}, true, 0},
+		{"Above", nil, []record.Message{storetest.Msg(chat, 10)}, false, 1},
+		{"BelowNew", nil, []record.Message{storetest.Msg(chat, 5)}, false, 1},
+		{"BelowConflict", nil, []record.Message{other(storetest.Msg(chat, 5))}, true, 0},
+		{"TopConflict", nil, []record.Message{other(storetest.Msg(chat, 10))}, true, 0},
+	}
+	for _, tc := range tests {
+		if tc.before != nil {
+			tc.before()
+		}
+		r := appendOne(s, tc.msgs...)
+		if got := errors.Is(r.Err, record.ErrConflict); got != tc.conflict || r.Stored != tc.stored || (!tc.conflict && r.Err != nil) {
+			t.Fatalf("%s: got %+v, want stored %d, conflict %v", tc.name, r, tc.stored, tc.conflict)
+		}
+	}
+}
