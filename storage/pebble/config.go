@@ -24,8 +24,10 @@ type Config struct {
 	MaxOpenFiles int `yaml:"max_open_files"`
 	// WALMinSyncInterval delays a WAL fsync until this long after the
 	// previous one so that more commits share it, trading latency for fewer
-	// fsyncs. Default 0: sync as soon as the previous sync completes (commits
-	// arriving during a sync still share the next one).
+	// fsyncs. Default 500µs (docs/tuning.md: 5–13 % less CPU per message
+	// at 1,000–4,000 msg/s, latency within noise); 0 syncs as soon as the
+	// previous sync completes (commits arriving during a sync still share
+	// the next one).
 	WALMinSyncInterval time.Duration `yaml:"wal_min_sync_interval"`
 	// Sync makes every acknowledged append and membership change durable
 	// (fsync of the WAL before returning). Default true. false is for
@@ -39,15 +41,18 @@ const (
 	DefaultCacheSize    = 64 << 20
 	DefaultMemTableSize = 16 << 20
 	DefaultMaxOpenFiles = 1000
+
+	DefaultWALMinSyncInterval = 500 * time.Microsecond
 )
 
 // Default returns the default configuration; Dir must still be set.
 func Default() Config {
 	return Config{
-		CacheSize:    DefaultCacheSize,
-		MemTableSize: DefaultMemTableSize,
-		MaxOpenFiles: DefaultMaxOpenFiles,
-		Sync:         true,
+		CacheSize:          DefaultCacheSize,
+		MemTableSize:       DefaultMemTableSize,
+		MaxOpenFiles:       DefaultMaxOpenFiles,
+		WALMinSyncInterval: DefaultWALMinSyncInterval,
+		Sync:               true,
 	}
 }
 
