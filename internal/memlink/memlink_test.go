@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -161,4 +162,57 @@ func TestCloseWakesEveryWaiter(t *testing.T) {
 			t.Fatal("a waiter was not woken by Close")
 		}
 	}
+}
+
+// TestDeadlineMoves: a deadline pushed later while a read waits, or
+// before, holds the read until the later time (the timer armed for the
+// earlier one re-arms); one pulled earlier ends it then; one cleared
+// lets a read wait for data.
+func TestDeadlineMoves(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		a, b := bufPipe()
+		defer a.Close()
+		defer b.Close()
+		timedOut := func(want time.Duration, start time.Time) {
+			t.Helper()
+			_, err := a.Read(make([]byte, 1))
+			if !errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatalf("read: got %v, want a timeout", err)
+			}
+			if got := time.Since(start); got != want {
+				t.Fatalf("read timed out after %v, want %v", got, want)
+			}
+		}
+		start := time.Now()
+		_ = a.SetReadDeadline(start.Add(10 * time.Millisecond))
+		_ = a.SetReadDeadline(start.Add(50 * time.Millisecond))
+		timedOut(50*time.Millisecond, start)
+
+		start = time.Now()
+		_ = a.SetReadDeadline(start.Add(10 * time.Millisecond))
+		go func() {
+			time.Sleep(5 * time.Millisecond)
+			_ = a.SetReadDeadline(start.Add(30 * time.Millisecond))
+		}()
+		timedOut(30*time.Millisecond, start)
+
+		start = time.Now()
+		_ = a.SetReadDeadline(start.Add(time.Hour))
+		go func() {
+			time.Sleep(5 * time.Millisecond)
+			_ = a.SetReadDeadline(start.Add(20 * time.Millisecond))
+		}()
+		timedOut(20*time.Millisecond, start)
+
+		start = time.Now()
+		_ = a.SetReadDeadline(start.Add(10 * time.Millisecond))
+		_ = a.SetReadDeadline(time.Time{})
+		go func() {
+			time.Sleep(time.Second)
+			_, _ = b.Write([]byte("x"))
+		}()
+		if n, err := a.Read(make([]byte, 1)); n != 1 || err != nil || time.Since(start) != time.Second {
+			t.Fatalf("read without a deadline: got %d, %v after %v, want the byte after 1s", n, err, time.Since(start))
+		}
+	})
 }

@@ -18,29 +18,40 @@ const keepCap = 64 << 10
 
 // pipe is one direction of a connection: bytes written and not yet read.
 // Waiters wait on cond; every change that could let one go on (data, room,
-// a close, a deadline set or passed) broadcasts.
+// a close, a deadline passed) broadcasts.
 type pipe struct {
 	mu       sync.Mutex // guards the following
 	cond     sync.Cond  // on mu
 	buf      []byte     // buf[off:] is unread
 	off      int
-	wclosed  bool // the writing end closed: EOF after the rest
-	rclosed  bool // the reading end closed: writes fail
-	rdl, wdl time.Time
-	rtimer   *time.Timer // broadcasts when rdl passes
-	wtimer   *time.Timer // broadcasts when wdl passes
+	wclosed  bool     // the writing end closed: EOF after the rest
+	rclosed  bool     // the reading end closed: writes fail
+	rdl, wdl deadline // of reads and writes
 
 	wmu sync.Mutex // serialises Writes, so that one Write's bytes stay together
 }
+
+// deadline is one direction's deadline and the timer that broadcasts when
+// it passes. The timer is made once and re-armed only when a deadline
+// moves earlier than its next firing: callers that push a deadline ahead
+// before every read or write (as the tier link does) cost no timer work,
+// and a timer that fires before the deadline re-arms itself. Guarded by
+// the pipe's mu.
+type deadline struct {
+	at      time.Time   // zero: none
+	timer   *time.Timer // nil until first armed
+	fires   time.Time   // when timer fires next; zero when not armed
+	stopped bool        // the connection closed: never armed again
+}
+
+// passed reports whether the deadline is set and past.
+func (d *deadline) passed() bool { return !d.at.IsZero() && !time.Now().Before(d.at) }
 
 func newPipe() *pipe {
 	p := &pipe{}
 	p.cond.L = &p.mu
 	return p
 }
-
-// passed reports whether the deadline dl is set and past.
-func passed(dl time.Time) bool { return !dl.IsZero() && !time.Now().Before(dl) }
 
 func (p *pipe) read(b []byte) (int, error) {
 	p.mu.Lock()
@@ -49,7 +60,7 @@ func (p *pipe) read(b []byte) (int, error) {
 		switch {
 		case p.rclosed:
 			return 0, net.ErrClosed
-		case passed(p.rdl):
+		case p.rdl.passed():
 			return 0, os.ErrDeadlineExceeded
 		case len(b) == 0:
 			return 0, nil
@@ -83,7 +94,7 @@ func (p *pipe) write(b []byte) (int, error) {
 			return written, net.ErrClosed
 		case p.rclosed:
 			return written, io.ErrClosedPipe
-		case passed(p.wdl):
+		case p.wdl.passed():
 			return written, os.ErrDeadlineExceeded
 		case len(b) == 0:
 			return written, nil
@@ -107,24 +118,45 @@ func (p *pipe) write(b []byte) (int, error) {
 	}
 }
 
-// setDeadline sets *dl to t and arms *timer to broadcast when it passes;
-// it broadcasts now so that waiters recheck. p.mu must not be held.
-func (p *pipe) setDeadline(dl *time.Time, timer **time.Timer, t time.Time) {
+// setDeadline sets d to t. A deadline already past wakes the waiters
+// now; a later one arms d's timer unless it fires earlier anyway. p.mu
+// must not be held.
+func (p *pipe) setDeadline(d *deadline, t time.Time) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	*dl = t
-	if *timer != nil {
-		(*timer).Stop()
-		*timer = nil
+	d.at = t
+	if t.IsZero() || d.stopped {
+		return // a pending timer fires and finds nothing to do
 	}
-	if !t.IsZero() {
-		if d := time.Until(t); d > 0 {
-			*timer = time.AfterFunc(d, func() {
-				p.mu.Lock()
-				p.cond.Broadcast()
-				p.mu.Unlock()
-			})
-		}
+	until := time.Until(t)
+	if until <= 0 {
+		p.cond.Broadcast()
+		return
+	}
+	if !d.fires.IsZero() && !d.fires.After(t) {
+		return // fires first, then re-arms for t
+	}
+	d.fires = t
+	if d.timer == nil {
+		d.timer = time.AfterFunc(until, func() { p.fire(d) })
+	} else {
+		d.timer.Reset(until)
+	}
+}
+
+// fire runs when d's timer fires: waiters recheck once the deadline has
+// passed, and the timer re-arms for a deadline that moved later.
+func (p *pipe) fire(d *deadline) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	d.fires = time.Time{}
+	if d.at.IsZero() || d.stopped {
+		return
+	}
+	if until := time.Until(d.at); until > 0 {
+		d.fires = d.at
+		d.timer.Reset(until)
+		return
 	}
 	p.cond.Broadcast()
 }
@@ -150,14 +182,15 @@ func (c *bufConn) Write(b []byte) (int, error) { return c.tx.write(b) }
 func (c *bufConn) Close() error {
 	c.closeOnce.Do(func() {
 		for _, side := range []struct {
-			p     *pipe
-			flag  *bool
-			timer **time.Timer
-		}{{c.rx, &c.rx.rclosed, &c.rx.rtimer}, {c.tx, &c.tx.wclosed, &c.tx.wtimer}} {
+			p    *pipe
+			flag *bool
+			dl   *deadline
+		}{{c.rx, &c.rx.rclosed, &c.rx.rdl}, {c.tx, &c.tx.wclosed, &c.tx.wdl}} {
 			side.p.mu.Lock()
 			*side.flag = true
-			if *side.timer != nil {
-				(*side.timer).Stop()
+			side.dl.stopped = true
+			if side.dl.timer != nil {
+				side.dl.timer.Stop()
 			}
 			side.p.cond.Broadcast()
 			side.p.mu.Unlock()
@@ -175,11 +208,11 @@ func (c *bufConn) SetDeadline(t time.Time) error {
 }
 
 func (c *bufConn) SetReadDeadline(t time.Time) error {
-	c.rx.setDeadline(&c.rx.rdl, &c.rx.rtimer, t)
+	c.rx.setDeadline(&c.rx.rdl, t)
 	return nil
 }
 
 func (c *bufConn) SetWriteDeadline(t time.Time) error {
-	c.tx.setDeadline(&c.tx.wdl, &c.tx.wtimer, t)
+	c.tx.setDeadline(&c.tx.wdl, t)
 	return nil
 }
