@@ -10,9 +10,12 @@
 // sends sync after hello and counts as established once synced arrived
 // (Config.Sync), and acks any msg it gets. Connections are spread
 // over local source addresses (127.0.0.x) so the ephemeral port range is
-// not the limit; the open-files limit of one process is, and Run refuses a
-// count above it with an error that says so (multi-process runs are not
-// implemented yet).
+// not the limit; the open-files limit of one process is. So a run above
+// Config.PerProc connections starts ceil(Conns/PerProc) client processes
+// (Config.Worker, talking to Run over pipes: Worker), and StartServers
+// starts one logic node and several connsrv processes sharing the port
+// (SO_REUSEPORT) for counts one connsrv process cannot hold; Sweep runs
+// one such measurement per count on fresh servers (docs/tuning.md).
 //
 // Concurrency: Run is safe to call from any goroutine (one run at a time
 // per process is sensible: it raises RLIMIT_NOFILE). The parsing helpers

@@ -35,9 +35,10 @@ type Config struct {
 	// Default false.
 	ReusePort bool `yaml:"reuse_port"`
 
-	// LogicAddrs are the logic tier's link addresses ("host:port").
-	// Sessions are spread over every link of every address by session id.
-	// Default ["127.0.0.1:7070"].
+	// LogicAddrs are the logic tier's link addresses ("host:port"). A
+	// session goes to its user's home logic node (the rendezvous hash of
+	// the user over the nodes with an up link) and there to one of its
+	// LinkPoolSize links by session id. Default ["127.0.0.1:7070"].
 	LogicAddrs []string `yaml:"logic_addrs"`
 	// LinkDial, when set, makes the links to LogicAddrs instead of TCP:
 	// standalone links its two tiers in one process (internal/memlink), and

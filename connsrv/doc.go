@@ -25,11 +25,14 @@
 //     other than the token's dev claim; 403 origin
 //     not in AllowedOrigins; 503 the session's logic link is down.
 //  2. After the upgrade the session gets an id unique in the process and is
-//     bound to one link of the pool (id modulo the number of links), so all
-//     its frames travel on one link connection in order (TCP, or in
-//     standalone an in-process pipe: Config.LinkDial): Open first, then one
-//     Data frame per complete client text message (the bytes verbatim, not
-//     parsed here), then Close with the WebSocket close code.
+//     bound to one link: to its user's home logic node (the rendezvous hash
+//     of the user over the logic nodes with an up link, the ring the logic
+//     tier computes too), and there to one of that node's pooled links by
+//     session id. All its frames travel on that link connection in order
+//     (TCP, or in standalone an in-process pipe: Config.LinkDial): Open
+//     first, then one Data frame per complete client text message (the
+//     bytes verbatim; only a refresh, below, is parsed and answered here),
+//     then Close with the WebSocket close code.
 //  3. Logic answers with Deliver (one session), Multi (many sessions, one
 //     payload) and Kick (close with code and reason). Each payload becomes
 //     one WebSocket text frame.

@@ -43,8 +43,9 @@
 // serializes every mutation of that chat: sends, membership changes, acks.
 // That single owner is what makes seqs strictly increasing and gapless. The
 // session registry and the per-link write queues are guarded by mutexes;
-// no I/O happens under a lock. Lock order: registry.mu before link.mu (never
-// the reverse).
+// no I/O happens under a lock. Lock order: registry.mu before link.mu;
+// session.dmu before deliveryWatch.mu and before link.mu, and never under
+// registry.mu (never the reverse of any of these).
 //
 // Service methods are safe for concurrent use unless documented otherwise.
 package logic

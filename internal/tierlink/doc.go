@@ -58,7 +58,10 @@
 //     limited to HandshakeMaxFrame until the proof checks out.
 //
 // Multi delivers one server frame to several sessions of the same connsrv
-// node (group fan-out) without repeating the payload.
+// node without repeating the payload: what logic sends to users rather
+// than to one session (receipts, presence, group changes). Messages go
+// per session as Deliver, since each session's delivery window is its
+// own.
 //
 // # Frames between logic nodes
 //
@@ -67,7 +70,9 @@
 // sends requests on it and the accepting node answers on the same
 // connection.
 //
-//	PeerHello l->l session 0     payload: as Hello
+//	PeerHello l->l session 0     payload: as Hello, its node id "id|addr"
+//	                              (the dialer's node id and the link address
+//	                              others dial it at, joined by '|')
 //	Forward   l->l session token payload: ulen u8 | user | dlen u8 | device | client frame
 //	Reply     l->l session token payload: seq u64 | server frame (seq > 0: "sent" for that seq)
 //	Fanout    l->l session 0     payload: count u16 | count × (flags u8 | ulen u8 | user) | message
