@@ -301,7 +301,7 @@ func (c *cluster) connectPeer(ctx context.Context, addr string) error {
 		_ = conn.Close()
 		return errSelf
 	}
-	p := &peer{id: h.NodeID, addr: addr, l: newLink(conn, c.svc.cfg.LinkQueueLimit)}
+	p := &peer{id: h.NodeID, addr: addr, l: newLink(conn, c.svc.cfg.LinkQueueLimit, c.svc.cfg.LinkWriteTimeout)}
 	p.l.node = h.NodeID
 	go p.l.writeLoop()
 	if !c.peerUp(p) {

@@ -623,3 +623,22 @@ func TestClusterPeerHelloBeforeRun(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestRunStopsRefreshPasses: a refreshAllSeen pass is the Service's
+// background goroutine: stopping Run ends it before it completes (no store
+// read after Run returned), Run waits for it, and nothing new starts.
+func TestRunStopsRefreshPasses(t *testing.T) {
+	stop := make(chan struct{})
+	svc := startServiceStoppable(t, newMemStore(), stop)
+	before := seenRefreshes.Get()
+	svc.refreshAllSeen() // waits out seenSettle before it reads
+	close(stop)
+	<-svc.quit
+	svc.bg.Wait()
+	if got := seenRefreshes.Get(); got != before {
+		t.Fatalf("refresh passes completed after Run stopped: %d, want %d", got, before)
+	}
+	if svc.background(func() {}) {
+		t.Fatal("background started a goroutine after Run stopped")
+	}
+}

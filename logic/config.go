@@ -56,6 +56,9 @@ type Config struct {
 	// LinkQueueLimit is the most bytes queued for one link before the link
 	// is closed as too slow. Default 64 MiB.
 	LinkQueueLimit int `yaml:"link_queue_limit"`
+	// LinkWriteTimeout bounds one write to a tier or peer link; a link
+	// whose peer reads nothing for this long is closed. Default 10s.
+	LinkWriteTimeout time.Duration `yaml:"link_write_timeout"`
 	// LinkIdleTimeout closes a link that sent nothing (not even a ping) for
 	// this long. Default 60s.
 	LinkIdleTimeout time.Duration `yaml:"link_idle_timeout"`
@@ -175,6 +178,7 @@ func Default() Config {
 		MaxBodyBytes:       16 << 10,
 		StoreTimeout:       5 * time.Second,
 		LinkQueueLimit:     64 << 20,
+		LinkWriteTimeout:   10 * time.Second,
 		LinkIdleTimeout:    60 * time.Second,
 		HeartbeatInterval:  30 * time.Second,
 		ChatCacheSize:      100000,
@@ -225,6 +229,9 @@ func (c Config) Validate() error {
 	}
 	if c.StoreTimeout <= 0 {
 		bad("logic.store_timeout must be positive, got %s", c.StoreTimeout)
+	}
+	if c.LinkWriteTimeout <= 0 {
+		bad("logic.link_write_timeout must be positive, got %v", c.LinkWriteTimeout)
 	}
 	if c.LinkQueueLimit < 1<<16 {
 		bad("logic.link_queue_limit must be at least 65536, got %d", c.LinkQueueLimit)

@@ -607,41 +607,79 @@ func (svc *Service) goawayAll(spread time.Duration) {
 // net for live fan-outs lost in a fleet (a peer link that dropped with
 // frames queued, a ring change in flight): without it such a message would
 // wait for the chat's next message or a reconnect. Passes are coalesced,
-// start after a short settle delay and read at a bounded pace.
+// start after a short settle delay (seenSettle) and read at a bounded
+// pace (seenPerSecond sessions a second). A pass is a background goroutine
+// of the Service: it ends, its reads done, when Run stops.
 func (svc *Service) refreshAllSeen() {
 	if !svc.seenRefresh.CompareAndSwap(false, true) {
 		svc.seenAgain.Store(true)
 		return
 	}
-	go func() {
-		for {
-			time.Sleep(time.Second) // let the ring settle and in-flight frames land
-			svc.seenAgain.Store(false)
-			sessions := svc.reg.appendAll(nil)
-			const perSecond = 2000
-			tick := time.NewTicker(time.Second / perSecond)
-			for _, s := range sessions {
-				<-tick.C
-				svc.catchupSem <- struct{}{}
-				go func() {
-					defer func() { <-svc.catchupSem }()
-					svc.refreshSeen(s)
-				}()
-			}
-			tick.Stop()
-			seenRefreshes.Inc()
-			if svc.seenAgain.Load() {
-				continue
-			}
-			svc.seenRefresh.Store(false)
-			// A trigger that came between the check and the store saw a
-			// pass running and only set seenAgain: take it over.
-			if svc.seenAgain.Load() && svc.seenRefresh.CompareAndSwap(false, true) {
-				continue
-			}
+	if !svc.background(svc.refreshSeenPasses) {
+		svc.seenRefresh.Store(false)
+	}
+}
+
+// Pacing of refreshAllSeen.
+const (
+	seenSettle    = time.Second // let the ring settle and in-flight frames land
+	seenPerSecond = 2000        // sessions re-read per second
+)
+
+// refreshSeenPasses runs refreshAllSeen's passes until none is asked for
+// or Run stops.
+func (svc *Service) refreshSeenPasses() {
+	for {
+		settle := time.NewTimer(seenSettle)
+		select {
+		case <-settle.C:
+		case <-svc.quit:
+			settle.Stop()
 			return
 		}
-	}()
+		svc.seenAgain.Store(false)
+		if !svc.refreshSeenPass() {
+			return
+		}
+		seenRefreshes.Inc()
+		if svc.seenAgain.Load() {
+			continue
+		}
+		svc.seenRefresh.Store(false)
+		// A trigger that came between the check and the store saw a
+		// pass running and only set seenAgain: take it over.
+		if svc.seenAgain.Load() && svc.seenRefresh.CompareAndSwap(false, true) {
+			continue
+		}
+		return
+	}
+}
+
+// refreshSeenPass re-reads every local session's chats once, at most
+// catchupSem's size at a time, and waits for the reads; false when Run
+// stopped it.
+func (svc *Service) refreshSeenPass() bool {
+	var reads sync.WaitGroup
+	defer reads.Wait()
+	tick := time.NewTicker(time.Second / seenPerSecond)
+	defer tick.Stop()
+	for _, s := range svc.reg.appendAll(nil) {
+		select {
+		case <-tick.C:
+		case <-svc.quit:
+			return false
+		}
+		select {
+		case svc.catchupSem <- struct{}{}:
+		case <-svc.quit:
+			return false
+		}
+		reads.Go(func() {
+			defer func() { <-svc.catchupSem }()
+			svc.refreshSeen(s)
+		})
+	}
+	return true
 }
 
 // refreshSeen raises the session's known newest seq per chat from the store

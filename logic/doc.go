@@ -47,5 +47,9 @@
 // session.dmu before deliveryWatch.mu and before link.mu, and never under
 // registry.mu (never the reverse of any of these).
 //
+// Goroutines that are not a worker, a link's or a loop Run starts itself
+// (refreshAllSeen's passes) run through Service.background: they end when
+// Run begins to stop, and Run waits for them.
+//
 // Service methods are safe for concurrent use unless documented otherwise.
 package logic

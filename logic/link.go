@@ -33,19 +33,30 @@ var (
 // queued into buf by any goroutine and written by the link's writer
 // goroutine in batches.
 type link struct {
-	conn   net.Conn
-	node   string // peer node id from its hello
-	limit  int
-	notify chan struct{} // capacity 1: "buf is not empty"
-	done   chan struct{} // closed when the link is closed
+	conn         net.Conn
+	node         string // peer node id from its hello
+	limit        int
+	writeTimeout time.Duration // bounds one write (Config.LinkWriteTimeout)
+	notify       chan struct{} // capacity 1: "buf is not empty"
+	done         chan struct{} // closed when the link is closed
 
 	mu     sync.Mutex // guards the following
 	buf    []byte     // frames waiting for the writer
 	closed bool
 }
 
-func newLink(conn net.Conn, limit int) *link {
-	l := &link{conn: conn, limit: limit, notify: make(chan struct{}, 1), done: make(chan struct{})}
+// Link timing and buffers that are not configurable.
+const (
+	// linkHandshakeTimeout bounds an accepted link's TLS handshake and
+	// its Hello exchange.
+	linkHandshakeTimeout = 10 * time.Second
+	// spareLinkCap is the largest drained write buffer a link keeps for
+	// reuse (a burst's buffer is not kept forever).
+	spareLinkCap = 4 << 20
+)
+
+func newLink(conn net.Conn, limit int, writeTimeout time.Duration) *link {
+	l := &link{conn: conn, limit: limit, writeTimeout: writeTimeout, notify: make(chan struct{}, 1), done: make(chan struct{})}
 	trackLink(l) // parley_logic_link_queue_bytes; close untracks
 	return l
 }
@@ -135,12 +146,12 @@ func (l *link) writeLoop() {
 			spare = out
 			continue
 		}
-		_ = l.conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		_ = l.conn.SetWriteDeadline(time.Now().Add(l.writeTimeout))
 		if _, err := l.conn.Write(out); err != nil {
 			l.close()
 			return
 		}
-		if cap(out) > 4<<20 { // do not keep a burst's buffer forever
+		if cap(out) > spareLinkCap {
 			out = nil
 		}
 		spare = out
@@ -238,7 +249,7 @@ func serveLinks(ctx context.Context, ln net.Listener, cfg Config, secret tierlin
 				mu.Unlock()
 			}()
 			if tc, ok := c.(*tls.Conn); ok {
-				_ = tc.SetDeadline(time.Now().Add(10 * time.Second))
+				_ = tc.SetDeadline(time.Now().Add(linkHandshakeTimeout))
 				if err := tc.Handshake(); err != nil {
 					linkAuthFailed.Inc()
 					log.Warn("tier link refused: TLS handshake failed", "remote", c.RemoteAddr().String(), "err", err)
@@ -290,11 +301,11 @@ func acceptHandshake(c net.Conn, r *tierlink.Reader, f tierlink.Frame, nodeID st
 }
 
 func serveLink(c net.Conn, cfg Config, secret tierlink.Secret, h linkHandler, log *slog.Logger) {
-	l := newLink(c, cfg.LinkQueueLimit)
+	l := newLink(c, cfg.LinkQueueLimit, cfg.LinkWriteTimeout)
 	defer l.close()
 	r := tierlink.NewReader(c, 64<<10, tierlink.MaxFrame)
 
-	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	_ = c.SetDeadline(time.Now().Add(linkHandshakeTimeout))
 	r.SetMaxFrame(tierlink.HandshakeMaxFrame) // until the dialer is authenticated
 	f, err := r.Next()
 	if err != nil || (f.Type != tierlink.TypeHello && f.Type != tierlink.TypePeerHello) {

@@ -104,7 +104,13 @@ type Service struct {
 	// it for one more pass.
 	seenRefresh atomic.Bool
 	seenAgain   atomic.Bool
-	cluster     *cluster // nil for a single node without peers or directory
+	// quit is closed when Run begins to stop; background goroutines
+	// (started by background) watch it, and Run waits for them in bg.
+	quit      chan struct{}
+	bg        sync.WaitGroup
+	bgMu      sync.Mutex // guards bgStopped
+	bgStopped bool       // Run is stopping: background starts nothing
+	cluster   *cluster   // nil for a single node without peers or directory
 	// leaseStore and leases: sequencing under leases (SetLeases); nil
 	// otherwise. fencer is leaseStore's Fence behind the breaker.
 	leaseStore LeaseStore
@@ -203,6 +209,7 @@ func New(cfg Config, store Store, presence Presence, verifier *auth.Verifier, lo
 	s.overload.log = log
 	s.presenceQ = make(chan presenceEvent, 4096)
 	s.catchupSem = make(chan struct{}, cfg.CatchupWorkers)
+	s.quit = make(chan struct{})
 	s.sendLimit = newRateLimiter(cfg.SendRate, cfg.SendBurst)
 	s.pushQ = make(chan PushEvent, 4096)
 	s.marks = marks.New(marks.Config{Interval: cfg.MarksInterval, Timeout: cfg.StoreTimeout}, s.store, log.With("component", "marks"))
@@ -464,7 +471,12 @@ func (s *Service) Run(ctx context.Context) error {
 	servers.Wait()
 	stopCluster()
 	close(stop)
+	s.bgMu.Lock()
+	s.bgStopped = true
+	s.bgMu.Unlock()
+	close(s.quit)
 	workers.Wait()
+	s.bg.Wait()
 	stopMarks()
 	<-marksDone
 	stopLeases()
@@ -472,6 +484,19 @@ func (s *Service) Run(ctx context.Context) error {
 	s.stopTLS()
 	s.log.Info("logic node stopped", "node", s.cfg.NodeID)
 	return runErr
+}
+
+// background runs fn in a goroutine that Run waits for before it
+// returns; fn must return soon after s.quit is closed. Once Run began to
+// stop it starts nothing and reports false. Safe for concurrent use.
+func (s *Service) background(fn func()) bool {
+	s.bgMu.Lock()
+	defer s.bgMu.Unlock()
+	if s.bgStopped {
+		return false
+	}
+	s.bg.Go(fn)
+	return true
 }
 
 // onOpen registers a session and greets its client.
