@@ -23,7 +23,7 @@ const testSecret = "0123456789abcdef0123456789abcdef"
 // testLinkSecret authenticates the test nodes' tier and peer links.
 var testLinkSecret = tierlink.Secret("link-secret-link-secret-link-secret")
 
-func startService(t *testing.T, st Store, tune ...func(*Config)) *Service {
+func startService(t testing.TB, st Store, tune ...func(*Config)) *Service {
 	t.Helper()
 	cfg := Default()
 	cfg.LinkListen, cfg.HTTPListen, cfg.Shards, cfg.DevTokens = "127.0.0.1:0", "127.0.0.1:0", 8, true

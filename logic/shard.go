@@ -114,8 +114,11 @@ func (sh *shard) run(stop <-chan struct{}) {
 	}
 }
 
-func (sh *shard) ctx() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.Background(), sh.svc.cfg.StoreTimeout)
+// ctx returns the context of one request's or flush's store calls,
+// bounded by Config.StoreTimeout (a storeCtx: free until a store call asks
+// for its Done channel); the caller cancels it when done.
+func (sh *shard) ctx() *storeCtx {
+	return newStoreCtx(sh.svc.cfg.StoreTimeout)
 }
 
 // process handles a batch in order. The sends of a batch are appended in
@@ -386,8 +389,8 @@ func (sh *shard) addSend(r *request) {
 		sh.fail(r, proto.Errorf(proto.CodeBadRequest, "body is not valid UTF-8"))
 		return
 	}
-	ctx, cancel := sh.ctx()
-	defer cancel()
+	ctx := sh.ctx()
+	defer ctx.cancel()
 	ch, err := sh.loadChat(ctx, r.chat)
 	if err == nil {
 		ch, err = sh.ensureCreated(ctx, r, ch)
@@ -482,8 +485,9 @@ func (sh *shard) flush() {
 		}
 	}
 	defer clear(sh.routes)
-	ctx, cancel := sh.ctx()
-	defer cancel()
+	sctx := sh.ctx()
+	defer sctx.cancel()
+	var ctx context.Context = sctx
 	// Under leases a holder writes a chat only while its lease of the
 	// chat's slot is valid, at the epoch it loaded the chat under, bounds
 	// the writes by the lease's deadline, and acknowledges only what
@@ -756,8 +760,9 @@ func (sh *shard) replyOK(r *request, chat string, seq uint64) error {
 
 // handleOther handles every chat mutation except send.
 func (sh *shard) handleOther(r *request) {
-	ctx, cancel := sh.ctx()
-	defer cancel()
+	sctx := sh.ctx()
+	defer sctx.cancel()
+	var ctx context.Context = sctx
 	var err error
 	if k := sh.svc.leases; k != nil && r.in.Type != proto.TypeAck && r.in.Type != proto.TypeRead {
 		// A group change writes membership besides its event: all of it
