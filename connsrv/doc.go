@@ -31,7 +31,8 @@
 //     session id. All its frames travel on that link connection in order
 //     (TCP, or in standalone an in-process pipe: Config.LinkDial): Open
 //     first, then one Data frame per complete client text message (the
-//     bytes verbatim; only a refresh, below, is parsed and answered here),
+//     bytes verbatim; a message that may be a refresh, below, is decoded
+//     here, and a refresh is answered here),
 //     then Close with the WebSocket close code.
 //  3. Logic answers with Deliver (one session), Multi (many sessions, one
 //     payload) and Kick (close with code and reason). Each payload becomes

@@ -625,8 +625,8 @@ func TestClusterPeerHelloBeforeRun(t *testing.T) {
 }
 
 // TestRunStopsRefreshPasses: a refreshAllSeen pass is the Service's
-// background goroutine: stopping Run ends it before it completes (no store
-// read after Run returned), Run waits for it, and nothing new starts.
+// background goroutine: stopping Run ends it before it completes (none of
+// its reads after Run returned), Run waits for it, and nothing new starts.
 func TestRunStopsRefreshPasses(t *testing.T) {
 	stop := make(chan struct{})
 	svc := startServiceStoppable(t, newMemStore(), stop)

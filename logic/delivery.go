@@ -609,7 +609,8 @@ func (svc *Service) goawayAll(spread time.Duration) {
 // wait for the chat's next message or a reconnect. Passes are coalesced,
 // start after a short settle delay (seenSettle) and read at a bounded
 // pace (seenPerSecond sessions a second). A pass is a background goroutine
-// of the Service: it ends, its reads done, when Run stops.
+// of the Service: it ends, its own chat-list reads done, when Run stops
+// (catch-ups it scheduled may still run).
 func (svc *Service) refreshAllSeen() {
 	if !svc.seenRefresh.CompareAndSwap(false, true) {
 		svc.seenAgain.Store(true)

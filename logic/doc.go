@@ -47,9 +47,10 @@
 // session.dmu before deliveryWatch.mu and before link.mu, and never under
 // registry.mu (never the reverse of any of these).
 //
-// Goroutines that are not a worker, a link's or a loop Run starts itself
-// (refreshAllSeen's passes) run through Service.background: they end when
-// Run begins to stop, and Run waits for them.
+// refreshAllSeen's passes run through Service.background: they end when
+// Run begins to stop, and Run waits for them (and their own reads, up to
+// 2 × store_timeout). Catch-up runs they or others schedule, read handlers
+// and session closes are not tracked yet (issue 16).
 //
 // Service methods are safe for concurrent use unless documented otherwise.
 package logic

@@ -229,6 +229,10 @@ func (sh *shard) loadChat(ctx context.Context, id string) (*seq.Chat[*request], 
 	if ch := sh.core.Chat(id); ch != nil {
 		return ch, nil
 	}
+	// A chat in doubt (an append of unknown outcome) is never evicted, so
+	// it is never reloaded in the same epoch without a fence: the fence
+	// is what gives rows such an append left without their dedup keys
+	// their keys (storage/scylla's Fence) before this node sequences more.
 	fence := epoch > 0 && sh.fenced[id] != epoch
 	l, err := sh.svc.loadChat(ctx, id, epoch, fence)
 	if err != nil {

@@ -59,9 +59,9 @@
 //
 // Multi delivers one server frame to several sessions of the same connsrv
 // node without repeating the payload: what logic sends to users rather
-// than to one session (receipts, presence, group changes). Messages go
-// per session as Deliver, since each session's delivery window is its
-// own.
+// than to one session (receipts, presence, and the Users frames peers
+// forward). Messages, group changes included, go per session as Deliver,
+// since each session's delivery window is its own.
 //
 // # Frames between logic nodes
 //

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"time"
 
 	"github.com/gocql/gocql"
 
@@ -185,6 +186,30 @@ func (s *Store) writeDedupKeys(ctx context.Context, msgs []record.Message) error
 	return s.sess.ExecuteBatch(b.Batch)
 }
 
+// rewriteDedupKeys writes, in one unlogged batch, the dedup keys of the
+// messages of msgs whose keys may still be alive (sent less than dedup_ttl
+// ago, by their ts), each with what is left of its time to live, so that
+// no key outlives dedup_ttl after its message was sent.
+func (s *Store) rewriteDedupKeys(ctx context.Context, msgs []record.Message) error {
+	now := time.Now().UnixMilli()
+	var b idempotentBatch
+	for i := range msgs {
+		m := &msgs[i]
+		left := s.dedupTTL - int((now-m.TS)/1000)
+		if m.RequestID == "" || left <= 0 {
+			continue
+		}
+		if b.Batch == nil {
+			b = s.idempotentBatch(ctx)
+		}
+		b.add(insertDedupKey, m.ChatID, m.Sender, record.MessageDedupKey(m).Stored(), int64(m.Seq), min(left, s.dedupTTL))
+	}
+	if b.Batch == nil {
+		return nil
+	}
+	return s.sess.ExecuteBatch(b.Batch)
+}
+
 // addDedupKey adds m's dedup key to b when m has a request id.
 func (s *Store) addDedupKey(b idempotentBatch, m *record.Message) {
 	if m.RequestID != "" {
@@ -242,7 +267,7 @@ func (s *Store) writePart(ctx context.Context, p *part, epoch uint64) (int, erro
 		m := &p.msgs[i]
 		b.add(insertMessageAt, m.ChatID, p.bucket, int64(m.Seq), m.Sender, m.Device, m.RequestID,
 			m.TS, int8(m.Kind), []byte(m.Body), leaseTimestamp(epoch, m.Seq, 0))
-		size += rowBytes + len(m.ChatID) + len(m.Sender) + len(m.Device) + 2*len(m.RequestID) + len(m.Body)
+		size += rowBytes + 2*len(m.Sender) + 2*len(m.Device) + 2*len(m.RequestID) + len(m.Body)
 	}
 	if size <= marksBatchBytes {
 		// Small enough for a batch of two partitions (see marksBatchBytes).
@@ -268,9 +293,13 @@ func (s *Store) writePart(ctx context.Context, p *part, epoch uint64) (int, erro
 }
 
 // rowBytes estimates what a message row and its dedup key add to a batch
-// besides their strings: the fixed-size columns, the timestamps and the
-// statements' framing.
-const rowBytes = 64
+// besides their strings, as Cassandra sizes a batch (its mutations' data:
+// about 16 bytes of timestamp, TTL and deletion time per cell, the values
+// and the clustering columns; not the partition key): the row's seven
+// cells and the key's one, and the row's and key's liveness. Each message
+// also counts its sender and device twice (the row, and the key's
+// clustering columns), its request id twice and its body once.
+const rowBytes = 170
 
 // insertPart writes one partition's rows under LWT sequencing: a
 // conditional batch of INSERT ... IF NOT EXISTS, applied whole or not at
@@ -450,7 +479,7 @@ func (s *Store) Fence(ctx context.Context, chatID string, epoch uint64, span int
 		// dedup keys (an older holder's write of unknown outcome, see
 		// writePart): write the keys of all of them, so a stored message
 		// always has its key.
-		if err := s.writeDedupKeys(ctx, rows[:kept]); err != nil {
+		if err := s.rewriteDedupKeys(ctx, rows[:kept]); err != nil {
 			return 0, fmt.Errorf("cannot fence chat %s: cannot store the dedup keys of its newest rows: %w", chatID, mapErr(err))
 		}
 	}

@@ -766,16 +766,27 @@ func testFence(t *testing.T, cfg Config) {
 // testFenceWritesDedupKeys: rows of an older epoch that landed without
 // their dedup keys (the keys' half of writePart's batch lost, its outcome
 // never learnt) have their keys once a new holder fences the chat, so a
-// client's retry of such a message is found, not stored twice.
+// client's retry of such a message is found, not stored twice. A key
+// lives no longer than dedup_ttl after its message was sent: a message
+// older than that gets none, an older one a shorter time to live.
 func testFenceWritesDedupKeys(t *testing.T, cfg Config) {
 	ctx := t.Context()
 	s := openStore(t, cfg)
 	defer s.Close()
 	const chat = "g:fencekeys"
-	msgs := storetest.Msgs(chat, 1, 3)
+	msgs := storetest.Msgs(chat, 1, 4)
+	now := time.Now()
 	for i := range msgs {
 		m := &msgs[i]
 		m.Sender, m.Device, m.RequestID = "alice", "d1", fmt.Sprintf("r%d", m.Seq)
+		switch m.Seq {
+		case 1: // its key expired
+			m.TS = now.Add(-time.Duration(s.dedupTTL+60) * time.Second).UnixMilli()
+		case 2: // an hour old
+			m.TS = now.Add(-time.Hour).UnixMilli()
+		default:
+			m.TS = now.UnixMilli()
+		}
 		// The rows' mutation alone, as writePart stamps it.
 		if err := s.write(ctx, insertMessageAt, m.ChatID, int64(m.Seq/s.bucketSize), int64(m.Seq), m.Sender, m.Device,
 			m.RequestID, m.TS, int8(m.Kind), []byte(m.Body), leaseTimestamp(1, m.Seq, 0)).Exec(); err != nil {
@@ -788,14 +799,25 @@ func testFenceWritesDedupKeys(t *testing.T, cfg Config) {
 	if _, err := s.LookupDedup(ctx, record.MessageDedupKey(&msgs[0])); !errors.Is(err, record.ErrNotFound) {
 		t.Fatalf("LookupDedup before the fence: got %v, want not found (the rows were written without keys)", err)
 	}
-	if head, err := s.Fence(ctx, chat, 2, 16); err != nil || head != 3 {
-		t.Fatalf("Fence: got %d, %v, want 3", head, err)
+	if head, err := s.Fence(ctx, chat, 2, 16); err != nil || head != 4 {
+		t.Fatalf("Fence: got %d, %v, want 4", head, err)
 	}
-	for i := range msgs {
+	if _, err := s.LookupDedup(ctx, record.MessageDedupKey(&msgs[0])); !errors.Is(err, record.ErrNotFound) {
+		t.Fatalf("LookupDedup of seq 1, sent longer than dedup_ttl ago: got %v, want not found", err)
+	}
+	for i := 1; i < len(msgs); i++ {
 		got, err := s.LookupDedup(ctx, record.MessageDedupKey(&msgs[i]))
 		if err != nil || got != msgs[i] {
 			t.Fatalf("LookupDedup of seq %d after the fence: got %+v, %v, want the message", msgs[i].Seq, got, err)
 		}
+	}
+	var ttl int
+	if err := s.read(ctx, `SELECT TTL(seq) FROM dedup_keys WHERE chat_id = ? AND sender = ? AND request_id = ?`,
+		chat, "alice", record.MessageDedupKey(&msgs[1]).Stored()).Scan(&ttl); err != nil {
+		t.Fatal(err)
+	}
+	if ttl > s.dedupTTL-3600 || ttl < s.dedupTTL-3700 {
+		t.Fatalf("TTL of the hour-old message's key: got %d s, want about %d", ttl, s.dedupTTL-3600)
 	}
 }
 
