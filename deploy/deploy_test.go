@@ -27,8 +27,7 @@ import (
 	"github.com/parley-chat/parley/internal/events"
 	"github.com/parley-chat/parley/logic"
 	"github.com/parley-chat/parley/notifier"
-	"github.com/parley-chat/parley/storage/pebble"
-	"github.com/parley-chat/parley/storage/scylla"
+	"github.com/parley-chat/parley/storage/backends"
 )
 
 // settings mirrors the layout of cmd/parley's fileConfig (package main,
@@ -40,14 +39,10 @@ type settings struct {
 		Level  string `yaml:"level"`
 		Format string `yaml:"format"`
 	} `yaml:"log"`
-	Auth    auth.Config    `yaml:"auth"`
-	Connsrv connsrv.Config `yaml:"connsrv"`
-	Logic   logic.Config   `yaml:"logic"`
-	Store   struct {
-		Backend string        `yaml:"backend"`
-		Pebble  pebble.Config `yaml:"pebble"`
-		CQL     scylla.Config `yaml:"cql"`
-	} `yaml:"store"`
+	Auth     auth.Config      `yaml:"auth"`
+	Connsrv  connsrv.Config   `yaml:"connsrv"`
+	Logic    logic.Config     `yaml:"logic"`
+	Store    backends.Config  `yaml:"store"`
 	Redis    directory.Config `yaml:"redis"`
 	Kafka    events.Config    `yaml:"kafka"`
 	Notifier notifier.Config  `yaml:"notifier"`

@@ -23,7 +23,7 @@ import (
 
 // The fleet tests run two logic and two connection nodes as separate
 // processes on the real services that scripts/test-integration.sh starts:
-// Cassandra (PARLEY_E2E_STORE=cql, PARLEY_CQL_HOSTS), Redis
+// Cassandra (PARLEY_E2E_STORE=scylla, PARLEY_CQL_HOSTS), Redis
 // (PARLEY_REDIS_ADDR, with PARLEY_REDIS_DIR/PORT for scripts/redis.sh) and
 // Kafka (PARLEY_KAFKA_BROKERS). They skip without them.
 
@@ -53,8 +53,8 @@ func needFleet(t *testing.T) {
 			t.Skipf("%s not set (scripts/test-integration.sh starts the fleet's services)", v)
 		}
 	}
-	if os.Getenv("PARLEY_E2E_STORE") != "cql" {
-		t.Skip("a fleet shares a CQL store: PARLEY_E2E_STORE=cql")
+	if !sharedStore() {
+		t.Skip("a fleet shares its store: PARLEY_E2E_STORE=scylla")
 	}
 }
 

@@ -14,27 +14,40 @@ import (
 	"github.com/gocql/gocql"
 
 	"github.com/parley-chat/parley/logic"
-	"github.com/parley-chat/parley/storage/pebble"
-	"github.com/parley-chat/parley/storage/scylla"
+	"github.com/parley-chat/parley/storage/backends"
 )
 
 // The end-to-end tests run against the embedded store by default and
-// against ScyllaDB/Cassandra with PARLEY_E2E_STORE=cql and
-// PARLEY_CQL_HOSTS=host:port (scripts/test-integration.sh sets both).
+// against ScyllaDB/Cassandra with PARLEY_E2E_STORE=scylla and
+// PARLEY_CQL_HOSTS=host:port (scripts/test-integration.sh sets both). The
+// backend's old name, cql, is still accepted. Backends come from the table
+// in storage/backends, as in cmd/parley.
 
-func storeBackend(t testing.TB) string {
+// e2eBackend is PARLEY_E2E_STORE with the old name mapped: pebble by
+// default.
+func e2eBackend() string {
 	switch b := os.Getenv("PARLEY_E2E_STORE"); b {
-	case "", "pebble":
+	case "":
 		return "pebble"
 	case "cql":
-		if os.Getenv("PARLEY_CQL_HOSTS") == "" {
-			t.Fatal("PARLEY_E2E_STORE=cql needs PARLEY_CQL_HOSTS")
-		}
-		return "cql"
+		return "scylla"
 	default:
-		t.Fatalf("PARLEY_E2E_STORE=%q: want pebble or cql", b)
-		return ""
+		return b
 	}
+}
+
+// sharedStore reports whether the e2e store is one a fleet can share.
+func sharedStore() bool { return backends.Config{Backend: e2eBackend()}.Shared() }
+
+func storeBackend(t testing.TB) string {
+	b := e2eBackend()
+	if _, err := backends.Lookup(b); err != nil {
+		t.Fatalf("PARLEY_E2E_STORE: %v", err)
+	}
+	if b == "scylla" && os.Getenv("PARLEY_CQL_HOSTS") == "" {
+		t.Fatal("PARLEY_E2E_STORE=scylla needs PARLEY_CQL_HOSTS")
+	}
+	return b
 }
 
 // testStore describes where one test's data lives.
@@ -83,24 +96,17 @@ func cqlHosts() []string { return strings.Split(os.Getenv("PARLEY_CQL_HOSTS"), "
 // open opens the store in-process.
 func (ts testStore) open(t testing.TB) logic.Store {
 	t.Helper()
-	if ts.backend == "pebble" {
-		pc := pebble.Default()
-		pc.Dir = ts.dir
-		st, err := pebble.Open(pc, logger())
-		if err != nil {
-			t.Fatal(err)
-		}
-		return st
-	}
-	cfg := scylla.Default()
-	cfg.Hosts, cfg.Keyspace = cqlHosts(), ts.keyspace
-	cfg.Replication.Factor = cqlReplication()
+	cfg := backends.Default()
+	cfg.Backend = ts.backend
+	cfg.Pebble.Dir = ts.dir
+	cfg.Scylla.Hosts, cfg.Scylla.Keyspace = cqlHosts(), ts.keyspace
+	cfg.Scylla.Replication.Factor = cqlReplication()
 	if ts.slots > 0 {
-		cfg.Slots = ts.slots
+		cfg.Scylla.Slots = ts.slots
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	st, err := scylla.Open(ctx, cfg, logger())
+	st, err := backends.Open(ctx, cfg, logger())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +117,7 @@ func (ts testStore) open(t testing.TB) logic.Store {
 // take to come up. A fresh CQL keyspace means schema changes that a loaded
 // two-core Cassandra can take tens of seconds to agree on.
 func (ts testStore) startTimeout() time.Duration {
-	if ts.backend == "cql" {
+	if ts.backend == "scylla" {
 		return 90 * time.Second
 	}
 	return 20 * time.Second
@@ -122,10 +128,10 @@ func (ts testStore) flags() []string {
 	if ts.backend == "pebble" {
 		return []string{"-set", "store.backend=pebble", "-set", "store.pebble.dir=" + ts.dir}
 	}
-	f := []string{"-set", "store.backend=cql", "-set", "store.cql.hosts=" + os.Getenv("PARLEY_CQL_HOSTS"), "-set", "store.cql.keyspace=" + ts.keyspace,
-		"-set", "store.cql.replication.class=SimpleStrategy", "-set", fmt.Sprintf("store.cql.replication.factor=%d", cqlReplication())}
+	f := []string{"-set", "store.backend=scylla", "-set", "store.scylla.hosts=" + os.Getenv("PARLEY_CQL_HOSTS"), "-set", "store.scylla.keyspace=" + ts.keyspace,
+		"-set", "store.scylla.replication.class=SimpleStrategy", "-set", fmt.Sprintf("store.scylla.replication.factor=%d", cqlReplication())}
 	if ts.slots > 0 {
-		f = append(f, "-set", fmt.Sprintf("store.cql.slots=%d", ts.slots))
+		f = append(f, "-set", fmt.Sprintf("store.scylla.slots=%d", ts.slots))
 	}
 	return f
 }

@@ -179,7 +179,7 @@ func startSystemB(b *testing.B) *system { return startSystem(b, nil) }
 // inProcessLink reports whether startSystem links its tiers in process
 // (internal/memlink, as standalone does) rather than over loopback TCP:
 // PARLEY_E2E_LINK=memory or tcp, by default memory with the embedded
-// store and tcp with CQL, so that CI's two e2e runs cover both transports.
+// store and tcp with a shared one (scylla), so that CI's two e2e runs cover both transports.
 func inProcessLink() bool {
 	switch os.Getenv("PARLEY_E2E_LINK") {
 	case "memory":
@@ -187,7 +187,7 @@ func inProcessLink() bool {
 	case "tcp":
 		return false
 	}
-	return os.Getenv("PARLEY_E2E_STORE") != "cql"
+	return !sharedStore()
 }
 
 // waitReadyz polls url until it answers 200 or within passes.

@@ -124,7 +124,7 @@ type Config struct {
 	// one store call. Default 1s.
 	MarksInterval time.Duration `yaml:"marks_interval"`
 	// Lease times the sequencing leases, used when the store sequences
-	// under leases (store.cql.sequencing: lease; see logic/lease): duration
+	// under leases (store.scylla.sequencing: lease; see logic/lease): duration
 	// D (default 3s), margin ε (500ms), renew (D/3) and poll (500ms). A dead
 	// node's chats can take new messages again D + ε + poll after its last
 	// renewal.

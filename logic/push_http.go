@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/url"
 	"strings"
-	"time"
 
 	"github.com/valyala/fasthttp"
 
@@ -150,24 +149,4 @@ func loopbackHost(h string) bool {
 	}
 	ip := net.ParseIP(h)
 	return ip != nil && ip.IsLoopback()
-}
-
-// The breaker's view of the push methods of Store (see breaker.go).
-
-func (g guardedStore) PutPushSubscription(ctx context.Context, sub record.PushSubscription) error {
-	return g.b.call(func() error { return g.s.PutPushSubscription(ctx, sub) })
-}
-
-func (g guardedStore) PushSubscriptions(ctx context.Context, user string) (subs []record.PushSubscription, err error) {
-	err = g.b.call(func() (e error) { subs, e = g.s.PushSubscriptions(ctx, user); return })
-	return
-}
-
-func (g guardedStore) DeletePushSubscription(ctx context.Context, user, device string) error {
-	return g.b.call(func() error { return g.s.DeletePushSubscription(ctx, user, device) })
-}
-
-func (g guardedStore) MarkPushed(ctx context.Context, key string, ttl time.Duration) (first bool, err error) {
-	err = g.b.call(func() (e error) { first, e = g.s.MarkPushed(ctx, key, ttl); return })
-	return
 }

@@ -162,7 +162,7 @@ type notifierBox struct{ Notifier }
 
 // SetLeases makes the node sequence chats only under leases kept in ls
 // (logic/lease), which must be the store New was given: required when the
-// store sequences under leases (store.cql.sequencing: lease). Call before
+// store sequences under leases (store.scylla.sequencing: lease). Call before
 // Run. Not safe for concurrent use.
 func (s *Service) SetLeases(ls LeaseStore) {
 	s.leaseStore = ls

@@ -9,7 +9,7 @@
 // standalone the logic tier calls Notify (it satisfies logic.Notifier),
 // which queues the event for the workers of Run. Wiring:
 //
-//	n, err := notifier.New(cfg.Notifier, store, log)  // store: logic.Store
+//	n, err := notifier.New(cfg.Notifier, store, log)  // store: a storage.Store
 //	svc.SetNotifier(n)                                 // standalone
 //	svc.SetVAPIDPublicKey(n.VAPIDPublicKey())          // GET /v1/push/vapid
 //	go n.Run(ctx)
@@ -63,6 +63,7 @@
 // Config also holds the metrics bearer token of `parley notifier`'s HTTP
 // listener (required beyond loopback; LoadMetricsToken).
 //
-// Tier: notifier. Imports internal/record, internal/adminauth and its own
-// subpackages; the store comes in through the Store interface.
+// Tier: notifier. Imports internal/record, internal/adminauth, storage
+// (the contract's roles, no backend) and its own subpackages; the store
+// comes in through the Store interface.
 package notifier

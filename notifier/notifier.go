@@ -17,20 +17,15 @@ import (
 	"github.com/parley-chat/parley/internal/record"
 	"github.com/parley-chat/parley/notifier/webhook"
 	"github.com/parley-chat/parley/notifier/webpush"
+	"github.com/parley-chat/parley/storage"
 )
 
-// Store is what the notifier needs from storage; logic.Store (pebble,
-// scylla) has these methods. Errors other than from the context are
-// treated as transient.
+// Store is what the notifier needs from storage: two roles of the
+// storage contract (storage/contract.go), which every backend has. Errors
+// other than from the context are treated as transient.
 type Store interface {
-	// PushSubscriptions returns the user's Web Push subscriptions.
-	PushSubscriptions(ctx context.Context, user string) ([]record.PushSubscription, error)
-	// DeletePushSubscription removes a device's subscription; absent is
-	// not an error.
-	DeletePushSubscription(ctx context.Context, user, device string) error
-	// MarkPushed claims key for ttl: first is true for exactly one caller
-	// of a key while the claim lives.
-	MarkPushed(ctx context.Context, key string, ttl time.Duration) (first bool, err error)
+	storage.PushSubscriptions
+	storage.PushLedger
 }
 
 // ErrQueueFull is returned by Notify when the queue is full; the event is

@@ -344,6 +344,9 @@ type failingStore struct{}
 
 var errStore = errors.New("store down")
 
+func (failingStore) PutPushSubscription(context.Context, record.PushSubscription) error {
+	return errStore
+}
 func (failingStore) PushSubscriptions(context.Context, string) ([]record.PushSubscription, error) {
 	return nil, errStore
 }

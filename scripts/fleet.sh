@@ -42,7 +42,7 @@
 # as -set to the logic nodes and the notifier), e.g. to measure the
 # per-message LWT mode beside the default lease mode (a keyspace keeps the
 # mode it was created with, so give it its own):
-#   PARLEY_FLEET_STORE="store.cql.sequencing=lwt store.cql.keyspace=parley_lwt"
+#   PARLEY_FLEET_STORE="store.scylla.sequencing=lwt store.scylla.keyspace=parley_lwt"
 set -euo pipefail
 # A relative PARLEY_FLEET_BIN is the caller's, not the repository's.
 if [ -n "${PARLEY_FLEET_BIN:-}" ] && [ "${PARLEY_FLEET_BIN#/}" = "$PARLEY_FLEET_BIN" ]; then
@@ -105,9 +105,9 @@ start_tiers() {
   local hosts
   hosts=$(bash scripts/cassandra.sh env | sed -n 's/^PARLEY_CQL_HOSTS=//p')
   [ -n "$hosts" ] || die "cassandra.sh env printed no PARLEY_CQL_HOSTS"
-  local -a store=(-set "store.cql.hosts=$hosts")
+  local -a store=(-set "store.scylla.hosts=$hosts")
   if [ "${PARLEY_CASSANDRA_NODES:-1}" != 1 ]; then
-    store+=(-set "store.cql.replication.factor=${PARLEY_CASSANDRA_NODES}")
+    store+=(-set "store.scylla.replication.factor=${PARLEY_CASSANDRA_NODES}")
   fi
   local kv
   for kv in ${PARLEY_FLEET_STORE:-}; do

@@ -22,8 +22,7 @@ import (
 	"github.com/parley-chat/parley/internal/events"
 	"github.com/parley-chat/parley/logic"
 	"github.com/parley-chat/parley/notifier"
-	"github.com/parley-chat/parley/storage/pebble"
-	"github.com/parley-chat/parley/storage/scylla"
+	"github.com/parley-chat/parley/storage/backends"
 )
 
 // LogConfig configures logging.
@@ -34,25 +33,14 @@ type LogConfig struct {
 	Format string `yaml:"format"`
 }
 
-// StoreConfig selects and configures the store.
-type StoreConfig struct {
-	// Backend is "pebble" (embedded, one node) or "cql" (ScyllaDB or
-	// Cassandra, for fleets). Default pebble.
-	Backend string `yaml:"backend"`
-	// Pebble configures the embedded store.
-	Pebble pebble.Config `yaml:"pebble"`
-	// CQL configures the ScyllaDB/Cassandra store.
-	CQL scylla.Config `yaml:"cql"`
-}
-
 // fileConfig is the union of every tier's settings; each command uses the
 // sections it needs and rejects the others.
 type fileConfig struct {
-	Log     LogConfig      `yaml:"log"`
-	Auth    auth.Config    `yaml:"auth"`
-	Connsrv connsrv.Config `yaml:"connsrv"`
-	Logic   logic.Config   `yaml:"logic"`
-	Store   StoreConfig    `yaml:"store"`
+	Log     LogConfig       `yaml:"log"`
+	Auth    auth.Config     `yaml:"auth"`
+	Connsrv connsrv.Config  `yaml:"connsrv"`
+	Logic   logic.Config    `yaml:"logic"`
+	Store   backends.Config `yaml:"store"`
 	// Redis is the fleet directory (presence, device locations, node
 	// registry). No addresses: none (a single node).
 	Redis directory.Config `yaml:"redis"`
@@ -66,6 +54,10 @@ type fileConfig struct {
 	Debug DebugConfig `yaml:"debug"`
 	// Runtime tunes the Go runtime of the process.
 	Runtime RuntimeConfig `yaml:"runtime"`
+
+	// warnings are what loading found deprecated, logged by
+	// serverLogger once the logger exists.
+	warnings []string
 }
 
 // RuntimeConfig tunes the Go runtime of a parley process. A zero value
@@ -130,7 +122,7 @@ func applyRuntime(cfg *fileConfig) {
 // and p99 from 30 to 13 ms (docs/tuning.md). gnet's event loops stay one
 // per CPU (runtime.NumCPU) unless connsrv.num_event_loop says otherwise.
 func embeddedStoreProcs(cfg *fileConfig, getenv func(string) string) {
-	if cfg.Store.Backend != "pebble" || cfg.Runtime.MaxProcs != 0 || getenv("GOMAXPROCS") != "" {
+	if cfg.Store.Shared() || cfg.Runtime.MaxProcs != 0 || getenv("GOMAXPROCS") != "" {
 		return
 	}
 	if n := runtime.GOMAXPROCS(0); n >= runtime.NumCPU() {
@@ -207,7 +199,7 @@ func defaultFileConfig() fileConfig {
 		Auth:     auth.Default(),
 		Connsrv:  connsrv.Default(),
 		Logic:    logic.Default(),
-		Store:    StoreConfig{Backend: "pebble", Pebble: pebble.Default(), CQL: scylla.Default()},
+		Store:    backends.Default(),
 		Redis:    withoutAddrs(directory.Default()),
 		Kafka:    withoutBrokers(events.Default()),
 		Notifier: notifier.Default(),
@@ -221,8 +213,8 @@ func withoutBrokers(c events.Config) events.Config     { c.Brokers = nil; return
 // validateFleet checks the Redis and Kafka sections that are in use.
 func validateFleet(c *fileConfig) error {
 	var errs []error
-	if len(c.Logic.Cluster.Peers) > 0 && c.Store.Backend == "pebble" {
-		errs = append(errs, errors.New("logic.cluster.peers: several logic nodes need a shared store (store.backend: cql); the embedded pebble store belongs to one node"))
+	if len(c.Logic.Cluster.Peers) > 0 && !c.Store.Shared() {
+		errs = append(errs, fmt.Errorf("logic.cluster.peers: several logic nodes need a shared store (store.backend: scylla); the %s store belongs to one node", c.Store.Backend))
 	}
 	if len(c.Redis.Addrs) > 0 {
 		errs = append(errs, prefixErr("redis.", c.Redis.Validate()))
@@ -274,6 +266,11 @@ func loadConfig(fs *flag.FlagSet, args []string, defaultPath string, validate fu
 	if err := confload.SetAll(&cfg, sets); err != nil {
 		return cfg, false, err
 	}
+	warnings, err := cfg.Store.Normalize()
+	if err != nil {
+		return cfg, false, fmt.Errorf("invalid configuration:\n%w", err)
+	}
+	cfg.warnings = warnings
 	if err := cfg.Auth.ResolveSecretFile(); err != nil {
 		return cfg, false, fmt.Errorf("invalid configuration:\n%w", err)
 	}
@@ -307,20 +304,22 @@ func newLogger(c LogConfig, w io.Writer) (*slog.Logger, error) {
 	return nil, fmt.Errorf("log.format %q: want text or json", c.Format)
 }
 
+// serverLogger is a server command's logger, which first logs the
+// configuration's warnings.
+func serverLogger(cfg fileConfig) *slog.Logger {
+	log, _ := newLogger(cfg.Log, stderr) // cfg.Log was validated
+	for _, w := range cfg.warnings {
+		log.Warn("deprecated setting", "warning", w)
+	}
+	return log
+}
+
 func validateLog(c LogConfig) error {
 	_, err := newLogger(c, io.Discard)
 	return err
 }
 
-func validateStore(c StoreConfig) error {
-	switch c.Backend {
-	case "pebble":
-		return c.Pebble.Validate()
-	case "cql":
-		return c.CQL.Validate()
-	}
-	return fmt.Errorf("store.backend %q: want pebble or cql", c.Backend)
-}
+func validateStore(c backends.Config) error { return c.Validate() }
 
 func joinErrs(errs ...error) error { return errors.Join(errs...) }
 

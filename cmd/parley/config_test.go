@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"flag"
 	"fmt"
 	"io"
@@ -8,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -25,11 +27,11 @@ func TestShippedConfigs(t *testing.T) {
 	}
 	tests := []tc{
 		{"logic.yaml", func(c *fileConfig) error {
-			if c.Store.Backend != "cql" || len(c.Store.CQL.Hosts) == 0 {
-				return fmt.Errorf("got backend %q hosts %v", c.Store.Backend, c.Store.CQL.Hosts)
+			if c.Store.Backend != "scylla" || len(c.Store.Scylla.Hosts) == 0 {
+				return fmt.Errorf("got backend %q hosts %v", c.Store.Backend, c.Store.Scylla.Hosts)
 			}
 			return validateStore(c.Store)
-		}, []string{"-set", "store.backend=cql"}},
+		}, []string{"-set", "store.backend=scylla"}},
 		{file: "standalone.yaml", validate: func(c *fileConfig) error {
 			if err := standaloneLinkSecret(c); err != nil {
 				return err
@@ -56,6 +58,56 @@ func TestShippedConfigs(t *testing.T) {
 				"-set", "logic.link_tls.client_ca_file=/etc/parley/tls/ca.crt", "-set", "logic.link_tls.ca_file=/etc/parley/tls/ca.crt"}, tt.extra...)
 			if _, _, err := loadConfig(fs, args, "", tt.validate); err != nil {
 				t.Fatalf("got %v, want a valid config", err)
+			}
+		})
+	}
+}
+
+// TestStoreOldNames: backend cql and the store.cql section, from before
+// the config name followed the package's, still load for one release,
+// with a warning each, and into the scylla section.
+func TestStoreOldNames(t *testing.T) {
+	tests := []struct {
+		name      string
+		args      []string
+		env       map[string]string
+		wantHosts []string
+		warnings  int
+		wantErr   string
+	}{
+		{name: "old backend and section", args: []string{"-set", "store.backend=cql", "-set", "store.cql.hosts=10.0.0.1:9042"}, wantHosts: []string{"10.0.0.1:9042"}, warnings: 2},
+		{name: "old section from the environment", args: []string{"-set", "store.backend=scylla"}, env: map[string]string{"PARLEY_STORE_CQL_HOSTS": "10.0.0.2:9042"}, wantHosts: []string{"10.0.0.2:9042"}, warnings: 1},
+		{name: "new names", args: []string{"-set", "store.backend=scylla", "-set", "store.scylla.hosts=10.0.0.3:9042"}, wantHosts: []string{"10.0.0.3:9042"}},
+		{name: "both sections", args: []string{"-set", "store.backend=scylla", "-set", "store.scylla.hosts=a:1", "-set", "store.cql.hosts=b:2"}, wantErr: "keep only store.scylla"},
+		{name: "unknown backend", args: []string{"-set", "store.backend=mongo"}, wantErr: "want pebble or scylla"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+			}
+			fs := flag.NewFlagSet("t", flag.ContinueOnError)
+			fs.SetOutput(io.Discard)
+			cfg, _, err := loadConfig(fs, tt.args, "", func(c *fileConfig) error { return validateStore(c.Store) })
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("got %v, want an error containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.Store.Backend != "scylla" || !slices.Equal(cfg.Store.Scylla.Hosts, tt.wantHosts) || len(cfg.warnings) != tt.warnings {
+				t.Errorf("got backend %q, scylla hosts %v, warnings %q; want scylla, %v and %d warnings",
+					cfg.Store.Backend, cfg.Store.Scylla.Hosts, cfg.warnings, tt.wantHosts, tt.warnings)
+			}
+			var logged bytes.Buffer
+			stderr = &logged
+			t.Cleanup(func() { stderr = os.Stderr })
+			serverLogger(cfg)
+			if got := strings.Count(logged.String(), "deprecated setting"); got != tt.warnings {
+				t.Errorf("logged %d warnings, want %d: %s", got, tt.warnings, logged.String())
 			}
 		})
 	}

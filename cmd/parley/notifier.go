@@ -41,7 +41,7 @@ func runNotifier(args []string) error {
 		return err
 	}
 	applyRuntime(&cfg)
-	log, _ := newLogger(cfg.Log, stderr)
+	log := serverLogger(cfg)
 	if !cfg.Notifier.WebPush() && !cfg.Notifier.Webhook() {
 		log.Warn("neither Web Push keys nor a webhook are configured: events are consumed and dropped")
 	}

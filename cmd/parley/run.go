@@ -22,8 +22,8 @@ import (
 	"github.com/parley-chat/parley/internal/memlink"
 	"github.com/parley-chat/parley/internal/record"
 	"github.com/parley-chat/parley/logic"
-	"github.com/parley-chat/parley/storage/pebble"
-	"github.com/parley-chat/parley/storage/scylla"
+	"github.com/parley-chat/parley/storage"
+	"github.com/parley-chat/parley/storage/backends"
 )
 
 // exampleSecret is the secret in configs/standalone.yaml. Standalone warns
@@ -35,19 +35,16 @@ func signalContext() (context.Context, context.CancelFunc) {
 }
 
 // openStore opens the configured backend.
-func openStore(cfg StoreConfig, log *slog.Logger) (logic.Store, error) {
-	if cfg.Backend == "cql" {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer cancel()
-		return scylla.Open(ctx, cfg.CQL, log.With("component", "cql"))
-	}
-	return pebble.Open(cfg.Pebble, log)
+func openStore(cfg backends.Config, log *slog.Logger) (storage.Store, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	return backends.Open(ctx, cfg, log)
 }
 
 // logicNode is a logic node with what it was built on, closed in order.
 type logicNode struct {
 	svc      *logic.Service
-	store    logic.Store
+	store    storage.Store
 	dir      *directory.Directory // nil without redis
 	producer *events.Producer     // nil without kafka
 }
@@ -103,7 +100,7 @@ func startLogic(cfg fileConfig, v *auth.Verifier, log *slog.Logger, linkLn net.L
 	if n.dir != nil {
 		n.svc.SetDirectory(n.dir)
 	}
-	// A CQL keyspace that sequences under leases (store.cql.sequencing:
+	// A CQL keyspace that sequences under leases (store.scylla.sequencing:
 	// lease) needs the node to hold them.
 	if ls, ok := st.(logic.LeaseStore); ok && ls.Slots() > 0 {
 		n.svc.SetLeases(ls)
@@ -158,7 +155,7 @@ func runStandalone(args []string) error {
 		return err
 	}
 	applyRuntime(&cfg)
-	log, _ := newLogger(cfg.Log, stderr)
+	log := serverLogger(cfg)
 	if cfg.Auth.Secret == exampleSecret {
 		log.Warn("using the example JWT secret from configs/standalone.yaml: fine on your laptop, never in production")
 	}
@@ -259,7 +256,7 @@ func runLogic(args []string) error {
 		return err
 	}
 	applyRuntime(&cfg)
-	log, _ := newLogger(cfg.Log, stderr)
+	log := serverLogger(cfg)
 	v, err := auth.NewVerifierWith(cfg.Auth, auth.Options{Logger: log.With("component", "auth")})
 	if err != nil {
 		return err
@@ -289,7 +286,7 @@ func runConnsrv(args []string) error {
 		return err
 	}
 	applyRuntime(&cfg)
-	log, _ := newLogger(cfg.Log, stderr)
+	log := serverLogger(cfg)
 	v, err := auth.NewVerifierWith(cfg.Auth, auth.Options{Logger: log.With("component", "auth")})
 	if err != nil {
 		return err

@@ -100,7 +100,7 @@ func TestEmbeddedStoreProcs(t *testing.T) {
 	}
 	tests := []procsCase{
 		{"pebble doubles", "pebble", 0, cpus, noEnv, 2 * cpus},
-		{"cql is left alone", "cql", 0, cpus, noEnv, cpus},
+		{"scylla is left alone", "scylla", 0, cpus, noEnv, cpus},
 		{"runtime.max_procs wins", "pebble", 5, cpus, noEnv, cpus},
 		{"GOMAXPROCS wins", "pebble", 0, cpus, func(k string) string {
 			if k == "GOMAXPROCS" {

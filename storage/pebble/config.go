@@ -60,19 +60,19 @@ func Default() Config {
 func (c Config) Validate() error {
 	var errs []error
 	if c.Dir == "" {
-		errs = append(errs, errors.New("storage.pebble.dir: required"))
+		errs = append(errs, errors.New("store.pebble.dir: required"))
 	}
 	if c.CacheSize < 0 {
-		errs = append(errs, fmt.Errorf("storage.pebble.cache_size: %d must not be negative", c.CacheSize))
+		errs = append(errs, fmt.Errorf("store.pebble.cache_size: %d must not be negative", c.CacheSize))
 	}
 	if c.MemTableSize >= 4<<30 {
-		errs = append(errs, fmt.Errorf("storage.pebble.memtable_size: %d must be below 4 GiB", c.MemTableSize))
+		errs = append(errs, fmt.Errorf("store.pebble.memtable_size: %d must be below 4 GiB", c.MemTableSize))
 	}
 	if c.MaxOpenFiles < 0 {
-		errs = append(errs, fmt.Errorf("storage.pebble.max_open_files: %d must not be negative", c.MaxOpenFiles))
+		errs = append(errs, fmt.Errorf("store.pebble.max_open_files: %d must not be negative", c.MaxOpenFiles))
 	}
 	if c.WALMinSyncInterval < 0 || c.WALMinSyncInterval > time.Second {
-		errs = append(errs, fmt.Errorf("storage.pebble.wal_min_sync_interval: %v must be in [0, 1s]", c.WALMinSyncInterval))
+		errs = append(errs, fmt.Errorf("store.pebble.wal_min_sync_interval: %v must be in [0, 1s]", c.WALMinSyncInterval))
 	}
 	return errors.Join(errs...)
 }

@@ -1,6 +1,7 @@
 // Package pebble is Parley's embedded default storage backend: a durable
-// implementation of the logic tier's Store contract (logic/store.go) on
-// Pebble, CockroachDB's LSM key-value engine, in a local directory.
+// implementation of the storage contract (storage.Store,
+// storage/contract.go) on Pebble, CockroachDB's LSM key-value engine, in
+// a local directory.
 //
 // Why Pebble: a chat server's storage load is overwhelmingly appends of
 // small immutable rows plus short range reads of recent history. An LSM tree

@@ -160,7 +160,7 @@ var keyspaceRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]{0,47}$`)
 func (c Config) Validate() error {
 	var errs []error
 	bad := func(field, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("storage.scylla."+field+": "+format, args...))
+		errs = append(errs, fmt.Errorf("store.scylla."+field+": "+format, args...))
 	}
 	if len(c.Hosts) == 0 {
 		bad("hosts", "required")

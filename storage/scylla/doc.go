@@ -1,5 +1,5 @@
-// Package scylla is Parley's storage backend for fleets: the logic tier's
-// Store contract (logic/store.go) on ScyllaDB or Apache Cassandra over CQL.
+// Package scylla is Parley's storage backend for fleets: the storage
+// contract (storage.Store) on ScyllaDB or Apache Cassandra over CQL.
 // It passes storage/storetest like the embedded storage/pebble; its
 // integration tests run against a real Cassandra 5.0 node (see
 // scripts/cassandra.sh) when PARLEY_CQL_HOSTS is set.

@@ -16,8 +16,8 @@ import (
 	"github.com/parley-chat/parley/internal/record"
 )
 
-// Store is the CQL implementation of the logic tier's Store contract
-// (logic/store.go). Every method is safe for concurrent use.
+// Store is the CQL implementation of the storage contract
+// (storage.Store, storage/contract.go). Every method is safe for concurrent use.
 type Store struct {
 	cfg        Config
 	log        *slog.Logger

@@ -1,7 +1,7 @@
 // Package storetest is the conformance suite every Parley storage backend
 // passes (storage/pebble, storage/scylla, and any fake used in logic tests).
 //
-// Run checks the contract of the logic tier's Store interface (logic/store.go)
+// Run checks the storage contract (storage.Store, storage/contract.go)
 // against a fresh store per sub-test: appends and history pages, the error
 // contract (record.ErrNotFound, record.ErrConflict, record.ErrClosed),
 // per-chat append results (a conflict in one chat stores the others; rows
@@ -13,10 +13,6 @@
 // detection, under leases) and the epoch to write with.
 // RunPersistent additionally closes a store and reopens it on the same
 // directory to check that everything survived.
-//
-// The package declares its own Store interface with the same method set as
-// logic.Store, because storage must not import the logic tier; logic's tests
-// assert that the two stay identical.
 //
 // Tier: storage (test support). The suite itself runs sub-tests
 // sequentially; individual sub-tests start goroutines against the store under

@@ -11,41 +11,12 @@ import (
 	"time"
 
 	"github.com/parley-chat/parley/internal/record"
+	"github.com/parley-chat/parley/storage"
 )
 
-// Store has the method set of logic.Store; see logic/store.go for the
-// contract each method must honour.
-type Store interface {
-	AppendMessages(ctx context.Context, appends []record.ChatAppend) []record.AppendResult
-	LastSeq(ctx context.Context, chatID string) (uint64, error)
-	LookupDedup(ctx context.Context, key record.DedupKey) (record.Message, error)
-	DedupKeys(ctx context.Context, chatID string, limit int) (keys []record.DedupKey, complete bool, err error)
-	Message(ctx context.Context, chatID string, seq uint64) (record.Message, error)
-	Messages(ctx context.Context, chatID string, page record.Page) ([]record.Message, error)
-
-	CreateChat(ctx context.Context, chat record.Chat, members []string) error
-	Chat(ctx context.Context, chatID string) (record.Chat, error)
-	Members(ctx context.Context, chatID string) ([]string, error)
-	GroupMembers(ctx context.Context, chatID string) ([]record.Member, error)
-	AddMember(ctx context.Context, chatID string, m record.Member) error
-	SetRole(ctx context.Context, chatID, user string, role record.Role) error
-	RemoveMember(ctx context.Context, chatID, user string) error
-	UserChats(ctx context.Context, user string) ([]record.ChatEntry, error)
-
-	SaveMarks(ctx context.Context, marks []record.Mark) error
-	DeviceCursor(ctx context.Context, user, device, chatID string) (uint64, error)
-	ChatCursors(ctx context.Context, chatID string) ([]record.DeviceCursor, error)
-
-	UserSettings(ctx context.Context, user string) (record.UserSettings, error)
-	PutUserSettings(ctx context.Context, user string, st record.UserSettings) error
-
-	PutPushSubscription(ctx context.Context, sub record.PushSubscription) error
-	PushSubscriptions(ctx context.Context, user string) ([]record.PushSubscription, error)
-	DeletePushSubscription(ctx context.Context, user, device string) error
-	MarkPushed(ctx context.Context, key string, ttl time.Duration) (first bool, err error)
-
-	Close() error
-}
+// Store is the contract the suite checks: storage.Store, declared once
+// in storage/contract.go.
+type Store = storage.Store
 
 // Options says what the backend under test promises beyond the common
 // contract.
