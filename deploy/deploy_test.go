@@ -21,10 +21,10 @@ import (
 
 	"github.com/goccy/go-yaml"
 
+	"github.com/parley-chat/parley/adapters/directory"
+	"github.com/parley-chat/parley/adapters/events"
 	"github.com/parley-chat/parley/connsrv"
 	"github.com/parley-chat/parley/internal/auth"
-	"github.com/parley-chat/parley/internal/directory"
-	"github.com/parley-chat/parley/internal/events"
 	"github.com/parley-chat/parley/logic"
 	"github.com/parley-chat/parley/notifier"
 	"github.com/parley-chat/parley/storage/backends"

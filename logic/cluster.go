@@ -54,7 +54,7 @@ var (
 )
 
 // Directory is the fleet's shared, rebuildable view (Redis in fleets;
-// internal/directory): where devices are connected and which nodes live.
+// adapters/directory): where devices are connected and which nodes live.
 // Every method may fail; the logic tier treats failures as "unknown" and
 // keeps serving. Implementations are safe for concurrent use.
 type Directory interface {

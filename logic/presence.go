@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/parley-chat/parley/internal/proto"
+	"github.com/parley-chat/parley/internal/record"
 )
 
 // Presence records who is online and when users were last seen. The
@@ -18,7 +19,7 @@ type Presence interface {
 	// SetOffline marks user offline (their last device left) at time at.
 	SetOffline(ctx context.Context, user string, at time.Time) error
 	// Lookup returns the presence of each user, in order.
-	Lookup(ctx context.Context, users []string) ([]proto.PresenceInfo, error)
+	Lookup(ctx context.Context, users []string) ([]record.Presence, error)
 }
 
 // MemPresence is an in-process Presence. Safe for concurrent use.
@@ -54,16 +55,25 @@ func (p *MemPresence) SetOffline(_ context.Context, user string, at time.Time) e
 }
 
 // Lookup implements Presence.
-func (p *MemPresence) Lookup(_ context.Context, users []string) ([]proto.PresenceInfo, error) {
-	out := make([]proto.PresenceInfo, len(users))
+func (p *MemPresence) Lookup(_ context.Context, users []string) ([]record.Presence, error) {
+	out := make([]record.Presence, len(users))
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for i, u := range users {
 		e := p.state[u]
-		out[i] = proto.PresenceInfo{User: u, Online: e.online}
+		out[i] = record.Presence{User: u, Online: e.online}
 		if !e.online {
 			out[i].LastSeen = e.lastSeen
 		}
 	}
 	return out, nil
+}
+
+// wirePresence is the client-wire form of the directory's answer.
+func wirePresence(ps []record.Presence) []proto.PresenceInfo {
+	out := make([]proto.PresenceInfo, len(ps))
+	for i, p := range ps {
+		out[i] = proto.PresenceInfo{User: p.User, Online: p.Online, LastSeen: p.LastSeen}
+	}
+	return out
 }

@@ -221,7 +221,7 @@ func (s *Service) Presence(ctx context.Context, requester string, users []string
 			s.log.Warn("presence lookup failed; reporting offline", "err", err)
 			info = nil
 		}
-		for _, pi := range info {
+		for _, pi := range wirePresence(info) {
 			known[pi.User] = pi
 		}
 	}

@@ -168,7 +168,8 @@ func (s *Service) relationFormed(ctx context.Context, chat string, check bool, s
 			return
 		}
 	}
-	info, err := s.presence.Lookup(ctx, []string{a, b})
+	found, err := s.presence.Lookup(ctx, []string{a, b})
+	info := wirePresence(found)
 	if err != nil || len(info) != 2 {
 		info = []proto.PresenceInfo{{User: a}, {User: b}}
 	}

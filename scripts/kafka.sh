@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # scripts/kafka.sh — a real single-node Apache Kafka 4 (KRaft, combined
 # broker and controller) for tests, resolved from Maven Central and run on
-# Java 17. It carries the push events of internal/events in tests.
+# Java 17. It carries the push events of adapters/events in tests.
 #
 # Usage: scripts/kafka.sh <command>
 #   fetch    resolve kafka_2.13, its runtime jars and a logging backend into

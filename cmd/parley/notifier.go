@@ -12,8 +12,8 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/fasthttp"
 
+	"github.com/parley-chat/parley/adapters/events"
 	"github.com/parley-chat/parley/internal/adminauth"
-	"github.com/parley-chat/parley/internal/events"
 	"github.com/parley-chat/parley/internal/gostats"
 	"github.com/parley-chat/parley/notifier"
 )

@@ -15,10 +15,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/parley-chat/parley/adapters/directory"
+	"github.com/parley-chat/parley/adapters/events"
 	"github.com/parley-chat/parley/connsrv"
 	"github.com/parley-chat/parley/internal/auth"
-	"github.com/parley-chat/parley/internal/directory"
-	"github.com/parley-chat/parley/internal/events"
 	"github.com/parley-chat/parley/internal/memlink"
 	"github.com/parley-chat/parley/internal/record"
 	"github.com/parley-chat/parley/logic"

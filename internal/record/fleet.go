@@ -39,3 +39,12 @@ type PushEvent struct {
 	Preview   string `json:"preview"` // the first 100 bytes of the text
 	TS        int64  `json:"ts"`      // Unix ms
 }
+
+// Presence is what the directory knows of one user: online (some device
+// has a live location) or, when offline, when last seen (Unix ms; 0 when
+// unknown).
+type Presence struct {
+	User     string
+	Online   bool
+	LastSeen int64
+}

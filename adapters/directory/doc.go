@@ -3,7 +3,8 @@
 // write their sessions' locations and read the locations of message
 // recipients; every node registers itself. It is used by the logic and
 // connection tiers and the notifier (wired in cmd/); it imports only the
-// leaf packages record and proto.
+// leaf package record, and answers in its own types or record's, never
+// in the client wire's.
 //
 // # Only state that can be rebuilt
 //

@@ -23,7 +23,7 @@ import (
 // PARLEY_KAFKA_BROKERS (host:port, comma-separated) and skip without it:
 //
 //	bash scripts/kafka.sh start && export $(bash scripts/kafka.sh env)
-//	go test -race ./internal/events/...
+//	go test -race ./adapters/events/...
 //
 // Every test uses its own topics and group, and deletes its topics at the
 // end. One broker tests our producer, consumer and dead-letter logic, not

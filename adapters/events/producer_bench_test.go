@@ -17,7 +17,7 @@ import (
 // msgs/s counts acknowledged records. When Publish returns ErrFull the loop
 // sleeps 100µs and retries (counted as full_retries/op):
 //
-//	go test -run '^$' -bench BenchmarkPublish -benchtime 200000x ./internal/events/
+//	go test -run '^$' -bench BenchmarkPublish -benchtime 200000x ./adapters/events/
 func BenchmarkPublish(b *testing.B) {
 	for _, par := range []int{1, 8} {
 		b.Run("goroutines="+strconv.Itoa(par*runtime.GOMAXPROCS(0)), func(b *testing.B) {

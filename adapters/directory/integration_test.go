@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/parley-chat/parley/internal/proto"
 	"github.com/parley-chat/parley/internal/record"
 )
 
@@ -193,7 +192,7 @@ func TestPresence(t *testing.T) {
 	laptop := record.DeviceLocation{User: "alice", Device: "laptop", Logic: "logic-b", Conn: "c2", Session: 2}
 	t0 := time.UnixMilli(1_700_000_000_000)
 
-	lookupIs := func(d *Directory, want ...proto.PresenceInfo) func() error {
+	lookupIs := func(d *Directory, want ...record.Presence) func() error {
 		return func() error {
 			users := make([]string, len(want))
 			for i, w := range want {
@@ -210,24 +209,24 @@ func TestPresence(t *testing.T) {
 		}
 	}
 
-	eventually(t, settle, "nobody seen", lookupIs(a, proto.PresenceInfo{User: "alice"}, proto.PresenceInfo{User: "bob"}))
+	eventually(t, settle, "nobody seen", lookupIs(a, record.Presence{User: "alice"}, record.Presence{User: "bob"}))
 
 	mustNil(t, "attach", a.Attach(ctx, phone))
 	mustNil(t, "set online", a.SetOnline(ctx, "alice", t0))
 	mustNil(t, "attach", b.Attach(ctx, laptop))
 	mustNil(t, "set online", b.SetOnline(ctx, "alice", t0.Add(time.Second)))
-	eventually(t, settle, "online", lookupIs(b, proto.PresenceInfo{User: "alice", Online: true}, proto.PresenceInfo{User: "bob"}))
+	eventually(t, settle, "online", lookupIs(b, record.Presence{User: "alice", Online: true}, record.Presence{User: "bob"}))
 
 	// The phone leaves; the laptop is still online on the other node, so
 	// SetOffline records nothing.
 	mustNil(t, "detach", a.Detach(ctx, phone))
 	mustNil(t, "set offline", a.SetOffline(ctx, "alice", t0.Add(10*time.Second)))
-	eventually(t, settle, "still online", lookupIs(a, proto.PresenceInfo{User: "alice", Online: true}))
+	eventually(t, settle, "still online", lookupIs(a, record.Presence{User: "alice", Online: true}))
 
 	mustNil(t, "detach", b.Detach(ctx, laptop))
 	mustNil(t, "set offline", b.SetOffline(ctx, "alice", t0.Add(20*time.Second)))
-	want := proto.PresenceInfo{User: "alice", LastSeen: t0.Add(20 * time.Second).UnixMilli()}
-	eventually(t, settle, "offline with last seen", lookupIs(a, want, proto.PresenceInfo{User: "bob"}))
+	want := record.Presence{User: "alice", LastSeen: t0.Add(20 * time.Second).UnixMilli()}
+	eventually(t, settle, "offline with last seen", lookupIs(a, want, record.Presence{User: "bob"}))
 
 	// Last seen never moves back (a late SetOnline or SetOffline).
 	mustNil(t, "late set offline", a.SetOffline(ctx, "alice", t0.Add(15*time.Second)))
@@ -239,9 +238,9 @@ func TestPresence(t *testing.T) {
 	mustNil(t, "register dead", a.Register(ctx, logicNode("logic-dead")))
 	mustNil(t, "attach", a.Attach(ctx, record.DeviceLocation{User: "bob", Device: "phone", Logic: "logic-dead", Conn: "c1", Session: 9}))
 	mustNil(t, "set online", a.SetOnline(ctx, "bob", t0.Add(30*time.Second)))
-	eventually(t, settle, "bob online", lookupIs(b, proto.PresenceInfo{User: "bob", Online: true}))
+	eventually(t, settle, "bob online", lookupIs(b, record.Presence{User: "bob", Online: true}))
 	mustNil(t, "deregister", a.Deregister(ctx, logicNode("logic-dead")))
-	eventually(t, settle, "bob offline", lookupIs(b, proto.PresenceInfo{User: "bob", LastSeen: t0.Add(30 * time.Second).UnixMilli()}))
+	eventually(t, settle, "bob offline", lookupIs(b, record.Presence{User: "bob", LastSeen: t0.Add(30 * time.Second).UnixMilli()}))
 }
 
 func TestNodeRegistry(t *testing.T) {

@@ -6,7 +6,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/parley-chat/parley/internal/proto"
+	"github.com/parley-chat/parley/internal/record"
 	"github.com/redis/rueidis"
 )
 
@@ -60,16 +60,16 @@ func (d *Directory) raiseSeen(ctx context.Context, c rueidis.Client, user string
 // has a live location, else LastSeen in unix ms (0 when unknown). Reads are
 // served from the client-side cache while Redis has not invalidated them.
 // Implements logic.Presence; safe for concurrent use.
-func (d *Directory) Lookup(ctx context.Context, users []string) ([]proto.PresenceInfo, error) {
-	var out []proto.PresenceInfo
+func (d *Directory) Lookup(ctx context.Context, users []string) ([]record.Presence, error) {
+	var out []record.Presence
 	err := d.call(ctx, opLookup, func(ctx context.Context, c rueidis.Client) error {
 		locs, seen, err := d.locate(ctx, c, users, true, true)
 		if err != nil {
 			return err
 		}
-		out = make([]proto.PresenceInfo, len(users))
+		out = make([]record.Presence, len(users))
 		for i, u := range users {
-			out[i] = proto.PresenceInfo{User: u, Online: len(locs[u]) > 0}
+			out[i] = record.Presence{User: u, Online: len(locs[u]) > 0}
 			if !out[i].Online {
 				out[i].LastSeen = seen[i]
 			}
