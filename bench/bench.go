@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/parley-chat/parley/loadtest/wsc"
+	"github.com/parley-chat/parley/internal/wsclient"
 )
 
 // Config configures a density run.
@@ -112,7 +112,7 @@ func (c Config) Validate() error {
 	if c.DialTimeout <= 0 {
 		bad("bench.dial_timeout must be positive, got %s", c.DialTimeout)
 	}
-	if _, err := wsc.ParseIPRange(c.SourceIPs); err != nil {
+	if _, err := wsclient.ParseIPRange(c.SourceIPs); err != nil {
 		bad("bench.source_ips: %v", err)
 	}
 	if c.PerProc < 0 {
@@ -179,7 +179,7 @@ func Run(ctx context.Context, cfg Config, tok TokenFunc, log *slog.Logger, progr
 }
 
 func dialReason(err error) string {
-	var he *wsc.HandshakeError
+	var he *wsclient.HandshakeError
 	var ne net.Error
 	s := err.Error()
 	switch {

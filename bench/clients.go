@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"maps"
 	"net"
-	"net/http"
 	"net/url"
 	"os"
 	"runtime"
@@ -15,9 +14,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/gobwas/ws"
-
-	"github.com/parley-chat/parley/loadtest/wsc"
+	"github.com/parley-chat/parley/internal/wsclient"
 )
 
 // ClientSpec is one client group's share of a run: the connections one
@@ -69,7 +66,7 @@ type clients struct {
 
 // startClients begins opening spec.Conns connections and returns at once.
 func startClients(ctx context.Context, spec ClientSpec, tok TokenFunc) (*clients, error) {
-	ips, err := wsc.ParseIPRange(spec.SourceIPs)
+	ips, err := wsclient.ParseIPRange(spec.SourceIPs)
 	if err != nil {
 		return nil, fmt.Errorf("cannot start clients: %w", err)
 	}
@@ -126,37 +123,25 @@ func (c *clients) dialOne(ctx context.Context, target, user string, local net.IP
 	}
 	dctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
-	nd := net.Dialer{}
+	wd := wsclient.Dialer{URL: target, Timeout: c.spec.DialTimeout}
 	if local != nil {
-		nd.LocalAddr = &net.TCPAddr{IP: local}
 		// Without IP_BIND_ADDRESS_NO_PORT, bind(addr, 0) picks a port free
 		// on addr against every socket bound on that port number on any
 		// address: with tens of thousands of sockets over many 127.x
 		// addresses that search makes each dial cost milliseconds of kernel
 		// time (a million-connection run crawled at 30 dials/s). With it the
 		// port is chosen at connect, unique per 4-tuple.
-		nd.Control = bindNoPort
+		wd.Control = bindNoPort
 	}
-	wd := ws.Dialer{
-		Timeout: c.spec.DialTimeout,
-		Header:  ws.HandshakeHeaderHTTP(http.Header{"Authorization": {"Bearer " + token}}),
-		NetDial: nd.DialContext,
-	}
-	nc, br, _, err := wd.Dial(dctx, target)
+	nc, pending, err := wd.DialRaw(dctx, token, "", local)
 	if err != nil {
-		var se ws.StatusError
-		if errors.As(err, &se) {
-			c.failed(fmt.Sprintf("dial:http_%d", int(se)))
+		var he *wsclient.HandshakeError
+		if errors.As(err, &he) {
+			c.failed(fmt.Sprintf("dial:http_%d", he.Status))
 			return
 		}
 		c.failed(dialReason(err))
 		return
-	}
-	var pending []byte
-	if br != nil {
-		b, _ := br.Peek(br.Buffered())
-		pending = append([]byte(nil), b...)
-		ws.PutReader(br)
 	}
 	fd, err := detach(nc)
 	if err != nil {

@@ -5,8 +5,10 @@
 // kernel socket memory from /proc/net/sockstat — before and after, per
 // connection, plus the ramp-up rate and failures by reason.
 //
-// Each connection is a lean wsc.Conn without a read buffer and one small
-// reader goroutine that answers the server's pings. Like a real client it
+// Each connection is upgraded by internal/wsclient's Dialer (DialRaw) and
+// handed to an epoll poller, one goroutine for all of them, that parses
+// frames and writes masked ones with wsclient's frame functions, so an
+// idle connection costs no goroutine and no buffer. Like a real client it
 // sends sync after hello and counts as established once synced arrived
 // (Config.Sync), and acks any msg it gets. Connections are spread
 // over local source addresses (127.0.0.x) so the ephemeral port range is
@@ -21,5 +23,6 @@
 // per process is sensible: it raises RLIMIT_NOFILE). The parsing helpers
 // are pure functions.
 //
-// Tier: tooling (client side); Linux only for the /proc readings.
+// Tier: tooling (client side); imports internal/wsclient and no tier;
+// Linux only for the /proc readings and the poller.
 package bench

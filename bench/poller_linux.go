@@ -12,7 +12,13 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/parley-chat/parley/internal/wsclient"
 )
+
+// maxServerFrame bounds one server frame's payload: bench clients are idle,
+// so anything bigger is a protocol problem, not traffic.
+const maxServerFrame = 1 << 20
 
 // Connection states in the poller.
 const (
@@ -184,7 +190,7 @@ func (p *poller) readable(c *pconn) {
 // c.buf. It returns false when c was closed.
 func (p *poller) consume(c *pconn, data []byte, wbuf *[]byte) bool {
 	for len(data) > 0 {
-		f, n, err := parseServerFrame(data)
+		f, n, err := wsclient.ParseServerFrame(data, maxServerFrame)
 		if err != nil {
 			p.close(c, stateReason(c, "protocol"), c.state != stHeld)
 			return false
@@ -217,36 +223,36 @@ type setupFrame struct {
 var typeMsg = []byte(`"type":"msg"`)
 
 // frame handles one frame; false means c was closed.
-func (p *poller) frame(c *pconn, f serverFrame, wbuf *[]byte) bool {
-	switch f.op {
-	case opPing:
+func (p *poller) frame(c *pconn, f wsclient.Frame, wbuf *[]byte) bool {
+	switch f.Op {
+	case wsclient.OpPing:
 		p.pinged()
-		return p.write(c, opPong, f.payload, wbuf)
-	case opPong:
+		return p.write(c, wsclient.OpPong, f.Payload, wbuf)
+	case wsclient.OpPong:
 		return true
-	case opClose:
+	case wsclient.OpClose:
 		code := 1005
-		if len(f.payload) >= 2 {
-			code = int(binary.BigEndian.Uint16(f.payload))
+		if len(f.Payload) >= 2 {
+			code = int(binary.BigEndian.Uint16(f.Payload))
 		}
-		_ = p.write(c, opClose, f.payload[:min(2, len(f.payload))], wbuf)
+		_ = p.write(c, wsclient.OpClose, f.Payload[:min(2, len(f.Payload))], wbuf)
 		p.close(c, stateReason(c, "close_"+strconv.Itoa(code)), c.state != stHeld)
 		return false
-	case opText:
+	case wsclient.OpText:
 	default:
 		p.close(c, stateReason(c, "unexpected_frame"), c.state != stHeld)
 		return false
 	}
-	if !f.fin {
+	if !f.Fin {
 		// connsrv never fragments; a bench client does not reassemble.
 		p.close(c, stateReason(c, "fragmented"), c.state != stHeld)
 		return false
 	}
-	if c.state == stHeld && !bytes.Contains(f.payload, typeMsg) {
+	if c.state == stHeld && !bytes.Contains(f.Payload, typeMsg) {
 		return true
 	}
 	var sf setupFrame
-	if json.Unmarshal(f.payload, &sf) != nil {
+	if json.Unmarshal(f.Payload, &sf) != nil {
 		return true
 	}
 	switch {
@@ -256,14 +262,14 @@ func (p *poller) frame(c *pconn, f serverFrame, wbuf *[]byte) bool {
 		c.ackBuf = append(c.ackBuf, `,"seq":`...)
 		c.ackBuf = strconv.AppendUint(c.ackBuf, sf.Seq, 10)
 		c.ackBuf = append(c.ackBuf, '}')
-		return p.write(c, opText, c.ackBuf, wbuf)
+		return p.write(c, wsclient.OpText, c.ackBuf, wbuf)
 	case c.state == stHello && sf.Type == "hello":
 		if !p.sync {
 			p.held(c)
 			return true
 		}
 		c.state = stSync
-		return p.write(c, opText, []byte(`{"type":"sync","id":"b"}`), wbuf)
+		return p.write(c, wsclient.OpText, []byte(`{"type":"sync","id":"b"}`), wbuf)
 	case c.state == stSync && sf.Type == "synced" && sf.ID == "b":
 		p.held(c)
 	case c.state == stSync && sf.Type == "error" && sf.ID == "b":
@@ -287,7 +293,7 @@ func (p *poller) held(c *pconn) {
 // once is treated as broken (an idle client never has a backlog).
 func (p *poller) write(c *pconn, op byte, payload []byte, wbuf *[]byte) bool {
 	c.mask = c.mask*1664525 + 1013904223
-	b := appendClientFrame((*wbuf)[:0], op, payload, c.mask)
+	b := wsclient.AppendClientFrame((*wbuf)[:0], op, payload, c.mask)
 	*wbuf = b
 	n, err := syscall.Write(int(c.fd), b)
 	if err == nil && n == len(b) {

@@ -257,7 +257,7 @@ func (c *Client) writeAcks(acks []ackEntry) bool {
 	}
 	for _, a := range acks {
 		b, _ := json.Marshal(proto.Inbound{Type: proto.TypeAck, Chat: a.chat, Seq: a.seq})
-		if err := cn.writeText(b); err != nil {
+		if err := cn.WriteText(b); err != nil {
 			c.log.Debug("cannot send ack", "chat_id", a.chat, "seq", a.seq, "err", err)
 			return false
 		}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/parley-chat/parley/internal/proto"
 	"github.com/parley-chat/parley/internal/record"
+	"github.com/parley-chat/parley/internal/wsclient"
 )
 
 // Client is a connection to a Parley server that reconnects by itself.
@@ -43,10 +44,10 @@ type Client struct {
 	done      chan struct{}  // closed once every goroutine exited and channels are closed
 	closeOnce sync.Once
 
-	mu      sync.Mutex // guards the following
-	conn    *wsConn    // current connection; nil while reconnecting
-	gen     uint64     // incremented for every new connection
-	hello   Hello      // current session
+	mu      sync.Mutex     // guards the following
+	conn    *wsclient.Conn // current connection; nil while reconnecting
+	gen     uint64         // incremented for every new connection
+	hello   Hello          // current session
 	ready   chan struct{}
 	pending map[string]*call
 	state   State
@@ -143,7 +144,7 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 				go c.refreshLoop()
 			}
 		} else {
-			cn.closeWith(proto.CloseNormal, "")
+			cn.CloseWith(proto.CloseNormal, "")
 		}
 	}
 	if err != nil {
@@ -307,7 +308,7 @@ func (c *Client) Close() error {
 		cn := c.conn
 		c.mu.Unlock()
 		if cn != nil {
-			cn.closeWith(proto.CloseNormal, "")
+			cn.CloseWith(proto.CloseNormal, "")
 		}
 	})
 	<-c.done
@@ -579,7 +580,7 @@ func (c *Client) MarkRead(ctx context.Context, chat string, seq uint64) error {
 	if err != nil {
 		return fmt.Errorf("cannot mark chat %s read: %w", chat, c.attemptErr(ctx, err))
 	}
-	if err := cn.writeText(b); err != nil {
+	if err := cn.WriteText(b); err != nil {
 		return fmt.Errorf("cannot mark chat %s read: %w: %w", chat, ErrDisconnected, err)
 	}
 	return nil
@@ -658,7 +659,7 @@ func (c *Client) roundTrip(ctx context.Context, id string, frame []byte) (*serve
 		}
 		c.mu.Unlock()
 	}()
-	if err := cn.writeText(frame); err != nil {
+	if err := cn.WriteText(frame); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrDisconnected, err)
 	}
 	select {
@@ -699,7 +700,7 @@ func (c *Client) closedErr() error {
 }
 
 // waitConn returns the current connection, waiting for a reconnect.
-func (c *Client) waitConn(ctx context.Context) (*wsConn, uint64, error) {
+func (c *Client) waitConn(ctx context.Context) (*wsclient.Conn, uint64, error) {
 	for {
 		c.mu.Lock()
 		if c.stopErr != nil {

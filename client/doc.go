@@ -61,6 +61,7 @@
 // never held together; the send queue has its own lock, never held with
 // either.
 //
-// Tier: client side; it imports only the leaf packages internal/proto and
-// internal/record.
+// Tier: client side; it imports only the leaf packages internal/proto,
+// internal/record and internal/wsclient (the WebSocket connection, shared
+// with loadtest and bench).
 package client

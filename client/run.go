@@ -11,10 +11,11 @@ import (
 	"time"
 
 	"github.com/parley-chat/parley/internal/proto"
+	"github.com/parley-chat/parley/internal/wsclient"
 )
 
 // connect dials, authenticates and reads the hello frame.
-func (c *Client) connect(ctx context.Context) (*wsConn, Hello, error) {
+func (c *Client) connect(ctx context.Context) (*wsclient.Conn, Hello, error) {
 	token := c.cfg.Token
 	if c.cfg.TokenFunc != nil {
 		t, err := c.cfg.TokenFunc(ctx)
@@ -28,22 +29,22 @@ func (c *Client) connect(ctx context.Context) (*wsConn, Hello, error) {
 	c.mu.Unlock()
 	dctx, cancel := context.WithTimeout(ctx, c.cfg.DialTimeout)
 	defer cancel()
-	cn, err := dialWS(dctx, c.URL(), token, c.cfg.TokenInQuery, c.cfg.Device,
-		c.cfg.DialTimeout, c.cfg.MaxFrame, c.cfg.WriteTimeout)
+	d := wsclient.Dialer{URL: c.URL(), TokenInQuery: c.cfg.TokenInQuery, Timeout: c.cfg.DialTimeout,
+		WriteTimeout: c.cfg.WriteTimeout, MaxMessage: c.cfg.MaxFrame, ReadBuffer: 4096, Observe: c.cfg.Observe}
+	cn, err := d.Dial(dctx, token, c.cfg.Device, nil)
 	if err != nil {
 		c.nextURL()
 		return nil, Hello{}, err
 	}
-	cn.observe = c.cfg.Observe
-	stop := context.AfterFunc(dctx, func() { _ = cn.nc.Close() })
-	_ = cn.nc.SetReadDeadline(time.Now().Add(c.cfg.DialTimeout))
-	b, err := cn.read()
+	stop := context.AfterFunc(dctx, func() { _ = cn.Drop() })
+	_ = cn.SetReadDeadline(time.Now().Add(c.cfg.DialTimeout))
+	b, err := cn.ReadMessage()
 	stopped := stop()
 	if err == nil && !stopped {
 		err = dctx.Err()
 	}
 	if err != nil {
-		cn.closeWith(proto.CloseNormal, "")
+		cn.CloseWith(proto.CloseNormal, "")
 		if errors.Is(err, ErrProtocol) {
 			return nil, Hello{}, err
 		}
@@ -60,15 +61,15 @@ func (c *Client) connect(ctx context.Context) (*wsConn, Hello, error) {
 		err = fmt.Errorf("%w: first frame is %q, want hello", ErrProtocol, f.Type)
 	}
 	if err != nil {
-		cn.closeWith(proto.CloseNormal, "")
+		cn.CloseWith(proto.CloseNormal, "")
 		return nil, Hello{}, fmt.Errorf("cannot read hello: %w", err)
 	}
 	h := Hello{Protocol: f.Protocol, User: f.User, Device: f.Device, Session: f.Session,
 		Heartbeat: time.Duration(f.HeartbeatMS) * time.Millisecond}
 	if h.Heartbeat > 0 {
-		cn.readIdle = 3 * h.Heartbeat
+		cn.SetReadIdle(3 * h.Heartbeat)
 	} else {
-		_ = cn.nc.SetReadDeadline(time.Time{})
+		_ = cn.SetReadDeadline(time.Time{})
 	}
 	return cn, h, nil
 }
@@ -94,13 +95,13 @@ func (c *Client) nextURL() {
 // writeSync sends the sync frame on a new connection, before anything
 // else: the positions handed to the app per chat. It returns the sync's
 // request id.
-func (c *Client) writeSync(cn *wsConn) (string, error) {
+func (c *Client) writeSync(cn *wsclient.Conn) (string, error) {
 	id := NewRequestID()
 	b, err := json.Marshal(proto.Inbound{Type: proto.TypeSync, ID: id, Chats: c.ho.handedPositions()})
 	if err != nil {
 		return "", fmt.Errorf("cannot encode sync frame: %w", err)
 	}
-	if err := cn.writeText(b); err != nil {
+	if err := cn.WriteText(b); err != nil {
 		return "", fmt.Errorf("cannot send sync: %w", err)
 	}
 	return id, nil
@@ -108,14 +109,14 @@ func (c *Client) writeSync(cn *wsConn) (string, error) {
 
 // session is one connection with its hello and sync.
 type session struct {
-	cn     *wsConn
+	cn     *wsclient.Conn
 	hello  Hello
 	gen    uint64
 	syncID string
 }
 
 // setConn publishes cn (its sync already written) to requests.
-func (c *Client) setConn(cn *wsConn, h Hello, syncID string) session {
+func (c *Client) setConn(cn *wsclient.Conn, h Hello, syncID string) session {
 	c.mu.Lock()
 	c.conn = cn
 	c.gen++
@@ -130,7 +131,7 @@ func (c *Client) setConn(cn *wsConn, h Hello, syncID string) session {
 }
 
 // dropConn forgets cn and fails the requests written on it.
-func (c *Client) dropConn(cn *wsConn) {
+func (c *Client) dropConn(cn *wsclient.Conn) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.conn != cn {
@@ -207,7 +208,7 @@ func (c *Client) run(s session) {
 	for {
 		err := c.serve(s)
 		c.dropConn(s.cn)
-		s.cn.closeWith(proto.CloseNormal, "")
+		s.cn.CloseWith(proto.CloseNormal, "")
 		if c.ctx.Err() != nil {
 			return
 		}
@@ -284,7 +285,7 @@ func (c *Client) reconnect(err error) (s session, ok bool, _ error) {
 				c.mu.Unlock()
 				return c.setConn(cn, h, id), true, nil
 			}
-			cn.closeWith(proto.CloseNormal, "")
+			cn.CloseWith(proto.CloseNormal, "")
 			cerr = serr
 		}
 		if c.ctx.Err() != nil {
@@ -324,7 +325,7 @@ func (c *Client) serve(s session) error {
 		hb.Wait()
 	}()
 	for {
-		b, err := cn.read()
+		b, err := cn.ReadMessage()
 		if err != nil {
 			return err
 		}
@@ -343,17 +344,17 @@ func (c *Client) serve(s session) error {
 // interval (the server also pings silent connections; either keeps the
 // read deadline of 3 intervals from firing on a healthy connection), until
 // done.
-func (c *Client) heartbeat(cn *wsConn, interval time.Duration, done <-chan struct{}) {
+func (c *Client) heartbeat(cn *wsclient.Conn, interval time.Duration, done <-chan struct{}) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for n := 1; ; n++ {
 		select {
 		case <-t.C:
-			if time.Since(time.Unix(0, cn.lastRead.Load())) < interval {
+			if time.Since(cn.LastRead()) < interval {
 				continue
 			}
 			b := []byte(`{"type":"ping","id":"hb-` + strconv.Itoa(n) + `"}`)
-			if err := cn.writeText(b); err != nil {
+			if err := cn.WriteText(b); err != nil {
 				return
 			}
 		case <-done:

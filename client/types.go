@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/parley-chat/parley/internal/proto"
+	"github.com/parley-chat/parley/internal/wsclient"
 )
 
 // Sentinel errors; test with errors.Is.
@@ -22,7 +23,8 @@ var (
 	// Config.RequestTimeout. Retryable.
 	ErrTimeout = errors.New("client: request timed out")
 	// ErrProtocol: the server answered with a frame the client cannot use.
-	ErrProtocol = errors.New("client: protocol error")
+	// It is the WebSocket layer's sentinel too (a broken frame stream).
+	ErrProtocol = wsclient.ErrProtocol
 )
 
 // Error codes the server sends in error frames (see internal/proto).
@@ -56,24 +58,13 @@ func (e *Error) Error() string {
 	return "parley: " + e.Code + ": " + e.Message
 }
 
-// CloseError is a WebSocket close frame received from the server.
-type CloseError struct {
-	Code   int // e.g. proto.CloseTokenExpired (4001)
-	Reason string
-}
+// CloseError is a WebSocket close frame received from the server: Code
+// is, e.g., proto.CloseTokenExpired (4001).
+type CloseError = wsclient.CloseError
 
-func (e *CloseError) Error() string {
-	return fmt.Sprintf("connection closed by server: code %d %q", e.Code, e.Reason)
-}
-
-// HandshakeError is a refused WebSocket upgrade (HTTP status other than 101).
-type HandshakeError struct {
-	Status int // HTTP status, e.g. 401
-}
-
-func (e *HandshakeError) Error() string {
-	return fmt.Sprintf("websocket upgrade refused: HTTP %d", e.Status)
-}
+// HandshakeError is a refused WebSocket upgrade (HTTP status other than
+// 101): Status is, e.g., 401.
+type HandshakeError = wsclient.HandshakeError
 
 // Hello describes the current session, from the server's hello frame.
 type Hello struct {

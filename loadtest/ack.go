@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/parley-chat/parley/internal/proto"
-	"github.com/parley-chat/parley/loadtest/wsc"
+	"github.com/parley-chat/parley/internal/wsclient"
 )
 
 // Reliable delivery, client side (docs/protocol.md, "Reliable delivery").
@@ -133,7 +133,7 @@ type ackWriter struct {
 
 // write writes acks on wc in one batch (one syscall); it returns false when
 // the write failed.
-func (w *ackWriter) write(wc *wsc.Conn, acks []ackEntry) bool {
+func (w *ackWriter) write(wc *wsclient.Conn, acks []ackEntry) bool {
 	w.buf, w.ends, w.frames = w.buf[:0], w.ends[:0], w.frames[:0]
 	for _, a := range acks {
 		w.buf = appendAck(w.buf, a)

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/parley-chat/parley/loadtest/wsc"
+	"github.com/parley-chat/parley/internal/wsclient"
 )
 
 // Modes.
@@ -260,7 +260,7 @@ func (c Config) Validate() error {
 	if c.AckBatch < 1 || c.AckBatch > 4096 {
 		bad("loadtest.ack_batch must be in 1..4096, got %d", c.AckBatch)
 	}
-	if _, err := wsc.ParseIPRange(c.SourceIPs); err != nil {
+	if _, err := wsclient.ParseIPRange(c.SourceIPs); err != nil {
 		bad("loadtest.source_ips: %v", err)
 	}
 	if len(c.UserPrefix) > 32 {

@@ -56,5 +56,5 @@
 // concurrent mutation.
 //
 // Tier: tooling (client side). It imports internal/proto for frame names
-// and loadtest/wsc for the lean WebSocket connection, and no tier.
+// and internal/wsclient for the WebSocket connection, and no tier.
 package loadtest

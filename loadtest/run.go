@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/parley-chat/parley/internal/proto"
-	"github.com/parley-chat/parley/loadtest/wsc"
+	"github.com/parley-chat/parley/internal/wsclient"
 )
 
 // TokenFunc returns a bearer token for user and device.
@@ -45,7 +45,7 @@ func (b bitset) has(i int) bool {
 // session is one WebSocket connection of a conn (a conn reconnects in
 // population mode, so it has a session per connection).
 type session struct {
-	wc       *wsc.Conn
+	wc       *wsclient.Conn
 	gen      int       // 0 for the conn's first connection
 	start    time.Time // when dialing began
 	syncedCh chan struct{}
@@ -73,7 +73,7 @@ type conn struct {
 	idx    int
 	user   string
 	out    *stream // pairs/group: the stream this conn sends, or nil
-	dialer *wsc.Dialer
+	dialer *wsclient.Dialer
 	local  net.IP
 	cur    atomic.Pointer[session] // the synced session while online, else nil
 
@@ -302,13 +302,13 @@ func (r *run) topology() {
 
 // dialAll connects every conn (its first session).
 func (r *run) dialAll(ctx context.Context) error {
-	ips, _ := wsc.ParseIPRange(r.cfg.SourceIPs)
+	ips, _ := wsclient.ParseIPRange(r.cfg.SourceIPs)
 	// Several URLs (comma separated): connections go round robin over the
 	// connection nodes, so a pair's sender and receiver sit on different
 	// nodes.
-	var dialers []*wsc.Dialer
+	var dialers []*wsclient.Dialer
 	for _, u := range strings.Split(r.cfg.URL, ",") {
-		dialers = append(dialers, &wsc.Dialer{URL: strings.TrimSpace(u), Timeout: r.cfg.DialTimeout, ReadBuffer: 4096})
+		dialers = append(dialers, &wsclient.Dialer{URL: strings.TrimSpace(u), Timeout: r.cfg.DialTimeout, ReadBuffer: 4096})
 	}
 	sem := make(chan struct{}, r.cfg.DialConcurrency)
 	var wg sync.WaitGroup
@@ -451,7 +451,7 @@ func (c *conn) appendSyncLocked(b []byte, positions bool) []byte {
 const syncID = "s"
 
 func dialErrKind(err error) string {
-	var he *wsc.HandshakeError
+	var he *wsclient.HandshakeError
 	var ne net.Error
 	switch {
 	case errors.As(err, &he):
@@ -644,7 +644,7 @@ func (r *run) read(c *conn, sess *session) {
 		now := time.Now()
 		if err != nil {
 			if !r.stopping.Load() && !sess.dropped.Load() {
-				var ce *wsc.CloseError
+				var ce *wsclient.CloseError
 				if errors.As(err, &ce) {
 					r.st.err("closed:" + strconv.Itoa(ce.Code))
 				} else {

@@ -36,7 +36,7 @@ var tierRules = []struct {
 	// Clients and tools are outside the server: no tier.
 	{"client/...", []string{"internal/...", "client/..."}},
 	{"loadtest/...", []string{"internal/...", "loadtest/..."}},
-	{"bench/...", []string{"internal/...", "loadtest/wsc", "bench/..."}},
+	{"bench/...", []string{"internal/...", "bench/..."}},
 	// Wiring and the tests that span tiers may import anything.
 	{"cmd/...", []string{"..."}},
 	{"e2e/...", []string{"..."}},
@@ -152,7 +152,7 @@ func TestTierRules(t *testing.T) {
 		{"adapters/directory", "internal/proto", true},
 		{"adapters/directory", "logic", false},
 		{"client", "logic", false},
-		{"bench", "loadtest/wsc", true},
+		{"bench", "internal/wsclient", true},
 		{"bench", "loadtest", false},
 		{"cmd/parley", "storage/pebble", true},
 	}

@@ -1,4 +1,4 @@
-package bench
+package wsclient
 
 import (
 	"bytes"
@@ -28,35 +28,44 @@ func TestParseServerFrame(t *testing.T) {
 		wantN   int
 		wantErr error
 	}{
-		{"text", serverBytes(t, true, ws.OpText, []byte("hi")), opText, 2, 4, nil},
-		{"ping", serverBytes(t, true, ws.OpPing, []byte("p")), opPing, 1, 3, nil},
-		{"len16", serverBytes(t, true, ws.OpText, long), opText, 300, 304, nil},
-		{"len64", serverBytes(t, true, ws.OpText, huge), opText, 70000, 70010, nil},
+		{"text", serverBytes(t, true, ws.OpText, []byte("hi")), OpText, 2, 4, nil},
+		{"ping", serverBytes(t, true, ws.OpPing, []byte("p")), OpPing, 1, 3, nil},
+		{"len16", serverBytes(t, true, ws.OpText, long), OpText, 300, 304, nil},
+		{"len64", serverBytes(t, true, ws.OpText, huge), OpText, 70000, 70010, nil},
 		{"short header", []byte{0x81}, 0, 0, 0, nil},
 		{"short payload", serverBytes(t, true, ws.OpText, long)[:100], 0, 0, 0, nil},
 		{"short ext len", []byte{0x81, 126, 1}, 0, 0, 0, nil},
-		{"masked", []byte{0x81, 0x81, 1, 2, 3, 4, 'a'}, 0, 0, 0, errMaskedServerFrame},
-		{"too long", []byte{0x81, 127, 0, 0, 0, 0, 0x10, 0, 0, 0}, 0, 0, 0, errFrameTooLong},
-		{"long ping", serverBytes(t, true, ws.OpPing, long), 0, 0, 0, errBadControl},
-		{"fragmented close", serverBytes(t, false, ws.OpClose, nil), 0, 0, 0, errBadControl},
+		{"masked", []byte{0x81, 0x81, 1, 2, 3, 4, 'a'}, 0, 0, 0, ErrMaskedServerFrame},
+		{"reserved bits", []byte{0xC1, 0}, 0, 0, 0, ErrProtocol},
+		{"too long", []byte{0x81, 127, 0, 0, 0, 0, 0x10, 0, 0, 0}, 0, 0, 0, ErrFrameTooLong},
+		{"over the limit", serverBytes(t, true, ws.OpText, huge), 0, 0, 0, ErrFrameTooLong},
+		{"long ping", serverBytes(t, true, ws.OpPing, long), 0, 0, 0, ErrBadControl},
+		{"fragmented close", serverBytes(t, false, ws.OpClose, nil), 0, 0, 0, ErrBadControl},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f, n, err := parseServerFrame(tt.in)
+			limit := 1 << 20
+			if tt.name == "over the limit" {
+				limit = 65536
+			}
+			f, n, err := ParseServerFrame(tt.in, limit)
 			if !errors.Is(err, tt.wantErr) || n != tt.wantN {
 				t.Fatalf("got n %d err %v, want %d, %v", n, err, tt.wantN, tt.wantErr)
 			}
-			if n > 0 && (f.op != tt.wantOp || len(f.payload) != tt.wantLen) {
-				t.Errorf("got op %d len %d, want %d, %d", f.op, len(f.payload), tt.wantOp, tt.wantLen)
+			if err != nil && !errors.Is(err, ErrProtocol) {
+				t.Errorf("%v does not wrap ErrProtocol", err)
+			}
+			if n > 0 && (f.Op != tt.wantOp || len(f.Payload) != tt.wantLen) {
+				t.Errorf("got op %d len %d, want %d, %d", f.Op, len(f.Payload), tt.wantOp, tt.wantLen)
 			}
 		})
 	}
 }
 
 func TestAppendClientFrame(t *testing.T) {
-	for _, n := range []int{0, 5, 125, 126, 1000} {
+	for _, n := range []int{0, 5, 125, 126, 1000, 65535, 65536, 70001} {
 		p := bytes.Repeat([]byte("a"), n)
-		b := appendClientFrame(nil, opText, p, 0xdeadbeef)
+		b := AppendClientFrame(nil, OpText, p, 0xdeadbeef)
 		r := bytes.NewReader(b)
 		h, err := ws.ReadHeader(r)
 		if err != nil {
@@ -73,19 +82,30 @@ func TestAppendClientFrame(t *testing.T) {
 	}
 }
 
+func BenchmarkAppendClientFrame(b *testing.B) {
+	p := bytes.Repeat([]byte("x"), 200)
+	buf := make([]byte, 0, 512)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(p)))
+	for i := 0; b.Loop(); i++ {
+		buf = AppendClientFrame(buf[:0], OpText, p, uint32(i))
+	}
+}
+
 func FuzzParseServerFrame(f *testing.F) {
 	f.Add(serverBytes(f, true, ws.OpText, []byte(`{"type":"hello"}`)))
 	f.Add(serverBytes(f, true, ws.OpPing, nil))
 	f.Add([]byte{0x81, 126, 0, 200})
 	f.Add([]byte{0x88, 127, 0, 0, 0, 0, 0, 0, 0, 2, 3, 232})
 	f.Fuzz(func(t *testing.T, b []byte) {
+		const limit = 1 << 16
 		for len(b) > 0 {
-			fr, n, err := parseServerFrame(b)
+			fr, n, err := ParseServerFrame(b, limit)
 			if err != nil || n == 0 {
 				return
 			}
-			if n > len(b) || len(fr.payload) > n || len(fr.payload) > maxServerFrame {
-				t.Fatalf("n %d payload %d input %d", n, len(fr.payload), len(b))
+			if n > len(b) || len(fr.Payload) > n || len(fr.Payload) > limit {
+				t.Fatalf("n %d payload %d input %d", n, len(fr.Payload), len(b))
 			}
 			b = b[n:]
 		}
