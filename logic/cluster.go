@@ -302,6 +302,7 @@ func (c *cluster) connectPeer(ctx context.Context, addr string) error {
 		return errSelf
 	}
 	p := &peer{id: h.NodeID, addr: addr, l: newLink(conn, c.svc.cfg.LinkQueueLimit, c.svc.cfg.LinkWriteTimeout)}
+	p.l.version = h.Version
 	p.l.node = h.NodeID
 	go p.l.writeLoop()
 	if !c.peerUp(p) {
@@ -609,11 +610,10 @@ func (c *cluster) sendFanout(node string, users []tierlink.PeerUser, m *record.M
 	if p == nil {
 		return // gone: its sessions reconnect and catch up from the store
 	}
-	tm := tierlink.Message{Chat: m.ChatID, Seq: m.Seq, TS: m.TS, Kind: uint8(m.Kind), Sender: m.Sender, Device: m.Device, RequestID: m.RequestID, Body: m.Body}
 	for len(users) > 0 {
 		n := min(len(users), tierlink.MaxPeerUsers)
 		chunk := users[:n]
-		p.l.appendFrames(func(b []byte) []byte { return tierlink.AppendFanout(b, chunk, &tm) })
+		p.l.appendFrames(func(b []byte) []byte { return tierlink.AppendFanout(b, p.l.version, chunk, m) })
 		users = users[n:]
 	}
 	peerFanouts.Inc()
@@ -767,11 +767,10 @@ func (s *Service) onPeerFrame(l *link, f tierlink.Frame) error {
 		}
 		s.dispatch(&request{in: in, user: user, device: device, out: out, recv: s.now(), forwarded: true})
 	case tierlink.TypeFanout:
-		users, tm, err := tierlink.ParseFanout(f.Payload, nil)
+		users, m, err := tierlink.ParseFanout(f.Payload, l.version, nil)
 		if err != nil {
 			return err
 		}
-		m := record.Message{ChatID: tm.Chat, Seq: tm.Seq, TS: tm.TS, Kind: record.MsgKind(tm.Kind), Sender: tm.Sender, Device: tm.Device, RequestID: tm.RequestID, Body: tm.Body}
 		frame := proto.AppendMsg(nil, &m)
 		var scratch []*session
 		for _, u := range users {

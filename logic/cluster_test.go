@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"net"
 	"slices"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/parley-chat/parley/internal/auth"
 	"github.com/parley-chat/parley/internal/record"
 	"github.com/parley-chat/parley/internal/ring"
+	"github.com/parley-chat/parley/internal/tierlink"
 	"github.com/parley-chat/parley/logic/lease"
 )
 
@@ -67,7 +69,7 @@ func TestClusterDirectChatAcrossNodes(t *testing.T) {
 	st := newMemStore()
 	a, b := startPair(t, st)
 	na, nb := dialNode(t, a.LinkAddr()), dialNode(t, b.LinkAddr())
-	forwards, fanouts := peerForwards.Get(), peerFanouts.Get()
+	forwards, fanouts, badFrames := peerForwards.Get(), peerFanouts.Get(), linkProtocolError.Get()
 	for k, pair := range [][2]string{{usersHomedAt("n1", 1, "a")[0], usersHomedAt("n2", 1, "b")[0]}, {usersHomedAt("n1", 2, "c")[1], usersHomedAt("n2", 2, "d")[1]}} {
 		alice, bob := pair[0], pair[1]
 		sa, sb := uint64(10*k+1), uint64(10*k+2)
@@ -86,8 +88,8 @@ func TestClusterDirectChatAcrossNodes(t *testing.T) {
 			if s := nb.nextType(sb, "sent"); s["seq"] != float64(2*i) {
 				t.Fatalf("bob's send %d: got %v, want seq %d", i, s, 2*i)
 			}
-			if m := na.nextType(sa, "msg"); m["seq"] != float64(2*i) {
-				t.Fatalf("alice got %v, want seq %d", m, 2*i)
+			if m := na.nextType(sa, "msg"); m["seq"] != float64(2*i) || m["body"] != fmt.Sprintf("r%d", i) || m["from"] != bob {
+				t.Fatalf("alice got %v, want seq %d, r%d from %s", m, 2*i, i, bob)
 			}
 		}
 		nb.send(sb, fmt.Sprintf(`{"type":"ack","chat":"%s","seq":39}`, chat))
@@ -99,6 +101,11 @@ func TestClusterDirectChatAcrossNodes(t *testing.T) {
 	}
 	if peerForwards.Get() == forwards || peerFanouts.Get() == fanouts {
 		t.Fatalf("no request crossed nodes: forwards %d, fan-outs %d", peerForwards.Get()-forwards, peerFanouts.Get()-fanouts)
+	}
+	// A frame the receiving node cannot parse closes the peer link, and
+	// catch-up from the store would still deliver: count them.
+	if n := linkProtocolError.Get() - badFrames; n != 0 {
+		t.Fatalf("%d frames refused on the links", n)
 	}
 }
 
@@ -640,5 +647,34 @@ func TestRunStopsRefreshPasses(t *testing.T) {
 	}
 	if svc.background(func() {}) {
 		t.Fatal("background started a goroutine after Run stopped")
+	}
+}
+
+// TestPeerFanoutOfOlderNode: a logic node of the previous release (link
+// version 2, the fixed Fanout layout) hands this node a message; the link
+// runs at version 2 and the message arrives whole (a fleet upgrades one
+// node at a time).
+func TestPeerFanoutOfOlderNode(t *testing.T) {
+	svc := startService(t, newMemStore(), func(c *Config) { c.NodeID, c.Cluster.Enabled = "n1", true })
+	n := dialNode(t, svc.LinkAddr())
+	n.open(1, "bob", "phone")
+
+	c, err := net.Dial("tcp", svc.LinkAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	r := tierlink.NewReader(c, 0, 0)
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	d, err := tierlink.DialHandshake(c, r, tierlink.TypePeerHello, "old|127.0.0.1:1", testLinkSecret, tierlink.DialOptions{MaxVersion: 2})
+	if err != nil || d.Version != 2 {
+		t.Fatalf("handshake: version %d, %v; want version 2", d.Version, err)
+	}
+	m := record.Message{ChatID: record.DirectChatID("alice", "bob"), Seq: 1, TS: 1, Kind: record.MsgText, Sender: "alice", Device: "web", RequestID: "r1", Body: "from an older node"}
+	if _, err := c.Write(tierlink.AppendFanout(nil, d.Version, []tierlink.PeerUser{{User: "bob"}}, &m)); err != nil {
+		t.Fatal(err)
+	}
+	if got := n.nextType(1, "msg"); got["seq"] != float64(1) || got["body"] != m.Body || got["from"] != "alice" {
+		t.Fatalf("bob got %v, want seq 1 %q from alice", got, m.Body)
 	}
 }

@@ -35,6 +35,7 @@ var (
 type link struct {
 	conn         net.Conn
 	node         string // peer node id from its hello
+	version      uint8  // the link version the handshake chose (set before frames flow)
 	limit        int
 	writeTimeout time.Duration // bounds one write (Config.LinkWriteTimeout)
 	notify       chan struct{} // capacity 1: "buf is not empty"
@@ -319,6 +320,7 @@ func serveLink(c net.Conn, cfg Config, secret tierlink.Secret, h linkHandler, lo
 	}
 	r.SetMaxFrame(tierlink.MaxFrame)
 	_ = c.SetWriteDeadline(time.Time{})
+	l.version = acc.Version
 	if f.Type == tierlink.TypePeerHello {
 		servePeer(c, r, l, acc.Hello, cfg.LinkIdleTimeout, h, log)
 		return

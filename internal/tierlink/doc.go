@@ -82,10 +82,21 @@
 // Reply carries the answer back under the request's token. Fanout hands a
 // stored message to the node holding the named users' sessions; Users does
 // the same for any other server frame (receipts, presence). The message of
-// Fanout is
+// Fanout is, from version 3 (VersionMessageFields; AppendMessage)
+//
+//	seq u64 | ts i64 | kind u8 | clen u16 | chat | slen u8 | sender |
+//	dlen u8 | device | rlen u8 | request id | blen u32 | body |
+//	fields: zero or more of (tag u8 | len u16 | value)
+//
+// where a reader skips the field tags it does not know (none is defined
+// yet; tag 0 is reserved), so a message can gain a field without a new
+// link version. On a version-2 link it is the fixed layout
 //
 //	seq u64 | ts i64 | kind u8 | clen u16 | chat | slen u8 | sender |
 //	dlen u8 | device | rlen u8 | request id | body (the rest)
+//
+// Both ends encode and decode record.Message itself: there is no mirror
+// of it here.
 //
 // User flag FlagPush asks the receiver to emit a push event when it holds no
 // session of that user.
@@ -99,6 +110,9 @@
 //	   version-1 hello (ErrLegacyHello, logged), and a version-1 node
 //	   cannot parse a version-2 hello: moving to 2 is a flag day for the
 //	   whole fleet; every later version is negotiated.
+//	3  Fanout's message in the message encoding with fields (above). A
+//	   node speaks 2-3 and encodes each link's Fanout in the version that
+//	   link chose, so a fleet upgrades one node at a time.
 //
 // # Concurrency
 //

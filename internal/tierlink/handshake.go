@@ -17,7 +17,12 @@ import (
 // dialer's range, HelloAck the highest version both ranges share.
 const (
 	MinVersion = 2
-	MaxVersion = 2
+	MaxVersion = 3
+
+	// VersionMessageFields is the first version whose Fanout carries the
+	// message in the peer link's message encoding, with room for fields
+	// (AppendMessage); links of version 2 keep the fixed layout.
+	VersionMessageFields = 3
 )
 
 // NonceSize is the size of the handshake nonces; MACSize of a proof;
@@ -204,6 +209,9 @@ type DialOptions struct {
 	// the secret to it: an error ends the handshake without the proof
 	// (e.g. a peer link that reached this very node).
 	Check func(Dialed) error
+	// MaxVersion, when between MinVersion and MaxVersion, offers only
+	// versions up to it: a node of an older release, in tests.
+	MaxVersion uint8
 }
 
 // DialHandshake runs the dialer's side on a fresh connection: it sends a
@@ -217,6 +225,9 @@ type DialOptions struct {
 // caller's.
 func DialHandshake(w io.Writer, r *Reader, t Type, nodeID string, secret Secret, opts DialOptions) (Dialed, error) {
 	h := Hello{Min: MinVersion, Max: MaxVersion, NodeID: nodeID}
+	if opts.MaxVersion >= MinVersion && opts.MaxVersion < MaxVersion {
+		h.Max = opts.MaxVersion
+	}
 	if _, err := rand.Read(h.Nonce[:]); err != nil {
 		return Dialed{}, err
 	}
@@ -234,8 +245,8 @@ func DialHandshake(w io.Writer, r *Reader, t Type, nodeID string, secret Secret,
 	if err != nil {
 		return Dialed{}, err
 	}
-	if a.Version < MinVersion || a.Version > MaxVersion {
-		return Dialed{}, fmt.Errorf("%w: the peer chose %d, this node speaks %d-%d", ErrNoCommonVersion, a.Version, MinVersion, MaxVersion)
+	if a.Version < h.Min || a.Version > h.Max {
+		return Dialed{}, fmt.Errorf("%w: the peer chose %d, this node speaks %d-%d", ErrNoCommonVersion, a.Version, h.Min, h.Max)
 	}
 	h.NodeID = cut255(h.NodeID) // as the acceptor saw it
 	tr := transcript{t: t, version: a.Version, h: h, a: a, binding: opts.Binding}

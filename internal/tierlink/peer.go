@@ -3,6 +3,8 @@ package tierlink
 import (
 	"encoding/binary"
 	"fmt"
+
+	"github.com/parley-chat/parley/internal/record"
 )
 
 // Limits of the logic-to-logic frames.
@@ -21,19 +23,6 @@ const FlagPush uint8 = 1
 type PeerUser struct {
 	User  string
 	Flags uint8
-}
-
-// Message is the stored message a Fanout frame carries. It mirrors Parley's
-// message record without importing it (this package is a leaf).
-type Message struct {
-	Chat      string
-	Seq       uint64
-	TS        int64
-	Kind      uint8
-	Sender    string
-	Device    string
-	RequestID string
-	Body      string
 }
 
 // AppendForward appends a Forward frame: the client frame of (user, device)
@@ -77,17 +66,126 @@ func ParseReply(p []byte) (seq uint64, frame []byte, err error) {
 	return binary.BigEndian.Uint64(p), p[8:], nil
 }
 
-// AppendFanout appends a Fanout frame handing m to the sessions of users.
-// users must hold 1 to MaxPeerUsers entries (the caller splits larger sets).
-func AppendFanout(dst []byte, users []PeerUser, m *Message) []byte {
-	n := usersLen(users) + 8 + 8 + 1 + 2 + len(m.Chat) + 3 + len(cut255(m.Sender)) + len(cut255(m.Device)) + len(cut255(m.RequestID)) + len(m.Body)
+// AppendFanout appends a Fanout frame handing m to the sessions of users
+// in the layout of link version v: from VersionMessageFields the message
+// encoding (AppendMessage), before it the fixed layout of version 2.
+// users must hold 1 to MaxPeerUsers entries (the caller splits larger
+// sets).
+func AppendFanout(dst []byte, v uint8, users []PeerUser, m *record.Message) []byte {
+	if v < VersionMessageFields {
+		return appendFanoutV2(dst, users, m)
+	}
+	dst = AppendHeader(dst, TypeFanout, 0, usersLen(users)+messageLen(m))
+	dst = appendUsers(dst, users)
+	return AppendMessage(dst, m)
+}
+
+// ParseFanout decodes a Fanout payload of link version v into users
+// (reused) and a message. The message's strings are copies.
+func ParseFanout(p []byte, v uint8, users []PeerUser) ([]PeerUser, record.Message, error) {
+	users, rest, err := parseUsers(p, users)
+	if err != nil {
+		return users, record.Message{}, err
+	}
+	if v < VersionMessageFields {
+		m, err := parseFanoutV2(rest)
+		return users, m, err
+	}
+	m, err := ParseMessage(rest)
+	return users, m, err
+}
+
+// The message encoding of the peer link (from VersionMessageFields):
+//
+//	seq u64 | ts i64 | kind u8 | chat len u16 | chat
+//	| sender len u8 | sender | device len u8 | device | request id len u8 | request id
+//	| body len u32 | body
+//	| fields: zero or more of (tag u8 | len u16 | value)
+//
+// Fields make room for what a message gains later: a sender adds one under
+// a new tag, and a reader skips the tags it does not know, so a new field
+// needs no new link version unless older nodes must not ignore it. No tag
+// is defined yet; tag 0 is reserved.
+const messageFixed = 8 + 8 + 1 + 2 + 3 + 4
+
+func messageLen(m *record.Message) int {
+	return messageFixed + len(m.ChatID) + len(cut255(m.Sender)) + len(cut255(m.Device)) + len(cut255(m.RequestID)) + len(m.Body)
+}
+
+// AppendMessage appends the peer link's encoding of m (chat id at most
+// MaxChatID bytes; sender, device and request id cut at 255).
+func AppendMessage(dst []byte, m *record.Message) []byte {
+	dst = binary.BigEndian.AppendUint64(dst, m.Seq)
+	dst = binary.BigEndian.AppendUint64(dst, uint64(m.TS))
+	dst = append(dst, byte(m.Kind))
+	dst = binary.BigEndian.AppendUint16(dst, uint16(len(m.ChatID)))
+	dst = append(dst, m.ChatID...)
+	for _, s := range []string{m.Sender, m.Device, m.RequestID} {
+		s = cut255(s)
+		dst = append(dst, byte(len(s)))
+		dst = append(dst, s...)
+	}
+	dst = binary.BigEndian.AppendUint32(dst, uint32(len(m.Body)))
+	return append(dst, m.Body...)
+}
+
+// ParseMessage decodes the peer link's encoding of a message, skipping
+// fields it does not know.
+func ParseMessage(p []byte) (record.Message, error) {
+	var m record.Message
+	if len(p) < 8+8+1+2 {
+		return m, fmt.Errorf("%w: message of %d bytes", ErrBadPayload, len(p))
+	}
+	m.Seq = binary.BigEndian.Uint64(p)
+	m.TS = int64(binary.BigEndian.Uint64(p[8:]))
+	m.Kind = record.MsgKind(p[16])
+	cl := int(binary.BigEndian.Uint16(p[17:]))
+	rest := p[19:]
+	if cl == 0 || cl > MaxChatID || len(rest) < cl {
+		return m, fmt.Errorf("%w: message chat id of %d bytes", ErrBadPayload, cl)
+	}
+	m.ChatID, rest = string(rest[:cl]), rest[cl:]
+	var ok bool
+	if m.Sender, rest, ok = str8(rest); !ok {
+		return m, fmt.Errorf("%w: message sender", ErrBadPayload)
+	}
+	if m.Device, rest, ok = str8(rest); !ok {
+		return m, fmt.Errorf("%w: message device", ErrBadPayload)
+	}
+	if m.RequestID, rest, ok = str8(rest); !ok {
+		return m, fmt.Errorf("%w: message request id", ErrBadPayload)
+	}
+	if len(rest) < 4 || uint64(len(rest)-4) < uint64(binary.BigEndian.Uint32(rest)) {
+		return m, fmt.Errorf("%w: message body", ErrBadPayload)
+	}
+	bl := int(binary.BigEndian.Uint32(rest))
+	m.Body, rest = string(rest[4:4+bl]), rest[4+bl:]
+	for len(rest) > 0 {
+		if len(rest) < 3 {
+			return m, fmt.Errorf("%w: message field header of %d bytes", ErrBadPayload, len(rest))
+		}
+		n := int(binary.BigEndian.Uint16(rest[1:]))
+		if len(rest)-3 < n {
+			return m, fmt.Errorf("%w: message field %d of %d bytes, %d left", ErrBadPayload, rest[0], n, len(rest)-3)
+		}
+		rest = rest[3+n:] // no field is known yet: every tag is skipped
+	}
+	return m, nil
+}
+
+// appendFanoutV2 is the Fanout layout of link version 2: users, then
+// seq u64 | ts i64 | kind u8 | chat len u16 | chat | sender, device and
+// request id (len u8 each) | body (the rest). It goes when MinVersion
+// reaches VersionMessageFields.
+func appendFanoutV2(dst []byte, users []PeerUser, m *record.Message) []byte {
+	n := usersLen(users) + 8 + 8 + 1 + 2 + len(m.ChatID) + 3 + len(cut255(m.Sender)) + len(cut255(m.Device)) + len(cut255(m.RequestID)) + len(m.Body)
 	dst = AppendHeader(dst, TypeFanout, 0, n)
 	dst = appendUsers(dst, users)
 	dst = binary.BigEndian.AppendUint64(dst, m.Seq)
 	dst = binary.BigEndian.AppendUint64(dst, uint64(m.TS))
-	dst = append(dst, m.Kind)
-	dst = binary.BigEndian.AppendUint16(dst, uint16(len(m.Chat)))
-	dst = append(dst, m.Chat...)
+	dst = append(dst, byte(m.Kind))
+	dst = binary.BigEndian.AppendUint16(dst, uint16(len(m.ChatID)))
+	dst = append(dst, m.ChatID...)
 	for _, s := range []string{m.Sender, m.Device, m.RequestID} {
 		s = cut255(s)
 		dst = append(dst, byte(len(s)))
@@ -96,37 +194,33 @@ func AppendFanout(dst []byte, users []PeerUser, m *Message) []byte {
 	return append(dst, m.Body...)
 }
 
-// ParseFanout decodes a Fanout payload into users (reused) and a message.
-func ParseFanout(p []byte, users []PeerUser) ([]PeerUser, Message, error) {
-	users, rest, err := parseUsers(p, users)
-	if err != nil {
-		return users, Message{}, err
-	}
-	var m Message
+// parseFanoutV2 decodes the message of a version-2 Fanout.
+func parseFanoutV2(rest []byte) (record.Message, error) {
+	var m record.Message
 	if len(rest) < 8+8+1+2 {
-		return users, m, fmt.Errorf("%w: fanout message of %d bytes", ErrBadPayload, len(rest))
+		return m, fmt.Errorf("%w: fanout message of %d bytes", ErrBadPayload, len(rest))
 	}
 	m.Seq = binary.BigEndian.Uint64(rest)
 	m.TS = int64(binary.BigEndian.Uint64(rest[8:]))
-	m.Kind = rest[16]
+	m.Kind = record.MsgKind(rest[16])
 	cl := int(binary.BigEndian.Uint16(rest[17:]))
 	rest = rest[19:]
 	if cl == 0 || cl > MaxChatID || len(rest) < cl {
-		return users, m, fmt.Errorf("%w: fanout chat id of %d bytes", ErrBadPayload, cl)
+		return m, fmt.Errorf("%w: fanout chat id of %d bytes", ErrBadPayload, cl)
 	}
-	m.Chat, rest = string(rest[:cl]), rest[cl:]
+	m.ChatID, rest = string(rest[:cl]), rest[cl:]
 	var ok bool
 	if m.Sender, rest, ok = str8(rest); !ok {
-		return users, m, fmt.Errorf("%w: fanout sender", ErrBadPayload)
+		return m, fmt.Errorf("%w: fanout sender", ErrBadPayload)
 	}
 	if m.Device, rest, ok = str8(rest); !ok {
-		return users, m, fmt.Errorf("%w: fanout device", ErrBadPayload)
+		return m, fmt.Errorf("%w: fanout device", ErrBadPayload)
 	}
 	if m.RequestID, rest, ok = str8(rest); !ok {
-		return users, m, fmt.Errorf("%w: fanout request id", ErrBadPayload)
+		return m, fmt.Errorf("%w: fanout request id", ErrBadPayload)
 	}
 	m.Body = string(rest)
-	return users, m, nil
+	return m, nil
 }
 
 // AppendUsers appends a Users frame delivering one server frame to every
