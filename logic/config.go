@@ -263,7 +263,7 @@ func (c Config) Validate() error {
 	if c.CatchupWorkers < 1 {
 		bad("logic.catchup_workers must be positive, got %d", c.CatchupWorkers)
 	}
-	errs = append(errs, c.Breaker.validate()...)
+	errs = append(errs, c.Breaker.Validate("logic.breaker.")...)
 	if err := c.Lease.Validate("logic.lease"); err != nil {
 		errs = append(errs, err)
 	}

@@ -34,8 +34,8 @@
 // HTTP: the public API (http.go, JWT-authenticated) and an admin listener
 // for /metrics, /healthz and /readyz (Config.AdminListen, behind
 // Config.AdminToken beyond loopback). Every store call goes through a
-// circuit breaker (breaker.go) that opens when most calls of its window
-// fail.
+// circuit breaker (logic/breaker, wired in breaker.go and guarded.go) that
+// opens when most calls of its window fail.
 //
 // # Concurrency
 //

@@ -262,7 +262,7 @@ func (s *Service) notReady() string {
 	if draining {
 		return "draining"
 	}
-	if s.breaker.isOpen() {
+	if s.breaker.Open() {
 		return "store circuit open"
 	}
 	if k := s.leases; k != nil {

@@ -259,7 +259,7 @@ var (
 		var peak time.Duration
 		live.mu.Lock()
 		for _, s := range live.services {
-			peak = max(peak, s.breaker.lag.recent())
+			peak = max(peak, s.lag.recent())
 		}
 		live.mu.Unlock()
 		return peak.Seconds()
@@ -269,7 +269,7 @@ var (
 	// breaker).
 	_ = metrics.NewGauge(`parley_logic_store_breaker_open`, func() float64 {
 		return sumServices(func(s *Service) int {
-			if s.breaker.isOpen() {
+			if s.breaker.Open() {
 				return 1
 			}
 			return 0

@@ -13,7 +13,7 @@ const lagInterval = 50 * time.Millisecond
 // (more runnable threads than cores) every call, to the store or not, takes
 // longer by the waits that fall inside it, and the store is not to blame
 // for them. The breaker subtracts the lateness accrued during a call before
-// it judges the call slow (see breaker.call), so a node that is short of
+// it judges the call slow (logic/breaker), so a node that is short of
 // CPU does not open its circuit and turn its own slowness into failed sends
 // and retry storms.
 type schedLag struct {
@@ -85,12 +85,12 @@ func (l *schedLag) overdue(t time.Time) time.Duration {
 	return max(time.Duration(l.since(t)-last)-l.interval, 0)
 }
 
-// lateness returns the process's lateness in getting a CPU accrued up to
+// Lateness returns the process's lateness in getting a CPU accrued up to
 // t (the caller's own reading of the clock, usually now): that of every
 // wake-up, plus how overdue the probe is at t (it is starved and has not
 // woken to say so). The difference of two readings is the lateness
 // accrued between them. A nil probe reads 0.
-func (l *schedLag) lateness(t time.Time) time.Duration {
+func (l *schedLag) Lateness(t time.Time) time.Duration {
 	if l == nil {
 		return 0
 	}

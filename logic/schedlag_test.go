@@ -4,6 +4,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/parley-chat/parley/logic/breaker"
 )
 
 func TestSchedLagLateness(t *testing.T) {
@@ -11,7 +13,7 @@ func TestSchedLagLateness(t *testing.T) {
 	l := newSchedLag(50 * time.Millisecond)
 	l.now = func() time.Time { return now }
 	l.epoch = now
-	if got := l.lateness(now); got != 0 {
+	if got := l.Lateness(now); got != 0 {
 		t.Fatalf("before the probe runs: lateness %v, want 0", got)
 	}
 	l.last.Store(l.since(now)) // run's first step
@@ -44,7 +46,7 @@ func TestSchedLagLateness(t *testing.T) {
 			due = now.Add(50 * time.Millisecond)
 		}
 		now = now.Add(st.advance)
-		if got := l.lateness(now); got != st.wantLate {
+		if got := l.Lateness(now); got != st.wantLate {
 			t.Fatalf("%s: lateness %v, want %v", st.name, got, st.wantLate)
 		}
 		if got := l.overdue(now); got != st.wantOverdue {
@@ -58,7 +60,7 @@ func TestSchedLagLateness(t *testing.T) {
 
 func TestSchedLagNil(t *testing.T) {
 	var l *schedLag
-	if got := l.lateness(time.Now()); got != 0 {
+	if got := l.Lateness(time.Now()); got != 0 {
 		t.Errorf("nil probe: lateness %v, want 0", got)
 	}
 	if got := l.recent(); got != 0 {
@@ -76,7 +78,7 @@ func TestSchedLagRun(t *testing.T) {
 		go func() { defer close(done); l.run(stop) }()
 		time.Sleep(time.Second)
 		synctest.Wait()
-		if got := l.lateness(time.Now()); got != 0 {
+		if got := l.Lateness(time.Now()); got != 0 {
 			t.Errorf("lateness after 1s on time: %v, want 0", got)
 		}
 		if l.last.Load() == 0 {
@@ -100,11 +102,11 @@ func TestBreakerExcusesSchedulingLag(t *testing.T) {
 	lag := newSchedLag(50 * time.Millisecond)
 	lag.now, lag.epoch = clock, now
 	lag.last.Store(lag.since(now))
-	b := &breaker{cfg: BreakerConfig{Latency: 500 * time.Millisecond, Failures: 2, FailureRatio: 0.5, Window: 10 * time.Second, Cooldown: time.Second}, now: clock, lag: lag}
+	b := breaker.New(BreakerConfig{Latency: 500 * time.Millisecond, Failures: 2, FailureRatio: 0.5, Window: 10 * time.Second, Cooldown: time.Second}, breaker.Options{Now: clock, Lag: lag})
 	// slow runs a call of d; the probe either wakes on time every 50 ms
 	// during it or sleeps through it (a starved node).
 	slow := func(d time.Duration, starved bool) {
-		_ = b.call(func() error {
+		_ = b.Call(func() error {
 			if starved {
 				now = now.Add(d)
 				return nil
@@ -121,17 +123,17 @@ func TestBreakerExcusesSchedulingLag(t *testing.T) {
 	now = now.Add(10 * time.Millisecond)
 	lag.observe(now, 760*time.Millisecond)
 	slow(800*time.Millisecond, true)
-	if b.isOpen() {
+	if b.Open() {
 		t.Fatal("calls slowed by a CPU-starved node opened the breaker")
 	}
 	// The node is not starved any more: a slow call counts although a
 	// wake-up 750 ms late was moments ago.
 	slow(600*time.Millisecond, false)
-	if b.isOpen() {
+	if b.Open() {
 		t.Fatal("opened after one failure, want two")
 	}
 	slow(600*time.Millisecond, false)
-	if !b.isOpen() {
+	if !b.Open() {
 		t.Fatal("slow calls on a node that is not starved did not open the breaker")
 	}
 }

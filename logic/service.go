@@ -24,6 +24,7 @@ import (
 	"github.com/parley-chat/parley/internal/record"
 	"github.com/parley-chat/parley/internal/tierlink"
 	"github.com/parley-chat/parley/internal/tlsconf"
+	"github.com/parley-chat/parley/logic/breaker"
 	"github.com/parley-chat/parley/logic/lease"
 	"github.com/parley-chat/parley/logic/marks"
 )
@@ -81,7 +82,8 @@ type request struct {
 type Service struct {
 	cfg      Config
 	store    Store // the caller's store behind the circuit breaker
-	breaker  *breaker
+	breaker  *breaker.Breaker
+	lag      *schedLag // the node's own wait for a CPU (the breaker excuses it; a gauge shows it)
 	presence Presence
 	rel      *relations     // who may see whose presence
 	settings *settingsCache // users' settings (hide last seen)
@@ -167,7 +169,7 @@ type notifierBox struct{ Notifier }
 func (s *Service) SetLeases(ls LeaseStore) {
 	s.leaseStore = ls
 	s.fencer = func(ctx context.Context, chatID string, epoch uint64, span int) (head uint64, err error) {
-		err = s.breaker.call(func() (e error) { head, e = ls.Fence(ctx, chatID, epoch, span); return })
+		err = s.breaker.Call(func() (e error) { head, e = ls.Fence(ctx, chatID, epoch, span); return })
 		return head, err
 	}
 }
@@ -195,9 +197,10 @@ func New(cfg Config, store Store, presence Presence, verifier *auth.Verifier, lo
 	if log == nil {
 		log = slog.Default()
 	}
-	brk := &breaker{cfg: cfg.Breaker, now: time.Now, lag: newSchedLag(lagInterval), log: log.With("component", "breaker")}
+	lag := newSchedLag(lagInterval)
+	brk := breaker.New(cfg.Breaker, breaker.Options{Failed: storeFailed, Lag: lag, Metrics: storeMetrics, Log: log.With("component", "breaker")})
 	s := &Service{
-		cfg: cfg, store: guardedStore{s: store, b: brk}, breaker: brk, presence: presence, verifier: verifier, log: log, now: time.Now,
+		cfg: cfg, store: guardedStore{s: store, b: brk}, breaker: brk, lag: lag, presence: presence, verifier: verifier, log: log, now: time.Now,
 		reg:     newRegistry(),
 		readSem: make(chan struct{}, cfg.ReadWorkers),
 		ready:   make(chan struct{}),
@@ -357,7 +360,7 @@ func (s *Service) Run(ctx context.Context) error {
 	workers.Add(4)
 	go func() {
 		defer workers.Done()
-		s.breaker.lag.run(stop)
+		s.lag.run(stop)
 	}()
 	go func() {
 		defer workers.Done()
