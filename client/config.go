@@ -62,8 +62,10 @@ type Config struct {
 	// connection, writing the frame and waiting for the answer. Default
 	// 10s; zero means the default.
 	RequestTimeout time.Duration `yaml:"request_timeout"`
-	// WriteTimeout bounds one frame write. Default 10s; zero means the
-	// default.
+	// WriteTimeout bounds the frame writes: a write fails when the
+	// server takes no data for between WriteTimeout/2 and WriteTimeout
+	// (internal/wsclient moves the deadline once half of it is used).
+	// Default 10s; zero means the default.
 	WriteTimeout time.Duration `yaml:"write_timeout"`
 	// Backoff paces reconnects after a dropped connection. Default
 	// {250ms, 30s}.

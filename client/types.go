@@ -59,7 +59,9 @@ func (e *Error) Error() string {
 }
 
 // CloseError is a WebSocket close frame received from the server: Code
-// is, e.g., proto.CloseTokenExpired (4001).
+// is, e.g., proto.CloseTokenExpired (4001), or 1005 when the frame
+// carried no code (RFC 6455 section 7.1.5; before internal/wsclient the
+// SDK reported 0).
 type CloseError = wsclient.CloseError
 
 // HandshakeError is a refused WebSocket upgrade (HTTP status other than

@@ -60,6 +60,9 @@ func knownEnv() map[string]bool {
 			if !sf.IsExported() || tag == "" || tag == "-" {
 				continue
 			}
+			if prefix+tag == "store.cql" {
+				continue // the old name of store.scylla: read, but not for new files
+			}
 			if sf.Type.Kind() == reflect.Struct && sf.Type != reflect.TypeFor[time.Duration]() {
 				walk(sf.Type, prefix+tag+".")
 				continue

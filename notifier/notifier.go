@@ -20,11 +20,13 @@ import (
 	"github.com/parley-chat/parley/storage"
 )
 
-// Store is what the notifier needs from storage: two roles of the
-// storage contract (storage/contract.go), which every backend has. Errors
-// other than from the context are treated as transient.
+// Store is what the notifier needs from storage: reading and dropping
+// push subscriptions, and the push ledger (storage/contract.go says what
+// each promises; every storage.Store has them). Errors other than from
+// the context are treated as transient.
 type Store interface {
-	storage.PushSubscriptions
+	PushSubscriptions(ctx context.Context, user string) ([]record.PushSubscription, error)
+	DeletePushSubscription(ctx context.Context, user, device string) error
 	storage.PushLedger
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/parley-chat/parley/internal/record"
 	"github.com/parley-chat/parley/notifier/pushtest"
 	"github.com/parley-chat/parley/notifier/webhook"
+	"github.com/parley-chat/parley/storage"
 	"github.com/parley-chat/parley/storage/pebble"
 )
 
@@ -344,9 +345,9 @@ type failingStore struct{}
 
 var errStore = errors.New("store down")
 
-func (failingStore) PutPushSubscription(context.Context, record.PushSubscription) error {
-	return errStore
-}
+// Every backend (storage.Store) is a notifier.Store.
+var _ Store = storage.Store(nil)
+
 func (failingStore) PushSubscriptions(context.Context, string) ([]record.PushSubscription, error) {
 	return nil, errStore
 }

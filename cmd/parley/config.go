@@ -275,9 +275,15 @@ func loadConfig(fs *flag.FlagSet, args []string, defaultPath string, validate fu
 		return cfg, false, fmt.Errorf("invalid configuration:\n%w", err)
 	}
 	if err := errors.Join(cfg.Runtime.validate(os.Getenv), cfg.Debug.validate(), validate(&cfg)); err != nil {
+		for _, w := range cfg.warnings { // they may explain the error's names
+			err = fmt.Errorf("%w\nwarning: %s", err, w)
+		}
 		return cfg, false, fmt.Errorf("invalid configuration:\n%w", err)
 	}
 	if *check {
+		for _, w := range cfg.warnings {
+			fmt.Fprintln(stderr, "warning:", w)
+		}
 		fmt.Println("configuration ok")
 		return cfg, true, nil
 	}

@@ -56,8 +56,12 @@ func TestShippedConfigs(t *testing.T) {
 				// logic.yaml's link_listen is beyond loopback: mutual TLS.
 				"-set", "logic.link_tls.cert_file=/etc/parley/tls/logic-1.crt", "-set", "logic.link_tls.key_file=/etc/parley/tls/logic-1.key",
 				"-set", "logic.link_tls.client_ca_file=/etc/parley/tls/ca.crt", "-set", "logic.link_tls.ca_file=/etc/parley/tls/ca.crt"}, tt.extra...)
-			if _, _, err := loadConfig(fs, args, "", tt.validate); err != nil {
+			cfg, _, err := loadConfig(fs, args, "", tt.validate)
+			if err != nil {
 				t.Fatalf("got %v, want a valid config", err)
+			}
+			if len(cfg.warnings) > 0 {
+				t.Fatalf("a shipped config uses deprecated settings: %q", cfg.warnings)
 			}
 		})
 	}
@@ -78,7 +82,9 @@ func TestStoreOldNames(t *testing.T) {
 		{name: "old backend and section", args: []string{"-set", "store.backend=cql", "-set", "store.cql.hosts=10.0.0.1:9042"}, wantHosts: []string{"10.0.0.1:9042"}, warnings: 2},
 		{name: "old section from the environment", args: []string{"-set", "store.backend=scylla"}, env: map[string]string{"PARLEY_STORE_CQL_HOSTS": "10.0.0.2:9042"}, wantHosts: []string{"10.0.0.2:9042"}, warnings: 1},
 		{name: "new names", args: []string{"-set", "store.backend=scylla", "-set", "store.scylla.hosts=10.0.0.3:9042"}, wantHosts: []string{"10.0.0.3:9042"}},
-		{name: "both sections", args: []string{"-set", "store.backend=scylla", "-set", "store.scylla.hosts=a:1", "-set", "store.cql.hosts=b:2"}, wantErr: "keep only store.scylla"},
+		{name: "both sections, one setting each", args: []string{"-set", "store.backend=scylla", "-set", "store.cql.keyspace=ks"}, env: map[string]string{"PARLEY_STORE_SCYLLA_HOSTS": "10.0.0.4:9042"}, wantHosts: []string{"10.0.0.4:9042"}, warnings: 1},
+		{name: "one setting under both names", args: []string{"-set", "store.backend=scylla", "-set", "store.scylla.hosts=a:1", "-set", "store.cql.hosts=b:2"}, wantErr: "keep only store.scylla.hosts"},
+		{name: "the error shows the warning", args: []string{"-set", "store.backend=scylla", "-set", "store.cql.hosts=a:1", "-set", "store.cql.keyspace=bad-name!"}, wantErr: "warning: store.cql is the old name"},
 		{name: "unknown backend", args: []string{"-set", "store.backend=mongo"}, wantErr: "want pebble or scylla"},
 	}
 	for _, tt := range tests {

@@ -71,16 +71,17 @@ func specificity(pattern string) int {
 func allowedImport(p, imp string) (allowed, covered bool) {
 	best := -1
 	var may []string
+	subtree := false
 	for _, r := range tierRules {
 		if match(r.pkg, p) && specificity(r.pkg) > best {
-			best, may = specificity(r.pkg), r.may
+			best, may, subtree = specificity(r.pkg), r.may, strings.HasSuffix(r.pkg, "/...")
 		}
 	}
 	if best < 0 {
 		return false, false
 	}
-	if match(p+"/...", imp) {
-		return true, true // a package's own subpackages
+	if subtree && match(p+"/...", imp) {
+		return true, true // a package's own subpackages, under a subtree rule
 	}
 	return slices.ContainsFunc(may, func(m string) bool { return match(m, imp) }), true
 }
@@ -143,6 +144,7 @@ func TestTierRules(t *testing.T) {
 		{"notifier", "storage", true},
 		{"notifier", "logic", false},
 		{"storage", "internal/proto", false},
+		{"storage", "storage/pebble", false}, // an exact rule allows no subpackage
 		{"storage/pebble", "storage", true},
 		{"storage/pebble", "logic", false},
 		{"storage/scylla", "storage/pebble", false},

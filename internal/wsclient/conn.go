@@ -4,11 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -55,7 +55,10 @@ type Dialer struct {
 	TokenInQuery bool
 	// Timeout bounds the TCP connect plus the upgrade. Zero means 10s.
 	Timeout time.Duration
-	// WriteTimeout bounds each write. Zero means 10s.
+	// WriteTimeout bounds the writes: a write fails when the socket takes
+	// no data for between WriteTimeout/2 and WriteTimeout (the deadline is
+	// moved only when half of it is used up: setting it costs a timer
+	// update per write). Zero means 10s.
 	WriteTimeout time.Duration
 	// ReadBuffer is the size of the per-connection read buffer in bytes.
 	// Zero means none: every frame header costs a read syscall, which is
@@ -161,18 +164,15 @@ type Conn struct {
 
 	wmu      sync.Mutex // guards the following
 	wbuf     []byte
-	mask     uint32    // the last mask (an LCG seeded at random)
 	wclosed  bool      // a close frame was written, or a write failed
 	deadline time.Time // the write deadline set on nc
 }
 
 func newConn(nc net.Conn, r io.Reader, maxMsg int, wtimeout time.Duration) *Conn {
-	var seed [4]byte
-	_, _ = rand.Read(seed[:])
 	if maxMsg <= 0 {
 		maxMsg = DefaultMaxMessage
 	}
-	return &Conn{nc: nc, r: r, maxMsg: maxMsg, wtimeout: orDefault(wtimeout, 10*time.Second), mask: binary.LittleEndian.Uint32(seed[:])}
+	return &Conn{nc: nc, r: r, maxMsg: maxMsg, wtimeout: orDefault(wtimeout, 10*time.Second)}
 }
 
 // LocalAddr returns the local address of the connection.
@@ -202,8 +202,10 @@ func (c *Conn) SetReadDeadline(t time.Time) error { return c.nc.SetReadDeadline(
 
 // ReadMessage returns the next data message (fragments reassembled). The
 // slice is valid until the next call. It answers pings, echoes a close and
-// returns *CloseError, and closes the connection on a protocol violation
-// with an error wrapping ErrProtocol. Reader only.
+// returns *CloseError (Code 1005 when the frame had no code), and closes
+// the connection on a protocol violation (including a masked server
+// frame, RFC 6455 section 5.1) with an error wrapping ErrProtocol. Reader
+// only.
 func (c *Conn) ReadMessage() ([]byte, error) {
 	c.msg = c.msg[:0]
 	inMsg := false
@@ -219,9 +221,8 @@ func (c *Conn) ReadMessage() ([]byte, error) {
 		if h.Rsv != 0 {
 			return nil, c.fail(CloseProtocolError, "reserved bits set")
 		}
-		if h.Length < 0 || int64(len(c.msg))+h.Length > int64(c.maxMsg) {
-			_ = c.CloseWith(CloseTooBig, "message too big")
-			return nil, fmt.Errorf("cannot read message: %w: longer than %d bytes", ErrProtocol, c.maxMsg)
+		if h.Masked {
+			return nil, c.fail(CloseProtocolError, "masked server frame")
 		}
 		if h.OpCode.IsControl() {
 			if h.Length > 125 || !h.Fin {
@@ -230,9 +231,6 @@ func (c *Conn) ReadMessage() ([]byte, error) {
 			p := c.ctl[:h.Length]
 			if _, err := io.ReadFull(c.r, p); err != nil {
 				return nil, err
-			}
-			if h.Masked {
-				ws.Cipher(p, h.Mask, 0)
 			}
 			switch byte(h.OpCode) {
 			case OpPing:
@@ -265,13 +263,14 @@ func (c *Conn) ReadMessage() ([]byte, error) {
 		default:
 			return nil, c.fail(CloseProtocolError, "reserved opcode")
 		}
+		if h.Length < 0 || int64(len(c.msg))+h.Length > int64(c.maxMsg) {
+			_ = c.CloseWith(CloseTooBig, "message too big")
+			return nil, fmt.Errorf("cannot read message: %w: longer than %d bytes", ErrProtocol, c.maxMsg)
+		}
 		n := len(c.msg)
 		c.msg = slices.Grow(c.msg, int(h.Length))[:n+int(h.Length)]
 		if _, err := io.ReadFull(c.r, c.msg[n:]); err != nil {
 			return nil, err
-		}
-		if h.Masked {
-			ws.Cipher(c.msg[n:], h.Mask, 0)
 		}
 		if h.Fin {
 			if c.observe != nil {
@@ -325,11 +324,9 @@ func (c *Conn) write(op byte, p []byte) error {
 	return c.flushLocked(AppendClientFrame(c.wbuf[:0], op, p, c.nextMaskLocked()), op)
 }
 
-// nextMaskLocked steps the mask generator. c.wmu held.
-func (c *Conn) nextMaskLocked() uint32 {
-	c.mask = c.mask*1664525 + 1013904223
-	return c.mask
-}
+// nextMaskLocked returns a fresh masking key: RFC 6455 (section 5.3) asks
+// that a frame's key cannot be predicted from earlier ones. c.wmu held.
+func (c *Conn) nextMaskLocked() uint32 { return rand.Uint32() }
 
 // flushLocked writes b (frames ending with one of opcode op). The write
 // deadline is moved only when less than half of the write timeout is
@@ -364,9 +361,11 @@ func (c *Conn) CloseWith(code int, reason string) error {
 		}
 		body := binary.BigEndian.AppendUint16(make([]byte, 0, 2+len(reason)), uint16(code))
 		body = append(body, reason...)
-		c.deadline = time.Now().Add(min(c.wtimeout, time.Second))
-		_ = c.nc.SetWriteDeadline(c.deadline)
-		_ = c.flushLocked(AppendClientFrame(c.wbuf[:0], OpClose, body, c.nextMaskLocked()), OpClose)
+		// At most a second for the close frame, whatever the write timeout:
+		// the peer may have stopped reading.
+		c.deadline = time.Time{}
+		_ = c.nc.SetWriteDeadline(time.Now().Add(min(c.wtimeout, time.Second)))
+		_, _ = c.nc.Write(AppendClientFrame(c.wbuf[:0], OpClose, body, c.nextMaskLocked()))
 		c.wclosed = true
 	}
 	c.wmu.Unlock()

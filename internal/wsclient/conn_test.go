@@ -3,11 +3,13 @@ package wsclient
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"strings"
 	"testing"
 	"testing/iotest"
+	"testing/synctest"
 	"time"
 
 	"github.com/gobwas/ws"
@@ -109,16 +111,16 @@ func TestReadMessage(t *testing.T) {
 }
 
 // TestReadAnswers: the client answers a ping with a masked pong and echoes
-// a close, masked; a masked server frame is read as its payload.
+// a close, masked.
 func TestReadAnswers(t *testing.T) {
 	var in []byte
 	in = append(in, frameBytes(t, ws.NewFrame(ws.OpText, false, []byte(`{"type":`)))...)
 	in = append(in, frameBytes(t, ws.NewPingFrame([]byte("p")))...)
 	in = append(in, frameBytes(t, ws.NewFrame(ws.OpContinuation, true, []byte(`"pong"}`)))...)
-	in = append(in, frameBytes(t, ws.MaskFrame(ws.NewTextFrame([]byte("masked"))))...)
+	in = append(in, frameBytes(t, ws.NewTextFrame([]byte("second")))...)
 	in = append(in, frameBytes(t, ws.NewCloseFrame(ws.NewCloseFrameBody(4001, "expired")))...)
 	c, mc := newMemConn(bytes.NewReader(in), 1024)
-	for _, want := range []string{`{"type":"pong"}`, "masked"} {
+	for _, want := range []string{`{"type":"pong"}`, "second"} {
 		got, err := c.ReadMessage()
 		if err != nil || string(got) != want {
 			t.Fatalf("got %q, %v; want %q", got, err, want)
@@ -163,6 +165,7 @@ func TestReadLimits(t *testing.T) {
 		{"fragmented ping", []ws.Frame{ws.NewFrame(ws.OpPing, false, nil)}, CloseProtocolError},
 		{"reserved opcode", []ws.Frame{ws.NewFrame(ws.OpCode(3), true, nil)}, CloseProtocolError},
 		{"reserved bits", []ws.Frame{{Header: ws.Header{Fin: true, Rsv: 4, OpCode: ws.OpText}}}, CloseProtocolError},
+		{"masked server frame", []ws.Frame{ws.MaskFrame(ws.NewTextFrame([]byte("x")))}, CloseProtocolError},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -184,6 +187,37 @@ func TestReadLimits(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestControlFrameOutsideTheLimit: a ping between the fragments of a
+// message at the limit does not count toward the message.
+func TestControlFrameOutsideTheLimit(t *testing.T) {
+	var in []byte
+	in = append(in, frameBytes(t, ws.NewFrame(ws.OpText, false, bytes.Repeat([]byte("a"), 60)))...)
+	in = append(in, frameBytes(t, ws.NewPingFrame([]byte("12345678")))...)
+	in = append(in, frameBytes(t, ws.NewFrame(ws.OpContinuation, true, []byte("bbbb")))...)
+	c, _ := newMemConn(bytes.NewReader(in), 64)
+	if m, err := c.ReadMessage(); err != nil || len(m) != 64 {
+		t.Fatalf("got %d bytes, %v; want the 64-byte message", len(m), err)
+	}
+}
+
+// TestCloseWithBounded: a close frame waits at most a second for a peer
+// that stopped reading, whatever the write timeout.
+func TestCloseWithBounded(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		a, b := net.Pipe() // b never reads
+		defer b.Close()
+		c := newConn(a, a, 0, 10*time.Second)
+		start := time.Now()
+		_ = c.CloseWith(CloseNormal, "")
+		if took := time.Since(start); took > time.Second {
+			t.Fatalf("CloseWith took %v, want at most 1s", took)
+		}
+		if err := c.WriteText([]byte("x")); !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("write after CloseWith: got %v, want net.ErrClosed", err)
+		}
+	})
 }
 
 func TestWriteMasks(t *testing.T) {
@@ -246,7 +280,7 @@ func FuzzReadMessage(f *testing.F) {
 		cut %= len(in) + 1
 		whole, errW := readAll(bytes.NewReader(in), 256)
 		split, errS := readAll(io.MultiReader(bytes.NewReader(in[:cut]), bytes.NewReader(in[cut:])), 256)
-		if strings.Join(whole, "|") != strings.Join(split, "|") || (errW == nil) != (errS == nil) {
+		if strings.Join(whole, "|") != strings.Join(split, "|") || errKind(errW) != errKind(errS) {
 			t.Errorf("split input changed the result: %q %v vs %q %v", whole, errW, split, errS)
 		}
 		for _, m := range whole {
@@ -255,4 +289,20 @@ func FuzzReadMessage(f *testing.F) {
 			}
 		}
 	})
+}
+
+// errKind names how a read ended, for comparing two runs.
+func errKind(err error) string {
+	var ce *CloseError
+	switch {
+	case errors.As(err, &ce):
+		return fmt.Sprintf("close %d %q", ce.Code, ce.Reason)
+	case errors.Is(err, ErrProtocol):
+		return "protocol"
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return "truncated"
+	case errors.Is(err, io.EOF):
+		return "eof"
+	}
+	return fmt.Sprintf("other: %v", err)
 }

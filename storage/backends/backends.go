@@ -100,23 +100,50 @@ func Lookup(name string) (Backend, error) {
 }
 
 // Normalize moves settings given under their old names to the new ones
-// and returns a warning for each (to log once a logger exists): backend
-// cql is scylla, and the store.cql section is store.scylla. Settings under
-// both names are an error, since one would be silently dropped.
+// and returns a warning for each old name used (to log once a logger
+// exists): backend cql is scylla, and the store.cql section is
+// store.scylla. It merges setting by setting, so a file may still use
+// the old section while the environment or -set use the new one; the
+// same setting under both names with different values is an error, since
+// one would be silently dropped.
 func (c *Config) Normalize() (warnings []string, err error) {
 	if n, ok := oldNames[c.Backend]; ok {
 		warnings = append(warnings, fmt.Sprintf("store.backend: %s is the old name of %s; it is read for one more release, write %s", c.Backend, n, n))
 		c.Backend = n
 	}
 	def := scylla.Default()
-	if !reflect.DeepEqual(c.CQL, def) {
-		if !reflect.DeepEqual(c.Scylla, def) {
-			return warnings, errors.New("store.cql is the old name of store.scylla, and both are set: keep only store.scylla")
-		}
-		warnings = append(warnings, "store.cql is the old name of store.scylla (PARLEY_STORE_CQL_* of PARLEY_STORE_SCYLLA_*, -set store.cql.* of store.scylla.*); it is read for one more release, write store.scylla")
-		c.Scylla, c.CQL = c.CQL, def
+	var moved []string
+	var errs []error
+	merge(reflect.ValueOf(&c.CQL).Elem(), reflect.ValueOf(&c.Scylla).Elem(), reflect.ValueOf(def), "", &moved, &errs)
+	if len(moved) > 0 {
+		warnings = append(warnings, fmt.Sprintf("store.cql is the old name of store.scylla (PARLEY_STORE_CQL_* of PARLEY_STORE_SCYLLA_*); it is read for one more release: write store.scylla.%s", strings.Join(moved, ", store.scylla.")))
 	}
-	return warnings, nil
+	c.CQL = def
+	return warnings, errors.Join(errs...)
+}
+
+// merge moves each setting of old that differs from def into cur where
+// cur still has the default, recursing into sections; path is the dotted
+// name of old within store.cql.
+func merge(old, cur, def reflect.Value, path string, moved *[]string, errs *[]error) {
+	t := old.Type()
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		o, n, d := old.Field(i), cur.Field(i), def.Field(i)
+		if f.Type.Kind() == reflect.Struct {
+			merge(o, n, d, path+name+".", moved, errs)
+			continue
+		}
+		switch {
+		case reflect.DeepEqual(o.Interface(), d.Interface()):
+		case reflect.DeepEqual(n.Interface(), d.Interface()), reflect.DeepEqual(n.Interface(), o.Interface()):
+			n.Set(o)
+			*moved = append(*moved, path+name)
+		default:
+			*errs = append(*errs, fmt.Errorf("store.cql.%s and store.scylla.%s are both set, to different values: store.cql is the old name; keep only store.scylla.%s", path+name, path+name, path+name))
+		}
+	}
 }
 
 // Validate checks the backend's name and its section.

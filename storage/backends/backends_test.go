@@ -49,8 +49,17 @@ func TestNormalize(t *testing.T) {
 		t.Fatalf("second Normalize: warnings %q, err %v; want none", w, err)
 	}
 	c.CQL.Keyspace = "other"
-	if _, err := c.Normalize(); err == nil {
-		t.Fatal("both sections set: want an error")
+	if _, err := c.Normalize(); err == nil || !strings.Contains(err.Error(), "store.scylla.keyspace") {
+		t.Fatalf("one setting under both names: got %v, want an error naming it", err)
+	}
+	// Settings merge one by one, sections included.
+	c = Default()
+	c.CQL.Hosts, c.CQL.Replication.Factor = []string{"old:1"}, 5
+	c.Scylla.Keyspace, c.Scylla.Replication.Class = "new", "NetworkTopologyStrategy"
+	w, err = c.Normalize()
+	if err != nil || len(w) != 1 || !strings.Contains(w[0], "store.scylla.hosts, store.scylla.replication.factor") ||
+		c.Scylla.Hosts[0] != "old:1" || c.Scylla.Replication.Factor != 5 || c.Scylla.Keyspace != "new" || c.Scylla.Replication.Class != "NetworkTopologyStrategy" {
+		t.Fatalf("merge: got %+v, warnings %q, err %v", c.Scylla, w, err)
 	}
 }
 
