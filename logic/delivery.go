@@ -594,11 +594,25 @@ func preview(s string) string {
 
 // goawayAll asks every client to reconnect after a jittered delay, so a
 // restarting node does not get every client back at the same instant.
-func (svc *Service) goawayAll(spread time.Duration) {
+//
+// It returns once the goaways are written to the connection nodes, or
+// after wait.
+func (svc *Service) goawayAll(spread, wait time.Duration) {
 	var buf [96]byte
+	links := map[*link]bool{}
 	for _, s := range svc.reg.appendAll(nil) {
 		ms := int64(250 + rand.N(max(spread, time.Millisecond)).Milliseconds())
 		s.deliver(proto.AppendGoaway(buf[:0], ms, ""))
+		links[s.link] = true
+	}
+	timeout := time.NewTimer(wait)
+	defer timeout.Stop()
+	for l := range links {
+		select {
+		case <-l.flushed():
+		case <-timeout.C:
+			return
+		}
 	}
 }
 

@@ -41,9 +41,11 @@ type link struct {
 	notify       chan struct{} // capacity 1: "buf is not empty"
 	done         chan struct{} // closed when the link is closed
 
-	mu     sync.Mutex // guards the following
-	buf    []byte     // frames waiting for the writer
-	closed bool
+	mu       sync.Mutex // guards the following
+	buf      []byte     // frames waiting for the writer
+	writing  bool       // the writer holds frames it has not written yet
+	flushers []chan struct{}
+	closed   bool
 }
 
 // Link timing and buffers that are not configurable.
@@ -116,6 +118,28 @@ func (l *link) kick(session uint64, code uint16, reason string) bool {
 	})
 }
 
+// flushed returns a channel that is closed once every frame queued before
+// the call was written to the connection, or the link closed.
+func (l *link) flushed() <-chan struct{} {
+	ch := make(chan struct{})
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed || (len(l.buf) == 0 && !l.writing) {
+		close(ch)
+		return ch
+	}
+	l.flushers = append(l.flushers, ch)
+	return ch
+}
+
+// wakeFlushersLocked closes the flush waiters. l.mu held.
+func (l *link) wakeFlushersLocked() {
+	for _, ch := range l.flushers {
+		close(ch)
+	}
+	l.flushers = nil
+}
+
 func (l *link) close() {
 	l.mu.Lock()
 	if l.closed {
@@ -123,6 +147,7 @@ func (l *link) close() {
 		return
 	}
 	l.closed = true
+	l.wakeFlushersLocked()
 	l.mu.Unlock()
 	untrackLink(l)
 	close(l.done)
@@ -142,6 +167,7 @@ func (l *link) writeLoop() {
 		l.mu.Lock()
 		out := l.buf
 		l.buf = spare[:0]
+		l.writing = len(out) > 0
 		l.mu.Unlock()
 		if len(out) == 0 {
 			spare = out
@@ -152,6 +178,12 @@ func (l *link) writeLoop() {
 			l.close()
 			return
 		}
+		l.mu.Lock()
+		l.writing = false
+		if len(l.buf) == 0 {
+			l.wakeFlushersLocked()
+		}
+		l.mu.Unlock()
 		if cap(out) > spareLinkCap {
 			out = nil
 		}

@@ -461,8 +461,7 @@ func (s *Service) Run(ctx context.Context) error {
 	if runErr == nil {
 		// Ask clients to come back in a spread-out way; connection nodes
 		// will close them (1012) when the links go.
-		s.goawayAll(2 * time.Second)
-		time.Sleep(50 * time.Millisecond)
+		s.goawayAll(2*time.Second, time.Second)
 	}
 	if s.http != nil {
 		_ = s.http.Shutdown()
