@@ -463,11 +463,17 @@ func (s *Service) Run(ctx context.Context) error {
 		// will close them (1012) when the links go.
 		s.goawayAll(2*time.Second, time.Second)
 	}
+	// Shutdown returns at once when it runs before Serve has registered
+	// its listener (a Run stopped as it starts), and that Serve would then
+	// accept for good: close the listeners too, which ends Serve either
+	// way.
 	if s.http != nil {
 		_ = s.http.Shutdown()
+		_ = s.httpLn.Close()
 	}
 	if s.admin != nil {
 		_ = s.admin.Shutdown()
+		_ = s.adminLn.Close()
 	}
 	_ = s.linkLn.Close()
 	servers.Wait()

@@ -374,3 +374,38 @@ func TestStoreFailureIsRetryable(t *testing.T) {
 		t.Fatalf("got %v, want seq 1 (no gap after the failure)", m)
 	}
 }
+
+// TestRunStoppedAtOnce: a Run whose context ends as it starts returns;
+// the HTTP servers' Shutdown could come before Serve registered its
+// listener, and that Serve then accepted for good (hidden by a 50 ms
+// sleep at shutdown until it went).
+func TestRunStoppedAtOnce(t *testing.T) {
+	for i := range 20 {
+		cfg := Default()
+		cfg.LinkListen, cfg.HTTPListen, cfg.AdminListen = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+		cfg.LinkSecret, cfg.Shards = string(testLinkSecret), 2
+		v, err := auth.NewVerifier(auth.Config{Secret: testSecret}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		svc, err := New(cfg, newMemStore(), nil, v, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := svc.Listen(); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		done := make(chan error, 1)
+		go func() { done <- svc.Run(ctx) }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("run %d: %v", i, err)
+			}
+		case <-time.After(30 * time.Second): // generous: a stop takes milliseconds
+			t.Fatalf("run %d: Run did not return after its context ended", i)
+		}
+	}
+}
