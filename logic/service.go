@@ -410,12 +410,16 @@ func (s *Service) Run(ctx context.Context) error {
 		}()
 	}
 
+	// The links outlive ctx until the goaways are written on them: their
+	// server closes every accepted link when its context ends.
+	linkCtx, stopLinks := context.WithCancel(context.Background())
+	defer stopLinks()
 	errc := make(chan error, 2)
 	var servers sync.WaitGroup
 	servers.Add(1)
 	go func() {
 		defer servers.Done()
-		errc <- serveLinks(ctx, s.linkLn, s.cfg, s.linkSecret, s.linkTLS, s, s.log)
+		errc <- serveLinks(linkCtx, s.linkLn, s.cfg, s.linkSecret, s.linkTLS, s, s.log)
 	}()
 	if s.httpLn != nil {
 		s.http = s.newHTTPServer()
@@ -463,6 +467,7 @@ func (s *Service) Run(ctx context.Context) error {
 		// will close them (1012) when the links go.
 		s.goawayAll(2*time.Second, time.Second)
 	}
+	stopLinks()
 	// Shutdown returns at once when it runs before Serve has registered
 	// its listener (a Run stopped as it starts), and that Serve would then
 	// accept for good: close the listeners too, which ends Serve either

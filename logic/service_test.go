@@ -409,3 +409,48 @@ func TestRunStoppedAtOnce(t *testing.T) {
 		}
 	}
 }
+
+// TestGoawayAtShutdown: a stopping node's clients get their goaway before
+// the links close (the link server closed them as soon as Run's context
+// ended, racing the goaways: about half were lost).
+func TestGoawayAtShutdown(t *testing.T) {
+	for i := range 10 {
+		cfg := Default()
+		cfg.LinkListen, cfg.Shards, cfg.DevTokens = "127.0.0.1:0", 2, true
+		cfg.LinkSecret = string(testLinkSecret)
+		v, err := auth.NewVerifier(auth.Config{Secret: testSecret}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		svc, err := New(cfg, newMemStore(), nil, v, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := svc.Listen(); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- svc.Run(ctx) }()
+		<-svc.Ready()
+		n := dialNode(t, svc.LinkAddr())
+		for k := uint64(1); k <= 200; k++ {
+			n.open(k, fmt.Sprintf("u%d", k), "phone")
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range []uint64{1, 100, 200} {
+			select {
+			case m := <-n.ch(k):
+				if m["type"] != "goaway" {
+					t.Fatalf("run %d, session %d: got %v, want goaway", i, k, m)
+				}
+			case <-time.After(5 * time.Second): // generous: it was written before Run returned
+				t.Fatalf("run %d, session %d: no goaway before the link closed", i, k)
+			}
+		}
+		n.conn.Close()
+	}
+}

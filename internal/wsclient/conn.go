@@ -354,6 +354,9 @@ func (c *Conn) flushLocked(b []byte, op byte) error {
 // CloseWith sends a close frame with code and reason (best effort, at
 // most a second, once) and closes the socket.
 func (c *Conn) CloseWith(code int, reason string) error {
+	// First, so that a write stuck on a peer that stopped reading (holding
+	// wmu) fails within the second too.
+	_ = c.nc.SetWriteDeadline(time.Now().Add(min(c.wtimeout, time.Second)))
 	c.wmu.Lock()
 	if !c.wclosed {
 		if len(reason) > 123 {

@@ -220,6 +220,29 @@ func TestCloseWithBounded(t *testing.T) {
 	})
 }
 
+// TestCloseWithBehindABlockedWrite: a write stuck on a peer that stopped
+// reading does not hold CloseWith for the whole write timeout. Real time:
+// a goroutine waiting for a mutex does not let synctest's clock move.
+func TestCloseWithBehindABlockedWrite(t *testing.T) {
+	a, b := net.Pipe() // b never reads
+	defer b.Close()
+	c := newConn(a, a, 0, 30*time.Second)
+	go func() { _ = c.WriteText([]byte("stuck")) }()
+	for { // until the writer holds the lock
+		if c.wmu.TryLock() {
+			c.wmu.Unlock()
+			time.Sleep(time.Millisecond)
+			continue
+		}
+		break
+	}
+	start := time.Now()
+	_ = c.CloseWith(CloseNormal, "")
+	if took := time.Since(start); took > 10*time.Second { // 1 s by design; generous for CI
+		t.Fatalf("CloseWith took %v behind a blocked write, want about 1s", took)
+	}
+}
+
 func TestWriteMasks(t *testing.T) {
 	var seen []string
 	c, mc := newMemConn(bytes.NewReader(nil), 64)

@@ -105,7 +105,10 @@ func Lookup(name string) (Backend, error) {
 // store.scylla. It merges setting by setting, so a file may still use
 // the old section while the environment or -set use the new one; the
 // same setting under both names with different values is an error, since
-// one would be silently dropped.
+// one would be silently dropped. A new-name setting equal to its default
+// counts as not set (the config carries values, not which keys were
+// given): to override an old-name setting with the default, drop the old
+// one.
 func (c *Config) Normalize() (warnings []string, err error) {
 	if n, ok := oldNames[c.Backend]; ok {
 		warnings = append(warnings, fmt.Sprintf("store.backend: %s is the old name of %s; it is read for one more release, write %s", c.Backend, n, n))
