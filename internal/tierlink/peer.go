@@ -106,15 +106,21 @@ func ParseFanout(p []byte, v uint8, users []PeerUser) ([]PeerUser, record.Messag
 // a new tag, and a reader skips the tags it does not know, so a new field
 // needs no new link version unless older nodes must not ignore it. No tag
 // is defined yet; tag 0 is reserved.
-const messageFixed = 8 + 8 + 1 + 2 + 3 + 4
+//
+// messageHeadFixed is the fixed part of the head both layouts share:
+// seq, ts, kind, the chat id's length and the three string lengths.
+const messageHeadFixed = 8 + 8 + 1 + 2 + 3
 
-func messageLen(m *record.Message) int {
-	return messageFixed + len(m.ChatID) + len(cut255(m.Sender)) + len(cut255(m.Device)) + len(cut255(m.RequestID)) + len(m.Body)
+func messageHeadLen(m *record.Message) int {
+	return messageHeadFixed + len(m.ChatID) + len(cut255(m.Sender)) + len(cut255(m.Device)) + len(cut255(m.RequestID))
 }
 
-// AppendMessage appends the peer link's encoding of m (chat id at most
-// MaxChatID bytes; sender, device and request id cut at 255).
-func AppendMessage(dst []byte, m *record.Message) []byte {
+func messageLen(m *record.Message) int { return messageHeadLen(m) + 4 + len(m.Body) }
+
+// appendMessageHead appends what both layouts start with: seq u64 |
+// ts i64 | kind u8 | chat len u16 | chat | sender, device and request id
+// (len u8 each, cut at 255).
+func appendMessageHead(dst []byte, m *record.Message) []byte {
 	dst = binary.BigEndian.AppendUint64(dst, m.Seq)
 	dst = binary.BigEndian.AppendUint64(dst, uint64(m.TS))
 	dst = append(dst, byte(m.Kind))
@@ -125,6 +131,41 @@ func AppendMessage(dst []byte, m *record.Message) []byte {
 		dst = append(dst, byte(len(s)))
 		dst = append(dst, s...)
 	}
+	return dst
+}
+
+// parseMessageHead decodes the head appendMessageHead writes and returns
+// what follows it.
+func parseMessageHead(p []byte) (m record.Message, rest []byte, err error) {
+	if len(p) < 8+8+1+2 {
+		return m, nil, fmt.Errorf("%w: message of %d bytes", ErrBadPayload, len(p))
+	}
+	m.Seq = binary.BigEndian.Uint64(p)
+	m.TS = int64(binary.BigEndian.Uint64(p[8:]))
+	m.Kind = record.MsgKind(p[16])
+	cl := int(binary.BigEndian.Uint16(p[17:]))
+	rest = p[19:]
+	if cl == 0 || cl > MaxChatID || len(rest) < cl {
+		return m, nil, fmt.Errorf("%w: message chat id of %d bytes", ErrBadPayload, cl)
+	}
+	m.ChatID, rest = string(rest[:cl]), rest[cl:]
+	var ok bool
+	if m.Sender, rest, ok = str8(rest); !ok {
+		return m, nil, fmt.Errorf("%w: message sender", ErrBadPayload)
+	}
+	if m.Device, rest, ok = str8(rest); !ok {
+		return m, nil, fmt.Errorf("%w: message device", ErrBadPayload)
+	}
+	if m.RequestID, rest, ok = str8(rest); !ok {
+		return m, nil, fmt.Errorf("%w: message request id", ErrBadPayload)
+	}
+	return m, rest, nil
+}
+
+// AppendMessage appends the peer link's encoding of m (chat id at most
+// MaxChatID bytes; sender, device and request id cut at 255).
+func AppendMessage(dst []byte, m *record.Message) []byte {
+	dst = appendMessageHead(dst, m)
 	dst = binary.BigEndian.AppendUint32(dst, uint32(len(m.Body)))
 	return append(dst, m.Body...)
 }
@@ -132,28 +173,9 @@ func AppendMessage(dst []byte, m *record.Message) []byte {
 // ParseMessage decodes the peer link's encoding of a message, skipping
 // fields it does not know.
 func ParseMessage(p []byte) (record.Message, error) {
-	var m record.Message
-	if len(p) < 8+8+1+2 {
-		return m, fmt.Errorf("%w: message of %d bytes", ErrBadPayload, len(p))
-	}
-	m.Seq = binary.BigEndian.Uint64(p)
-	m.TS = int64(binary.BigEndian.Uint64(p[8:]))
-	m.Kind = record.MsgKind(p[16])
-	cl := int(binary.BigEndian.Uint16(p[17:]))
-	rest := p[19:]
-	if cl == 0 || cl > MaxChatID || len(rest) < cl {
-		return m, fmt.Errorf("%w: message chat id of %d bytes", ErrBadPayload, cl)
-	}
-	m.ChatID, rest = string(rest[:cl]), rest[cl:]
-	var ok bool
-	if m.Sender, rest, ok = str8(rest); !ok {
-		return m, fmt.Errorf("%w: message sender", ErrBadPayload)
-	}
-	if m.Device, rest, ok = str8(rest); !ok {
-		return m, fmt.Errorf("%w: message device", ErrBadPayload)
-	}
-	if m.RequestID, rest, ok = str8(rest); !ok {
-		return m, fmt.Errorf("%w: message request id", ErrBadPayload)
+	m, rest, err := parseMessageHead(p)
+	if err != nil {
+		return m, err
 	}
 	if len(rest) < 4 || uint64(len(rest)-4) < uint64(binary.BigEndian.Uint32(rest)) {
 		return m, fmt.Errorf("%w: message body", ErrBadPayload)
@@ -173,51 +195,21 @@ func ParseMessage(p []byte) (record.Message, error) {
 	return m, nil
 }
 
-// appendFanoutV2 is the Fanout layout of link version 2: users, then
-// seq u64 | ts i64 | kind u8 | chat len u16 | chat | sender, device and
-// request id (len u8 each) | body (the rest). It goes when MinVersion
+// appendFanoutV2 is the Fanout layout of link version 2: users, the
+// message head, then the body (the rest). It goes when MinVersion
 // reaches VersionMessageFields.
 func appendFanoutV2(dst []byte, users []PeerUser, m *record.Message) []byte {
-	n := usersLen(users) + 8 + 8 + 1 + 2 + len(m.ChatID) + 3 + len(cut255(m.Sender)) + len(cut255(m.Device)) + len(cut255(m.RequestID)) + len(m.Body)
-	dst = AppendHeader(dst, TypeFanout, 0, n)
+	dst = AppendHeader(dst, TypeFanout, 0, usersLen(users)+messageHeadLen(m)+len(m.Body))
 	dst = appendUsers(dst, users)
-	dst = binary.BigEndian.AppendUint64(dst, m.Seq)
-	dst = binary.BigEndian.AppendUint64(dst, uint64(m.TS))
-	dst = append(dst, byte(m.Kind))
-	dst = binary.BigEndian.AppendUint16(dst, uint16(len(m.ChatID)))
-	dst = append(dst, m.ChatID...)
-	for _, s := range []string{m.Sender, m.Device, m.RequestID} {
-		s = cut255(s)
-		dst = append(dst, byte(len(s)))
-		dst = append(dst, s...)
-	}
+	dst = appendMessageHead(dst, m)
 	return append(dst, m.Body...)
 }
 
 // parseFanoutV2 decodes the message of a version-2 Fanout.
-func parseFanoutV2(rest []byte) (record.Message, error) {
-	var m record.Message
-	if len(rest) < 8+8+1+2 {
-		return m, fmt.Errorf("%w: fanout message of %d bytes", ErrBadPayload, len(rest))
-	}
-	m.Seq = binary.BigEndian.Uint64(rest)
-	m.TS = int64(binary.BigEndian.Uint64(rest[8:]))
-	m.Kind = record.MsgKind(rest[16])
-	cl := int(binary.BigEndian.Uint16(rest[17:]))
-	rest = rest[19:]
-	if cl == 0 || cl > MaxChatID || len(rest) < cl {
-		return m, fmt.Errorf("%w: fanout chat id of %d bytes", ErrBadPayload, cl)
-	}
-	m.ChatID, rest = string(rest[:cl]), rest[cl:]
-	var ok bool
-	if m.Sender, rest, ok = str8(rest); !ok {
-		return m, fmt.Errorf("%w: fanout sender", ErrBadPayload)
-	}
-	if m.Device, rest, ok = str8(rest); !ok {
-		return m, fmt.Errorf("%w: fanout device", ErrBadPayload)
-	}
-	if m.RequestID, rest, ok = str8(rest); !ok {
-		return m, fmt.Errorf("%w: fanout request id", ErrBadPayload)
+func parseFanoutV2(p []byte) (record.Message, error) {
+	m, rest, err := parseMessageHead(p)
+	if err != nil {
+		return m, err
 	}
 	m.Body = string(rest)
 	return m, nil
