@@ -25,6 +25,24 @@ var testLinkSecret = tierlink.Secret("link-secret-link-secret-link-secret")
 
 func startService(t testing.TB, st Store, tune ...func(*Config)) *Service {
 	t.Helper()
+	svc := listeningService(t, st, tune...)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx) }()
+	<-svc.Ready()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	return svc
+}
+
+// listeningService is a test node on loopback ports, listening but not
+// running yet.
+func listeningService(t testing.TB, st Store, tune ...func(*Config)) *Service {
+	t.Helper()
 	cfg := Default()
 	cfg.LinkListen, cfg.HTTPListen, cfg.Shards, cfg.DevTokens = "127.0.0.1:0", "127.0.0.1:0", 8, true
 	cfg.LinkSecret = string(testLinkSecret)
@@ -47,16 +65,6 @@ func startService(t testing.TB, st Store, tune ...func(*Config)) *Service {
 	if err := svc.Listen(); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- svc.Run(ctx) }()
-	<-svc.Ready()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
 	return svc
 }
 
@@ -381,20 +389,7 @@ func TestStoreFailureIsRetryable(t *testing.T) {
 // sleep at shutdown until it went).
 func TestRunStoppedAtOnce(t *testing.T) {
 	for i := range 20 {
-		cfg := Default()
-		cfg.LinkListen, cfg.HTTPListen, cfg.AdminListen = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
-		cfg.LinkSecret, cfg.Shards = string(testLinkSecret), 2
-		v, err := auth.NewVerifier(auth.Config{Secret: testSecret}, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		svc, err := New(cfg, newMemStore(), nil, v, slog.New(slog.NewTextHandler(io.Discard, nil)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := svc.Listen(); err != nil {
-			t.Fatal(err)
-		}
+		svc := listeningService(t, newMemStore(), func(c *Config) { c.Shards = 2 })
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
 		done := make(chan error, 1)
@@ -415,20 +410,7 @@ func TestRunStoppedAtOnce(t *testing.T) {
 // ended, racing the goaways: about half were lost).
 func TestGoawayAtShutdown(t *testing.T) {
 	for i := range 10 {
-		cfg := Default()
-		cfg.LinkListen, cfg.Shards, cfg.DevTokens = "127.0.0.1:0", 2, true
-		cfg.LinkSecret = string(testLinkSecret)
-		v, err := auth.NewVerifier(auth.Config{Secret: testSecret}, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		svc, err := New(cfg, newMemStore(), nil, v, slog.New(slog.NewTextHandler(io.Discard, nil)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := svc.Listen(); err != nil {
-			t.Fatal(err)
-		}
+		svc := listeningService(t, newMemStore(), func(c *Config) { c.Shards = 2 })
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() { done <- svc.Run(ctx) }()
