@@ -163,8 +163,10 @@ func (svc *Service) offer(s *session, m *record.Message, frame []byte) {
 }
 
 func (svc *Service) pushLive(s *session, cd *chatDelivery, m *record.Message, frame []byte) {
-	s.pushLocked(cd, m, frame, svc.now())
+	// Watched before the frame leaves: once the client can see the push,
+	// the delivery loop already looks at s.
 	svc.watchLocked(s)
+	s.pushLocked(cd, m, frame, svc.now())
 	svc.observePush(s, m)
 	deliveriesQueued.Inc()
 }
@@ -350,8 +352,8 @@ func (svc *Service) runCatchup(s *session) {
 					break
 				}
 				frame = proto.AppendMsg(frame[:0], m)
-				s.pushLocked(cd, m, frame, now)
 				svc.watchLocked(s)
+				s.pushLocked(cd, m, frame, now)
 				catchupMessages.Inc()
 				progress = true
 			}

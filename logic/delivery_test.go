@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/parley-chat/parley/internal/record"
+	"github.com/parley-chat/parley/internal/tierlink"
 )
 
 // recvMsgs reads n msg frames from session s and checks their seqs are
@@ -178,7 +179,10 @@ func TestIdleSessionsLeaveTheDeliveryLoop(t *testing.T) {
 		c.SyncGrace = 100 * time.Millisecond
 	})
 	n := dialNode(t, svc.LinkAddr())
-	n.open(1, "alice", "d") // no sync: started by the grace
+	// Session 1 never syncs: its delivery is started by the grace.
+	n.write(tierlink.AppendOpen(nil, 1, tierlink.Open{User: "alice", Device: "d", Remote: "127.0.0.1:1"}))
+	n.nextType(1, "hello")
+	n.nextType(1, "synced") // after the grace, unasked
 	n.openSync(2, "bob", "d", "")
 	n.nextType(2, "synced")
 	for i := uint64(3); i < 40; i++ {
