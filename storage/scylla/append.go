@@ -140,9 +140,14 @@ func (s *Store) appendChat(ctx context.Context, a record.ChatAppend) record.Appe
 	for _, p := range parts {
 		var n int
 		var err error
-		if s.lease {
+		if s.hookWritePart != nil {
+			err = s.hookWritePart(ctx, p)
+		}
+		switch {
+		case err != nil:
+		case s.lease:
 			n, err = s.writePart(ctx, p, a.Epoch)
-		} else {
+		default:
 			n, err = s.insertPart(ctx, p)
 		}
 		stored += n
@@ -256,11 +261,6 @@ func (s *Store) markBuckets(ctx context.Context, parts []*part) error {
 // write is idempotent: a retry writes the same cells with the same
 // timestamps, and the same keys.
 func (s *Store) writePart(ctx context.Context, p *part, epoch uint64) (int, error) {
-	if s.hookWritePart != nil {
-		if err := s.hookWritePart(ctx, p); err != nil {
-			return 0, err
-		}
-	}
 	b := s.idempotentBatch(ctx)
 	size := 0
 	for i := range p.msgs {
@@ -310,11 +310,6 @@ const rowBytes = 170
 // conflict. The driver never retries the batch (its entries are not
 // marked idempotent); the loop here is the retry.
 func (s *Store) insertPart(ctx context.Context, p *part) (int, error) {
-	if s.hookWritePart != nil {
-		if err := s.hookWritePart(ctx, p); err != nil {
-			return 0, err
-		}
-	}
 	stored := 0
 	msgs := p.msgs
 	for len(msgs) > 0 {
