@@ -149,7 +149,7 @@ func (c *cluster) run(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
-			c.shutdown(node)
+			c.shutdown(context.WithoutCancel(ctx), node)
 			return
 		case <-reg.C:
 			c.register(ctx, node)
@@ -183,7 +183,9 @@ func (c *cluster) register(ctx context.Context, node record.Node) {
 	}
 }
 
-func (c *cluster) shutdown(node record.Node) {
+// shutdown stops the peer dialers and takes the node out of the directory
+// (within a second, under base: run's context without its cancellation).
+func (c *cluster) shutdown(base context.Context, node record.Node) {
 	c.mu.Lock()
 	c.stopped = true
 	for _, cancel := range c.dialers {
@@ -191,7 +193,7 @@ func (c *cluster) shutdown(node record.Node) {
 	}
 	c.mu.Unlock()
 	if c.dir != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		ctx, cancel := context.WithTimeout(base, time.Second)
 		_ = c.dir.Deregister(ctx, node)
 		cancel()
 	}
@@ -698,7 +700,7 @@ func (c *cluster) queueDir(ev dirEvent) {
 }
 
 // directoryLoop writes location changes to the directory.
-func (c *cluster) directoryLoop(stop <-chan struct{}) {
+func (c *cluster) directoryLoop(base context.Context, stop <-chan struct{}) {
 	for {
 		var ev dirEvent
 		select {
@@ -706,7 +708,7 @@ func (c *cluster) directoryLoop(stop <-chan struct{}) {
 		case <-stop:
 			return
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		ctx, cancel := context.WithTimeout(base, time.Second)
 		var err error
 		if ev.attach {
 			err = c.dir.Attach(ctx, ev.loc)

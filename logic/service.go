@@ -348,6 +348,9 @@ func (s *Service) Run(ctx context.Context) error {
 	for _, sh := range s.shards {
 		sh.core = newCore(s)
 	}
+	// The background work ends in its own order at shutdown (stop and the
+	// contexts below), not when ctx does; it keeps ctx's values.
+	base := context.WithoutCancel(ctx)
 	stop := make(chan struct{})
 	var workers sync.WaitGroup
 	for _, sh := range s.shards {
@@ -364,7 +367,7 @@ func (s *Service) Run(ctx context.Context) error {
 	}()
 	go func() {
 		defer workers.Done()
-		s.presenceLoop(stop)
+		s.presenceLoop(base, stop)
 	}()
 	go func() {
 		defer workers.Done()
@@ -374,15 +377,15 @@ func (s *Service) Run(ctx context.Context) error {
 		defer workers.Done()
 		s.pushLoop(stop)
 	}()
-	clusterCtx, stopCluster := context.WithCancel(context.Background())
+	clusterCtx, stopCluster := context.WithCancel(base)
 	defer stopCluster()
 	// The lease keeper stops after the shard workers: it releases the
 	// leases once nothing sequences under them any more.
-	leaseCtx, stopLeases := context.WithCancel(context.Background())
+	leaseCtx, stopLeases := context.WithCancel(base)
 	defer stopLeases()
 	// The marks writer stops after the shard workers too, and writes what
 	// they left.
-	marksCtx, stopMarks := context.WithCancel(context.Background())
+	marksCtx, stopMarks := context.WithCancel(base)
 	defer stopMarks()
 	marksDone := make(chan struct{})
 	go func() {
@@ -406,13 +409,13 @@ func (s *Service) Run(ctx context.Context) error {
 		}()
 		go func() {
 			defer workers.Done()
-			c.directoryLoop(stop)
+			c.directoryLoop(base, stop)
 		}()
 	}
 
 	// The links outlive ctx until the goaways are written on them: their
 	// server closes every accepted link when its context ends.
-	linkCtx, stopLinks := context.WithCancel(context.Background())
+	linkCtx, stopLinks := context.WithCancel(base)
 	defer stopLinks()
 	errc := make(chan error, 2)
 	var servers sync.WaitGroup
@@ -906,7 +909,7 @@ func (s *Service) queuePresence(ev presenceEvent) {
 
 // presenceLoop records presence changes and pushes them to the user's
 // chat peers that are online here.
-func (s *Service) presenceLoop(stop <-chan struct{}) {
+func (s *Service) presenceLoop(base context.Context, stop <-chan struct{}) {
 	var scratch fanoutScratch
 	for {
 		var ev presenceEvent
@@ -915,7 +918,7 @@ func (s *Service) presenceLoop(stop <-chan struct{}) {
 		case <-stop:
 			return
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.StoreTimeout)
+		ctx, cancel := context.WithTimeout(base, s.cfg.StoreTimeout)
 		if ev.chat != "" {
 			s.relationFormed(ctx, ev.chat, ev.check, &scratch)
 			cancel()
