@@ -43,6 +43,8 @@
 # per-message LWT mode beside the default lease mode (a keyspace keeps the
 # mode it was created with, so give it its own):
 #   PARLEY_FLEET_STORE="store.scylla.sequencing=lwt store.scylla.keyspace=parley_lwt"
+# PARLEY_FLEET_LOGIC does the same for logic settings, given to the logic
+# nodes only, e.g. PARLEY_FLEET_LOGIC="logic.marks_interval=5s".
 set -euo pipefail
 # A relative PARLEY_FLEET_BIN is the caller's, not the repository's.
 if [ -n "${PARLEY_FLEET_BIN:-}" ] && [ "${PARLEY_FLEET_BIN#/}" = "$PARLEY_FLEET_BIN" ]; then
@@ -116,6 +118,13 @@ start_tiers() {
       *) die "PARLEY_FLEET_STORE: '$kv' is not a store.<key>=<value> setting" ;;
     esac
   done
+  local -a logicset=()
+  for kv in ${PARLEY_FLEET_LOGIC:-}; do
+    case "$kv" in
+      logic.*=*) logicset+=(-set "$kv") ;;
+      *) die "PARLEY_FLEET_LOGIC: '$kv' is not a logic.<key>=<value> setting" ;;
+    esac
+  done
   [ "${PARLEY_FLEET_LINK_TLS:-1}" = 0 ] || link_certs
   local t name cmd cfg url
   local -a args
@@ -132,6 +141,7 @@ start_tiers() {
     if [ "$cmd" = logic ] && [ "${PARLEY_FLEET_LINK_TLS:-1}" != 0 ]; then
       args+=(-set "logic.link_tls.client_ca_file=$CERTS/ca.crt")
     fi
+    [ "$cmd" = logic ] && args+=("${logicset[@]}")
     "$BIN" "$cmd" -config "$cfg" "${args[@]}" >"$DIR/$name.log" 2>&1 &
     echo $! >"$DIR/$name.pid"
     # The first logic node creates the keyspace: wait for it before the next.
