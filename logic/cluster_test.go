@@ -38,17 +38,12 @@ func waitRing(t *testing.T, s *Service, n int) {
 // waitRingIn is waitRing with a bound of d.
 func waitRingIn(t *testing.T, s *Service, n int, d time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) {
+	eventually(t, d, func() (bool, string) {
 		s.cluster.mu.RLock()
 		got := len(s.cluster.members)
 		s.cluster.mu.RUnlock()
-		if got == n {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("node %s: ring did not reach %d members", s.cfg.NodeID, n)
+		return got == n, fmt.Sprintf("node %s: ring has %d members, want %d", s.cfg.NodeID, got, n)
+	})
 }
 
 // usersHomedAt returns n user ids whose home is node among {n1, n2}.
@@ -299,23 +294,16 @@ func TestMaxSessionsPerUser(t *testing.T) {
 	}
 	n.open(10, "other", "d")
 	n.open(4, "max", "d4")
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	eventually(t, 5*time.Second, func() (bool, string) {
 		n.mu.Lock()
 		code, kicked := n.kick[1]
 		others := len(n.kick)
 		n.mu.Unlock()
-		if kicked {
-			if code != 4004 || others != 1 {
-				t.Fatalf("got kick %d and %d kicked sessions, want 4004 for session 1 only", code, others)
-			}
-			return
+		if kicked && (code != 4004 || others != 1) {
+			t.Fatalf("got kick %d and %d kicked sessions, want 4004 for session 1 only", code, others)
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("the oldest session was not closed within 5s")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return kicked, "the oldest session was not closed"
+	})
 }
 
 // TestClusterLostFanoutIsCaughtUp: a fan-out lost with a peer link that
@@ -377,19 +365,12 @@ func TestClusterOneWayForwardsDoNotPile(t *testing.T) {
 	for i := range 500 {
 		na.send(2, fmt.Sprintf(`{"type":"ack","chat":"%s","seq":%d}`, chat, 1+i%20))
 	}
-	waitFor := time.Now().Add(5 * time.Second)
-	for {
+	eventually(t, 5*time.Second, func() (bool, string) {
 		a.cluster.pmu.Lock()
 		n := len(a.cluster.pending)
 		a.cluster.pmu.Unlock()
-		if n < 50 {
-			return
-		}
-		if time.Now().After(waitFor) {
-			t.Fatalf("%d forwarded acks still pending 5s after 500 were sent, want them answered", n)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return n < 50, fmt.Sprintf("%d forwarded acks still pending after 500 were sent, want them answered", n)
+	})
 }
 
 // leaseTiming makes takeovers quick in tests.
@@ -517,23 +498,16 @@ func TestLeasedTakeover(t *testing.T) {
 // store.
 func waitViews(t *testing.T, st *leasedStore, nodes ...*Service) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		rows, _ := st.Leases(context.Background())
+	eventually(t, 5*time.Second, func() (bool, string) {
+		rows, _ := st.Leases(t.Context())
 		same := true
 		for _, n := range nodes {
 			for _, r := range rows {
 				same = same && n.leases.Holder(r.Slot) == r
 			}
 		}
-		if same {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the nodes' views of the leases do not match the store after 5s")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return same, "the nodes' views of the leases do not match the store"
+	})
 }
 
 func leaseSlot(s *Service, chat string) int { return lease.Slot(chat, s.leases.Slots()) }
@@ -541,8 +515,7 @@ func leaseSlot(s *Service, chat string) int { return lease.Slot(chat, s.leases.S
 // waitSlots waits until the lease table shows want slots per owner.
 func waitSlots(t *testing.T, st *leasedStore, want map[string]int, slots int, within time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
+	eventually(t, within, func() (bool, string) {
 		got := map[string]int{}
 		st.lmu.Lock()
 		for _, l := range st.leases {
@@ -563,13 +536,10 @@ func waitSlots(t *testing.T, st *leasedStore, want map[string]int, slots int, wi
 			}
 			return sumMap(got) == slots
 		}()) {
-			return
+			return true, ""
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("lease owners: got %v, want %v", got, want)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return false, fmt.Sprintf("lease owners: got %v, want %v", got, want)
+	})
 }
 
 func sumMap(m map[string]int) int {
@@ -616,19 +586,12 @@ func TestClusterPeerHelloBeforeRun(t *testing.T) {
 		cancel()
 		<-done
 	}()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	eventually(t, 10*time.Second, func() (bool, string) {
 		s.cluster.mu.RLock()
 		dialing := s.cluster.dialers[addr] != nil
 		s.cluster.mu.RUnlock()
-		if dialing {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the peer that said hello before run is never dialed")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return dialing, "the peer that said hello before run is never dialed"
+	})
 }
 
 // TestRunStopsRefreshPasses: a refreshAllSeen pass is the Service's

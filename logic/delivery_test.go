@@ -107,10 +107,10 @@ func TestWindowAndNewDeviceFullSync(t *testing.T) {
 		}
 		n.send(2, fmt.Sprintf(`{"type":"ack","chat":"%s","seq":%d}`, chat, from+count-1))
 	}
-	time.Sleep(100 * time.Millisecond) // let the last ack reach the store (marks_interval 10ms)
-	if got, _ := st.DeviceCursor(context.Background(), "bob", "new-phone", chat); got != total {
-		t.Fatalf("stored cursor %d, want %d", got, total)
-	}
+	eventually(t, 5*time.Second, func() (bool, string) { // the marks writer stores the last ack
+		got, err := st.DeviceCursor(t.Context(), "bob", "new-phone", chat)
+		return got == total, fmt.Sprintf("stored cursor %d (%v), want %d", got, err, total)
+	})
 }
 
 func TestReceiptsReachOfflineSender(t *testing.T) {
@@ -124,7 +124,10 @@ func TestReceiptsReachOfflineSender(t *testing.T) {
 	n.openSync(2, "bob", "phone", "")
 	recvMsgs(t, n, 2, chat, 1, 1)
 	n.send(2, `{"type":"ack","chat":"`+chat+`","seq":1}`)
-	time.Sleep(100 * time.Millisecond) // let the ack reach the store
+	eventually(t, 5*time.Second, func() (bool, string) { // the ack is taken
+		got := svc.marks.Get(record.MarkCursor, "bob", "phone", chat)
+		return got == 1, fmt.Sprintf("bob/phone's cursor is %d, want 1", got)
+	})
 	n.openSync(3, "alice", "d", `{"`+chat+`":1}`)
 	r := n.nextType(3, "receipt")
 	if r["user"] != "bob" || r["device"] != "phone" || r["seq"] != float64(1) {
@@ -152,21 +155,18 @@ func TestPushEventForOfflineRecipient(t *testing.T) {
 	n.open(1, "alice", "d")
 	n.send(1, `{"type":"send","id":"r","to":"bob","body":"are you there?"}`)
 	n.nextType(1, "sent")
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	var evs []PushEvent
+	eventually(t, 5*time.Second, func() (bool, string) {
 		rn.mu.Lock()
-		evs := append([]PushEvent(nil), rn.evs...)
+		evs = append(evs[:0], rn.evs...)
 		rn.mu.Unlock()
-		if len(evs) == 1 {
-			if ev := evs[0]; ev.Recipient != "bob" || ev.Seq != 1 || ev.Preview != "are you there?" || ev.Sender != "alice" {
-				t.Fatalf("got %+v", ev)
-			}
-			return
-		}
-		if len(evs) > 1 || time.Now().After(deadline) {
-			t.Fatalf("got %d push events, want 1: %+v", len(evs), evs)
-		}
-		time.Sleep(10 * time.Millisecond)
+		return len(evs) > 0, "no push event"
+	})
+	if len(evs) > 1 {
+		t.Fatalf("got %d push events, want 1: %+v", len(evs), evs)
+	}
+	if ev := evs[0]; ev.Recipient != "bob" || ev.Seq != 1 || ev.Preview != "are you there?" || ev.Sender != "alice" {
+		t.Fatalf("got %+v", ev)
 	}
 }
 
@@ -202,17 +202,10 @@ func TestIdleSessionsLeaveTheDeliveryLoop(t *testing.T) {
 	}
 	n.send(2, `{"type":"ack","chat":"`+chat+`","seq":1}`)
 	n.nextType(1, "receipt")
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	eventually(t, 10*time.Second, func() (bool, string) {
 		grace, busy := watched()
-		if grace == 0 && busy == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after every ack and grace: %d sessions in grace, %d busy; want none", grace, busy)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return grace == 0 && busy == 0, fmt.Sprintf("after every ack and grace: %d sessions in grace, %d busy; want none", grace, busy)
+	})
 }
 
 // TestRetransmitNeverBelowTheDeviceAck: two connections of one device; the

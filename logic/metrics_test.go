@@ -48,23 +48,18 @@ func parseSeries(t *testing.T, text []byte) map[string]float64 {
 // before; a failure names each series that did not.
 func waitSeries(t *testing.T, before map[string]float64, want map[string]float64) map[string]float64 {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		now := scrapeDefault(t)
+	var now map[string]float64
+	eventually(t, 10*time.Second, func() (bool, string) {
+		now = scrapeDefault(t)
 		var missing []string
 		for name, d := range want {
 			if got := now[name] - before[name]; got < d {
 				missing = append(missing, fmt.Sprintf("%s grew by %g, want >= %g", name, got, d))
 			}
 		}
-		if len(missing) == 0 {
-			return now
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("metrics did not move:\n%s", strings.Join(missing, "\n"))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return len(missing) == 0, "metrics did not move:\n" + strings.Join(missing, "\n")
+	})
+	return now
 }
 
 // TestRequestMetrics drives requests through a service and checks that the
