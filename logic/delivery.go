@@ -3,6 +3,7 @@ package logic
 import (
 	"context"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 
@@ -445,11 +446,10 @@ func (svc *Service) initDelivery(s *session) error {
 	// Receipts that reached the store while the user was away.
 	var buf []byte
 	for _, e := range entries {
-		cs, err := svc.store.ChatCursors(ctx, e.Chat.ID)
+		cs, err := svc.chatCursors(ctx, e.Chat.ID)
 		if err != nil {
 			continue
 		}
-		cs = svc.marks.ChatCursors(e.Chat.ID, cs)
 		for _, c := range cs {
 			if c.User == s.user || c.Seq == 0 {
 				continue
@@ -459,6 +459,26 @@ func (svc *Service) initDelivery(s *session) error {
 		}
 	}
 	return nil
+}
+
+// chatCursors returns the device cursors of a chat: the store's, raised by
+// the acks this node has not written yet. The marks writer is read before
+// the store as well as after: a cursor whose write ends between the two
+// reads is gone from the writer yet missing from what the store returned.
+func (svc *Service) chatCursors(ctx context.Context, chat string) ([]record.DeviceCursor, error) {
+	held := svc.marks.ChatCursors(chat, nil)
+	cs, err := svc.store.ChatCursors(ctx, chat)
+	if err != nil {
+		return nil, err
+	}
+	for _, h := range held {
+		if i := slices.IndexFunc(cs, func(c record.DeviceCursor) bool { return c.User == h.User && c.Device == h.Device }); i < 0 {
+			cs = append(cs, h)
+		} else {
+			cs[i].Seq = max(cs[i].Seq, h.Seq)
+		}
+	}
+	return svc.marks.ChatCursors(chat, cs), nil
 }
 
 func (svc *Service) window() uint64 { return uint64(svc.cfg.DeliveryWindow) }

@@ -16,6 +16,7 @@ import (
 	"github.com/parley-chat/parley/internal/auth"
 	"github.com/parley-chat/parley/internal/proto"
 	"github.com/parley-chat/parley/internal/record"
+	"github.com/parley-chat/parley/logic/marks"
 )
 
 type capture struct {
@@ -266,5 +267,54 @@ func TestGroupAddRetryKeepsItsEvent(t *testing.T) {
 				t.Fatalf("got %d member_added events, want 1", added)
 			}
 		})
+	}
+}
+
+// flushingStore writes the marks writer's pending marks in the middle of
+// a ChatCursors call: after reading the store, before returning what it
+// read (a write that ends while the read is in flight).
+type flushingStore struct {
+	Store
+	marks atomic.Pointer[marks.Writer]
+}
+
+func (f *flushingStore) ChatCursors(ctx context.Context, chat string) ([]record.DeviceCursor, error) {
+	cs, err := f.Store.ChatCursors(ctx, chat)
+	if w := f.marks.Load(); w != nil && err == nil {
+		if err := w.Flush(ctx); err != nil {
+			return nil, err
+		}
+	}
+	return cs, err
+}
+
+// TestReceiptNotLostToAMarksWrite: a sender who syncs while the
+// recipient's ack is being written gets the receipt. Before, the sync read
+// the store's cursors and then the marks writer's: an ack written between
+// the two reads was in neither.
+func TestReceiptNotLostToAMarksWrite(t *testing.T) {
+	fs := &flushingStore{Store: newMemStore()}
+	svc := startService(t, fs, func(c *Config) { c.MarksInterval = time.Hour })
+	n := dialNode(t, svc.LinkAddr())
+	n.open(1, "alice", "d")
+	n.send(1, `{"type":"send","id":"r","to":"bob","body":"hi"}`)
+	n.nextType(1, "sent")
+	n.close(1)
+	chat := record.DirectChatID("alice", "bob")
+	n.openSync(2, "bob", "phone", "")
+	recvMsgs(t, n, 2, chat, 1, 1)
+	n.send(2, `{"type":"ack","chat":"`+chat+`","seq":1}`)
+	eventually(t, 5*time.Second, func() (bool, string) {
+		got := svc.marks.Get(record.MarkCursor, "bob", "phone", chat)
+		return got == 1, fmt.Sprintf("bob/phone's pending cursor is %d, want 1", got)
+	})
+	fs.marks.Store(svc.marks)
+	n.openSync(3, "alice", "d", `{"`+chat+`":1}`)
+	r := n.nextType(3, "receipt")
+	if r["user"] != "bob" || r["device"] != "phone" || r["seq"] != float64(1) {
+		t.Fatalf("got %v, want bob/phone's receipt for seq 1", r)
+	}
+	if got, err := fs.Store.DeviceCursor(t.Context(), "bob", "phone", chat); err != nil || got != 1 {
+		t.Fatalf("stored cursor: got %d, %v, want 1 (the write happened during the sync)", got, err)
 	}
 }

@@ -312,11 +312,9 @@ func (svc *Service) loadChat(ctx context.Context, id string, epoch uint64, fence
 			return l, err
 		}
 	}
-	if l.Cursors, err = st.ChatCursors(ctx, id); err != nil {
+	if l.Cursors, err = svc.chatCursors(ctx, id); err != nil {
 		return l, err
 	}
-	// Acks this node has not written yet.
-	l.Cursors = svc.marks.ChatCursors(id, l.Cursors)
 	return l, nil
 }
 
