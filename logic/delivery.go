@@ -583,7 +583,9 @@ func (svc *Service) queuePush(ev PushEvent) {
 	}
 }
 
-func (svc *Service) pushLoop(stop <-chan struct{}) {
+// pushLoop hands push events to the notifier, one at a time, until stop
+// closes; each call is bounded by the store timeout under base.
+func (svc *Service) pushLoop(base context.Context, stop <-chan struct{}) {
 	for {
 		select {
 		case <-stop:
@@ -593,7 +595,7 @@ func (svc *Service) pushLoop(stop <-chan struct{}) {
 			if nb == nil || nb.Notifier == nil {
 				continue
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), svc.cfg.StoreTimeout)
+			ctx, cancel := context.WithTimeout(base, svc.cfg.StoreTimeout)
 			if err := nb.Notify(ctx, ev); err != nil {
 				svc.log.Warn("push notifier failed", "user_id", ev.Recipient, "chat_id", ev.ChatID, "seq", ev.Seq, "err", err)
 			}

@@ -375,7 +375,7 @@ func (s *Service) Run(ctx context.Context) error {
 	}()
 	go func() {
 		defer workers.Done()
-		s.pushLoop(stop)
+		s.pushLoop(base, stop)
 	}()
 	clusterCtx, stopCluster := context.WithCancel(base)
 	defer stopCluster()
