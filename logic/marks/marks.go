@@ -67,6 +67,26 @@ func (p pendingSet) raise(k key, seq uint64) {
 
 func (p pendingSet) get(k key) uint64 { return p[k.chat][k] }
 
+func (p pendingSet) del(k key) {
+	m := p[k.chat]
+	delete(m, k)
+	if len(m) == 0 {
+		delete(p, k.chat)
+	}
+}
+
+// paceSlices is how many ticks Run makes per interval: each writes the
+// marks that came due since the last, so the writes are spread over the
+// interval rather than sent as one burst per interval (a burst that
+// delays the message appends queued behind it at the store).
+const paceSlices = 8
+
+// due is when a key became pending.
+type due struct {
+	at time.Time
+	k  key
+}
+
 // Writer coalesces marks and writes them every interval.
 type Writer struct {
 	cfg   Config
@@ -74,9 +94,10 @@ type Writer struct {
 	log   *slog.Logger
 
 	mu      sync.Mutex // guards the following
-	pending pendingSet // added since the last write started
+	pending pendingSet // not taken by a write yet
 	flight  pendingSet // being written now
 	count   int        // marks in pending
+	order   []due      // the keys of pending by when they became pending, oldest first
 }
 
 // New returns a writer to store. log may be nil (no logging).
@@ -126,6 +147,7 @@ func (w *Writer) Add(m record.Mark) {
 	w.mu.Lock()
 	if w.pending.get(k) == 0 {
 		w.count++
+		w.order = append(w.order, due{time.Now(), k})
 	}
 	w.pending.raise(k, m.Seq)
 	w.mu.Unlock()
@@ -170,10 +192,13 @@ func (w *Writer) Pending() int {
 	return w.count
 }
 
-// Run writes the marks every interval until ctx ends, then once more
-// (bounded by the timeout), so that a clean shutdown loses none.
+// Run writes each mark about one interval after it became pending (a
+// tick every interval/paceSlices writes those that came due), until ctx
+// ends, then everything once more (bounded by the timeout), so that a
+// clean shutdown loses none.
 func (w *Writer) Run(ctx context.Context) {
-	t := time.NewTicker(w.cfg.Interval)
+	tick := max(w.cfg.Interval/paceSlices, time.Millisecond)
+	t := time.NewTicker(tick)
 	defer t.Stop()
 	for {
 		select {
@@ -184,9 +209,11 @@ func (w *Writer) Run(ctx context.Context) {
 			}
 			cancel()
 			return
-		case <-t.C:
+		case now := <-t.C:
+			// Due: pending for an interval less one tick, so that the
+			// write comes within the interval of the mark's first change.
 			cctx, cancel := context.WithTimeout(ctx, w.cfg.Timeout)
-			if err := w.Flush(cctx); err != nil {
+			if err := w.flush(cctx, now.Add(tick-w.cfg.Interval)); err != nil {
 				w.log.Warn("cannot write marks; retrying at the next interval", "err", err)
 			}
 			cancel()
@@ -199,13 +226,18 @@ func (w *Writer) Run(ctx context.Context) {
 // (record.ErrInvalid: it would never succeed; the marks are dropped and
 // counted). Not for concurrent use with itself (Run calls it; tests and
 // shutdown may too, one at a time).
-func (w *Writer) Flush(ctx context.Context) error {
+func (w *Writer) Flush(ctx context.Context) error { return w.flush(ctx, time.Time{}) }
+
+// flush writes the marks pending since before or earlier, or all of them
+// when before is zero.
+func (w *Writer) flush(ctx context.Context, before time.Time) error {
 	w.mu.Lock()
-	if w.count == 0 {
+	w.flight = w.takeLocked(before)
+	if len(w.flight) == 0 {
+		w.flight = nil
 		w.mu.Unlock()
 		return nil
 	}
-	w.flight, w.pending, w.count = w.pending, pendingSet{}, 0
 	var batch []record.Mark
 	for _, chat := range slices.Sorted(maps.Keys(w.flight)) {
 		m := w.flight[chat]
@@ -226,10 +258,13 @@ func (w *Writer) Flush(ctx context.Context) error {
 		w.log.Error("store refused marks as invalid; dropped", "marks", len(batch), "err", err)
 	default:
 		markWriteErrs.Inc()
+		// Back to pending, due again an interval from now.
+		now := time.Now()
 		for _, m := range w.flight {
 			for k, v := range m {
 				if w.pending.get(k) == 0 {
 					w.count++
+					w.order = append(w.order, due{now, k})
 				}
 				w.pending.raise(k, v)
 			}
@@ -238,6 +273,27 @@ func (w *Writer) Flush(ctx context.Context) error {
 	w.flight = nil
 	w.mu.Unlock()
 	return err
+}
+
+// takeLocked removes from pending the marks that became pending at or
+// before before (all of them when before is zero) and returns them. w.mu
+// must be held.
+func (w *Writer) takeLocked(before time.Time) pendingSet {
+	if before.IsZero() {
+		all := w.pending
+		w.pending, w.count, w.order = pendingSet{}, 0, nil
+		return all
+	}
+	taken := pendingSet{}
+	n := 0
+	for ; n < len(w.order) && !w.order[n].at.After(before); n++ {
+		k := w.order[n].k
+		taken.raise(k, w.pending.get(k))
+		w.pending.del(k)
+		w.count--
+	}
+	w.order = w.order[:copy(w.order, w.order[n:])]
+	return taken
 }
 
 func cmpKey(a, b key) int {

@@ -118,6 +118,54 @@ func TestFailedWriteRetried(t *testing.T) {
 	})
 }
 
+// TestPacedWrites: each mark is written about one interval after it became
+// pending, by the tick after it came due, not with every other mark at one
+// instant: two marks half an interval apart go in two writes half an
+// interval apart, each within the interval of its first change.
+func TestPacedWrites(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := &fakeStore{}
+		w := New(Config{Interval: time.Second}, st, nil)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); w.Run(ctx) }()
+		calls := func() [][]record.Mark {
+			synctest.Wait()
+			st.mu.Lock()
+			defer st.mu.Unlock()
+			return append([][]record.Mark(nil), st.calls...)
+		}
+		start := time.Now()
+		w.Add(cursor("phone", "g:a", 1))
+		time.Sleep(500 * time.Millisecond)
+		w.Add(cursor("phone", "g:b", 1))
+		w.Add(cursor("phone", "g:a", 2)) // still pending: one write of 2
+		time.Sleep(400 * time.Millisecond)
+		if got := calls(); len(got) != 1 || len(got[0]) != 1 || got[0][0].ChatID != "g:a" || got[0][0].Seq != 2 {
+			t.Fatalf("at %v: got %v, want g:a's cursor 2 alone", time.Since(start), got)
+		}
+		time.Sleep(500 * time.Millisecond)
+		if got := calls(); len(got) != 2 || len(got[1]) != 1 || got[1][0].ChatID != "g:b" {
+			t.Fatalf("at %v: got %v, want g:b's cursor written second", time.Since(start), got)
+		}
+		// Raised right after its write: due again an interval later.
+		w.Add(cursor("phone", "g:a", 3))
+		time.Sleep(700 * time.Millisecond)
+		if got := calls(); len(got) != 2 {
+			t.Fatalf("at %v: got %d writes, want g:a's next one not before its interval", time.Since(start), len(got))
+		}
+		time.Sleep(300 * time.Millisecond)
+		if got := calls(); len(got) != 3 || got[2][0].Seq != 3 {
+			t.Fatalf("at %v: got %v, want g:a's cursor 3 within its interval", time.Since(start), got)
+		}
+		if n := w.Pending(); n != 0 {
+			t.Fatalf("pending after every write: %d", n)
+		}
+		cancel()
+		<-done
+	})
+}
+
 // BenchmarkAdd is an ack's cost on the shard worker.
 func BenchmarkAdd(b *testing.B) {
 	w := New(Config{}, &fakeStore{}, nil)
