@@ -121,8 +121,8 @@ type Config struct {
 	// MarksInterval is how often acks (device cursors) and read markers are
 	// written to the store, coalesced: at most one write per device and
 	// chat per interval (less an eighth), the writes spread over the
-	// interval, and a mark is durable within this interval plus one store
-	// call. Default 1s.
+	// interval, and a mark is durable within this interval plus an eighth
+	// and two store calls (logic/marks). Default 1s.
 	MarksInterval time.Duration `yaml:"marks_interval"`
 	// Lease times the sequencing leases, used when the store sequences
 	// under leases (store.scylla.sequencing: lease; see logic/lease): duration

@@ -413,11 +413,13 @@ func (svc *Service) initDelivery(s *session) error {
 	}
 	cursors := make([]uint64, len(entries))
 	for i, e := range entries {
+		// An ack this node has not written yet, read before the store as
+		// well as after (see chatCursors).
+		held := svc.marks.Get(record.MarkCursor, s.user, s.device, e.Chat.ID)
 		if cursors[i], err = svc.store.DeviceCursor(ctx, s.user, s.device, e.Chat.ID); err != nil {
 			return err
 		}
-		// An ack this node has not written yet.
-		cursors[i] = max(cursors[i], svc.marks.Get(record.MarkCursor, s.user, s.device, e.Chat.ID))
+		cursors[i] = max(cursors[i], held, svc.marks.Get(record.MarkCursor, s.user, s.device, e.Chat.ID))
 	}
 	type raise struct {
 		chat string

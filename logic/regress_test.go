@@ -280,12 +280,52 @@ type flushingStore struct {
 
 func (f *flushingStore) ChatCursors(ctx context.Context, chat string) ([]record.DeviceCursor, error) {
 	cs, err := f.Store.ChatCursors(ctx, chat)
-	if w := f.marks.Load(); w != nil && err == nil {
-		if err := w.Flush(ctx); err != nil {
-			return nil, err
-		}
+	if err == nil {
+		err = f.flush(ctx)
 	}
 	return cs, err
+}
+
+func (f *flushingStore) DeviceCursor(ctx context.Context, user, device, chat string) (uint64, error) {
+	c, err := f.Store.DeviceCursor(ctx, user, device, chat)
+	if err == nil {
+		err = f.flush(ctx)
+	}
+	return c, err
+}
+
+func (f *flushingStore) flush(ctx context.Context) error {
+	if w := f.marks.Load(); w != nil {
+		return w.Flush(ctx)
+	}
+	return nil
+}
+
+// TestAckedNotResentAfterAMarksWrite: a device that reconnects while its
+// ack is being written is not sent the acked message again (before, its
+// session read the store's cursor, then the marks writer's: an ack written
+// between the two reads was in neither).
+func TestAckedNotResentAfterAMarksWrite(t *testing.T) {
+	fs := &flushingStore{Store: newMemStore()}
+	svc := startService(t, fs, func(c *Config) { c.MarksInterval = time.Hour })
+	n := dialNode(t, svc.LinkAddr())
+	n.open(1, "alice", "d")
+	n.send(1, `{"type":"send","id":"r","to":"bob","body":"hi"}`)
+	n.nextType(1, "sent")
+	chat := record.DirectChatID("alice", "bob")
+	n.openSync(2, "bob", "phone", "")
+	recvMsgs(t, n, 2, chat, 1, 1)
+	n.nextType(2, "synced")
+	n.send(2, `{"type":"ack","chat":"`+chat+`","seq":1}`)
+	eventually(t, 5*time.Second, func() (bool, string) {
+		got := svc.marks.Get(record.MarkCursor, "bob", "phone", chat)
+		return got == 1, fmt.Sprintf("bob/phone's pending cursor is %d, want 1", got)
+	})
+	n.close(2)
+	fs.marks.Store(svc.marks)
+	t.Cleanup(func() { fs.marks.Store(nil) }) // before shutdown: no Flush beside Run's
+	n.openSync(3, "bob", "phone", "")         // no positions: the server's cursor decides
+	n.nextType(3, "synced")                   // a msg first would be seq 1 resent
 }
 
 // TestReceiptNotLostToAMarksWrite: a sender who syncs while the
@@ -309,6 +349,7 @@ func TestReceiptNotLostToAMarksWrite(t *testing.T) {
 		return got == 1, fmt.Sprintf("bob/phone's pending cursor is %d, want 1", got)
 	})
 	fs.marks.Store(svc.marks)
+	t.Cleanup(func() { fs.marks.Store(nil) }) // before shutdown: no Flush beside Run's
 	n.openSync(3, "alice", "d", `{"`+chat+`":1}`)
 	r := n.nextType(3, "receipt")
 	if r["user"] != "bob" || r["device"] != "phone" || r["seq"] != float64(1) {

@@ -98,7 +98,8 @@ type Chats interface {
 type Cursors interface {
 	// SaveMarks raises read markers and device cursors (record.Mark), never
 	// lowering one, durably when it returns nil (synced). The logic tier
-	// coalesces marks and calls it once per interval (logic/marks).
+	// coalesces marks and calls it up to eight times an interval, each call
+	// with the marks that came due (logic/marks).
 	SaveMarks(ctx context.Context, marks []record.Mark) error
 	// DeviceCursor returns the device's delivery cursor in chat, 0 if none.
 	DeviceCursor(ctx context.Context, user, device, chatID string) (uint64, error)

@@ -126,7 +126,7 @@ func New(cfg Config, opt Options) *Breaker {
 func (b *Breaker) Call(fn func() error) error { return b.run(fn, true) }
 
 // CallBulk runs fn, a call whose duration grows with its size (a batch
-// writer's one call per interval), through the breaker: its errors count,
+// writer's calls, up to eight an interval), through the breaker: its errors count,
 // its latency does not.
 func (b *Breaker) CallBulk(fn func() error) error { return b.run(fn, false) }
 

@@ -11,9 +11,11 @@
 // no longer serialize its shard, and no mark write ever waits in front of
 // a message append.
 //
-// Durability bound: a mark is durable within Config.Interval plus one store
-// call after it was added (a failed write is due again one interval
-// later, merged with what came since). A crash loses at most that window: the
+// Durability bound: a mark is durable within Config.Interval plus a tick
+// and two store calls (the one in progress when it came due, and its own)
+// after it was added; a failed write is due again one interval later,
+// merged with what came since. On the embedded store each write is a
+// synced batch: up to eight fsyncs an interval instead of one. A crash loses at most that window: the
 // device is sent those messages again (clients drop duplicates by seq) and
 // an unread count may briefly go up.
 //

@@ -97,7 +97,8 @@ type Writer struct {
 	pending pendingSet // not taken by a write yet
 	flight  pendingSet // being written now
 	count   int        // marks in pending
-	order   []due      // the keys of pending by when they became pending, oldest first
+	order   []due      // order[head:]: the keys of pending by when they became pending, oldest first
+	head    int
 }
 
 // New returns a writer to store. log may be nil (no logging).
@@ -209,12 +210,13 @@ func (w *Writer) Run(ctx context.Context) {
 			}
 			cancel()
 			return
-		case now := <-t.C:
+		case <-t.C:
 			// Due: pending for an interval less one tick, so that the
-			// write comes within the interval of the mark's first change.
+			// write comes within the interval of the mark's first change
+			// (measured now, not at the tick: a slow write delays ticks).
 			cctx, cancel := context.WithTimeout(ctx, w.cfg.Timeout)
-			if err := w.flush(cctx, now.Add(tick-w.cfg.Interval)); err != nil {
-				w.log.Warn("cannot write marks; retrying at the next interval", "err", err)
+			if err := w.flush(cctx, time.Now().Add(tick-w.cfg.Interval)); err != nil {
+				w.log.Warn("cannot write marks; retrying them an interval from now", "err", err)
 			}
 			cancel()
 		}
@@ -281,18 +283,21 @@ func (w *Writer) flush(ctx context.Context, before time.Time) error {
 func (w *Writer) takeLocked(before time.Time) pendingSet {
 	if before.IsZero() {
 		all := w.pending
-		w.pending, w.count, w.order = pendingSet{}, 0, nil
+		w.pending, w.count, w.order, w.head = pendingSet{}, 0, nil, 0
 		return all
 	}
 	taken := pendingSet{}
-	n := 0
-	for ; n < len(w.order) && !w.order[n].at.After(before); n++ {
-		k := w.order[n].k
+	for ; w.head < len(w.order) && !w.order[w.head].at.After(before); w.head++ {
+		k := w.order[w.head].k
+		w.order[w.head] = due{}
 		taken.raise(k, w.pending.get(k))
 		w.pending.del(k)
 		w.count--
 	}
-	w.order = w.order[:copy(w.order, w.order[n:])]
+	if w.head > len(w.order)/2 { // reuse the front half
+		w.order = w.order[:copy(w.order, w.order[w.head:])]
+		w.head = 0
+	}
 	return taken
 }
 

@@ -80,7 +80,7 @@ func TestCoalescing(t *testing.T) {
 }
 
 // TestFailedWriteRetried: a failed write is merged with later raises and
-// written at the next interval; Get keeps answering meanwhile; shutdown
+// written an interval later; Get keeps answering meanwhile; shutdown
 // writes what is left.
 func TestFailedWriteRetried(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {

@@ -23,7 +23,7 @@
 // after their batch is synced to the WAL (Config.Sync, default true; turning
 // it off voids this promise and is for benchmarks only). SaveMarks (read
 // markers and device cursors) is synced too; the logic tier coalesces marks
-// and saves them in one call per interval.
+// and saves those that came due up to eight times an interval.
 // SetRole, PutUserSettings, push subscriptions and push ledger claims
 // (MarkPushed) are synced. Close syncs everything.
 //
