@@ -3,7 +3,6 @@ package logic
 import (
 	"context"
 	"math/rand/v2"
-	"slices"
 	"sync"
 	"time"
 
@@ -11,6 +10,7 @@ import (
 
 	"github.com/parley-chat/parley/internal/proto"
 	"github.com/parley-chat/parley/internal/record"
+	"github.com/parley-chat/parley/logic/marks"
 )
 
 // Reliable delivery (ACK-ACK) per session.
@@ -474,11 +474,7 @@ func (svc *Service) chatCursors(ctx context.Context, chat string) ([]record.Devi
 		return nil, err
 	}
 	for _, h := range held {
-		if i := slices.IndexFunc(cs, func(c record.DeviceCursor) bool { return c.User == h.User && c.Device == h.Device }); i < 0 {
-			cs = append(cs, h)
-		} else {
-			cs[i].Seq = max(cs[i].Seq, h.Seq)
-		}
+		cs = marks.RaiseCursor(cs, h)
 	}
 	return svc.marks.ChatCursors(chat, cs), nil
 }

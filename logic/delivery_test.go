@@ -113,10 +113,10 @@ func TestWindowAndNewDeviceFullSync(t *testing.T) {
 	})
 }
 
-func TestReceiptsReachOfflineSender(t *testing.T) {
-	st := newMemStore()
-	svc := startService(t, st)
-	n := dialNode(t, svc.LinkAddr())
+// ackedHi: alice (session 1) sends bob "hi" and goes offline; bob's phone
+// (session 2) receives it and acks it. It returns the chat.
+func ackedHi(t *testing.T, n *fakeNode) string {
+	t.Helper()
 	n.open(1, "alice", "d")
 	n.send(1, `{"type":"send","id":"r","to":"bob","body":"hi"}`)
 	n.nextType(1, "sent")
@@ -125,6 +125,14 @@ func TestReceiptsReachOfflineSender(t *testing.T) {
 	n.openSync(2, "bob", "phone", "")
 	recvMsgs(t, n, 2, chat, 1, 1)
 	n.send(2, `{"type":"ack","chat":"`+chat+`","seq":1}`)
+	return chat
+}
+
+func TestReceiptsReachOfflineSender(t *testing.T) {
+	st := newMemStore()
+	svc := startService(t, st)
+	n := dialNode(t, svc.LinkAddr())
+	chat := ackedHi(t, n)
 	eventually(t, 5*time.Second, func() (bool, string) {
 		// The ack is taken: its cursor waits in the marks writer or is
 		// stored (the sync below reads both, the writer first).

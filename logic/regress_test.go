@@ -301,6 +301,16 @@ func (f *flushingStore) flush(ctx context.Context) error {
 	return nil
 }
 
+// waitPendingCursor waits until bob/phone's ack of seq 1 in chat waits in
+// the marks writer.
+func waitPendingCursor(t *testing.T, svc *Service, chat string) {
+	t.Helper()
+	eventually(t, 5*time.Second, func() (bool, string) {
+		got := svc.marks.Get(record.MarkCursor, "bob", "phone", chat)
+		return got == 1, fmt.Sprintf("bob/phone's pending cursor is %d, want 1", got)
+	})
+}
+
 // TestAckedNotResentAfterAMarksWrite: a device that reconnects while its
 // ack is being written is not sent the acked message again (before, its
 // session read the store's cursor, then the marks writer's: an ack written
@@ -309,18 +319,9 @@ func TestAckedNotResentAfterAMarksWrite(t *testing.T) {
 	fs := &flushingStore{Store: newMemStore()}
 	svc := startService(t, fs, func(c *Config) { c.MarksInterval = time.Hour })
 	n := dialNode(t, svc.LinkAddr())
-	n.open(1, "alice", "d")
-	n.send(1, `{"type":"send","id":"r","to":"bob","body":"hi"}`)
-	n.nextType(1, "sent")
-	chat := record.DirectChatID("alice", "bob")
-	n.openSync(2, "bob", "phone", "")
-	recvMsgs(t, n, 2, chat, 1, 1)
+	chat := ackedHi(t, n)
 	n.nextType(2, "synced")
-	n.send(2, `{"type":"ack","chat":"`+chat+`","seq":1}`)
-	eventually(t, 5*time.Second, func() (bool, string) {
-		got := svc.marks.Get(record.MarkCursor, "bob", "phone", chat)
-		return got == 1, fmt.Sprintf("bob/phone's pending cursor is %d, want 1", got)
-	})
+	waitPendingCursor(t, svc, chat)
 	n.close(2)
 	fs.marks.Store(svc.marks)
 	t.Cleanup(func() { fs.marks.Store(nil) }) // before shutdown: no Flush beside Run's
@@ -336,18 +337,8 @@ func TestReceiptNotLostToAMarksWrite(t *testing.T) {
 	fs := &flushingStore{Store: newMemStore()}
 	svc := startService(t, fs, func(c *Config) { c.MarksInterval = time.Hour })
 	n := dialNode(t, svc.LinkAddr())
-	n.open(1, "alice", "d")
-	n.send(1, `{"type":"send","id":"r","to":"bob","body":"hi"}`)
-	n.nextType(1, "sent")
-	n.close(1)
-	chat := record.DirectChatID("alice", "bob")
-	n.openSync(2, "bob", "phone", "")
-	recvMsgs(t, n, 2, chat, 1, 1)
-	n.send(2, `{"type":"ack","chat":"`+chat+`","seq":1}`)
-	eventually(t, 5*time.Second, func() (bool, string) {
-		got := svc.marks.Get(record.MarkCursor, "bob", "phone", chat)
-		return got == 1, fmt.Sprintf("bob/phone's pending cursor is %d, want 1", got)
-	})
+	chat := ackedHi(t, n)
+	waitPendingCursor(t, svc, chat)
 	fs.marks.Store(svc.marks)
 	t.Cleanup(func() { fs.marks.Store(nil) }) // before shutdown: no Flush beside Run's
 	n.openSync(3, "alice", "d", `{"`+chat+`":1}`)

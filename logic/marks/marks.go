@@ -174,14 +174,20 @@ func (w *Writer) ChatCursors(chat string, cursors []record.DeviceCursor) []recor
 			if k.kind != record.MarkCursor {
 				continue
 			}
-			i := slices.IndexFunc(cursors, func(c record.DeviceCursor) bool { return c.User == k.user && c.Device == k.device })
-			if i < 0 {
-				cursors = append(cursors, record.DeviceCursor{User: k.user, Device: k.device, Seq: v})
-			} else if v > cursors[i].Seq {
-				cursors[i].Seq = v
-			}
+			cursors = RaiseCursor(cursors, record.DeviceCursor{User: k.user, Device: k.device, Seq: v})
 		}
 	}
+	return cursors
+}
+
+// RaiseCursor raises c's device's entry of cursors to c.Seq (never
+// lowering it), adding the entry when missing, and returns cursors.
+func RaiseCursor(cursors []record.DeviceCursor, c record.DeviceCursor) []record.DeviceCursor {
+	i := slices.IndexFunc(cursors, func(x record.DeviceCursor) bool { return x.User == c.User && x.Device == c.Device })
+	if i < 0 {
+		return append(cursors, c)
+	}
+	cursors[i].Seq = max(cursors[i].Seq, c.Seq)
 	return cursors
 }
 

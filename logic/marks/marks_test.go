@@ -39,16 +39,26 @@ func cursor(dev, chat string, seq uint64) record.Mark {
 	return record.Mark{Kind: record.MarkCursor, User: "u", Device: dev, ChatID: chat, Seq: seq}
 }
 
+// runWriter starts a Writer with a one-second interval on st; stop ends
+// its Run (with the shutdown write) and waits for it.
+func runWriter(st Store) (w *Writer, stop func()) {
+	w = New(Config{Interval: time.Second}, st, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); w.Run(ctx) }()
+	return w, func() {
+		cancel()
+		<-done
+	}
+}
+
 // TestCoalescing: many raises of one key within an interval become one
 // write of the highest; the write comes within the interval; nothing is
 // written while nothing changed.
 func TestCoalescing(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		st := &fakeStore{}
-		w := New(Config{Interval: time.Second}, st, nil)
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() { defer close(done); w.Run(ctx) }()
+		w, stop := runWriter(st)
 		for seq := uint64(1); seq <= 100; seq++ {
 			w.Add(cursor("phone", "g:a", seq))
 			w.Add(cursor("laptop", "g:a", seq/2))
@@ -74,8 +84,7 @@ func TestCoalescing(t *testing.T) {
 			t.Fatalf("writes with nothing new: got %d calls, want 1", len(st.calls))
 		}
 		st.mu.Unlock()
-		cancel()
-		<-done
+		stop()
 	})
 }
 
@@ -85,10 +94,7 @@ func TestCoalescing(t *testing.T) {
 func TestFailedWriteRetried(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		st := &fakeStore{fail: true}
-		w := New(Config{Interval: time.Second}, st, nil)
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() { defer close(done); w.Run(ctx) }()
+		w, stop := runWriter(st)
 		w.Add(cursor("phone", "g:a", 5))
 		time.Sleep(1100 * time.Millisecond)
 		synctest.Wait()
@@ -108,8 +114,7 @@ func TestFailedWriteRetried(t *testing.T) {
 		}
 		st.mu.Unlock()
 		w.Add(cursor("phone", "g:b", 9))
-		cancel()
-		<-done
+		stop()
 		st.mu.Lock()
 		defer st.mu.Unlock()
 		if got := st.saved[key{record.MarkCursor, "u", "phone", "g:b"}]; got != 9 {
@@ -125,10 +130,7 @@ func TestFailedWriteRetried(t *testing.T) {
 func TestPacedWrites(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		st := &fakeStore{}
-		w := New(Config{Interval: time.Second}, st, nil)
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() { defer close(done); w.Run(ctx) }()
+		w, stop := runWriter(st)
 		calls := func() [][]record.Mark {
 			synctest.Wait()
 			st.mu.Lock()
@@ -161,8 +163,7 @@ func TestPacedWrites(t *testing.T) {
 		if n := w.Pending(); n != 0 {
 			t.Fatalf("pending after every write: %d", n)
 		}
-		cancel()
-		<-done
+		stop()
 	})
 }
 
